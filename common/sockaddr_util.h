@@ -1,0 +1,31 @@
+/* sockaddr_util.h - small helpers over sockaddr_in / sockaddr_in6 shared by every layer.
+ *
+ * Formatting, parsing, comparing and hashing of transport addresses. No I/O, no state.
+ */
+#ifndef UTURN_SOCKADDR_UTIL_H
+#define UTURN_SOCKADDR_UTIL_H
+
+#include <netinet/in.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+/* Longest "[v6]:port" plus NUL. */
+#define SA_STRLEN 64
+
+/* "1.2.3.4:5" or "[::1]:5" into out (SA_STRLEN). Returns out. */
+char *sa_format(const struct sockaddr *sa, char *out, size_t cap);
+/* Address only, no port. */
+char *sa_format_ip(const struct sockaddr *sa, char *out, size_t cap);
+/* Parse an IP literal (v4 or v6, optional [brackets]) with the given port. 0 or -1. */
+int sa_parse_ip(const char *s, uint16_t port, struct sockaddr_storage *out);
+/* Size of the concrete sockaddr for its family (0 for unknown). */
+socklen_t sa_len(const struct sockaddr *sa);
+uint16_t sa_port(const struct sockaddr *sa);
+void sa_set_port(struct sockaddr *sa, uint16_t port);
+/* 1 when same family, address and port. */
+int sa_equal(const struct sockaddr *a, const struct sockaddr *b);
+/* 1 when same family and address (ports ignored). */
+int sa_equal_ip(const struct sockaddr *a, const struct sockaddr *b);
+
+#endif
