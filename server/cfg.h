@@ -1,0 +1,124 @@
+/* cfg.h - uturnd's configuration: one table drives the file parser, the command line, --help and
+ * the config dump.
+ *
+ * File syntax: `key = value`, `key=value`, `key value` or a bare `key` for booleans; `#` starts a
+ * comment. Option names follow coturn's turnserver.conf where the meaning is the same, so the common
+ * lines of an existing file work unchanged. Every file key is also `--key value` / `--key=value` on the
+ * command line. A cfg_t is built once, validated, and then only read (handlers get `const cfg_t *`).
+ */
+#ifndef UTURN_CFG_H
+#define UTURN_CFG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+typedef struct {
+    char **v;
+    size_t n;
+} cfg_list_t;
+
+typedef struct cfg {
+    /* listeners */
+    cfg_list_t listening_ip;
+    int listening_port;
+    int tls_listening_port;
+    bool no_udp, no_tcp, no_tls, no_dtls;
+    /* relay */
+    cfg_list_t relay_ip;
+    cfg_list_t external_ip;
+    int min_port, max_port;
+    bool no_tcp_relay, no_udp_relay;
+    int relay_threads; /* 0: one worker per usable core */
+    /* auth */
+    char *realm;
+    char *server_name;
+    cfg_list_t user;
+    bool use_auth_secret;
+    cfg_list_t static_auth_secret;
+    char *redis_userdb;
+    int stale_nonce;
+    int max_allocate_lifetime;
+    /* TLS */
+    char *cert, *pkey, *cipher_list;
+    /* peer policy and quotas */
+    bool allow_loopback_peers;
+    cfg_list_t denied_peer_ip, allowed_peer_ip;
+    int user_quota, total_quota;
+    long max_bps;
+    /* streams */
+    int tcp_frame_timeout;
+    int tcp_idle_timeout;
+    int max_tcp_per_ip;
+    /* misc */
+    bool software_attribute;
+    char *log_file, *pidfile;
+    int log_level, log_format;
+    char *admin_listen;
+    cfg_list_t admin_token;
+    cfg_list_t alternate_server;
+    bool drain_exit;
+} cfg_t;
+
+/* What the command line asked for besides settings. */
+typedef struct {
+    const char *config_path; /* -c FILE, or NULL */
+    bool help, version, check_config;
+} cfg_cli_t;
+
+/* One row of the table (cfg_table.c). */
+enum cfg_type { CFG_BOOL, CFG_INT, CFG_STR, CFG_LIST, CFG_ENUM };
+enum cfg_flags {
+    CFG_F_RELOAD = 1 << 0, /* may change on reload (SIGHUP / admin) */
+    CFG_F_SECRET = 1 << 1, /* masked in dumps */
+    CFG_F_LATER = 1 << 2,  /* accepted by name, but setting it fails: "not supported yet" */
+    CFG_F_NOOP = 1 << 3,   /* coturn option whose behaviour is always on here: accepted, ignored */
+};
+typedef struct {
+    const char *name;
+    enum cfg_type type;
+    size_t offset; /* into cfg_t; unused for CFG_F_NOOP */
+    const char *def; /* default as text (NULL: none) */
+    long min, max;   /* CFG_INT bounds */
+    const char *const *enum_names; /* CFG_ENUM: NULL-terminated, value = index */
+    unsigned flags;
+    const char *help;
+} cfg_entry_t;
+
+extern const cfg_entry_t cfg_table[];
+extern const size_t cfg_table_len;
+const cfg_entry_t *cfg_table_find(const char *name);
+
+/* Fill `c` with the defaults. */
+void cfg_init(cfg_t *c);
+void cfg_free(cfg_t *c);
+
+/* Set one key from text. `value` is NULL for a bare key (booleans). `where` names the origin for
+ * messages ("FILE:LINE" or "command line"). Returns 0, or -1 with a message naming the key, the
+ * origin and the reason in `err`. */
+int cfg_set(cfg_t *c, const char *key, const char *value, const char *where, char *err, size_t errlen);
+
+/* Parse a whole file into `c`. Returns 0 or -1 with `err` set (first error only). */
+int cfg_parse_file(cfg_t *c, const char *path, char *err, size_t errlen);
+
+/* Parse argv. First pass (`cfg_cli_scan`) finds -c/--help/--version/--check-config so the file can be
+ * read before the command line overrides it (`cfg_apply_args`): scalars on the command line win over
+ * the file, repeatable keys add to it. Both return 0 or -1 with `err` set. */
+int cfg_cli_scan(int argc, char **argv, cfg_cli_t *cli, char *err, size_t errlen);
+int cfg_apply_args(cfg_t *c, int argc, char **argv, char *err, size_t errlen);
+
+/* Cross-field checks after everything is set (ports, addresses, ranges). 0 or -1 with `err`. */
+int cfg_validate(const cfg_t *c, char *err, size_t errlen);
+
+/* The whole load: defaults, file, command line, validate. */
+int cfg_load(cfg_t *c, int argc, char **argv, cfg_cli_t *cli, char *err, size_t errlen);
+
+/* --help text generated from the table. */
+void cfg_print_help(FILE *out, const char *prog);
+/* Effective settings as `key = value` lines (secrets masked). */
+void cfg_dump(const cfg_t *c, FILE *out);
+
+/* Usable worker count: relay-threads, or the CPUs this process may run on (affinity/cgroup aware). */
+int cfg_worker_count(const cfg_t *c);
+
+#endif

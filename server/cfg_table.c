@@ -1,0 +1,126 @@
+/* cfg_table.c - the one table of uturnd settings.
+ *
+ * Every key the file, the command line, --help and the config dump know comes from here. Names are
+ * coturn's where the meaning is the same (turnserver.conf compatibility); our own keys are marked as
+ * such in their help text. Keys that a later release implements are CFG_F_LATER: they parse by name
+ * and fail with "not supported yet" instead of being silently ignored.
+ */
+#include "cfg.h"
+
+#include <stddef.h>
+#include <string.h>
+
+#include "log.h"
+
+#define OFF(f) offsetof(cfg_t, f)
+
+static const char *const log_level_names[] = {"error", "warn", "info", "debug", NULL};
+static const char *const log_format_names[] = {"text", "json", NULL};
+
+const cfg_entry_t cfg_table[] = {
+    /* listeners */
+    {"listening-ip", CFG_LIST, OFF(listening_ip), NULL, 0, 0, NULL, 0,
+     "IP to listen on (repeatable; IPv4 or IPv6). Default: every IPv4 and IPv6 address"},
+    {"listening-port", CFG_INT, OFF(listening_port), "3478", 1, 65535, NULL, 0,
+     "UDP and TCP port for STUN/TURN"},
+    {"tls-listening-port", CFG_INT, OFF(tls_listening_port), "5349", 1, 65535, NULL, 0,
+     "TLS and DTLS port"},
+    {"no-udp", CFG_BOOL, OFF(no_udp), "false", 0, 0, NULL, 0, "do not listen on UDP"},
+    {"no-tcp", CFG_BOOL, OFF(no_tcp), "false", 0, 0, NULL, 0, "do not listen on TCP"},
+    {"no-tls", CFG_BOOL, OFF(no_tls), "false", 0, 0, NULL, 0, "do not listen on TLS"},
+    {"no-dtls", CFG_BOOL, OFF(no_dtls), "false", 0, 0, NULL, 0, "do not listen on DTLS"},
+    /* relay */
+    {"relay-ip", CFG_LIST, OFF(relay_ip), NULL, 0, 0, NULL, 0,
+     "IP for relayed addresses (repeatable). Default: the listening IPs"},
+    {"external-ip", CFG_LIST, OFF(external_ip), NULL, 0, 0, NULL, 0,
+     "public IP announced for a private relay IP: PUBLIC or PUBLIC/PRIVATE (repeatable)"},
+    {"min-port", CFG_INT, OFF(min_port), "49152", 1, 65535, NULL, 0, "lowest relay port"},
+    {"max-port", CFG_INT, OFF(max_port), "65535", 1, 65535, NULL, 0, "highest relay port"},
+    {"no-tcp-relay", CFG_BOOL, OFF(no_tcp_relay), "false", 0, 0, NULL, 0,
+     "refuse TCP relay allocations (RFC 6062)"},
+    {"no-udp-relay", CFG_BOOL, OFF(no_udp_relay), "false", 0, 0, NULL, 0,
+     "refuse UDP relay allocations"},
+    {"relay-threads", CFG_INT, OFF(relay_threads), "0", 0, 256, NULL, 0,
+     "worker threads, each with its own event loop; 0 = one per usable core"},
+    /* auth */
+    {"realm", CFG_STR, OFF(realm), "uturn", 0, 0, NULL, 0, "realm for long-term credentials"},
+    {"server-name", CFG_STR, OFF(server_name), NULL, 0, 0, NULL, 0, "name used in logs"},
+    {"user", CFG_LIST, OFF(user), NULL, 0, 0, NULL, CFG_F_SECRET | CFG_F_LATER,
+     "static user NAME:PASSWORD (repeatable)"},
+    {"use-auth-secret", CFG_BOOL, OFF(use_auth_secret), "false", 0, 0, NULL, CFG_F_LATER,
+     "TURN REST ephemeral credentials"},
+    {"static-auth-secret", CFG_LIST, OFF(static_auth_secret), NULL, 0, 0, NULL,
+     CFG_F_SECRET | CFG_F_LATER, "REST API shared secret (repeatable, for rotation)"},
+    {"redis-userdb", CFG_STR, OFF(redis_userdb), NULL, 0, 0, NULL, CFG_F_SECRET | CFG_F_LATER,
+     "Redis user database: \"ip=... port=... dbname=... password=...\" or redis://"},
+    {"stale-nonce", CFG_INT, OFF(stale_nonce), "600", 30, 86400, NULL, CFG_F_RELOAD,
+     "nonce lifetime in seconds"},
+    {"max-allocate-lifetime", CFG_INT, OFF(max_allocate_lifetime), "3600", 600, 86400, NULL,
+     CFG_F_RELOAD, "longest allocation lifetime granted, seconds"},
+    /* TLS */
+    {"cert", CFG_STR, OFF(cert), NULL, 0, 0, NULL, CFG_F_LATER, "TLS certificate chain (PEM)"},
+    {"pkey", CFG_STR, OFF(pkey), NULL, 0, 0, NULL, CFG_F_LATER, "TLS private key (PEM)"},
+    {"cipher-list", CFG_STR, OFF(cipher_list), NULL, 0, 0, NULL, CFG_F_LATER,
+     "OpenSSL cipher list for TLS 1.2"},
+    /* peers and quotas */
+    {"allow-loopback-peers", CFG_BOOL, OFF(allow_loopback_peers), "false", 0, 0, NULL, 0,
+     "allow relaying to loopback peers (testing only)"},
+    {"denied-peer-ip", CFG_LIST, OFF(denied_peer_ip), NULL, 0, 0, NULL, CFG_F_LATER,
+     "deny peers: IP, CIDR or A-B range (repeatable)"},
+    {"allowed-peer-ip", CFG_LIST, OFF(allowed_peer_ip), NULL, 0, 0, NULL, CFG_F_LATER,
+     "allow peers, checked before the deny list: IP, CIDR or A-B range (repeatable)"},
+    {"user-quota", CFG_INT, OFF(user_quota), "0", 0, 1000000, NULL, CFG_F_RELOAD,
+     "concurrent allocations per user; 0 = unlimited"},
+    {"total-quota", CFG_INT, OFF(total_quota), "0", 0, 10000000, NULL, CFG_F_RELOAD,
+     "concurrent allocations in all; 0 = unlimited"},
+    {"max-bps", CFG_INT, OFF(max_bps), "0", 0, 100000000000L, NULL, CFG_F_RELOAD,
+     "bytes per second per allocation; 0 = unlimited"},
+    /* streams (our own) */
+    {"tcp-frame-timeout", CFG_INT, OFF(tcp_frame_timeout), "20", 1, 3600, NULL, 0,
+     "close a TCP/TLS connection stalled this many seconds in the middle of a message (ours)"},
+    {"tcp-idle-timeout", CFG_INT, OFF(tcp_idle_timeout), "120", 5, 86400, NULL, 0,
+     "close a TCP/TLS connection without an allocation after this many idle seconds (ours)"},
+    {"max-tcp-connections-per-ip", CFG_INT, OFF(max_tcp_per_ip), "256", 1, 1000000, NULL, 0,
+     "concurrent TCP/TLS client connections from one IP, per worker (ours)"},
+    /* misc */
+    {"software-attribute", CFG_BOOL, OFF(software_attribute), "false", 0, 0, NULL, 0,
+     "send SOFTWARE in responses (ours; off: it inflates every response)"},
+    {"log-file", CFG_STR, OFF(log_file), NULL, 0, 0, NULL, 0, "log to this file instead of stderr"},
+    {"pidfile", CFG_STR, OFF(pidfile), NULL, 0, 0, NULL, 0, "write the process id here"},
+    {"log-level", CFG_ENUM, OFF(log_level), "info", 0, 0, log_level_names, CFG_F_RELOAD,
+     "error, warn, info or debug (ours)"},
+    {"log-format", CFG_ENUM, OFF(log_format), "text", 0, 0, log_format_names, 0,
+     "text or json, one line per event (ours)"},
+    {"admin-listen", CFG_STR, OFF(admin_listen), NULL, 0, 0, NULL, CFG_F_LATER,
+     "admin HTTP API address, e.g. 127.0.0.1:8080 (ours)"},
+    {"admin-token", CFG_LIST, OFF(admin_token), NULL, 0, 0, NULL, CFG_F_SECRET | CFG_F_LATER,
+     "admin API bearer token (repeatable; ours)"},
+    {"alternate-server", CFG_LIST, OFF(alternate_server), NULL, 0, 0, NULL, CFG_F_LATER,
+     "IP:PORT offered with 300 Try Alternate when full or draining (repeatable)"},
+    {"drain-exit", CFG_BOOL, OFF(drain_exit), "false", 0, 0, NULL, CFG_F_LATER,
+     "exit when draining and the last allocation ends (ours)"},
+    /* coturn options that describe what uturn always does */
+    {"fingerprint", CFG_BOOL, 0, NULL, 0, 0, NULL, CFG_F_NOOP,
+     "coturn: FINGERPRINT is answered whenever the request had one"},
+    {"lt-cred-mech", CFG_BOOL, 0, NULL, 0, 0, NULL, CFG_F_NOOP,
+     "coturn: long-term credentials are always on"},
+    {"no-cli", CFG_BOOL, 0, NULL, 0, 0, NULL, CFG_F_NOOP, "coturn: there is no telnet CLI"},
+    {"no-loopback-peers", CFG_BOOL, 0, NULL, 0, 0, NULL, CFG_F_NOOP,
+     "coturn: loopback peers are denied unless allow-loopback-peers"},
+    {"no-multicast-peers", CFG_BOOL, 0, NULL, 0, 0, NULL, CFG_F_NOOP,
+     "coturn: multicast peers are always denied"},
+    {"no-software-attribute", CFG_BOOL, 0, NULL, 0, 0, NULL, CFG_F_NOOP,
+     "coturn: SOFTWARE is off unless software-attribute"},
+    {"no-stdout-log", CFG_BOOL, 0, NULL, 0, 0, NULL, CFG_F_NOOP, "coturn: see log-file"},
+    {"simple-log", CFG_BOOL, 0, NULL, 0, 0, NULL, CFG_F_NOOP, "coturn: see log-file"},
+};
+
+const size_t cfg_table_len = sizeof(cfg_table) / sizeof(cfg_table[0]);
+
+const cfg_entry_t *cfg_table_find(const char *name)
+{
+    for (size_t i = 0; i < cfg_table_len; i++)
+        if (strcmp(cfg_table[i].name, name) == 0)
+            return &cfg_table[i];
+    return NULL;
+}

@@ -1,0 +1,78 @@
+/* main.c - uturnd's entry point: load the configuration, set up logging and the pid file, run the
+ * server until SIGTERM/SIGINT, exit 0 on an orderly stop and 1 on a startup error (the message names
+ * the key or address at fault).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cfg.h"
+#include "config.h"
+#include "log.h"
+#include "server.h"
+
+static int write_pidfile(const char *path)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -errno;
+    fprintf(f, "%ld\n", (long)getpid());
+    return fclose(f) == 0 ? 0 : -errno;
+}
+
+int main(int argc, char **argv)
+{
+    cfg_t cfg;
+    cfg_cli_t cli;
+    char err[512];
+    if (cfg_load(&cfg, argc, argv, &cli, err, sizeof(err)) != 0) {
+        fprintf(stderr, "uturnd: %s\n", err);
+        cfg_free(&cfg);
+        return 1;
+    }
+    if (cli.help) {
+        cfg_print_help(stdout, "uturnd");
+        cfg_free(&cfg);
+        return 0;
+    }
+    if (cli.version) {
+        printf("uturnd %s\n", PACKAGE_VERSION);
+        cfg_free(&cfg);
+        return 0;
+    }
+    if (cli.check_config) {
+        printf("uturnd: configuration OK\n");
+        cfg_dump(&cfg, stdout);
+        cfg_free(&cfg);
+        return 0;
+    }
+    int rc = log_setup((enum log_level)cfg.log_level, (enum log_format)cfg.log_format, cfg.log_file);
+    if (rc != 0) {
+        fprintf(stderr, "uturnd: 'log-file' %s: %s\n", cfg.log_file, strerror(-rc));
+        cfg_free(&cfg);
+        return 1;
+    }
+    if (cfg.pidfile && (rc = write_pidfile(cfg.pidfile)) != 0) {
+        fprintf(stderr, "uturnd: 'pidfile' %s: %s\n", cfg.pidfile, strerror(-rc));
+        cfg_free(&cfg);
+        return 1;
+    }
+    server_t srv;
+    int status = 0;
+    if (server_start(&srv, &cfg, err, sizeof(err)) != 0) {
+        LOGE("start", "%s", err);
+        status = 1;
+    } else {
+        server_run(&srv);
+    }
+    server_close(&srv);
+    if (status == 0)
+        LOGI("exit", "stopped cleanly");
+    if (cfg.pidfile)
+        unlink(cfg.pidfile);
+    log_close();
+    cfg_free(&cfg);
+    return status;
+}

@@ -1,0 +1,19 @@
+/* stats.c - summing per-worker counters into a snapshot (see stats.h for the threading rules). */
+#include "stats.h"
+
+void stats_accumulate(const stats_t *s, stats_snapshot_t *out)
+{
+#define STATS_SUM(name) out->name += atomic_load_explicit(&s->name, memory_order_relaxed);
+    STATS_COUNTERS(STATS_SUM)
+#undef STATS_SUM
+    out->tcp_connections += atomic_load_explicit(&s->tcp_connections, memory_order_relaxed);
+}
+
+void stats_foreach(const stats_snapshot_t *snap, void (*fn)(const char *, uint64_t, void *),
+                   void *arg)
+{
+#define STATS_EACH(name) fn(#name, snap->name, arg);
+    STATS_COUNTERS(STATS_EACH)
+#undef STATS_EACH
+    fn("tcp_connections", (uint64_t)snap->tcp_connections, arg);
+}

@@ -1,0 +1,336 @@
+/* tcp_listener.c - a worker's TCP listening socket and the client connections it accepts.
+ *
+ * RFC 8656 §12.5 / RFC 6062: a TCP client connection carries STUN and ChannelData frames back to
+ * back. Hostile peers are bounded here: connections per source IP (per worker), a stall limit for a
+ * frame started but never finished, an idle limit for connections doing nothing, a cap on bytes queued
+ * for a client that does not read, and garbage closes the connection at once. None of it touches
+ * other connections.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "sockaddr_util.h"
+#include "stream.h"
+#include "worker.h"
+
+/* Bytes we will queue for a client that reads slower than we answer before giving up on it. */
+#define TCP_MAX_PENDING (256 * 1024)
+
+struct tcp_conn {
+    uv_tcp_t handle;
+    worker_t *w;
+    tcp_listener_t *listener;
+    struct sockaddr_storage remote;
+    stream_rx_t rx;
+    uint64_t last_rx_ms;
+    uint64_t frame_since_ms; /* when the partial frame in rx began */
+    size_t pending;          /* bytes queued in uv_write requests */
+    int closing;
+    tcp_conn_t *prev, *next;
+};
+
+struct ip_count {
+    struct sockaddr_storage ip;
+    unsigned count;
+    ip_count_t *next;
+};
+
+typedef struct {
+    uv_write_t req;
+    tcp_conn_t *conn;
+    size_t len;
+    uint8_t data[];
+} tcp_write_t;
+
+static unsigned ip_hash(const struct sockaddr *sa)
+{
+    const uint8_t *p;
+    size_t n;
+    if (sa->sa_family == AF_INET6) {
+        p = (const uint8_t *)&((const struct sockaddr_in6 *)sa)->sin6_addr;
+        n = 16;
+    } else {
+        p = (const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr;
+        n = 4;
+    }
+    uint32_t h = 2166136261u; /* FNV-1a: spreading, not secrecy; per-worker and bounded by fds */
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 16777619u;
+    return h % WORKER_IP_BUCKETS;
+}
+
+/* Count one more connection from this IP; returns the new count, or 0 on allocation failure. */
+static unsigned ip_count_add(worker_t *w, const struct sockaddr *sa)
+{
+    ip_count_t **b = &w->ip_counts[ip_hash(sa)];
+    for (ip_count_t *c = *b; c; c = c->next)
+        if (sa_equal_ip((const struct sockaddr *)&c->ip, sa))
+            return ++c->count;
+    ip_count_t *c = calloc(1, sizeof(*c));
+    if (!c)
+        return 0;
+    memcpy(&c->ip, sa, sa_len(sa));
+    c->count = 1;
+    c->next = *b;
+    *b = c;
+    return 1;
+}
+
+static void ip_count_del(worker_t *w, const struct sockaddr *sa)
+{
+    for (ip_count_t **pp = &w->ip_counts[ip_hash(sa)]; *pp; pp = &(*pp)->next) {
+        ip_count_t *c = *pp;
+        if (sa_equal_ip((const struct sockaddr *)&c->ip, sa)) {
+            if (--c->count == 0) {
+                *pp = c->next;
+                free(c);
+            }
+            return;
+        }
+    }
+}
+
+static void on_conn_closed(uv_handle_t *h)
+{
+    tcp_conn_t *c = h->data;
+    stream_rx_free(&c->rx);
+    free(c);
+}
+
+static void conn_close(tcp_conn_t *c, const char *why)
+{
+    if (c->closing)
+        return;
+    c->closing = 1;
+    worker_t *w = c->w;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    ip_count_del(w, (const struct sockaddr *)&c->remote);
+    stats_inc(&w->stats.tcp_closed);
+    stats_gauge_add(&w->stats.tcp_connections, -1);
+    if (log_enabled(LOG_DEBUG)) {
+        char name[SA_STRLEN];
+        LOGD("tcp_close", "%s: %s", sa_format((struct sockaddr *)&c->remote, name, sizeof(name)),
+             why);
+    }
+    uv_close((uv_handle_t *)&c->handle, on_conn_closed);
+}
+
+static void on_write_done(uv_write_t *req, int status)
+{
+    tcp_write_t *wr = (tcp_write_t *)req;
+    tcp_conn_t *c = wr->conn;
+    c->pending -= wr->len;
+    free(wr);
+    if (status < 0 && status != UV_ECANCELED)
+        conn_close(c, "write error");
+}
+
+/* Send to the client: write now what the socket takes, queue the rest (bounded). */
+static int tcp_send(void *ctx, const uint8_t *data, size_t len)
+{
+    tcp_conn_t *c = ctx;
+    if (c->closing)
+        return -EPIPE;
+    size_t off = 0;
+    if (c->pending == 0) {
+        uv_buf_t b = worker_cbuf(data, len);
+        int n = uv_try_write((uv_stream_t *)&c->handle, &b, 1);
+        if (n > 0)
+            off = (size_t)n;
+        else if (n != UV_EAGAIN) {
+            conn_close(c, "write error");
+            return n;
+        }
+    }
+    stats_add(&c->w->stats.tcp_tx_bytes, len);
+    if (off == len)
+        return 0;
+    if (c->pending + (len - off) > TCP_MAX_PENDING) {
+        conn_close(c, "client not reading");
+        return -ENOBUFS;
+    }
+    tcp_write_t *wr = malloc(sizeof(*wr) + (len - off));
+    if (!wr) {
+        conn_close(c, "out of memory");
+        return -ENOMEM;
+    }
+    wr->conn = c;
+    wr->len = len - off;
+    memcpy(wr->data, data + off, len - off);
+    uv_buf_t b = uv_buf_init((char *)wr->data, (unsigned)wr->len);
+    int rc = uv_write(&wr->req, (uv_stream_t *)&c->handle, &b, 1, on_write_done);
+    if (rc != 0) {
+        free(wr);
+        conn_close(c, "write error");
+        return rc;
+    }
+    c->pending += wr->len;
+    return 0;
+}
+
+static int on_frame(void *arg, const uint8_t *frame, size_t len)
+{
+    tcp_conn_t *c = arg;
+    worker_t *w = c->w;
+    dispatch_conn_t conn = {
+        .transport = DISPATCH_TCP,
+        .remote = (const struct sockaddr *)&c->remote,
+        .local = (const struct sockaddr *)&c->listener->local,
+        .send = tcp_send,
+        .send_ctx = c,
+    };
+    if (dispatch_message(&w->dispatch, &conn, frame, len) == DISPATCH_NOT_TURN)
+        return -1;
+    return c->closing ? -1 : 0;
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    tcp_conn_t *c = h->data;
+    uint8_t *p;
+    size_t n;
+    (void)suggested;
+    if (stream_rx_space(&c->rx, &p, &n) != 0) {
+        *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS to on_read */
+        return;
+    }
+    *buf = uv_buf_init((char *)p, (unsigned)n);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    tcp_conn_t *c = s->data;
+    worker_t *w = c->w;
+    (void)buf;
+    if (nread < 0) {
+        conn_close(c, nread == UV_EOF ? "eof" : uv_strerror((int)nread));
+        return;
+    }
+    if (nread == 0)
+        return;
+    uint64_t now = uv_now(&w->loop);
+    w->dispatch.now_ms = now;
+    c->last_rx_ms = now;
+    stats_add(&w->stats.tcp_rx_bytes, (uint64_t)nread);
+    int was_partial = stream_rx_partial(&c->rx);
+    if (stream_rx_commit(&c->rx, (size_t)nread, on_frame, c) != 0) {
+        if (!c->closing)
+            stats_inc(&w->stats.tcp_closed_garbage);
+        conn_close(c, "not TURN framing");
+        return;
+    }
+    /* The stall clock runs from the first byte of an unfinished frame, not from the last read, so a
+     * client trickling one byte at a time cannot hold a buffer open forever. */
+    if (!stream_rx_partial(&c->rx))
+        c->frame_since_ms = 0;
+    else if (!was_partial || c->frame_since_ms == 0)
+        c->frame_since_ms = now;
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    tcp_listener_t *l = server->data;
+    worker_t *w = l->w;
+    if (status < 0) {
+        LOGD("tcp_accept", "accept error: %s", uv_strerror(status));
+        return;
+    }
+    tcp_conn_t *c = calloc(1, sizeof(*c));
+    if (!c)
+        return;
+    c->w = w;
+    c->listener = l;
+    uv_tcp_init(&w->loop, &c->handle);
+    c->handle.data = c;
+    stream_rx_init(&c->rx);
+    int len = sizeof(c->remote);
+    if (uv_accept(server, (uv_stream_t *)&c->handle) != 0 ||
+        uv_tcp_getpeername(&c->handle, (struct sockaddr *)&c->remote, &len) != 0) {
+        c->closing = 1;
+        uv_close((uv_handle_t *)&c->handle, on_conn_closed);
+        return;
+    }
+    unsigned n = ip_count_add(w, (const struct sockaddr *)&c->remote);
+    c->next = w->conns;
+    if (w->conns)
+        w->conns->prev = c;
+    w->conns = c;
+    stats_inc(&w->stats.tcp_accepted);
+    stats_gauge_add(&w->stats.tcp_connections, 1);
+    if (n == 0 || n > (unsigned)w->cfg->max_tcp_per_ip) {
+        stats_inc(&w->stats.tcp_rejected_limit);
+        conn_close(c, "too many connections from this IP");
+        return;
+    }
+    uv_tcp_nodelay(&c->handle, 1);
+    c->last_rx_ms = uv_now(&w->loop);
+    if (uv_read_start((uv_stream_t *)&c->handle, on_alloc, on_read) != 0)
+        conn_close(c, "read_start failed");
+}
+
+int tcp_listener_open(worker_t *w, tcp_listener_t *l, const struct sockaddr *addr)
+{
+    int fd = worker_bind_socket(addr, SOCK_STREAM);
+    if (fd < 0)
+        return fd;
+    memset(l, 0, sizeof(*l));
+    l->w = w;
+    memcpy(&l->local, addr, sa_len(addr));
+    uv_tcp_init(&w->loop, &l->handle);
+    l->handle.data = l;
+    int rc = uv_tcp_open(&l->handle, fd);
+    if (rc != 0) {
+        close(fd);
+        uv_close((uv_handle_t *)&l->handle, NULL);
+        return rc;
+    }
+    if ((rc = uv_listen((uv_stream_t *)&l->handle, 1024, on_connection)) != 0) {
+        uv_close((uv_handle_t *)&l->handle, NULL);
+        return rc;
+    }
+    return 0;
+}
+
+void tcp_listener_close(tcp_listener_t *l)
+{
+    if (!uv_is_closing((uv_handle_t *)&l->handle))
+        uv_close((uv_handle_t *)&l->handle, NULL);
+}
+
+void tcp_listener_sweep(worker_t *w, uint64_t now_ms)
+{
+    uint64_t stall = (uint64_t)w->cfg->tcp_frame_timeout * 1000;
+    uint64_t idle = (uint64_t)w->cfg->tcp_idle_timeout * 1000;
+    tcp_conn_t *next;
+    for (tcp_conn_t *c = w->conns; c; c = next) {
+        next = c->next;
+        if (c->frame_since_ms && now_ms - c->frame_since_ms >= stall) {
+            stats_inc(&w->stats.tcp_closed_stall);
+            conn_close(c, "stalled mid-frame");
+        } else if (now_ms - c->last_rx_ms >= idle) {
+            stats_inc(&w->stats.tcp_closed_idle);
+            conn_close(c, "idle");
+        }
+    }
+}
+
+void tcp_listener_close_all(worker_t *w)
+{
+    while (w->conns)
+        conn_close(w->conns, "shutdown");
+    for (size_t i = 0; i < WORKER_IP_BUCKETS; i++) {
+        while (w->ip_counts[i]) {
+            ip_count_t *c = w->ip_counts[i];
+            w->ip_counts[i] = c->next;
+            free(c);
+        }
+    }
+}

@@ -1,0 +1,163 @@
+/* worker.c - a worker thread's lifecycle: loop, listeners, the sweep timer, orderly shutdown.
+ *
+ * Each worker binds its own sockets with SO_REUSEPORT so the kernel spreads client 5-tuples across
+ * workers and every later packet of a 5-tuple reaches the same worker: allocations need no locks.
+ * Expiry and stall checks run from one 1-second sweep timer per worker, not a timer per object.
+ */
+#include "worker.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "sockaddr_util.h"
+
+#define SWEEP_MS 1000
+
+int worker_bind_socket(const struct sockaddr *addr, int type)
+{
+    int fd = socket(addr->sa_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0)
+        goto fail;
+    if (addr->sa_family == AF_INET6 &&
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) != 0)
+        goto fail;
+    if (bind(fd, addr, sa_len(addr)) != 0)
+        goto fail;
+    return fd;
+fail:;
+    int e = errno;
+    close(fd);
+    return -e;
+}
+
+static void on_sweep(uv_timer_t *t)
+{
+    worker_t *w = t->data;
+    tcp_listener_sweep(w, uv_now(&w->loop));
+}
+
+static void close_all(worker_t *w)
+{
+    for (size_t i = 0; i < w->nudp; i++)
+        udp_listener_close(&w->udp[i]);
+    for (size_t i = 0; i < w->ntcp; i++)
+        tcp_listener_close(&w->tcp[i]);
+    tcp_listener_close_all(w);
+    if (!uv_is_closing((uv_handle_t *)&w->sweep))
+        uv_close((uv_handle_t *)&w->sweep, NULL);
+    if (!uv_is_closing((uv_handle_t *)&w->wakeup))
+        uv_close((uv_handle_t *)&w->wakeup, NULL);
+}
+
+static void on_wakeup(uv_async_t *a)
+{
+    worker_t *w = a->data;
+    /* uv_async_send coalesces: the flag, not the number of wakeups, says what to do. */
+    if (atomic_load(&w->stop_requested))
+        close_all(w);
+}
+
+int worker_init(worker_t *w, int id, const cfg_t *cfg, const struct sockaddr_storage *addrs,
+                size_t naddrs, char *err, size_t errlen)
+{
+    memset(w, 0, sizeof(*w));
+    w->id = id;
+    w->cfg = cfg;
+    dispatch_init(&w->dispatch, cfg, &w->stats);
+    int rc = uv_loop_init(&w->loop);
+    if (rc != 0) {
+        snprintf(err, errlen, "worker %d: uv_loop_init: %s", id, uv_strerror(rc));
+        return rc;
+    }
+    w->loop_ready = 1;
+    uv_async_init(&w->loop, &w->wakeup, on_wakeup);
+    w->wakeup.data = w;
+    uv_timer_init(&w->loop, &w->sweep);
+    w->sweep.data = w;
+    uv_timer_start(&w->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
+
+    w->udp = calloc(naddrs ? naddrs : 1, sizeof(*w->udp));
+    w->tcp = calloc(naddrs ? naddrs : 1, sizeof(*w->tcp));
+    w->udp_buf = malloc(WORKER_UDP_BUF);
+    if (!w->udp || !w->tcp || !w->udp_buf) {
+        snprintf(err, errlen, "worker %d: out of memory", id);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < naddrs; i++) {
+        const struct sockaddr *sa = (const struct sockaddr *)&addrs[i];
+        char name[SA_STRLEN];
+        sa_format(sa, name, sizeof(name));
+        if (!cfg->no_udp) {
+            rc = udp_listener_open(w, &w->udp[w->nudp], sa);
+            if (rc != 0) {
+                snprintf(err, errlen, "cannot listen on udp %s: %s", name, strerror(-rc));
+                return rc;
+            }
+            w->nudp++;
+        }
+        if (!cfg->no_tcp) {
+            rc = tcp_listener_open(w, &w->tcp[w->ntcp], sa);
+            if (rc != 0) {
+                snprintf(err, errlen, "cannot listen on tcp %s: %s", name, strerror(-rc));
+                return rc;
+            }
+            w->ntcp++;
+        }
+    }
+    return 0;
+}
+
+static void worker_main(void *arg)
+{
+    worker_t *w = arg;
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+}
+
+int worker_start(worker_t *w)
+{
+    int rc = uv_thread_create(&w->thread, worker_main, w);
+    if (rc == 0)
+        w->thread_started = 1;
+    return rc;
+}
+
+void worker_stop(worker_t *w)
+{
+    if (!w->loop_ready)
+        return;
+    atomic_store(&w->stop_requested, 1);
+    uv_async_send(&w->wakeup);
+}
+
+void worker_join(worker_t *w)
+{
+    if (!w->loop_ready)
+        return;
+    if (w->thread_started) {
+        uv_thread_join(&w->thread);
+        w->thread_started = 0;
+    } else {
+        /* Never started (startup failed): close handles and drain the loop here. */
+        close_all(w);
+        uv_run(&w->loop, UV_RUN_DEFAULT);
+    }
+    int rc = uv_loop_close(&w->loop);
+    if (rc != 0)
+        LOGW("worker", "worker %d: loop closed with handles open: %s", w->id, uv_strerror(rc));
+    free(w->udp);
+    free(w->tcp);
+    free(w->udp_buf);
+    w->udp = NULL;
+    w->tcp = NULL;
+    w->udp_buf = NULL;
+}

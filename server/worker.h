@@ -1,0 +1,92 @@
+/* worker.h - one worker thread: its own libuv loop, its own listening sockets (SO_REUSEPORT), and
+ * everything that belongs to the clients the kernel hashes to it.
+ *
+ * Nothing a worker owns is touched by another thread. Other threads talk to it only through
+ * worker_stop() (uv_async) and read its counters through stats (see stats.h).
+ */
+#ifndef UTURN_WORKER_H
+#define UTURN_WORKER_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+#include "cfg.h"
+#include "dispatch.h"
+#include "stats.h"
+
+typedef struct worker worker_t;
+typedef struct tcp_conn tcp_conn_t;
+
+typedef struct udp_listener {
+    uv_udp_t handle;
+    worker_t *w;
+    struct sockaddr_storage local;
+} udp_listener_t;
+
+typedef struct tcp_listener {
+    uv_tcp_t handle;
+    worker_t *w;
+    struct sockaddr_storage local;
+} tcp_listener_t;
+typedef struct ip_count ip_count_t;
+
+/* UDP receive buffer: libuv's recvmmsg path takes 64 KiB per datagram slot. */
+#define WORKER_UDP_SLOTS 16
+#define WORKER_UDP_BUF (WORKER_UDP_SLOTS * 65536)
+#define WORKER_IP_BUCKETS 1024
+
+struct worker {
+    int id;
+    const cfg_t *cfg;
+    uv_loop_t loop;
+    uv_thread_t thread;
+    uv_async_t wakeup;
+    uv_timer_t sweep;
+    _Atomic int stop_requested;
+    int loop_ready;
+    int thread_started;
+    stats_t stats;
+    dispatch_t dispatch;
+    udp_listener_t *udp;
+    size_t nudp;
+    tcp_listener_t *tcp;
+    size_t ntcp;
+    tcp_conn_t *conns; /* every client TCP connection, for sweeps and shutdown */
+    ip_count_t *ip_counts[WORKER_IP_BUCKETS];
+    uint8_t *udp_buf;
+};
+
+/* uv_buf_t has no const variant; libuv's send paths only read the bytes. */
+static inline uv_buf_t worker_cbuf(const void *p, size_t n)
+{
+    return uv_buf_init((char *)(uintptr_t)p, (unsigned)n);
+}
+
+/* Create the loop and bind a UDP and/or TCP listener on every address (on the calling thread; the
+ * loop is not running yet). Returns 0 or -errno with `err` naming the address that failed. */
+int worker_init(worker_t *w, int id, const cfg_t *cfg, const struct sockaddr_storage *addrs,
+                size_t naddrs, char *err, size_t errlen);
+/* Run the loop on a new thread. 0 or -errno. */
+int worker_start(worker_t *w);
+/* Ask the worker to close everything and let its loop end (any thread). */
+void worker_stop(worker_t *w);
+/* Wait for the thread and free the loop (main thread, after worker_stop). */
+void worker_join(worker_t *w);
+
+/* Listener internals shared between worker.c, udp_listener.c and tcp_listener.c. */
+int udp_listener_open(worker_t *w, udp_listener_t *l, const struct sockaddr *addr);
+void udp_listener_close(udp_listener_t *l);
+int tcp_listener_open(worker_t *w, tcp_listener_t *l, const struct sockaddr *addr);
+void tcp_listener_close(tcp_listener_t *l);
+/* Close stalled or idle client connections (called by the worker's sweep timer). */
+void tcp_listener_sweep(worker_t *w, uint64_t now_ms);
+/* Close every client connection (shutdown). */
+void tcp_listener_close_all(worker_t *w);
+
+/* A socket of `type` bound to `addr` with SO_REUSEPORT (and IPV6_V6ONLY for IPv6), non-blocking.
+ * Returns the fd or -errno. */
+int worker_bind_socket(const struct sockaddr *addr, int type);
+
+#endif
