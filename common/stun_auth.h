@@ -25,6 +25,14 @@ int stun_auth_verify_integrity(const stun_msg_t *msg, const uint8_t *key, size_t
 int stun_auth_verify_integrity_sha256(const stun_msg_t *msg, const uint8_t *key, size_t keylen,
                                       int allow_truncated);
 
+/* The HMAC both the verifier and the builder compute (RFC 8489 §14.5-14.6): HMAC-SHA1 (`sha256` 0,
+ * 20 bytes into `out`) or HMAC-SHA256 (`sha256` 1, 32 bytes) of buf[0..attr_off), where attr_off is
+ * where the integrity attribute's TLV starts, with the header length field taken as attr_end - 20
+ * (attr_end = end of that attribute). `buf` is not modified. Returns 0, or -1 if the crypto library
+ * failed. */
+int stun_auth_hmac_msg(int sha256, const uint8_t *key, size_t keylen, const uint8_t *buf,
+                       size_t attr_off, size_t attr_end, uint8_t out[32]);
+
 /* Long-term keys: MD5(username ":" realm ":" password) and SHA-256 of the same. The inputs are used
  * as given: callers that need SASLprep/OpaqueString run stun_auth_saslprep first. */
 void stun_auth_key_md5(const char *user, size_t ulen, const char *realm, size_t rlen, const char *pass,

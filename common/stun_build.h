@@ -18,7 +18,8 @@ typedef struct {
     uint8_t *buf;
     size_t cap;
     size_t len; /* bytes written so far, header included; the header length field is kept in step */
-    int err;    /* 0, or -ENOBUFS once something did not fit, -EINVAL on a bad argument */
+    int err;    /* 0, or -ENOBUFS once something did not fit, -EINVAL on a bad argument, -ENOMEM if
+                 * the crypto library failed computing an integrity attribute */
 } stun_build_t;
 
 /* Start a message of wire type `type` with transaction id `tid` (12 bytes). */
