@@ -1,0 +1,100 @@
+/* creds.h - where long-term credential keys come from: static users from the config, TURN REST shared
+ * secrets (static and from Redis), and Redis users in coturn's key layout.
+ *
+ * RFC 8489 §9.2 (long-term keys, MD5 and SHA-256), draft-uberti-behave-turn-rest-00 and coturn's
+ * use-auth-secret (ephemeral usernames "expiry[:id]"), coturn's Redis schema
+ * (turn/realm/<realm>/user/<user>/key = hex MD5 key, turn/realm/<realm>/secret = set of secrets) plus
+ * our extensions beside it. A lookup never blocks the loop: static and REST answers come at once; a
+ * Redis user is looked up with hiredis' async API on the worker's loop, and the caller is told when
+ * to ask again (the answer is then in the worker's cache).
+ *
+ * Threading: a creds_shared_t is built at start and then read-only (any thread). A creds_t belongs to
+ * one worker and is used only on that worker's loop thread.
+ */
+#ifndef UTURN_CREDS_H
+#define UTURN_CREDS_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "cfg.h"
+
+/* Candidate keys for one username: every source that knows the name contributes, and every REST
+ * secret gives its own key (rotation); the dispatcher tries each against the message integrity. */
+#define CREDS_MAX_KEYS 8
+
+typedef struct {
+    uint8_t md5[16];
+    uint8_t sha256[32];
+    bool has_md5, has_sha256;
+} creds_key_t;
+
+typedef struct {
+    int n;
+    creds_key_t k[CREDS_MAX_KEYS];
+} creds_keys_t;
+
+enum creds_status {
+    CREDS_FOUND = 0,       /* out holds >= 1 key */
+    CREDS_UNKNOWN = 1,     /* no source knows this user (or it was revoked) */
+    CREDS_EXPIRED = 2,     /* a REST username whose timestamp has passed, and no other source */
+    CREDS_PENDING = 3,     /* asking Redis: cb(arg) comes once, later, on this loop; then ask again */
+    CREDS_UNAVAILABLE = 4, /* the answer depends on Redis, which is unreachable, and nothing cached */
+    CREDS_BUSY = 5,        /* too many lookups in flight on this worker: refuse, do not queue */
+};
+
+/* Redis key names (our extensions sit beside coturn's). `%s` are realm and user / hex hash. */
+#define CREDS_REDIS_KEY_MD5 "turn/realm/%s/user/%s/key"
+#define CREDS_REDIS_KEY_SHA256 "turn/realm/%s/user/%s/key-sha256"
+#define CREDS_REDIS_SECRETS "turn/realm/%s/secret"
+#define CREDS_REDIS_USERHASH "turn/realm/%s/userhash/%s"
+#define CREDS_REDIS_REVOKED "turn/realm/%s/revoked/%s"
+
+typedef struct creds_shared creds_shared_t;
+typedef struct creds creds_t;
+
+/* Parse the credential settings of `cfg` (user lines, secrets, redis-userdb connection string) into
+ * a read-only structure. Returns 0, or -1 with a message naming the key and the problem in `err`
+ * (e.g. "'user' line 2: missing ':'", "'redis-userdb': unknown field 'hots'"). */
+int creds_shared_new(const cfg_t *cfg, creds_shared_t **out, char *err, size_t errlen);
+void creds_shared_free(creds_shared_t *s);
+/* 1 when any source exists (static users, REST secrets or Redis). */
+int creds_shared_any(const creds_shared_t *s);
+
+/* A worker's view: its Redis connection (if configured) on `loop`, its cache. 0 or -errno. */
+int creds_new(uv_loop_t *loop, const creds_shared_t *shared, creds_t **out);
+/* Close the Redis connection and free (on the worker's thread, before its loop ends). Pending
+ * callbacks are never called after this. */
+void creds_close(creds_t *c);
+
+typedef void (*creds_ready_cb)(void *arg);
+
+/* Keys for `user` (bytes as received in USERNAME, not NUL-terminated) at `now_ms` (the loop's clock)
+ * with `unix_now` for REST expiry. On CREDS_PENDING, cb(arg) is called exactly once later (unless
+ * creds_cancel or creds_close come first); the caller then calls creds_lookup again and gets a final
+ * status. */
+enum creds_status creds_lookup(creds_t *c, const char *user, size_t ulen, uint64_t now_ms,
+                               int64_t unix_now, creds_keys_t *out, creds_ready_cb cb, void *arg);
+
+/* USERHASH (RFC 8489 §14.4) to username: static users are hashed at start, Redis users through
+ * turn/realm/<realm>/userhash/<hex>. Same PENDING protocol. On FOUND the NUL-terminated name is in
+ * `user` (cap bytes) and its keys in `out`. */
+enum creds_status creds_lookup_userhash(creds_t *c, const uint8_t hash[32], uint64_t now_ms,
+                                        int64_t unix_now, char *user, size_t cap,
+                                        creds_keys_t *out, creds_ready_cb cb, void *arg);
+
+/* Forget every pending callback registered with `arg` (its owner is going away). */
+void creds_cancel(creds_t *c, void *arg);
+
+/* Counters, single writer (the worker), read by any thread. */
+typedef struct {
+    _Atomic uint64_t lookups, cache_hits, redis_queries, redis_errors, redis_reconnects;
+    _Atomic uint64_t redis_latency_us_sum, redis_replies;
+    _Atomic int redis_state; /* -1 not configured, 0 down, 1 up */
+} creds_stats_t;
+const creds_stats_t *creds_stats(const creds_t *c);
+
+#endif
