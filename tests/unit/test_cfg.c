@@ -178,16 +178,35 @@ static void test_validate(void)
     cfg_free(&c);
 }
 
+/* argv arrays with writable strings, as main() gets them. */
+typedef struct {
+    char store[12][64];
+    char *v[13];
+    int n;
+} argv_t;
+
+static char **mkargv(argv_t *a, const char *const *words)
+{
+    a->n = 0;
+    for (; *words && a->n < 12; words++, a->n++) {
+        snprintf(a->store[a->n], sizeof(a->store[0]), "%s", *words);
+        a->v[a->n] = a->store[a->n];
+    }
+    a->v[a->n] = NULL;
+    return a->v;
+}
+
 static void test_argv(void)
 {
-    char *argv[] = {"uturnd",         "--listening-port", "5000",       "--no-udp", "--realm=r.example",
-                    "--no-tcp",       "false",            "--log-level", "warn",    "--check-config",
-                    NULL};
-    int argc = 10;
+    static const char *const good[] = {"uturnd",    "--listening-port", "5000",  "--no-udp",
+                                       "--realm=r.example", "--no-tcp", "false", "--log-level",
+                                       "warn",      "--check-config",   NULL};
+    argv_t a;
     cfg_t c;
     cfg_cli_t cli;
     char err[256] = "";
-    CHECK_INT(cfg_load(&c, argc, argv, &cli, err, sizeof(err)), 0);
+    char **argv = mkargv(&a, good);
+    CHECK_INT(cfg_load(&c, a.n, argv, &cli, err, sizeof(err)), 0);
     CHECK_INT(c.listening_port, 5000);
     CHECK_INT(c.no_udp, 1);
     CHECK_INT(c.no_tcp, 0);
@@ -196,13 +215,15 @@ static void test_argv(void)
     CHECK_INT(cli.check_config, 1);
     cfg_free(&c);
 
-    char *bad[] = {"uturnd", "-c", NULL};
-    CHECK_INT(cfg_load(&c, 2, bad, &cli, err, sizeof(err)), -1);
+    static const char *const bad[] = {"uturnd", "-c", NULL};
+    argv = mkargv(&a, bad);
+    CHECK_INT(cfg_load(&c, a.n, argv, &cli, err, sizeof(err)), -1);
     CHECK(strstr(err, "needs a file name") != NULL);
     cfg_free(&c);
 
-    char *stray[] = {"uturnd", "oops", NULL};
-    CHECK_INT(cfg_load(&c, 2, stray, &cli, err, sizeof(err)), -1);
+    static const char *const stray[] = {"uturnd", "oops", NULL};
+    argv = mkargv(&a, stray);
+    CHECK_INT(cfg_load(&c, a.n, argv, &cli, err, sizeof(err)), -1);
     CHECK(strstr(err, "unexpected argument 'oops'") != NULL);
     cfg_free(&c);
 }
