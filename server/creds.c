@@ -1,0 +1,1001 @@
+/* creds.c - long-term credential keys for a username: static users, TURN REST secrets and Redis
+ * users, with a per-worker cache that keeps auth off the network and off the loop's critical path.
+ *
+ * RFC 8489 §9.2 (MD5 and SHA-256 long-term keys, SASLprep of the password as RFC 5389 §15.4 does,
+ * USERHASH §14.4), draft-uberti-behave-turn-rest-00 with coturn's use-auth-secret rules
+ * (username "expiry[:id]", password base64(HMAC-SHA1(secret, username)), several secrets for
+ * rotation), coturn's Redis layout (turn/realm/<realm>/user/<user>/key, .../secret) and our keys
+ * beside it (SHA-256 keys, revocations, USERHASH index). Static and REST answers are computed at
+ * once. A Redis answer is fetched with one pipeline per username (concurrent askers share it) and
+ * kept in a bounded LRU cache: 30 s when the user exists, 5 s when not; while Redis is unreachable
+ * a known user is served from the cache for up to an hour so established users keep allocating,
+ * and a user we know nothing about gets CREDS_UNAVAILABLE rather than a wrong "unknown". Waiters
+ * are called from a uv_idle handle, never from inside hiredis, so they may look up, cancel or
+ * close.
+ */
+#include "creds.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include <openssl/crypto.h>
+
+#include "creds_redis.h"
+#include "log.h"
+#include "stats.h"
+#include "stun_auth.h"
+#include "turn_auth.h"
+
+#define USER_MAX 512 /* coturn's limit too; longer names are nobody */
+#define REALM_MAX 255
+#define CACHE_MAX 4096       /* entries per worker */
+#define CACHE_BUCKETS 8192   /* power of two */
+#define TTL_POS_MS 30000     /* a user Redis knows */
+#define TTL_NEG_MS 5000      /* a user Redis does not know (or revoked) */
+#define STALE_MAX_MS 3600000 /* how long a known user outlives an unreachable Redis */
+#define SECRETS_TTL_MS 10000 /* the realm's REST secret set */
+#define FAIL_HOLD_MS 5000    /* after a failed query, answer from what we have for this long */
+#define MAX_QUERIES 256      /* distinct users in flight per worker */
+#define MAX_WAITERS 1024     /* callers waiting per worker */
+#define MAX_REDIS_SECRETS CREDS_REDIS_MAX_SECRETS
+
+/* ---- shared, read-only ---- */
+
+typedef struct {
+    char *name;
+    size_t len;
+    creds_key_t key;
+    uint8_t hash[STUN_USERHASH_LEN];
+} suser_t;
+
+typedef struct {
+    char *s;
+    size_t len;
+} secret_t;
+
+struct creds_shared {
+    char *realm;
+    size_t rlen;
+    suser_t *users; /* sorted by name */
+    size_t nusers;
+    const suser_t **by_hash; /* sorted by USERHASH */
+    secret_t *secrets;       /* static-auth-secret, only with use-auth-secret */
+    size_t nsecrets;
+    bool rest;
+    bool has_redis;
+    creds_redis_cfg_t redis;
+};
+
+/* ---- per worker ---- */
+
+typedef struct waiter {
+    struct waiter *next;
+    creds_ready_cb cb;
+    void *arg;
+} waiter_t;
+
+enum { ENT_USER = 0, ENT_HASH = 1 };
+
+/* What Redis said about one username (ENT_USER) or one USERHASH (ENT_HASH). */
+typedef struct entry {
+    struct entry *hnext;         /* bucket chain */
+    struct entry *older, *newer; /* LRU order */
+    struct entry *qprev, *qnext; /* in-flight list */
+    creds_t *c;
+    waiter_t *wait_head, **wait_tail;
+    uint64_t fetched_ms, failed_ms;
+    uint64_t asked_ms; /* the first asker's now_ms: what a reply is stamped with */
+    int64_t unix_now;  /* the first asker's clock, for the follow-up of a USERHASH */
+    char *alias;       /* ENT_HASH: the username it names, or NULL */
+    size_t alias_len;
+    creds_key_t rkey; /* ENT_USER: the Redis key(s), if has_rkey */
+    uint32_t hash;
+    uint8_t kind;
+    bool filled, failed, inflight, positive, revoked, has_rkey, with_secrets;
+    size_t klen;
+    char key[]; /* the name or the 32-byte hash, NUL-terminated */
+} entry_t;
+
+struct creds {
+    uv_loop_t *loop;
+    const creds_shared_t *sh;
+    creds_redis_t *redis;
+    creds_stats_t stats;
+    uint8_t seed[16];
+    entry_t **buckets;
+    entry_t *oldest, *newest, *inflight;
+    size_t nentries, ninflight, nwaiters;
+    waiter_t *ready, **ready_tail;
+    secret_t rsec[MAX_REDIS_SECRETS]; /* the realm's Redis secret set, as last fetched */
+    size_t nrsec;
+    bool rsec_filled;
+    uint64_t rsec_ms;
+    uv_idle_t idle;
+    bool closing;
+};
+
+__attribute__((format(printf, 3, 4))) static int fail(char *err, size_t errlen, const char *fmt,
+                                                      ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static void secret_clear(secret_t *s)
+{
+    if (s->s) {
+        OPENSSL_cleanse(s->s, s->len);
+        free(s->s);
+    }
+    s->s = NULL;
+    s->len = 0;
+}
+
+/* ---- static users ---- */
+
+static int name_cmp(const char *a, size_t alen, const char *b, size_t blen)
+{
+    int r = memcmp(a, b, alen < blen ? alen : blen);
+    return r ? r : (alen > blen) - (alen < blen);
+}
+
+static int suser_cmp(const void *a, const void *b)
+{
+    const suser_t *x = a, *y = b;
+    return name_cmp(x->name, x->len, y->name, y->len);
+}
+
+static int hash_cmp(const void *a, const void *b)
+{
+    const suser_t *const *x = a, *const *y = b;
+    return memcmp((*x)->hash, (*y)->hash, STUN_USERHASH_LEN);
+}
+
+static const suser_t *static_find(const creds_shared_t *sh, const char *u, size_t ul)
+{
+    size_t lo = 0, hi = sh->nusers;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int r = name_cmp(u, ul, sh->users[mid].name, sh->users[mid].len);
+        if (r == 0)
+            return &sh->users[mid];
+        if (r < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return NULL;
+}
+
+static const suser_t *static_find_hash(const creds_shared_t *sh, const uint8_t *hash)
+{
+    size_t lo = 0, hi = sh->nusers;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int r = memcmp(hash, sh->by_hash[mid]->hash, STUN_USERHASH_LEN);
+        if (r == 0)
+            return sh->by_hash[mid];
+        if (r < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return NULL;
+}
+
+/* Long-term key of a password (RFC 5389 §15.4 applies SASLprep to it; a password SASLprep
+ * rejects is used as written, which is what a client that skips SASLprep computes). */
+static int password_key(const creds_shared_t *sh, suser_t *u, const char *pw, size_t plen)
+{
+    size_t cap = plen * 18 + 16; /* NFKC grows a character at most 18-fold */
+    char *prep = malloc(cap);
+    if (!prep)
+        return -1;
+    int n = stun_auth_saslprep(pw, plen, prep, cap);
+    const char *p = n >= 0 ? prep : pw;
+    size_t pl = n >= 0 ? (size_t)n : plen;
+    stun_auth_key_md5(u->name, u->len, sh->realm, sh->rlen, p, pl, u->key.md5);
+    stun_auth_key_sha256(u->name, u->len, sh->realm, sh->rlen, p, pl, u->key.sha256);
+    u->key.has_md5 = u->key.has_sha256 = true;
+    OPENSSL_cleanse(prep, cap);
+    free(prep);
+    return 0;
+}
+
+/* "name:password", or "name:0x<32 hex>" (coturn's stored MD5 key: no SHA-256 key can be made). */
+static int parse_user(creds_shared_t *sh, const char *line, size_t lineno, char *err, size_t errlen)
+{
+    const char *colon = strchr(line, ':');
+    if (!colon)
+        return fail(err, errlen, "'user' line %zu: missing ':' (NAME:PASSWORD)", lineno);
+    size_t nlen = (size_t)(colon - line);
+    const char *pw = colon + 1;
+    size_t plen = strlen(pw);
+    if (nlen == 0 || nlen > USER_MAX)
+        return fail(err, errlen, "'user' line %zu: the name must be 1 to %d bytes", lineno,
+                    USER_MAX);
+    if (plen == 0)
+        return fail(err, errlen, "'user' line %zu: empty password", lineno);
+    suser_t *u = &sh->users[sh->nusers];
+    if (!(u->name = strndup(line, nlen)))
+        return fail(err, errlen, "out of memory");
+    u->len = nlen;
+    sh->nusers++;
+    /* As coturn: "0x" and at least 32 more characters is a key, anything shorter a password. */
+    if (plen >= 34 && pw[0] == '0' && pw[1] == 'x') {
+        if (plen != 34 || stun_auth_hex_decode(pw + 2, 32, u->key.md5, 16) != 16)
+            return fail(err, errlen, "'user' line %zu: a 0x key must be 32 hex digits (MD5)",
+                        lineno);
+        u->key.has_md5 = true;
+    } else if (password_key(sh, u, pw, plen) != 0) {
+        return fail(err, errlen, "out of memory");
+    }
+    stun_auth_userhash(u->name, nlen, sh->realm, sh->rlen, u->hash);
+    return 0;
+}
+
+static int parse_users(creds_shared_t *sh, const cfg_list_t *list, char *err, size_t errlen)
+{
+    if (list->n == 0)
+        return 0;
+    sh->users = calloc(list->n, sizeof(*sh->users));
+    sh->by_hash = calloc(list->n, sizeof(*sh->by_hash));
+    if (!sh->users || !sh->by_hash)
+        return fail(err, errlen, "out of memory");
+    for (size_t i = 0; i < list->n; i++)
+        if (parse_user(sh, list->v[i], i + 1, err, errlen) != 0)
+            return -1;
+    qsort(sh->users, sh->nusers, sizeof(*sh->users), suser_cmp);
+    for (size_t i = 0; i < sh->nusers; i++) {
+        if (i > 0 && suser_cmp(&sh->users[i - 1], &sh->users[i]) == 0)
+            return fail(err, errlen, "'user': '%.*s' is defined twice",
+                        (int)(sh->users[i].len > 64 ? 64 : sh->users[i].len), sh->users[i].name);
+        sh->by_hash[i] = &sh->users[i];
+    }
+    qsort(sh->by_hash, sh->nusers, sizeof(*sh->by_hash), hash_cmp);
+    return 0;
+}
+
+static int parse_secrets(creds_shared_t *sh, const cfg_list_t *list, char *err, size_t errlen)
+{
+    if (list->n == 0)
+        return 0;
+    if (!(sh->secrets = calloc(list->n, sizeof(*sh->secrets))))
+        return fail(err, errlen, "out of memory");
+    for (size_t i = 0; i < list->n; i++) {
+        /* An empty HMAC key would let anyone mint credentials. */
+        if (!list->v[i][0])
+            return fail(err, errlen, "'static-auth-secret' line %zu: empty secret", i + 1);
+        if (!(sh->secrets[i].s = strdup(list->v[i])))
+            return fail(err, errlen, "out of memory");
+        sh->secrets[i].len = strlen(list->v[i]);
+        sh->nsecrets++;
+    }
+    return 0;
+}
+
+int creds_shared_new(const cfg_t *cfg, creds_shared_t **out, char *err, size_t errlen)
+{
+    creds_shared_t *sh = calloc(1, sizeof(*sh));
+    *out = NULL;
+    if (!sh || !(sh->realm = strdup(cfg->realm ? cfg->realm : "")))
+        goto oom;
+    sh->rlen = strlen(sh->realm);
+    bool any = cfg->user.n || cfg->use_auth_secret || (cfg->redis_userdb && *cfg->redis_userdb);
+    if (any && (sh->rlen == 0 || sh->rlen > REALM_MAX)) {
+        fail(err, errlen, "'realm' must be 1 to %d bytes for long-term credentials", REALM_MAX);
+        goto bad;
+    }
+    if (parse_users(sh, &cfg->user, err, errlen) != 0)
+        goto bad;
+    sh->rest = cfg->use_auth_secret;
+    if (!sh->rest && cfg->static_auth_secret.n)
+        LOGW("config", "'static-auth-secret' is ignored without 'use-auth-secret'");
+    if (sh->rest && parse_secrets(sh, &cfg->static_auth_secret, err, errlen) != 0)
+        goto bad;
+    if (cfg->redis_userdb && *cfg->redis_userdb) {
+        if (creds_redis_cfg_parse(cfg->redis_userdb, &sh->redis, err, errlen) != 0)
+            goto bad;
+        sh->has_redis = true;
+    }
+    if (sh->rest && !sh->nsecrets && !sh->has_redis) {
+        fail(err, errlen, "'use-auth-secret' needs 'static-auth-secret' or 'redis-userdb'");
+        goto bad;
+    }
+    *out = sh;
+    return 0;
+oom:
+    fail(err, errlen, "out of memory");
+bad:
+    creds_shared_free(sh);
+    return -1;
+}
+
+void creds_shared_free(creds_shared_t *s)
+{
+    if (!s)
+        return;
+    for (size_t i = 0; i < s->nusers; i++) {
+        OPENSSL_cleanse(&s->users[i].key, sizeof(s->users[i].key));
+        free(s->users[i].name);
+    }
+    for (size_t i = 0; i < s->nsecrets; i++)
+        secret_clear(&s->secrets[i]);
+    if (s->has_redis)
+        creds_redis_cfg_free(&s->redis);
+    free(s->users);
+    free(s->by_hash);
+    free(s->secrets);
+    free(s->realm);
+    free(s);
+}
+
+int creds_shared_any(const creds_shared_t *s)
+{
+    return s->nusers > 0 || (s->rest && s->nsecrets > 0) || s->has_redis;
+}
+
+/* ---- keys ---- */
+
+/* What the username itself says about REST. */
+typedef struct {
+    const char *name;
+    size_t len;
+    bool rest;    /* REST-shaped and not expired: each secret gives a key */
+    bool expired; /* REST-shaped and past its timestamp */
+} uinfo_t;
+
+static void uinfo_init(const creds_shared_t *sh, const char *u, size_t ul, int64_t unix_now,
+                       uinfo_t *ui)
+{
+    int64_t expiry;
+    ui->name = u;
+    ui->len = ul;
+    ui->rest = ui->expired = false;
+    if (!sh->rest || turn_rest_expiry(u, ul, &expiry) != 0)
+        return;
+    /* coturn: accepted while timestamp >= now. */
+    if (expiry < unix_now)
+        ui->expired = true;
+    else
+        ui->rest = true;
+}
+
+static void keys_add(creds_keys_t *out, const creds_key_t *k)
+{
+    for (int i = 0; i < out->n; i++)
+        if (memcmp(&out->k[i], k, sizeof(*k)) == 0)
+            return; /* the same secret in the config and in Redis */
+    if (out->n < CREDS_MAX_KEYS)
+        out->k[out->n++] = *k;
+}
+
+static void rest_key(const creds_shared_t *sh, const uinfo_t *ui, const secret_t *s,
+                     creds_keys_t *out)
+{
+    char pw[32];
+    creds_key_t k;
+    int n = turn_rest_password(s->s, s->len, ui->name, ui->len, pw, sizeof(pw));
+    if (n < 0)
+        return;
+    memset(&k, 0, sizeof(k));
+    stun_auth_key_md5(ui->name, ui->len, sh->realm, sh->rlen, pw, (size_t)n, k.md5);
+    stun_auth_key_sha256(ui->name, ui->len, sh->realm, sh->rlen, pw, (size_t)n, k.sha256);
+    k.has_md5 = k.has_sha256 = true;
+    keys_add(out, &k);
+    OPENSSL_cleanse(pw, sizeof(pw));
+    OPENSSL_cleanse(&k, sizeof(k));
+}
+
+/* Candidates from the Redis answer `e` (may be NULL) and the secrets; returns whether `e` says
+ * the user is revoked (then neither Redis nor REST keys count). */
+static bool gather(const creds_t *c, const uinfo_t *ui, const entry_t *e, bool rsec_ok,
+                   creds_keys_t *out)
+{
+    bool revoked = e && e->revoked;
+    if (revoked)
+        return true;
+    if (e && e->has_rkey)
+        keys_add(out, &e->rkey);
+    if (!ui->rest)
+        return false;
+    for (size_t i = 0; i < c->sh->nsecrets; i++)
+        rest_key(c->sh, ui, &c->sh->secrets[i], out);
+    for (size_t i = 0; rsec_ok && i < c->nrsec; i++)
+        rest_key(c->sh, ui, &c->rsec[i], out);
+    return false;
+}
+
+static enum creds_status verdict(const uinfo_t *ui, bool revoked, const creds_keys_t *out,
+                                 enum creds_status none)
+{
+    if (out->n > 0)
+        return CREDS_FOUND;
+    if (ui->expired && !revoked)
+        return CREDS_EXPIRED;
+    return none;
+}
+
+/* ---- cache ---- */
+
+static uint64_t rotl(uint64_t x, int b) { return (x << b) | (x >> (64 - b)); }
+
+#define SIPROUND                                                                                   \
+    do {                                                                                           \
+        v0 += v1;                                                                                  \
+        v1 = rotl(v1, 13) ^ v0;                                                                    \
+        v0 = rotl(v0, 32);                                                                         \
+        v2 += v3;                                                                                  \
+        v3 = rotl(v3, 16) ^ v2;                                                                    \
+        v0 += v3;                                                                                  \
+        v3 = rotl(v3, 21) ^ v0;                                                                    \
+        v2 += v1;                                                                                  \
+        v1 = rotl(v1, 17) ^ v2;                                                                    \
+        v2 = rotl(v2, 32);                                                                         \
+    } while (0)
+
+static uint64_t le64(const uint8_t *p, size_t n)
+{
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; i++)
+        v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+
+/* SipHash-2-4 with a per-worker random key: usernames are chosen by clients, and a predictable
+ * hash would let one flood a bucket (hash flooding) and make every lookup a long list walk. */
+static uint64_t siphash(const uint8_t key[16], const uint8_t *in, size_t n)
+{
+    uint64_t k0 = le64(key, 8), k1 = le64(key + 8, 8);
+    uint64_t v0 = k0 ^ 0x736f6d6570736575ULL, v1 = k1 ^ 0x646f72616e646f6dULL;
+    uint64_t v2 = k0 ^ 0x6c7967656e657261ULL, v3 = k1 ^ 0x7465646279746573ULL;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t m = le64(in + i, 8);
+        v3 ^= m;
+        SIPROUND;
+        SIPROUND;
+        v0 ^= m;
+    }
+    uint64_t last = ((uint64_t)n << 56) | le64(in + i, n - i);
+    v3 ^= last;
+    SIPROUND;
+    SIPROUND;
+    v0 ^= last;
+    v2 ^= 0xff;
+    SIPROUND;
+    SIPROUND;
+    SIPROUND;
+    SIPROUND;
+    return v0 ^ v1 ^ v2 ^ v3;
+}
+
+static uint32_t key_hash(const creds_t *c, int kind, const void *k, size_t n)
+{
+    uint64_t h = siphash(c->seed, k, n);
+    return (uint32_t)(h ^ (h >> 32)) ^ (uint32_t)kind;
+}
+
+static entry_t *cache_find(creds_t *c, int kind, const void *k, size_t n)
+{
+    uint32_t h = key_hash(c, kind, k, n);
+    for (entry_t *e = c->buckets[h & (CACHE_BUCKETS - 1)]; e; e = e->hnext)
+        if (e->hash == h && e->kind == kind && e->klen == n && memcmp(e->key, k, n) == 0)
+            return e;
+    return NULL;
+}
+
+static void lru_unlink(creds_t *c, entry_t *e)
+{
+    *(e->older ? &e->older->newer : &c->oldest) = e->newer;
+    *(e->newer ? &e->newer->older : &c->newest) = e->older;
+    e->older = e->newer = NULL;
+}
+
+static void lru_push(creds_t *c, entry_t *e)
+{
+    e->older = c->newest;
+    e->newer = NULL;
+    *(c->newest ? &c->newest->newer : &c->oldest) = e;
+    c->newest = e;
+}
+
+static void lru_touch(creds_t *c, entry_t *e)
+{
+    lru_unlink(c, e);
+    lru_push(c, e);
+}
+
+static void waiters_free(waiter_t *w)
+{
+    while (w) {
+        waiter_t *next = w->next;
+        free(w);
+        w = next;
+    }
+}
+
+static void entry_free(entry_t *e)
+{
+    waiters_free(e->wait_head);
+    free(e->alias);
+    OPENSSL_cleanse(&e->rkey, sizeof(e->rkey));
+    free(e);
+}
+
+/* Evict the least recently used entry that no query is filling. */
+static bool cache_evict(creds_t *c)
+{
+    entry_t *e = c->oldest;
+    while (e && e->inflight)
+        e = e->newer;
+    if (!e)
+        return false;
+    entry_t **pp = &c->buckets[e->hash & (CACHE_BUCKETS - 1)];
+    while (*pp != e)
+        pp = &(*pp)->hnext;
+    *pp = e->hnext;
+    lru_unlink(c, e);
+    c->nentries--;
+    entry_free(e);
+    return true;
+}
+
+static entry_t *cache_add(creds_t *c, int kind, const void *k, size_t n)
+{
+    if (c->nentries >= CACHE_MAX && !cache_evict(c))
+        return NULL;
+    entry_t *e = calloc(1, sizeof(*e) + n + 1);
+    if (!e)
+        return NULL;
+    e->c = c;
+    e->kind = (uint8_t)kind;
+    e->klen = n;
+    memcpy(e->key, k, n);
+    e->hash = key_hash(c, kind, k, n);
+    e->wait_tail = &e->wait_head;
+    entry_t **b = &c->buckets[e->hash & (CACHE_BUCKETS - 1)];
+    e->hnext = *b;
+    *b = e;
+    lru_push(c, e);
+    c->nentries++;
+    return e;
+}
+
+/* Age of something stamped at `t`: an answer is stamped with the clock of the call that asked for
+ * it, and callers' clocks may differ by a little (coalesced askers); never let that wrap. */
+static uint64_t age(uint64_t now, uint64_t t) { return now > t ? now - t : 0; }
+
+static bool entry_fresh(const creds_t *c, const entry_t *e, const uinfo_t *ui, uint64_t now)
+{
+    if (!e->filled || age(now, e->fetched_ms) >= (e->positive ? TTL_POS_MS : TTL_NEG_MS))
+        return false;
+    /* A REST name also needs the realm's secret set to be current. */
+    return !ui || !ui->rest || (c->rsec_filled && age(now, c->rsec_ms) < SECRETS_TTL_MS);
+}
+
+/* Usable although stale: Redis cannot be asked, and the data is less than an hour old. */
+static const entry_t *entry_stale(const entry_t *e, uint64_t now)
+{
+    return e && e->filled && age(now, e->fetched_ms) < STALE_MAX_MS ? e : NULL;
+}
+
+static bool may_ask(const creds_t *c, const entry_t *e, uint64_t now)
+{
+    if (!c->redis || creds_redis_state(c->redis) == CREDS_REDIS_DOWN)
+        return false;
+    /* Right after a failure (timeout, error reply) answer from what we have instead of asking
+     * again at once: the waiter that was just told to retry gets a final answer. */
+    return !(e && e->failed && age(now, e->failed_ms) < FAIL_HOLD_MS);
+}
+
+/* ---- Redis queries ---- */
+
+static void on_user_reply(void *arg, const creds_redis_user_t *u);
+static void on_hash_reply(void *arg, int failed, const char *name, size_t len);
+
+/* Join the query in flight for `e`, or start one. NULL when it cannot be sent. */
+static entry_t *start_query(creds_t *c, int kind, const void *k, size_t n, entry_t *e,
+                            bool with_secrets, uint64_t now, int64_t unix_now)
+{
+    if (e && e->inflight)
+        return e;
+    if (c->ninflight >= MAX_QUERIES || (!e && !(e = cache_add(c, kind, k, n))))
+        return NULL;
+    e->with_secrets = with_secrets;
+    e->asked_ms = now;
+    e->unix_now = unix_now;
+    int rc = kind == ENT_USER ? creds_redis_fetch_user(c->redis, c->sh->realm, e->key, with_secrets,
+                                                       on_user_reply, e)
+                              : creds_redis_fetch_alias(c->redis, c->sh->realm,
+                                                        (const uint8_t *)e->key, on_hash_reply, e);
+    if (rc != 0)
+        return NULL;
+    e->inflight = true;
+    e->qprev = NULL;
+    e->qnext = c->inflight;
+    if (c->inflight)
+        c->inflight->qprev = e;
+    c->inflight = e;
+    c->ninflight++;
+    stats_inc(&c->stats.redis_queries);
+    return e;
+}
+
+static void query_done(creds_t *c, entry_t *e)
+{
+    *(e->qprev ? &e->qprev->qnext : &c->inflight) = e->qnext;
+    if (e->qnext)
+        e->qnext->qprev = e->qprev;
+    e->qprev = e->qnext = NULL;
+    e->inflight = false;
+    c->ninflight--;
+}
+
+static void on_idle(uv_idle_t *h);
+
+/* Hand `e`'s waiters to the idle handle: they are called after hiredis has returned. */
+static void waiters_ready(creds_t *c, entry_t *e)
+{
+    if (!e->wait_head)
+        return;
+    *c->ready_tail = e->wait_head;
+    c->ready_tail = e->wait_tail;
+    e->wait_head = NULL;
+    e->wait_tail = &e->wait_head;
+    if (!uv_is_active((uv_handle_t *)&c->idle))
+        uv_idle_start(&c->idle, on_idle);
+}
+
+static void store_secrets(creds_t *c, const creds_redis_user_t *u, uint64_t now)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < c->nrsec; i++)
+        secret_clear(&c->rsec[i]);
+    for (size_t i = 0; i < u->nsecrets && n < MAX_REDIS_SECRETS; i++) {
+        if (!(c->rsec[n].s = malloc(u->secret_len[i] + 1)))
+            break;
+        memcpy(c->rsec[n].s, u->secret[i], u->secret_len[i]);
+        c->rsec[n].s[u->secret_len[i]] = '\0';
+        c->rsec[n++].len = u->secret_len[i];
+    }
+    c->nrsec = n;
+    c->rsec_filled = true;
+    c->rsec_ms = now;
+}
+
+static void on_user_reply(void *arg, const creds_redis_user_t *u)
+{
+    entry_t *e = arg;
+    creds_t *c = e->c;
+    /* Stamped with the asker's clock (not the reply's): never fresher than it is, and the
+     * asker's second call, made with the same clock, sees it fresh. */
+    uint64_t now = e->asked_ms;
+    uinfo_t ui;
+
+    query_done(c, e);
+    if (u) {
+        if (u->has_secrets)
+            store_secrets(c, u, now);
+        e->rkey = u->key;
+        e->has_rkey = u->key.has_md5 || u->key.has_sha256;
+        e->revoked = u->revoked;
+        uinfo_init(c->sh, e->key, e->klen, e->unix_now, &ui);
+        e->positive = !e->revoked && (e->has_rkey || ui.rest);
+        e->filled = true;
+        e->failed = false;
+        e->fetched_ms = now;
+    } else {
+        e->failed = true;
+        e->failed_ms = now;
+    }
+    waiters_ready(c, e);
+}
+
+static bool needs_query(const creds_t *c, const uinfo_t *ui, const entry_t *e, uint64_t now)
+{
+    if (!c->redis || static_find(c->sh, ui->name, ui->len))
+        return false;
+    if (e && e->inflight)
+        return true;
+    return !(e && entry_fresh(c, e, ui, now)) && may_ask(c, e, now);
+}
+
+/* The USERHASH names a user: fetch that user now as well and make the hash's waiters wait for it,
+ * so the asker's second call finds both answers and is final. */
+static void hash_follow(creds_t *c, entry_t *e, uint64_t now)
+{
+    char name[USER_MAX + 1];
+    size_t len = e->alias_len;
+    uinfo_t ui;
+
+    memcpy(name, e->alias, len + 1);
+    uinfo_init(c->sh, name, len, e->unix_now, &ui);
+    entry_t *ue = cache_find(c, ENT_USER, name, len);
+    if (!needs_query(c, &ui, ue, now))
+        return;
+    ue = start_query(c, ENT_USER, name, len, ue, ui.rest, now, e->unix_now);
+    if (!ue || !e->wait_head)
+        return;
+    *ue->wait_tail = e->wait_head;
+    ue->wait_tail = e->wait_tail;
+    e->wait_head = NULL;
+    e->wait_tail = &e->wait_head;
+}
+
+static void on_hash_reply(void *arg, int failed, const char *name, size_t len)
+{
+    entry_t *e = arg;
+    creds_t *c = e->c;
+    char *alias = NULL;
+
+    if (!failed && name && !(alias = malloc(len + 1)))
+        failed = 1;
+    if (failed) {
+        e->failed = true;
+        e->failed_ms = e->asked_ms;
+    } else {
+        if (alias) {
+            memcpy(alias, name, len);
+            alias[len] = '\0';
+        }
+        free(e->alias);
+        e->alias = alias;
+        e->alias_len = alias ? len : 0;
+        e->filled = true;
+        e->failed = false;
+        e->fetched_ms = e->asked_ms;
+        e->positive = alias != NULL;
+        if (alias) /* while e is still in flight, so that no eviction can take it */
+            hash_follow(c, e, e->asked_ms);
+    }
+    query_done(c, e);
+    waiters_ready(c, e);
+}
+
+/* ---- lookups ---- */
+
+/* The answer without asking Redis: static users, REST from the secrets we have, and the cached
+ * Redis answer `e`: fresh, or up to an hour old when Redis cannot be asked. */
+static enum creds_status answer_user(creds_t *c, const uinfo_t *ui, const entry_t *e, uint64_t now,
+                                     creds_keys_t *out)
+{
+    const suser_t *su = static_find(c->sh, ui->name, ui->len);
+    bool rsec_fresh = c->rsec_filled && age(now, c->rsec_ms) < SECRETS_TTL_MS;
+    bool rsec_old = c->rsec_filled && age(now, c->rsec_ms) < STALE_MAX_MS;
+
+    if (su || !c->redis) {
+        if (su)
+            keys_add(out, &su->key);
+        gather(c, ui, NULL, rsec_fresh, out);
+        return verdict(ui, false, out, CREDS_UNKNOWN);
+    }
+    if (e && entry_fresh(c, e, ui, now)) {
+        stats_inc(&c->stats.cache_hits);
+        return verdict(ui, gather(c, ui, e, true, out), out, CREDS_UNKNOWN);
+    }
+    /* Redis cannot be asked. REST names still work from the static secrets (the revocation list
+     * is then unchecked: availability over a best-effort extension). */
+    return verdict(ui, gather(c, ui, entry_stale(e, now), rsec_old, out), out, CREDS_UNAVAILABLE);
+}
+
+static enum creds_status wait_on(creds_t *c, int kind, const void *k, size_t n, entry_t *e,
+                                 bool with_secrets, uint64_t now, int64_t unix_now,
+                                 creds_ready_cb cb, void *arg)
+{
+    /* Refuse rather than queue: a flood of new names must not grow memory or Redis load. */
+    if (c->nwaiters >= MAX_WAITERS || (!(e && e->inflight) && c->ninflight >= MAX_QUERIES))
+        return CREDS_BUSY;
+    waiter_t *w = malloc(sizeof(*w));
+    if (!w)
+        return CREDS_BUSY;
+    entry_t *q = start_query(c, kind, k, n, e, with_secrets, now, unix_now);
+    if (!q) {
+        free(w);
+        return CREDS_UNAVAILABLE; /* the caller answers as if Redis were down */
+    }
+    w->next = NULL;
+    w->cb = cb;
+    w->arg = arg;
+    *q->wait_tail = w;
+    q->wait_tail = &w->next;
+    c->nwaiters++;
+    return CREDS_PENDING;
+}
+
+static enum creds_status lookup_name(creds_t *c, const char *u, size_t ul, uint64_t now,
+                                     int64_t unix_now, creds_keys_t *out, creds_ready_cb cb,
+                                     void *arg)
+{
+    entry_t *e = NULL;
+    uinfo_t ui;
+
+    out->n = 0;
+    /* A NUL cannot be part of a key name, and no real username is this long. */
+    if (ul == 0 || ul > USER_MAX || memchr(u, '\0', ul))
+        return CREDS_UNKNOWN;
+    uinfo_init(c->sh, u, ul, unix_now, &ui);
+    if (c->redis && (e = cache_find(c, ENT_USER, u, ul)))
+        lru_touch(c, e);
+    if (needs_query(c, &ui, e, now)) {
+        enum creds_status st = wait_on(c, ENT_USER, u, ul, e, ui.rest, now, unix_now, cb, arg);
+        if (st != CREDS_UNAVAILABLE)
+            return st;
+    }
+    return answer_user(c, &ui, e, now, out);
+}
+
+enum creds_status creds_lookup(creds_t *c, const char *user, size_t ulen, uint64_t now_ms,
+                               int64_t unix_now, creds_keys_t *out, creds_ready_cb cb, void *arg)
+{
+    assert(cb && !c->closing);
+    stats_inc(&c->stats.lookups);
+    return lookup_name(c, user, ulen, now_ms, unix_now, out, cb, arg);
+}
+
+/* USERHASH to username through Redis. CREDS_FOUND sets *name (valid until the cache changes). */
+static enum creds_status hash_to_name(creds_t *c, const uint8_t *hash, uint64_t now,
+                                      int64_t unix_now, const char **name, size_t *nlen,
+                                      creds_ready_cb cb, void *arg)
+{
+    entry_t *e = cache_find(c, ENT_HASH, hash, STUN_USERHASH_LEN);
+    if (e)
+        lru_touch(c, e);
+    bool fresh = e && entry_fresh(c, e, NULL, now);
+    if (!fresh && ((e && e->inflight) || may_ask(c, e, now))) {
+        enum creds_status st =
+            wait_on(c, ENT_HASH, hash, STUN_USERHASH_LEN, e, false, now, unix_now, cb, arg);
+        if (st != CREDS_UNAVAILABLE)
+            return st;
+    }
+    if (fresh)
+        stats_inc(&c->stats.cache_hits);
+    else if (!entry_stale(e, now))
+        return CREDS_UNAVAILABLE;
+    if (!e->alias)
+        return fresh ? CREDS_UNKNOWN : CREDS_UNAVAILABLE;
+    *name = e->alias;
+    *nlen = e->alias_len;
+    return CREDS_FOUND;
+}
+
+enum creds_status creds_lookup_userhash(creds_t *c, const uint8_t hash[32], uint64_t now_ms,
+                                        int64_t unix_now, char *user, size_t cap, creds_keys_t *out,
+                                        creds_ready_cb cb, void *arg)
+{
+    const suser_t *su = static_find_hash(c->sh, hash);
+    const char *name = NULL;
+    size_t nlen = 0;
+
+    assert(cb && !c->closing);
+    out->n = 0;
+    if (cap)
+        user[0] = '\0';
+    stats_inc(&c->stats.lookups);
+    if (su) {
+        name = su->name;
+        nlen = su->len;
+    } else if (c->redis) {
+        enum creds_status st = hash_to_name(c, hash, now_ms, unix_now, &name, &nlen, cb, arg);
+        if (st != CREDS_FOUND)
+            return st;
+    }
+    /* A name that does not fit the caller's buffer is answered like one we do not know. */
+    if (!name || nlen + 1 > cap)
+        return CREDS_UNKNOWN;
+    memcpy(user, name, nlen);
+    user[nlen] = '\0';
+    /* From the caller's copy: looking the name up may evict the entry `name` points into. */
+    return lookup_name(c, user, nlen, now_ms, unix_now, out, cb, arg);
+}
+
+/* ---- waiters and lifecycle ---- */
+
+static void on_idle(uv_idle_t *h)
+{
+    creds_t *c = h->data;
+    uv_idle_stop(h);
+    while (!c->closing && c->ready) {
+        waiter_t *w = c->ready;
+        if (!(c->ready = w->next))
+            c->ready_tail = &c->ready;
+        c->nwaiters--;
+        creds_ready_cb cb = w->cb;
+        void *arg = w->arg;
+        free(w);
+        /* It may look up, cancel or close: c stays allocated until the idle handle has closed. */
+        cb(arg);
+    }
+}
+
+static size_t drop_arg(waiter_t **head, waiter_t ***tail, const void *arg)
+{
+    waiter_t **pp = head;
+    size_t n = 0;
+    while (*pp) {
+        if ((*pp)->arg == arg) {
+            waiter_t *w = *pp;
+            *pp = w->next;
+            free(w);
+            n++;
+        } else {
+            pp = &(*pp)->next;
+        }
+    }
+    *tail = pp;
+    return n;
+}
+
+void creds_cancel(creds_t *c, void *arg)
+{
+    for (entry_t *e = c->inflight; e; e = e->qnext)
+        c->nwaiters -= drop_arg(&e->wait_head, &e->wait_tail, arg);
+    c->nwaiters -= drop_arg(&c->ready, &c->ready_tail, arg);
+}
+
+int creds_new(uv_loop_t *loop, const creds_shared_t *shared, creds_t **out)
+{
+    creds_t *c = calloc(1, sizeof(*c));
+    *out = NULL;
+    if (!c || !(c->buckets = calloc(CACHE_BUCKETS, sizeof(*c->buckets)))) {
+        free(c);
+        return -ENOMEM;
+    }
+    c->loop = loop;
+    c->sh = shared;
+    c->ready_tail = &c->ready;
+    if (getrandom(c->seed, sizeof(c->seed), 0) != (ssize_t)sizeof(c->seed)) {
+        uint64_t t = uv_hrtime(); /* hash-flooding resistance only; never fails in practice */
+        memcpy(c->seed, &t, sizeof(t));
+    }
+    atomic_store_explicit(&c->stats.redis_state, -1, memory_order_relaxed);
+    if (shared->has_redis) {
+        int rc = creds_redis_new(loop, &shared->redis, &c->stats, &c->redis);
+        if (rc != 0) {
+            free(c->buckets);
+            free(c);
+            return rc;
+        }
+    }
+    uv_idle_init(loop, &c->idle);
+    c->idle.data = c;
+    *out = c;
+    return 0;
+}
+
+static void on_idle_closed(uv_handle_t *h) { free(h->data); }
+
+void creds_close(creds_t *c)
+{
+    if (!c || c->closing)
+        return;
+    c->closing = true;
+    creds_redis_close(c->redis); /* drops every query in flight without calling back */
+    c->redis = NULL;
+    for (size_t i = 0; i < CACHE_BUCKETS; i++) {
+        entry_t *e = c->buckets[i];
+        while (e) {
+            entry_t *next = e->hnext;
+            entry_free(e);
+            e = next;
+        }
+    }
+    free(c->buckets);
+    c->buckets = NULL;
+    waiters_free(c->ready);
+    c->ready = NULL;
+    c->ready_tail = &c->ready;
+    for (size_t i = 0; i < c->nrsec; i++)
+        secret_clear(&c->rsec[i]);
+    uv_close((uv_handle_t *)&c->idle, on_idle_closed);
+}
+
+const creds_stats_t *creds_stats(const creds_t *c) { return &c->stats; }

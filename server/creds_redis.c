@@ -1,0 +1,979 @@
+/* creds_redis.c - the Redis side of the credential store: the `redis-userdb` connection string,
+ * one worker's asynchronous connection (hiredis' async API on the worker's own libuv loop, so a
+ * lookup never blocks the loop: DESIGN.md "Auth never blocks the loop"), and the key layout:
+ * coturn's turn/realm/<realm>/user/<user>/key (hex MD5 key, RFC 8489 §9.2) and .../secret (TURN
+ * REST secrets), with our key-sha256, revoked/<user> and userhash/<hex> (RFC 8489 §14.4) beside it.
+ *
+ * The connection string follows coturn (turndb/dbd_redis.c: "ip=... port=... dbname=...
+ * password=... connect_timeout=...") so existing deployments keep their setting, or the Redis URI
+ * "redis://[[user]:password@]host[:port][/db]". AUTH and SELECT are queued before any other
+ * command, so a lookup made while connecting waits behind them in the same pipeline. The hiredis
+ * 0.14 we build against has no timeouts in its async API, so a watchdog timer does it: a connect,
+ * or a command with no reply byte for 2 s, drops the connection. A lost connection comes back
+ * through a backoff timer (0.5 s doubling to 30 s); state changes are logged once each, not once
+ * per attempt. Host names are resolved with uv_getaddrinfo because hiredis would call a blocking
+ * getaddrinfo on the loop thread. A username reaches Redis only as one argv element.
+ */
+#include "creds_redis.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <hiredis/adapters/libuv.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <openssl/crypto.h>
+
+#include "log.h"
+#include "stats.h"
+#include "stun_auth.h"
+
+#define REDIS_DEFAULT_PORT 6379
+/* Connect and command timeout; coturn's connect_timeout can only lower it. */
+#define REDIS_TIMEOUT_MS 2000
+#define BACKOFF_MIN_MS 500
+#define BACKOFF_MAX_MS 30000
+#define HOST_MAX 255
+#define CONNECT_POLL_MS 50 /* how often a connect in progress is checked for failure */
+#define USER_MAX 512
+#define KEYNAME_MAX 1024 /* "turn/realm/" + realm (<= 255) + "/user/" + name + suffix fits */
+#define MAX_ARGS 4
+
+/* ---- connection string ---- */
+
+__attribute__((format(printf, 3, 4))) static int fail(char *err, size_t errlen, const char *fmt,
+                                                      ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* Decimal s[0..n) within [min, max]; digits only (no sign, no spaces). */
+static int parse_num(const char *s, size_t n, long min, long max, long *out)
+{
+    long v = 0;
+    if (n == 0 || n > 10)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    if (v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int set_str(char **dst, const char *v, size_t n)
+{
+    char *s = strndup(v, n);
+    if (!s)
+        return -1;
+    if (*dst)
+        OPENSSL_cleanse(*dst, strlen(*dst));
+    free(*dst);
+    *dst = s;
+    return 0;
+}
+
+static int set_port(creds_redis_cfg_t *o, const char *v, size_t n, char *err, size_t errlen)
+{
+    long p;
+    if (parse_num(v, n, 1, 65535, &p) != 0)
+        return fail(err, errlen, "'redis-userdb': bad port '%.*s' (1-65535)",
+                    (int)(n > 16 ? 16 : n), v);
+    o->port = (int)p;
+    return 0;
+}
+
+static int set_db(creds_redis_cfg_t *o, const char *v, size_t n, char *err, size_t errlen)
+{
+    long d;
+    if (parse_num(v, n, 0, INT_MAX, &d) != 0)
+        return fail(err, errlen, "'redis-userdb': bad database number '%.*s'",
+                    (int)(n > 16 ? 16 : n), v);
+    o->db = (int)d;
+    return 0;
+}
+
+static bool field_is(const char *k, size_t kn, const char *name)
+{
+    return strlen(name) == kn && memcmp(k, name, kn) == 0;
+}
+
+/* One coturn-style key=value field. */
+static int set_field(creds_redis_cfg_t *o, const char *k, size_t kn, const char *v, size_t vn,
+                     char *err, size_t errlen)
+{
+    long t;
+    if (vn == 0)
+        return fail(err, errlen, "'redis-userdb': empty value for '%.*s'", (int)kn, k);
+    if (field_is(k, kn, "ip") || field_is(k, kn, "host")) {
+        if (vn > HOST_MAX)
+            return fail(err, errlen, "'redis-userdb': host longer than %d bytes", HOST_MAX);
+        return set_str(&o->host, v, vn) ? fail(err, errlen, "out of memory") : 0;
+    }
+    if (field_is(k, kn, "port"))
+        return set_port(o, v, vn, err, errlen);
+    if (field_is(k, kn, "dbname") || field_is(k, kn, "db") || field_is(k, kn, "database"))
+        return set_db(o, v, vn, err, errlen);
+    if (field_is(k, kn, "user") || field_is(k, kn, "username"))
+        return set_str(&o->user, v, vn) ? fail(err, errlen, "out of memory") : 0;
+    if (field_is(k, kn, "password"))
+        return set_str(&o->password, v, vn) ? fail(err, errlen, "out of memory") : 0;
+    if (field_is(k, kn, "connect_timeout")) {
+        if (parse_num(v, vn, 1, 3600, &t) != 0)
+            return fail(err, errlen, "'redis-userdb': bad connect_timeout (1-3600 seconds)");
+        o->connect_timeout_ms = t * 1000 < REDIS_TIMEOUT_MS ? (int)t * 1000 : REDIS_TIMEOUT_MS;
+        return 0;
+    }
+    return fail(err, errlen, "'redis-userdb': unknown field '%.*s'", (int)(kn > 32 ? 32 : kn), k);
+}
+
+static int parse_fields(const char *s, creds_redis_cfg_t *o, char *err, size_t errlen)
+{
+    int field = 0;
+    while (*s) {
+        while (isspace((unsigned char)*s))
+            s++;
+        if (!*s)
+            break;
+        const char *tok = s;
+        while (*s && !isspace((unsigned char)*s))
+            s++;
+        size_t n = (size_t)(s - tok);
+        const char *eq = memchr(tok, '=', n);
+        field++;
+        /* Do not echo the token: it may be half of a password that contained a space. */
+        if (!eq || eq == tok)
+            return fail(err, errlen, "'redis-userdb': field %d is not key=value", field);
+        size_t kn = (size_t)(eq - tok);
+        if (set_field(o, tok, kn, eq + 1, n - kn - 1, err, errlen) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int hexval(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    ch = (char)tolower((unsigned char)ch);
+    return ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+}
+
+/* URL userinfo parts are percent-encoded (RFC 3986 §2.1). NUL is refused. */
+static int set_decoded(char **dst, const char *v, size_t n)
+{
+    char *s = malloc(n + 1);
+    size_t j = 0;
+    if (!s)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (v[i] != '%') {
+            s[j++] = v[i];
+            continue;
+        }
+        int hi = i + 2 < n ? hexval(v[i + 1]) : -1;
+        int lo = hi >= 0 ? hexval(v[i + 2]) : -1;
+        if (lo < 0 || (hi == 0 && lo == 0)) {
+            free(s);
+            return -1;
+        }
+        s[j++] = (char)(hi << 4 | lo);
+        i += 2;
+    }
+    s[j] = '\0';
+    free(*dst);
+    *dst = j ? s : NULL;
+    if (!j)
+        free(s);
+    return 0;
+}
+
+static int parse_userinfo(const char *u, size_t n, creds_redis_cfg_t *o, char *err, size_t errlen)
+{
+    const char *colon = memchr(u, ':', n);
+    if (!colon)
+        return fail(err, errlen, "'redis-userdb': expected redis://[user]:password@host");
+    size_t un = (size_t)(colon - u);
+    if ((un && set_decoded(&o->user, u, un) != 0) ||
+        set_decoded(&o->password, colon + 1, n - un - 1) != 0)
+        return fail(err, errlen, "'redis-userdb': bad %%-escape in the user or password");
+    return 0;
+}
+
+/* host[:port] or [v6]:port, then optional /db. */
+static int parse_hostpart(const char *h, creds_redis_cfg_t *o, char *err, size_t errlen)
+{
+    const char *end = h + strcspn(h, "/"), *port = NULL, *hs = h, *he;
+    if (*h == '[') {
+        const char *rb = memchr(h, ']', (size_t)(end - h));
+        if (!rb)
+            return fail(err, errlen, "'redis-userdb': missing ']' after the IPv6 host");
+        hs = h + 1;
+        he = rb;
+        if (rb + 1 < end && rb[1] != ':')
+            return fail(err, errlen, "'redis-userdb': unexpected text after ']'");
+        port = rb + 1 < end ? rb + 2 : NULL;
+    } else {
+        const char *colon = memchr(h, ':', (size_t)(end - h));
+        if (colon && memchr(colon + 1, ':', (size_t)(end - colon - 1)))
+            return fail(err, errlen, "'redis-userdb': an IPv6 host needs [brackets]");
+        he = colon ? colon : end;
+        port = colon ? colon + 1 : NULL;
+    }
+    if (he == hs || he - hs > HOST_MAX)
+        return fail(err, errlen, "'redis-userdb': missing or too long host");
+    if (set_str(&o->host, hs, (size_t)(he - hs)) != 0)
+        return fail(err, errlen, "out of memory");
+    if (port && set_port(o, port, (size_t)(end - port), err, errlen) != 0)
+        return -1;
+    if (*end == '/' && end[1] && set_db(o, end + 1, strlen(end + 1), err, errlen) != 0)
+        return -1;
+    return 0;
+}
+
+static int parse_url(const char *s, creds_redis_cfg_t *o, char *err, size_t errlen)
+{
+    const char *rest = s + strlen("redis://");
+    /* The last '@' ends the userinfo: the host and the db cannot contain one. */
+    const char *at = strrchr(rest, '@');
+    if (at && parse_userinfo(rest, (size_t)(at - rest), o, err, errlen) != 0)
+        return -1;
+    return parse_hostpart(at ? at + 1 : rest, o, err, errlen);
+}
+
+int creds_redis_cfg_parse(const char *s, creds_redis_cfg_t *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof(*out));
+    out->port = REDIS_DEFAULT_PORT;
+    out->connect_timeout_ms = REDIS_TIMEOUT_MS;
+    int rc;
+    if (strncasecmp(s, "rediss://", 9) == 0)
+        rc = fail(err, errlen, "'redis-userdb': rediss:// (TLS) is not supported");
+    else if (strncasecmp(s, "redis://", 8) == 0)
+        rc = parse_url(s, out, err, errlen);
+    else if (strstr(s, "://"))
+        rc = fail(err, errlen, "'redis-userdb': only redis:// URLs are supported");
+    else
+        rc = parse_fields(s, out, err, errlen);
+    if (rc == 0 && !out->host && !(out->host = strdup("127.0.0.1")))
+        rc = fail(err, errlen, "out of memory");
+    if (rc == 0 && out->user && !out->password)
+        rc = fail(err, errlen, "'redis-userdb': a user needs a password");
+    if (rc != 0)
+        creds_redis_cfg_free(out);
+    return rc;
+}
+
+void creds_redis_cfg_free(creds_redis_cfg_t *cfg)
+{
+    if (cfg->password)
+        OPENSSL_cleanse(cfg->password, strlen(cfg->password));
+    free(cfg->host);
+    free(cfg->user);
+    free(cfg->password);
+    memset(cfg, 0, sizeof(*cfg));
+}
+
+/* ---- connection ---- */
+
+struct creds_redis {
+    uv_loop_t *loop;
+    const creds_redis_cfg_t *cfg;
+    creds_stats_t *stats;
+    redisAsyncContext *ac; /* the one live context, or NULL */
+    enum creds_redis_state state;
+    int logged;     /* last state logged: -1 none yet, 0 down, 1 up */
+    bool connected; /* ac's TCP connect finished */
+    bool closing;
+    bool resolving;         /* gai in flight (it holds a ref) */
+    int setup_pending;      /* AUTH/SELECT replies still to come */
+    unsigned outstanding;   /* replies still to come on ac */
+    uint64_t last_activity; /* loop ms: connect start, first send from idle, last reply */
+    uint64_t backoff_ms;
+    int refs; /* timers and the gai request: r is freed when the last lets go */
+    uv_timer_t watchdog, retry;
+    uv_getaddrinfo_t gai;
+    log_limit_t lim, data_lim;
+};
+
+/* One command of a pipeline. Arguments are (pointer, length) pairs so attacker bytes never meet a
+ * format string; hiredis copies them into its buffer when the command is queued. */
+typedef struct {
+    int argc;
+    const char *argv[MAX_ARGS];
+    size_t len[MAX_ARGS];
+} cmd_t;
+
+/* Gets every reply of a pipeline in command order (valid during the call; error replies included),
+ * or rep == NULL, n == 0 when the connection failed first, or n == -1 when `r` is closing: then it
+ * only releases `arg` and calls nobody. */
+typedef void (*done_cb)(void *arg, redisReply *const *rep, int n);
+
+/* A pipeline waiting for its replies. hiredis frees each reply when its callback returns, so the
+ * replies are copied until the last one is in. */
+typedef struct {
+    creds_redis_t *r;
+    done_cb cb; /* NULL: nobody wants the result any more */
+    void *arg;
+    int n, got, pending;
+    bool failed;
+    uint64_t sent_ns;
+    redisReply *rep[];
+} batch_t;
+
+static void schedule_retry(creds_redis_t *r);
+static void connect_start(creds_redis_t *r);
+
+static void stat_add(_Atomic uint64_t *ctr, uint64_t n) { stats_add(ctr, n); }
+
+static void set_state(creds_redis_t *r, enum creds_redis_state st, const char *why)
+{
+    const creds_redis_cfg_t *cfg = r->cfg;
+    bool v6 = strchr(cfg->host, ':') != NULL;
+    int up = st == CREDS_REDIS_UP;
+
+    r->state = st;
+    atomic_store_explicit(&r->stats->redis_state, up, memory_order_relaxed);
+    /* One line per change between up and down; attempts while down stay quiet, and a flapping
+     * server is held to a few lines a minute. */
+    if (st == CREDS_REDIS_CONNECTING || up == r->logged)
+        return;
+    r->logged = up;
+    if (!log_limit_take(&r->lim, uv_now(r->loop), 0.1, 6))
+        return;
+    if (up)
+        LOGI("redis_up", "redis %s%s%s:%d db %d: connected", v6 ? "[" : "", cfg->host,
+             v6 ? "]" : "", cfg->port, cfg->db);
+    else
+        LOGW("redis_down", "redis %s%s%s:%d: %s; retrying with backoff", v6 ? "[" : "", cfg->host,
+             v6 ? "]" : "", cfg->port, why ? why : "down");
+}
+
+static void unref(creds_redis_t *r)
+{
+    if (--r->refs == 0)
+        free(r);
+}
+
+/* The connection is gone (hiredis frees or has freed ac): forget it and try again later. */
+static void lost(creds_redis_t *r, const char *why)
+{
+    r->ac = NULL;
+    r->connected = false;
+    r->outstanding = 0;
+    r->setup_pending = 0;
+    uv_timer_stop(&r->watchdog);
+    stat_add(&r->stats->redis_errors, 1);
+    set_state(r, CREDS_REDIS_DOWN, why);
+    if (!r->closing)
+        schedule_retry(r);
+}
+
+/* Free ac ourselves. Never from inside one of its callbacks: only timers and close call this. */
+static void drop(creds_redis_t *r, const char *why)
+{
+    redisAsyncContext *ac = r->ac;
+    lost(r, why);
+    /* Its connect/disconnect callbacks, run from inside redisAsyncFree, see that we let it go;
+     * pending batches get a NULL reply and fail. */
+    ac->data = NULL;
+    redisAsyncFree(ac);
+}
+
+/* The pending error of a connect in progress, or 0. hiredis 0.14's libuv adapter drops the error
+ * status libuv reports for a refused connect (POLLERR), so hiredis would never hear of it and a
+ * refused connect would look like a 2 s timeout; we ask the socket ourselves. */
+static int connect_error(const creds_redis_t *r)
+{
+    int e = 0;
+    socklen_t len = sizeof(e);
+    if (getsockopt(r->ac->c.fd, SOL_SOCKET, SO_ERROR, &e, &len) != 0)
+        return errno;
+    return e;
+}
+
+static void on_watchdog(uv_timer_t *t)
+{
+    creds_redis_t *r = t->data;
+    int e;
+    char why[160];
+
+    if (!r->ac)
+        return;
+    if (!r->connected && (e = connect_error(r)) != 0) {
+        snprintf(why, sizeof(why), "connect: %s", strerror(e));
+        drop(r, why);
+        return;
+    }
+    bool waiting = !r->connected || r->setup_pending > 0 || r->outstanding > 0;
+    if (!waiting)
+        return;
+    uint64_t limit = r->connected ? REDIS_TIMEOUT_MS : (uint64_t)r->cfg->connect_timeout_ms;
+    uint64_t idle = uv_now(r->loop) - r->last_activity;
+    if (idle >= limit) {
+        drop(r, r->connected ? "no reply within 2 s" : "connect timed out");
+        return;
+    }
+    uint64_t next = limit - idle;
+    uv_timer_start(t, on_watchdog, !r->connected && next > CONNECT_POLL_MS ? CONNECT_POLL_MS : next,
+                   0);
+}
+
+static void watchdog_kick(creds_redis_t *r)
+{
+    if (!uv_is_active((uv_handle_t *)&r->watchdog))
+        uv_timer_start(&r->watchdog, on_watchdog, REDIS_TIMEOUT_MS, 0);
+}
+
+static void note_sent(creds_redis_t *r)
+{
+    /* The silence that counts starts at the first command sent after a quiet period. */
+    if (r->outstanding++ == 0)
+        r->last_activity = uv_now(r->loop);
+    watchdog_kick(r);
+}
+
+static void note_reply(creds_redis_t *r)
+{
+    if (r->outstanding > 0)
+        r->outstanding--;
+    r->last_activity = uv_now(r->loop);
+}
+
+static void on_retry(uv_timer_t *t)
+{
+    creds_redis_t *r = t->data;
+    stat_add(&r->stats->redis_reconnects, 1);
+    connect_start(r);
+}
+
+static void schedule_retry(creds_redis_t *r)
+{
+    uv_timer_start(&r->retry, on_retry, r->backoff_ms, 0);
+    r->backoff_ms = r->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : r->backoff_ms * 2;
+}
+
+static void became_up(creds_redis_t *r)
+{
+    r->backoff_ms = BACKOFF_MIN_MS;
+    set_state(r, CREDS_REDIS_UP, NULL);
+}
+
+static void on_connect(const redisAsyncContext *ac, int status)
+{
+    creds_redis_t *r = ac->data;
+    if (!r || r->ac != ac)
+        return;
+    if (status != REDIS_OK) {
+        lost(r, ac->c.errstr); /* hiredis frees ac when we return */
+        return;
+    }
+    r->connected = true;
+    r->last_activity = uv_now(r->loop);
+    /* A server that vanishes while we are idle is noticed by the kernel, not at the next lookup.
+     */
+    redisEnableKeepAlive(&r->ac->c);
+    if (r->setup_pending == 0)
+        became_up(r);
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status)
+{
+    creds_redis_t *r = ac->data;
+    if (!r || r->ac != ac)
+        return;
+    lost(r, status == REDIS_OK ? "connection closed" : ac->c.errstr);
+}
+
+static void setup_reply(redisAsyncContext *ac, void *reply, const char *what)
+{
+    creds_redis_t *r = ac->data;
+    const redisReply *rep = reply;
+    char why[160];
+
+    if (!r || r->ac != ac)
+        return;
+    note_reply(r);
+    if (!rep) /* the connection failed: on_connect / on_disconnect say so */
+        return;
+    if (rep->type == REDIS_REPLY_ERROR) {
+        /* A wrong password or database is not going to fix itself by retrying at once; close
+         * cleanly (allowed inside a callback) and let the backoff pace the attempts. */
+        snprintf(why, sizeof(why), "%s refused: %.120s", what, rep->str ? rep->str : "");
+        set_state(r, CREDS_REDIS_DOWN, why);
+        redisAsyncDisconnect(ac);
+        return;
+    }
+    if (--r->setup_pending == 0 && r->connected)
+        became_up(r);
+}
+
+static void on_auth_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+    (void)priv;
+    setup_reply(ac, reply, "AUTH");
+}
+
+static void on_select_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+    (void)priv;
+    setup_reply(ac, reply, "SELECT");
+}
+
+/* AUTH and SELECT go first in the pipeline, so every later command runs authenticated. */
+static int send_setup(creds_redis_t *r)
+{
+    const creds_redis_cfg_t *cfg = r->cfg;
+    const char *argv[3];
+    size_t len[3];
+    char db[16];
+    int argc = 0;
+
+    if (cfg->password) {
+        argv[argc] = "AUTH";
+        len[argc++] = 4;
+        if (cfg->user) {
+            argv[argc] = cfg->user;
+            len[argc] = strlen(cfg->user);
+            argc++;
+        }
+        argv[argc] = cfg->password;
+        len[argc] = strlen(cfg->password);
+        argc++;
+        if (redisAsyncCommandArgv(r->ac, on_auth_reply, NULL, argc, argv, len) != REDIS_OK)
+            return -1;
+        r->setup_pending++;
+        note_sent(r);
+    }
+    if (cfg->db != 0) {
+        argv[0] = "SELECT";
+        len[0] = 6;
+        argv[1] = db;
+        len[1] = (size_t)snprintf(db, sizeof(db), "%d", cfg->db);
+        if (redisAsyncCommandArgv(r->ac, on_select_reply, NULL, 2, argv, len) != REDIS_OK)
+            return -1;
+        r->setup_pending++;
+        note_sent(r);
+    }
+    return 0;
+}
+
+static void connect_failed(creds_redis_t *r, const char *why)
+{
+    stat_add(&r->stats->redis_errors, 1);
+    set_state(r, CREDS_REDIS_DOWN, why);
+    schedule_retry(r);
+}
+
+static void connect_ip(creds_redis_t *r, const char *ip)
+{
+    redisAsyncContext *ac = redisAsyncConnect(ip, r->cfg->port);
+    char why[160];
+
+    if (!ac || ac->err || redisLibuvAttach(ac, r->loop) != REDIS_OK) {
+        snprintf(why, sizeof(why), "%s", ac && ac->c.errstr[0] ? ac->c.errstr : "cannot connect");
+        if (ac)
+            redisAsyncFree(ac);
+        connect_failed(r, why);
+        return;
+    }
+    ac->data = r;
+    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    r->ac = ac;
+    r->connected = false;
+    r->outstanding = 0;
+    r->setup_pending = 0;
+    r->last_activity = uv_now(r->loop);
+    set_state(r, CREDS_REDIS_CONNECTING, NULL);
+    uv_timer_start(&r->watchdog, on_watchdog, CONNECT_POLL_MS, 0);
+    if (send_setup(r) != 0)
+        drop(r, "out of memory");
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    creds_redis_t *r = req->data;
+    char ip[INET6_ADDRSTRLEN] = "";
+    const struct addrinfo *pick = NULL;
+
+    r->resolving = false;
+    /* IPv4 first, as hiredis itself does for names: a dual-stack name whose Redis listens on
+     * 127.0.0.1 only must not fail on ::1. */
+    for (const struct addrinfo *a = status == 0 ? res : NULL; a; a = a->ai_next)
+        if (!pick || (a->ai_family == AF_INET && pick->ai_family != AF_INET))
+            pick = a;
+    if (pick && pick->ai_family == AF_INET)
+        uv_ip4_name((const struct sockaddr_in *)(const void *)pick->ai_addr, ip, sizeof(ip));
+    else if (pick && pick->ai_family == AF_INET6)
+        uv_ip6_name((const struct sockaddr_in6 *)(const void *)pick->ai_addr, ip, sizeof(ip));
+    uv_freeaddrinfo(res);
+    if (r->closing) {
+        unref(r);
+        return;
+    }
+    r->refs--; /* not the last: the timers still hold r */
+    if (!ip[0])
+        connect_failed(r, status < 0 ? uv_strerror(status) : "host has no address");
+    else
+        connect_ip(r, ip);
+}
+
+static void connect_start(creds_redis_t *r)
+{
+    const char *host = r->cfg->host;
+    unsigned char buf[sizeof(struct in6_addr)];
+    struct addrinfo hints;
+
+    if (inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1) {
+        connect_ip(r, host);
+        return;
+    }
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    r->gai.data = r;
+    int rc = uv_getaddrinfo(r->loop, &r->gai, on_resolved, host, NULL, &hints);
+    if (rc != 0) {
+        connect_failed(r, uv_strerror(rc));
+        return;
+    }
+    r->resolving = true;
+    r->refs++;
+    set_state(r, CREDS_REDIS_CONNECTING, NULL);
+}
+
+int creds_redis_new(uv_loop_t *loop, const creds_redis_cfg_t *cfg, creds_stats_t *stats,
+                    creds_redis_t **out)
+{
+    creds_redis_t *r = calloc(1, sizeof(*r));
+    if (!r)
+        return -ENOMEM;
+    r->loop = loop;
+    r->cfg = cfg;
+    r->stats = stats;
+    r->logged = -1;
+    r->backoff_ms = BACKOFF_MIN_MS;
+    uv_timer_init(loop, &r->watchdog);
+    uv_timer_init(loop, &r->retry);
+    r->watchdog.data = r->retry.data = r;
+    r->refs = 2;
+    atomic_store_explicit(&stats->redis_state, 0, memory_order_relaxed);
+    connect_start(r);
+    *out = r;
+    return 0;
+}
+
+static void on_timer_closed(uv_handle_t *h) { unref(h->data); }
+
+void creds_redis_close(creds_redis_t *r)
+{
+    if (!r)
+        return;
+    r->closing = true;
+    if (r->resolving)
+        uv_cancel((uv_req_t *)&r->gai); /* on_resolved still runs and lets go of r */
+    if (r->ac) {
+        /* Pending batches get a NULL reply and, r being closed, call nobody. */
+        redisAsyncContext *ac = r->ac;
+        r->ac = NULL;
+        ac->data = NULL;
+        redisAsyncFree(ac);
+    }
+    uv_close((uv_handle_t *)&r->watchdog, on_timer_closed);
+    uv_close((uv_handle_t *)&r->retry, on_timer_closed);
+}
+
+enum creds_redis_state creds_redis_state(const creds_redis_t *r) { return r->state; }
+
+/* ---- pipelines ---- */
+
+static void reply_free(redisReply *p)
+{
+    if (!p)
+        return;
+    for (size_t i = 0; i < p->elements && p->element; i++)
+        reply_free(p->element[i]);
+    free(p->element);
+    free(p->str);
+    free(p);
+}
+
+static redisReply *reply_copy(const redisReply *s)
+{
+    redisReply *d = calloc(1, sizeof(*d));
+    if (!d)
+        return NULL;
+    d->type = s->type;
+    d->integer = s->integer;
+    if (s->str) {
+        if (!(d->str = malloc(s->len + 1)))
+            goto fail;
+        memcpy(d->str, s->str, s->len);
+        d->str[s->len] = '\0';
+        d->len = s->len;
+    }
+    if (s->type == REDIS_REPLY_ARRAY && s->elements > 0) {
+        if (!(d->element = calloc(s->elements, sizeof(*d->element))))
+            goto fail;
+        d->elements = s->elements;
+        for (size_t i = 0; i < s->elements; i++)
+            if (!(d->element[i] = reply_copy(s->element[i])))
+                goto fail;
+    }
+    return d;
+fail:
+    reply_free(d);
+    return NULL;
+}
+
+static void batch_finish(batch_t *b)
+{
+    creds_redis_t *r = b->r;
+    if (b->cb && r->closing) {
+        b->cb(b->arg, NULL, -1);
+    } else if (b->cb && b->failed) {
+        b->cb(b->arg, NULL, 0);
+    } else if (b->cb) {
+        for (int i = 0; i < b->n; i++)
+            if (b->rep[i]->type == REDIS_REPLY_ERROR)
+                stat_add(&r->stats->redis_errors, 1);
+        stat_add(&r->stats->redis_latency_us_sum, (uv_hrtime() - b->sent_ns) / 1000);
+        stat_add(&r->stats->redis_replies, 1);
+        b->cb(b->arg, b->rep, b->n);
+    }
+    for (int i = 0; i < b->got; i++)
+        reply_free(b->rep[i]);
+    free(b);
+}
+
+static void on_batch_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+    batch_t *b = priv;
+    if (ac == b->r->ac)
+        note_reply(b->r);
+    if (!reply) {
+        b->failed = true;
+    } else if (!b->failed && b->got < b->n) {
+        if (!(b->rep[b->got] = reply_copy(reply)))
+            b->failed = true;
+        else
+            b->got++;
+    }
+    if (--b->pending == 0)
+        batch_finish(b);
+}
+
+/* Send `n` commands as one pipeline: 0 (cb comes once) or -1 (cb never comes). */
+static int send_batch(creds_redis_t *r, const cmd_t *cmds, int n, done_cb cb, void *arg)
+{
+    if (r->closing || !r->ac || r->state == CREDS_REDIS_DOWN || n <= 0)
+        return -1;
+    batch_t *b = calloc(1, sizeof(*b) + (size_t)n * sizeof(b->rep[0]));
+    if (!b)
+        return -1;
+    b->r = r;
+    b->cb = cb;
+    b->arg = arg;
+    b->n = n;
+    b->sent_ns = uv_hrtime();
+    for (int i = 0; i < n; i++) {
+        const char *argv[MAX_ARGS];
+        memcpy(argv, cmds[i].argv, sizeof(argv));
+        if (redisAsyncCommandArgv(r->ac, on_batch_reply, b, cmds[i].argc, argv, cmds[i].len) !=
+            REDIS_OK) {
+            /* Commands already queued still get their replies; the batch dies with the last. */
+            b->cb = NULL;
+            if (b->pending == 0)
+                free(b);
+            return -1;
+        }
+        b->pending++;
+        note_sent(r);
+    }
+    return 0;
+}
+
+/* ---- coturn's schema and ours ---- */
+
+typedef struct {
+    creds_redis_t *r;
+    bool with_secrets;
+    union {
+        creds_redis_user_cb user;
+        creds_redis_alias_cb alias;
+    } cb;
+    void *arg;
+} fetch_t;
+
+static void warn_data(creds_redis_t *r, const char *what)
+{
+    if (log_limit_take(&r->data_lim, uv_now(r->loop), 0.2, 5))
+        LOGW("redis_data", "redis %s:%d: %s", r->cfg->host, r->cfg->port, what);
+}
+
+static bool cmd_key(cmd_t *cmd, const char *verb, const char *key, int n)
+{
+    if (n < 0 || n >= KEYNAME_MAX)
+        return false;
+    cmd->argc = 2;
+    cmd->argv[0] = verb;
+    cmd->len[0] = strlen(verb);
+    cmd->argv[1] = key;
+    cmd->len[1] = (size_t)n;
+    return true;
+}
+
+/* A GET of a hex key: absent, or exactly 2n hex digits (anything else is ignored, loudly: coturn
+ * stores lower-case hex of the 16-byte MD5 key). */
+static int get_hex(creds_redis_t *r, const redisReply *rep, uint8_t *out, size_t n, bool *has)
+{
+    *has = false;
+    if (rep->type == REDIS_REPLY_NIL)
+        return 0;
+    if (rep->type != REDIS_REPLY_STRING)
+        return -1;
+    if (rep->len == 2 * n && stun_auth_hex_decode(rep->str, rep->len, out, n) == (int)n) {
+        *has = true;
+        return 0;
+    }
+    memset(out, 0, n);
+    warn_data(r, n == 16 ? "a user key is not 32 hex digits; ignored"
+                         : "a user key-sha256 is not 64 hex digits; ignored");
+    return 0;
+}
+
+static int get_secrets(creds_redis_t *r, const redisReply *rep, creds_redis_user_t *u)
+{
+    if (rep->type != REDIS_REPLY_ARRAY)
+        return -1;
+    u->has_secrets = true;
+    for (size_t i = 0; i < rep->elements; i++) {
+        const redisReply *m = rep->element[i];
+        /* An empty HMAC key would let anyone mint credentials. */
+        if (m->type != REDIS_REPLY_STRING || m->len == 0) {
+            warn_data(r, "an empty or non-string REST secret; ignored");
+        } else if (u->nsecrets == CREDS_REDIS_MAX_SECRETS) {
+            warn_data(r, "more than 16 REST secrets in the realm; the rest are ignored");
+            break;
+        } else {
+            u->secret[u->nsecrets] = m->str;
+            u->secret_len[u->nsecrets++] = m->len;
+        }
+    }
+    return 0;
+}
+
+static void on_user_batch(void *arg, redisReply *const *rep, int n)
+{
+    fetch_t *f = arg;
+    creds_redis_user_t u;
+    const creds_redis_user_t *res = NULL;
+
+    if (n < 0) {
+        free(f);
+        return;
+    }
+    memset(&u, 0, sizeof(u));
+    if (rep && n >= 3 && get_hex(f->r, rep[0], u.key.md5, 16, &u.key.has_md5) == 0 &&
+        get_hex(f->r, rep[1], u.key.sha256, 32, &u.key.has_sha256) == 0 &&
+        rep[2]->type == REDIS_REPLY_INTEGER &&
+        (!f->with_secrets || (n >= 4 && get_secrets(f->r, rep[3], &u) == 0))) {
+        u.revoked = rep[2]->integer > 0;
+        res = &u;
+    }
+    f->cb.user(f->arg, res);
+    OPENSSL_cleanse(&u.key, sizeof(u.key));
+    free(f);
+}
+
+int creds_redis_fetch_user(creds_redis_t *r, const char *realm, const char *name, bool with_secrets,
+                           creds_redis_user_cb cb, void *arg)
+{
+    char kmd5[KEYNAME_MAX], ksha[KEYNAME_MAX], krev[KEYNAME_MAX], ksec[KEYNAME_MAX];
+    cmd_t cmd[4];
+    int n = 3;
+
+    /* The name is an argument of snprintf, never its format, and then one whole argv element:
+     * no quoting and no protocol injection, whatever bytes it holds. */
+    if (strlen(name) > USER_MAX ||
+        !cmd_key(&cmd[0], "GET", kmd5,
+                 snprintf(kmd5, sizeof(kmd5), CREDS_REDIS_KEY_MD5, realm, name)) ||
+        !cmd_key(&cmd[1], "GET", ksha,
+                 snprintf(ksha, sizeof(ksha), CREDS_REDIS_KEY_SHA256, realm, name)) ||
+        !cmd_key(&cmd[2], "EXISTS", krev,
+                 snprintf(krev, sizeof(krev), CREDS_REDIS_REVOKED, realm, name)))
+        return -1;
+    if (with_secrets && !cmd_key(&cmd[n++], "SMEMBERS", ksec,
+                                 snprintf(ksec, sizeof(ksec), CREDS_REDIS_SECRETS, realm)))
+        return -1;
+    fetch_t *f = calloc(1, sizeof(*f));
+    if (!f)
+        return -1;
+    f->r = r;
+    f->with_secrets = with_secrets;
+    f->cb.user = cb;
+    f->arg = arg;
+    if (send_batch(r, cmd, n, on_user_batch, f) != 0) {
+        free(f);
+        return -1;
+    }
+    return 0;
+}
+
+static void on_alias_batch(void *arg, redisReply *const *rep, int n)
+{
+    fetch_t *f = arg;
+    const redisReply *a = rep && n == 1 ? rep[0] : NULL;
+
+    if (n < 0)
+        ; /* closing: call nobody */
+    else if (!a || (a->type != REDIS_REPLY_NIL && a->type != REDIS_REPLY_STRING)) {
+        f->cb.alias(f->arg, 1, NULL, 0);
+    } else if (a->type == REDIS_REPLY_NIL) {
+        f->cb.alias(f->arg, 0, NULL, 0);
+    } else if (a->len == 0 || a->len > USER_MAX || memchr(a->str, '\0', a->len)) {
+        warn_data(f->r, "a userhash entry names an invalid username; ignored");
+        f->cb.alias(f->arg, 0, NULL, 0);
+    } else {
+        f->cb.alias(f->arg, 0, a->str, a->len);
+    }
+    free(f);
+}
+
+int creds_redis_fetch_alias(creds_redis_t *r, const char *realm, const uint8_t hash[32],
+                            creds_redis_alias_cb cb, void *arg)
+{
+    char hex[65], key[KEYNAME_MAX];
+    cmd_t cmd;
+
+    stun_auth_hex_encode(hash, 32, hex);
+    if (!cmd_key(&cmd, "GET", key, snprintf(key, sizeof(key), CREDS_REDIS_USERHASH, realm, hex)))
+        return -1;
+    fetch_t *f = calloc(1, sizeof(*f));
+    if (!f)
+        return -1;
+    f->r = r;
+    f->cb.alias = cb;
+    f->arg = arg;
+    if (send_batch(r, &cmd, 1, on_alias_batch, f) != 0) {
+        free(f);
+        return -1;
+    }
+    return 0;
+}

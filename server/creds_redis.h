@@ -1,0 +1,82 @@
+/* creds_redis.h - private to creds.c: the `redis-userdb` connection string, one worker's
+ * asynchronous Redis connection (hiredis' async API on the worker's libuv loop), and fetching what
+ * the store holds for a username or a USERHASH (coturn's key layout plus ours, see creds.h).
+ *
+ * The connection string is coturn's "ip=... port=... dbname=... password=... connect_timeout=..."
+ * or a URL "redis://[[user]:password@]host[:port][/db]". The connection authenticates (AUTH, with
+ * a user for Redis 6 ACLs) and selects the database before anything else, pipelined; it times out
+ * a connect or a silent server after 2 s and reconnects with exponential backoff (0.5 s .. 30 s).
+ * Everything here runs on the owning worker's loop thread.
+ */
+#ifndef UTURN_CREDS_REDIS_H
+#define UTURN_CREDS_REDIS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "creds.h"
+
+typedef struct {
+    char *host; /* IP literal (IPv6 without brackets) or a name resolved with uv_getaddrinfo */
+    int port;
+    int db;
+    char *user;     /* ACL user for AUTH, or NULL */
+    char *password; /* or NULL: no AUTH */
+    int connect_timeout_ms;
+} creds_redis_cfg_t;
+
+/* Parse a `redis-userdb` value. Returns 0, or -1 with a message naming the key and the bad part
+ * in `err` (passwords are never echoed). `out` owns its strings: creds_redis_cfg_free. */
+int creds_redis_cfg_parse(const char *s, creds_redis_cfg_t *out, char *err, size_t errlen);
+void creds_redis_cfg_free(creds_redis_cfg_t *cfg);
+
+enum creds_redis_state {
+    CREDS_REDIS_DOWN = 0,       /* no connection: waiting for the backoff timer */
+    CREDS_REDIS_CONNECTING = 1, /* connecting or authenticating; commands queue behind AUTH */
+    CREDS_REDIS_UP = 2,
+};
+
+typedef struct creds_redis creds_redis_t;
+
+/* Start connecting (a Redis that is down is not an error: it is retried). `cfg` and `stats` are
+ * borrowed and must outlive `r`. Returns 0 or -errno. */
+int creds_redis_new(uv_loop_t *loop, const creds_redis_cfg_t *cfg, creds_stats_t *stats,
+                    creds_redis_t **out);
+/* Drop the connection; no fetch callback runs after this. The memory is released by the loop once
+ * the timers have closed, so the loop must run after this call. */
+void creds_redis_close(creds_redis_t *r);
+enum creds_redis_state creds_redis_state(const creds_redis_t *r);
+
+/* What Redis holds for one username (coturn's layout and our keys beside it). */
+#define CREDS_REDIS_MAX_SECRETS 16
+typedef struct {
+    creds_key_t key; /* has_md5 / has_sha256: which well-formed keys are stored */
+    bool revoked;
+    bool has_secrets; /* the realm's secret set was asked for; then: */
+    size_t nsecrets;  /* non-empty members, at most CREDS_REDIS_MAX_SECRETS */
+    const char *secret[CREDS_REDIS_MAX_SECRETS];
+    size_t secret_len[CREDS_REDIS_MAX_SECRETS];
+} creds_redis_user_t;
+
+/* Called once, inside hiredis' read handling: with the answer (valid only during the call), or
+ * NULL when the connection failed or a reply had the wrong type. It may fetch more, but must not
+ * call the owner's user callbacks or close `r`. */
+typedef void (*creds_redis_user_cb)(void *arg, const creds_redis_user_t *u);
+/* USERHASH: `name` is the username it names (NUL-terminated, valid during the call) or NULL when
+ * there is none; `failed` is 1 when Redis could not answer. */
+typedef void (*creds_redis_alias_cb)(void *arg, int failed, const char *name, size_t len);
+
+/* Fetch `name` (NUL-terminated, no NUL inside, at most 512 bytes) in `realm`: GET .../key,
+ * GET .../key-sha256, EXISTS .../revoked/<name> and, with `with_secrets`, SMEMBERS .../secret, as
+ * one pipeline. The name is only ever one argv element. Returns 0 (cb comes once, later) or -1
+ * when nothing can be sent now (down, closing, out of memory): then cb is never called. */
+int creds_redis_fetch_user(creds_redis_t *r, const char *realm, const char *name, bool with_secrets,
+                           creds_redis_user_cb cb, void *arg);
+/* GET turn/realm/<realm>/userhash/<hex of hash>. Same return and callback rules. */
+int creds_redis_fetch_alias(creds_redis_t *r, const char *realm, const uint8_t hash[32],
+                            creds_redis_alias_cb cb, void *arg);
+
+#endif

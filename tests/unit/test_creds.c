@@ -1,0 +1,1014 @@
+/* test_creds.c - the credential stores (server/creds.c, server/creds_redis.c) against a real
+ * redis-server.
+ *
+ * Static users (RFC 8489 §9.2 keys, SASLprep, coturn's 0x key form, USERHASH §14.4), TURN REST
+ * (draft-uberti-behave-turn-rest-00 vector, expiry, rotation) and the Redis store in coturn's
+ * layout plus our extensions (SHA-256 keys, revocation, USERHASH index). The program starts its own
+ * redis-server on a free loopback port (killed with us even if we crash: PR_SET_PDEATHSIG),
+ * provisions keys with hiredis' blocking API, and drives creds_* on a real libuv loop: the PENDING
+ * protocol, the cache, coalescing, cancel, limits, argv safety of hostile usernames, AUTH/SELECT
+ * and ACL users, a server that stops answering, Redis down at start, killed and restarted. Every
+ * wait polls a condition against a deadline.
+ */
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+#include <uv.h>
+
+#include "cfg.h"
+#include "creds.h"
+#include "creds_redis.h"
+#include "log.h"
+#include "stun_auth.h"
+#include "turn_auth.h"
+#include "unit.h"
+
+#define REALM "north.gov"
+#define REST_USER "1266890800:mbzrxpgjys"
+#define REST_BEFORE 1266890000 /* unix_now before the vector's expiry */
+#define REST_AFTER 1266890801
+
+static uv_loop_t loop;
+static uv_timer_t guard; /* keeps UV_RUN_ONCE from blocking longer than 10 ms */
+static pid_t redis_pid = -1, redis2_pid = -1;
+static int redis_port;
+static redisContext *prov; /* provisioning connection to redis_pid */
+
+/* ---- time and loop ---- */
+
+static uint64_t now_ms(void) { return uv_hrtime() / 1000000; }
+
+static void on_guard(uv_timer_t *t) { (void)t; }
+
+/* Run the loop until *flag >= want or `ms` pass. Returns 1 when the condition was met. */
+static int run_until(const int *flag, int want, uint64_t ms)
+{
+    uint64_t deadline = now_ms() + ms;
+    while (*flag < want && now_ms() < deadline)
+        uv_run(&loop, UV_RUN_ONCE);
+    return *flag >= want;
+}
+
+static void run_for(uint64_t ms)
+{
+    int never = 0;
+    run_until(&never, 1, ms);
+}
+
+static int redis_state(const creds_t *c) { return atomic_load(&creds_stats(c)->redis_state); }
+
+static uint64_t ctr(_Atomic const uint64_t *p) { return atomic_load(p); }
+
+/* Run the loop until the creds' Redis state is `want`. */
+static int wait_state(const creds_t *c, int want, uint64_t ms)
+{
+    uint64_t deadline = now_ms() + ms;
+    while (redis_state(c) != want && now_ms() < deadline)
+        uv_run(&loop, UV_RUN_ONCE);
+    return redis_state(c) == want;
+}
+
+/* ---- redis-server ---- */
+
+static int free_port(void)
+{
+    struct sockaddr_in a;
+    socklen_t len = sizeof(a);
+    int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+        port = ntohs(a.sin_port);
+    if (fd >= 0)
+        close(fd);
+    return port;
+}
+
+static redisContext *rc_open(int port)
+{
+    struct timeval tv = {1, 0};
+    redisContext *r = redisConnectWithTimeout("127.0.0.1", port, tv);
+    if (r && r->err) {
+        redisFree(r);
+        return NULL;
+    }
+    return r;
+}
+
+/* A blocking command; every argument is one argv element (binary-safe). */
+static redisReply *rc_cmd(redisContext *r, int argc, const char **argv)
+{
+    size_t len[16];
+    if (argc > 16)
+        return NULL;
+    for (int i = 0; i < argc; i++)
+        len[i] = strlen(argv[i]);
+    return redisCommandArgv(r, argc, argv, len);
+}
+
+static int rc_ok(redisContext *r, int argc, const char **argv)
+{
+    redisReply *rep = r ? rc_cmd(r, argc, argv) : NULL;
+    int ok = rep && rep->type != REDIS_REPLY_ERROR;
+    if (!ok)
+        fprintf(stderr, "redis %s failed: %s\n", argv[0], rep && rep->str ? rep->str : "?");
+    if (rep)
+        freeReplyObject(rep);
+    return ok;
+}
+
+static void spawn_child(int port, const char *pass)
+{
+    char p[16];
+    int fd = open("/dev/null", O_WRONLY);
+    /* The server dies with the test, even when the test is killed by a sanitizer. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (fd >= 0) {
+        dup2(fd, 1);
+        dup2(fd, 2);
+    }
+    snprintf(p, sizeof(p), "%d", port);
+    char *argv[] = {strdup("redis-server"),
+                    strdup("--port"),
+                    strdup(p),
+                    strdup("--bind"),
+                    strdup("127.0.0.1"),
+                    strdup("--save"),
+                    strdup(""),
+                    strdup("--appendonly"),
+                    strdup("no"),
+                    pass ? strdup("--requirepass") : NULL,
+                    pass ? strdup(pass) : NULL,
+                    NULL};
+    execvp(argv[0], argv);
+    _exit(127);
+}
+
+/* Start redis-server on `port` and wait (deadline 10 s) until it answers PING. */
+static pid_t redis_start(int port, const char *pass)
+{
+    pid_t pid = fork();
+    if (pid == 0)
+        spawn_child(port, pass);
+    if (pid < 0)
+        return -1;
+    uint64_t deadline = now_ms() + 10000;
+    while (now_ms() < deadline) {
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid) {
+            fprintf(stderr, "redis-server exited (status %d): is it installed?\n", st);
+            return -1;
+        }
+        redisContext *r = rc_open(port);
+        const char *auth[] = {"AUTH", pass ? pass : ""};
+        const char *ping[] = {"PING"};
+        bool up = r && (!pass || rc_ok(r, 2, auth)) && rc_ok(r, 1, ping);
+        if (r)
+            redisFree(r);
+        if (up)
+            return pid;
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    return -1;
+}
+
+static void redis_kill(pid_t *pid)
+{
+    if (*pid > 0) {
+        kill(*pid, SIGKILL);
+        waitpid(*pid, NULL, 0);
+    }
+    *pid = -1;
+}
+
+static void kill_all(void)
+{
+    redis_kill(&redis_pid);
+    redis_kill(&redis2_pid);
+}
+
+static void rc_set(const char *key, const char *val)
+{
+    const char *argv[] = {"SET", key, val};
+    CHECK(rc_ok(prov, 3, argv));
+}
+
+static void rc_sadd(const char *key, const char *member)
+{
+    const char *argv[] = {"SADD", key, member};
+    CHECK(rc_ok(prov, 3, argv));
+}
+
+/* Provision a coturn-style user: hex MD5 key under turn/realm/<realm>/user/<name>/key. */
+static void provision_md5(const char *name, const char *pass)
+{
+    uint8_t key[16];
+    char hex[33], kname[1200];
+    stun_auth_key_md5(name, strlen(name), REALM, strlen(REALM), pass, strlen(pass), key);
+    stun_auth_hex_encode(key, 16, hex);
+    snprintf(kname, sizeof(kname), CREDS_REDIS_KEY_MD5, REALM, name);
+    rc_set(kname, hex);
+}
+
+static void provision_userhash(const char *name)
+{
+    uint8_t h[32];
+    char hex[65], kname[256];
+    stun_auth_userhash(name, strlen(name), REALM, strlen(REALM), h);
+    stun_auth_hex_encode(h, 32, hex);
+    snprintf(kname, sizeof(kname), CREDS_REDIS_USERHASH, REALM, hex);
+    rc_set(kname, name);
+}
+
+/* ---- creds helpers ---- */
+
+typedef struct {
+    int calls;
+} rec_t;
+
+static void on_ready(void *arg) { ((rec_t *)arg)->calls++; }
+
+static creds_shared_t *shared_from(const char *const *kv, char *err, size_t errlen)
+{
+    cfg_t cfg;
+    creds_shared_t *sh = NULL;
+    cfg_init(&cfg);
+    for (; kv[0]; kv += 2)
+        if (cfg_set(&cfg, kv[0], kv[1], "test", err, errlen) != 0) {
+            fprintf(stderr, "cfg_set %s: %s\n", kv[0], err);
+            cfg_free(&cfg);
+            return NULL;
+        }
+    if (creds_shared_new(&cfg, &sh, err, errlen) != 0)
+        sh = NULL;
+    cfg_free(&cfg);
+    return sh;
+}
+
+static creds_shared_t *shared_ok(const char *const *kv)
+{
+    char err[256] = "";
+    creds_shared_t *sh = shared_from(kv, err, sizeof(err));
+    if (!sh)
+        fprintf(stderr, "creds_shared_new: %s\n", err);
+    CHECK(sh != NULL);
+    return sh;
+}
+
+static enum creds_status look_at(creds_t *c, const char *u, uint64_t ahead, int64_t unix_now,
+                                 creds_keys_t *out, rec_t *r)
+{
+    uv_update_time(&loop);
+    return creds_lookup(c, u, strlen(u), uv_now(&loop) + ahead, unix_now, out, on_ready, r);
+}
+
+static enum creds_status look(creds_t *c, const char *u, int64_t unix_now, creds_keys_t *out,
+                              rec_t *r)
+{
+    return look_at(c, u, 0, unix_now, out, r);
+}
+
+/* Look up (with the clock `ahead` ms in the future); on PENDING wait for the one callback (never
+ * synchronous) and ask again, which must give a final answer. *pending: whether Redis was asked. */
+static enum creds_status look_wait_at(creds_t *c, const char *u, uint64_t ahead, int64_t unix_now,
+                                      creds_keys_t *out, int *pending)
+{
+    rec_t r = {0};
+    enum creds_status st = look_at(c, u, ahead, unix_now, out, &r);
+    CHECK_INT(r.calls, 0);
+    if (pending)
+        *pending = st == CREDS_PENDING;
+    if (st != CREDS_PENDING)
+        return st;
+    CHECK(run_until(&r.calls, 1, 5000));
+    CHECK_INT(r.calls, 1);
+    st = look_at(c, u, ahead, unix_now, out, &r);
+    CHECK(st != CREDS_PENDING);
+    creds_cancel(c, &r); /* if that failed: r lives on this stack */
+    return st;
+}
+
+static enum creds_status look_wait(creds_t *c, const char *u, int64_t unix_now, creds_keys_t *out,
+                                   int *pending)
+{
+    return look_wait_at(c, u, 0, unix_now, out, pending);
+}
+
+static enum creds_status look_hash(creds_t *c, const char *name, char *user, size_t cap,
+                                   creds_keys_t *out, int *pending)
+{
+    uint8_t h[32];
+    rec_t r = {0};
+    stun_auth_userhash(name, strlen(name), REALM, strlen(REALM), h);
+    uv_update_time(&loop);
+    enum creds_status st =
+        creds_lookup_userhash(c, h, uv_now(&loop), REST_BEFORE, user, cap, out, on_ready, &r);
+    *pending = st == CREDS_PENDING;
+    if (st != CREDS_PENDING)
+        return st;
+    CHECK(run_until(&r.calls, 1, 5000));
+    CHECK_INT(r.calls, 1);
+    st = creds_lookup_userhash(c, h, uv_now(&loop), REST_BEFORE, user, cap, out, on_ready, &r);
+    CHECK(st != CREDS_PENDING);
+    creds_cancel(c, &r);
+    return st;
+}
+
+static void expect_md5(const creds_keys_t *k, int i, const char *hex)
+{
+    uint8_t want[16];
+    CHECK_INT(stun_auth_hex_decode(hex, 32, want, 16), 16);
+    CHECK(i < k->n && k->k[i].has_md5);
+    if (i < k->n)
+        CHECK_MEM(k->k[i].md5, want, 16);
+}
+
+/* Expected REST key for `user` under `secret`. */
+static void rest_md5(const char *secret, const char *user, uint8_t out[16])
+{
+    char pw[32];
+    int n = turn_rest_password(secret, strlen(secret), user, strlen(user), pw, sizeof(pw));
+    CHECK_INT(n, 28);
+    stun_auth_key_md5(user, strlen(user), REALM, strlen(REALM), pw, (size_t)n, out);
+}
+
+static int has_md5(const creds_keys_t *k, const uint8_t md5[16])
+{
+    for (int i = 0; i < k->n; i++)
+        if (k->k[i].has_md5 && memcmp(k->k[i].md5, md5, 16) == 0)
+            return 1;
+    return 0;
+}
+
+static void close_creds(creds_t *c)
+{
+    creds_close(c);
+    run_for(50); /* the loop frees the closed handles */
+}
+
+/* ---- configuration ---- */
+
+typedef struct {
+    const char *kv[9];
+    const char *err_part; /* NULL: must succeed */
+} shared_case_t;
+
+static const shared_case_t shared_cases[] = {
+    {{"user", "nocolon", NULL}, "'user' line 1: missing ':'"},
+    {{"user", "a:b", "user", ":pw", NULL}, "'user' line 2: the name must be"},
+    {{"user", "a:", NULL}, "'user' line 1: empty password"},
+    {{"user", "a:0x00112233445566778899aabbccddeeff00", NULL}, "line 1: a 0x key must be 32"},
+    {{"user", "a:0x0011223344556677889900aabbccddeg", NULL}, "a 0x key must be 32 hex"},
+    {{"user", "a:0xshort", NULL}, NULL}, /* shorter than a key: a password, as coturn */
+    {{"user", "a:b", "user", "a:c", NULL}, "'user': 'a' is defined twice"},
+    {{"use-auth-secret", "true", NULL},
+     "'use-auth-secret' needs 'static-auth-secret' or 'redis-userdb'"},
+    {{"use-auth-secret", "true", "redis-userdb", "ip=127.0.0.1", NULL}, NULL},
+    {{"redis-userdb", "ip=127.0.0.1 hots=x", NULL}, "'redis-userdb': unknown field 'hots'"},
+    {{"redis-userdb", "ip=127.0.0.1 port=70000", NULL}, "'redis-userdb': bad port '70000'"},
+    {{"redis-userdb", "port=0", NULL}, "bad port"},
+    {{"redis-userdb", "dbname=x1", NULL}, "bad database number 'x1'"},
+    {{"redis-userdb", "ip=1.2.3.4 password", NULL}, "field 2 is not key=value"},
+    {{"redis-userdb", "connect_timeout=-1", NULL}, "bad connect_timeout"},
+    {{"redis-userdb", "redis://h:99999", NULL}, "bad port '99999'"},
+    {{"redis-userdb", "redis://h:6379/abc", NULL}, "bad database number 'abc'"},
+    {{"redis-userdb", "redis://::1:6379", NULL}, "needs [brackets]"},
+    {{"redis-userdb", "redis://[::1:6379", NULL}, "missing ']'"},
+    {{"redis-userdb", "redis://pw@h", NULL}, "expected redis://[user]:password@host"},
+    {{"redis-userdb", "redis://:p%zz@h", NULL}, "bad %-escape"},
+    {{"redis-userdb", "redis://", NULL}, "missing or too long host"},
+    {{"redis-userdb", "rediss://h", NULL}, "TLS) is not supported"},
+    {{"redis-userdb", "unix:///tmp/r.sock", NULL}, "only redis:// URLs"},
+    {{"redis-userdb", "redis://user:@h", NULL}, "a user needs a password"},
+};
+
+static void test_shared_errors(void)
+{
+    for (size_t i = 0; i < sizeof(shared_cases) / sizeof(shared_cases[0]); i++) {
+        const shared_case_t *t = &shared_cases[i];
+        char err[256] = "";
+        creds_shared_t *sh = shared_from(t->kv, err, sizeof(err));
+        if (!t->err_part) {
+            if (!sh)
+                fprintf(stderr, "case %zu: unexpected error: %s\n", i, err);
+            CHECK(sh != NULL);
+        } else {
+            CHECK(sh == NULL);
+            if (!strstr(err, t->err_part))
+                fprintf(stderr, "case %zu: \"%s\" lacks \"%s\"\n", i, err, t->err_part);
+            CHECK(strstr(err, t->err_part) != NULL);
+            CHECK(strstr(err, "s3cret") == NULL);
+        }
+        creds_shared_free(sh);
+    }
+    /* A password is never echoed, even when it is what breaks the line. */
+    const char *kv[] = {"redis-userdb", "ip=h password=s3cret junk", NULL};
+    char err[256];
+    CHECK(shared_from(kv, err, sizeof(err)) == NULL);
+    CHECK(strstr(err, "s3cret") == NULL);
+}
+
+typedef struct {
+    const char *s;
+    const char *host;
+    int port, db;
+    const char *user, *password;
+    int timeout_ms;
+} url_case_t;
+
+static const url_case_t url_cases[] = {
+    {"ip=127.0.0.1 port=6379 dbname=0 password=xxx connect_timeout=30", "127.0.0.1", 6379, 0, NULL,
+     "xxx", 2000},
+    {"host=redis.local dbname=3 connect_timeout=1", "redis.local", 6379, 3, NULL, NULL, 1000},
+    {"  user=turn   password=a=b  ", "127.0.0.1", 6379, 0, "turn", "a=b", 2000},
+    {"redis://h", "h", 6379, 0, NULL, NULL, 2000},
+    {"redis://:pw@10.0.0.1:7000/5", "10.0.0.1", 7000, 5, NULL, "pw", 2000},
+    {"redis://turn:p%40ss%3A@[::1]:6380/2", "::1", 6380, 2, "turn", "p@ss:", 2000},
+    {"redis://[fe80::1]", "fe80::1", 6379, 0, NULL, NULL, 2000},
+    {"REDIS://h:1/", "h", 1, 0, NULL, NULL, 2000},
+};
+
+static void test_redis_cfg(void)
+{
+    for (size_t i = 0; i < sizeof(url_cases) / sizeof(url_cases[0]); i++) {
+        const url_case_t *t = &url_cases[i];
+        creds_redis_cfg_t cfg;
+        char err[256] = "";
+        int rc = creds_redis_cfg_parse(t->s, &cfg, err, sizeof(err));
+        if (rc != 0)
+            fprintf(stderr, "url case %zu: %s\n", i, err);
+        CHECK_INT(rc, 0);
+        if (rc != 0)
+            continue;
+        CHECK_STR(cfg.host, t->host);
+        CHECK_INT(cfg.port, t->port);
+        CHECK_INT(cfg.db, t->db);
+        CHECK(t->user ? cfg.user && strcmp(cfg.user, t->user) == 0 : cfg.user == NULL);
+        CHECK(t->password ? cfg.password && strcmp(cfg.password, t->password) == 0
+                          : cfg.password == NULL);
+        CHECK_INT(cfg.connect_timeout_ms, t->timeout_ms);
+        creds_redis_cfg_free(&cfg);
+    }
+}
+
+/* ---- static users and REST, no Redis ---- */
+
+static void test_static(void)
+{
+    /* U+00A0 (no-break space) in the password: SASLprep maps it to U+0020. */
+    const char *kv[] = {"realm", REALM,
+                        "user",  "alice:wonder land",
+                        "user",  "bob:0x7da2270ccfa49786e0115366d3a3d14d",
+                        "user",  "carol:x\xc2\xa0y",
+                        NULL};
+    creds_shared_t *sh = shared_ok(kv);
+    creds_t *c = NULL;
+    creds_keys_t k;
+    uint8_t md5[16], sha[32];
+    char name[64];
+    int pending;
+
+    if (!sh)
+        return;
+    CHECK_INT(creds_shared_any(sh), 1);
+    CHECK_INT(creds_new(&loop, sh, &c), 0);
+    CHECK_INT(redis_state(c), -1);
+    CHECK_INT(look_wait(c, "alice", 0, &k, &pending), CREDS_FOUND);
+    CHECK_INT(pending, 0);
+    CHECK_INT(k.n, 1);
+    stun_auth_key_md5("alice", 5, REALM, strlen(REALM), "wonder land", 11, md5);
+    stun_auth_key_sha256("alice", 5, REALM, strlen(REALM), "wonder land", 11, sha);
+    CHECK(k.k[0].has_md5 && k.k[0].has_sha256);
+    CHECK_MEM(k.k[0].md5, md5, 16);
+    CHECK_MEM(k.k[0].sha256, sha, 32);
+
+    CHECK_INT(look_wait(c, "bob", 0, &k, NULL), CREDS_FOUND);
+    expect_md5(&k, 0, "7da2270ccfa49786e0115366d3a3d14d");
+    CHECK(!k.k[0].has_sha256);
+
+    CHECK_INT(look_wait(c, "carol", 0, &k, NULL), CREDS_FOUND);
+    stun_auth_key_md5("carol", 5, REALM, strlen(REALM), "x y", 3, md5);
+    CHECK_MEM(k.k[0].md5, md5, 16);
+
+    CHECK_INT(look_wait(c, "mallory", 0, &k, NULL), CREDS_UNKNOWN);
+    CHECK_INT(k.n, 0);
+    CHECK_INT(look_wait(c, "alic", 0, &k, NULL), CREDS_UNKNOWN);
+    CHECK_INT(look_wait(c, "1266890800:mbzrxpgjys", REST_BEFORE, &k, NULL), CREDS_UNKNOWN);
+
+    CHECK_INT(look_hash(c, "alice", name, sizeof(name), &k, &pending), CREDS_FOUND);
+    CHECK_INT(pending, 0);
+    CHECK_STR(name, "alice");
+    CHECK_INT(k.n, 1);
+    CHECK_INT(look_hash(c, "alice", name, 5, &k, &pending), CREDS_UNKNOWN); /* no room */
+    CHECK_INT(look_hash(c, "nobody", name, sizeof(name), &k, &pending), CREDS_UNKNOWN);
+    CHECK_INT(ctr(&creds_stats(c)->lookups), 9);
+    close_creds(c);
+    creds_shared_free(sh);
+
+    const char *none[] = {NULL};
+    sh = shared_ok(none);
+    CHECK(sh && creds_shared_any(sh) == 0);
+    creds_shared_free(sh);
+}
+
+static void test_rest_static(void)
+{
+    const char *kv[] = {"realm",
+                        REALM,
+                        "use-auth-secret",
+                        "true",
+                        "static-auth-secret",
+                        "north",
+                        "static-auth-secret",
+                        "south",
+                        NULL};
+    creds_shared_t *sh = shared_ok(kv);
+    creds_t *c = NULL;
+    creds_keys_t k;
+    uint8_t north[16], south[16];
+
+    if (!sh)
+        return;
+    CHECK_INT(creds_new(&loop, sh, &c), 0);
+    CHECK_INT(look_wait(c, REST_USER, REST_BEFORE, &k, NULL), CREDS_FOUND);
+    /* Two secrets, two keys (rotation); the vector's key from the first. */
+    CHECK_INT(k.n, 2);
+    expect_md5(&k, 0, "189beda23cf1b5c67dd164d580ac15b0");
+    rest_md5("north", REST_USER, north);
+    rest_md5("south", REST_USER, south);
+    CHECK(has_md5(&k, north) && has_md5(&k, south));
+    CHECK(k.k[0].has_sha256 && k.k[1].has_sha256);
+    /* Still valid at the expiry second itself; expired one second later. */
+    CHECK_INT(look_wait(c, REST_USER, 1266890800, &k, NULL), CREDS_FOUND);
+    CHECK_INT(look_wait(c, REST_USER, REST_AFTER, &k, NULL), CREDS_EXPIRED);
+    CHECK_INT(k.n, 0);
+    CHECK_INT(look_wait(c, "mbzrxpgjys:1266890800", REST_BEFORE, &k, NULL), CREDS_FOUND);
+    CHECK_INT(look_wait(c, "plainuser", REST_BEFORE, &k, NULL), CREDS_UNKNOWN);
+    close_creds(c);
+    creds_shared_free(sh);
+}
+
+/* ---- Redis ---- */
+
+static void test_redis_users(creds_t *c)
+{
+    creds_keys_t k;
+    rec_t r = {0};
+    int pending;
+    uint8_t md5[16], sha[32];
+    char hex[65], kname[256];
+
+    provision_md5("gorst", "hero");
+    CHECK_INT(look_wait(c, "gorst", REST_BEFORE, &k, &pending), CREDS_FOUND);
+    CHECK_INT(pending, 1);
+    CHECK_INT(k.n, 1);
+    expect_md5(&k, 0, "7da2270ccfa49786e0115366d3a3d14d");
+    CHECK(!k.k[0].has_sha256);
+    uint64_t hits = ctr(&creds_stats(c)->cache_hits);
+    CHECK_INT(look(c, "gorst", REST_BEFORE, &k, &r), CREDS_FOUND); /* from the cache */
+    CHECK_INT(ctr(&creds_stats(c)->cache_hits), hits + 1);
+    expect_md5(&k, 0, "7da2270ccfa49786e0115366d3a3d14d");
+
+    /* Our SHA-256 extension beside coturn's MD5 key: one candidate with both. */
+    provision_md5("sam", "frodo");
+    stun_auth_key_sha256("sam", 3, REALM, strlen(REALM), "frodo", 5, sha);
+    stun_auth_hex_encode(sha, 32, hex);
+    snprintf(kname, sizeof(kname), CREDS_REDIS_KEY_SHA256, REALM, "sam");
+    rc_set(kname, hex);
+    CHECK_INT(look_wait(c, "sam", REST_BEFORE, &k, NULL), CREDS_FOUND);
+    stun_auth_key_md5("sam", 3, REALM, strlen(REALM), "frodo", 5, md5);
+    CHECK(k.n == 1 && k.k[0].has_md5 && k.k[0].has_sha256);
+    CHECK_MEM(k.k[0].md5, md5, 16);
+    CHECK_MEM(k.k[0].sha256, sha, 32);
+
+    /* Unknown, then from the negative cache, then asked again once that has expired (5 s). */
+    CHECK_INT(look_wait(c, "nobody", REST_BEFORE, &k, &pending), CREDS_UNKNOWN);
+    CHECK_INT(pending, 1);
+    CHECK_INT(look(c, "nobody", REST_BEFORE, &k, &r), CREDS_UNKNOWN);
+    CHECK_INT(look_wait_at(c, "nobody", 6000, REST_BEFORE, &k, &pending), CREDS_UNKNOWN);
+    CHECK_INT(pending, 1);
+
+    /* A static user is answered at once even with Redis configured. */
+    CHECK_INT(look_wait(c, "alice", REST_BEFORE, &k, &pending), CREDS_FOUND);
+    CHECK_INT(pending, 0);
+
+    /* A malformed key is ignored; a key of the wrong type is a failure, not "unknown". */
+    snprintf(kname, sizeof(kname), CREDS_REDIS_KEY_MD5, REALM, "badhex");
+    rc_set(kname, "7da2270ccfa49786e0115366d3a3d14");
+    CHECK_INT(look_wait(c, "badhex", REST_BEFORE, &k, NULL), CREDS_UNKNOWN);
+    snprintf(kname, sizeof(kname), CREDS_REDIS_KEY_MD5, REALM, "wrongtype");
+    rc_sadd(kname, "x");
+    uint64_t errors = ctr(&creds_stats(c)->redis_errors);
+    CHECK_INT(look_wait(c, "wrongtype", REST_BEFORE, &k, NULL), CREDS_UNAVAILABLE);
+    CHECK(ctr(&creds_stats(c)->redis_errors) > errors);
+    CHECK_INT(redis_state(c), 1);
+}
+
+static void test_redis_rest(creds_t *c)
+{
+    char kname[128];
+    creds_keys_t k;
+    int pending;
+    uint8_t north[16], south[16];
+
+    snprintf(kname, sizeof(kname), CREDS_REDIS_SECRETS, REALM);
+    rc_sadd(kname, "north");
+    CHECK_INT(look_wait(c, REST_USER, REST_BEFORE, &k, &pending), CREDS_FOUND);
+    CHECK_INT(pending, 1);
+    CHECK_INT(k.n, 1);
+    expect_md5(&k, 0, "189beda23cf1b5c67dd164d580ac15b0");
+    CHECK_INT(look_wait(c, "1000:old", 2000, &k, &pending), CREDS_EXPIRED);
+    CHECK_INT(pending, 1); /* Redis might have had a user by that name */
+    /* Rotation: both secrets of the set are candidates. */
+    rc_sadd(kname, "south");
+    CHECK_INT(look_wait(c, "1266890800:rotation", REST_BEFORE, &k, NULL), CREDS_FOUND);
+    rest_md5("north", "1266890800:rotation", north);
+    rest_md5("south", "1266890800:rotation", south);
+    CHECK_INT(k.n, 2);
+    CHECK(has_md5(&k, north) && has_md5(&k, south));
+}
+
+static void test_revoked(creds_t *c)
+{
+    char kname[128];
+    creds_keys_t k;
+
+    provision_md5("gorst2", "hero");
+    snprintf(kname, sizeof(kname), CREDS_REDIS_REVOKED, REALM, "gorst2");
+    rc_set(kname, "1");
+    CHECK_INT(look_wait(c, "gorst2", REST_BEFORE, &k, NULL), CREDS_UNKNOWN);
+    CHECK_INT(k.n, 0);
+    snprintf(kname, sizeof(kname), CREDS_REDIS_REVOKED, REALM, "1266890800:revoked");
+    rc_set(kname, "1");
+    CHECK_INT(look_wait(c, "1266890800:revoked", REST_BEFORE, &k, NULL), CREDS_UNKNOWN);
+    CHECK_INT(look_wait(c, "1266890800:notrevoked", REST_BEFORE, &k, NULL), CREDS_FOUND);
+    snprintf(kname, sizeof(kname), CREDS_REDIS_REVOKED, REALM, "alice");
+    rc_set(kname, "1"); /* static users are the config's, not the store's */
+    CHECK_INT(look_wait(c, "alice", REST_BEFORE, &k, NULL), CREDS_FOUND);
+}
+
+static void test_userhash_redis(creds_t *c)
+{
+    char name[600];
+    creds_keys_t k;
+    int pending;
+    uint8_t md5[16];
+
+    /* Neither the hash nor the user is cached: the second call must still be final. */
+    provision_md5("pippin", "took");
+    provision_userhash("pippin");
+    CHECK_INT(look_hash(c, "pippin", name, sizeof(name), &k, &pending), CREDS_FOUND);
+    CHECK_INT(pending, 1);
+    CHECK_STR(name, "pippin");
+    stun_auth_key_md5("pippin", 6, REALM, strlen(REALM), "took", 4, md5);
+    CHECK(k.n == 1 && memcmp(k.k[0].md5, md5, 16) == 0);
+    CHECK_INT(look_hash(c, "pippin", name, sizeof(name), &k, &pending), CREDS_FOUND);
+    CHECK_INT(pending, 0);
+    provision_userhash("gorst");
+    CHECK_INT(look_hash(c, "gorst", name, sizeof(name), &k, &pending), CREDS_FOUND);
+    CHECK_STR(name, "gorst");
+    expect_md5(&k, 0, "7da2270ccfa49786e0115366d3a3d14d");
+    CHECK_INT(look_hash(c, "ghost", name, sizeof(name), &k, &pending), CREDS_UNKNOWN);
+    CHECK_INT(pending, 1);
+    CHECK_STR(name, "");
+    CHECK_INT(look_hash(c, "alice", name, sizeof(name), &k, &pending), CREDS_FOUND);
+    CHECK_INT(pending, 0);
+}
+
+static void test_cancel(creds_t *c)
+{
+    rec_t a = {0}, b = {0};
+    creds_keys_t k;
+    uint64_t q0 = ctr(&creds_stats(c)->redis_queries);
+
+    provision_md5("merry", "brandybuck");
+    CHECK_INT(look(c, "merry", REST_BEFORE, &k, &a), CREDS_PENDING);
+    CHECK_INT(look(c, "merry", REST_BEFORE, &k, &b), CREDS_PENDING);
+    CHECK_INT(ctr(&creds_stats(c)->redis_queries), q0 + 1); /* one query for both */
+    creds_cancel(c, &a);
+    CHECK(run_until(&b.calls, 1, 5000));
+    run_for(30);
+    CHECK_INT(a.calls, 0);
+    CHECK_INT(b.calls, 1);
+    CHECK_INT(look(c, "merry", REST_BEFORE, &k, &a), CREDS_FOUND);
+}
+
+static void test_hostile_names(creds_t *c)
+{
+    /* Protocol bytes, a format directive, glob characters, spaces, a path-like suffix. */
+    static const char *const names[] = {
+        "ev il\r\n*1\r\n$8\r\nFLUSHALL\r\n", "%s%s%n%x", "*", "a?[b]c* d", "x/key",
+    };
+    char big[514];
+    creds_keys_t k;
+    rec_t r = {0};
+    int pending;
+
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        uint8_t md5[16];
+        provision_md5(names[i], "pw");
+        CHECK_INT(look_wait(c, names[i], REST_BEFORE, &k, NULL), CREDS_FOUND);
+        stun_auth_key_md5(names[i], strlen(names[i]), REALM, strlen(REALM), "pw", 2, md5);
+        CHECK(k.n == 1 && memcmp(k.k[0].md5, md5, 16) == 0);
+    }
+    /* Nothing was executed: the earlier users are all still there. */
+    CHECK_INT(look_wait_at(c, "gorst", 40000, REST_BEFORE, &k, NULL), CREDS_FOUND);
+    memset(big, 'u', sizeof(big));
+    big[513] = '\0';
+    CHECK_INT(look(c, big, REST_BEFORE, &k, &r), CREDS_UNKNOWN); /* 513 bytes: nobody */
+    big[512] = '\0';
+    CHECK_INT(look_wait(c, big, REST_BEFORE, &k, &pending), CREDS_UNKNOWN);
+    CHECK_INT(pending, 1);
+    uv_update_time(&loop);
+    CHECK_INT(creds_lookup(c, "gor\0st", 6, uv_now(&loop), 0, &k, on_ready, &r), CREDS_UNKNOWN);
+    CHECK_INT(creds_lookup(c, "", 0, uv_now(&loop), 0, &k, on_ready, &r), CREDS_UNKNOWN);
+    run_for(20);
+    CHECK_INT(r.calls, 0);
+}
+
+static void test_limits(creds_t *c)
+{
+    rec_t r = {0}, w = {0};
+    creds_keys_t k;
+    char name[32];
+    int pend = 0, busy = 0;
+
+    for (int i = 0; i < 300; i++) {
+        snprintf(name, sizeof(name), "busy%d", i);
+        enum creds_status st = look(c, name, REST_BEFORE, &k, &r);
+        pend += st == CREDS_PENDING;
+        busy += st == CREDS_BUSY;
+    }
+    CHECK_INT(pend, 256);
+    CHECK_INT(busy, 44);
+    CHECK(run_until(&r.calls, 256, 10000));
+    pend = busy = 0;
+    for (int i = 0; i < 1100; i++) {
+        enum creds_status st = look(c, "hotuser", REST_BEFORE, &k, &w);
+        pend += st == CREDS_PENDING;
+        busy += st == CREDS_BUSY;
+    }
+    CHECK_INT(pend, 1024);
+    CHECK_INT(busy, 76);
+    CHECK(run_until(&w.calls, 1024, 10000));
+    run_for(20);
+    CHECK_INT(w.calls, 1024);
+}
+
+/* After creds_close nothing is called back, even with a query in flight. */
+static void test_close_pending(const creds_shared_t *sh)
+{
+    creds_t *c = NULL;
+    creds_keys_t k;
+    rec_t r = {0};
+
+    CHECK_INT(creds_new(&loop, sh, &c), 0);
+    CHECK(wait_state(c, 1, 5000));
+    provision_md5("closeme", "x");
+    CHECK_INT(look(c, "closeme", REST_BEFORE, &k, &r), CREDS_PENDING);
+    creds_close(c);
+    run_for(200);
+    CHECK_INT(r.calls, 0);
+}
+
+/* A server that stops answering: the command times out after 2 s and the lookup fails. */
+static void test_timeout(creds_t *c)
+{
+    creds_keys_t k;
+    int pending;
+
+    provision_md5("thawed", "x");
+    kill(redis_pid, SIGSTOP);
+    uint64_t t0 = now_ms();
+    CHECK_INT(look_wait(c, "frozen", REST_BEFORE, &k, &pending), CREDS_UNAVAILABLE);
+    uint64_t took = now_ms() - t0;
+    CHECK(pending == 1 && took >= 1900 && took < 4000);
+    if (took < 1900 || took >= 4000)
+        fprintf(stderr, "timeout took %llu ms\n", (unsigned long long)took);
+    kill(redis_pid, SIGCONT);
+    CHECK(wait_state(c, 1, 40000));
+    CHECK_INT(look_wait(c, "thawed", REST_BEFORE, &k, NULL), CREDS_FOUND);
+}
+
+static creds_t *creds_for(const char *userdb, creds_shared_t **sh)
+{
+    const char *kv[] = {"realm", REALM, "redis-userdb", userdb, NULL};
+    creds_t *c = NULL;
+    *sh = shared_ok(kv);
+    if (*sh)
+        CHECK_INT(creds_new(&loop, *sh, &c), 0);
+    return c;
+}
+
+static void check_userdb(const char *userdb, const char *user, enum creds_status want)
+{
+    creds_shared_t *sh;
+    creds_keys_t k;
+    creds_t *c = creds_for(userdb, &sh);
+    if (!c)
+        return;
+    if (want != CREDS_UNAVAILABLE)
+        CHECK(wait_state(c, 1, 5000));
+    enum creds_status st = look_wait(c, user, REST_BEFORE, &k, NULL);
+    if (st != want)
+        fprintf(stderr, "redis-userdb \"%s\": %d, want %d\n", userdb, st, want);
+    CHECK_INT(st, want);
+    if (want == CREDS_UNAVAILABLE) {
+        CHECK_INT(redis_state(c), 0);
+        CHECK(ctr(&creds_stats(c)->redis_errors) > 0);
+    }
+    close_creds(c);
+    creds_shared_free(sh);
+}
+
+/* AUTH (password, and an ACL user limited to what we use) and SELECT, on a second server. */
+static void test_auth_db(void)
+{
+    int port = free_port();
+    char url[128], kname[128];
+    uint8_t key[16];
+    char hex[33];
+
+    redis2_pid = redis_start(port, "s3cret");
+    CHECK(redis2_pid > 0);
+    redisContext *r = redis2_pid > 0 ? rc_open(port) : NULL;
+    if (!r)
+        return;
+    stun_auth_key_md5("faramir", 7, REALM, strlen(REALM), "gondor", 6, key);
+    stun_auth_hex_encode(key, 16, hex);
+    snprintf(kname, sizeof(kname), CREDS_REDIS_KEY_MD5, REALM, "faramir");
+    const char *auth[] = {"AUTH", "s3cret"}, *sel[] = {"SELECT", "2"}, *set[] = {"SET", kname, hex};
+    const char *acl[] = {"ACL",     "SETUSER", "turn",    "on",        ">turnpw",
+                         "~turn/*", "+get",    "+exists", "+smembers", "+select"};
+    CHECK(rc_ok(r, 2, auth) && rc_ok(r, 2, sel) && rc_ok(r, 3, set) && rc_ok(r, 10, acl));
+    redisFree(r);
+
+    snprintf(url, sizeof(url), "redis://:s3cret@127.0.0.1:%d/2", port);
+    check_userdb(url, "faramir", CREDS_FOUND);
+    snprintf(url, sizeof(url), "ip=127.0.0.1 port=%d dbname=2 user=turn password=turnpw", port);
+    check_userdb(url, "faramir", CREDS_FOUND);
+    snprintf(url, sizeof(url), "redis://turn:turnpw@127.0.0.1:%d", port);
+    check_userdb(url, "faramir", CREDS_UNKNOWN); /* db 0 */
+    snprintf(url, sizeof(url), "ip=127.0.0.1 port=%d password=wrong", port);
+    check_userdb(url, "faramir", CREDS_UNAVAILABLE);
+    snprintf(url, sizeof(url), "redis://127.0.0.1:%d/2", port);
+    check_userdb(url, "faramir", CREDS_UNAVAILABLE); /* NOAUTH */
+    redis_kill(&redis2_pid);
+}
+
+/* A host name goes through uv_getaddrinfo, not hiredis' blocking resolver. */
+static void test_hostname(void)
+{
+    char db[64];
+    snprintf(db, sizeof(db), "host=localhost port=%d", redis_port);
+    check_userdb(db, "gorst", CREDS_FOUND);
+}
+
+static void test_down_at_start(void)
+{
+    char db[64];
+    snprintf(db, sizeof(db), "ip=127.0.0.1 port=%d", free_port());
+    const char *kv[] = {"realm",
+                        REALM,
+                        "user",
+                        "alice:wonder land",
+                        "use-auth-secret",
+                        "true",
+                        "static-auth-secret",
+                        "north",
+                        "redis-userdb",
+                        db,
+                        NULL};
+    creds_shared_t *sh = shared_ok(kv);
+    creds_t *c = NULL;
+    creds_keys_t k;
+    int pending;
+
+    if (!sh)
+        return;
+    CHECK_INT(creds_new(&loop, sh, &c), 0); /* Redis down is not a startup failure */
+    CHECK_INT(look_wait(c, "gorst", REST_BEFORE, &k, NULL), CREDS_UNAVAILABLE);
+    CHECK_INT(look_wait(c, "alice", REST_BEFORE, &k, &pending), CREDS_FOUND);
+    CHECK_INT(pending, 0);
+    /* REST from a static secret keeps working without Redis (revocations unchecked). */
+    CHECK_INT(look_wait(c, REST_USER, REST_BEFORE, &k, NULL), CREDS_FOUND);
+    expect_md5(&k, 0, "189beda23cf1b5c67dd164d580ac15b0");
+    CHECK_INT(redis_state(c), 0);
+    close_creds(c);
+    creds_shared_free(sh);
+}
+
+/* Kill Redis under a running worker: cached users keep working (stale up to an hour), new ones
+ * are unavailable; restart it on the same port: the worker reconnects by itself. */
+static void test_kill_restart(creds_t *c)
+{
+    creds_keys_t k;
+    rec_t r = {0};
+
+    CHECK_INT(look_wait_at(c, "gorst", 60000, REST_BEFORE, &k, NULL), CREDS_FOUND); /* refresh */
+    redis_kill(&redis_pid);
+    redisFree(prov);
+    prov = NULL;
+    CHECK(wait_state(c, 0, 5000));
+    CHECK_INT(look_at(c, "gorst", 60000, REST_BEFORE, &k, &r), CREDS_FOUND);         /* fresh */
+    CHECK_INT(look_wait_at(c, "gorst", 120000, REST_BEFORE, &k, NULL), CREDS_FOUND); /* stale */
+    expect_md5(&k, 0, "7da2270ccfa49786e0115366d3a3d14d");
+    CHECK_INT(look_wait_at(c, "gorst", 2 * 3600000, REST_BEFORE, &k, NULL), CREDS_UNAVAILABLE);
+    CHECK_INT(look_wait(c, "newbie", REST_BEFORE, &k, NULL), CREDS_UNAVAILABLE);
+    /* A new REST name still works from the Redis secrets we fetched before it went away. */
+    CHECK_INT(look_wait(c, "1266890800:newrest", REST_BEFORE, &k, NULL), CREDS_FOUND);
+    CHECK_INT(k.n, 2);
+    CHECK_INT(r.calls, 0);
+
+    uint64_t reconnects = ctr(&creds_stats(c)->redis_reconnects);
+    redis_pid = redis_start(redis_port, NULL);
+    CHECK(redis_pid > 0);
+    prov = rc_open(redis_port);
+    if (!prov)
+        return;
+    provision_md5("newbie2", "pw");
+    CHECK(wait_state(c, 1, 40000));
+    CHECK(ctr(&creds_stats(c)->redis_reconnects) > reconnects);
+    CHECK_INT(look_wait(c, "newbie2", REST_BEFORE, &k, NULL), CREDS_FOUND);
+}
+
+static void test_with_redis(void)
+{
+    char db[64];
+    snprintf(db, sizeof(db), "ip=127.0.0.1 port=%d", redis_port);
+    const char *kv[] = {
+        "realm",        REALM, "user", "alice:wonder land", "use-auth-secret", "true",
+        "redis-userdb", db,    NULL};
+    creds_shared_t *sh = shared_ok(kv);
+    creds_t *c = NULL;
+
+    if (!sh)
+        return;
+    CHECK_INT(creds_new(&loop, sh, &c), 0);
+    CHECK(wait_state(c, 1, 5000));
+    test_redis_users(c);
+    test_redis_rest(c);
+    test_revoked(c);
+    test_userhash_redis(c);
+    test_cancel(c);
+    test_hostile_names(c);
+    test_limits(c);
+    test_close_pending(sh);
+    test_timeout(c);
+    test_auth_db();
+    test_hostname();
+    test_kill_restart(c);
+    CHECK(ctr(&creds_stats(c)->redis_replies) > 0);
+    CHECK(ctr(&creds_stats(c)->redis_latency_us_sum) > 0);
+    close_creds(c);
+    creds_shared_free(sh);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    log_setup(getenv("TEST_CREDS_LOG") ? LOG_DEBUG : LOG_ERROR, LOG_FORMAT_TEXT, NULL);
+    atexit(kill_all);
+    uv_loop_init(&loop);
+    uv_timer_init(&loop, &guard);
+    uv_timer_start(&guard, on_guard, 10, 10);
+
+    test_shared_errors();
+    test_redis_cfg();
+    test_static();
+    test_rest_static();
+    redis_port = free_port();
+    redis_pid = redis_start(redis_port, NULL);
+    CHECK(redis_pid > 0);
+    prov = redis_pid > 0 ? rc_open(redis_port) : NULL;
+    if (prov)
+        test_with_redis();
+    test_down_at_start();
+
+    if (prov)
+        redisFree(prov);
+    kill_all();
+    uv_close((uv_handle_t *)&guard, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK_INT(uv_loop_close(&loop), 0);
+    log_close();
+    return unit_done("test_creds");
+}
