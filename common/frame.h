@@ -22,6 +22,8 @@ enum frame_kind frame_classify(uint8_t first_byte);
 
 #define FRAME_CHANNEL_MIN 0x4000
 #define FRAME_CHANNEL_MAX 0x4FFF
+/* RFC 5766's range, still used by coturn's and pion's clients (0x5000-0x7FFF reserved by 8656). */
+#define FRAME_CHANNEL_MAX_RFC5766 0x7FFF
 
 /* Length of the next whole frame at the start of a stream buffer of `avail` bytes:
  *   > 0  the frame is that many bytes long (it may be more than avail: wait for more);

@@ -39,10 +39,14 @@ typedef struct cfg {
     char *redis_userdb;
     int stale_nonce;
     int max_allocate_lifetime;
+    char *nonce_secret;
+    bool userhash;
     /* TLS */
     char *cert, *pkey, *cipher_list;
     /* peer policy and quotas */
-    bool allow_loopback_peers;
+    bool allow_loopback_peers, allow_private_peers;
+    int max_permissions, max_channels;
+    bool strict_channel_numbers;
     cfg_list_t denied_peer_ip, allowed_peer_ip;
     int user_quota, total_quota;
     long max_bps;

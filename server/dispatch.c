@@ -1,99 +1,232 @@
-/* dispatch.c - demultiplex a client message and answer STUN requests.
+/* dispatch.c - demultiplex a client message, route it to its method, and the plumbing every method
+ * shares: replies, the amplification limit, parked requests, the sweep.
  *
- * RFC 7983 §7 (first-byte demux), RFC 8489 §6.3 (receiving requests and indications: basic checks
- * fail silently, unknown comprehension-required attributes get 420), §7 (Binding: XOR-MAPPED-ADDRESS,
- * FINGERPRINT echoed when the request carried one). Every drop is counted by reason.
+ * RFC 7983 §7 (first-byte demux), RFC 8489 §6.3 (basic checks fail silently; unknown
+ * comprehension-required attributes get 420), §7 (Binding), RFC 8656 §4 (every request but Binding
+ * and Allocate needs the 5-tuple's allocation: 437 otherwise; indications and ChannelData without
+ * one are dropped), §12 (ChannelData).
  */
 #include "dispatch.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "config.h"
+#include "dispatch_int.h"
 #include "frame.h"
-#include "log.h"
+#include "sockaddr_util.h"
 #include "stun_build.h"
-#include "stun_msg.h"
 
 #define SOFTWARE_NAME "uturn/" PACKAGE_VERSION
+#define DISPATCH_MAX_PENDING 1024
+/* Unauthenticated answers per source IP bucket: a burst, then a trickle (RFC 8656 §21.2: do not be
+ * an amplifier for spoofed sources). */
+#define LIMIT_BURST 20.0f
+#define LIMIT_PER_S 5.0f
+
+struct dispatch_pending {
+    dispatch_pending_t *prev, *next;
+    dispatch_t *d;
+    dispatch_conn_t conn;
+    sa_any_t remote;
+    size_t len;
+    uint8_t data[];
+};
 
 /* Comprehension-required attributes we understand (RFC 8489 §14, RFC 8656 §18, RFC 5780 §7, ICE
  * PRIORITY/USE-CANDIDATE so ICE-style checks sent to us are not refused). */
 static const uint16_t known_required[] = {
-    STUN_ATTR_MAPPED_ADDRESS,       STUN_ATTR_USERNAME,
-    STUN_ATTR_MESSAGE_INTEGRITY,    STUN_ATTR_ERROR_CODE,
-    STUN_ATTR_UNKNOWN_ATTRIBUTES,   STUN_ATTR_CHANNEL_NUMBER,
-    STUN_ATTR_LIFETIME,             STUN_ATTR_XOR_PEER_ADDRESS,
-    STUN_ATTR_DATA,                 STUN_ATTR_REALM,
-    STUN_ATTR_NONCE,                STUN_ATTR_XOR_RELAYED_ADDRESS,
+    STUN_ATTR_MAPPED_ADDRESS,           STUN_ATTR_USERNAME,
+    STUN_ATTR_MESSAGE_INTEGRITY,        STUN_ATTR_ERROR_CODE,
+    STUN_ATTR_UNKNOWN_ATTRIBUTES,       STUN_ATTR_CHANNEL_NUMBER,
+    STUN_ATTR_LIFETIME,                 STUN_ATTR_XOR_PEER_ADDRESS,
+    STUN_ATTR_DATA,                     STUN_ATTR_REALM,
+    STUN_ATTR_NONCE,                    STUN_ATTR_XOR_RELAYED_ADDRESS,
     STUN_ATTR_REQUESTED_ADDRESS_FAMILY, STUN_ATTR_EVEN_PORT,
-    STUN_ATTR_REQUESTED_TRANSPORT,  STUN_ATTR_DONT_FRAGMENT,
+    STUN_ATTR_REQUESTED_TRANSPORT,      STUN_ATTR_DONT_FRAGMENT,
     STUN_ATTR_MESSAGE_INTEGRITY_SHA256, STUN_ATTR_PASSWORD_ALGORITHM,
-    STUN_ATTR_USERHASH,             STUN_ATTR_XOR_MAPPED_ADDRESS,
-    STUN_ATTR_RESERVATION_TOKEN,    STUN_ATTR_PRIORITY,
-    STUN_ATTR_USE_CANDIDATE,        STUN_ATTR_CONNECTION_ID,
+    STUN_ATTR_USERHASH,                 STUN_ATTR_XOR_MAPPED_ADDRESS,
+    STUN_ATTR_RESERVATION_TOKEN,        STUN_ATTR_PRIORITY,
+    STUN_ATTR_USE_CANDIDATE,            STUN_ATTR_CONNECTION_ID,
 };
 
-void dispatch_init(dispatch_t *d, const cfg_t *cfg, stats_t *stats)
+int dispatch_init(dispatch_t *d, const cfg_t *cfg, shared_t *shared, stats_t *stats, creds_t *creds,
+                  const dispatch_relay_ops_t *relay, uint64_t id_base)
 {
     memset(d, 0, sizeof(*d));
     d->cfg = cfg;
+    d->shared = shared;
     d->stats = stats;
+    d->creds = creds;
+    if (relay)
+        d->relay = *relay;
+    uint64_t seed;
+    shared_random(&seed, sizeof(seed));
+    shared_random(&d->limit_seed, sizeof(d->limit_seed));
+    return alloc_table_init(&d->allocs, seed, id_base);
 }
 
-static int send_reply(dispatch_t *d, const dispatch_conn_t *conn, stun_build_t *b, int fingerprint)
+static void pending_free(dispatch_t *d, dispatch_pending_t *p)
+{
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        d->pending = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+    d->npending--;
+    if (d->creds)
+        creds_cancel(d->creds, p);
+    free(p);
+}
+
+void dispatch_close(dispatch_t *d)
+{
+    while (d->pending)
+        pending_free(d, d->pending);
+    while (d->allocs.all)
+        dispatch_alloc_delete(d, d->allocs.all, 0);
+    free(d->allocs.buckets);
+    d->allocs.buckets = NULL;
+}
+
+void dispatch_begin(dispatch_t *d, stun_build_t *b, const stun_msg_t *msg, enum stun_class cls)
+{
+    stun_build_init(b, d->out, sizeof(d->out), stun_type(msg->method, cls), msg->tid);
+}
+
+int dispatch_finish(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg,
+                    stun_build_t *b, const dispatch_auth_t *auth)
 {
     if (d->cfg->software_attribute)
         stun_build_attr(b, STUN_ATTR_SOFTWARE, SOFTWARE_NAME, strlen(SOFTWARE_NAME));
-    if (fingerprint)
+    if (auth) {
+        const uint8_t *key = auth->alg_sha256 ? auth->key.sha256 : auth->key.md5;
+        size_t klen = auth->alg_sha256 ? sizeof(auth->key.sha256) : sizeof(auth->key.md5);
+        if (auth->mi_sha256)
+            stun_build_integrity_sha256(b, key, klen);
+        else
+            stun_build_integrity(b, key, klen);
+    }
+    if (msg->fp_idx >= 0)
         stun_build_fingerprint(b);
     int len = stun_build_finish(b);
     if (len < 0)
         return len; /* our own bug: every reply fits STUN_MAX_MSG_LEN */
     stats_inc(&d->stats->stun_responses);
-    return conn->send(conn->send_ctx, b->buf, (size_t)len);
+    int rc = conn->send(conn->send_ctx, conn->remote, b->buf, (size_t)len);
+    return rc < 0 ? rc : len;
 }
 
-/* Error response for `msg` (RFC 8489 §6.3.1.1). */
-static int reply_error(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg, int code,
-                       const uint16_t *unknown, size_t nunknown)
+int dispatch_limit_ok(dispatch_t *d, const dispatch_conn_t *conn)
 {
+    if (conn->transport != DISPATCH_UDP && conn->transport != DISPATCH_DTLS)
+        return 1; /* a stream's source address is proven by its handshake */
+    const struct sockaddr *sa = conn->remote;
+    uint64_t h = d->limit_seed;
+    if (sa->sa_family == AF_INET) {
+        h ^= ((const struct sockaddr_in *)sa)->sin_addr.s_addr;
+    } else {
+        uint64_t w[2];
+        memcpy(w, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+        h ^= w[0] * 0x9e3779b97f4a7c15ULL ^ w[1]; /* a /64 shares a bucket with itself anyway */
+    }
+    h *= 0xbf58476d1ce4e5b9ULL;
+    h ^= h >> 31;
+    dispatch_bucket_t *bk = &d->limits[h % DISPATCH_LIMIT_BUCKETS];
+    uint32_t now_s = (uint32_t)(d->now_ms / 1000);
+    if (bk->last_s == 0) {
+        bk->tokens = LIMIT_BURST;
+    } else if (now_s > bk->last_s) {
+        bk->tokens += (float)(now_s - bk->last_s) * LIMIT_PER_S;
+        if (bk->tokens > LIMIT_BURST)
+            bk->tokens = LIMIT_BURST;
+    }
+    bk->last_s = now_s ? now_s : 1;
+    if (bk->tokens < 1.0f) {
+        stats_inc(&d->stats->drop_amplification);
+        return 0;
+    }
+    bk->tokens -= 1.0f;
+    return 1;
+}
+
+void dispatch_error(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg, int code,
+                    const dispatch_auth_t *auth)
+{
+    if (!auth && !dispatch_limit_ok(d, conn))
+        return;
     stun_build_t b;
-    stun_build_init(&b, d->out, sizeof(d->out), stun_type(msg->method, STUN_CLASS_ERROR), msg->tid);
+    dispatch_begin(d, &b, msg, STUN_CLASS_ERROR);
     stun_build_error(&b, code, NULL);
-    if (nunknown)
-        stun_build_unknown(&b, unknown, nunknown);
     stats_inc(&d->stats->stun_error_responses);
-    return send_reply(d, conn, &b, msg->fp_idx >= 0);
+    (void)dispatch_finish(d, conn, msg, &b, auth);
 }
 
-static int handle_binding(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg)
+static void reply_unknown(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg,
+                          const uint16_t *unknown, size_t n)
 {
+    if (!dispatch_limit_ok(d, conn))
+        return;
     stun_build_t b;
-    stun_build_init(&b, d->out, sizeof(d->out), stun_type(STUN_METHOD_BINDING, STUN_CLASS_SUCCESS),
-                    msg->tid);
-    stun_build_xor_addr(&b, STUN_ATTR_XOR_MAPPED_ADDRESS, conn->remote);
-    return send_reply(d, conn, &b, msg->fp_idx >= 0);
+    dispatch_begin(d, &b, msg, STUN_CLASS_ERROR);
+    stun_build_error(&b, STUN_ERR_UNKNOWN_ATTRIBUTE, NULL);
+    stun_build_unknown(&b, unknown, n);
+    stats_inc(&d->stats->stun_error_responses);
+    (void)dispatch_finish(d, conn, msg, &b, NULL);
 }
 
-static int handle_request(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg)
+static void handle_binding(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg)
+{
+    stats_inc(&d->stats->stun_binding_requests);
+    stun_build_t b;
+    dispatch_begin(d, &b, msg, STUN_CLASS_SUCCESS);
+    stun_build_xor_addr(&b, STUN_ATTR_XOR_MAPPED_ADDRESS, conn->remote);
+    (void)dispatch_finish(d, conn, msg, &b, NULL);
+}
+
+static void handle_request(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg)
 {
     uint16_t unknown[16];
     int n = stun_msg_unknown_required(msg, known_required,
                                       sizeof(known_required) / sizeof(known_required[0]), unknown,
                                       sizeof(unknown) / sizeof(unknown[0]));
     if (n > 0) {
-        size_t listed = (size_t)n < sizeof(unknown) / sizeof(unknown[0]) ? (size_t)n : 16;
-        return reply_error(d, conn, msg, STUN_ERR_UNKNOWN_ATTRIBUTE, unknown, listed);
+        reply_unknown(d, conn, msg, unknown, n < 16 ? (size_t)n : 16);
+        return;
     }
+    if (msg->method == STUN_METHOD_BINDING) {
+        handle_binding(d, conn, msg);
+        return;
+    }
+    stats_inc(&d->stats->turn_requests);
+    if (msg->method == STUN_METHOD_ALLOCATE) {
+        dispatch_allocate(d, conn, msg);
+        return;
+    }
+    alloc_t *a = alloc_find(&d->allocs, conn->transport, conn->remote, conn->local);
     switch (msg->method) {
-    case STUN_METHOD_BINDING:
-        stats_inc(&d->stats->stun_binding_requests);
-        return handle_binding(d, conn, msg);
+    case STUN_METHOD_REFRESH:
+    case STUN_METHOD_CREATE_PERMISSION:
+    case STUN_METHOD_CHANNEL_BIND:
+        if (!a) {
+            /* RFC 8656 §7.3 etc.: no allocation on this 5-tuple. */
+            stats_inc(&d->stats->drop_no_allocation);
+            dispatch_error(d, conn, msg, STUN_ERR_ALLOCATION_MISMATCH, NULL);
+            return;
+        }
+        if (msg->method == STUN_METHOD_REFRESH)
+            dispatch_refresh(d, conn, msg, a);
+        else if (msg->method == STUN_METHOD_CREATE_PERMISSION)
+            dispatch_create_permission(d, conn, msg, a);
+        else
+            dispatch_channel_bind(d, conn, msg, a);
+        return;
     default:
-        /* TURN methods arrive with the relay core; until then say so rather than time out. */
+        /* Connect/ConnectionBind (RFC 6062) arrive with the TCP relay; other methods are unknown. */
         stats_inc(&d->stats->drop_unsupported);
-        return reply_error(d, conn, msg, STUN_ERR_BAD_REQUEST, NULL, 0);
+        dispatch_error(d, conn, msg, STUN_ERR_BAD_REQUEST, NULL);
     }
 }
 
@@ -109,15 +242,17 @@ static int handle_stun(dispatch_t *d, const dispatch_conn_t *conn, const uint8_t
     }
     switch (msg.cls) {
     case STUN_CLASS_REQUEST:
-        (void)handle_request(d, conn, &msg);
+        handle_request(d, conn, &msg);
         return DISPATCH_OK;
     case STUN_CLASS_INDICATION:
         if (msg.method == STUN_METHOD_BINDING) {
             /* Keepalive (RFC 8489 §6.3.2 / RFC 8445 §11): accepted, never answered. */
             stats_inc(&d->stats->stun_binding_indications);
-            return DISPATCH_OK;
+        } else if (msg.method == STUN_METHOD_SEND) {
+            dispatch_send_indication(d, conn, &msg);
+        } else {
+            stats_inc(&d->stats->drop_unsupported);
         }
-        stats_inc(&d->stats->drop_unsupported);
         return DISPATCH_OK;
     default:
         /* We send no requests, so a response from a client answers nothing. */
@@ -133,18 +268,127 @@ int dispatch_message(dispatch_t *d, const dispatch_conn_t *conn, const uint8_t *
         return DISPATCH_OK;
     }
     switch (frame_classify(buf[0])) {
+    case FRAME_CHANNEL:
+        dispatch_channel_data(d, conn, buf, len);
+        return DISPATCH_OK;
     case FRAME_STUN:
         if (len < STUN_HEADER_LEN) {
             stats_inc(&d->stats->drop_malformed);
             return conn->transport == DISPATCH_UDP ? DISPATCH_OK : DISPATCH_NOT_TURN;
         }
         return handle_stun(d, conn, buf, len);
-    case FRAME_CHANNEL:
-        /* ChannelData needs an allocation; the relay core handles it. */
-        stats_inc(&d->stats->drop_unsupported);
-        return DISPATCH_OK;
     default:
         stats_inc(&d->stats->drop_not_stun);
         return DISPATCH_NOT_TURN;
     }
+}
+
+void dispatch_pending_ready(void *arg)
+{
+    dispatch_pending_t *p = arg;
+    dispatch_t *d = p->d;
+    /* Unlink first: dispatching again may park a new record (the cache could have been evicted). */
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        d->pending = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+    d->npending--;
+    (void)dispatch_message(d, &p->conn, p->data, p->len);
+    free(p);
+}
+
+dispatch_pending_t *dispatch_pending_new(dispatch_t *d, const dispatch_conn_t *conn,
+                                         const stun_msg_t *msg)
+{
+    if (d->npending >= DISPATCH_MAX_PENDING)
+        return NULL;
+    dispatch_pending_t *p = malloc(sizeof(*p) + msg->len);
+    if (!p)
+        return NULL;
+    p->d = d;
+    p->conn = *conn;
+    memcpy(&p->remote, conn->remote, sa_len(conn->remote));
+    p->conn.remote = &p->remote.sa;
+    p->len = msg->len;
+    memcpy(p->data, msg->buf, msg->len);
+    p->prev = p->next = NULL;
+    return p;
+}
+
+void dispatch_pending_start(dispatch_t *d, dispatch_pending_t *p)
+{
+    p->prev = NULL;
+    p->next = d->pending;
+    if (d->pending)
+        d->pending->prev = p;
+    d->pending = p;
+    d->npending++;
+}
+
+void dispatch_alloc_delete(dispatch_t *d, alloc_t *a, int expired)
+{
+    if (a->dead)
+        return;
+    alloc_remove(&d->allocs, a);
+    if (a->counted_quota)
+        shared_quota_release(d->shared, a->username, a->username_len);
+    stats_inc(expired ? &d->stats->alloc_expired : &d->stats->alloc_deleted);
+    stats_gauge_add(&d->stats->allocations, -1);
+    if (d->relay.close)
+        d->relay.close(d->relay.env, a);
+    else
+        alloc_free(a);
+}
+
+void dispatch_conn_gone(dispatch_t *d, const dispatch_conn_t *conn)
+{
+    dispatch_pending_t *next;
+    for (dispatch_pending_t *p = d->pending; p; p = next) {
+        next = p->next;
+        if (p->conn.send_ctx == conn->send_ctx)
+            pending_free(d, p);
+    }
+    alloc_t *a = alloc_find(&d->allocs, conn->transport, conn->remote, conn->local);
+    if (a)
+        dispatch_alloc_delete(d, a, 0);
+}
+
+int dispatch_has_allocation(dispatch_t *d, const dispatch_conn_t *conn)
+{
+    return alloc_find(&d->allocs, conn->transport, conn->remote, conn->local) != NULL;
+}
+
+void dispatch_sweep(dispatch_t *d)
+{
+    alloc_t *next;
+    for (alloc_t *a = d->allocs.all; a; a = next) {
+        next = a->next;
+        if (alloc_expire(a, d->now_ms))
+            dispatch_alloc_delete(d, a, 1);
+    }
+    shared_resv_expire(d->shared, d->unix_ms);
+}
+
+int dispatch_bps_ok(dispatch_t *d, alloc_t *a, size_t bytes)
+{
+    long bps = d->cfg->max_bps;
+    if (bps <= 0)
+        return 1;
+    /* Token bucket holding one second of traffic. */
+    if (a->bucket_ms == 0) {
+        a->bucket = (double)bps;
+    } else if (d->now_ms > a->bucket_ms) {
+        a->bucket += (double)(d->now_ms - a->bucket_ms) * (double)bps / 1000.0;
+        if (a->bucket > (double)bps)
+            a->bucket = (double)bps;
+    }
+    a->bucket_ms = d->now_ms;
+    if (a->bucket < (double)bytes) {
+        stats_inc(&d->stats->drop_bps_limit);
+        return 0;
+    }
+    a->bucket -= (double)bytes;
+    return 1;
 }

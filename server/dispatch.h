@@ -1,9 +1,10 @@
-/* dispatch.h - what uturnd does with one message from a client.
+/* dispatch.h - what uturnd does with one message from a client, and with one datagram from a peer.
  *
  * The dispatcher sees whole messages (a UDP datagram, or one frame cut from a TCP/TLS stream) and
- * answers through the connection's send callback. It knows nothing of libuv, so the fuzzers and unit
- * tests drive the very same code with a fake send sink and a fixed clock. One dispatch_t per worker;
- * only that worker's thread calls it.
+ * answers through the connection's send callback; it reaches relay sockets only through
+ * dispatch_relay_ops_t. It knows nothing of libuv, so the fuzzers and tests drive the very same code
+ * with fake sinks, fake relays and a fixed clock. One dispatch_t per worker; only that worker's
+ * thread calls it.
  */
 #ifndef UTURN_DISPATCH_H
 #define UTURN_DISPATCH_H
@@ -12,9 +13,14 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "alloc.h"
 #include "cfg.h"
+#include "creds.h"
+#include "log.h"
+#include "shared.h"
 #include "stats.h"
 #include "stun.h"
+#include "stun_msg.h"
 
 enum dispatch_transport {
     DISPATCH_UDP = 0,
@@ -23,33 +29,97 @@ enum dispatch_transport {
     DISPATCH_DTLS = 3,
 };
 
-/* The client side of a 5-tuple as the listener saw it. */
+/* The client side of a 5-tuple as the listener saw it. `local` and `send_ctx` outlive any message
+ * (a listener, or a connection that tells dispatch_conn_gone before it goes). */
 typedef struct {
     enum dispatch_transport transport;
     const struct sockaddr *remote;
     const struct sockaddr *local;
-    /* Send `len` bytes to the client on this 5-tuple. Returns 0 or -errno; the bytes are copied or
-     * sent before it returns. */
-    int (*send)(void *ctx, const uint8_t *buf, size_t len);
+    /* Send `len` bytes to `to` on this 5-tuple. Returns 0 or -errno; bytes are copied or sent
+     * before it returns. */
+    int (*send)(void *ctx, const struct sockaddr *to, const uint8_t *buf, size_t len);
     void *send_ctx;
 } dispatch_conn_t;
 
+/* Relay sockets, as the worker (libuv) or a test provides them. */
+typedef struct {
+    /* Open the UDP relay socket of `r` (r->addr holds IP and port). With fd >= 0, adopt that
+     * already-bound socket (a redeemed reservation) instead. `dont_fragment` asks for DF on IPv4.
+     * Returns 0, -EADDRINUSE (try another port), or another -errno. Sets r->handle. */
+    int (*open)(void *env, alloc_t *a, alloc_relay_t *r, int fd, int dont_fragment);
+    /* Bind and hold a socket on `addr` for an EVEN-PORT reservation: the fd, or -errno. */
+    int (*hold)(void *env, const struct sockaddr *addr);
+    /* Send one datagram from relay `r` to `peer`. 0 or -errno. */
+    int (*send)(void *env, alloc_relay_t *r, const struct sockaddr *peer, const uint8_t *buf,
+                size_t len);
+    /* Close every relay socket of `a`, then alloc_free(a) (now or from a close callback). */
+    void (*close)(void *env, alloc_t *a);
+    void *env;
+} dispatch_relay_ops_t;
+
+typedef struct dispatch_pending dispatch_pending_t;
+
+/* Per-source limit on unauthenticated error answers (amplification): a fixed table of token buckets
+ * indexed by a keyed hash of the source IP, so no state is created per source. */
+#define DISPATCH_LIMIT_BUCKETS 4096
+typedef struct {
+    float tokens;
+    uint32_t last_s;
+} dispatch_bucket_t;
+
+/* Headroom the relay receive path leaves before peer data so a Data indication header can be built
+ * in place (20 header + 24 XOR-PEER-ADDRESS (IPv6) + 4 DATA header), and tailroom for padding. */
+#define DISPATCH_HEADROOM 48
+#define DISPATCH_TAILROOM 4
+
 typedef struct {
     const cfg_t *cfg;
+    shared_t *shared;
     stats_t *stats;
-    uint64_t now_ms; /* the worker's loop time, set by the caller before each batch */
+    creds_t *creds; /* NULL: only static and REST credentials (tests) */
+    alloc_table_t allocs;
+    dispatch_relay_ops_t relay;
+    uint64_t now_ms;   /* the worker's loop time, set by the caller before each batch */
+    uint64_t unix_ms;  /* wall clock in ms, for nonces, REST expiry, reservations */
+    dispatch_pending_t *pending;
+    unsigned npending;
+    uint64_t limit_seed;
+    dispatch_bucket_t limits[DISPATCH_LIMIT_BUCKETS];
+    log_limit_t auth_log;
     uint8_t out[STUN_MAX_MSG_LEN];
 } dispatch_t;
 
-void dispatch_init(dispatch_t *d, const cfg_t *cfg, stats_t *stats);
+/* 0 or -ENOMEM. `id_base` tags allocation ids with the worker. */
+int dispatch_init(dispatch_t *d, const cfg_t *cfg, shared_t *shared, stats_t *stats, creds_t *creds,
+                  const dispatch_relay_ops_t *relay, uint64_t id_base);
+/* Delete every allocation (closing their relays) and drop pending work. */
+void dispatch_close(dispatch_t *d);
 
-/* Results of dispatch_message. */
 enum dispatch_result {
     DISPATCH_OK = 0,        /* handled (answered, or dropped and counted as the RFC says) */
     DISPATCH_NOT_TURN = -1, /* not STUN/ChannelData at all: a stream carrying this should close */
 };
 
-/* Handle one whole message. */
+/* Handle one whole message from a client. */
 int dispatch_message(dispatch_t *d, const dispatch_conn_t *conn, const uint8_t *buf, size_t len);
+
+/* A datagram from `peer` arrived on relay `r` of `a`. `data` must have DISPATCH_HEADROOM writable
+ * bytes before it and DISPATCH_TAILROOM after it: the ChannelData or Data indication for the client
+ * is built in place (RFC 8656 §11.3, §12.6), no copy. */
+void dispatch_relay_input(dispatch_t *d, alloc_t *a, alloc_relay_t *r, const struct sockaddr *peer,
+                          uint8_t *data, size_t len);
+
+/* The connection behind `send_ctx` (a TCP/TLS client) is closing: delete the allocation of its
+ * 5-tuple (RFC 8656 §3.1: the allocation lives as long as the connection) and forget its pending
+ * requests. */
+void dispatch_conn_gone(dispatch_t *d, const dispatch_conn_t *conn);
+/* 1 when the 5-tuple has an allocation (a stream with one is not idle). */
+int dispatch_has_allocation(dispatch_t *d, const dispatch_conn_t *conn);
+
+/* Expire permissions, channels and allocations (the worker's 1 s sweep). */
+void dispatch_sweep(dispatch_t *d);
+
+/* Delete an allocation now (Refresh 0, expiry, admin). */
+void dispatch_alloc_delete(dispatch_t *d, alloc_t *a, int expired);
 
 #endif

@@ -121,6 +121,9 @@ int server_start(server_t *s, const cfg_t *cfg, char *err, size_t errlen)
     }
     if ((rc = resolve_addrs(s, err, errlen)) != 0)
         return rc;
+    if (shared_init(&s->shared, cfg, s->addrs, s->naddrs, err, errlen) != 0)
+        return -EINVAL;
+    s->shared_ready = 1;
     int n = cfg_worker_count(cfg);
     s->workers = calloc((size_t)n, sizeof(*s->workers));
     if (!s->workers) {
@@ -130,7 +133,8 @@ int server_start(server_t *s, const cfg_t *cfg, char *err, size_t errlen)
     /* Bind every worker before starting any, so a bad address fails startup with nothing running. */
     for (int i = 0; i < n; i++) {
         s->nworkers = i + 1;
-        if ((rc = worker_init(&s->workers[i], i, cfg, s->addrs, s->naddrs, err, errlen)) != 0)
+        if ((rc = worker_init(&s->workers[i], i, cfg, &s->shared, s->addrs, s->naddrs, err,
+                              errlen)) != 0)
             return rc;
     }
     for (int i = 0; i < n; i++)
@@ -164,6 +168,8 @@ void server_close(server_t *s)
         worker_join(&s->workers[i]);
     uv_run(&s->loop, UV_RUN_DEFAULT);
     uv_loop_close(&s->loop);
+    if (s->shared_ready)
+        shared_close(&s->shared);
     free(s->workers);
     free(s->addrs);
     s->workers = NULL;

@@ -10,11 +10,14 @@
 #include <uv.h>
 
 #include "cfg.h"
+#include "shared.h"
 #include "stats.h"
 #include "worker.h"
 
 typedef struct {
     const cfg_t *cfg;
+    shared_t shared;
+    int shared_ready;
     uv_loop_t loop;
     uv_signal_t sig_term, sig_int, sig_hup;
     worker_t *workers;

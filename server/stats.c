@@ -7,6 +7,8 @@ void stats_accumulate(const stats_t *s, stats_snapshot_t *out)
     STATS_COUNTERS(STATS_SUM)
 #undef STATS_SUM
     out->tcp_connections += atomic_load_explicit(&s->tcp_connections, memory_order_relaxed);
+    out->allocations += atomic_load_explicit(&s->allocations, memory_order_relaxed);
+    out->relay_sockets += atomic_load_explicit(&s->relay_sockets, memory_order_relaxed);
 }
 
 void stats_foreach(const stats_snapshot_t *snap, void (*fn)(const char *, uint64_t, void *),
@@ -16,4 +18,6 @@ void stats_foreach(const stats_snapshot_t *snap, void (*fn)(const char *, uint64
     STATS_COUNTERS(STATS_EACH)
 #undef STATS_EACH
     fn("tcp_connections", (uint64_t)snap->tcp_connections, arg);
+    fn("allocations", (uint64_t)snap->allocations, arg);
+    fn("relay_sockets", (uint64_t)snap->relay_sockets, arg);
 }

@@ -33,13 +33,50 @@
     X(drop_malformed)                                                                            \
     X(drop_not_stun)                                                                             \
     X(drop_unsupported)                                                                          \
-    X(drop_unknown_attr_indication)
+    X(drop_unknown_attr_indication)                                                              \
+    X(drop_no_allocation)                                                                        \
+    X(drop_no_permission)                                                                        \
+    X(drop_no_channel)                                                                           \
+    X(drop_bps_limit)                                                                            \
+    X(drop_amplification)                                                                        \
+    X(drop_peer_policy)                                                                          \
+    X(drop_auth_busy)                                                                            \
+    X(alloc_created)                                                                             \
+    X(alloc_deleted)                                                                             \
+    X(alloc_expired)                                                                             \
+    X(alloc_failed)                                                                              \
+    X(alloc_udp)                                                                                 \
+    X(alloc_tcp)                                                                                 \
+    X(alloc_ipv4)                                                                                \
+    X(alloc_ipv6)                                                                                \
+    X(auth_ok)                                                                                   \
+    X(auth_challenge)                                                                            \
+    X(auth_bad_request)                                                                          \
+    X(auth_stale_nonce)                                                                          \
+    X(auth_unknown_user)                                                                         \
+    X(auth_expired)                                                                              \
+    X(auth_bad_integrity)                                                                        \
+    X(auth_wrong_user)                                                                           \
+    X(auth_unavailable)                                                                          \
+    X(turn_requests)                                                                             \
+    X(turn_errors)                                                                               \
+    X(relay_client_to_peer_packets)                                                              \
+    X(relay_client_to_peer_bytes)                                                                \
+    X(relay_peer_to_client_packets)                                                              \
+    X(relay_peer_to_client_bytes)                                                                \
+    X(relay_channeldata_in)                                                                      \
+    X(relay_channeldata_out)                                                                     \
+    X(relay_send_indications)                                                                    \
+    X(relay_data_indications)                                                                    \
+    X(relay_send_errors)
 
 typedef struct {
 #define STATS_FIELD(name) _Atomic uint64_t name;
     STATS_COUNTERS(STATS_FIELD)
 #undef STATS_FIELD
     _Atomic int64_t tcp_connections; /* current, also single-writer */
+    _Atomic int64_t allocations;     /* current */
+    _Atomic int64_t relay_sockets;   /* current */
 } stats_t;
 
 typedef struct {
@@ -47,6 +84,8 @@ typedef struct {
     STATS_COUNTERS(STATS_FIELD)
 #undef STATS_FIELD
     int64_t tcp_connections;
+    int64_t allocations;
+    int64_t relay_sockets;
 } stats_snapshot_t;
 
 /* Single-writer increment: only the owning worker thread may call these. */

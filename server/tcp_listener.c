@@ -100,12 +100,17 @@ static void on_conn_closed(uv_handle_t *h)
     free(c);
 }
 
+static void conn_describe(tcp_conn_t *c, dispatch_conn_t *out);
+
 static void conn_close(tcp_conn_t *c, const char *why)
 {
     if (c->closing)
         return;
     c->closing = 1;
     worker_t *w = c->w;
+    dispatch_conn_t dc;
+    conn_describe(c, &dc);
+    dispatch_conn_gone(&w->dispatch, &dc);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -134,9 +139,10 @@ static void on_write_done(uv_write_t *req, int status)
 }
 
 /* Send to the client: write now what the socket takes, queue the rest (bounded). */
-static int tcp_send(void *ctx, const uint8_t *data, size_t len)
+static int tcp_send(void *ctx, const struct sockaddr *to, const uint8_t *data, size_t len)
 {
     tcp_conn_t *c = ctx;
+    (void)to; /* a connection has one peer */
     if (c->closing)
         return -EPIPE;
     size_t off = 0;
@@ -176,17 +182,21 @@ static int tcp_send(void *ctx, const uint8_t *data, size_t len)
     return 0;
 }
 
+static void conn_describe(tcp_conn_t *c, dispatch_conn_t *out)
+{
+    out->transport = DISPATCH_TCP;
+    out->remote = (const struct sockaddr *)&c->remote;
+    out->local = (const struct sockaddr *)&c->listener->local;
+    out->send = tcp_send;
+    out->send_ctx = c;
+}
+
 static int on_frame(void *arg, const uint8_t *frame, size_t len)
 {
     tcp_conn_t *c = arg;
     worker_t *w = c->w;
-    dispatch_conn_t conn = {
-        .transport = DISPATCH_TCP,
-        .remote = (const struct sockaddr *)&c->remote,
-        .local = (const struct sockaddr *)&c->listener->local,
-        .send = tcp_send,
-        .send_ctx = c,
-    };
+    dispatch_conn_t conn;
+    conn_describe(c, &conn);
     if (dispatch_message(&w->dispatch, &conn, frame, len) == DISPATCH_NOT_TURN)
         return -1;
     return c->closing ? -1 : 0;
@@ -216,8 +226,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     if (nread == 0)
         return;
-    uint64_t now = uv_now(&w->loop);
-    w->dispatch.now_ms = now;
+    worker_clock(w);
+    uint64_t now = w->dispatch.now_ms;
     c->last_rx_ms = now;
     stats_add(&w->stats.tcp_rx_bytes, (uint64_t)nread);
     int was_partial = stream_rx_partial(&c->rx);
@@ -305,6 +315,13 @@ void tcp_listener_close(tcp_listener_t *l)
         uv_close((uv_handle_t *)&l->handle, NULL);
 }
 
+static int conn_has_allocation(tcp_conn_t *c)
+{
+    dispatch_conn_t dc;
+    conn_describe(c, &dc);
+    return dispatch_has_allocation(&c->w->dispatch, &dc);
+}
+
 void tcp_listener_sweep(worker_t *w, uint64_t now_ms)
 {
     uint64_t stall = (uint64_t)w->cfg->tcp_frame_timeout * 1000;
@@ -315,7 +332,7 @@ void tcp_listener_sweep(worker_t *w, uint64_t now_ms)
         if (c->frame_since_ms && now_ms - c->frame_since_ms >= stall) {
             stats_inc(&w->stats.tcp_closed_stall);
             conn_close(c, "stalled mid-frame");
-        } else if (now_ms - c->last_rx_ms >= idle) {
+        } else if (now_ms - c->last_rx_ms >= idle && !conn_has_allocation(c)) {
             stats_inc(&w->stats.tcp_closed_idle);
             conn_close(c, "idle");
         }

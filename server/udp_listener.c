@@ -24,17 +24,12 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init((char *)l->w->udp_buf, WORKER_UDP_BUF);
 }
 
-typedef struct {
-    udp_listener_t *l;
-    const struct sockaddr *to;
-} udp_reply_ctx_t;
-
-static int udp_send(void *ctx, const uint8_t *data, size_t len)
+static int udp_send(void *ctx, const struct sockaddr *to, const uint8_t *data, size_t len)
 {
-    udp_reply_ctx_t *c = ctx;
-    stats_t *st = &c->l->w->stats;
+    udp_listener_t *l = ctx;
+    stats_t *st = &l->w->stats;
     uv_buf_t b = worker_cbuf(data, len);
-    int rc = uv_udp_try_send(&c->l->handle, &b, 1, c->to);
+    int rc = uv_udp_try_send(&l->handle, &b, 1, to);
     if (rc < 0) {
         stats_inc(&st->udp_tx_errors);
         return rc;
@@ -63,15 +58,14 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
     }
     stats_inc(&w->stats.udp_rx_packets);
     stats_add(&w->stats.udp_rx_bytes, (uint64_t)nread);
-    udp_reply_ctx_t ctx = {l, addr};
     dispatch_conn_t conn = {
         .transport = DISPATCH_UDP,
         .remote = addr,
         .local = (const struct sockaddr *)&l->local,
         .send = udp_send,
-        .send_ctx = &ctx,
+        .send_ctx = l,
     };
-    w->dispatch.now_ms = uv_now(&w->loop);
+    worker_clock(w);
     (void)dispatch_message(&w->dispatch, &conn, (const uint8_t *)buf->base, (size_t)nread);
 }
 

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -40,9 +41,27 @@ fail:;
     return -e;
 }
 
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void worker_clock(worker_t *w)
+{
+    uint64_t now = uv_now(&w->loop);
+    w->dispatch.now_ms = now;
+    w->dispatch.unix_ms = (uint64_t)((int64_t)now + w->unix_offset_ms);
+}
+
 static void on_sweep(uv_timer_t *t)
 {
     worker_t *w = t->data;
+    uv_update_time(&w->loop);
+    w->unix_offset_ms = wall_ms() - (int64_t)uv_now(&w->loop);
+    worker_clock(w);
+    dispatch_sweep(&w->dispatch);
     tcp_listener_sweep(w, uv_now(&w->loop));
 }
 
@@ -53,6 +72,11 @@ static void close_all(worker_t *w)
     for (size_t i = 0; i < w->ntcp; i++)
         tcp_listener_close(&w->tcp[i]);
     tcp_listener_close_all(w);
+    dispatch_close(&w->dispatch);
+    if (w->creds) {
+        creds_close(w->creds);
+        w->creds = NULL;
+    }
     if (!uv_is_closing((uv_handle_t *)&w->sweep))
         uv_close((uv_handle_t *)&w->sweep, NULL);
     if (!uv_is_closing((uv_handle_t *)&w->wakeup))
@@ -67,13 +91,13 @@ static void on_wakeup(uv_async_t *a)
         close_all(w);
 }
 
-int worker_init(worker_t *w, int id, const cfg_t *cfg, const struct sockaddr_storage *addrs,
-                size_t naddrs, char *err, size_t errlen)
+int worker_init(worker_t *w, int id, const cfg_t *cfg, shared_t *shared,
+                const struct sockaddr_storage *addrs, size_t naddrs, char *err, size_t errlen)
 {
     memset(w, 0, sizeof(*w));
     w->id = id;
     w->cfg = cfg;
-    dispatch_init(&w->dispatch, cfg, &w->stats);
+    w->shared = shared;
     int rc = uv_loop_init(&w->loop);
     if (rc != 0) {
         snprintf(err, errlen, "worker %d: uv_loop_init: %s", id, uv_strerror(rc));
@@ -85,6 +109,19 @@ int worker_init(worker_t *w, int id, const cfg_t *cfg, const struct sockaddr_sto
     uv_timer_init(&w->loop, &w->sweep);
     w->sweep.data = w;
     uv_timer_start(&w->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
+    w->unix_offset_ms = wall_ms() - (int64_t)uv_now(&w->loop);
+    if ((rc = creds_new(&w->loop, shared->creds, &w->creds)) != 0) {
+        snprintf(err, errlen, "worker %d: credential store: %s", id, strerror(-rc));
+        return rc;
+    }
+    dispatch_relay_ops_t ops;
+    relay_ops(w, &ops);
+    if ((rc = dispatch_init(&w->dispatch, cfg, shared, &w->stats, w->creds, &ops,
+                            (uint64_t)id << 48)) != 0) {
+        snprintf(err, errlen, "worker %d: out of memory", id);
+        return rc;
+    }
+    worker_clock(w);
 
     w->udp = calloc(naddrs ? naddrs : 1, sizeof(*w->udp));
     w->tcp = calloc(naddrs ? naddrs : 1, sizeof(*w->tcp));

@@ -13,7 +13,9 @@
 #include <uv.h>
 
 #include "cfg.h"
+#include "creds.h"
 #include "dispatch.h"
+#include "shared.h"
 #include "stats.h"
 
 typedef struct worker worker_t;
@@ -40,6 +42,9 @@ typedef struct ip_count ip_count_t;
 struct worker {
     int id;
     const cfg_t *cfg;
+    shared_t *shared;
+    creds_t *creds;
+    int64_t unix_offset_ms; /* wall clock minus loop clock, refreshed by the sweep */
     uv_loop_t loop;
     uv_thread_t thread;
     uv_async_t wakeup;
@@ -66,8 +71,8 @@ static inline uv_buf_t worker_cbuf(const void *p, size_t n)
 
 /* Create the loop and bind a UDP and/or TCP listener on every address (on the calling thread; the
  * loop is not running yet). Returns 0 or -errno with `err` naming the address that failed. */
-int worker_init(worker_t *w, int id, const cfg_t *cfg, const struct sockaddr_storage *addrs,
-                size_t naddrs, char *err, size_t errlen);
+int worker_init(worker_t *w, int id, const cfg_t *cfg, shared_t *shared,
+                const struct sockaddr_storage *addrs, size_t naddrs, char *err, size_t errlen);
 /* Run the loop on a new thread. 0 or -errno. */
 int worker_start(worker_t *w);
 /* Ask the worker to close everything and let its loop end (any thread). */
@@ -84,6 +89,12 @@ void tcp_listener_close(tcp_listener_t *l);
 void tcp_listener_sweep(worker_t *w, uint64_t now_ms);
 /* Close every client connection (shutdown). */
 void tcp_listener_close_all(worker_t *w);
+
+/* Bring the dispatcher's clocks up to date (call at the top of every loop callback). */
+void worker_clock(worker_t *w);
+
+/* The libuv relay sockets (relay.c) as the dispatcher's relay ops. */
+void relay_ops(worker_t *w, dispatch_relay_ops_t *ops);
 
 /* A socket of `type` bound to `addr` with SO_REUSEPORT (and IPV6_V6ONLY for IPv6), non-blocking.
  * Returns the fd or -errno. */

@@ -11,29 +11,16 @@
 
 #include <netinet/in.h>
 
-#include "cfg.h"
 #include "dispatch.h"
+#include "fuzz_env.h"
 #include "stream.h"
-#include "stun_msg.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 typedef struct {
     dispatch_t *d;
     dispatch_conn_t *conn;
-    size_t replies;
 } fuzz_ctx_t;
-
-static int sink(void *ctx, const uint8_t *buf, size_t len)
-{
-    fuzz_ctx_t *f = ctx;
-    /* Every reply we send must itself be a well-formed STUN message. */
-    stun_msg_t m;
-    if (stun_msg_decode(buf, len, &m) != 0)
-        __builtin_trap();
-    f->replies++;
-    return 0;
-}
 
 static int on_frame(void *arg, const uint8_t *frame, size_t len)
 {
@@ -43,31 +30,21 @@ static int on_frame(void *arg, const uint8_t *frame, size_t len)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static cfg_t cfg;
-    static int cfg_ready;
-    if (!cfg_ready) {
-        cfg_init(&cfg);
-        cfg.software_attribute = true;
-        cfg_ready = 1;
-    }
     if (size < 1)
         return 0;
     size_t chunk = (size_t)(data[0] % 64) + 1;
     data++;
     size--;
 
-    static stats_t stats;
-    static dispatch_t d;
-    dispatch_init(&d, &cfg, &stats);
-    d.now_ms = 1000000;
+    dispatch_t *d = fuzz_env_dispatch();
 
     struct sockaddr_in remote = {.sin_family = AF_INET, .sin_port = htons(40000)};
     remote.sin_addr.s_addr = htonl(0xC0000201); /* 192.0.2.1 */
     struct sockaddr_in local = {.sin_family = AF_INET, .sin_port = htons(3478)};
     local.sin_addr.s_addr = htonl(0xC6336401); /* 198.51.100.1 */
-    fuzz_ctx_t f = {&d, NULL, 0};
-    dispatch_conn_t conn = {DISPATCH_TCP, (struct sockaddr *)&remote, (struct sockaddr *)&local, sink,
-                            &f};
+    fuzz_ctx_t f = {d, NULL};
+    dispatch_conn_t conn = {DISPATCH_TCP, (struct sockaddr *)&remote, (struct sockaddr *)&local,
+                            fuzz_env_sink, NULL};
     f.conn = &conn;
 
     stream_rx_t rx;

@@ -272,3 +272,254 @@ def run(tests):
             print("FAIL %s: %s" % (fn.__name__, e), flush=True)
     print("%d passed, %d failed" % (len(tests) - failed, failed))
     sys.exit(1 if failed else 0)
+
+
+# ---- real third-party clients ----
+
+def start_peer(host="127.0.0.1"):
+    """coturn's turnutils_peer: a UDP echo peer on a free port. Returns (process, port)."""
+    port = free_port(host)
+    p = subprocess.Popen(["turnutils_peer", "-L", host, "-p", str(port)], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    return p, port
+
+
+def uclient(server, args, timeout=60):
+    """Run turnutils_uclient against `server` (a Uturnd); returns (sent, received, lost, output)."""
+    cmd = ["turnutils_uclient", "-p", str(server.port)] + list(args) + [server.host]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    text = out.stdout + out.stderr
+    sent = re.findall(r"tot_send_msgs=(\d+)", text)
+    recv = re.findall(r"tot_recv_msgs=(\d+)", text)
+    lost = re.findall(r"Total lost packets (\d+)", text)
+    return (int(sent[-1]) if sent else -1, int(recv[-1]) if recv else -1,
+            int(lost[-1]) if lost else -1, text)
+
+
+# ---- a TURN client of our own, for protocol-level checks the real clients cannot make ----
+
+import hashlib
+import hmac
+
+A_MAPPED, A_USERNAME, A_MI, A_ERROR, A_UNKNOWN = 0x0001, 0x0006, 0x0008, 0x0009, 0x000A
+A_CHANNEL, A_LIFETIME, A_PEER, A_DATA, A_REALM, A_NONCE = 0x000C, 0x000D, 0x0012, 0x0013, 0x0014, 0x0015
+A_RELAYED, A_REQ_FAMILY, A_EVEN_PORT, A_REQ_TRANSPORT, A_DF = 0x0016, 0x0017, 0x0018, 0x0019, 0x001A
+A_MI256, A_PW_ALG, A_USERHASH, A_XOR_MAPPED, A_TOKEN = 0x001C, 0x001D, 0x001E, 0x0020, 0x0022
+A_ADD_FAMILY, A_ADDR_ERROR, A_PW_ALGS, A_SOFTWARE, A_FINGERPRINT = 0x8000, 0x8001, 0x8002, 0x8022, 0x8028
+
+M_BINDING, M_ALLOCATE, M_REFRESH, M_SEND, M_DATA, M_PERMISSION, M_CHANNEL = 1, 3, 4, 6, 7, 8, 9
+
+
+def mtype(method, cls):
+    """cls: 0 request, 1 indication, 2 success, 3 error."""
+    return ((method & 0xF) | ((method & 0x70) << 1) | ((method & 0xF80) << 2) | ((cls & 1) << 4)
+            | ((cls & 2) << 7))
+
+
+def xor_addr_value(ip, port, txid):
+    if ":" in ip:
+        raw = socket.inet_pton(socket.AF_INET6, ip)
+        key = struct.pack("!I", MAGIC) + txid
+        return struct.pack("!BBH", 0, 2, port ^ (MAGIC >> 16)) + bytes(a ^ b for a, b in zip(raw, key))
+    raw = struct.unpack("!I", socket.inet_aton(ip))[0]
+    return struct.pack("!BBHI", 0, 1, port ^ (MAGIC >> 16), raw ^ MAGIC)
+
+
+def with_integrity(mt, txid, body, key, sha256=False, fingerprint=False):
+    """Append MESSAGE-INTEGRITY(-SHA256) (and FINGERPRINT) with the RFC 8489 length adjustment."""
+    mac_len = 32 if sha256 else 20
+    hdr = struct.pack("!HHI", mt, len(body) + 4 + mac_len, MAGIC) + txid
+    digest = hmac.new(key, hdr + body, hashlib.sha256 if sha256 else hashlib.sha1).digest()
+    body += attr(A_MI256 if sha256 else A_MI, digest)
+    if fingerprint:
+        hdr = struct.pack("!HHI", mt, len(body) + 8, MAGIC) + txid
+        crc = (zlib.crc32(hdr + body) & 0xFFFFFFFF) ^ 0x5354554E
+        body += attr(A_FINGERPRINT, struct.pack("!I", crc))
+    return struct.pack("!HHI", mt, len(body), MAGIC) + txid + body
+
+
+def verify_integrity(data, key):
+    """True when the response's MESSAGE-INTEGRITY or -SHA256 verifies with key."""
+    off = 20
+    while off < len(data):
+        t, l = struct.unpack("!HH", data[off:off + 4])
+        if t in (A_MI, A_MI256):
+            hdr = bytearray(data[:20])
+            struct.pack_into("!H", hdr, 2, off + 4 + l - 20)
+            mac = hmac.new(key, bytes(hdr) + data[20:off],
+                           hashlib.sha256 if t == A_MI256 else hashlib.sha1).digest()
+            return hmac.compare_digest(mac[:l], data[off + 4:off + 4 + l])
+        off += 4 + l + ((4 - l % 4) % 4)
+    return False
+
+
+def error_code(attrs):
+    v = get_attr(attrs, A_ERROR)
+    return None if v is None else v[2] * 100 + v[3]
+
+
+class TurnClient:
+    """One 5-tuple talking TURN to uturnd over UDP or TCP."""
+
+    def __init__(self, server, user=None, password=None, transport="udp", family=None):
+        self.server = server
+        self.user, self.password = user, password
+        self.transport = transport
+        fam = socket.AF_INET6 if ":" in server.host else socket.AF_INET
+        if transport == "udp":
+            self.sock = socket.socket(fam, socket.SOCK_DGRAM)
+            self.sock.bind((server.host, 0))
+        else:
+            self.sock = socket.create_connection((server.host, server.port), timeout=5)
+        self.realm = self.nonce = None
+        self.algs = None
+        self.sha256 = False
+        self.userhash = False
+        self.stash = []  # indications and ChannelData that arrived while waiting for a response
+
+    def key(self):
+        data = ("%s:%s:%s" % (self.user, self.realm, self.password)).encode()
+        return hashlib.sha256(data).digest() if self.sha256 else hashlib.md5(data).digest()
+
+    def close(self):
+        self.sock.close()
+
+    # raw I/O
+    def send_raw(self, data):
+        if self.transport == "udp":
+            self.sock.sendto(data, (self.server.host, self.server.port))
+        else:
+            self.sock.sendall(data)
+
+    def recv_raw(self, timeout=3.0):
+        """One datagram or one stream frame (STUN or ChannelData); None on timeout."""
+        self.sock.settimeout(timeout)
+        try:
+            if self.transport == "udp":
+                return self.sock.recvfrom(65536)[0]
+            head = self._read(4)
+            if head[0] & 0xC0 == 0x40:
+                n = struct.unpack("!H", head[2:4])[0]
+                return head + self._read((n + 3) & ~3)
+            n = struct.unpack("!H", head[2:4])[0]
+            return head + self._read(16 + n)
+        except socket.timeout:
+            return None
+
+    def _read(self, n):
+        buf = b""
+        while len(buf) < n:
+            chunk = self.sock.recv(n - len(buf))
+            check(chunk, "connection closed")
+            buf += chunk
+        return buf
+
+    def transact(self, data, txid, timeout=3.0):
+        """Send and wait for the response with txid (retransmitting over UDP)."""
+        deadline = time.monotonic() + timeout
+        self.send_raw(data)
+        resend = time.monotonic() + 0.5
+        while time.monotonic() < deadline:
+            msg = self.recv_raw(max(0.01, min(resend, deadline) - time.monotonic()))
+            if msg is None:
+                if self.transport == "udp" and time.monotonic() >= resend:
+                    self.send_raw(data)
+                    resend = time.monotonic() + 1.0
+                continue
+            if len(msg) >= 20 and msg[0] < 4 and msg[8:20] == txid:
+                return msg
+            self.stash.append(msg)
+        raise TestFailure("no response within %.1fs" % timeout)
+
+    def request(self, method, attrs=b"", auth=True, txid=None, fingerprint=False, raw_response=False,
+                retry=True):
+        """A request; with auth, answers a 401/438 challenge once. Returns (code, attrs, raw)
+        where code is 0 for success."""
+        for _ in range(3):
+            txid = txid or tid()
+            mt = mtype(method, 0)
+            body = attrs
+            if auth and self.nonce is not None:
+                if self.userhash:
+                    uh = hashlib.sha256(("%s:%s" % (self.user, self.realm)).encode()).digest()
+                    body += attr(A_USERHASH, uh)
+                else:
+                    body += attr(A_USERNAME, self.user.encode())
+                body += attr(A_REALM, self.realm.encode()) + attr(A_NONCE, self.nonce)
+                if self.sha256:
+                    body += attr(A_PW_ALGS, self.algs) + attr(A_PW_ALG, struct.pack("!HH", 2, 0))
+                data = with_integrity(mt, txid, body, self.key(), sha256=self.sha256,
+                                      fingerprint=fingerprint)
+            else:
+                data = message(mt, txid, body, fingerprint)
+            resp = self.transact(data, txid)
+            _, _, rattrs = parse(resp)
+            code = error_code(rattrs) or 0
+            if code in (401, 438) and get_attr(rattrs, A_NONCE):
+                # Learn the realm and nonce from every challenge; answer it only when asked to.
+                fresh = self.nonce is None or code == 438
+                self.realm = get_attr(rattrs, A_REALM).decode()
+                self.nonce = get_attr(rattrs, A_NONCE)
+                self.algs = get_attr(rattrs, A_PW_ALGS)
+                if auth and retry and fresh:
+                    txid = None
+                    continue
+            return (code, rattrs, resp) if raw_response else (code, rattrs)
+        return (code, rattrs, resp) if raw_response else (code, rattrs)
+
+    # TURN methods
+    def allocate(self, extra=b"", transport=17, **kw):
+        return self.request(M_ALLOCATE, attr(A_REQ_TRANSPORT, bytes([transport, 0, 0, 0])) + extra, **kw)
+
+    def refresh(self, lifetime=None, extra=b"", **kw):
+        a = extra
+        if lifetime is not None:
+            a += attr(A_LIFETIME, struct.pack("!I", lifetime))
+        return self.request(M_REFRESH, a, **kw)
+
+    def create_permission(self, *peers):
+        # XOR-PEER-ADDRESS for IPv6 depends on the transaction id: build it per request.
+        txid = tid()
+        body = b"".join(attr(A_PEER, xor_addr_value(ip, port, txid)) for ip, port in peers)
+        return self.request(M_PERMISSION, body, txid=txid)
+
+    def channel_bind(self, number, ip, port):
+        txid = tid()
+        body = attr(A_CHANNEL, struct.pack("!HH", number, 0)) + attr(A_PEER, xor_addr_value(ip, port, txid))
+        return self.request(M_CHANNEL, body, txid=txid)
+
+    def send_indication(self, ip, port, data):
+        txid = tid()
+        body = attr(A_PEER, xor_addr_value(ip, port, txid)) + attr(A_DATA, data)
+        self.send_raw(message(mtype(M_SEND, 1), txid, body))
+
+    def channel_data(self, number, data):
+        pad = b"\0" * ((4 - len(data) % 4) % 4) if self.transport != "udp" else b""
+        self.send_raw(struct.pack("!HH", number, len(data)) + data + pad)
+
+    def receive_data(self, timeout=3.0):
+        """Next relayed payload: ('data', (ip, port), bytes) for a Data indication or
+        ('channel', number, bytes) for ChannelData; None on timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.stash:
+                msg = self.stash.pop(0)
+            else:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                msg = self.recv_raw(left)
+                if msg is None:
+                    return None
+            if msg[0] & 0xC0 == 0x40:
+                n = struct.unpack("!H", msg[2:4])[0]
+                return ("channel", struct.unpack("!H", msg[:2])[0], msg[4:4 + n])
+            mt, txid, attrs = parse(msg)
+            if mt == mtype(M_DATA, 1):
+                return ("data", xor_address(get_attr(attrs, A_PEER), txid), get_attr(attrs, A_DATA))
+
+
+def relayed_addresses(raw):
+    """Every XOR-RELAYED-ADDRESS in a raw Allocate response, as (ip, port)."""
+    _, txid, attrs = parse(raw)
+    return [xor_address(v, txid) for t, v in attrs if t == A_RELAYED]

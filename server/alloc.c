@@ -1,0 +1,294 @@
+/* alloc.c - the per-worker allocation table, permissions and channel bindings (see alloc.h).
+ *
+ * RFC 8656 §2.2, §7, §9, §12. Permissions and channels live in small arrays inside their allocation:
+ * a call has one or two peers, so a linear scan of a few entries beats any index, and memory per
+ * allocation stays small.
+ */
+#include "alloc.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sockaddr_util.h"
+
+#define ALLOC_INITIAL_BUCKETS 1024
+
+static uint64_t mix(uint64_t h)
+{
+    /* splitmix64 finaliser: good avalanche for a keyed table (not a cryptographic MAC). */
+    h ^= h >> 30;
+    h *= 0xbf58476d1ce4e5b9ULL;
+    h ^= h >> 27;
+    h *= 0x94d049bb133111ebULL;
+    return h ^ (h >> 31);
+}
+
+static uint64_t tuple_hash(uint64_t seed, int transport, const struct sockaddr *remote,
+                           const struct sockaddr *local)
+{
+    uint64_t h = seed ^ (uint64_t)transport ^ ((uint64_t)(uintptr_t)local << 8);
+    if (remote->sa_family == AF_INET) {
+        const struct sockaddr_in *s = (const struct sockaddr_in *)remote;
+        h = mix(h ^ ((uint64_t)s->sin_addr.s_addr << 16) ^ s->sin_port);
+    } else {
+        const struct sockaddr_in6 *s = (const struct sockaddr_in6 *)remote;
+        uint64_t w[2];
+        memcpy(w, &s->sin6_addr, 16);
+        h = mix(mix(h ^ w[0]) ^ w[1] ^ s->sin6_port);
+    }
+    return h;
+}
+
+int alloc_table_init(alloc_table_t *t, uint64_t seed, uint64_t id_base)
+{
+    memset(t, 0, sizeof(*t));
+    t->buckets = calloc(ALLOC_INITIAL_BUCKETS, sizeof(*t->buckets));
+    if (!t->buckets)
+        return -ENOMEM;
+    t->nbuckets = ALLOC_INITIAL_BUCKETS;
+    t->seed = seed;
+    t->next_id = id_base + 1;
+    return 0;
+}
+
+void alloc_free(alloc_t *a)
+{
+    free(a->alloc_resp);
+    free(a->perms);
+    free(a->chans);
+    free(a);
+}
+
+void alloc_table_free(alloc_table_t *t)
+{
+    alloc_t *next;
+    for (alloc_t *a = t->all; a; a = next) {
+        next = a->next;
+        alloc_free(a);
+    }
+    free(t->buckets);
+    memset(t, 0, sizeof(*t));
+}
+
+static int same_tuple(const alloc_t *a, int transport, const struct sockaddr *remote,
+                      const struct sockaddr *local)
+{
+    return a->client.transport == transport && a->client.local == local &&
+           sa_equal(&a->client.remote.sa, remote);
+}
+
+alloc_t *alloc_find(const alloc_table_t *t, int transport, const struct sockaddr *remote,
+                    const struct sockaddr *local)
+{
+    uint64_t h = tuple_hash(t->seed, transport, remote, local);
+    for (alloc_t *a = t->buckets[h & (t->nbuckets - 1)]; a; a = a->hnext)
+        if (same_tuple(a, transport, remote, local))
+            return a;
+    return NULL;
+}
+
+/* Double the buckets when the table is full; on failure keep the old (longer chains, still right). */
+static void grow(alloc_table_t *t)
+{
+    size_t n = t->nbuckets * 2;
+    alloc_t **nb = calloc(n, sizeof(*nb));
+    if (!nb)
+        return;
+    for (size_t i = 0; i < t->nbuckets; i++) {
+        alloc_t *next;
+        for (alloc_t *a = t->buckets[i]; a; a = next) {
+            next = a->hnext;
+            uint64_t h = tuple_hash(t->seed, a->client.transport, &a->client.remote.sa,
+                                    a->client.local);
+            a->hnext = nb[h & (n - 1)];
+            nb[h & (n - 1)] = a;
+        }
+    }
+    free(t->buckets);
+    t->buckets = nb;
+    t->nbuckets = n;
+}
+
+alloc_t *alloc_insert(alloc_table_t *t, const alloc_client_t *client, uint64_t now_ms)
+{
+    alloc_t *a = calloc(1, sizeof(*a));
+    if (!a)
+        return NULL;
+    a->client = *client;
+    a->id = t->next_id++;
+    a->created_ms = now_ms;
+    if (t->count >= t->nbuckets)
+        grow(t);
+    uint64_t h = tuple_hash(t->seed, client->transport, &client->remote.sa, client->local);
+    size_t b = h & (t->nbuckets - 1);
+    a->hnext = t->buckets[b];
+    t->buckets[b] = a;
+    a->next = t->all;
+    if (t->all)
+        t->all->prev = a;
+    t->all = a;
+    t->count++;
+    return a;
+}
+
+void alloc_remove(alloc_table_t *t, alloc_t *a)
+{
+    if (a->dead)
+        return;
+    uint64_t h = tuple_hash(t->seed, a->client.transport, &a->client.remote.sa, a->client.local);
+    for (alloc_t **pp = &t->buckets[h & (t->nbuckets - 1)]; *pp; pp = &(*pp)->hnext)
+        if (*pp == a) {
+            *pp = a->hnext;
+            break;
+        }
+    if (a->prev)
+        a->prev->next = a->next;
+    else
+        t->all = a->next;
+    if (a->next)
+        a->next->prev = a->prev;
+    a->prev = a->next = a->hnext = NULL;
+    a->dead = true;
+    t->count--;
+}
+
+static void peer_ip(const struct sockaddr *sa, uint8_t *family, uint8_t ip[16])
+{
+    memset(ip, 0, 16);
+    *family = (uint8_t)sa->sa_family;
+    if (sa->sa_family == AF_INET)
+        memcpy(ip, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+    else
+        memcpy(ip, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+}
+
+int alloc_perm_install(alloc_t *a, const struct sockaddr *peer, uint64_t now_ms, unsigned max)
+{
+    uint8_t fam, ip[16];
+    peer_ip(peer, &fam, ip);
+    for (uint16_t i = 0; i < a->nperms; i++) {
+        alloc_perm_t *p = &a->perms[i];
+        if (p->family == fam && memcmp(p->ip, ip, 16) == 0) {
+            p->expires_ms = now_ms + ALLOC_PERMISSION_MS;
+            return 0;
+        }
+    }
+    /* Reuse an expired slot before growing. */
+    for (uint16_t i = 0; i < a->nperms; i++)
+        if (a->perms[i].expires_ms <= now_ms) {
+            a->perms[i].family = fam;
+            memcpy(a->perms[i].ip, ip, 16);
+            a->perms[i].expires_ms = now_ms + ALLOC_PERMISSION_MS;
+            return 0;
+        }
+    if (a->nperms >= max)
+        return -ENOSPC;
+    if (a->nperms == a->capperms) {
+        uint16_t cap = a->capperms ? (uint16_t)(a->capperms * 2) : 2;
+        alloc_perm_t *np = realloc(a->perms, cap * sizeof(*np));
+        if (!np)
+            return -ENOMEM;
+        a->perms = np;
+        a->capperms = cap;
+    }
+    alloc_perm_t *p = &a->perms[a->nperms++];
+    p->family = fam;
+    memcpy(p->ip, ip, 16);
+    p->expires_ms = now_ms + ALLOC_PERMISSION_MS;
+    return 0;
+}
+
+int alloc_perm_check(const alloc_t *a, const struct sockaddr *peer, uint64_t now_ms)
+{
+    const uint8_t *ip;
+    size_t n;
+    if (peer->sa_family == AF_INET) {
+        ip = (const uint8_t *)&((const struct sockaddr_in *)peer)->sin_addr;
+        n = 4;
+    } else {
+        ip = (const uint8_t *)&((const struct sockaddr_in6 *)peer)->sin6_addr;
+        n = 16;
+    }
+    for (uint16_t i = 0; i < a->nperms; i++) {
+        const alloc_perm_t *p = &a->perms[i];
+        if (p->family == peer->sa_family && p->expires_ms > now_ms && memcmp(p->ip, ip, n) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+alloc_chan_t *alloc_chan_by_number(const alloc_t *a, uint16_t number, uint64_t now_ms)
+{
+    for (uint16_t i = 0; i < a->nchans; i++)
+        if (a->chans[i].number == number && a->chans[i].expires_ms > now_ms)
+            return &a->chans[i];
+    return NULL;
+}
+
+alloc_chan_t *alloc_chan_by_peer(const alloc_t *a, const struct sockaddr *peer, uint64_t now_ms)
+{
+    for (uint16_t i = 0; i < a->nchans; i++)
+        if (a->chans[i].expires_ms > now_ms && sa_equal(&a->chans[i].peer.sa, peer))
+            return &a->chans[i];
+    return NULL;
+}
+
+int alloc_chan_bind(alloc_t *a, uint16_t number, const struct sockaddr *peer, uint64_t now_ms,
+                    unsigned max)
+{
+    alloc_chan_t *by_num = alloc_chan_by_number(a, number, now_ms);
+    alloc_chan_t *by_peer = alloc_chan_by_peer(a, peer, now_ms);
+    /* RFC 8656 §12.2: a number bound to another peer, or a peer bound to another number, is 400. */
+    if (by_num != by_peer)
+        return -EINVAL;
+    if (by_num) {
+        by_num->expires_ms = now_ms + ALLOC_CHANNEL_MS;
+        return 0;
+    }
+    alloc_chan_t *slot = NULL;
+    for (uint16_t i = 0; i < a->nchans && !slot; i++)
+        if (a->chans[i].expires_ms <= now_ms)
+            slot = &a->chans[i];
+    if (!slot) {
+        if (a->nchans >= max)
+            return -ENOSPC;
+        if (a->nchans == a->capchans) {
+            uint16_t cap = a->capchans ? (uint16_t)(a->capchans * 2) : 1;
+            alloc_chan_t *nc = realloc(a->chans, cap * sizeof(*nc));
+            if (!nc)
+                return -ENOMEM;
+            a->chans = nc;
+            a->capchans = cap;
+        }
+        slot = &a->chans[a->nchans++];
+    }
+    memset(slot, 0, sizeof(*slot));
+    slot->number = number;
+    memcpy(&slot->peer, peer, sa_len(peer));
+    slot->expires_ms = now_ms + ALLOC_CHANNEL_MS;
+    return 0;
+}
+
+int alloc_expire(alloc_t *a, uint64_t now_ms)
+{
+    uint16_t n = 0;
+    for (uint16_t i = 0; i < a->nperms; i++)
+        if (a->perms[i].expires_ms > now_ms)
+            a->perms[n++] = a->perms[i];
+    a->nperms = n;
+    n = 0;
+    for (uint16_t i = 0; i < a->nchans; i++)
+        if (a->chans[i].expires_ms > now_ms)
+            a->chans[n++] = a->chans[i];
+    a->nchans = n;
+    return a->expires_ms <= now_ms;
+}
+
+alloc_relay_t *alloc_relay_for(alloc_t *a, int family)
+{
+    for (int i = 0; i < a->nrelay; i++)
+        if (a->relay[i].addr.sa.sa_family == family)
+            return &a->relay[i];
+    return NULL;
+}

@@ -1,0 +1,328 @@
+/* dispatch_alloc.c - Allocate and Refresh.
+ *
+ * RFC 8656 §7 (Allocate: checks in the RFC's order, relayed ports from min-port..max-port picked
+ * with the CSPRNG, EVEN-PORT and RESERVATION-TOKEN, REQUESTED-/ADDITIONAL-ADDRESS-FAMILY for IPv6
+ * and dual-stack allocations, 437/440/442/486/508), §8 (Refresh, LIFETIME 0 deletes), RFC 8489
+ * §6.3.1 (a retransmitted Allocate gets the original answer again, not a second allocation).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dispatch_int.h"
+#include "sockaddr_util.h"
+
+#define PORT_TRIES 64
+
+static uint32_t lifetime_for(const dispatch_t *d, const stun_msg_t *msg, int refresh)
+{
+    const stun_attr_t *la = stun_msg_find(msg, STUN_ATTR_LIFETIME);
+    uint32_t req;
+    if (!la || stun_attr_get_u32(msg, la, &req) != 0)
+        return ALLOC_DEFAULT_LIFETIME;
+    if (req == 0 && refresh)
+        return 0;
+    uint32_t max = (uint32_t)d->cfg->max_allocate_lifetime;
+    uint32_t l = req < max ? req : max;
+    /* RFC 8656 §7.2: an Allocate never gets less than the default; §8.2 lets Refresh shorten. */
+    if (!refresh && l < ALLOC_DEFAULT_LIFETIME)
+        l = ALLOC_DEFAULT_LIFETIME;
+    return l ? l : ALLOC_DEFAULT_LIFETIME;
+}
+
+static uint16_t random_port(const cfg_t *c, int even)
+{
+    uint32_t r;
+    shared_random(&r, sizeof(r));
+    uint32_t span = (uint32_t)(c->max_port - c->min_port + 1);
+    uint16_t p = (uint16_t)(c->min_port + r % span);
+    if (even && (p & 1))
+        p = (p > c->min_port) ? (uint16_t)(p - 1) : (uint16_t)(p + 1);
+    return p;
+}
+
+/* Open a relay of `family` on a free port; with `token` set, also hold port+1 and return its
+ * reservation token. Returns 0, -EAFNOSUPPORT (no relay IP: 440) or another -errno (508). */
+static int open_relay(dispatch_t *d, alloc_t *a, int family, int even, uint64_t *token, int df)
+{
+    const shared_t *sh = d->shared;
+    const shared_relay_ip_t *ips = family == AF_INET ? sh->relay4 : sh->relay6;
+    int nips = family == AF_INET ? sh->nrelay4 : sh->nrelay6;
+    if (nips == 0)
+        return -EAFNOSUPPORT;
+    const cfg_t *c = d->cfg;
+    if (token && c->max_port - c->min_port < 1)
+        return -ENOSPC;
+    int start = 0;
+    for (int i = 0; i < nips; i++)
+        if (sa_equal_ip(&ips[i].addr.sa, a->client.local))
+            start = i;
+    alloc_relay_t *r = &a->relay[a->nrelay];
+    for (int t = 0; t < PORT_TRIES; t++) {
+        const shared_relay_ip_t *ip = &ips[(start + t) % nips];
+        uint16_t port = random_port(c, even || token);
+        if (token && port + 1 > c->max_port)
+            continue;
+        memset(r, 0, sizeof(*r));
+        r->addr = ip->addr;
+        sa_set_port(&r->addr.sa, port);
+        r->announced = ip->announced;
+        sa_set_port(&r->announced.sa, port);
+        int held = -1;
+        if (token) {
+            sa_any_t next = r->addr;
+            sa_set_port(&next.sa, (uint16_t)(port + 1));
+            held = d->relay.hold(d->relay.env, &next.sa);
+            if (held < 0)
+                continue;
+        }
+        int rc = d->relay.open(d->relay.env, a, r, -1, df);
+        if (rc == 0) {
+            a->nrelay++;
+            if (token) {
+                sa_any_t next = r->addr;
+                sa_set_port(&next.sa, (uint16_t)(port + 1));
+                *token = shared_resv_add(d->shared, held, &next.sa, d->unix_ms);
+            }
+            return 0;
+        }
+        if (held >= 0)
+            close(held);
+        if (rc != -EADDRINUSE && rc != -EACCES)
+            return rc;
+    }
+    return -EADDRINUSE;
+}
+
+/* Redeem a RESERVATION-TOKEN (RFC 8656 §7.2): the held socket becomes this allocation's relay. */
+static int open_reserved(dispatch_t *d, alloc_t *a, uint64_t token, int df)
+{
+    sa_any_t addr;
+    int fd = shared_resv_take(d->shared, token, &addr, d->unix_ms);
+    if (fd < 0)
+        return -ENOENT;
+    alloc_relay_t *r = &a->relay[0];
+    memset(r, 0, sizeof(*r));
+    r->addr = addr;
+    r->announced = addr;
+    const shared_relay_ip_t *ips = addr.sa.sa_family == AF_INET ? d->shared->relay4
+                                                                 : d->shared->relay6;
+    int nips = addr.sa.sa_family == AF_INET ? d->shared->nrelay4 : d->shared->nrelay6;
+    for (int i = 0; i < nips; i++)
+        if (sa_equal_ip(&ips[i].addr.sa, &addr.sa)) {
+            r->announced = ips[i].announced;
+            sa_set_port(&r->announced.sa, sa_port(&addr.sa));
+        }
+    int rc = d->relay.open(d->relay.env, a, r, fd, df);
+    if (rc == 0)
+        a->nrelay = 1;
+    else
+        close(fd);
+    return rc;
+}
+
+/* Which families to allocate (RFC 8656 §7.2 checks 5-8). Returns 0 or a STUN error code. */
+static int pick_families(const stun_msg_t *msg, int *fam1, int *fam2)
+{
+    const stun_attr_t *raf = stun_msg_find(msg, STUN_ATTR_REQUESTED_ADDRESS_FAMILY);
+    const stun_attr_t *aaf = stun_msg_find(msg, STUN_ATTR_ADDITIONAL_ADDRESS_FAMILY);
+    const stun_attr_t *ep = stun_msg_find(msg, STUN_ATTR_EVEN_PORT);
+    const stun_attr_t *tok = stun_msg_find(msg, STUN_ATTR_RESERVATION_TOKEN);
+    uint8_t f;
+    *fam1 = AF_INET;
+    *fam2 = 0;
+    if (tok && (ep || raf || aaf))
+        return STUN_ERR_BAD_REQUEST;
+    if (raf && aaf)
+        return STUN_ERR_BAD_REQUEST;
+    if (raf) {
+        if (stun_attr_get_family(msg, raf, &f) != 0)
+            return STUN_ERR_BAD_REQUEST;
+        if (f == STUN_FAMILY_IPV6)
+            *fam1 = AF_INET6;
+        else if (f != STUN_FAMILY_IPV4)
+            return STUN_ERR_ADDRESS_FAMILY_NOT_SUPPORTED;
+    }
+    if (aaf) {
+        int reserve = 0;
+        if (stun_attr_get_family(msg, aaf, &f) != 0 || f != STUN_FAMILY_IPV6)
+            return STUN_ERR_BAD_REQUEST;
+        if (ep && stun_attr_get_even_port(msg, ep, &reserve) == 0 && reserve)
+            return STUN_ERR_BAD_REQUEST;
+        *fam2 = AF_INET6;
+    }
+    return 0;
+}
+
+static void cache_response(alloc_t *a, const stun_msg_t *msg, const uint8_t *resp, int len)
+{
+    memcpy(a->alloc_tid, msg->tid, sizeof(a->alloc_tid));
+    free(a->alloc_resp);
+    a->alloc_resp = NULL;
+    if (len > 0 && (a->alloc_resp = malloc((size_t)len)) != NULL) {
+        memcpy(a->alloc_resp, resp, (size_t)len);
+        a->alloc_resp_len = (uint16_t)len;
+    }
+}
+
+static void count_new(dispatch_t *d, alloc_t *a)
+{
+    stats_inc(&d->stats->alloc_created);
+    stats_gauge_add(&d->stats->allocations, 1);
+    stats_inc(a->client.transport == DISPATCH_UDP || a->client.transport == DISPATCH_DTLS
+                  ? &d->stats->alloc_udp
+                  : &d->stats->alloc_tcp);
+    for (int i = 0; i < a->nrelay; i++)
+        stats_inc(a->relay[i].addr.sa.sa_family == AF_INET ? &d->stats->alloc_ipv4
+                                                           : &d->stats->alloc_ipv6);
+}
+
+/* Checks of RFC 8656 §7.2 that need no resources. Returns 0 or the error code to answer. */
+static int allocate_checks(const stun_msg_t *msg, int *fam1, int *fam2)
+{
+    const stun_attr_t *rt = stun_msg_find(msg, STUN_ATTR_REQUESTED_TRANSPORT);
+    uint8_t proto;
+    if (!rt || stun_attr_get_transport(msg, rt, &proto) != 0)
+        return STUN_ERR_BAD_REQUEST;
+    if (proto != STUN_TRANSPORT_UDP)
+        return STUN_ERR_UNSUPPORTED_TRANSPORT; /* TCP relaying (RFC 6062) is not offered yet */
+    return pick_families(msg, fam1, fam2);
+}
+
+/* Open the relays; returns 0 or the error code (the allocation is then deleted by the caller). */
+static int allocate_relays(dispatch_t *d, const stun_msg_t *msg, alloc_t *a, int fam1, int fam2,
+                           uint64_t *token, int *addr_err)
+{
+    int df = stun_msg_find(msg, STUN_ATTR_DONT_FRAGMENT) != NULL;
+    const stun_attr_t *tok = stun_msg_find(msg, STUN_ATTR_RESERVATION_TOKEN);
+    const stun_attr_t *ep = stun_msg_find(msg, STUN_ATTR_EVEN_PORT);
+    int rc;
+    *addr_err = 0;
+    if (tok) {
+        uint64_t t;
+        if (stun_attr_get_token(msg, tok, &t) != 0)
+            return STUN_ERR_BAD_REQUEST;
+        return open_reserved(d, a, t, df) == 0 ? 0 : STUN_ERR_INSUFFICIENT_CAPACITY;
+    }
+    int even = 0, reserve = 0;
+    if (ep && stun_attr_get_even_port(msg, ep, &reserve) != 0)
+        return STUN_ERR_BAD_REQUEST;
+    even = ep != NULL;
+    rc = open_relay(d, a, fam1, even, reserve ? token : NULL, df);
+    if (rc == -EAFNOSUPPORT)
+        return STUN_ERR_ADDRESS_FAMILY_NOT_SUPPORTED;
+    if (rc != 0)
+        return STUN_ERR_INSUFFICIENT_CAPACITY;
+    if (fam2) {
+        rc = open_relay(d, a, fam2, 0, NULL, df);
+        /* RFC 8656 §7.2: a dual allocation that gets one family succeeds, with ADDRESS-ERROR-CODE
+         * saying why the other is missing. */
+        if (rc != 0)
+            *addr_err = rc == -EAFNOSUPPORT ? STUN_ERR_ADDRESS_FAMILY_NOT_SUPPORTED
+                                            : STUN_ERR_INSUFFICIENT_CAPACITY;
+    }
+    return 0;
+}
+
+static void allocate_success(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg,
+                             alloc_t *a, uint32_t lifetime, uint64_t token, int addr_err,
+                             const dispatch_auth_t *auth)
+{
+    stun_build_t b;
+    dispatch_begin(d, &b, msg, STUN_CLASS_SUCCESS);
+    for (int i = 0; i < a->nrelay; i++)
+        stun_build_xor_addr(&b, STUN_ATTR_XOR_RELAYED_ADDRESS, &a->relay[i].announced.sa);
+    if (addr_err)
+        stun_build_address_error(&b, STUN_FAMILY_IPV6, addr_err, NULL);
+    stun_build_u32(&b, STUN_ATTR_LIFETIME, lifetime);
+    if (token)
+        stun_build_token(&b, token);
+    stun_build_xor_addr(&b, STUN_ATTR_XOR_MAPPED_ADDRESS, conn->remote);
+    int len = dispatch_finish(d, conn, msg, &b, auth);
+    cache_response(a, msg, d->out, len);
+}
+
+void dispatch_allocate(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg)
+{
+    alloc_t *a = alloc_find(&d->allocs, conn->transport, conn->remote, conn->local);
+    if (a && a->alloc_resp && memcmp(a->alloc_tid, msg->tid, sizeof(a->alloc_tid)) == 0) {
+        /* Retransmission: the same answer again. */
+        (void)conn->send(conn->send_ctx, conn->remote, a->alloc_resp, a->alloc_resp_len);
+        return;
+    }
+    dispatch_auth_t auth;
+    if (dispatch_authenticate(d, conn, msg, a, &auth) != DISPATCH_AUTH_OK)
+        return;
+    int fam1, fam2, code;
+    if (a)
+        code = STUN_ERR_ALLOCATION_MISMATCH;
+    else
+        code = allocate_checks(msg, &fam1, &fam2);
+    if (code == 0) {
+        int q = shared_quota_take(d->shared, auth.user, auth.ulen);
+        code = q == -EDQUOT ? STUN_ERR_ALLOCATION_QUOTA
+               : q != 0     ? STUN_ERR_INSUFFICIENT_CAPACITY
+                            : 0;
+    }
+    if (code != 0) {
+        stats_inc(&d->stats->turn_errors);
+        dispatch_error(d, conn, msg, code, &auth);
+        return;
+    }
+    alloc_client_t client = {conn->transport, {{0}}, conn->local, conn->send, conn->send_ctx};
+    memcpy(&client.remote, conn->remote, sa_len(conn->remote));
+    a = alloc_insert(&d->allocs, &client, d->now_ms);
+    if (!a) {
+        shared_quota_release(d->shared, auth.user, auth.ulen);
+        dispatch_error(d, conn, msg, STUN_ERR_SERVER_ERROR, &auth);
+        return;
+    }
+    a->counted_quota = true;
+    memcpy(a->username, auth.user, auth.ulen);
+    a->username_len = (uint16_t)auth.ulen;
+    a->key = auth.key;
+    a->key_is_sha256 = auth.alg_sha256;
+    stats_gauge_add(&d->stats->allocations, 1); /* dispatch_alloc_delete undoes it on failure */
+    uint64_t token = 0;
+    int addr_err = 0;
+    code = allocate_relays(d, msg, a, fam1, fam2, &token, &addr_err);
+    if (code != 0) {
+        stats_inc(&d->stats->alloc_failed);
+        dispatch_alloc_delete(d, a, 0);
+        stats_inc(&d->stats->turn_errors);
+        dispatch_error(d, conn, msg, code, &auth);
+        return;
+    }
+    stats_gauge_add(&d->stats->allocations, -1);
+    count_new(d, a);
+    uint32_t lifetime = lifetime_for(d, msg, 0);
+    a->expires_ms = d->now_ms + (uint64_t)lifetime * 1000;
+    allocate_success(d, conn, msg, a, lifetime, token, addr_err, &auth);
+}
+
+void dispatch_refresh(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg, alloc_t *a)
+{
+    dispatch_auth_t auth;
+    if (dispatch_authenticate(d, conn, msg, a, &auth) != DISPATCH_AUTH_OK)
+        return;
+    const stun_attr_t *raf = stun_msg_find(msg, STUN_ATTR_REQUESTED_ADDRESS_FAMILY);
+    uint8_t f;
+    if (raf && (stun_attr_get_family(msg, raf, &f) != 0 ||
+                !alloc_relay_for(a, f == STUN_FAMILY_IPV6 ? AF_INET6 : AF_INET))) {
+        /* RFC 8656 §8.2: a family the allocation does not have. */
+        stats_inc(&d->stats->turn_errors);
+        dispatch_error(d, conn, msg, STUN_ERR_PEER_ADDRESS_FAMILY_MISMATCH, &auth);
+        return;
+    }
+    uint32_t lifetime = lifetime_for(d, msg, 1);
+    stun_build_t b;
+    dispatch_begin(d, &b, msg, STUN_CLASS_SUCCESS);
+    stun_build_u32(&b, STUN_ATTR_LIFETIME, lifetime);
+    /* Build the answer before a delete: `a` is gone after it. */
+    if (lifetime == 0)
+        dispatch_alloc_delete(d, a, 0);
+    else
+        a->expires_ms = d->now_ms + (uint64_t)lifetime * 1000;
+    (void)dispatch_finish(d, conn, msg, &b, &auth);
+}

@@ -1,0 +1,80 @@
+/* dispatch_int.h - helpers shared by the dispatch_*.c files (one file per TURN method family).
+ * Not for use outside server/dispatch*.c.
+ */
+#ifndef UTURN_DISPATCH_INT_H
+#define UTURN_DISPATCH_INT_H
+
+#include <stdbool.h>
+
+#include "dispatch.h"
+#include "frame.h"
+#include "stun_build.h"
+
+/* Result of authenticating a request (RFC 8489 §9.2.4). */
+typedef struct {
+    creds_key_t key;
+    bool alg_sha256; /* PASSWORD-ALGORITHM SHA-256: the 32-byte key */
+    bool mi_sha256;  /* the request used MESSAGE-INTEGRITY-SHA256: answer with it too */
+    const char *user;
+    size_t ulen;
+    char userbuf[ALLOC_MAX_USERNAME + 1]; /* for USERHASH lookups */
+} dispatch_auth_t;
+
+enum dispatch_auth_result {
+    DISPATCH_AUTH_OK = 0, /* authenticated: go on */
+    DISPATCH_AUTH_DONE,   /* answered (401/400/438/441/500) or parked waiting for Redis */
+};
+
+/* Authenticate `msg`. With `a` (the 5-tuple's allocation) its stored key is used and a different
+ * username gets 441. */
+enum dispatch_auth_result dispatch_authenticate(dispatch_t *d, const dispatch_conn_t *conn,
+                                                const stun_msg_t *msg, alloc_t *a,
+                                                dispatch_auth_t *out);
+
+/* Start a response of class `cls` to `msg` in d->out. */
+void dispatch_begin(dispatch_t *d, stun_build_t *b, const stun_msg_t *msg, enum stun_class cls);
+/* Finish (SOFTWARE, integrity with `auth`'s key when given, FINGERPRINT when the request had one)
+ * and send. Returns the length sent or -errno. */
+int dispatch_finish(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg,
+                    stun_build_t *b, const dispatch_auth_t *auth);
+/* An error response; unauthenticated ones over UDP pass the per-source amplification limit. */
+void dispatch_error(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg, int code,
+                    const dispatch_auth_t *auth);
+/* 1 when an unauthenticated answer to this source may be sent now (UDP only; streams always 1). */
+int dispatch_limit_ok(dispatch_t *d, const dispatch_conn_t *conn);
+
+/* Parking a request until the credential store answers: _new copies it (NULL when too many are
+ * parked), the record is the `arg` of the creds lookup, _start links it once the lookup said
+ * CREDS_PENDING (else free() it), and dispatch_pending_ready (the creds callback) dispatches it
+ * again. */
+dispatch_pending_t *dispatch_pending_new(dispatch_t *d, const dispatch_conn_t *conn,
+                                         const stun_msg_t *msg);
+void dispatch_pending_start(dispatch_t *d, dispatch_pending_t *p);
+void dispatch_pending_ready(void *arg);
+
+/* Method handlers. */
+void dispatch_allocate(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg);
+void dispatch_refresh(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg, alloc_t *a);
+void dispatch_create_permission(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg,
+                                alloc_t *a);
+void dispatch_channel_bind(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg,
+                           alloc_t *a);
+void dispatch_send_indication(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg);
+void dispatch_channel_data(dispatch_t *d, const dispatch_conn_t *conn, const uint8_t *buf,
+                           size_t len);
+
+/* Shared checks for peers: family served by the allocation (443 otherwise), policy (403). Returns 0
+ * or the STUN error code. `out` receives the canonical peer address. */
+int dispatch_check_peer(dispatch_t *d, alloc_t *a, const stun_msg_t *msg, const stun_attr_t *attr,
+                        sa_any_t *out);
+
+/* Highest channel number ChannelBind accepts (RFC 8656 §12 vs RFC 5766 §11). */
+static inline uint16_t dispatch_channel_max(const dispatch_t *d)
+{
+    return d->cfg->strict_channel_numbers ? FRAME_CHANNEL_MAX : FRAME_CHANNEL_MAX_RFC5766;
+}
+
+/* max-bps: 1 when `bytes` may pass now. */
+int dispatch_bps_ok(dispatch_t *d, alloc_t *a, size_t bytes);
+
+#endif

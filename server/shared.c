@@ -1,0 +1,320 @@
+/* shared.c - the server-wide state behind shared.h: built once, then read by every worker; quotas and
+ * reservations behind their own locks, taken only when allocations start or end.
+ */
+#include "shared.h"
+
+#include <errno.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "sockaddr_util.h"
+
+struct shared_user_count {
+    char *user;
+    size_t ulen;
+    long count;
+    shared_user_count_t *next;
+};
+
+#define USER_BUCKETS 4096
+
+void shared_random(void *buf, size_t n)
+{
+    uint8_t *p = buf;
+    while (n > 0) {
+        ssize_t r = getrandom(p, n, 0);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            /* Nonces, ports and tokens from a weak source would be a silent security hole. */
+            LOGE("random", "getrandom failed: %s", strerror(errno));
+            abort();
+        }
+        p += r;
+        n -= (size_t)r;
+    }
+}
+
+static int parse_ranges(const cfg_list_t *l, const char *key, peer_range_t **out, char *err,
+                        size_t errlen)
+{
+    *out = NULL;
+    if (l->n == 0)
+        return 0;
+    *out = calloc(l->n, sizeof(**out));
+    if (!*out) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < l->n; i++)
+        if (peer_range_parse(l->v[i], &(*out)[i]) != 0) {
+            snprintf(err, errlen, "'%s': '%s' is not an IP, IP/PREFIX or IP-IP range", key,
+                     l->v[i]);
+            return -1;
+        }
+    return 0;
+}
+
+static int add_relay(shared_t *s, const struct sockaddr *sa)
+{
+    shared_relay_ip_t *arr = sa->sa_family == AF_INET ? s->relay4 : s->relay6;
+    int *n = sa->sa_family == AF_INET ? &s->nrelay4 : &s->nrelay6;
+    for (int i = 0; i < *n; i++)
+        if (sa_equal_ip(&arr[i].addr.sa, sa))
+            return 0;
+    if (*n >= SHARED_MAX_RELAY_IPS)
+        return -1;
+    memset(&arr[*n], 0, sizeof(arr[*n]));
+    memcpy(&arr[*n].addr, sa, sa_len(sa));
+    sa_set_port(&arr[*n].addr.sa, 0);
+    arr[*n].announced = arr[*n].addr;
+    (*n)++;
+    return 0;
+}
+
+static int is_wildcard(const struct sockaddr *sa)
+{
+    static const struct in6_addr any6 = IN6ADDR_ANY_INIT;
+    if (sa->sa_family == AF_INET)
+        return ((const struct sockaddr_in *)sa)->sin_addr.s_addr == 0;
+    return memcmp(&((const struct sockaddr_in6 *)sa)->sin6_addr, &any6, 16) == 0;
+}
+
+/* external-ip = PUBLIC (for the only relay IP of that family) or PUBLIC/PRIVATE. */
+static int apply_external(shared_t *s, const char *v, char *err, size_t errlen)
+{
+    char buf[128];
+    snprintf(buf, sizeof(buf), "%s", v);
+    char *slash = strchr(buf, '/');
+    if (slash)
+        *slash++ = 0;
+    struct sockaddr_storage pub, priv;
+    if (sa_parse_ip(buf, 0, &pub) != 0 || (slash && sa_parse_ip(slash, 0, &priv) != 0))
+        goto bad;
+    for (int fam = 0; fam < 2; fam++) {
+        shared_relay_ip_t *arr = fam ? s->relay6 : s->relay4;
+        int n = fam ? s->nrelay6 : s->nrelay4;
+        for (int i = 0; i < n; i++) {
+            int match = slash ? sa_equal_ip(&arr[i].addr.sa, (struct sockaddr *)&priv)
+                              : (n == 1 && arr[i].addr.sa.sa_family == pub.ss_family);
+            if (match) {
+                memcpy(&arr[i].announced, &pub, sa_len((struct sockaddr *)&pub));
+                return 0;
+            }
+        }
+    }
+bad:
+    snprintf(err, errlen,
+             "'external-ip': '%s' matches no relay address (use PUBLIC/PRIVATE with PRIVATE one of "
+             "the relay or listening IPs)",
+             v);
+    return -1;
+}
+
+static int init_relays(shared_t *s, const struct sockaddr_storage *listen, size_t nlisten, char *err,
+                       size_t errlen)
+{
+    const cfg_t *c = s->cfg;
+    for (size_t i = 0; i < c->relay_ip.n; i++) {
+        struct sockaddr_storage ss;
+        if (sa_parse_ip(c->relay_ip.v[i], 0, &ss) != 0 || add_relay(s, (struct sockaddr *)&ss)) {
+            snprintf(err, errlen, "'relay-ip': '%s' is not usable", c->relay_ip.v[i]);
+            return -1;
+        }
+    }
+    if (c->relay_ip.n == 0)
+        for (size_t i = 0; i < nlisten; i++)
+            if (!is_wildcard((const struct sockaddr *)&listen[i]))
+                (void)add_relay(s, (const struct sockaddr *)&listen[i]);
+    for (size_t i = 0; i < c->external_ip.n; i++)
+        if (apply_external(s, c->external_ip.v[i], err, errlen) != 0)
+            return -1;
+    return 0;
+}
+
+int shared_init(shared_t *s, const cfg_t *cfg, const struct sockaddr_storage *listen, size_t nlisten,
+                char *err, size_t errlen)
+{
+    memset(s, 0, sizeof(*s));
+    s->cfg = cfg;
+    uv_mutex_init(&s->quota_lock);
+    uv_mutex_init(&s->resv_lock);
+    s->user_buckets = USER_BUCKETS;
+    s->user_counts = calloc(USER_BUCKETS, sizeof(*s->user_counts));
+    if (!s->user_counts) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (creds_shared_new(cfg, &s->creds, err, errlen) != 0)
+        return -1;
+    if (cfg->nonce_secret)
+        SHA256((const unsigned char *)cfg->nonce_secret, strlen(cfg->nonce_secret), s->nonce_secret);
+    else
+        shared_random(s->nonce_secret, sizeof(s->nonce_secret));
+    s->nonce_features = TURN_NONCE_FEAT_PASSWORD_ALGS;
+    if (cfg->userhash)
+        s->nonce_features |= TURN_NONCE_FEAT_USERHASH;
+    if (parse_ranges(&cfg->allowed_peer_ip, "allowed-peer-ip", &s->allow, err, errlen) != 0 ||
+        parse_ranges(&cfg->denied_peer_ip, "denied-peer-ip", &s->deny, err, errlen) != 0)
+        return -1;
+    s->policy.allow = s->allow;
+    s->policy.nallow = cfg->allowed_peer_ip.n;
+    s->policy.deny = s->deny;
+    s->policy.ndeny = cfg->denied_peer_ip.n;
+    s->policy.deny_classes = PEER_CLASS_DENY_DEFAULT;
+    if (cfg->allow_loopback_peers)
+        s->policy.deny_classes &= ~(unsigned)PEER_CLASS_LOOPBACK;
+    if (cfg->allow_private_peers)
+        s->policy.deny_classes &= ~(unsigned)(PEER_CLASS_PRIVATE | PEER_CLASS_CGNAT);
+    return init_relays(s, listen, nlisten, err, errlen);
+}
+
+void shared_close(shared_t *s)
+{
+    if (s->user_counts) {
+        for (size_t i = 0; i < s->user_buckets; i++) {
+            shared_user_count_t *next;
+            for (shared_user_count_t *u = s->user_counts[i]; u; u = next) {
+                next = u->next;
+                free(u->user);
+                free(u);
+            }
+        }
+        free(s->user_counts);
+        uv_mutex_destroy(&s->quota_lock);
+        uv_mutex_destroy(&s->resv_lock);
+    }
+    shared_reservation_t *next;
+    for (shared_reservation_t *r = s->resv; r; r = next) {
+        next = r->next;
+        close(r->fd);
+        free(r);
+    }
+    if (s->creds)
+        creds_shared_free(s->creds);
+    free(s->allow);
+    free(s->deny);
+    memset(s, 0, sizeof(*s));
+}
+
+static size_t user_bucket(const shared_t *s, const char *user, size_t ulen)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < ulen; i++)
+        h = (h ^ (uint8_t)user[i]) * 1099511628211ULL;
+    return h % s->user_buckets;
+}
+
+int shared_quota_take(shared_t *s, const char *user, size_t ulen)
+{
+    const cfg_t *c = s->cfg;
+    if (c->total_quota > 0 && atomic_load(&s->total_allocs) >= c->total_quota)
+        return -ENOSPC;
+    int rc = 0;
+    uv_mutex_lock(&s->quota_lock);
+    shared_user_count_t **b = &s->user_counts[user_bucket(s, user, ulen)];
+    shared_user_count_t *u = *b;
+    while (u && !(u->ulen == ulen && memcmp(u->user, user, ulen) == 0))
+        u = u->next;
+    if (c->user_quota > 0 && u && u->count >= c->user_quota) {
+        rc = -EDQUOT;
+    } else if (!u) {
+        u = calloc(1, sizeof(*u));
+        if (u && (u->user = malloc(ulen ? ulen : 1))) {
+            memcpy(u->user, user, ulen);
+            u->ulen = ulen;
+            u->next = *b;
+            *b = u;
+        } else {
+            free(u);
+            u = NULL;
+            rc = -ENOMEM;
+        }
+    }
+    if (rc == 0) {
+        u->count++;
+        atomic_fetch_add(&s->total_allocs, 1);
+    }
+    uv_mutex_unlock(&s->quota_lock);
+    return rc;
+}
+
+void shared_quota_release(shared_t *s, const char *user, size_t ulen)
+{
+    uv_mutex_lock(&s->quota_lock);
+    for (shared_user_count_t **pp = &s->user_counts[user_bucket(s, user, ulen)]; *pp;
+         pp = &(*pp)->next) {
+        shared_user_count_t *u = *pp;
+        if (u->ulen == ulen && memcmp(u->user, user, ulen) == 0) {
+            if (--u->count <= 0) {
+                *pp = u->next;
+                free(u->user);
+                free(u);
+            }
+            atomic_fetch_sub(&s->total_allocs, 1);
+            break;
+        }
+    }
+    uv_mutex_unlock(&s->quota_lock);
+}
+
+uint64_t shared_resv_add(shared_t *s, int fd, const struct sockaddr *addr, uint64_t now_unix_ms)
+{
+    shared_reservation_t *r = calloc(1, sizeof(*r));
+    if (!r)
+        return 0;
+    do
+        shared_random(&r->token, sizeof(r->token));
+    while (r->token == 0);
+    r->fd = fd;
+    memcpy(&r->addr, addr, sa_len(addr));
+    r->expires_unix_ms = now_unix_ms + SHARED_RESERVATION_MS;
+    uv_mutex_lock(&s->resv_lock);
+    r->next = s->resv;
+    s->resv = r;
+    uv_mutex_unlock(&s->resv_lock);
+    return r->token;
+}
+
+int shared_resv_take(shared_t *s, uint64_t token, sa_any_t *addr, uint64_t now_unix_ms)
+{
+    int fd = -1;
+    uv_mutex_lock(&s->resv_lock);
+    for (shared_reservation_t **pp = &s->resv; *pp; pp = &(*pp)->next) {
+        shared_reservation_t *r = *pp;
+        if (r->token == token) {
+            if (r->expires_unix_ms > now_unix_ms) {
+                fd = r->fd;
+                *addr = r->addr;
+            } else {
+                close(r->fd);
+            }
+            *pp = r->next;
+            free(r);
+            break;
+        }
+    }
+    uv_mutex_unlock(&s->resv_lock);
+    return fd;
+}
+
+void shared_resv_expire(shared_t *s, uint64_t now_unix_ms)
+{
+    uv_mutex_lock(&s->resv_lock);
+    for (shared_reservation_t **pp = &s->resv; *pp;) {
+        shared_reservation_t *r = *pp;
+        if (r->expires_unix_ms <= now_unix_ms) {
+            *pp = r->next;
+            close(r->fd);
+            free(r);
+        } else {
+            pp = &r->next;
+        }
+    }
+    uv_mutex_unlock(&s->resv_lock);
+}

@@ -1,0 +1,81 @@
+/* shared.h - state every worker reads, built once at start: credentials, the nonce secret, the peer
+ * policy, relay addresses; plus the few things workers must agree on, each behind its own lock and
+ * touched only when allocations are made or end (never per packet): per-user and total quotas, and
+ * EVEN-PORT reservations (RFC 8656 §7.2: a RESERVATION-TOKEN may be redeemed from any 5-tuple, so on
+ * any worker).
+ */
+#ifndef UTURN_SHARED_H
+#define UTURN_SHARED_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+#include "alloc.h"
+#include "cfg.h"
+#include "creds.h"
+#include "peer_policy.h"
+#include "turn_auth.h"
+
+#define SHARED_MAX_RELAY_IPS 64
+#define SHARED_RESERVATION_MS (30 * 1000) /* RFC 8656 §7.2: at least 30 s */
+
+typedef struct {
+    sa_any_t addr;      /* bind here */
+    sa_any_t announced; /* report this (external-ip mapping), port filled per allocation */
+} shared_relay_ip_t;
+
+typedef struct shared_user_count shared_user_count_t;
+
+typedef struct shared_reservation {
+    uint64_t token;
+    int fd; /* the held socket on port N+1, adopted by the redeeming worker */
+    sa_any_t addr;
+    uint64_t expires_unix_ms;
+    struct shared_reservation *next;
+} shared_reservation_t;
+
+typedef struct {
+    const cfg_t *cfg;
+    creds_shared_t *creds;
+    uint8_t nonce_secret[TURN_NONCE_SECRET_LEN];
+    uint32_t nonce_features; /* security feature bits we advertise */
+    peer_range_t *allow, *deny;
+    peer_policy_t policy;
+    shared_relay_ip_t relay4[SHARED_MAX_RELAY_IPS];
+    int nrelay4;
+    shared_relay_ip_t relay6[SHARED_MAX_RELAY_IPS];
+    int nrelay6;
+    /* Quotas. */
+    uv_mutex_t quota_lock;
+    shared_user_count_t **user_counts; /* hash buckets */
+    size_t user_buckets;
+    _Atomic long total_allocs;
+    /* Reservations. */
+    uv_mutex_t resv_lock;
+    shared_reservation_t *resv;
+} shared_t;
+
+/* Build from a validated config and the listening addresses (relay IPs default to them). Returns 0
+ * or -1 with a message naming the key at fault. */
+int shared_init(shared_t *s, const cfg_t *cfg, const struct sockaddr_storage *listen, size_t nlisten,
+                char *err, size_t errlen);
+void shared_close(shared_t *s);
+
+/* Quotas (RFC 8656 §7.2: 486 per user, 508 when the server is full). Returns 0 and counts the
+ * allocation, or -EDQUOT (user-quota) / -ENOSPC (total-quota). */
+int shared_quota_take(shared_t *s, const char *user, size_t ulen);
+void shared_quota_release(shared_t *s, const char *user, size_t ulen);
+
+/* Reservations: hold `fd` (bound to `addr`) under a new random token; returns the token (never 0). */
+uint64_t shared_resv_add(shared_t *s, int fd, const struct sockaddr *addr, uint64_t now_unix_ms);
+/* Redeem: returns the fd and its address, or -1 when the token is unknown or expired. */
+int shared_resv_take(shared_t *s, uint64_t token, sa_any_t *addr, uint64_t now_unix_ms);
+/* Close reservations past their time (any worker's sweep may call it). */
+void shared_resv_expire(shared_t *s, uint64_t now_unix_ms);
+
+/* Uniform random bytes from the kernel CSPRNG (getrandom); aborts if it cannot (no weak fallback). */
+void shared_random(void *buf, size_t n);
+
+#endif

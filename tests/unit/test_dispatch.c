@@ -1,0 +1,363 @@
+/* test_dispatch.c - the TURN dispatcher driven directly, with fake relay sockets and a test clock.
+ *
+ * What a real-time integration test cannot show quickly: permissions expiring after exactly 300 s,
+ * channels after 600 s, allocations at their lifetime, all through the one sweep; plus the
+ * authentication ladder (401 challenge, 438 stale nonce, 441), and the relay paths framing Data
+ * indications and ChannelData in place.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "dispatch.h"
+#include "frame.h"
+#include "stun_auth.h"
+#include "stun_build.h"
+#include "stun_msg.h"
+#include "unit.h"
+
+/* ---- environment ---- */
+
+static uint8_t last[4096];
+static size_t last_len;
+static int sent_count;
+static int relay_sends;
+static sa_any_t last_peer;
+
+static int sink(void *ctx, const struct sockaddr *to, const uint8_t *buf, size_t len)
+{
+    (void)ctx;
+    (void)to;
+    memcpy(last, buf, len < sizeof(last) ? len : sizeof(last));
+    last_len = len;
+    sent_count++;
+    return 0;
+}
+
+static int fake_open(void *env, alloc_t *a, alloc_relay_t *r, int fd, int df)
+{
+    (void)env, (void)a, (void)fd, (void)df;
+    r->handle = r;
+    return 0;
+}
+static int fake_hold(void *env, const struct sockaddr *addr)
+{
+    (void)env, (void)addr;
+    return -EADDRINUSE;
+}
+static int fake_send(void *env, alloc_relay_t *r, const struct sockaddr *peer, const uint8_t *buf,
+                     size_t len)
+{
+    (void)env, (void)r, (void)buf, (void)len;
+    memcpy(&last_peer, peer, peer->sa_family == AF_INET ? sizeof(struct sockaddr_in)
+                                                        : sizeof(struct sockaddr_in6));
+    relay_sends++;
+    return 0;
+}
+static void fake_close(void *env, alloc_t *a)
+{
+    (void)env;
+    alloc_free(a);
+}
+
+static cfg_t cfg;
+static shared_t shared;
+static stats_t stats;
+static creds_t *creds;
+static dispatch_t d;
+static struct sockaddr_in client, local;
+
+static void env_setup(const char *const *extra)
+{
+    char err[256];
+    cfg_init(&cfg);
+    cfg.allow_loopback_peers = true;
+    cfg_set(&cfg, "user", "alice:secret", "t", err, sizeof(err));
+    cfg_set(&cfg, "user", "bob:other", "t", err, sizeof(err));
+    cfg_set(&cfg, "realm", "example.org", "t", err, sizeof(err));
+    cfg_set(&cfg, "relay-ip", "198.51.100.1", "t", err, sizeof(err));
+    for (; extra && *extra; extra += 2)
+        if (cfg_set(&cfg, extra[0], extra[1], "t", err, sizeof(err)) != 0)
+            fprintf(stderr, "setup: %s\n", err);
+    if (shared_init(&shared, &cfg, NULL, 0, err, sizeof(err)) != 0)
+        fprintf(stderr, "shared_init: %s\n", err);
+    CHECK_INT(creds_new(uv_default_loop(), shared.creds, &creds), 0);
+    dispatch_relay_ops_t ops = {fake_open, fake_hold, fake_send, fake_close, NULL};
+    memset(&stats, 0, sizeof(stats));
+    CHECK_INT(dispatch_init(&d, &cfg, &shared, &stats, creds, &ops, 0), 0);
+    d.now_ms = 1000000;
+    d.unix_ms = 1700000000000ULL;
+    client.sin_family = AF_INET;
+    client.sin_port = htons(40000);
+    inet_pton(AF_INET, "203.0.113.7", &client.sin_addr);
+    local.sin_family = AF_INET;
+    local.sin_port = htons(3478);
+    inet_pton(AF_INET, "198.51.100.1", &local.sin_addr);
+}
+
+static void env_teardown(void)
+{
+    dispatch_close(&d);
+    creds_close(creds);
+    uv_run(uv_default_loop(), UV_RUN_NOWAIT);
+    shared_close(&shared);
+    cfg_free(&cfg);
+}
+
+static void advance(uint64_t ms)
+{
+    d.now_ms += ms;
+    d.unix_ms += ms;
+    dispatch_sweep(&d);
+}
+
+/* ---- a tiny client ---- */
+
+static char nonce[128];
+static size_t nonce_len;
+
+static int deliver(const uint8_t *buf, size_t len)
+{
+    dispatch_conn_t conn = {DISPATCH_UDP, (struct sockaddr *)&client, (struct sockaddr *)&local,
+                            sink, NULL};
+    last_len = 0;
+    return dispatch_message(&d, &conn, buf, len);
+}
+
+typedef void (*attrs_fn)(stun_build_t *b, void *arg);
+
+/* Send a request as `user` (NULL: unauthenticated) and return the response code: 0 success, or the
+ * error code; -1 when nothing came back. */
+static int request(uint16_t method, const char *user, const char *pass, attrs_fn fn, void *arg)
+{
+    uint8_t buf[1024], tid[12];
+    static uint32_t counter;
+    memset(tid, 0, sizeof(tid));
+    counter++;
+    memcpy(tid, &counter, sizeof(counter));
+    stun_build_t b;
+    stun_build_init(&b, buf, sizeof(buf), stun_type(method, STUN_CLASS_REQUEST), tid);
+    if (fn)
+        fn(&b, arg);
+    if (user) {
+        uint8_t key[16];
+        stun_auth_key_md5(user, strlen(user), "example.org", 11, pass, strlen(pass), key);
+        stun_build_attr(&b, STUN_ATTR_USERNAME, user, strlen(user));
+        stun_build_attr(&b, STUN_ATTR_REALM, "example.org", 11);
+        stun_build_attr(&b, STUN_ATTR_NONCE, nonce, nonce_len);
+        stun_build_integrity(&b, key, sizeof(key));
+    }
+    int len = stun_build_finish(&b);
+    CHECK(len > 0);
+    deliver(buf, (size_t)len);
+    if (last_len == 0)
+        return -1;
+    stun_msg_t m;
+    CHECK_INT(stun_msg_decode(last, last_len, &m), 0);
+    const stun_attr_t *na = stun_msg_find(&m, STUN_ATTR_NONCE);
+    if (na && na->len < sizeof(nonce)) {
+        memcpy(nonce, stun_attr_value(&m, na), na->len);
+        nonce_len = na->len;
+    }
+    if (m.cls == STUN_CLASS_SUCCESS)
+        return 0;
+    const stun_attr_t *ea = stun_msg_find(&m, STUN_ATTR_ERROR_CODE);
+    int code = 0;
+    const uint8_t *reason;
+    size_t rlen;
+    CHECK(ea && stun_attr_get_error(&m, ea, &code, &reason, &rlen) == 0);
+    return code;
+}
+
+static void add_transport(stun_build_t *b, void *arg)
+{
+    stun_build_byte_attr(b, STUN_ATTR_REQUESTED_TRANSPORT, arg ? *(uint8_t *)arg : 17);
+}
+
+static void add_lifetime(stun_build_t *b, void *arg)
+{
+    stun_build_u32(b, STUN_ATTR_LIFETIME, *(uint32_t *)arg);
+}
+
+static struct sockaddr_in peer_addr(const char *ip, uint16_t port)
+{
+    struct sockaddr_in p = {.sin_family = AF_INET, .sin_port = htons(port)};
+    inet_pton(AF_INET, ip, &p.sin_addr);
+    return p;
+}
+
+static void add_peer(stun_build_t *b, void *arg)
+{
+    stun_build_xor_addr(b, STUN_ATTR_XOR_PEER_ADDRESS, arg);
+}
+
+typedef struct {
+    uint16_t number;
+    struct sockaddr_in *peer;
+} chan_arg_t;
+
+static void add_channel(stun_build_t *b, void *arg)
+{
+    chan_arg_t *c = arg;
+    stun_build_channel(b, c->number);
+    stun_build_xor_addr(b, STUN_ATTR_XOR_PEER_ADDRESS, (struct sockaddr *)c->peer);
+}
+
+static int allocate(const char *user, const char *pass)
+{
+    int code = request(STUN_METHOD_ALLOCATE, NULL, NULL, add_transport, NULL);
+    CHECK_INT(code, 401); /* the challenge hands out the nonce */
+    return request(STUN_METHOD_ALLOCATE, user, pass, add_transport, NULL);
+}
+
+/* ---- tests ---- */
+
+static void test_auth_ladder(void)
+{
+    env_setup(NULL);
+    CHECK_INT(request(STUN_METHOD_ALLOCATE, NULL, NULL, add_transport, NULL), 401);
+    CHECK(nonce_len > 9 && memcmp(nonce, "obMatJos2", 9) == 0);
+    CHECK_INT(request(STUN_METHOD_ALLOCATE, "alice", "wrong", add_transport, NULL), 401);
+    CHECK_INT(request(STUN_METHOD_ALLOCATE, "nobody", "x", add_transport, NULL), 401);
+    CHECK_INT((long)atomic_load(&stats.alloc_created), 0);
+    uint8_t tcp = 6;
+    CHECK_INT(request(STUN_METHOD_ALLOCATE, "alice", "secret", add_transport, &tcp), 442);
+    CHECK_INT(request(STUN_METHOD_ALLOCATE, "alice", "secret", add_transport, NULL), 0);
+    CHECK_INT(request(STUN_METHOD_ALLOCATE, "alice", "secret", add_transport, NULL), 437);
+    /* Another user on alice's 5-tuple. */
+    uint32_t lt = 600;
+    CHECK_INT(request(STUN_METHOD_REFRESH, "bob", "other", add_lifetime, &lt), 441);
+    /* The nonce goes stale after stale-nonce seconds (600 by default): 438 with a fresh one. */
+    d.unix_ms += 601 * 1000;
+    CHECK_INT(request(STUN_METHOD_REFRESH, "alice", "secret", add_lifetime, &lt), 438);
+    CHECK_INT(request(STUN_METHOD_REFRESH, "alice", "secret", add_lifetime, &lt), 0);
+    /* A nonce made for another client address is not accepted. */
+    client.sin_port = htons(40001);
+    CHECK_INT(request(STUN_METHOD_ALLOCATE, "alice", "secret", add_transport, NULL), 438);
+    env_teardown();
+}
+
+static void test_expiry(void)
+{
+    env_setup(NULL);
+    CHECK_INT(allocate("alice", "secret"), 0);
+    struct sockaddr_in p1 = peer_addr("203.0.113.50", 5000);
+    struct sockaddr_in p2 = peer_addr("203.0.113.51", 5001);
+    CHECK_INT(request(STUN_METHOD_CREATE_PERMISSION, "alice", "secret", add_peer, &p1), 0);
+    chan_arg_t ch = {0x4001, &p2};
+    CHECK_INT(request(STUN_METHOD_CHANNEL_BIND, "alice", "secret", add_channel, &ch), 0);
+    alloc_t *a = d.allocs.all;
+    CHECK(a != NULL);
+    if (!a)
+        return;
+    CHECK(alloc_perm_check(a, (struct sockaddr *)&p1, d.now_ms));
+    CHECK(alloc_perm_check(a, (struct sockaddr *)&p2, d.now_ms)); /* ChannelBind installs it */
+    advance(299 * 1000);
+    CHECK(alloc_perm_check(a, (struct sockaddr *)&p1, d.now_ms));
+    advance(2 * 1000);
+    CHECK(!alloc_perm_check(a, (struct sockaddr *)&p1, d.now_ms)); /* 300 s, exactly */
+    CHECK(alloc_chan_by_number(a, 0x4001, d.now_ms) != NULL);
+    /* Refresh keeps the allocation (600 s lifetime from now) but not channels. */
+    uint32_t lt = 900;
+    CHECK_INT(request(STUN_METHOD_REFRESH, "alice", "secret", add_lifetime, &lt), 0);
+    advance(300 * 1000);
+    CHECK(alloc_chan_by_number(a, 0x4001, d.now_ms) == NULL); /* 600 s after the bind */
+    CHECK_INT((long)d.allocs.count, 1);
+    advance(601 * 1000); /* past the 900 s lifetime */
+    CHECK_INT((long)d.allocs.count, 0);
+    CHECK_INT((long)atomic_load(&stats.alloc_expired), 1);
+    env_teardown();
+}
+
+static void test_relay_paths(void)
+{
+    env_setup(NULL);
+    CHECK_INT(allocate("alice", "secret"), 0);
+    alloc_t *a = d.allocs.all;
+    if (!a)
+        return;
+    struct sockaddr_in p1 = peer_addr("203.0.113.50", 5000);
+    uint8_t buf[256];
+    uint8_t *data = buf + DISPATCH_HEADROOM;
+    /* No permission: dropped. */
+    memcpy(data, "hello", 5);
+    last_len = 0;
+    dispatch_relay_input(&d, a, &a->relay[0], (struct sockaddr *)&p1, data, 5);
+    CHECK_INT((long)last_len, 0);
+    CHECK_INT(request(STUN_METHOD_CREATE_PERMISSION, "alice", "secret", add_peer, &p1), 0);
+    /* Permission: a Data indication with XOR-PEER-ADDRESS and DATA. */
+    memcpy(data, "hello", 5);
+    dispatch_relay_input(&d, a, &a->relay[0], (struct sockaddr *)&p1, data, 5);
+    stun_msg_t m;
+    CHECK_INT(stun_msg_decode(last, last_len, &m), 0);
+    CHECK_INT(m.method, STUN_METHOD_DATA);
+    CHECK_INT(m.cls, STUN_CLASS_INDICATION);
+    const stun_attr_t *da = stun_msg_find(&m, STUN_ATTR_DATA);
+    CHECK(da && da->len == 5 && memcmp(stun_attr_value(&m, da), "hello", 5) == 0);
+    struct sockaddr_storage got;
+    const stun_attr_t *pa = stun_msg_find(&m, STUN_ATTR_XOR_PEER_ADDRESS);
+    CHECK(pa && stun_attr_get_xor_addr(&m, pa, &got) == 0 &&
+          ((struct sockaddr_in *)&got)->sin_port == p1.sin_port);
+    /* Channel: ChannelData both ways. */
+    chan_arg_t ch = {0x4abc, &p1};
+    CHECK_INT(request(STUN_METHOD_CHANNEL_BIND, "alice", "secret", add_channel, &ch), 0);
+    memcpy(data, "abc", 3);
+    dispatch_relay_input(&d, a, &a->relay[0], (struct sockaddr *)&p1, data, 3);
+    CHECK_INT((long)last_len, 7); /* UDP: no padding */
+    CHECK(last[0] == 0x4a && last[1] == 0xbc && last[2] == 0 && last[3] == 3);
+    uint8_t cd[8] = {0x4a, 0xbc, 0, 3, 'x', 'y', 'z', 0};
+    relay_sends = 0;
+    deliver(cd, sizeof(cd));
+    CHECK_INT(relay_sends, 1);
+    CHECK(last_peer.in.sin_port == p1.sin_port);
+    /* Unbound and reserved channel numbers are dropped. */
+    uint8_t cd2[8] = {0x40, 0x02, 0, 3, 'x', 'y', 'z', 0};
+    uint8_t cd3[8] = {0x50, 0x00, 0, 3, 'x', 'y', 'z', 0};
+    deliver(cd2, sizeof(cd2));
+    deliver(cd3, sizeof(cd3));
+    CHECK_INT(relay_sends, 1);
+    /* ChannelBind rules: number in range, one peer per number. */
+    struct sockaddr_in p2 = peer_addr("203.0.113.51", 5001);
+    chan_arg_t bad = {0x3fff, &p2};
+    CHECK_INT(request(STUN_METHOD_CHANNEL_BIND, "alice", "secret", add_channel, &bad), 400);
+    chan_arg_t taken = {0x4abc, &p2};
+    CHECK_INT(request(STUN_METHOD_CHANNEL_BIND, "alice", "secret", add_channel, &taken), 400);
+    env_teardown();
+}
+
+static void test_policy_and_quota(void)
+{
+    static const char *const extra[] = {"allow-loopback-peers", "false", "user-quota", "1", NULL};
+    env_setup(extra);
+    CHECK_INT(allocate("alice", "secret"), 0);
+    struct sockaddr_in lo = peer_addr("127.0.0.1", 5000);
+    struct sockaddr_in zero = peer_addr("0.0.0.0", 5000);
+    struct sockaddr_in meta = peer_addr("169.254.169.254", 80);
+    struct sockaddr_in priv = peer_addr("10.1.2.3", 80);
+    CHECK_INT(request(STUN_METHOD_CREATE_PERMISSION, "alice", "secret", add_peer, &lo), 403);
+    CHECK_INT(request(STUN_METHOD_CREATE_PERMISSION, "alice", "secret", add_peer, &zero), 403);
+    CHECK_INT(request(STUN_METHOD_CREATE_PERMISSION, "alice", "secret", add_peer, &meta), 403);
+    CHECK_INT(request(STUN_METHOD_CREATE_PERMISSION, "alice", "secret", add_peer, &priv), 403);
+    struct sockaddr_in6 mapped = {.sin6_family = AF_INET6, .sin6_port = htons(5000)};
+    inet_pton(AF_INET6, "::ffff:127.0.0.1", &mapped.sin6_addr);
+    CHECK_INT(request(STUN_METHOD_CREATE_PERMISSION, "alice", "secret", add_peer, &mapped), 403);
+    struct sockaddr_in6 v6 = {.sin6_family = AF_INET6, .sin6_port = htons(5000)};
+    inet_pton(AF_INET6, "2001:db8::5", &v6.sin6_addr);
+    CHECK_INT(request(STUN_METHOD_CREATE_PERMISSION, "alice", "secret", add_peer, &v6), 443);
+    /* user-quota = 1: alice's second allocation (another 5-tuple) gets 486. */
+    client.sin_port = htons(40002);
+    CHECK_INT(allocate("alice", "secret"), 486);
+    CHECK_INT(allocate("bob", "other"), 0);
+    env_teardown();
+}
+
+int main(void)
+{
+    test_auth_ladder();
+    test_expiry();
+    test_relay_paths();
+    test_policy_and_quota();
+    return unit_done("test_dispatch");
+}
