@@ -105,7 +105,8 @@ struct creds {
     uv_loop_t *loop;
     const creds_shared_t *sh;
     creds_redis_t *redis;
-    creds_stats_t stats;
+    creds_stats_t own_stats;
+    creds_stats_t *stats; /* own_stats, or the caller's storage (outlives us) */
     uint8_t seed[16];
     entry_t **buckets;
     entry_t *oldest, *newest, *inflight;
@@ -626,7 +627,7 @@ static entry_t *start_query(creds_t *c, int kind, const void *k, size_t n, entry
         c->inflight->qprev = e;
     c->inflight = e;
     c->ninflight++;
-    stats_inc(&c->stats.redis_queries);
+    stats_inc(&c->stats->redis_queries);
     return e;
 }
 
@@ -779,7 +780,7 @@ static enum creds_status answer_user(creds_t *c, const uinfo_t *ui, const entry_
         return verdict(ui, false, out, CREDS_UNKNOWN);
     }
     if (e && entry_fresh(c, e, ui, now)) {
-        stats_inc(&c->stats.cache_hits);
+        stats_inc(&c->stats->cache_hits);
         return verdict(ui, gather(c, ui, e, true, out), out, CREDS_UNKNOWN);
     }
     /* Redis cannot be asked. REST names still work from the static secrets (the revocation list
@@ -837,7 +838,7 @@ enum creds_status creds_lookup(creds_t *c, const char *user, size_t ulen, uint64
                                int64_t unix_now, creds_keys_t *out, creds_ready_cb cb, void *arg)
 {
     assert(cb && !c->closing);
-    stats_inc(&c->stats.lookups);
+    stats_inc(&c->stats->lookups);
     return lookup_name(c, user, ulen, now_ms, unix_now, out, cb, arg);
 }
 
@@ -857,7 +858,7 @@ static enum creds_status hash_to_name(creds_t *c, const uint8_t *hash, uint64_t 
             return st;
     }
     if (fresh)
-        stats_inc(&c->stats.cache_hits);
+        stats_inc(&c->stats->cache_hits);
     else if (!entry_stale(e, now))
         return CREDS_UNAVAILABLE;
     if (!e->alias)
@@ -879,7 +880,7 @@ enum creds_status creds_lookup_userhash(creds_t *c, const uint8_t hash[32], uint
     out->n = 0;
     if (cap)
         user[0] = '\0';
-    stats_inc(&c->stats.lookups);
+    stats_inc(&c->stats->lookups);
     if (su) {
         name = su->name;
         nlen = su->len;
@@ -941,7 +942,7 @@ void creds_cancel(creds_t *c, void *arg)
     c->nwaiters -= drop_arg(&c->ready, &c->ready_tail, arg);
 }
 
-int creds_new(uv_loop_t *loop, const creds_shared_t *shared, creds_t **out)
+int creds_new(uv_loop_t *loop, const creds_shared_t *shared, creds_stats_t *stats, creds_t **out)
 {
     creds_t *c = calloc(1, sizeof(*c));
     *out = NULL;
@@ -951,14 +952,15 @@ int creds_new(uv_loop_t *loop, const creds_shared_t *shared, creds_t **out)
     }
     c->loop = loop;
     c->sh = shared;
+    c->stats = stats ? stats : &c->own_stats;
     c->ready_tail = &c->ready;
     if (getrandom(c->seed, sizeof(c->seed), 0) != (ssize_t)sizeof(c->seed)) {
         uint64_t t = uv_hrtime(); /* hash-flooding resistance only; never fails in practice */
         memcpy(c->seed, &t, sizeof(t));
     }
-    atomic_store_explicit(&c->stats.redis_state, -1, memory_order_relaxed);
+    atomic_store_explicit(&c->stats->redis_state, -1, memory_order_relaxed);
     if (shared->has_redis) {
-        int rc = creds_redis_new(loop, &shared->redis, &c->stats, &c->redis);
+        int rc = creds_redis_new(loop, &shared->redis, c->stats, &c->redis);
         if (rc != 0) {
             free(c->buckets);
             free(c);
@@ -998,4 +1000,4 @@ void creds_close(creds_t *c)
     uv_close((uv_handle_t *)&c->idle, on_idle_closed);
 }
 
-const creds_stats_t *creds_stats(const creds_t *c) { return &c->stats; }
+const creds_stats_t *creds_stats(const creds_t *c) { return c->stats; }

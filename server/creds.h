@@ -64,8 +64,12 @@ void creds_shared_free(creds_shared_t *s);
 /* 1 when any source exists (static users, REST secrets or Redis). */
 int creds_shared_any(const creds_shared_t *s);
 
-/* A worker's view: its Redis connection (if configured) on `loop`, its cache. 0 or -errno. */
-int creds_new(uv_loop_t *loop, const creds_shared_t *shared, creds_t **out);
+typedef struct creds_stats creds_stats_t;
+
+/* A worker's view: its Redis connection (if configured) on `loop`, its cache. Counters go to
+ * `stats` (caller's storage, so other threads may read it after creds_close), or to storage of its
+ * own when NULL. `cb` given to lookups must not be NULL. 0 or -errno. */
+int creds_new(uv_loop_t *loop, const creds_shared_t *shared, creds_stats_t *stats, creds_t **out);
 /* Close the Redis connection and free (on the worker's thread, before its loop ends). Pending
  * callbacks are never called after this. */
 void creds_close(creds_t *c);
@@ -90,11 +94,11 @@ enum creds_status creds_lookup_userhash(creds_t *c, const uint8_t hash[32], uint
 void creds_cancel(creds_t *c, void *arg);
 
 /* Counters, single writer (the worker), read by any thread. */
-typedef struct {
+struct creds_stats {
     _Atomic uint64_t lookups, cache_hits, redis_queries, redis_errors, redis_reconnects;
     _Atomic uint64_t redis_latency_us_sum, redis_replies;
     _Atomic int redis_state; /* -1 not configured, 0 down, 1 up */
-} creds_stats_t;
+};
 const creds_stats_t *creds_stats(const creds_t *c);
 
 #endif

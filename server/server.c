@@ -179,6 +179,24 @@ void server_close(server_t *s)
 void server_stats(const server_t *s, stats_snapshot_t *out)
 {
     memset(out, 0, sizeof(*out));
-    for (int i = 0; i < s->nworkers; i++)
-        stats_accumulate(&s->workers[i].stats, out);
+    out->workers = s->nworkers;
+    for (int i = 0; i < s->nworkers; i++) {
+        const worker_t *w = &s->workers[i];
+        stats_accumulate(&w->stats, out);
+        const creds_stats_t *cs = &w->creds_stats;
+#define LOAD(f) atomic_load_explicit(&cs->f, memory_order_relaxed)
+        out->creds_lookups += LOAD(lookups);
+        out->creds_cache_hits += LOAD(cache_hits);
+        out->redis_queries += LOAD(redis_queries);
+        out->redis_errors += LOAD(redis_errors);
+        out->redis_reconnects += LOAD(redis_reconnects);
+        out->redis_replies += LOAD(redis_replies);
+        out->redis_latency_us_sum += LOAD(redis_latency_us_sum);
+        int st = LOAD(redis_state);
+#undef LOAD
+        if (st >= 0)
+            out->redis_configured = 1;
+        if (st == 1)
+            out->redis_workers_up++;
+    }
 }

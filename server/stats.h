@@ -86,6 +86,12 @@ typedef struct {
     int64_t tcp_connections;
     int64_t allocations;
     int64_t relay_sockets;
+    /* Credential store (server_stats fills these from each worker's creds_stats). */
+    uint64_t creds_lookups, creds_cache_hits, redis_queries, redis_errors, redis_reconnects;
+    uint64_t redis_replies, redis_latency_us_sum;
+    int redis_configured;     /* 1 when redis-userdb is set */
+    int redis_workers_up;     /* workers whose Redis connection is up */
+    int workers;
 } stats_snapshot_t;
 
 /* Single-writer increment: only the owning worker thread may call these. */

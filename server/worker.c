@@ -110,7 +110,7 @@ int worker_init(worker_t *w, int id, const cfg_t *cfg, shared_t *shared,
     w->sweep.data = w;
     uv_timer_start(&w->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
     w->unix_offset_ms = wall_ms() - (int64_t)uv_now(&w->loop);
-    if ((rc = creds_new(&w->loop, shared->creds, &w->creds)) != 0) {
+    if ((rc = creds_new(&w->loop, shared->creds, &w->creds_stats, &w->creds)) != 0) {
         snprintf(err, errlen, "worker %d: credential store: %s", id, strerror(-rc));
         return rc;
     }

@@ -44,6 +44,7 @@ struct worker {
     const cfg_t *cfg;
     shared_t *shared;
     creds_t *creds;
+    creds_stats_t creds_stats; /* the credential store's counters, readable by any thread */
     int64_t unix_offset_ms; /* wall clock minus loop clock, refreshed by the sweep */
     uv_loop_t loop;
     uv_thread_t thread;

@@ -76,7 +76,7 @@ dispatch_t *fuzz_env_dispatch(void)
         (void)cfg_set(&cfg, "relay-ip", "2001:db8::1", "fuzz", err, sizeof(err));
         (void)cfg_set(&cfg, "nonce-secret", "fuzz", "fuzz", err, sizeof(err));
         if (shared_init(&shared, &cfg, NULL, 0, err, sizeof(err)) != 0 ||
-            creds_new(uv_default_loop(), shared.creds, &creds) != 0)
+            creds_new(uv_default_loop(), shared.creds, NULL, &creds) != 0)
             abort();
         ready = 1;
     } else {

@@ -489,7 +489,7 @@ static void test_static(void)
     if (!sh)
         return;
     CHECK_INT(creds_shared_any(sh), 1);
-    CHECK_INT(creds_new(&loop, sh, &c), 0);
+    CHECK_INT(creds_new(&loop, sh, NULL, &c), 0);
     CHECK_INT(redis_state(c), -1);
     CHECK_INT(look_wait(c, "alice", 0, &k, &pending), CREDS_FOUND);
     CHECK_INT(pending, 0);
@@ -547,7 +547,7 @@ static void test_rest_static(void)
 
     if (!sh)
         return;
-    CHECK_INT(creds_new(&loop, sh, &c), 0);
+    CHECK_INT(creds_new(&loop, sh, NULL, &c), 0);
     CHECK_INT(look_wait(c, REST_USER, REST_BEFORE, &k, NULL), CREDS_FOUND);
     /* Two secrets, two keys (rotation); the vector's key from the first. */
     CHECK_INT(k.n, 2);
@@ -780,7 +780,7 @@ static void test_close_pending(const creds_shared_t *sh)
     creds_keys_t k;
     rec_t r = {0};
 
-    CHECK_INT(creds_new(&loop, sh, &c), 0);
+    CHECK_INT(creds_new(&loop, sh, NULL, &c), 0);
     CHECK(wait_state(c, 1, 5000));
     provision_md5("closeme", "x");
     CHECK_INT(look(c, "closeme", REST_BEFORE, &k, &r), CREDS_PENDING);
@@ -814,7 +814,7 @@ static creds_t *creds_for(const char *userdb, creds_shared_t **sh)
     creds_t *c = NULL;
     *sh = shared_ok(kv);
     if (*sh)
-        CHECK_INT(creds_new(&loop, *sh, &c), 0);
+        CHECK_INT(creds_new(&loop, *sh, NULL, &c), 0);
     return c;
 }
 
@@ -904,7 +904,7 @@ static void test_down_at_start(void)
 
     if (!sh)
         return;
-    CHECK_INT(creds_new(&loop, sh, &c), 0); /* Redis down is not a startup failure */
+    CHECK_INT(creds_new(&loop, sh, NULL, &c), 0); /* Redis down is not a startup failure */
     CHECK_INT(look_wait(c, "gorst", REST_BEFORE, &k, NULL), CREDS_UNAVAILABLE);
     CHECK_INT(look_wait(c, "alice", REST_BEFORE, &k, &pending), CREDS_FOUND);
     CHECK_INT(pending, 0);
@@ -962,7 +962,7 @@ static void test_with_redis(void)
 
     if (!sh)
         return;
-    CHECK_INT(creds_new(&loop, sh, &c), 0);
+    CHECK_INT(creds_new(&loop, sh, NULL, &c), 0);
     CHECK(wait_state(c, 1, 5000));
     test_redis_users(c);
     test_redis_rest(c);
