@@ -67,6 +67,9 @@ static void on_sweep(uv_timer_t *t)
 
 static void close_all(worker_t *w)
 {
+    if (w->closed)
+        return;
+    w->closed = 1;
     for (size_t i = 0; i < w->nudp; i++)
         udp_listener_close(&w->udp[i]);
     for (size_t i = 0; i < w->ntcp; i++)
@@ -83,10 +86,49 @@ static void close_all(worker_t *w)
         uv_close((uv_handle_t *)&w->wakeup, NULL);
 }
 
+/* Run every queued task. uv_async_send coalesces, so one wakeup may stand for many posts. */
+static void run_tasks(worker_t *w)
+{
+    uv_mutex_lock(&w->task_lock);
+    worker_task_t *t = w->tasks;
+    w->tasks = NULL;
+    w->tasks_tail = &w->tasks;
+    uv_mutex_unlock(&w->task_lock);
+    while (t) {
+        worker_task_t *next = t->next;
+        worker_clock(w);
+        t->fn(w, t->arg);
+        free(t);
+        t = next;
+    }
+}
+
+int worker_post(worker_t *w, worker_task_fn fn, void *arg)
+{
+    worker_task_t *t = malloc(sizeof(*t));
+    if (!t)
+        return -ENOMEM;
+    t->fn = fn;
+    t->arg = arg;
+    t->next = NULL;
+    uv_mutex_lock(&w->task_lock);
+    if (w->tasks_closed) {
+        uv_mutex_unlock(&w->task_lock);
+        free(t);
+        return -ESHUTDOWN;
+    }
+    *w->tasks_tail = t;
+    w->tasks_tail = &t->next;
+    uv_mutex_unlock(&w->task_lock);
+    uv_async_send(&w->wakeup);
+    return 0;
+}
+
 static void on_wakeup(uv_async_t *a)
 {
     worker_t *w = a->data;
-    /* uv_async_send coalesces: the flag, not the number of wakeups, says what to do. */
+    run_tasks(w);
+    /* The flag, not the number of wakeups, says whether to stop. */
     if (atomic_load(&w->stop_requested))
         close_all(w);
 }
@@ -104,6 +146,8 @@ int worker_init(worker_t *w, int id, const cfg_t *cfg, shared_t *shared,
         return rc;
     }
     w->loop_ready = 1;
+    uv_mutex_init(&w->task_lock);
+    w->tasks_tail = &w->tasks;
     uv_async_init(&w->loop, &w->wakeup, on_wakeup);
     w->wakeup.data = w;
     uv_timer_init(&w->loop, &w->sweep);
@@ -188,6 +232,12 @@ void worker_join(worker_t *w)
         close_all(w);
         uv_run(&w->loop, UV_RUN_DEFAULT);
     }
+    /* Tasks posted while the loop was ending still run, once, so posters never wait forever. */
+    uv_mutex_lock(&w->task_lock);
+    w->tasks_closed = 1;
+    uv_mutex_unlock(&w->task_lock);
+    run_tasks(w);
+    uv_mutex_destroy(&w->task_lock);
     int rc = uv_loop_close(&w->loop);
     if (rc != 0)
         LOGW("worker", "worker %d: loop closed with handles open: %s", w->id, uv_strerror(rc));

@@ -21,6 +21,14 @@
 typedef struct worker worker_t;
 typedef struct tcp_conn tcp_conn_t;
 
+/* A task another thread hands to a worker (worker_post). */
+typedef void (*worker_task_fn)(worker_t *w, void *arg);
+typedef struct worker_task {
+    worker_task_fn fn;
+    void *arg;
+    struct worker_task *next;
+} worker_task_t;
+
 typedef struct udp_listener {
     uv_udp_t handle;
     worker_t *w;
@@ -51,6 +59,10 @@ struct worker {
     uv_async_t wakeup;
     uv_timer_t sweep;
     _Atomic int stop_requested;
+    uv_mutex_t task_lock;
+    worker_task_t *tasks, **tasks_tail;
+    int tasks_closed; /* after the loop ended: worker_post refuses */
+    int closed;       /* close_all ran: listeners, connections and allocations are gone */
     int loop_ready;
     int thread_started;
     stats_t stats;
@@ -76,6 +88,12 @@ int worker_init(worker_t *w, int id, const cfg_t *cfg, shared_t *shared,
                 const struct sockaddr_storage *addrs, size_t naddrs, char *err, size_t errlen);
 /* Run the loop on a new thread. 0 or -errno. */
 int worker_start(worker_t *w);
+/* Run fn(w, arg) on the worker's loop thread, soon (any thread). fn is called exactly once when this
+ * returns 0, also when the worker is stopping: then it may run after the worker closed its objects
+ * (w->closed set: touch nothing but the task's own data), possibly on the thread that joins the
+ * worker. -ESHUTDOWN (fn never called) once the worker is joined, -ENOMEM. */
+int worker_post(worker_t *w, worker_task_fn fn, void *arg);
+
 /* Ask the worker to close everything and let its loop end (any thread). */
 void worker_stop(worker_t *w);
 /* Wait for the thread and free the loop (main thread, after worker_stop). */
