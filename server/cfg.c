@@ -442,6 +442,83 @@ void cfg_dump(const cfg_t *c, FILE *out)
     }
 }
 
+void cfg_format_value(const cfg_t *c, const cfg_entry_t *e, char *out, size_t cap)
+{
+    const void *p = cfield(c, e);
+    out[0] = 0;
+    switch (e->type) {
+    case CFG_BOOL:
+        snprintf(out, cap, "%s", *(const bool *)p ? "true" : "false");
+        break;
+    case CFG_INT:
+        if (e->offset == offsetof(cfg_t, max_bps))
+            snprintf(out, cap, "%ld", *(const long *)p);
+        else
+            snprintf(out, cap, "%d", *(const int *)p);
+        break;
+    case CFG_ENUM:
+        snprintf(out, cap, "%s", e->enum_names[*(const int *)p]);
+        break;
+    case CFG_STR:
+        snprintf(out, cap, "%s", *(char *const *)p ? *(char *const *)p : "");
+        break;
+    case CFG_LIST: {
+        const cfg_list_t *l = p;
+        size_t n = 0;
+        for (size_t j = 0; j < l->n && n < cap; j++)
+            n += (size_t)snprintf(out + n, cap - n, "%s%s", j ? ", " : "", l->v[j]);
+        break;
+    }
+    }
+}
+
+int cfg_keep_unreloadable(cfg_t *dst, const cfg_t *src)
+{
+    for (size_t i = 0; i < cfg_table_len; i++) {
+        const cfg_entry_t *e = &cfg_table[i];
+        if (e->flags & (CFG_F_NOOP | CFG_F_RELOAD))
+            continue;
+        void *d = field(dst, e);
+        const void *sv = cfield(src, e);
+        switch (e->type) {
+        case CFG_BOOL:
+            *(bool *)d = *(const bool *)sv;
+            break;
+        case CFG_INT:
+            if (e->offset == offsetof(cfg_t, max_bps))
+                *(long *)d = *(const long *)sv;
+            else
+                *(int *)d = *(const int *)sv;
+            break;
+        case CFG_ENUM:
+            *(int *)d = *(const int *)sv;
+            break;
+        case CFG_STR: {
+            char *const *from = sv;
+            char *copy = *from ? strdup(*from) : NULL;
+            if (*from && !copy)
+                return -ENOMEM;
+            free(*(char **)d);
+            *(char **)d = copy;
+            break;
+        }
+        case CFG_LIST: {
+            const cfg_list_t *from = sv;
+            cfg_list_t fresh = {NULL, 0};
+            for (size_t j = 0; j < from->n; j++)
+                if (list_add(&fresh, from->v[j]) != 0) {
+                    list_free(&fresh);
+                    return -ENOMEM;
+                }
+            list_free(d);
+            *(cfg_list_t *)d = fresh;
+            break;
+        }
+        }
+    }
+    return 0;
+}
+
 /* CPUs allowed by a cgroup v2 quota ("max 100000" or "200000 100000"), or 0 when unlimited. */
 static int cgroup_cpus(void)
 {

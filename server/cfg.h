@@ -122,6 +122,12 @@ void cfg_print_help(FILE *out, const char *prog);
 /* Effective settings as `key = value` lines (secrets masked). */
 void cfg_dump(const cfg_t *c, FILE *out);
 
+/* One setting's value as text (lists joined with ", "), for dumps and reload reports. */
+void cfg_format_value(const cfg_t *c, const cfg_entry_t *e, char *out, size_t cap);
+/* Give `dst` the values of `src` for every key that is not CFG_F_RELOAD (deep copies). 0 or
+ * -ENOMEM. */
+int cfg_keep_unreloadable(cfg_t *dst, const cfg_t *src);
+
 /* Usable worker count: relay-threads, or the CPUs this process may run on (affinity/cgroup aware). */
 int cfg_worker_count(const cfg_t *c);
 

@@ -109,9 +109,9 @@ const cfg_entry_t cfg_table[] = {
      "admin HTTP API address, e.g. 127.0.0.1:8080 (ours)"},
     {"admin-token", CFG_LIST, OFF(admin_token), NULL, 0, 0, NULL, CFG_F_SECRET | CFG_F_LATER,
      "admin API bearer token (repeatable; ours)"},
-    {"alternate-server", CFG_LIST, OFF(alternate_server), NULL, 0, 0, NULL, CFG_F_LATER,
-     "IP:PORT offered with 300 Try Alternate when full or draining (repeatable)"},
-    {"drain-exit", CFG_BOOL, OFF(drain_exit), "false", 0, 0, NULL, CFG_F_LATER,
+    {"alternate-server", CFG_LIST, OFF(alternate_server), NULL, 0, 0, NULL, 0,
+     "IP[:PORT] offered with 300 Try Alternate when full or draining (repeatable)"},
+    {"drain-exit", CFG_BOOL, OFF(drain_exit), "false", 0, 0, NULL, 0,
      "exit when draining and the last allocation ends (ours)"},
     /* coturn options that describe what uturn always does */
     {"fingerprint", CFG_BOOL, 0, NULL, 0, 0, NULL, CFG_F_NOOP,

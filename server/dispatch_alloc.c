@@ -243,6 +243,23 @@ static void allocate_success(dispatch_t *d, const dispatch_conn_t *conn, const s
     cache_response(a, msg, d->out, len);
 }
 
+/* RFC 8489 §10 / RFC 8656 §7.2: a full or draining server redirects authenticated Allocates with
+ * 300 Try Alternate; the answer carries integrity, so the client can trust the redirect. */
+static int try_alternate(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg,
+                         const dispatch_auth_t *auth)
+{
+    const struct sockaddr *alt = shared_alternate(d->shared);
+    if (!alt)
+        return 0;
+    stun_build_t b;
+    dispatch_begin(d, &b, msg, STUN_CLASS_ERROR);
+    stun_build_error(&b, STUN_ERR_TRY_ALTERNATE, NULL);
+    stun_build_addr(&b, STUN_ATTR_ALTERNATE_SERVER, alt);
+    stats_inc(&d->stats->stun_error_responses);
+    (void)dispatch_finish(d, conn, msg, &b, auth);
+    return 1;
+}
+
 void dispatch_allocate(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg)
 {
     alloc_t *a = alloc_find(&d->allocs, conn->transport, conn->remote, conn->local);
@@ -259,8 +276,15 @@ void dispatch_allocate(dispatch_t *d, const dispatch_conn_t *conn, const stun_ms
         code = STUN_ERR_ALLOCATION_MISMATCH;
     else
         code = allocate_checks(msg, &fam1, &fam2);
+    if (code == 0 && atomic_load_explicit(&d->shared->draining, memory_order_relaxed)) {
+        if (try_alternate(d, conn, msg, &auth))
+            return;
+        code = STUN_ERR_INSUFFICIENT_CAPACITY;
+    }
     if (code == 0) {
         int q = shared_quota_take(d->shared, auth.user, auth.ulen);
+        if (q == -ENOSPC && try_alternate(d, conn, msg, &auth))
+            return;
         code = q == -EDQUOT ? STUN_ERR_ALLOCATION_QUOTA
                : q != 0     ? STUN_ERR_INSUFFICIENT_CAPACITY
                             : 0;

@@ -38,6 +38,11 @@ int log_setup(enum log_level level, enum log_format format, const char *path)
     return 0;
 }
 
+void log_set_level(enum log_level level)
+{
+    atomic_store(&log_level_cur, (int)level);
+}
+
 void log_close(void)
 {
     int old = atomic_exchange(&log_fd, 2);

@@ -15,6 +15,8 @@ enum log_format { LOG_FORMAT_TEXT = 0, LOG_FORMAT_JSON = 1 };
 /* Configure the sink. `path` NULL or "-" or "stderr" logs to stderr. Returns 0 or -errno (the file
  * could not be opened). Call before any worker starts; later calls (log reopen) are safe. */
 int log_setup(enum log_level level, enum log_format format, const char *path);
+/* Change only the level (reload): the sink and format stay. */
+void log_set_level(enum log_level level);
 /* Close the file sink, if any. */
 void log_close(void);
 int log_enabled(enum log_level level);

@@ -65,6 +65,8 @@ int main(int argc, char **argv)
         LOGE("start", "%s", err);
         status = 1;
     } else {
+        srv.argc = argc;
+        srv.argv = argv;
         server_run(&srv);
     }
     server_close(&srv);

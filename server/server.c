@@ -79,22 +79,46 @@ static int resolve_addrs(server_t *s, char *err, size_t errlen)
     return 0;
 }
 
-static void on_signal(uv_signal_t *h, int signum)
+static void stop_all(server_t *s, const char *why)
 {
-    server_t *s = h->data;
-    if (signum == SIGHUP) {
-        LOGI("signal", "SIGHUP: nothing to reload in this version");
-        return;
-    }
     if (s->stopping)
         return;
     s->stopping = 1;
-    LOGI("stop", "%s: stopping %d workers", signum == SIGTERM ? "SIGTERM" : "SIGINT", s->nworkers);
+    LOGI("stop", "%s: stopping %d workers", why, s->nworkers);
     for (int i = 0; i < s->nworkers; i++)
         worker_stop(&s->workers[i]);
     uv_close((uv_handle_t *)&s->sig_term, NULL);
     uv_close((uv_handle_t *)&s->sig_int, NULL);
     uv_close((uv_handle_t *)&s->sig_hup, NULL);
+    uv_close((uv_handle_t *)&s->sig_usr1, NULL);
+    uv_close((uv_handle_t *)&s->tick, NULL);
+}
+
+/* drain-exit: once draining and the last allocation has ended, stop like SIGTERM. */
+static void on_tick(uv_timer_t *t)
+{
+    server_t *s = t->data;
+    if (s->live->drain_exit && server_draining(s) && atomic_load(&s->shared.total_allocs) == 0)
+        stop_all(s, "drained");
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    server_t *s = h->data;
+    if (signum == SIGUSR1) {
+        server_drain(s);
+        return;
+    }
+    if (signum == SIGHUP) {
+        char report[1024];
+        int rc = server_reload(s, report, sizeof(report));
+        if (rc == 0)
+            LOGI("reload", "SIGHUP: %s", report[0] ? report : "nothing changed");
+        else
+            LOGW("reload", "SIGHUP: not reloaded: %s", report);
+        return;
+    }
+    stop_all(s, signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
 static void log_ready(server_t *s)
@@ -114,6 +138,8 @@ int server_start(server_t *s, const cfg_t *cfg, char *err, size_t errlen)
 {
     memset(s, 0, sizeof(*s));
     s->cfg = cfg;
+    s->live = cfg;
+    uv_mutex_init(&s->reload_lock);
     int rc = uv_loop_init(&s->loop);
     if (rc != 0) {
         snprintf(err, errlen, "uv_loop_init: %s", uv_strerror(rc));
@@ -143,13 +169,16 @@ int server_start(server_t *s, const cfg_t *cfg, char *err, size_t errlen)
             return rc;
         }
     signal(SIGPIPE, SIG_IGN);
-    uv_signal_t *sigs[] = {&s->sig_term, &s->sig_int, &s->sig_hup};
-    int nums[] = {SIGTERM, SIGINT, SIGHUP};
-    for (int i = 0; i < 3; i++) {
+    uv_signal_t *sigs[] = {&s->sig_term, &s->sig_int, &s->sig_hup, &s->sig_usr1};
+    int nums[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1};
+    for (int i = 0; i < 4; i++) {
         uv_signal_init(&s->loop, sigs[i]);
         sigs[i]->data = s;
         uv_signal_start(sigs[i], on_signal, nums[i]);
     }
+    uv_timer_init(&s->loop, &s->tick);
+    s->tick.data = s;
+    uv_timer_start(&s->tick, on_tick, 1000, 1000);
     log_ready(s);
     return 0;
 }
@@ -170,6 +199,14 @@ void server_close(server_t *s)
     uv_loop_close(&s->loop);
     if (s->shared_ready)
         shared_close(&s->shared);
+    for (size_t i = 0; i < s->nretired; i++) {
+        cfg_free(s->retired[i]);
+        free(s->retired[i]);
+    }
+    free(s->retired);
+    s->retired = NULL;
+    s->nretired = 0;
+    uv_mutex_destroy(&s->reload_lock);
     free(s->workers);
     free(s->addrs);
     s->workers = NULL;
@@ -199,4 +236,104 @@ void server_stats(const server_t *s, stats_snapshot_t *out)
         if (st == 1)
             out->redis_workers_up++;
     }
+}
+
+void server_drain(server_t *s)
+{
+    if (atomic_exchange(&s->shared.draining, 1) == 0)
+        LOGI("drain", "draining: new allocations are refused, existing ones live on");
+}
+
+int server_draining(const server_t *s)
+{
+    return atomic_load(&((server_t *)(uintptr_t)s)->shared.draining);
+}
+
+static void apply_cfg(worker_t *w, void *arg)
+{
+    if (w->closed)
+        return;
+    w->cfg = arg;
+    w->dispatch.cfg = arg;
+}
+
+/* "key: old -> new" for every changed setting; *blocked when one of them needs a restart. */
+static size_t diff_cfg(const cfg_t *a, const cfg_t *b, char *out, size_t cap, int *blocked)
+{
+    size_t n = 0;
+    *blocked = 0;
+    for (size_t i = 0; i < cfg_table_len; i++) {
+        const cfg_entry_t *e = &cfg_table[i];
+        if (e->flags & CFG_F_NOOP)
+            continue;
+        char va[256], vb[256];
+        cfg_format_value(a, e, va, sizeof(va));
+        cfg_format_value(b, e, vb, sizeof(vb));
+        if (strcmp(va, vb) == 0)
+            continue;
+        int reloadable = (e->flags & CFG_F_RELOAD) != 0;
+        if (!reloadable)
+            *blocked = 1;
+        if (n < cap)
+            n += (size_t)snprintf(out + n, cap - n, "%s%s: %s -> %s%s", n ? "; " : "", e->name,
+                                  (e->flags & CFG_F_SECRET) ? "****" : va,
+                                  (e->flags & CFG_F_SECRET) ? "****" : vb,
+                                  reloadable ? "" : " (needs a restart: not applied)");
+    }
+    return n;
+}
+
+int server_reload(server_t *s, char *report, size_t cap)
+{
+    report[0] = 0;
+    cfg_t *next = calloc(1, sizeof(*next));
+    if (!next) {
+        snprintf(report, cap, "out of memory");
+        return -1;
+    }
+    cfg_cli_t cli;
+    char err[512];
+    if (cfg_load(next, s->argc, s->argv, &cli, err, sizeof(err)) != 0) {
+        snprintf(report, cap, "%s", err);
+        cfg_free(next);
+        free(next);
+        return -1;
+    }
+    uv_mutex_lock(&s->reload_lock);
+    int blocked;
+    size_t n = diff_cfg(s->live, next, report, cap, &blocked);
+    if (n == 0) {
+        uv_mutex_unlock(&s->reload_lock);
+        cfg_free(next);
+        free(next);
+        return 0;
+    }
+    if (blocked) {
+        /* Keys that need a restart keep their running values: copy them back so the snapshot the
+         * workers get differs from the running one only in reloadable keys. */
+        if (cfg_keep_unreloadable(next, s->live) != 0) {
+            uv_mutex_unlock(&s->reload_lock);
+            snprintf(report, cap, "out of memory");
+            cfg_free(next);
+            free(next);
+            return -1;
+        }
+    }
+    cfg_t **r = realloc(s->retired, (s->nretired + 1) * sizeof(*r));
+    if (!r) {
+        uv_mutex_unlock(&s->reload_lock);
+        snprintf(report, cap, "out of memory");
+        cfg_free(next);
+        free(next);
+        return -1;
+    }
+    s->retired = r;
+    s->retired[s->nretired++] = next; /* freed at exit: a worker may hold the old one meanwhile */
+    s->live = next;
+    atomic_store(&s->shared.live, next);
+    log_set_level((enum log_level)next->log_level);
+    for (int i = 0; i < s->nworkers; i++)
+        (void)worker_post(&s->workers[i], apply_cfg, next);
+    uv_mutex_unlock(&s->reload_lock);
+    return 0;
 }

@@ -19,12 +19,20 @@ typedef struct {
     shared_t shared;
     int shared_ready;
     uv_loop_t loop;
-    uv_signal_t sig_term, sig_int, sig_hup;
+    uv_signal_t sig_term, sig_int, sig_hup, sig_usr1;
+    uv_timer_t tick;
     worker_t *workers;
     int nworkers;
     struct sockaddr_storage *addrs;
     size_t naddrs;
     int stopping;
+    int argc;
+    char **argv; /* as given at start: reload reads the same file and options */
+    uv_mutex_t reload_lock;
+    cfg_t **retired; /* configs replaced by reloads: workers may still read them, freed at exit */
+    size_t nretired;
+    const cfg_t *live;
+    struct admin *admin;
 } server_t;
 
 /* Resolve listening addresses, create and bind every worker, start their threads. Returns 0 or
@@ -36,5 +44,17 @@ int server_run(server_t *s);
 void server_close(server_t *s);
 /* Sum of every worker's counters (any thread). */
 void server_stats(const server_t *s, stats_snapshot_t *out);
+
+/* Drain: from now on new Allocates are refused (300 Try Alternate with ALTERNATE-SERVER when
+ * alternate-server is set, else 508); existing allocations live until they end; with drain-exit the
+ * process exits when the last one is gone. Any thread; idempotent. */
+void server_drain(server_t *s);
+int server_draining(const server_t *s);
+
+/* Reload: re-read the config file given at start (and the certificates), validate everything
+ * first, then apply the reloadable keys to every worker at once. `report` receives one line per
+ * change ("user-quota: 0 -> 5", "cert: reloaded") or the reason nothing was applied. Returns 0, or
+ * -1 (nothing changed). Any thread (SIGHUP on the main loop, the admin API). */
+int server_reload(server_t *s, char *report, size_t cap);
 
 #endif

@@ -116,6 +116,62 @@ bad:
     return -1;
 }
 
+/* alternate-server = IP, IP:PORT, [IPv6]:PORT or a bare IPv6 address. */
+static int parse_alternates(shared_t *s, char *err, size_t errlen)
+{
+    const cfg_list_t *l = &s->cfg->alternate_server;
+    if (l->n == 0)
+        return 0;
+    s->alternates = calloc(l->n, sizeof(*s->alternates));
+    if (!s->alternates) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < l->n; i++) {
+        char host[128];
+        long port = 3478;
+        const char *v = l->v[i];
+        const char *colon = strrchr(v, ':');
+        int bracketed = v[0] == '[';
+        if (bracketed) {
+            const char *end = strchr(v, ']');
+            if (!end || (end[1] && end[1] != ':'))
+                goto bad;
+            snprintf(host, sizeof(host), "%.*s", (int)(end - v - 1), v + 1);
+            colon = end[1] == ':' ? end + 1 : NULL;
+        } else if (colon && strchr(v, ':') == colon) {
+            snprintf(host, sizeof(host), "%.*s", (int)(colon - v), v);
+        } else {
+            snprintf(host, sizeof(host), "%s", v); /* IPv4 without port, or bare IPv6 */
+            colon = NULL;
+        }
+        if (colon) {
+            char *end;
+            port = strtol(colon + 1, &end, 10);
+            if (*end || port < 1 || port > 65535)
+                goto bad;
+        }
+        struct sockaddr_storage ss;
+        if (sa_parse_ip(host, (uint16_t)port, &ss) != 0)
+            goto bad;
+        memcpy(&s->alternates[i], &ss, sa_len((struct sockaddr *)&ss));
+        s->nalternates++;
+        continue;
+    bad:
+        snprintf(err, errlen, "'alternate-server': '%s' is not IP, IP:PORT or [IPv6]:PORT", v);
+        return -1;
+    }
+    return 0;
+}
+
+const struct sockaddr *shared_alternate(shared_t *s)
+{
+    if (s->nalternates == 0)
+        return NULL;
+    unsigned i = atomic_fetch_add(&s->alternate_next, 1);
+    return &s->alternates[i % s->nalternates].sa;
+}
+
 static int init_relays(shared_t *s, const struct sockaddr_storage *listen, size_t nlisten, char *err,
                        size_t errlen)
 {
@@ -142,6 +198,7 @@ int shared_init(shared_t *s, const cfg_t *cfg, const struct sockaddr_storage *li
 {
     memset(s, 0, sizeof(*s));
     s->cfg = cfg;
+    atomic_store(&s->live, cfg);
     uv_mutex_init(&s->quota_lock);
     uv_mutex_init(&s->resv_lock);
     s->user_buckets = USER_BUCKETS;
@@ -171,6 +228,8 @@ int shared_init(shared_t *s, const cfg_t *cfg, const struct sockaddr_storage *li
         s->policy.deny_classes &= ~(unsigned)PEER_CLASS_LOOPBACK;
     if (cfg->allow_private_peers)
         s->policy.deny_classes &= ~(unsigned)(PEER_CLASS_PRIVATE | PEER_CLASS_CGNAT);
+    if (parse_alternates(s, err, errlen) != 0)
+        return -1;
     return init_relays(s, listen, nlisten, err, errlen);
 }
 
@@ -199,6 +258,7 @@ void shared_close(shared_t *s)
         creds_shared_free(s->creds);
     free(s->allow);
     free(s->deny);
+    free(s->alternates);
     memset(s, 0, sizeof(*s));
 }
 
@@ -212,7 +272,7 @@ static size_t user_bucket(const shared_t *s, const char *user, size_t ulen)
 
 int shared_quota_take(shared_t *s, const char *user, size_t ulen)
 {
-    const cfg_t *c = s->cfg;
+    const cfg_t *c = atomic_load(&s->live);
     if (c->total_quota > 0 && atomic_load(&s->total_allocs) >= c->total_quota)
         return -ENOSPC;
     int rc = 0;

@@ -37,7 +37,8 @@ typedef struct shared_reservation {
 } shared_reservation_t;
 
 typedef struct {
-    const cfg_t *cfg;
+    const cfg_t *cfg; /* as at start (what shared_init built from) */
+    _Atomic(const cfg_t *) live; /* the current snapshot for reloadable values (quotas) */
     creds_shared_t *creds;
     uint8_t nonce_secret[TURN_NONCE_SECRET_LEN];
     uint32_t nonce_features; /* security feature bits we advertise */
@@ -47,11 +48,15 @@ typedef struct {
     int nrelay4;
     shared_relay_ip_t relay6[SHARED_MAX_RELAY_IPS];
     int nrelay6;
+    sa_any_t *alternates; /* alternate-server, in order; picked round-robin */
+    size_t nalternates;
+    _Atomic unsigned alternate_next;
     /* Quotas. */
     uv_mutex_t quota_lock;
     shared_user_count_t **user_counts; /* hash buckets */
     size_t user_buckets;
     _Atomic long total_allocs;
+    _Atomic int draining;
     /* Reservations. */
     uv_mutex_t resv_lock;
     shared_reservation_t *resv;
@@ -62,6 +67,9 @@ typedef struct {
 int shared_init(shared_t *s, const cfg_t *cfg, const struct sockaddr_storage *listen, size_t nlisten,
                 char *err, size_t errlen);
 void shared_close(shared_t *s);
+
+/* The next alternate server (round-robin), or NULL when none is configured. */
+const struct sockaddr *shared_alternate(shared_t *s);
 
 /* Quotas (RFC 8656 §7.2: 486 per user, 508 when the server is full). Returns 0 and counts the
  * allocation, or -EDQUOT (user-quota) / -ENOSPC (total-quota). */
