@@ -97,6 +97,7 @@ typedef struct entry {
     uint32_t hash;
     uint8_t kind;
     bool filled, failed, inflight, positive, revoked, has_rkey, with_secrets;
+    bool forgotten; /* creds_forget came while in flight: the reply may predate the change */
     size_t klen;
     char key[]; /* the name or the 32-byte hash, NUL-terminated */
 } entry_t;
@@ -342,6 +343,20 @@ void creds_shared_free(creds_shared_t *s)
 int creds_shared_any(const creds_shared_t *s)
 {
     return s->nusers > 0 || (s->rest && s->nsecrets > 0) || s->has_redis;
+}
+
+int creds_shared_redis(const creds_shared_t *s, creds_redis_settings_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!s->has_redis)
+        return -1;
+    out->host = s->redis.host;
+    out->port = s->redis.port;
+    out->db = s->redis.db;
+    out->user = s->redis.user;
+    out->password = s->redis.password;
+    out->connect_timeout_ms = s->redis.connect_timeout_ms;
+    return 0;
 }
 
 /* ---- keys ---- */
@@ -683,6 +698,12 @@ static void on_user_reply(void *arg, const creds_redis_user_t *u)
     uinfo_t ui;
 
     query_done(c, e);
+    if (e->forgotten) {
+        /* Asked before the store changed: drop the answer, the waiters ask again. */
+        e->forgotten = false;
+        waiters_ready(c, e);
+        return;
+    }
     if (u) {
         if (u->has_secrets)
             store_secrets(c, u, now);
@@ -738,6 +759,12 @@ static void on_hash_reply(void *arg, int failed, const char *name, size_t len)
     creds_t *c = e->c;
     char *alias = NULL;
 
+    if (e->forgotten) {
+        e->forgotten = false;
+        query_done(c, e);
+        waiters_ready(c, e);
+        return;
+    }
     if (!failed && name && !(alias = malloc(len + 1)))
         failed = 1;
     if (failed) {
@@ -940,6 +967,45 @@ void creds_cancel(creds_t *c, void *arg)
     for (entry_t *e = c->inflight; e; e = e->qnext)
         c->nwaiters -= drop_arg(&e->wait_head, &e->wait_tail, arg);
     c->nwaiters -= drop_arg(&c->ready, &c->ready_tail, arg);
+}
+
+/* Take `e` out of the cache now, or, while a query fills it, make that answer count for nothing. */
+static void cache_drop(creds_t *c, entry_t *e)
+{
+    if (e->inflight) {
+        e->forgotten = true;
+        e->filled = false;
+        return;
+    }
+    entry_t **pp = &c->buckets[e->hash & (CACHE_BUCKETS - 1)];
+    while (*pp != e)
+        pp = &(*pp)->hnext;
+    *pp = e->hnext;
+    lru_unlink(c, e);
+    c->nentries--;
+    entry_free(e);
+}
+
+void creds_forget(creds_t *c, const char *user, size_t ulen)
+{
+    if (!c || c->closing || !c->buckets)
+        return;
+    if (!user) {
+        c->rsec_filled = false; /* the realm's secret set is fetched again on the next REST name */
+        return;
+    }
+    entry_t *e = cache_find(c, ENT_USER, user, ulen);
+    if (e)
+        cache_drop(c, e);
+    /* USERHASH answers that name the user (at most CACHE_MAX entries: an admin action, not a
+     * per-packet one). */
+    entry_t *next;
+    for (e = c->oldest; e; e = next) {
+        next = e->newer;
+        if (e->kind == ENT_HASH && e->alias && e->alias_len == ulen &&
+            memcmp(e->alias, user, ulen) == 0)
+            cache_drop(c, e);
+    }
 }
 
 int creds_new(uv_loop_t *loop, const creds_shared_t *shared, creds_stats_t *stats, creds_t **out)

@@ -64,6 +64,19 @@ void creds_shared_free(creds_shared_t *s);
 /* 1 when any source exists (static users, REST secrets or Redis). */
 int creds_shared_any(const creds_shared_t *s);
 
+/* The parsed `redis-userdb` settings, for another client of the same store (the admin API's own
+ * synchronous connection). Strings are borrowed from `s` (NULL when absent). Any thread. */
+typedef struct {
+    const char *host;
+    int port;
+    int db;
+    const char *user;     /* ACL user for AUTH, or NULL */
+    const char *password; /* NULL: no AUTH */
+    int connect_timeout_ms;
+} creds_redis_settings_t;
+/* 0 and the settings when redis-userdb is set; -1 (out zeroed) when it is not. */
+int creds_shared_redis(const creds_shared_t *s, creds_redis_settings_t *out);
+
 typedef struct creds_stats creds_stats_t;
 
 /* A worker's view: its Redis connection (if configured) on `loop`, its cache. Counters go to
@@ -89,6 +102,13 @@ enum creds_status creds_lookup(creds_t *c, const char *user, size_t ulen, uint64
 enum creds_status creds_lookup_userhash(creds_t *c, const uint8_t hash[32], uint64_t now_ms,
                                         int64_t unix_now, char *user, size_t cap,
                                         creds_keys_t *out, creds_ready_cb cb, void *arg);
+
+/* Forget what the cache holds for `user` (its Redis answer and USERHASH entries naming it), so the
+ * next lookup asks the store again: a deleted or revoked user is refused at once instead of after
+ * the 30 s cache time. An answer still in flight is discarded when it comes (its waiters ask
+ * again). With `user` NULL, forget the realm's REST secret set instead (a deleted secret). On the
+ * worker's loop thread (post it with worker_post). */
+void creds_forget(creds_t *c, const char *user, size_t ulen);
 
 /* Forget every pending callback registered with `arg` (its owner is going away). */
 void creds_cancel(creds_t *c, void *arg);

@@ -327,6 +327,20 @@ void dispatch_pending_start(dispatch_t *d, dispatch_pending_t *p)
     d->npending++;
 }
 
+void dispatch_alloc_gauges(dispatch_t *d, const alloc_t *a, int64_t delta)
+{
+    stats_t *st = d->stats;
+    _Atomic int64_t *g = a->client.transport == DISPATCH_TCP    ? &st->alloc_cur_tcp
+                         : a->client.transport == DISPATCH_TLS  ? &st->alloc_cur_tls
+                         : a->client.transport == DISPATCH_DTLS ? &st->alloc_cur_dtls
+                                                                : &st->alloc_cur_udp;
+    stats_gauge_add(g, delta);
+    for (int i = 0; i < a->nrelay; i++)
+        stats_gauge_add(a->relay[i].addr.sa.sa_family == AF_INET ? &st->alloc_cur_ipv4
+                                                                 : &st->alloc_cur_ipv6,
+                        delta);
+}
+
 void dispatch_alloc_delete(dispatch_t *d, alloc_t *a, int expired)
 {
     if (a->dead)
@@ -336,6 +350,7 @@ void dispatch_alloc_delete(dispatch_t *d, alloc_t *a, int expired)
         shared_quota_release(d->shared, a->username, a->username_len);
     stats_inc(expired ? &d->stats->alloc_expired : &d->stats->alloc_deleted);
     stats_gauge_add(&d->stats->allocations, -1);
+    dispatch_alloc_gauges(d, a, -1);
     if (d->relay.close)
         d->relay.close(d->relay.env, a);
     else

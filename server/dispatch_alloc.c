@@ -170,6 +170,7 @@ static void count_new(dispatch_t *d, alloc_t *a)
 {
     stats_inc(&d->stats->alloc_created);
     stats_gauge_add(&d->stats->allocations, 1);
+    dispatch_alloc_gauges(d, a, 1);
     stats_inc(a->client.transport == DISPATCH_UDP || a->client.transport == DISPATCH_DTLS
                   ? &d->stats->alloc_udp
                   : &d->stats->alloc_tcp);
@@ -313,6 +314,7 @@ void dispatch_allocate(dispatch_t *d, const dispatch_conn_t *conn, const stun_ms
     code = allocate_relays(d, msg, a, fam1, fam2, &token, &addr_err);
     if (code != 0) {
         stats_inc(&d->stats->alloc_failed);
+        dispatch_alloc_gauges(d, a, 1); /* dispatch_alloc_delete takes them back */
         dispatch_alloc_delete(d, a, 0);
         stats_inc(&d->stats->turn_errors);
         dispatch_error(d, conn, msg, code, &auth);

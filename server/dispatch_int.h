@@ -74,6 +74,9 @@ static inline uint16_t dispatch_channel_max(const dispatch_t *d)
     return d->cfg->strict_channel_numbers ? FRAME_CHANNEL_MAX : FRAME_CHANNEL_MAX_RFC5766;
 }
 
+/* Move the current-allocation gauges (by transport and relay family) of `a` by `delta`. */
+void dispatch_alloc_gauges(dispatch_t *d, const alloc_t *a, int64_t delta);
+
 /* max-bps: 1 when `bytes` may pass now. */
 int dispatch_bps_ok(dispatch_t *d, alloc_t *a, size_t bytes);
 

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin.h"
 #include "config.h"
 #include "log.h"
 #include "sockaddr_util.h"
@@ -168,6 +169,8 @@ int server_start(server_t *s, const cfg_t *cfg, char *err, size_t errlen)
             snprintf(err, errlen, "cannot start worker thread: %s", uv_strerror(rc));
             return rc;
         }
+    if (cfg->admin_listen && (rc = admin_start(s, &s->admin, err, errlen)) != 0)
+        return rc;
     signal(SIGPIPE, SIG_IGN);
     uv_signal_t *sigs[] = {&s->sig_term, &s->sig_int, &s->sig_hup, &s->sig_usr1};
     int nums[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1};
@@ -191,6 +194,9 @@ int server_run(server_t *s)
 
 void server_close(server_t *s)
 {
+    /* First: the admin API may be waiting on workers, which must still answer. */
+    admin_stop(s->admin);
+    s->admin = NULL;
     for (int i = 0; i < s->nworkers; i++)
         worker_stop(&s->workers[i]);
     for (int i = 0; i < s->nworkers; i++)
@@ -283,6 +289,22 @@ static size_t diff_cfg(const cfg_t *a, const cfg_t *b, char *out, size_t cap, in
     return n;
 }
 
+/* Certificates are re-read on every reload: renewals usually keep the same file names. */
+static int reload_certs(server_t *s, const cfg_t *c, char *report, size_t cap)
+{
+    tls_t *t = &s->shared.tls;
+    if (!t->tls && !t->dtls)
+        return 0;
+    char err[512];
+    size_t n = strlen(report);
+    if (tls_reload(t, c, err, sizeof(err)) != 0) {
+        snprintf(report + n, cap - n, "%scert: kept the old certificate: %s", n ? "; " : "", err);
+        return -1;
+    }
+    snprintf(report + n, cap - n, "%scert: reloaded (%s)", n ? "; " : "", t->subject);
+    return 0;
+}
+
 int server_reload(server_t *s, char *report, size_t cap)
 {
     report[0] = 0;
@@ -302,38 +324,28 @@ int server_reload(server_t *s, char *report, size_t cap)
     uv_mutex_lock(&s->reload_lock);
     int blocked;
     size_t n = diff_cfg(s->live, next, report, cap, &blocked);
-    if (n == 0) {
-        uv_mutex_unlock(&s->reload_lock);
+    if (n == 0 || (blocked && cfg_keep_unreloadable(next, s->live) != 0)) {
+        /* Nothing to swap (or no memory to do it): the running snapshot stays. */
         cfg_free(next);
         free(next);
-        return 0;
+        next = NULL;
     }
-    if (blocked) {
-        /* Keys that need a restart keep their running values: copy them back so the snapshot the
-         * workers get differs from the running one only in reloadable keys. */
-        if (cfg_keep_unreloadable(next, s->live) != 0) {
-            uv_mutex_unlock(&s->reload_lock);
-            snprintf(report, cap, "out of memory");
-            cfg_free(next);
-            free(next);
-            return -1;
-        }
-    }
-    cfg_t **r = realloc(s->retired, (s->nretired + 1) * sizeof(*r));
-    if (!r) {
-        uv_mutex_unlock(&s->reload_lock);
-        snprintf(report, cap, "out of memory");
+    cfg_t **r = next ? realloc(s->retired, (s->nretired + 1) * sizeof(*r)) : NULL;
+    if (next && !r) {
         cfg_free(next);
         free(next);
-        return -1;
+        next = NULL;
     }
-    s->retired = r;
-    s->retired[s->nretired++] = next; /* freed at exit: a worker may hold the old one meanwhile */
-    s->live = next;
-    atomic_store(&s->shared.live, next);
-    log_set_level((enum log_level)next->log_level);
-    for (int i = 0; i < s->nworkers; i++)
-        (void)worker_post(&s->workers[i], apply_cfg, next);
+    if (next) {
+        s->retired = r;
+        s->retired[s->nretired++] = next; /* freed at exit: a worker may hold the old one */
+        s->live = next;
+        atomic_store(&s->shared.live, next);
+        log_set_level((enum log_level)next->log_level);
+        for (int i = 0; i < s->nworkers; i++)
+            (void)worker_post(&s->workers[i], apply_cfg, next);
+    }
+    int rc = reload_certs(s, s->live, report, cap);
     uv_mutex_unlock(&s->reload_lock);
-    return 0;
+    return rc;
 }

@@ -230,12 +230,15 @@ int shared_init(shared_t *s, const cfg_t *cfg, const struct sockaddr_storage *li
         s->policy.deny_classes &= ~(unsigned)(PEER_CLASS_PRIVATE | PEER_CLASS_CGNAT);
     if (parse_alternates(s, err, errlen) != 0)
         return -1;
+    if (tls_init(&s->tls, cfg, err, errlen) != 0)
+        return -1;
     return init_relays(s, listen, nlisten, err, errlen);
 }
 
 void shared_close(shared_t *s)
 {
     if (s->user_counts) {
+        tls_close(&s->tls);
         for (size_t i = 0; i < s->user_buckets; i++) {
             shared_user_count_t *next;
             for (shared_user_count_t *u = s->user_counts[i]; u; u = next) {

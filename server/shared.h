@@ -16,6 +16,7 @@
 #include "cfg.h"
 #include "creds.h"
 #include "peer_policy.h"
+#include "tls.h"
 #include "turn_auth.h"
 
 #define SHARED_MAX_RELAY_IPS 64
@@ -57,6 +58,7 @@ typedef struct {
     size_t user_buckets;
     _Atomic long total_allocs;
     _Atomic int draining;
+    tls_t tls; /* TLS and DTLS contexts; reloaded by server_reload */
     /* Reservations. */
     uv_mutex_t resv_lock;
     shared_reservation_t *resv;

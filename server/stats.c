@@ -9,6 +9,10 @@ void stats_accumulate(const stats_t *s, stats_snapshot_t *out)
     out->tcp_connections += atomic_load_explicit(&s->tcp_connections, memory_order_relaxed);
     out->allocations += atomic_load_explicit(&s->allocations, memory_order_relaxed);
     out->relay_sockets += atomic_load_explicit(&s->relay_sockets, memory_order_relaxed);
+    out->dtls_sessions += atomic_load_explicit(&s->dtls_sessions, memory_order_relaxed);
+#define STATS_GAUGE_SUM(name) out->name += atomic_load_explicit(&s->name, memory_order_relaxed);
+    STATS_GAUGES(STATS_GAUGE_SUM)
+#undef STATS_GAUGE_SUM
 }
 
 void stats_foreach(const stats_snapshot_t *snap, void (*fn)(const char *, uint64_t, void *),
@@ -20,4 +24,8 @@ void stats_foreach(const stats_snapshot_t *snap, void (*fn)(const char *, uint64
     fn("tcp_connections", (uint64_t)snap->tcp_connections, arg);
     fn("allocations", (uint64_t)snap->allocations, arg);
     fn("relay_sockets", (uint64_t)snap->relay_sockets, arg);
+    fn("dtls_sessions", (uint64_t)snap->dtls_sessions, arg);
+#define STATS_GAUGE_EACH(name) fn(#name, (uint64_t)snap->name, arg);
+    STATS_GAUGES(STATS_GAUGE_EACH)
+#undef STATS_GAUGE_EACH
 }

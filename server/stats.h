@@ -68,7 +68,20 @@
     X(relay_channeldata_out)                                                                     \
     X(relay_send_indications)                                                                    \
     X(relay_data_indications)                                                                    \
-    X(relay_send_errors)
+    X(relay_send_errors)                                                                         \
+    X(tls_handshakes)                                                                            \
+    X(dtls_hello_verify)                                                                         \
+    X(dtls_handshakes)
+
+/* Current allocations by client transport and relayed addresses by family (a dual-stack allocation
+ * counts in both families). Gauges, single-writer like the counters. */
+#define STATS_GAUGES(X)                                                                          \
+    X(alloc_cur_udp)                                                                             \
+    X(alloc_cur_tcp)                                                                             \
+    X(alloc_cur_tls)                                                                             \
+    X(alloc_cur_dtls)                                                                            \
+    X(alloc_cur_ipv4)                                                                            \
+    X(alloc_cur_ipv6)
 
 typedef struct {
 #define STATS_FIELD(name) _Atomic uint64_t name;
@@ -77,6 +90,10 @@ typedef struct {
     _Atomic int64_t tcp_connections; /* current, also single-writer */
     _Atomic int64_t allocations;     /* current */
     _Atomic int64_t relay_sockets;   /* current */
+    _Atomic int64_t dtls_sessions;   /* current */
+#define STATS_GAUGE_FIELD(name) _Atomic int64_t name;
+    STATS_GAUGES(STATS_GAUGE_FIELD)
+#undef STATS_GAUGE_FIELD
 } stats_t;
 
 typedef struct {
@@ -86,6 +103,9 @@ typedef struct {
     int64_t tcp_connections;
     int64_t allocations;
     int64_t relay_sockets;
+#define STATS_GAUGE_FIELD(name) int64_t name;
+    STATS_GAUGES(STATS_GAUGE_FIELD)
+#undef STATS_GAUGE_FIELD
     /* Credential store (server_stats fills these from each worker's creds_stats). */
     uint64_t creds_lookups, creds_cache_hits, redis_queries, redis_errors, redis_reconnects;
     uint64_t redis_replies, redis_latency_us_sum;

@@ -4,12 +4,17 @@
  * back. Hostile peers are bounded here: connections per source IP (per worker), a stall limit for a
  * frame started but never finished, an idle limit for connections doing nothing, a cap on bytes queued
  * for a client that does not read, and garbage closes the connection at once. None of it touches
- * other connections.
+ * other connections. On the TLS port (RFC 8656 §3.1, RFC 7443) the same frames travel inside TLS:
+ * ciphertext goes through memory BIOs so the handshake never blocks the loop, and an unfinished
+ * handshake is bounded like an unfinished frame.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "log.h"
 #include "sockaddr_util.h"
@@ -28,6 +33,8 @@ struct tcp_conn {
     uint64_t last_rx_ms;
     uint64_t frame_since_ms; /* when the partial frame in rx began */
     size_t pending;          /* bytes queued in uv_write requests */
+    SSL *ssl;                /* TLS connections only */
+    int handshake_done;
     int closing;
     tcp_conn_t *prev, *next;
 };
@@ -96,6 +103,7 @@ static void ip_count_del(worker_t *w, const struct sockaddr *sa)
 static void on_conn_closed(uv_handle_t *h)
 {
     tcp_conn_t *c = h->data;
+    SSL_free(c->ssl);
     stream_rx_free(&c->rx);
     free(c);
 }
@@ -138,11 +146,9 @@ static void on_write_done(uv_write_t *req, int status)
         conn_close(c, "write error");
 }
 
-/* Send to the client: write now what the socket takes, queue the rest (bounded). */
-static int tcp_send(void *ctx, const struct sockaddr *to, const uint8_t *data, size_t len)
+/* Write bytes to the socket now as far as it takes them, queue the rest (bounded). */
+static int raw_send(tcp_conn_t *c, const uint8_t *data, size_t len)
 {
-    tcp_conn_t *c = ctx;
-    (void)to; /* a connection has one peer */
     if (c->closing)
         return -EPIPE;
     size_t off = 0;
@@ -182,9 +188,38 @@ static int tcp_send(void *ctx, const struct sockaddr *to, const uint8_t *data, s
     return 0;
 }
 
+/* Move what OpenSSL wrote into the memory BIO onto the socket. */
+static int tls_flush(tcp_conn_t *c)
+{
+    BIO *wb = SSL_get_wbio(c->ssl);
+    uint8_t buf[16384];
+    int n;
+    while ((n = BIO_read(wb, buf, sizeof(buf))) > 0)
+        if (raw_send(c, buf, (size_t)n) != 0)
+            return -1;
+    return 0;
+}
+
+/* Send to the client (the dispatcher's callback): in TLS when the connection has it. */
+static int tcp_send(void *ctx, const struct sockaddr *to, const uint8_t *data, size_t len)
+{
+    tcp_conn_t *c = ctx;
+    (void)to; /* a connection has one peer */
+    if (!c->ssl)
+        return raw_send(c, data, len);
+    if (c->closing || !c->handshake_done)
+        return -EPIPE;
+    if (SSL_write(c->ssl, data, (int)len) <= 0) {
+        ERR_clear_error();
+        conn_close(c, "TLS write error");
+        return -EIO;
+    }
+    return tls_flush(c) == 0 ? 0 : -EPIPE;
+}
+
 static void conn_describe(tcp_conn_t *c, dispatch_conn_t *out)
 {
-    out->transport = DISPATCH_TCP;
+    out->transport = c->ssl ? DISPATCH_TLS : DISPATCH_TCP;
     out->remote = (const struct sockaddr *)&c->remote;
     out->local = (const struct sockaddr *)&c->listener->local;
     out->send = tcp_send;
@@ -208,6 +243,11 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     uint8_t *p;
     size_t n;
     (void)suggested;
+    if (c->ssl) {
+        /* Ciphertext: read into the worker's scratch buffer, handed to OpenSSL at once. */
+        *buf = uv_buf_init((char *)c->w->udp_buf, 65536);
+        return;
+    }
     if (stream_rx_space(&c->rx, &p, &n) != 0) {
         *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS to on_read */
         return;
@@ -215,11 +255,46 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init((char *)p, (unsigned)n);
 }
 
+/* Ciphertext in: finish the handshake, then decrypt into the deframer. Returns 0 or -1 (close). */
+static int tls_input(tcp_conn_t *c, const uint8_t *data, size_t len)
+{
+    BIO_write(SSL_get_rbio(c->ssl), data, (int)len);
+    if (!c->handshake_done) {
+        int rc = SSL_do_handshake(c->ssl);
+        if (rc != 1) {
+            int e = SSL_get_error(c->ssl, rc);
+            ERR_clear_error();
+            if (tls_flush(c) != 0 || (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE))
+                return -1;
+            return 0;
+        }
+        c->handshake_done = 1;
+        c->frame_since_ms = 0;
+        stats_inc(&c->w->stats.tls_handshakes);
+    }
+    for (;;) {
+        uint8_t *p;
+        size_t room;
+        if (stream_rx_space(&c->rx, &p, &room) != 0)
+            return -1;
+        int n = SSL_read(c->ssl, p, (int)(room > 16384 ? 16384 : room));
+        if (n <= 0) {
+            int e = SSL_get_error(c->ssl, n);
+            ERR_clear_error();
+            if (e == SSL_ERROR_WANT_READ)
+                break;
+            return -1; /* close_notify or a TLS error */
+        }
+        if (stream_rx_commit(&c->rx, (size_t)n, on_frame, c) != 0)
+            return -1;
+    }
+    return tls_flush(c);
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     tcp_conn_t *c = s->data;
     worker_t *w = c->w;
-    (void)buf;
     if (nread < 0) {
         conn_close(c, nread == UV_EOF ? "eof" : uv_strerror((int)nread));
         return;
@@ -231,18 +306,43 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     c->last_rx_ms = now;
     stats_add(&w->stats.tcp_rx_bytes, (uint64_t)nread);
     int was_partial = stream_rx_partial(&c->rx);
-    if (stream_rx_commit(&c->rx, (size_t)nread, on_frame, c) != 0) {
+    int rc = c->ssl ? tls_input(c, (const uint8_t *)buf->base, (size_t)nread)
+                    : stream_rx_commit(&c->rx, (size_t)nread, on_frame, c);
+    if (rc != 0) {
         if (!c->closing)
             stats_inc(&w->stats.tcp_closed_garbage);
-        conn_close(c, "not TURN framing");
+        conn_close(c, c->ssl ? "TLS error or not TURN framing" : "not TURN framing");
         return;
     }
+    if (c->ssl && !c->handshake_done)
+        return; /* the handshake's own clock (set at accept) keeps running */
     /* The stall clock runs from the first byte of an unfinished frame, not from the last read, so a
      * client trickling one byte at a time cannot hold a buffer open forever. */
     if (!stream_rx_partial(&c->rx))
         c->frame_since_ms = 0;
     else if (!was_partial || c->frame_since_ms == 0)
         c->frame_since_ms = now;
+}
+
+/* A server-side SSL on memory BIOs; the handshake is bounded by tcp-frame-timeout from now. */
+static int tls_start(tcp_conn_t *c)
+{
+    SSL_CTX *ctx = tls_get(c->w->tls, 0);
+    if (!ctx)
+        return -1;
+    c->ssl = SSL_new(ctx);
+    SSL_CTX_free(ctx); /* the SSL holds its own reference */
+    BIO *rb = BIO_new(BIO_s_mem()), *wb = BIO_new(BIO_s_mem());
+    if (!c->ssl || !rb || !wb) {
+        BIO_free(rb);
+        BIO_free(wb);
+        return -1;
+    }
+    BIO_set_mem_eof_return(rb, -1);
+    SSL_set_bio(c->ssl, rb, wb);
+    SSL_set_accept_state(c->ssl);
+    c->frame_since_ms = c->last_rx_ms ? c->last_rx_ms : 1;
+    return 0;
 }
 
 static void on_connection(uv_stream_t *server, int status)
@@ -282,6 +382,10 @@ static void on_connection(uv_stream_t *server, int status)
     }
     uv_tcp_nodelay(&c->handle, 1);
     c->last_rx_ms = uv_now(&w->loop);
+    if (l->secure && tls_start(c) != 0) {
+        conn_close(c, "TLS setup failed");
+        return;
+    }
     if (uv_read_start((uv_stream_t *)&c->handle, on_alloc, on_read) != 0)
         conn_close(c, "read_start failed");
 }

@@ -9,6 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "dtls.h"
+#include "frame.h"
 #include "log.h"
 #include "sockaddr_util.h"
 #include "worker.h"
@@ -58,6 +60,11 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
     }
     stats_inc(&w->stats.udp_rx_packets);
     stats_add(&w->stats.udp_rx_bytes, (uint64_t)nread);
+    if (l->secure && nread > 0 && frame_classify(((const uint8_t *)buf->base)[0]) == FRAME_DTLS) {
+        worker_clock(w);
+        dtls_input(w, l, addr, (const uint8_t *)buf->base, (size_t)nread);
+        return;
+    }
     dispatch_conn_t conn = {
         .transport = DISPATCH_UDP,
         .remote = addr,

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dtls.h"
 #include "log.h"
 #include "sockaddr_util.h"
 
@@ -63,6 +64,7 @@ static void on_sweep(uv_timer_t *t)
     worker_clock(w);
     dispatch_sweep(&w->dispatch);
     tcp_listener_sweep(w, uv_now(&w->loop));
+    dtls_sweep(w, uv_now(&w->loop));
 }
 
 static void close_all(worker_t *w)
@@ -75,6 +77,7 @@ static void close_all(worker_t *w)
     for (size_t i = 0; i < w->ntcp; i++)
         tcp_listener_close(&w->tcp[i]);
     tcp_listener_close_all(w);
+    dtls_close_all(w);
     dispatch_close(&w->dispatch);
     if (w->creds) {
         creds_close(w->creds);
@@ -133,6 +136,48 @@ static void on_wakeup(uv_async_t *a)
         close_all(w);
 }
 
+/* TLS (TCP) and DTLS (UDP) listeners on tls-listening-port of every distinct listening IP. */
+static int open_secure(worker_t *w, const struct sockaddr_storage *addrs, size_t naddrs, char *err,
+                       size_t errlen)
+{
+    tls_t *t = &w->shared->tls;
+    w->tls = t;
+    if (!t->tls && !t->dtls)
+        return 0;
+    if (t->dtls && dtls_init(w) != 0) {
+        snprintf(err, errlen, "worker %d: out of memory", w->id);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < naddrs; i++) {
+        int dup = 0;
+        for (size_t j = 0; j < i && !dup; j++)
+            dup = sa_equal_ip((const struct sockaddr *)&addrs[j], (const struct sockaddr *)&addrs[i]);
+        if (dup)
+            continue;
+        sa_any_t sa;
+        memcpy(&sa, &addrs[i], sa_len((const struct sockaddr *)&addrs[i]));
+        sa_set_port(&sa.sa, (uint16_t)w->cfg->tls_listening_port);
+        char name[SA_STRLEN];
+        sa_format(&sa.sa, name, sizeof(name));
+        int rc;
+        if (t->tls) {
+            if ((rc = tcp_listener_open(w, &w->tcp[w->ntcp], &sa.sa)) != 0) {
+                snprintf(err, errlen, "cannot listen on tls %s: %s", name, strerror(-rc));
+                return rc;
+            }
+            w->tcp[w->ntcp++].secure = 1;
+        }
+        if (t->dtls) {
+            if ((rc = udp_listener_open(w, &w->udp[w->nudp], &sa.sa)) != 0) {
+                snprintf(err, errlen, "cannot listen on dtls %s: %s", name, strerror(-rc));
+                return rc;
+            }
+            w->udp[w->nudp++].secure = 1;
+        }
+    }
+    return 0;
+}
+
 int worker_init(worker_t *w, int id, const cfg_t *cfg, shared_t *shared,
                 const struct sockaddr_storage *addrs, size_t naddrs, char *err, size_t errlen)
 {
@@ -167,8 +212,9 @@ int worker_init(worker_t *w, int id, const cfg_t *cfg, shared_t *shared,
     }
     worker_clock(w);
 
-    w->udp = calloc(naddrs ? naddrs : 1, sizeof(*w->udp));
-    w->tcp = calloc(naddrs ? naddrs : 1, sizeof(*w->tcp));
+    /* Room for a plain and a TLS/DTLS listener per address. */
+    w->udp = calloc(naddrs ? 2 * naddrs : 1, sizeof(*w->udp));
+    w->tcp = calloc(naddrs ? 2 * naddrs : 1, sizeof(*w->tcp));
     w->udp_buf = malloc(WORKER_UDP_BUF);
     if (!w->udp || !w->tcp || !w->udp_buf) {
         snprintf(err, errlen, "worker %d: out of memory", id);
@@ -195,7 +241,7 @@ int worker_init(worker_t *w, int id, const cfg_t *cfg, shared_t *shared,
             w->ntcp++;
         }
     }
-    return 0;
+    return open_secure(w, addrs, naddrs, err, errlen);
 }
 
 static void worker_main(void *arg)

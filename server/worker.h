@@ -16,6 +16,7 @@
 #include "creds.h"
 #include "dispatch.h"
 #include "shared.h"
+#include "tls.h"
 #include "stats.h"
 
 typedef struct worker worker_t;
@@ -33,12 +34,14 @@ typedef struct udp_listener {
     uv_udp_t handle;
     worker_t *w;
     struct sockaddr_storage local;
+    int secure; /* the TLS port: DTLS records here go to dtls.c, plain STUN/TURN still works */
 } udp_listener_t;
 
 typedef struct tcp_listener {
     uv_tcp_t handle;
     worker_t *w;
     struct sockaddr_storage local;
+    int secure; /* TLS */
 } tcp_listener_t;
 typedef struct ip_count ip_count_t;
 
@@ -52,7 +55,9 @@ struct worker {
     const cfg_t *cfg;
     shared_t *shared;
     creds_t *creds;
-    creds_stats_t creds_stats; /* the credential store's counters, readable by any thread */
+    creds_stats_t creds_stats;
+    tls_t *tls;               /* the server's contexts (NULL members when TLS/DTLS are off) */
+    struct dtls_table *dtls;  /* this worker's DTLS sessions */ /* the credential store's counters, readable by any thread */
     int64_t unix_offset_ms; /* wall clock minus loop clock, refreshed by the sweep */
     uv_loop_t loop;
     uv_thread_t thread;

@@ -1,0 +1,343 @@
+/* dtls.c - DTLS sessions on a worker's TLS-port UDP listener (see dtls.h).
+ *
+ * RFC 7350 (TURN over DTLS), RFC 6347 §4.2.1 (stateless cookie exchange), RFC 7983 (demux). Records
+ * are fed to OpenSSL through a memory BIO one datagram at a time; what OpenSSL writes goes through a
+ * small BIO of ours straight to the UDP socket, one datagram per record written, so handshake
+ * flights are never glued into a datagram bigger than the MTU we set.
+ */
+#include "dtls.h"
+
+#include <errno.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "sockaddr_util.h"
+#include "tls.h"
+
+#define DTLS_BUCKETS 4096
+#define DTLS_MTU 1200
+#define DTLS_PLAIN_MAX 16384
+
+typedef struct dtls_sess dtls_sess_t;
+struct dtls_sess {
+    SSL *ssl;
+    worker_t *w;
+    udp_listener_t *l;
+    sa_any_t remote;
+    uint64_t started_ms, last_ms;
+    int established;
+    int closing;
+    dtls_sess_t *hnext, *prev, *next;
+};
+
+/* Where our write BIO sends: a session, or (for the cookie exchange) just a listener and address. */
+typedef struct {
+    udp_listener_t *l;
+    const struct sockaddr *to;
+} dtls_out_t;
+
+struct dtls_table {
+    dtls_sess_t *buckets[DTLS_BUCKETS];
+    dtls_sess_t *all;
+    unsigned count;
+    uint64_t seed;
+    uint8_t plain[DTLS_PLAIN_MAX];
+};
+
+static BIO_METHOD *out_method;
+static uv_once_t out_once = UV_ONCE_INIT;
+
+static int out_write(BIO *b, const char *data, int len)
+{
+    dtls_out_t *o = BIO_get_data(b);
+    if (!o || len <= 0)
+        return len;
+    uv_buf_t buf = worker_cbuf(data, (size_t)len);
+    /* A datagram the kernel will not take now is lost like any other: DTLS retransmits. */
+    (void)uv_udp_try_send(&o->l->handle, &buf, 1, o->to);
+    return len;
+}
+
+static long out_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    (void)b;
+    (void)num;
+    (void)ptr;
+    switch (cmd) {
+    case BIO_CTRL_FLUSH:
+        return 1;
+    case BIO_CTRL_DGRAM_QUERY_MTU:
+        return DTLS_MTU;
+    case BIO_CTRL_WPENDING:
+    case BIO_CTRL_PENDING:
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+static int out_create(BIO *b)
+{
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+static void make_method(void)
+{
+    out_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "uturn-dtls-out");
+    BIO_meth_set_write(out_method, out_write);
+    BIO_meth_set_ctrl(out_method, out_ctrl);
+    BIO_meth_set_create(out_method, out_create);
+}
+
+int dtls_init(worker_t *w)
+{
+    uv_once(&out_once, make_method);
+    w->dtls = calloc(1, sizeof(*w->dtls));
+    if (!w->dtls || !out_method)
+        return -ENOMEM;
+    shared_random(&w->dtls->seed, sizeof(w->dtls->seed));
+    return 0;
+}
+
+static size_t bucket(const struct dtls_table *t, const struct sockaddr *sa, const udp_listener_t *l)
+{
+    uint64_t h = t->seed ^ (uint64_t)(uintptr_t)l;
+    const uint8_t *p = (const uint8_t *)sa;
+    for (socklen_t i = 0; i < sa_len(sa); i++)
+        h = (h ^ p[i]) * 0x100000001b3ULL;
+    return (size_t)(h % DTLS_BUCKETS);
+}
+
+static dtls_sess_t *find(struct dtls_table *t, const struct sockaddr *from, const udp_listener_t *l)
+{
+    for (dtls_sess_t *s = t->buckets[bucket(t, from, l)]; s; s = s->hnext)
+        if (s->l == l && sa_equal(&s->remote.sa, from))
+            return s;
+    return NULL;
+}
+
+static int dtls_send(void *ctx, const struct sockaddr *to, const uint8_t *buf, size_t len)
+{
+    dtls_sess_t *s = ctx;
+    (void)to;
+    if (s->closing || !s->established)
+        return -EPIPE;
+    int n = SSL_write(s->ssl, buf, (int)len);
+    if (n <= 0) {
+        ERR_clear_error();
+        return -EIO;
+    }
+    return 0;
+}
+
+static void describe(dtls_sess_t *s, dispatch_conn_t *c)
+{
+    c->transport = DISPATCH_DTLS;
+    c->remote = &s->remote.sa;
+    c->local = (const struct sockaddr *)&s->l->local;
+    c->send = dtls_send;
+    c->send_ctx = s;
+}
+
+static void sess_free(worker_t *w, dtls_sess_t *s, const char *why)
+{
+    struct dtls_table *t = w->dtls;
+    s->closing = 1;
+    dispatch_conn_t c;
+    describe(s, &c);
+    dispatch_conn_gone(&w->dispatch, &c);
+    for (dtls_sess_t **pp = &t->buckets[bucket(t, &s->remote.sa, s->l)]; *pp; pp = &(*pp)->hnext)
+        if (*pp == s) {
+            *pp = s->hnext;
+            break;
+        }
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        t->all = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    t->count--;
+    stats_gauge_add(&w->stats.dtls_sessions, -1);
+    if (log_enabled(LOG_DEBUG)) {
+        char a[SA_STRLEN];
+        LOGD("dtls_close", "%s: %s", sa_format(&s->remote.sa, a, sizeof(a)), why);
+    }
+    BIO *wb = SSL_get_wbio(s->ssl);
+    free(wb ? BIO_get_data(wb) : NULL);
+    SSL_free(s->ssl);
+    free(s);
+}
+
+void dtls_close_all(worker_t *w)
+{
+    if (!w->dtls)
+        return;
+    while (w->dtls->all)
+        sess_free(w, w->dtls->all, "shutdown");
+    free(w->dtls);
+    w->dtls = NULL;
+}
+
+/* A fresh SSL reading one datagram from a memory BIO and writing through ours to `out`. */
+static SSL *new_ssl(worker_t *w, dtls_out_t *out, const uint8_t *pkt, size_t len)
+{
+    SSL_CTX *ctx = tls_get(w->tls, 1);
+    if (!ctx)
+        return NULL;
+    SSL *ssl = SSL_new(ctx);
+    SSL_CTX_free(ctx);
+    if (!ssl)
+        return NULL;
+    BIO *rb = BIO_new(BIO_s_mem());
+    BIO *wb = BIO_new(out_method);
+    if (!rb || !wb) {
+        BIO_free(rb);
+        BIO_free(wb);
+        SSL_free(ssl);
+        return NULL;
+    }
+    BIO_set_mem_eof_return(rb, -1);
+    BIO_set_data(wb, out);
+    SSL_set_bio(ssl, rb, wb);
+    SSL_set_options(ssl, SSL_OP_NO_QUERY_MTU);
+    DTLS_set_link_mtu(ssl, DTLS_MTU);
+    SSL_set_app_data(ssl, out->to);
+    BIO_write(rb, pkt, (int)len);
+    return ssl;
+}
+
+static void established(worker_t *w, dtls_sess_t *s)
+{
+    s->established = 1;
+    stats_inc(&w->stats.dtls_handshakes);
+}
+
+/* RFC 6347 §4.2.1: no state until the client proves it receives at its address. */
+static void hello(worker_t *w, udp_listener_t *l, const struct sockaddr *from, const uint8_t *pkt,
+                  size_t len)
+{
+    dtls_out_t tmp = {l, from};
+    SSL *ssl = new_ssl(w, &tmp, pkt, len);
+    if (!ssl)
+        return;
+    BIO_ADDR *peer = BIO_ADDR_new();
+    int rc = peer ? DTLSv1_listen(ssl, peer) : -1;
+    BIO_ADDR_free(peer);
+    ERR_clear_error();
+    if (rc != 1) {
+        SSL_free(ssl); /* answered with a HelloVerifyRequest, or not a ClientHello */
+        if (rc == 0)
+            stats_inc(&w->stats.dtls_hello_verify);
+        return;
+    }
+    dtls_sess_t *s = calloc(1, sizeof(*s));
+    dtls_out_t *out = malloc(sizeof(*out));
+    if (!s || !out) {
+        free(s);
+        free(out);
+        SSL_free(ssl);
+        return;
+    }
+    struct dtls_table *t = w->dtls;
+    s->ssl = ssl;
+    s->w = w;
+    s->l = l;
+    memcpy(&s->remote, from, sa_len(from));
+    out->l = l;
+    out->to = &s->remote.sa;
+    BIO_set_data(SSL_get_wbio(ssl), out);
+    SSL_set_app_data(ssl, &s->remote.sa);
+    s->started_ms = s->last_ms = w->dispatch.now_ms;
+    size_t b = bucket(t, from, l);
+    s->hnext = t->buckets[b];
+    t->buckets[b] = s;
+    s->next = t->all;
+    if (t->all)
+        t->all->prev = s;
+    t->all = s;
+    t->count++;
+    stats_gauge_add(&w->stats.dtls_sessions, 1);
+    /* The memory BIO cannot peek: the verified ClientHello was consumed by DTLSv1_listen, so feed
+     * it again for the handshake proper. */
+    BIO_write(SSL_get_rbio(ssl), pkt, (int)len);
+    if (SSL_do_handshake(ssl) == 1)
+        established(w, s);
+    ERR_clear_error();
+}
+
+static void read_records(worker_t *w, dtls_sess_t *s)
+{
+    struct dtls_table *t = w->dtls;
+    for (;;) {
+        int n = SSL_read(s->ssl, t->plain, sizeof(t->plain));
+        if (n <= 0) {
+            int e = SSL_get_error(s->ssl, n);
+            ERR_clear_error();
+            if (e == SSL_ERROR_ZERO_RETURN || e == SSL_ERROR_SSL || e == SSL_ERROR_SYSCALL)
+                sess_free(w, s, e == SSL_ERROR_ZERO_RETURN ? "close_notify" : "TLS error");
+            return;
+        }
+        dispatch_conn_t c;
+        describe(s, &c);
+        (void)dispatch_message(&w->dispatch, &c, t->plain, (size_t)n);
+        if (s->closing)
+            return;
+    }
+}
+
+void dtls_input(worker_t *w, udp_listener_t *l, const struct sockaddr *from, const uint8_t *buf,
+                size_t len)
+{
+    if (!w->dtls)
+        return;
+    dtls_sess_t *s = find(w->dtls, from, l);
+    if (!s) {
+        hello(w, l, from, buf, len);
+        return;
+    }
+    s->last_ms = w->dispatch.now_ms;
+    BIO_write(SSL_get_rbio(s->ssl), buf, (int)len);
+    if (!s->established) {
+        int rc = SSL_do_handshake(s->ssl);
+        if (rc == 1) {
+            established(w, s);
+        } else {
+            int e = SSL_get_error(s->ssl, rc);
+            ERR_clear_error();
+            if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
+                sess_free(w, s, "handshake failed");
+            return;
+        }
+    }
+    read_records(w, s);
+}
+
+void dtls_sweep(worker_t *w, uint64_t now_ms)
+{
+    if (!w->dtls)
+        return;
+    uint64_t stall = (uint64_t)w->cfg->tcp_frame_timeout * 1000;
+    uint64_t idle = (uint64_t)w->cfg->tcp_idle_timeout * 1000;
+    dtls_sess_t *next;
+    for (dtls_sess_t *s = w->dtls->all; s; s = next) {
+        next = s->next;
+        if (!s->established) {
+            if (now_ms - s->started_ms >= stall) {
+                sess_free(w, s, "handshake timeout");
+                continue;
+            }
+            (void)DTLSv1_handle_timeout(s->ssl); /* retransmit our flight if it is due */
+            ERR_clear_error();
+            continue;
+        }
+        dispatch_conn_t c;
+        describe(s, &c);
+        if (now_ms - s->last_ms >= idle && !dispatch_has_allocation(&w->dispatch, &c))
+            sess_free(w, s, "idle");
+    }
+}
