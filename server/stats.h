@@ -103,6 +103,7 @@ typedef struct {
     int64_t tcp_connections;
     int64_t allocations;
     int64_t relay_sockets;
+    int64_t dtls_sessions;
 #define STATS_GAUGE_FIELD(name) int64_t name;
     STATS_GAUGES(STATS_GAUGE_FIELD)
 #undef STATS_GAUGE_FIELD
