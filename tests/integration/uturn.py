@@ -36,6 +36,16 @@ def check(cond, what):
         raise TestFailure(what)
 
 
+def make_cert(path_prefix, cn):
+    """A throw-away self-signed certificate and key (openssl CLI). Returns (cert, key) paths."""
+    cert, key = path_prefix + ".crt", path_prefix + ".key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=" + cn,
+                    "-addext", "subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost"],
+                   check=True, capture_output=True, timeout=30)
+    return cert, key
+
+
 def free_port(host="127.0.0.1"):
     """A port free for both UDP and TCP on host (the daemon binds both)."""
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -71,13 +81,15 @@ def wait_for(cond, timeout, what, interval=0.02):
 class Uturnd:
     """A running uturnd. Use as a context manager: stops it and checks its stderr on exit."""
 
-    def __init__(self, conf=None, args=(), host="127.0.0.1", port=None, threads=2, expect_start=True):
+    def __init__(self, conf=None, args=(), host="127.0.0.1", port=None, threads=2, expect_start=True,
+                 tls_port=None):
         self.host = host
         self.port = port or free_port(host)
+        self.tls_port = tls_port or free_port(host)
         self.dir = tempfile.mkdtemp(prefix="uturn-test-")
         self.conf_path = os.path.join(self.dir, "uturnd.conf")
         base = {"listening-ip": host, "listening-port": str(self.port), "relay-threads": str(threads),
-                "log-level": "debug"}
+                "log-level": "debug", "tls-listening-port": str(self.tls_port)}
         lines = ["%s = %s" % kv for kv in base.items()]
         for line in (conf or []):
             lines.append(line)
@@ -284,9 +296,10 @@ def start_peer(host="127.0.0.1"):
     return p, port
 
 
-def uclient(server, args, timeout=60):
-    """Run turnutils_uclient against `server` (a Uturnd); returns (sent, received, lost, output)."""
-    cmd = ["turnutils_uclient", "-p", str(server.port)] + list(args) + [server.host]
+def uclient(server, args, timeout=60, port=None):
+    """Run turnutils_uclient against `server` (a Uturnd; `port` overrides its plain port, e.g. the TLS
+    port); returns (sent, received, lost, output)."""
+    cmd = ["turnutils_uclient", "-p", str(port or server.port)] + list(args) + [server.host]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     text = out.stdout + out.stderr
     sent = re.findall(r"tot_send_msgs=(\d+)", text)
@@ -369,6 +382,14 @@ class TurnClient:
         if transport == "udp":
             self.sock = socket.socket(fam, socket.SOCK_DGRAM)
             self.sock.bind((server.host, 0))
+        elif transport == "tls":
+            import ssl
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE  # tests use a throw-away self-signed certificate
+            ctx.set_alpn_protocols(["stun.turn"])
+            raw = socket.create_connection((server.host, server.tls_port), timeout=5)
+            self.sock = ctx.wrap_socket(raw)
         else:
             self.sock = socket.create_connection((server.host, server.port), timeout=5)
         self.realm = self.nonce = None
@@ -389,7 +410,7 @@ class TurnClient:
         if self.transport == "udp":
             self.sock.sendto(data, (self.server.host, self.server.port))
         else:
-            self.sock.sendall(data)
+            self.sock.sendall(data)  # TCP, or TLS
 
     def recv_raw(self, timeout=3.0):
         """One datagram or one stream frame (STUN or ChannelData); None on timeout."""
