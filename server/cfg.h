@@ -60,7 +60,8 @@ typedef struct cfg {
     int log_level, log_format;
     char *admin_listen;
     cfg_list_t admin_token;
-    cfg_list_t alternate_server;
+    cfg_list_t alternate_server, tls_alternate_server;
+    char *alternate_domain;
     bool drain_exit;
 } cfg_t;
 

@@ -113,6 +113,10 @@ const cfg_entry_t cfg_table[] = {
      "admin API bearer token, 16+ characters; ro:TOKEN is read-only (repeatable; ours)"},
     {"alternate-server", CFG_LIST, OFF(alternate_server), NULL, 0, 0, NULL, 0,
      "IP[:PORT] offered with 300 Try Alternate when full or draining (repeatable)"},
+    {"tls-alternate-server", CFG_LIST, OFF(tls_alternate_server), NULL, 0, 0, NULL, 0,
+     "IP[:PORT] offered to TLS and DTLS clients instead of alternate-server (repeatable)"},
+    {"alternate-domain", CFG_STR, OFF(alternate_domain), NULL, 0, 0, NULL, 0,
+     "name sent as ALTERNATE-DOMAIN to TLS/DTLS clients with 300 (ours; default: server-name)"},
     {"drain-exit", CFG_BOOL, OFF(drain_exit), "false", 0, 0, NULL, 0,
      "exit when draining and the last allocation ends (ours)"},
     /* coturn options that describe what uturn always does */

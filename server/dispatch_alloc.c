@@ -249,13 +249,18 @@ static void allocate_success(dispatch_t *d, const dispatch_conn_t *conn, const s
 static int try_alternate(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg,
                          const dispatch_auth_t *auth)
 {
-    const struct sockaddr *alt = shared_alternate(d->shared);
+    int secure = conn->transport == DISPATCH_TLS || conn->transport == DISPATCH_DTLS;
+    const struct sockaddr *alt = shared_alternate(d->shared, secure);
     if (!alt)
         return 0;
     stun_build_t b;
     dispatch_begin(d, &b, msg, STUN_CLASS_ERROR);
     stun_build_error(&b, STUN_ERR_TRY_ALTERNATE, NULL);
     stun_build_addr(&b, STUN_ATTR_ALTERNATE_SERVER, alt);
+    /* RFC 8489 §14.16: over (D)TLS the client verifies the alternate's certificate by this name. */
+    const char *domain = d->cfg->alternate_domain ? d->cfg->alternate_domain : d->cfg->server_name;
+    if (secure && domain)
+        stun_build_attr(&b, STUN_ATTR_ALTERNATE_DOMAIN, domain, strlen(domain));
     stats_inc(&d->stats->stun_error_responses);
     (void)dispatch_finish(d, conn, msg, &b, auth);
     return 1;

@@ -117,13 +117,13 @@ bad:
 }
 
 /* alternate-server = IP, IP:PORT, [IPv6]:PORT or a bare IPv6 address. */
-static int parse_alternates(shared_t *s, char *err, size_t errlen)
+static int parse_alternate_list(const cfg_list_t *l, const char *key, sa_any_t **out, size_t *nout,
+                                char *err, size_t errlen)
 {
-    const cfg_list_t *l = &s->cfg->alternate_server;
     if (l->n == 0)
         return 0;
-    s->alternates = calloc(l->n, sizeof(*s->alternates));
-    if (!s->alternates) {
+    *out = calloc(l->n, sizeof(**out));
+    if (!*out) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -154,22 +154,36 @@ static int parse_alternates(shared_t *s, char *err, size_t errlen)
         struct sockaddr_storage ss;
         if (sa_parse_ip(host, (uint16_t)port, &ss) != 0)
             goto bad;
-        memcpy(&s->alternates[i], &ss, sa_len((struct sockaddr *)&ss));
-        s->nalternates++;
+        memcpy(&(*out)[i], &ss, sa_len((struct sockaddr *)&ss));
+        (*nout)++;
         continue;
     bad:
-        snprintf(err, errlen, "'alternate-server': '%s' is not IP, IP:PORT or [IPv6]:PORT", v);
+        snprintf(err, errlen, "'%s': '%s' is not IP, IP:PORT or [IPv6]:PORT", key, v);
         return -1;
     }
     return 0;
 }
 
-const struct sockaddr *shared_alternate(shared_t *s)
+static int parse_alternates(shared_t *s, char *err, size_t errlen)
 {
-    if (s->nalternates == 0)
+    return parse_alternate_list(&s->cfg->alternate_server, "alternate-server", &s->alternates,
+                                &s->nalternates, err, errlen) ||
+           parse_alternate_list(&s->cfg->tls_alternate_server, "tls-alternate-server",
+                                &s->tls_alternates, &s->ntls_alternates, err, errlen);
+}
+
+const struct sockaddr *shared_alternate(shared_t *s, int secure)
+{
+    sa_any_t *list = s->alternates;
+    size_t n = s->nalternates;
+    if (secure && s->ntls_alternates) {
+        list = s->tls_alternates;
+        n = s->ntls_alternates;
+    }
+    if (n == 0)
         return NULL;
     unsigned i = atomic_fetch_add(&s->alternate_next, 1);
-    return &s->alternates[i % s->nalternates].sa;
+    return &list[i % n].sa;
 }
 
 static int init_relays(shared_t *s, const struct sockaddr_storage *listen, size_t nlisten, char *err,
@@ -262,6 +276,7 @@ void shared_close(shared_t *s)
     free(s->allow);
     free(s->deny);
     free(s->alternates);
+    free(s->tls_alternates);
     memset(s, 0, sizeof(*s));
 }
 

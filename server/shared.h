@@ -51,6 +51,8 @@ typedef struct {
     int nrelay6;
     sa_any_t *alternates; /* alternate-server, in order; picked round-robin */
     size_t nalternates;
+    sa_any_t *tls_alternates; /* tls-alternate-server */
+    size_t ntls_alternates;
     _Atomic unsigned alternate_next;
     /* Quotas. */
     uv_mutex_t quota_lock;
@@ -70,8 +72,9 @@ int shared_init(shared_t *s, const cfg_t *cfg, const struct sockaddr_storage *li
                 char *err, size_t errlen);
 void shared_close(shared_t *s);
 
-/* The next alternate server (round-robin), or NULL when none is configured. */
-const struct sockaddr *shared_alternate(shared_t *s);
+/* The next alternate server (round-robin) for a client over TLS/DTLS (`secure`) or not, or NULL
+ * when none is configured. */
+const struct sockaddr *shared_alternate(shared_t *s, int secure);
 
 /* Quotas (RFC 8656 §7.2: 486 per user, 508 when the server is full). Returns 0 and counts the
  * allocation, or -EDQUOT (user-quota) / -ENOSPC (total-quota). */
