@@ -1,0 +1,579 @@
+/* admin.c - the admin HTTP API's daemon: libmicrohttpd on a pool of its own threads, the route
+ * table, bearer-token authentication and the request body rules.
+ *
+ * RFC 6750 §2.1 (Authorization: Bearer) and §3 (WWW-Authenticate on 401), RFC 9110 §15 (401, 403,
+ * 404, 405 with Allow, 413, 415). Every route but /healthz needs a token from `admin-token`; a
+ * token written "ro:TOKEN" is read-only (403 on anything that changes state or mints
+ * credentials). Tokens are compared as SHA-256 digests in constant time, so neither their bytes
+ * nor their length leak through timing, and they are read from the live config snapshot so a
+ * reload rotates them. Routing and authentication happen when the headers are in, before any
+ * body byte is read: an unauthenticated or oversized upload is refused without being buffered.
+ * Bodies are capped at ADMIN_MAX_BODY, and libmicrohttpd bounds the rest: header memory per
+ * connection, connections in all and per IP, and an idle timeout that closes slow (slowloris)
+ * connections.
+ */
+#include "admin_int.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+#include <openssl/sha.h>
+
+#include "log.h"
+#include "sockaddr_util.h"
+#include "stun_auth.h"
+
+#define POOL_THREADS 4
+#define CONN_TIMEOUT_S 10
+#define CONN_LIMIT 1024
+#define CONN_PER_IP 256
+#define CONN_MEMORY (32 * 1024) /* request line + headers per connection */
+#define TOKEN_MIN 16
+
+#if MHD_VERSION < 0x00097002
+typedef int mhd_result_t;
+#else
+typedef enum MHD_Result mhd_result_t;
+#endif
+
+static const admin_route_t routes[] = {
+    {ADMIN_GET, "/healthz", ADMIN_R_PUBLIC, admin_h_healthz},
+    {ADMIN_GET, "/readyz", ADMIN_R_RO, admin_h_readyz},
+    {ADMIN_GET, "/metrics", ADMIN_R_RO, admin_h_metrics},
+    {ADMIN_GET, "/api/v1/stats", ADMIN_R_RO, admin_h_stats},
+    {ADMIN_GET, "/api/v1/allocations", ADMIN_R_RO, admin_h_allocs_list},
+    {ADMIN_GET, "/api/v1/allocations/*", ADMIN_R_RO, admin_h_alloc_get},
+    {ADMIN_DELETE, "/api/v1/allocations/*", 0, admin_h_alloc_delete},
+    {ADMIN_GET, "/api/v1/realms/*/users", ADMIN_R_RO, admin_h_users_list},
+    {ADMIN_GET, "/api/v1/realms/*/users/*", ADMIN_R_RO, admin_h_user_get},
+    {ADMIN_PUT, "/api/v1/realms/*/users/*", ADMIN_R_BODY, admin_h_user_put},
+    {ADMIN_DELETE, "/api/v1/realms/*/users/*", 0, admin_h_user_delete},
+    {ADMIN_GET, "/api/v1/realms/*/secrets", ADMIN_R_RO, admin_h_secrets_list},
+    {ADMIN_POST, "/api/v1/realms/*/secrets", ADMIN_R_OPTBODY, admin_h_secret_add},
+    {ADMIN_DELETE, "/api/v1/realms/*/secrets/*", 0, admin_h_secret_delete},
+    {ADMIN_POST, "/api/v1/credentials", ADMIN_R_BODY, admin_h_credentials},
+    {ADMIN_DELETE, "/api/v1/credentials/*", 0, admin_h_credential_revoke},
+    {ADMIN_GET | ADMIN_POST, "/api/v1/turn-credentials", ADMIN_R_KEYARG | ADMIN_R_OPTBODY,
+     admin_h_turn_credentials},
+    {ADMIN_POST, "/api/v1/drain", ADMIN_R_OPTBODY, admin_h_drain},
+    {ADMIN_POST, "/api/v1/reload", ADMIN_R_OPTBODY, admin_h_reload},
+};
+#define NROUTES (sizeof(routes) / sizeof(routes[0]))
+
+/* ---- paths and routes ---- */
+
+static int method_bit(const char *m)
+{
+    if (strcmp(m, "GET") == 0)
+        return ADMIN_GET;
+    if (strcmp(m, "HEAD") == 0)
+        return ADMIN_GET; /* libmicrohttpd sends the headers only */
+    if (strcmp(m, "PUT") == 0)
+        return ADMIN_PUT;
+    if (strcmp(m, "POST") == 0)
+        return ADMIN_POST;
+    if (strcmp(m, "DELETE") == 0)
+        return ADMIN_DELETE;
+    return 0;
+}
+
+/* Split the raw path (libmicrohttpd leaves it escaped: see no_unescape) into decoded segments, so
+ * that "%2F" inside a user name stays inside its segment. 0, -1 (bad escape: 400), -2 (too many
+ * segments: 404), -3 (out of memory). */
+static int split_path(admin_req_t *r, const char *url)
+{
+    const char *p = url;
+    if (*p != '/')
+        return -1;
+    while (*p) {
+        while (*p == '/')
+            p++;
+        if (!*p)
+            break;
+        const char *e = strchr(p, '/');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        if (r->nseg == ADMIN_MAX_SEGS)
+            return -2;
+        size_t len;
+        char *s = admin_pct_decode(p, n, false, &len);
+        if (!s)
+            return -1;
+        r->seg[r->nseg] = s;
+        r->seglen[r->nseg++] = len;
+        p += n;
+    }
+    return 0;
+}
+
+static bool route_matches(const admin_route_t *rt, const admin_req_t *r)
+{
+    const char *p = rt->pattern;
+    int i = 0;
+    while (*p) {
+        p++; /* '/' */
+        const char *e = strchr(p, '/');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        if (i >= r->nseg)
+            return false;
+        if (!(n == 1 && *p == '*') && (n != r->seglen[i] || memcmp(p, r->seg[i], n) != 0))
+            return false;
+        i++;
+        p += n;
+    }
+    return i == r->nseg;
+}
+
+/* The route for the request, or NULL with *allow set to the methods the path has (0: none). */
+static const admin_route_t *find_route(const admin_req_t *r, int *allow)
+{
+    *allow = 0;
+    for (size_t i = 0; i < NROUTES; i++) {
+        if (!route_matches(&routes[i], r))
+            continue;
+        *allow |= routes[i].methods;
+        if (routes[i].methods & r->method)
+            return &routes[i];
+    }
+    return NULL;
+}
+
+static const char *allow_header(int m)
+{
+    static const char *const names[] = {"GET, HEAD", "PUT", "POST", "DELETE"};
+    static __thread char buf[64];
+    buf[0] = 0;
+    for (int i = 0; i < 4; i++)
+        if (m & (1 << i)) {
+            if (buf[0])
+                strcat(buf, ", ");
+            strcat(buf, names[i]);
+        }
+    return buf;
+}
+
+/* ---- authentication ---- */
+
+enum auth_result { AUTH_NONE = 0, AUTH_RO = 1, AUTH_FULL = 2 };
+
+/* Compare `got` with every configured token, always all of them, on digests. */
+static enum auth_result check_token(const admin_t *a, const char *got, size_t glen)
+{
+    const cfg_t *cfg = atomic_load(&a->s->shared.live);
+    uint8_t hg[SHA256_DIGEST_LENGTH], ht[SHA256_DIGEST_LENGTH];
+    enum auth_result res = AUTH_NONE;
+    SHA256((const unsigned char *)got, glen, hg);
+    for (size_t i = 0; i < cfg->admin_token.n; i++) {
+        const char *t = cfg->admin_token.v[i];
+        bool ro = strncmp(t, "ro:", 3) == 0;
+        if (ro)
+            t += 3;
+        size_t tlen = strlen(t);
+        if (tlen < TOKEN_MIN)
+            continue; /* refused at start; a reload may bring one in: never accept it */
+        SHA256((const unsigned char *)t, tlen, ht);
+        if (stun_auth_ct_equal(hg, ht, sizeof(hg)) == 0) {
+            enum auth_result m = ro ? AUTH_RO : AUTH_FULL;
+            if (m > res)
+                res = m;
+        }
+    }
+    return res;
+}
+
+static enum auth_result authenticate(admin_req_t *r)
+{
+    const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
+    if (h) {
+        while (*h == ' ')
+            h++;
+        if (strncasecmp(h, "Bearer ", 7) != 0)
+            return AUTH_NONE;
+        h += 7;
+        while (*h == ' ')
+            h++;
+        size_t n = strlen(h);
+        while (n && (h[n - 1] == ' ' || h[n - 1] == '\t'))
+            n--;
+        return n ? check_token(r->a, h, n) : AUTH_NONE;
+    }
+    if (r->route && (r->route->flags & ADMIN_R_KEYARG)) {
+        char key[512];
+        bool bad = false;
+        const char *k = admin_query(r, "key", key, sizeof(key), &bad);
+        if (k && !bad && *k)
+            return check_token(r->a, k, strlen(k));
+    }
+    return AUTH_NONE;
+}
+
+/* ---- libmicrohttpd glue ---- */
+
+static size_t no_unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+    /* Keep the path escaped: split_path decodes segment by segment. Query values are decoded by
+     * admin_query. */
+    return strlen(s);
+}
+
+static uv_mutex_t log_lock;
+static log_limit_t log_lim;
+
+static void init_log_lock(void) { uv_mutex_init(&log_lock); }
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char buf[512];
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    size_t n = strlen(buf);
+    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        buf[--n] = 0;
+    uv_mutex_lock(&log_lock);
+    int ok = log_limit_take(&log_lim, uv_hrtime() / 1000000, 1.0, 10.0);
+    uv_mutex_unlock(&log_lock);
+    if (ok)
+        LOGW("admin", "http: %s", buf);
+}
+
+static void req_free(admin_req_t *r)
+{
+    for (int i = 0; i < r->nseg; i++)
+        free(r->seg[i]);
+    free(r->body);
+    if (r->json)
+        json_decref(r->json);
+    free(r->resp);
+    free(r);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    if (*con_cls)
+        req_free(*con_cls);
+    *con_cls = NULL;
+}
+
+static mhd_result_t send_reply(admin_req_t *r)
+{
+    if (!r->answered)
+        admin_reply_error(r, 500, "internal", "the handler gave no answer");
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(r->resp_len, r->resp, MHD_RESPMEM_MUST_FREE);
+    if (!resp)
+        return MHD_NO;
+    r->resp = NULL; /* libmicrohttpd frees it with the response */
+    MHD_add_response_header(resp, "Content-Type", r->ctype);
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    if (r->allow)
+        MHD_add_response_header(resp, "Allow", r->allow);
+    if (r->www_authenticate)
+        MHD_add_response_header(resp, "WWW-Authenticate", "Bearer realm=\"uturn\"");
+    mhd_result_t rc = MHD_queue_response(r->conn, r->status, resp);
+    MHD_destroy_response(resp);
+    return rc;
+}
+
+static bool is_json_ctype(const char *ct)
+{
+    if (!ct)
+        return false;
+    while (*ct == ' ')
+        ct++;
+    size_t n = strlen("application/json");
+    return strncasecmp(ct, "application/json", n) == 0 &&
+           (ct[n] == 0 || ct[n] == ';' || ct[n] == ' ');
+}
+
+/* Everything decided from the request line and headers. Returns 1 to go on (read the body), 0
+ * when r now holds the answer. */
+static int on_headers(admin_req_t *r, const char *url, const char *method)
+{
+    r->method = method_bit(method);
+    int rc = split_path(r, url);
+    if (rc == -3) {
+        admin_reply_error(r, 500, "internal", "out of memory");
+        return 0;
+    }
+    int allow = 0;
+    if (rc == 0 && r->method)
+        r->route = find_route(r, &allow);
+    bool public = r->route && (r->route->flags & ADMIN_R_PUBLIC);
+    if (!public) {
+        /* Authenticate first: nobody learns which paths exist without a token. */
+        enum auth_result ar = authenticate(r);
+        if (ar == AUTH_NONE) {
+            r->www_authenticate = true;
+            admin_reply_error(r, 401, "unauthorized",
+                              "a valid 'Authorization: Bearer <admin-token>' header is required");
+            return 0;
+        }
+        r->readonly = ar == AUTH_RO;
+    }
+    if (rc == -1) {
+        admin_reply_error(r, 400, "bad_path", "the path has a bad percent-escape");
+        return 0;
+    }
+    if (!r->route) {
+        if (allow && rc == 0) {
+            r->allow = allow_header(allow);
+            admin_reply_error(r, 405, "method_not_allowed", "%s is not allowed here (allowed: %s)",
+                              method, r->allow);
+        } else {
+            admin_reply_error(r, 404, "not_found", "no such resource");
+        }
+        return 0;
+    }
+    if (r->readonly && !(r->route->flags & ADMIN_R_RO)) {
+        admin_reply_error(r, 403, "read_only_token",
+                          "this token is read-only; %s %s needs a full admin-token", method, url);
+        return 0;
+    }
+    const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Length");
+    const char *te = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Transfer-Encoding");
+    bool has_body = (cl && strtoull(cl, NULL, 10) > 0) || te;
+    if (cl && strtoull(cl, NULL, 10) > ADMIN_MAX_BODY) {
+        admin_reply_error(r, 413, "body_too_large", "the body is over %d bytes", ADMIN_MAX_BODY);
+        return 0;
+    }
+    if (has_body &&
+        !is_json_ctype(MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Type"))) {
+        admin_reply_error(r, 415, "unsupported_media_type",
+                          "a request body must be 'Content-Type: application/json'");
+        return 0;
+    }
+    return 1;
+}
+
+/* The whole body is in: parse it and run the handler. */
+static void on_request(admin_req_t *r)
+{
+    unsigned fl = r->route->flags;
+    if ((fl & (ADMIN_R_BODY | ADMIN_R_OPTBODY)) && r->body_len > 0) {
+        json_error_t je;
+        r->json = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &je);
+        if (!r->json) {
+            admin_reply_error(r, 400, "bad_json", "the body is not JSON: %s (line %d, column %d)",
+                              je.text, je.line, je.column);
+            return;
+        }
+        if (!json_is_object(r->json)) {
+            admin_reply_error(r, 400, "bad_json", "the body must be a JSON object");
+            return;
+        }
+    } else if ((fl & ADMIN_R_BODY) && r->body_len == 0) {
+        admin_reply_error(r, 400, "missing_body", "this request needs a JSON object body");
+        return;
+    }
+    r->route->fn(r);
+}
+
+static mhd_result_t on_access(void *cls, struct MHD_Connection *conn, const char *url,
+                              const char *method, const char *version, const char *upload_data,
+                              size_t *upload_data_size, void **con_cls)
+{
+    admin_req_t *r = *con_cls;
+    if (!r) {
+        if (!(r = calloc(1, sizeof(*r))))
+            return MHD_NO;
+        r->a = cls;
+        r->conn = conn;
+        *con_cls = r;
+        if (!on_headers(r, url, method))
+            return send_reply(r);
+        return MHD_YES;
+    }
+    if (r->answered)
+        return MHD_YES; /* answered already; the rest of the upload is discarded */
+    if (*upload_data_size > 0) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        if (r->too_big || r->body_len + n > ADMIN_MAX_BODY) {
+            r->too_big = true; /* chunked or lying Content-Length: stop buffering */
+            admin_reply_error(r, 413, "body_too_large", "the body is over %d bytes",
+                              ADMIN_MAX_BODY);
+            return send_reply(r);
+        }
+        if (r->body_len + n > r->body_cap) {
+            size_t cap = r->body_cap ? r->body_cap : 1024;
+            while (cap < r->body_len + n)
+                cap *= 2;
+            char *b = realloc(r->body, cap);
+            if (!b)
+                return MHD_NO;
+            r->body = b;
+            r->body_cap = cap;
+        }
+        memcpy(r->body + r->body_len, upload_data, n);
+        r->body_len += n;
+        return MHD_YES;
+    }
+    on_request(r);
+    return send_reply(r);
+}
+
+/* ---- start and stop ---- */
+
+/* admin-listen: "IP", "IP:PORT", "[IPv6]", "[IPv6]:PORT", or a bare IPv6 address. */
+static int parse_listen(const char *v, struct sockaddr_storage *ss)
+{
+    char host[128];
+    long port = ADMIN_DEFAULT_PORT;
+    const char *p = NULL;
+    if (v[0] == '[') {
+        const char *e = strchr(v, ']');
+        if (!e || (size_t)(e - v - 1) >= sizeof(host))
+            return -1;
+        memcpy(host, v + 1, (size_t)(e - v - 1));
+        host[e - v - 1] = 0;
+        if (e[1] == ':')
+            p = e + 2;
+        else if (e[1])
+            return -1;
+    } else {
+        const char *c = strchr(v, ':');
+        if (c && strchr(c + 1, ':')) { /* a bare IPv6 address */
+            if (strlen(v) >= sizeof(host))
+                return -1;
+            strcpy(host, v);
+        } else {
+            size_t n = c ? (size_t)(c - v) : strlen(v);
+            if (n >= sizeof(host))
+                return -1;
+            memcpy(host, v, n);
+            host[n] = 0;
+            if (c)
+                p = c + 1;
+        }
+    }
+    if (p) {
+        char *end;
+        if (!*p || !isdigit((unsigned char)*p))
+            return -1;
+        port = strtol(p, &end, 10);
+        if (*end || port < 1 || port > 65535)
+            return -1;
+    }
+    if (strcmp(host, "localhost") == 0)
+        strcpy(host, "127.0.0.1");
+    return sa_parse_ip(host, (uint16_t)port, ss) == 0 ? 0 : -1;
+}
+
+static int check_tokens(const cfg_t *cfg, char *err, size_t errlen)
+{
+    if (cfg->admin_token.n == 0) {
+        snprintf(err, errlen, "'admin-listen' needs at least one 'admin-token'");
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < cfg->admin_token.n; i++) {
+        const char *t = cfg->admin_token.v[i];
+        if (strncmp(t, "ro:", 3) == 0)
+            t += 3;
+        size_t n = strlen(t);
+        bool ok = n >= TOKEN_MIN;
+        for (size_t j = 0; j < n && ok; j++)
+            ok = t[j] > 0x20 && t[j] < 0x7f;
+        if (!ok) {
+            snprintf(err, errlen,
+                     "'admin-token' #%zu: a token must be at least %d printable characters without "
+                     "spaces (e.g. from `openssl rand -hex 32`)",
+                     i + 1, TOKEN_MIN);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+static int open_listener(admin_t *a, const char *v, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    if (parse_listen(v, &ss) != 0) {
+        snprintf(err, errlen,
+                 "'admin-listen' '%s' is not IP[:PORT] or [IPv6][:PORT] (port %d when omitted)", v,
+                 ADMIN_DEFAULT_PORT);
+        return -EINVAL;
+    }
+    sa_format((struct sockaddr *)&ss, a->listen_name, sizeof(a->listen_name));
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        goto fail;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (ss.ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    if (bind(fd, (struct sockaddr *)&ss, sa_len((struct sockaddr *)&ss)) != 0 ||
+        listen(fd, 128) != 0)
+        goto fail;
+    a->fd = fd;
+    a->family = ss.ss_family;
+    return 0;
+fail:;
+    int e = errno;
+    if (fd >= 0)
+        close(fd);
+    snprintf(err, errlen, "cannot listen on admin-listen %s: %s", a->listen_name, strerror(e));
+    return -e;
+}
+
+int admin_start(server_t *s, struct admin **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    int rc = check_tokens(s->cfg, err, errlen);
+    if (rc != 0)
+        return rc;
+    admin_t *a = calloc(1, sizeof(*a));
+    if (!a) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    a->s = s;
+    a->fd = -1;
+    a->start_unix_ms = admin_unix_ms();
+    a->start_hr = uv_hrtime();
+    if ((rc = open_listener(a, s->cfg->admin_listen, err, errlen)) != 0) {
+        free(a);
+        return rc;
+    }
+    static uv_once_t once = UV_ONCE_INIT;
+    uv_once(&once, init_log_lock);
+    a->redis = admin_redis_new(s->shared.creds);
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG | MHD_USE_EPOLL;
+    if (a->family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    a->mhd = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_access, a, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+        MHD_OPTION_LISTEN_SOCKET, a->fd,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)POOL_THREADS, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)CONN_TIMEOUT_S, MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONN_LIMIT,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)CONN_PER_IP,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, a, MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, NULL, MHD_OPTION_END);
+    if (!a->mhd) {
+        snprintf(err, errlen, "cannot start the admin API on %s", a->listen_name);
+        close(a->fd);
+        admin_redis_free(a->redis);
+        free(a);
+        return -EIO;
+    }
+    a->fd = -1; /* libmicrohttpd owns the listening socket now and closes it on stop */
+    LOGI("admin", "admin API on http://%s (%zu tokens)", a->listen_name, s->cfg->admin_token.n);
+    *out = a;
+    return 0;
+}
+
+void admin_stop(struct admin *a)
+{
+    if (!a)
+        return;
+    MHD_stop_daemon(a->mhd); /* joins the pool threads; requests in progress finish first */
+    admin_redis_free(a->redis);
+    free(a);
+}

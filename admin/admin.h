@@ -1,0 +1,27 @@
+/* admin.h - the admin HTTP API of uturnd (libmicrohttpd on threads of its own).
+ *
+ * Routes, status codes and bodies are specified in docs/openapi.yaml; docs/ADMIN.md shows them in
+ * use. The admin threads never touch a worker's objects: statistics come from server_stats() and
+ * the workers' single-writer counters, allocations are listed and terminated by tasks posted to
+ * the owning worker (worker_post) with a bounded wait for the answer, and credentials are written to
+ * Redis over a synchronous connection of the admin's own.
+ */
+#ifndef UTURN_ADMIN_H
+#define UTURN_ADMIN_H
+
+#include <stddef.h>
+
+#include "server.h"
+
+struct admin;
+
+/* Start the API on the config's admin-listen address (IP[:PORT], [IPv6][:PORT]; port 8089 when
+ * omitted) once the workers run. Needs at least one admin-token. Returns 0 and *out, or -errno with
+ * a message naming the setting or address at fault in `err` (nothing is left running). Main
+ * thread. `s` must outlive the admin. */
+int admin_start(server_t *s, struct admin **out, char *err, size_t errlen);
+/* Stop accepting, wait for requests in progress (each bounded by its own timeouts), free. NULL is
+ * a no-op. Main thread, before the workers stop. */
+void admin_stop(struct admin *a);
+
+#endif

@@ -1,0 +1,395 @@
+/* admin_metrics.c - health, readiness, Prometheus metrics, JSON statistics, drain and reload.
+ *
+ * Prometheus text exposition format 0.0.4: counters end in _total, sizes are bytes and times
+ * seconds, every metric has HELP and TYPE, and labels come from fixed sets (transport, family,
+ * direction, reason, result) plus `worker`, bounded by relay-threads (at most 256). All figures
+ * come from the workers' single-writer counters (server_stats() and stats_accumulate() per
+ * worker), so a scrape costs no worker anything.
+ */
+#include "admin_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+
+/* ---- figures ---- */
+
+typedef struct {
+    stats_snapshot_t all;
+    double uptime_s;
+    long ports_total, ports_free;
+    int draining;
+} figures_t;
+
+static void figures(admin_t *a, figures_t *f)
+{
+    server_t *s = a->s;
+    server_stats(s, &f->all);
+    f->uptime_s = (double)(uv_hrtime() - a->start_hr) / 1e9;
+    long span = (long)s->cfg->max_port - s->cfg->min_port + 1;
+    f->ports_total = span * (s->shared.nrelay4 + s->shared.nrelay6);
+    f->ports_free = f->ports_total - (long)f->all.relay_sockets;
+    if (f->ports_free < 0)
+        f->ports_free = 0;
+    f->draining = server_draining(s);
+}
+
+/* ---- Prometheus text ---- */
+
+typedef struct {
+    char *buf;
+    size_t len, cap;
+    bool oom;
+} out_t;
+
+__attribute__((format(printf, 2, 3))) static void put(out_t *o, const char *fmt, ...)
+{
+    if (o->oom)
+        return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(o->buf + o->len, o->cap - o->len, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            o->oom = true;
+            return;
+        }
+        if ((size_t)n < o->cap - o->len) {
+            o->len += (size_t)n;
+            return;
+        }
+        size_t cap = o->cap * 2 + (size_t)n;
+        char *b = realloc(o->buf, cap);
+        if (!b) {
+            o->oom = true;
+            return;
+        }
+        o->buf = b;
+        o->cap = cap;
+    }
+}
+
+static void head(out_t *o, const char *name, const char *type, const char *help)
+{
+    put(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void one(out_t *o, const char *name, const char *type, const char *help, double v)
+{
+    head(o, name, type, help);
+    put(o, "%s %.17g\n", name, v);
+}
+
+static void u64(out_t *o, const char *name, const char *type, const char *help, uint64_t v)
+{
+    head(o, name, type, help);
+    put(o, "%s %llu\n", name, (unsigned long long)v);
+}
+
+static void lab(out_t *o, const char *name, const char *label, const char *value, uint64_t v)
+{
+    put(o, "%s{%s=\"%s\"} %llu\n", name, label, value, (unsigned long long)v);
+}
+
+static void render(admin_t *a, out_t *o)
+{
+    figures_t f;
+    figures(a, &f);
+    const stats_snapshot_t *st = &f.all;
+    server_t *s = a->s;
+
+    head(o, "uturn_build_info", "gauge", "uturnd version (always 1).");
+    put(o, "uturn_build_info{version=\"%s\"} 1\n", PACKAGE_VERSION);
+    one(o, "uturn_uptime_seconds", "gauge", "Seconds since the admin API started.", f.uptime_s);
+    u64(o, "uturn_workers", "gauge", "Worker threads.", (uint64_t)st->workers);
+    u64(o, "uturn_draining", "gauge", "1 while draining (new allocations refused).",
+        (uint64_t)f.draining);
+
+    head(o, "uturn_allocations", "gauge", "Current allocations by client transport.");
+    lab(o, "uturn_allocations", "transport", "udp", (uint64_t)st->alloc_cur_udp);
+    lab(o, "uturn_allocations", "transport", "tcp", (uint64_t)st->alloc_cur_tcp);
+    lab(o, "uturn_allocations", "transport", "tls", (uint64_t)st->alloc_cur_tls);
+    lab(o, "uturn_allocations", "transport", "dtls", (uint64_t)st->alloc_cur_dtls);
+    head(o, "uturn_relayed_addresses", "gauge",
+         "Current relayed transport addresses by family (a dual-stack allocation has two).");
+    lab(o, "uturn_relayed_addresses", "family", "ipv4", (uint64_t)st->alloc_cur_ipv4);
+    lab(o, "uturn_relayed_addresses", "family", "ipv6", (uint64_t)st->alloc_cur_ipv6);
+    u64(o, "uturn_allocations_created_total", "counter", "Allocations created.",
+        st->alloc_created);
+    u64(o, "uturn_allocations_expired_total", "counter", "Allocations that expired.",
+        st->alloc_expired);
+    u64(o, "uturn_allocations_deleted_total", "counter",
+        "Allocations deleted (Refresh 0, connection closed, admin, revocation).", st->alloc_deleted);
+    u64(o, "uturn_allocations_failed_total", "counter",
+        "Allocate requests that failed after authentication (no port, no family).",
+        st->alloc_failed);
+
+    head(o, "uturn_relay_bytes_total", "counter", "Payload bytes relayed.");
+    lab(o, "uturn_relay_bytes_total", "direction", "client_to_peer", st->relay_client_to_peer_bytes);
+    lab(o, "uturn_relay_bytes_total", "direction", "peer_to_client", st->relay_peer_to_client_bytes);
+    head(o, "uturn_relay_packets_total", "counter", "Datagrams relayed.");
+    lab(o, "uturn_relay_packets_total", "direction", "client_to_peer",
+        st->relay_client_to_peer_packets);
+    lab(o, "uturn_relay_packets_total", "direction", "peer_to_client",
+        st->relay_peer_to_client_packets);
+    head(o, "uturn_relay_messages_total", "counter",
+         "Relayed messages by framing: ChannelData or Send/Data indications.");
+    put(o, "uturn_relay_messages_total{kind=\"channeldata\",direction=\"client_to_peer\"} %llu\n",
+        (unsigned long long)st->relay_channeldata_in);
+    put(o, "uturn_relay_messages_total{kind=\"channeldata\",direction=\"peer_to_client\"} %llu\n",
+        (unsigned long long)st->relay_channeldata_out);
+    put(o, "uturn_relay_messages_total{kind=\"indication\",direction=\"client_to_peer\"} %llu\n",
+        (unsigned long long)st->relay_send_indications);
+    put(o, "uturn_relay_messages_total{kind=\"indication\",direction=\"peer_to_client\"} %llu\n",
+        (unsigned long long)st->relay_data_indications);
+    u64(o, "uturn_relay_send_errors_total", "counter", "Relay sends the kernel refused.",
+        st->relay_send_errors);
+
+    head(o, "uturn_auth_total", "counter", "Authentication outcomes by result.");
+    lab(o, "uturn_auth_total", "result", "ok", st->auth_ok);
+    lab(o, "uturn_auth_total", "result", "challenge", st->auth_challenge);
+    lab(o, "uturn_auth_total", "result", "bad_request", st->auth_bad_request);
+    lab(o, "uturn_auth_total", "result", "stale_nonce", st->auth_stale_nonce);
+    lab(o, "uturn_auth_total", "result", "unknown_user", st->auth_unknown_user);
+    lab(o, "uturn_auth_total", "result", "expired", st->auth_expired);
+    lab(o, "uturn_auth_total", "result", "bad_integrity", st->auth_bad_integrity);
+    lab(o, "uturn_auth_total", "result", "wrong_user", st->auth_wrong_user);
+    lab(o, "uturn_auth_total", "result", "unavailable", st->auth_unavailable);
+
+    head(o, "uturn_dropped_total", "counter", "Messages dropped, by reason.");
+    lab(o, "uturn_dropped_total", "reason", "malformed", st->drop_malformed);
+    lab(o, "uturn_dropped_total", "reason", "not_stun", st->drop_not_stun);
+    lab(o, "uturn_dropped_total", "reason", "unsupported", st->drop_unsupported);
+    lab(o, "uturn_dropped_total", "reason", "unknown_attribute", st->drop_unknown_attr_indication);
+    lab(o, "uturn_dropped_total", "reason", "no_allocation", st->drop_no_allocation);
+    lab(o, "uturn_dropped_total", "reason", "no_permission", st->drop_no_permission);
+    lab(o, "uturn_dropped_total", "reason", "no_channel", st->drop_no_channel);
+    lab(o, "uturn_dropped_total", "reason", "bps_limit", st->drop_bps_limit);
+    lab(o, "uturn_dropped_total", "reason", "amplification", st->drop_amplification);
+    lab(o, "uturn_dropped_total", "reason", "peer_policy", st->drop_peer_policy);
+    lab(o, "uturn_dropped_total", "reason", "auth_busy", st->drop_auth_busy);
+
+    u64(o, "uturn_stun_binding_requests_total", "counter", "STUN Binding requests answered.",
+        st->stun_binding_requests);
+    u64(o, "uturn_stun_binding_indications_total", "counter", "STUN Binding indications.",
+        st->stun_binding_indications);
+    u64(o, "uturn_stun_responses_total", "counter", "STUN responses sent.", st->stun_responses);
+    u64(o, "uturn_stun_error_responses_total", "counter", "STUN error responses sent.",
+        st->stun_error_responses);
+    u64(o, "uturn_turn_requests_total", "counter", "TURN requests.", st->turn_requests);
+    u64(o, "uturn_turn_errors_total", "counter", "TURN requests answered with an error.",
+        st->turn_errors);
+
+    head(o, "uturn_udp_packets_total", "counter", "Client datagrams on the UDP listeners.");
+    lab(o, "uturn_udp_packets_total", "direction", "rx", st->udp_rx_packets);
+    lab(o, "uturn_udp_packets_total", "direction", "tx", st->udp_tx_packets);
+    head(o, "uturn_udp_bytes_total", "counter", "Client bytes on the UDP listeners.");
+    lab(o, "uturn_udp_bytes_total", "direction", "rx", st->udp_rx_bytes);
+    lab(o, "uturn_udp_bytes_total", "direction", "tx", st->udp_tx_bytes);
+    head(o, "uturn_tcp_bytes_total", "counter", "Client bytes on TCP connections.");
+    lab(o, "uturn_tcp_bytes_total", "direction", "rx", st->tcp_rx_bytes);
+    lab(o, "uturn_tcp_bytes_total", "direction", "tx", st->tcp_tx_bytes);
+    u64(o, "uturn_tcp_connections", "gauge", "Current client TCP connections.",
+        (uint64_t)st->tcp_connections);
+    u64(o, "uturn_tcp_connections_accepted_total", "counter", "Client TCP connections accepted.",
+        st->tcp_accepted);
+    u64(o, "uturn_tcp_connections_closed_total", "counter", "Client TCP connections closed.",
+        st->tcp_closed);
+    head(o, "uturn_tcp_connections_refused_total", "counter",
+         "Client TCP connections refused or cut by a limit, by reason.");
+    lab(o, "uturn_tcp_connections_refused_total", "reason", "per_ip_limit", st->tcp_rejected_limit);
+    lab(o, "uturn_tcp_connections_refused_total", "reason", "garbage", st->tcp_closed_garbage);
+    lab(o, "uturn_tcp_connections_refused_total", "reason", "stall", st->tcp_closed_stall);
+    lab(o, "uturn_tcp_connections_refused_total", "reason", "idle", st->tcp_closed_idle);
+
+    u64(o, "uturn_relay_ports_in_use", "gauge", "Relay sockets open.",
+        (uint64_t)st->relay_sockets);
+    u64(o, "uturn_relay_ports_free", "gauge",
+        "Relay ports free: (max-port - min-port + 1) x relay IPs - in use.",
+        (uint64_t)f.ports_free);
+
+    u64(o, "uturn_credential_lookups_total", "counter", "Credential lookups.", st->creds_lookups);
+    u64(o, "uturn_credential_cache_hits_total", "counter", "Lookups answered from the cache.",
+        st->creds_cache_hits);
+    u64(o, "uturn_redis_configured", "gauge", "1 when redis-userdb is set.",
+        (uint64_t)st->redis_configured);
+    u64(o, "uturn_redis_up", "gauge",
+        "1 when Redis is configured and every worker's connection is up.",
+        (uint64_t)(st->redis_configured && st->redis_workers_up == st->workers));
+    u64(o, "uturn_redis_connections_up", "gauge", "Workers whose Redis connection is up.",
+        (uint64_t)st->redis_workers_up);
+    u64(o, "uturn_redis_queries_total", "counter", "Redis lookups sent.", st->redis_queries);
+    u64(o, "uturn_redis_errors_total", "counter", "Redis failures (timeouts, errors).",
+        st->redis_errors);
+    u64(o, "uturn_redis_reconnects_total", "counter", "Redis reconnects.", st->redis_reconnects);
+    head(o, "uturn_redis_latency_seconds", "summary", "Redis lookup round trip.");
+    put(o, "uturn_redis_latency_seconds_sum %.6f\n", (double)st->redis_latency_us_sum / 1e6);
+    put(o, "uturn_redis_latency_seconds_count %llu\n", (unsigned long long)st->redis_replies);
+
+    /* Per worker: one series each, bounded by relay-threads. */
+    stats_snapshot_t *ws = calloc((size_t)s->nworkers, sizeof(*ws));
+    if (!ws) {
+        o->oom = true;
+        return;
+    }
+    for (int i = 0; i < s->nworkers; i++)
+        stats_accumulate(&s->workers[i].stats, &ws[i]);
+    head(o, "uturn_worker_allocations", "gauge", "Current allocations per worker.");
+    for (int i = 0; i < s->nworkers; i++)
+        put(o, "uturn_worker_allocations{worker=\"%d\"} %lld\n", i, (long long)ws[i].allocations);
+    head(o, "uturn_worker_udp_packets_total", "counter",
+         "Client datagrams received per worker (its share of the load).");
+    for (int i = 0; i < s->nworkers; i++)
+        put(o, "uturn_worker_udp_packets_total{worker=\"%d\"} %llu\n", i,
+            (unsigned long long)ws[i].udp_rx_packets);
+    head(o, "uturn_worker_relay_packets_total", "counter", "Datagrams relayed per worker.");
+    for (int i = 0; i < s->nworkers; i++)
+        put(o, "uturn_worker_relay_packets_total{worker=\"%d\"} %llu\n", i,
+            (unsigned long long)(ws[i].relay_client_to_peer_packets +
+                                 ws[i].relay_peer_to_client_packets));
+    free(ws);
+}
+
+void admin_h_metrics(admin_req_t *r)
+{
+    out_t o = {malloc(16384), 0, 16384, false};
+    if (!o.buf) {
+        admin_reply_error(r, 500, "internal", "out of memory");
+        return;
+    }
+    render(r->a, &o);
+    if (o.oom)
+        admin_reply_error(r, 500, "internal", "out of memory");
+    else
+        admin_reply_text(r, 200, "text/plain; version=0.0.4; charset=utf-8", o.buf, o.len);
+    free(o.buf);
+}
+
+/* ---- JSON ---- */
+
+static void add_counter(const char *name, uint64_t v, void *arg)
+{
+    json_object_set_new(arg, name, json_integer((json_int_t)v));
+}
+
+void admin_h_stats(admin_req_t *r)
+{
+    admin_t *a = r->a;
+    figures_t f;
+    figures(a, &f);
+    const stats_snapshot_t *st = &f.all;
+    char started[40];
+    admin_iso8601(a->start_unix_ms, started, sizeof(started));
+    json_t *counters = json_object();
+    stats_foreach(st, add_counter, counters);
+    json_t *workers = json_array();
+    for (int i = 0; i < a->s->nworkers; i++) {
+        stats_snapshot_t w;
+        memset(&w, 0, sizeof(w));
+        stats_accumulate(&a->s->workers[i].stats, &w);
+        json_array_append_new(
+            workers,
+            json_pack("{s:i,s:I,s:I,s:I}", "worker", i, "allocations", (json_int_t)w.allocations,
+                      "udp_rx_packets", (json_int_t)w.udp_rx_packets, "relay_packets",
+                      (json_int_t)(w.relay_client_to_peer_packets + w.relay_peer_to_client_packets)));
+    }
+    json_t *o = json_object();
+    json_object_set_new(o, "version", json_string(PACKAGE_VERSION));
+    json_object_set_new(o, "started", json_string(started));
+    json_object_set_new(o, "uptime_seconds", json_real(f.uptime_s));
+    json_object_set_new(o, "workers", json_integer(st->workers));
+    json_object_set_new(o, "draining", json_boolean(f.draining));
+    json_object_set_new(
+        o, "allocations",
+        json_pack("{s:I,s:{s:I,s:I,s:I,s:I},s:{s:I,s:I},s:I,s:I,s:I}", "current",
+                  (json_int_t)st->allocations, "by_transport", "udp", (json_int_t)st->alloc_cur_udp,
+                  "tcp", (json_int_t)st->alloc_cur_tcp, "tls", (json_int_t)st->alloc_cur_tls,
+                  "dtls", (json_int_t)st->alloc_cur_dtls, "by_family", "ipv4",
+                  (json_int_t)st->alloc_cur_ipv4, "ipv6", (json_int_t)st->alloc_cur_ipv6,
+                  "created", (json_int_t)st->alloc_created, "expired",
+                  (json_int_t)st->alloc_expired, "deleted", (json_int_t)st->alloc_deleted));
+    json_object_set_new(
+        o, "relay",
+        json_pack("{s:{s:I,s:I},s:{s:I,s:I},s:{s:I,s:I,s:I,s:I},s:{s:I,s:I}}", "bytes",
+                  "client_to_peer", (json_int_t)st->relay_client_to_peer_bytes, "peer_to_client",
+                  (json_int_t)st->relay_peer_to_client_bytes, "packets", "client_to_peer",
+                  (json_int_t)st->relay_client_to_peer_packets, "peer_to_client",
+                  (json_int_t)st->relay_peer_to_client_packets, "messages", "channeldata_in",
+                  (json_int_t)st->relay_channeldata_in, "channeldata_out",
+                  (json_int_t)st->relay_channeldata_out, "send_indications",
+                  (json_int_t)st->relay_send_indications, "data_indications",
+                  (json_int_t)st->relay_data_indications, "ports", "in_use",
+                  (json_int_t)st->relay_sockets, "free", (json_int_t)f.ports_free));
+    double lat = st->redis_replies ? (double)st->redis_latency_us_sum / 1e6 / (double)st->redis_replies
+                                   : 0.0;
+    json_object_set_new(o, "redis",
+                        json_pack("{s:b,s:i,s:I,s:I,s:f}", "configured", st->redis_configured,
+                                  "workers_up", st->redis_workers_up, "queries",
+                                  (json_int_t)st->redis_queries, "errors",
+                                  (json_int_t)st->redis_errors, "latency_seconds_avg", lat));
+    json_object_set_new(o, "counters", counters);
+    json_object_set_new(o, "per_worker", workers);
+    admin_reply_json(r, 200, o);
+}
+
+/* ---- health ---- */
+
+void admin_h_healthz(admin_req_t *r)
+{
+    admin_reply_json(r, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+void admin_h_readyz(admin_req_t *r)
+{
+    stats_snapshot_t st;
+    server_stats(r->a->s, &st);
+    json_t *reasons = json_array();
+    if (st.workers == 0)
+        json_array_append_new(reasons, json_string("no worker is running"));
+    if (server_draining(r->a->s))
+        json_array_append_new(reasons, json_string("draining"));
+    if (st.redis_configured && st.redis_workers_up < st.workers) {
+        char m[96];
+        snprintf(m, sizeof(m), "redis unreachable (%d of %d workers connected)",
+                 st.redis_workers_up, st.workers);
+        json_array_append_new(reasons, json_string(m));
+    }
+    bool ok = json_array_size(reasons) == 0;
+    admin_reply_json(r, ok ? 200 : 503,
+                     json_pack("{s:s,s:o}", "status", ok ? "ready" : "not_ready", "reasons",
+                               reasons));
+}
+
+/* ---- actions ---- */
+
+void admin_h_drain(admin_req_t *r)
+{
+    server_drain(r->a->s);
+    stats_snapshot_t st;
+    server_stats(r->a->s, &st);
+    admin_reply_json(r, 200, json_pack("{s:b,s:I}", "draining", 1, "allocations",
+                                       (json_int_t)st.allocations));
+}
+
+void admin_h_reload(admin_req_t *r)
+{
+    char report[4096];
+    int rc = server_reload(r->a->s, report, sizeof(report));
+    if (rc != 0) {
+        admin_reply_error(r, 409, "reload_failed", "not reloaded: %s", report);
+        return;
+    }
+    json_t *changes = json_array();
+    for (char *p = report; *p;) {
+        char *e = strstr(p, "; ");
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        json_t *c = json_stringn(p, n);
+        if (c)
+            json_array_append_new(changes, c);
+        p += n + (e ? 2 : 0);
+    }
+    admin_reply_json(r, 200, json_pack("{s:b,s:o}", "reloaded", 1, "changes", changes));
+}
