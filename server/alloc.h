@@ -87,6 +87,8 @@ struct alloc {
     alloc_t *hnext;                /* 5-tuple hash chain */
     alloc_t *prev, *next;          /* all allocations, for sweeps and listings */
     bool dead;                     /* removed from the table, waiting for its sockets to close */
+    bool tcp;                      /* RFC 6062 TCP relay: relay[0] is a listening socket */
+    void *tcp_state;               /* the worker's RFC 6062 state (peer connections) */
 };
 
 typedef struct {

@@ -205,11 +205,16 @@ static void handle_request(dispatch_t *d, const dispatch_conn_t *conn, const stu
         dispatch_allocate(d, conn, msg);
         return;
     }
+    if (msg->method == STUN_METHOD_CONNECTION_BIND) {
+        dispatch_connection_bind(d, conn, msg); /* arrives on a new connection: no allocation */
+        return;
+    }
     alloc_t *a = alloc_find(&d->allocs, conn->transport, conn->remote, conn->local);
     switch (msg->method) {
     case STUN_METHOD_REFRESH:
     case STUN_METHOD_CREATE_PERMISSION:
     case STUN_METHOD_CHANNEL_BIND:
+    case STUN_METHOD_CONNECT:
         if (!a) {
             /* RFC 8656 §7.3 etc.: no allocation on this 5-tuple. */
             stats_inc(&d->stats->drop_no_allocation);
@@ -220,11 +225,13 @@ static void handle_request(dispatch_t *d, const dispatch_conn_t *conn, const stu
             dispatch_refresh(d, conn, msg, a);
         else if (msg->method == STUN_METHOD_CREATE_PERMISSION)
             dispatch_create_permission(d, conn, msg, a);
-        else
+        else if (msg->method == STUN_METHOD_CHANNEL_BIND)
             dispatch_channel_bind(d, conn, msg, a);
+        else
+            dispatch_connect(d, conn, msg, a);
         return;
     default:
-        /* Connect/ConnectionBind (RFC 6062) arrive with the TCP relay; other methods are unknown. */
+        /* Unknown methods. */
         stats_inc(&d->stats->drop_unsupported);
         dispatch_error(d, conn, msg, STUN_ERR_BAD_REQUEST, NULL);
     }

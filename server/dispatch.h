@@ -54,6 +54,18 @@ typedef struct {
                 size_t len);
     /* Close every relay socket of `a`, then alloc_free(a) (now or from a close callback). */
     void (*close)(void *env, alloc_t *a);
+    /* RFC 6062 (NULL members: TCP relaying not offered). Listen on r->addr for peers: 0,
+     * -EADDRINUSE or -errno. */
+    int (*tcp_listen)(void *env, alloc_t *a, alloc_relay_t *r);
+    /* Start a TCP connection from the relayed address to `peer`; the answer to the Connect comes
+     * later through dispatch_tcp_connect_done. `req` is the request (copied by the callee). 0 or a
+     * STUN error code to answer now (446). */
+    int (*tcp_connect)(void *env, alloc_t *a, const struct sockaddr *peer, const stun_msg_t *req,
+                       const void *auth);
+    /* A ConnectionBind arrived on the client connection behind `conn` (not yet authenticated). The
+     * callee answers it, possibly on another worker. */
+    void (*tcp_bind)(void *env, const dispatch_conn_t *conn, const stun_msg_t *req,
+                     uint32_t connection_id);
     void *env;
 } dispatch_relay_ops_t;
 
@@ -118,6 +130,23 @@ int dispatch_has_allocation(dispatch_t *d, const dispatch_conn_t *conn);
 
 /* Expire permissions, channels and allocations (the worker's 1 s sweep). */
 void dispatch_sweep(dispatch_t *d);
+
+/* RFC 6062 answers from the worker's TCP relay (dispatch_tcp.c). `req`/`auth` are what tcp_connect
+ * got. code 0: success with CONNECTION-ID `id`. */
+void dispatch_tcp_connect_done(dispatch_t *d, alloc_t *a, const stun_msg_t *req, const void *auth,
+                               uint32_t id, int code);
+/* ConnectionAttempt indication on the allocation's control connection (RFC 6062 §5.4). */
+void dispatch_tcp_attempt(dispatch_t *d, alloc_t *a, const struct sockaddr *peer, uint32_t id);
+/* Authenticate a ConnectionBind against allocation `a` and answer on `conn`. Returns 0 when it
+ * succeeded (the caller turns the connection into a pipe), or -1 (answered with an error). */
+int dispatch_tcp_bind_check(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *req,
+                            alloc_t *a);
+/* Refuse a ConnectionBind (400 when its CONNECTION-ID is not pending, 500 when it could not be
+ * handed to its worker). */
+void dispatch_tcp_bind_refuse(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *req,
+                              int code);
+/* Size of the authentication context tcp_connect receives. */
+size_t dispatch_auth_size(void);
 
 /* Delete an allocation now (Refresh 0, expiry, admin). */
 void dispatch_alloc_delete(dispatch_t *d, alloc_t *a, int expired);

@@ -179,16 +179,60 @@ static void count_new(dispatch_t *d, alloc_t *a)
                                                            : &d->stats->alloc_ipv6);
 }
 
-/* Checks of RFC 8656 §7.2 that need no resources. Returns 0 or the error code to answer. */
-static int allocate_checks(const stun_msg_t *msg, int *fam1, int *fam2)
+/* Checks of RFC 8656 §7.2 and RFC 6062 §5.1 that need no resources. Returns 0 or the error code
+ * to answer; *tcp says a TCP relay was asked for. */
+static int allocate_checks(const dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg,
+                           int *fam1, int *fam2, int *tcp)
 {
     const stun_attr_t *rt = stun_msg_find(msg, STUN_ATTR_REQUESTED_TRANSPORT);
     uint8_t proto;
+    *tcp = 0;
     if (!rt || stun_attr_get_transport(msg, rt, &proto) != 0)
         return STUN_ERR_BAD_REQUEST;
-    if (proto != STUN_TRANSPORT_UDP)
-        return STUN_ERR_UNSUPPORTED_TRANSPORT; /* TCP relaying (RFC 6062) is not offered yet */
+    if (proto == STUN_TRANSPORT_TCP) {
+        /* RFC 6062 §5.1: only over a TCP/TLS control connection, and without UDP-only attributes. */
+        if (conn->transport != DISPATCH_TCP && conn->transport != DISPATCH_TLS)
+            return STUN_ERR_BAD_REQUEST;
+        if (stun_msg_find(msg, STUN_ATTR_DONT_FRAGMENT) || stun_msg_find(msg, STUN_ATTR_EVEN_PORT) ||
+            stun_msg_find(msg, STUN_ATTR_RESERVATION_TOKEN) ||
+            stun_msg_find(msg, STUN_ATTR_ADDITIONAL_ADDRESS_FAMILY))
+            return STUN_ERR_BAD_REQUEST;
+        if (d->cfg->no_tcp_relay || !d->relay.tcp_listen)
+            return STUN_ERR_UNSUPPORTED_TRANSPORT;
+        *tcp = 1;
+    } else if (proto != STUN_TRANSPORT_UDP || d->cfg->no_udp_relay) {
+        return STUN_ERR_UNSUPPORTED_TRANSPORT;
+    }
     return pick_families(msg, fam1, fam2);
+}
+
+/* A TCP relayed address: a listening socket on a free port of the family's relay IPs. */
+static int open_tcp_relay(dispatch_t *d, alloc_t *a, int family)
+{
+    const shared_t *sh = d->shared;
+    const shared_relay_ip_t *ips = family == AF_INET ? sh->relay4 : sh->relay6;
+    int nips = family == AF_INET ? sh->nrelay4 : sh->nrelay6;
+    if (nips == 0)
+        return STUN_ERR_ADDRESS_FAMILY_NOT_SUPPORTED;
+    alloc_relay_t *r = &a->relay[0];
+    for (int t = 0; t < PORT_TRIES; t++) {
+        const shared_relay_ip_t *ip = &ips[t % nips];
+        uint16_t port = random_port(d->cfg, 0);
+        memset(r, 0, sizeof(*r));
+        r->addr = ip->addr;
+        sa_set_port(&r->addr.sa, port);
+        r->announced = ip->announced;
+        sa_set_port(&r->announced.sa, port);
+        int rc = d->relay.tcp_listen(d->relay.env, a, r);
+        if (rc == 0) {
+            a->nrelay = 1;
+            a->tcp = true;
+            return 0;
+        }
+        if (rc != -EADDRINUSE && rc != -EACCES)
+            break;
+    }
+    return STUN_ERR_INSUFFICIENT_CAPACITY;
 }
 
 /* Open the relays; returns 0 or the error code (the allocation is then deleted by the caller). */
@@ -277,11 +321,11 @@ void dispatch_allocate(dispatch_t *d, const dispatch_conn_t *conn, const stun_ms
     dispatch_auth_t auth;
     if (dispatch_authenticate(d, conn, msg, a, &auth) != DISPATCH_AUTH_OK)
         return;
-    int fam1, fam2, code;
+    int fam1, fam2, code, tcp = 0;
     if (a)
         code = STUN_ERR_ALLOCATION_MISMATCH;
     else
-        code = allocate_checks(msg, &fam1, &fam2);
+        code = allocate_checks(d, conn, msg, &fam1, &fam2, &tcp);
     if (code == 0 && atomic_load_explicit(&d->shared->draining, memory_order_relaxed)) {
         if (try_alternate(d, conn, msg, &auth))
             return;
@@ -316,7 +360,7 @@ void dispatch_allocate(dispatch_t *d, const dispatch_conn_t *conn, const stun_ms
     stats_gauge_add(&d->stats->allocations, 1); /* dispatch_alloc_delete undoes it on failure */
     uint64_t token = 0;
     int addr_err = 0;
-    code = allocate_relays(d, msg, a, fam1, fam2, &token, &addr_err);
+    code = tcp ? open_tcp_relay(d, a, fam1) : allocate_relays(d, msg, a, fam1, fam2, &token, &addr_err);
     if (code != 0) {
         stats_inc(&d->stats->alloc_failed);
         dispatch_alloc_gauges(d, a, 1); /* dispatch_alloc_delete takes them back */

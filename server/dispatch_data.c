@@ -67,7 +67,7 @@ void dispatch_channel_data(dispatch_t *d, const dispatch_conn_t *conn, const uin
 void dispatch_send_indication(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg)
 {
     alloc_t *a = alloc_find(&d->allocs, conn->transport, conn->remote, conn->local);
-    if (!a) {
+    if (!a || a->tcp) {
         stats_inc(&d->stats->drop_no_allocation);
         return;
     }

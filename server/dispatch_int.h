@@ -60,6 +60,8 @@ void dispatch_create_permission(dispatch_t *d, const dispatch_conn_t *conn, cons
 void dispatch_channel_bind(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg,
                            alloc_t *a);
 void dispatch_send_indication(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg);
+void dispatch_connect(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg, alloc_t *a);
+void dispatch_connection_bind(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg);
 void dispatch_channel_data(dispatch_t *d, const dispatch_conn_t *conn, const uint8_t *buf,
                            size_t len);
 

@@ -77,7 +77,7 @@ void dispatch_channel_bind(dispatch_t *d, const dispatch_conn_t *conn, const stu
     uint16_t number = 0;
     sa_any_t peer;
     int code = 0;
-    if (!cn || !pa || stun_attr_get_channel(msg, cn, &number) != 0 ||
+    if (a->tcp || !cn || !pa || stun_attr_get_channel(msg, cn, &number) != 0 ||
         number < FRAME_CHANNEL_MIN || number > dispatch_channel_max(d))
         code = STUN_ERR_BAD_REQUEST;
     else

@@ -131,7 +131,10 @@ static void on_closed(uv_handle_t *h)
 
 static void relay_close(void *env, alloc_t *a)
 {
-    (void)env;
+    if (a->tcp) {
+        tcp_relay_close_alloc(env, a);
+        return;
+    }
     if (a->nrelay == 0) {
         alloc_free(a);
         return;
@@ -150,4 +153,5 @@ void relay_ops(worker_t *w, dispatch_relay_ops_t *ops)
     ops->send = relay_send;
     ops->close = relay_close;
     ops->env = w;
+    tcp_relay_ops(w, ops);
 }

@@ -164,6 +164,10 @@ int server_start(server_t *s, const cfg_t *cfg, char *err, size_t errlen)
                               errlen)) != 0)
             return rc;
     }
+    for (int i = 0; i < n; i++) {
+        s->workers[i].siblings = s->workers;
+        s->workers[i].nsiblings = n;
+    }
     for (int i = 0; i < n; i++)
         if ((rc = worker_start(&s->workers[i])) != 0) {
             snprintf(err, errlen, "cannot start worker thread: %s", uv_strerror(rc));

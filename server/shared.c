@@ -215,6 +215,7 @@ int shared_init(shared_t *s, const cfg_t *cfg, const struct sockaddr_storage *li
     atomic_store(&s->live, cfg);
     uv_mutex_init(&s->quota_lock);
     uv_mutex_init(&s->resv_lock);
+    uv_mutex_init(&s->tcp_lock);
     s->user_buckets = USER_BUCKETS;
     s->user_counts = calloc(USER_BUCKETS, sizeof(*s->user_counts));
     if (!s->user_counts) {
@@ -264,6 +265,8 @@ void shared_close(shared_t *s)
         free(s->user_counts);
         uv_mutex_destroy(&s->quota_lock);
         uv_mutex_destroy(&s->resv_lock);
+        uv_mutex_destroy(&s->tcp_lock);
+        free(s->tcp_ports);
     }
     shared_reservation_t *next;
     for (shared_reservation_t *r = s->resv; r; r = next) {
@@ -395,4 +398,40 @@ void shared_resv_expire(shared_t *s, uint64_t now_unix_ms)
         }
     }
     uv_mutex_unlock(&s->resv_lock);
+}
+
+int shared_tcp_port_take(shared_t *s, const struct sockaddr *addr)
+{
+    int rc = 0;
+    uv_mutex_lock(&s->tcp_lock);
+    for (size_t i = 0; i < s->ntcp_ports && rc == 0; i++)
+        if (sa_equal(&s->tcp_ports[i].sa, addr))
+            rc = -EADDRINUSE;
+    if (rc == 0 && s->ntcp_ports == s->captcp_ports) {
+        size_t cap = s->captcp_ports ? s->captcp_ports * 2 : 16;
+        sa_any_t *n = realloc(s->tcp_ports, cap * sizeof(*n));
+        if (n) {
+            s->tcp_ports = n;
+            s->captcp_ports = cap;
+        } else {
+            rc = -ENOMEM;
+        }
+    }
+    if (rc == 0) {
+        memset(&s->tcp_ports[s->ntcp_ports], 0, sizeof(sa_any_t));
+        memcpy(&s->tcp_ports[s->ntcp_ports++], addr, sa_len(addr));
+    }
+    uv_mutex_unlock(&s->tcp_lock);
+    return rc;
+}
+
+void shared_tcp_port_release(shared_t *s, const struct sockaddr *addr)
+{
+    uv_mutex_lock(&s->tcp_lock);
+    for (size_t i = 0; i < s->ntcp_ports; i++)
+        if (sa_equal(&s->tcp_ports[i].sa, addr)) {
+            s->tcp_ports[i] = s->tcp_ports[--s->ntcp_ports];
+            break;
+        }
+    uv_mutex_unlock(&s->tcp_lock);
 }

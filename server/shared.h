@@ -61,6 +61,11 @@ typedef struct {
     _Atomic long total_allocs;
     _Atomic int draining;
     tls_t tls; /* TLS and DTLS contexts; reloaded by server_reload */
+    /* RFC 6062 relayed TCP addresses in use: their sockets need SO_REUSEPORT (to connect out from
+     * the listening port), so the kernel no longer keeps two allocations apart: we do. */
+    uv_mutex_t tcp_lock;
+    sa_any_t *tcp_ports;
+    size_t ntcp_ports, captcp_ports;
     /* Reservations. */
     uv_mutex_t resv_lock;
     shared_reservation_t *resv;
@@ -87,6 +92,10 @@ uint64_t shared_resv_add(shared_t *s, int fd, const struct sockaddr *addr, uint6
 int shared_resv_take(shared_t *s, uint64_t token, sa_any_t *addr, uint64_t now_unix_ms);
 /* Close reservations past their time (any worker's sweep may call it). */
 void shared_resv_expire(shared_t *s, uint64_t now_unix_ms);
+
+/* Claim / release a relayed TCP address for one allocation: 0, or -EADDRINUSE. */
+int shared_tcp_port_take(shared_t *s, const struct sockaddr *addr);
+void shared_tcp_port_release(shared_t *s, const struct sockaddr *addr);
 
 /* Uniform random bytes from the kernel CSPRNG (getrandom); aborts if it cannot (no weak fallback). */
 void shared_random(void *buf, size_t n);

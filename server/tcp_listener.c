@@ -23,6 +23,8 @@
 
 /* Bytes we will queue for a client that reads slower than we answer before giving up on it. */
 #define TCP_MAX_PENDING (256 * 1024)
+/* RFC 6062 pipes: stop reading the other side above HIGH queued bytes, resume below LOW. */
+#define TCP_PIPE_LOW (64 * 1024)
 
 struct tcp_conn {
     uv_tcp_t handle;
@@ -35,6 +37,9 @@ struct tcp_conn {
     size_t pending;          /* bytes queued in uv_write requests */
     SSL *ssl;                /* TLS connections only */
     int handshake_done;
+    tcp_pipe_t *pipe;        /* RFC 6062 client data connection: raw bytes to/from this peer */
+    size_t frame_end;        /* end of the frame being dispatched, inside rx */
+    int paused;              /* reading stopped for backpressure */
     int closing;
     tcp_conn_t *prev, *next;
 };
@@ -119,6 +124,11 @@ static void conn_close(tcp_conn_t *c, const char *why)
     dispatch_conn_t dc;
     conn_describe(c, &dc);
     dispatch_conn_gone(&w->dispatch, &dc);
+    if (c->pipe) {
+        tcp_pipe_t *p = c->pipe;
+        c->pipe = NULL;
+        tcp_relay_client_closed(p);
+    }
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -144,6 +154,8 @@ static void on_write_done(uv_write_t *req, int status)
     free(wr);
     if (status < 0 && status != UV_ECANCELED)
         conn_close(c, "write error");
+    else if (c->pipe && !c->closing && c->pending <= TCP_PIPE_LOW)
+        tcp_relay_client_drained(c->pipe);
 }
 
 /* Write bytes to the socket now as far as it takes them, queue the rest (bounded). */
@@ -165,7 +177,7 @@ static int raw_send(tcp_conn_t *c, const uint8_t *data, size_t len)
     stats_add(&c->w->stats.tcp_tx_bytes, len);
     if (off == len)
         return 0;
-    if (c->pending + (len - off) > TCP_MAX_PENDING) {
+    if (!c->pipe && c->pending + (len - off) > TCP_MAX_PENDING) {
         conn_close(c, "client not reading");
         return -ENOBUFS;
     }
@@ -232,9 +244,11 @@ static int on_frame(void *arg, const uint8_t *frame, size_t len)
     worker_t *w = c->w;
     dispatch_conn_t conn;
     conn_describe(c, &conn);
+    c->frame_end = (size_t)(frame - c->rx.buf) + len;
     if (dispatch_message(&w->dispatch, &conn, frame, len) == DISPATCH_NOT_TURN)
         return -1;
-    return c->closing ? -1 : 0;
+    /* A ConnectionBind may have made this a pipe (or handed it to another worker): stop framing. */
+    return c->closing || c->pipe ? -1 : 0;
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -243,8 +257,8 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     uint8_t *p;
     size_t n;
     (void)suggested;
-    if (c->ssl) {
-        /* Ciphertext: read into the worker's scratch buffer, handed to OpenSSL at once. */
+    if (c->ssl || c->pipe) {
+        /* Ciphertext or piped bytes: read into the worker's scratch buffer, passed on at once. */
         *buf = uv_buf_init((char *)c->w->udp_buf, 65536);
         return;
     }
@@ -275,6 +289,21 @@ static int tls_input(tcp_conn_t *c, const uint8_t *data, size_t len)
     for (;;) {
         uint8_t *p;
         size_t room;
+        if (c->pipe) {
+            uint8_t plain[16384];
+            int n = SSL_read(c->ssl, plain, sizeof(plain));
+            if (n <= 0) {
+                int e = SSL_get_error(c->ssl, n);
+                ERR_clear_error();
+                if (e == SSL_ERROR_WANT_READ)
+                    break;
+                return -1;
+            }
+            tcp_relay_from_client(c->pipe, plain, (size_t)n);
+            if (c->closing || !c->pipe)
+                return 0;
+            continue;
+        }
         if (stream_rx_space(&c->rx, &p, &room) != 0)
             return -1;
         int n = SSL_read(c->ssl, p, (int)(room > 16384 ? 16384 : room));
@@ -285,8 +314,11 @@ static int tls_input(tcp_conn_t *c, const uint8_t *data, size_t len)
                 break;
             return -1; /* close_notify or a TLS error */
         }
-        if (stream_rx_commit(&c->rx, (size_t)n, on_frame, c) != 0)
-            return -1;
+        if (stream_rx_commit(&c->rx, (size_t)n, on_frame, c) != 0) {
+            if (c->pipe && !c->closing)
+                continue; /* the rest of the plaintext belongs to the peer */
+            return c->closing ? 0 : -1;
+        }
     }
     return tls_flush(c);
 }
@@ -305,17 +337,23 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     uint64_t now = w->dispatch.now_ms;
     c->last_rx_ms = now;
     stats_add(&w->stats.tcp_rx_bytes, (uint64_t)nread);
+    if (c->pipe && !c->ssl) {
+        tcp_relay_from_client(c->pipe, (const uint8_t *)buf->base, (size_t)nread);
+        return;
+    }
     int was_partial = stream_rx_partial(&c->rx);
     int rc = c->ssl ? tls_input(c, (const uint8_t *)buf->base, (size_t)nread)
                     : stream_rx_commit(&c->rx, (size_t)nread, on_frame, c);
+    if (rc != 0 && c->pipe)
+        return; /* became an RFC 6062 data connection */
     if (rc != 0) {
         if (!c->closing)
             stats_inc(&w->stats.tcp_closed_garbage);
         conn_close(c, c->ssl ? "TLS error or not TURN framing" : "not TURN framing");
         return;
     }
-    if (c->ssl && !c->handshake_done)
-        return; /* the handshake's own clock (set at accept) keeps running */
+    if ((c->ssl && !c->handshake_done) || c->pipe || c->closing)
+        return; /* the handshake's own clock (set at accept) keeps running; pipes have no frames */
     /* The stall clock runs from the first byte of an unfinished frame, not from the last read, so a
      * client trickling one byte at a time cannot hold a buffer open forever. */
     if (!stream_rx_partial(&c->rx))
@@ -436,7 +474,7 @@ void tcp_listener_sweep(worker_t *w, uint64_t now_ms)
         if (c->frame_since_ms && now_ms - c->frame_since_ms >= stall) {
             stats_inc(&w->stats.tcp_closed_stall);
             conn_close(c, "stalled mid-frame");
-        } else if (now_ms - c->last_rx_ms >= idle && !conn_has_allocation(c)) {
+        } else if (!c->pipe && now_ms - c->last_rx_ms >= idle && !conn_has_allocation(c)) {
             stats_inc(&w->stats.tcp_closed_idle);
             conn_close(c, "idle");
         }
@@ -454,4 +492,122 @@ void tcp_listener_close_all(worker_t *w)
             free(c);
         }
     }
+}
+
+/* ---- RFC 6062 client data connections (used by tcp_relay.c) ---- */
+
+int tcp_conn_pipe(tcp_conn_t *c, tcp_pipe_t *p)
+{
+    c->pipe = p;
+    c->frame_since_ms = 0;
+    /* Bytes the client sent right behind its ConnectionBind belong to the peer. */
+    if (c->rx.len > c->frame_end)
+        tcp_relay_from_client(p, c->rx.buf + c->frame_end, c->rx.len - c->frame_end);
+    c->rx.len = 0;
+    c->frame_end = 0;
+    stream_rx_free(&c->rx);
+    return 0;
+}
+
+void tcp_conn_describe(tcp_conn_t *c, dispatch_conn_t *out)
+{
+    conn_describe(c, out);
+}
+
+int tcp_conn_write(tcp_conn_t *c, const uint8_t *data, size_t len)
+{
+    return tcp_send(c, NULL, data, len);
+}
+
+size_t tcp_conn_pending(const tcp_conn_t *c)
+{
+    return c->pending;
+}
+
+void tcp_conn_pause(tcp_conn_t *c, int pause)
+{
+    if (c->closing || c->paused == pause)
+        return;
+    c->paused = pause;
+    if (pause)
+        uv_read_stop((uv_stream_t *)&c->handle);
+    else
+        uv_read_start((uv_stream_t *)&c->handle, on_alloc, on_read);
+}
+
+void tcp_conn_close(tcp_conn_t *c, const char *why)
+{
+    conn_close(c, why);
+}
+
+int tcp_conn_detach(tcp_conn_t *c, tcp_handoff_t *h)
+{
+    if (c->closing || c->pending || (c->ssl && BIO_ctrl_pending(SSL_get_wbio(c->ssl))))
+        return -EBUSY; /* bytes still on their way out through this worker */
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)&c->handle, &fd) != 0 || (h->fd = dup(fd)) < 0)
+        return -EIO;
+    uv_read_stop((uv_stream_t *)&c->handle);
+    h->ssl = c->ssl;
+    c->ssl = NULL; /* the new owner frees it */
+    h->secure = c->listener->secure;
+    memcpy(&h->local, &c->listener->local, sizeof(h->local));
+    memcpy(&h->remote, &c->remote, sizeof(h->remote));
+    h->rest = NULL;
+    h->nrest = 0;
+    size_t from = c->frame_end < c->rx.len ? c->frame_end : c->rx.len;
+    if (c->rx.len > from && (h->rest = malloc(c->rx.len - from)) != NULL) {
+        memcpy(h->rest, c->rx.buf + from, c->rx.len - from);
+        h->nrest = c->rx.len - from;
+    }
+    conn_close(c, "handed to another worker");
+    return 0;
+}
+
+tcp_conn_t *tcp_conn_adopt(worker_t *w, tcp_handoff_t *h)
+{
+    tcp_listener_t *l = NULL;
+    for (size_t i = 0; i < w->ntcp && !l; i++)
+        if (w->tcp[i].secure == h->secure &&
+            sa_equal((const struct sockaddr *)&w->tcp[i].local, (const struct sockaddr *)&h->local))
+            l = &w->tcp[i];
+    tcp_conn_t *c = l ? calloc(1, sizeof(*c)) : NULL;
+    if (!c) {
+        close(h->fd);
+        SSL_free(h->ssl);
+        free(h->rest);
+        return NULL;
+    }
+    c->w = w;
+    c->listener = l;
+    uv_tcp_init(&w->loop, &c->handle);
+    c->handle.data = c;
+    stream_rx_init(&c->rx);
+    memcpy(&c->remote, &h->remote, sizeof(c->remote));
+    c->ssl = h->ssl;
+    c->handshake_done = h->ssl != NULL;
+    if (uv_tcp_open(&c->handle, h->fd) != 0) {
+        close(h->fd);
+        c->closing = 1;
+        uv_close((uv_handle_t *)&c->handle, on_conn_closed);
+        free(h->rest);
+        return NULL;
+    }
+    (void)ip_count_add(w, (const struct sockaddr *)&c->remote);
+    c->next = w->conns;
+    if (w->conns)
+        w->conns->prev = c;
+    w->conns = c;
+    stats_gauge_add(&w->stats.tcp_connections, 1);
+    c->last_rx_ms = uv_now(&w->loop);
+    uint8_t *p;
+    size_t room;
+    if (h->nrest && stream_rx_space(&c->rx, &p, &room) == 0 && room >= h->nrest) {
+        memcpy(p, h->rest, h->nrest);
+        c->rx.len = h->nrest; /* delivered to the peer once the bind makes this a pipe */
+        c->frame_end = 0;
+    }
+    free(h->rest);
+    uv_read_start((uv_stream_t *)&c->handle, on_alloc, on_read);
+    return c;
 }

@@ -65,6 +65,7 @@ static void on_sweep(uv_timer_t *t)
     dispatch_sweep(&w->dispatch);
     tcp_listener_sweep(w, uv_now(&w->loop));
     dtls_sweep(w, uv_now(&w->loop));
+    tcp_relay_sweep(w, uv_now(&w->loop));
 }
 
 static void close_all(worker_t *w)
@@ -77,6 +78,7 @@ static void close_all(worker_t *w)
     for (size_t i = 0; i < w->ntcp; i++)
         tcp_listener_close(&w->tcp[i]);
     tcp_listener_close_all(w);
+    tcp_relay_close_all(w);
     dtls_close_all(w);
     dispatch_close(&w->dispatch);
     if (w->creds) {

@@ -21,6 +21,7 @@
 
 typedef struct worker worker_t;
 typedef struct tcp_conn tcp_conn_t;
+typedef struct tcp_pipe tcp_pipe_t;
 
 /* A task another thread hands to a worker (worker_post). */
 typedef void (*worker_task_fn)(worker_t *w, void *arg);
@@ -57,7 +58,10 @@ struct worker {
     creds_t *creds;
     creds_stats_t creds_stats;
     tls_t *tls;               /* the server's contexts (NULL members when TLS/DTLS are off) */
-    struct dtls_table *dtls;  /* this worker's DTLS sessions */ /* the credential store's counters, readable by any thread */
+    struct dtls_table *dtls;  /* this worker's DTLS sessions */
+    tcp_pipe_t *pipes;        /* RFC 6062 peer data connections of this worker's allocations */
+    worker_t *siblings;       /* every worker (by id), for handing connections over */
+    int nsiblings; /* the credential store's counters, readable by any thread */
     int64_t unix_offset_ms; /* wall clock minus loop clock, refreshed by the sweep */
     uv_loop_t loop;
     uv_thread_t thread;
@@ -113,6 +117,37 @@ void tcp_listener_close(tcp_listener_t *l);
 void tcp_listener_sweep(worker_t *w, uint64_t now_ms);
 /* Close every client connection (shutdown). */
 void tcp_listener_close_all(worker_t *w);
+
+/* RFC 6062 client data connections (tcp_listener.c), for tcp_relay.c. */
+typedef struct {
+    int fd;
+    struct ssl_st *ssl;
+    int secure;
+    struct sockaddr_storage local, remote;
+    uint8_t *rest; /* bytes read behind the ConnectionBind */
+    size_t nrest;
+} tcp_handoff_t;
+/* Make `c` a raw pipe to `p` (after a successful ConnectionBind). */
+int tcp_conn_pipe(tcp_conn_t *c, tcp_pipe_t *p);
+int tcp_conn_write(tcp_conn_t *c, const uint8_t *data, size_t len);
+void tcp_conn_describe(tcp_conn_t *c, dispatch_conn_t *out);
+size_t tcp_conn_pending(const tcp_conn_t *c);
+void tcp_conn_pause(tcp_conn_t *c, int pause);
+void tcp_conn_close(tcp_conn_t *c, const char *why);
+/* Give up `c` (its socket, TLS state and unread bytes) for another worker: -EBUSY when bytes are
+ * still queued for it here. */
+int tcp_conn_detach(tcp_conn_t *c, tcp_handoff_t *h);
+/* Take over a detached connection on this worker; NULL on failure (everything freed). */
+tcp_conn_t *tcp_conn_adopt(worker_t *w, tcp_handoff_t *h);
+/* tcp_relay.c callbacks from a piped client connection. */
+void tcp_relay_from_client(tcp_pipe_t *p, const uint8_t *data, size_t len);
+void tcp_relay_client_drained(tcp_pipe_t *p);
+void tcp_relay_client_closed(tcp_pipe_t *p);
+/* RFC 6062 relay ops (tcp_relay.c), added to the dispatcher's relay ops. */
+void tcp_relay_ops(worker_t *w, dispatch_relay_ops_t *ops);
+void tcp_relay_close_alloc(worker_t *w, alloc_t *a);
+void tcp_relay_sweep(worker_t *w, uint64_t now_ms);
+void tcp_relay_close_all(worker_t *w);
 
 /* Bring the dispatcher's clocks up to date (call at the top of every loop callback). */
 void worker_clock(worker_t *w);

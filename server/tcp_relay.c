@@ -1,0 +1,507 @@
+/* tcp_relay.c - RFC 6062 TCP relaying on a worker: the relayed listening socket, peer data
+ * connections made by Connect or accepted from peers, ConnectionBind (also when the client's data
+ * connection landed on another worker), and the byte pipes with backpressure.
+ *
+ * RFC 6062 §5.1-5.5: connections to or from peers need a permission for the peer's IP; a Connect
+ * that does not complete in 30 s is 447; a peer connection not bound within 30 s is closed; data is
+ * not read from a peer until its client data connection is bound (the peer's TCP window fills
+ * instead); closing either side closes the other; the allocation going closes them all. A side
+ * whose outgoing queue passes PIPE_HIGH stops the other side's reading until it drains, so a slow
+ * reader never makes us buffer without bound.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dispatch.h"
+#include "log.h"
+#include "sockaddr_util.h"
+#include "stun_msg.h"
+#include "worker.h"
+
+#define PIPE_HIGH (256 * 1024)
+#define PIPE_LOW (64 * 1024)
+#define TCP_CONNECT_MS (30 * 1000) /* RFC 6062 §5.2: at least 30 s */
+#define TCP_BIND_MS (30 * 1000)    /* RFC 6062 §5.3 */
+
+enum pipe_state { PIPE_CONNECTING, PIPE_WAIT_BIND, PIPE_OPEN, PIPE_CLOSING };
+
+typedef struct {
+    uv_tcp_t listener;
+    worker_t *w;
+    alloc_t *a;
+    int open_handles; /* listener + pipes still to be closed before the allocation is freed */
+} tcp_rel_t;
+
+struct tcp_pipe {
+    uv_tcp_t peer;
+    uv_connect_t creq;
+    worker_t *w;
+    tcp_rel_t *rel;
+    uint32_t id;
+    sa_any_t peer_addr;
+    enum pipe_state state;
+    uint64_t since_ms;
+    uint8_t *req; /* the Connect request, answered when the connection is made */
+    size_t req_len;
+    void *auth;
+    tcp_conn_t *client;
+    size_t peer_pending;
+    int peer_paused;
+    tcp_pipe_t *prev, *next; /* the worker's list */
+};
+
+typedef struct {
+    uv_write_t req;
+    tcp_pipe_t *p;
+    size_t len;
+    uint8_t data[];
+} peer_write_t;
+
+static void pipe_close(tcp_pipe_t *p, const char *why);
+
+static void rel_release(tcp_rel_t *rel)
+{
+    if (--rel->open_handles > 0)
+        return;
+    alloc_t *a = rel->a;
+    shared_tcp_port_release(rel->w->shared, &a->relay[0].addr.sa);
+    stats_gauge_add(&rel->w->stats.relay_sockets, -1);
+    free(rel);
+    a->tcp_state = NULL;
+    alloc_free(a);
+}
+
+static void on_pipe_closed(uv_handle_t *h)
+{
+    tcp_pipe_t *p = h->data;
+    tcp_rel_t *rel = p->rel;
+    free(p->req);
+    free(p->auth);
+    free(p);
+    rel_release(rel);
+}
+
+static void unlink_pipe(tcp_pipe_t *p)
+{
+    worker_t *w = p->w;
+    if (p->prev)
+        p->prev->next = p->next;
+    else if (w->pipes == p)
+        w->pipes = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+    p->prev = p->next = NULL;
+}
+
+static void answer_connect(tcp_pipe_t *p, int code)
+{
+    stun_msg_t m;
+    worker_t *w = p->w;
+    if (!p->req || stun_msg_decode(p->req, p->req_len, &m) != 0)
+        return;
+    worker_clock(w);
+    dispatch_tcp_connect_done(&w->dispatch, p->rel->a, &m, p->auth, p->id, code);
+    free(p->req);
+    p->req = NULL;
+}
+
+static void pipe_close(tcp_pipe_t *p, const char *why)
+{
+    if (p->state == PIPE_CLOSING)
+        return;
+    if (p->state == PIPE_CONNECTING)
+        answer_connect(p, STUN_ERR_CONNECTION_TIMEOUT);
+    p->state = PIPE_CLOSING;
+    unlink_pipe(p);
+    LOGD("tcp_relay", "connection 0x%08x closed: %s", (unsigned)p->id, why);
+    if (p->client) {
+        tcp_conn_t *c = p->client;
+        p->client = NULL;
+        tcp_conn_close(c, "peer side closed");
+    }
+    uv_close((uv_handle_t *)&p->peer, on_pipe_closed);
+}
+
+static tcp_pipe_t *pipe_new(worker_t *w, tcp_rel_t *rel, const struct sockaddr *peer)
+{
+    tcp_pipe_t *p = calloc(1, sizeof(*p));
+    if (!p)
+        return NULL;
+    p->w = w;
+    p->rel = rel;
+    memcpy(&p->peer_addr, peer, sa_len(peer));
+    p->since_ms = uv_now(&w->loop);
+    /* The id names the worker that owns the pipe: a ConnectionBind landing elsewhere finds it. */
+    do {
+        uint32_t r;
+        shared_random(&r, sizeof(r));
+        p->id = ((uint32_t)w->id << 24) | (r & 0xFFFFFF);
+        for (tcp_pipe_t *q = w->pipes; q; q = q->next)
+            if (q->id == p->id)
+                p->id = 0;
+    } while ((p->id & 0xFFFFFF) == 0);
+    uv_tcp_init(&w->loop, &p->peer);
+    p->peer.data = p;
+    rel->open_handles++;
+    p->next = w->pipes;
+    if (w->pipes)
+        w->pipes->prev = p;
+    w->pipes = p;
+    return p;
+}
+
+/* ---- peer side ---- */
+
+static void peer_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    tcp_pipe_t *p = h->data;
+    (void)suggested;
+    *buf = uv_buf_init((char *)p->w->udp_buf, 65536);
+}
+
+static void peer_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    tcp_pipe_t *p = s->data;
+    if (nread < 0) {
+        pipe_close(p, nread == UV_EOF ? "peer eof" : uv_strerror((int)nread));
+        return;
+    }
+    if (nread == 0 || !p->client)
+        return;
+    stats_add(&p->w->stats.relay_peer_to_client_bytes, (uint64_t)nread);
+    if (tcp_conn_write(p->client, (const uint8_t *)buf->base, (size_t)nread) != 0) {
+        pipe_close(p, "client write failed");
+        return;
+    }
+    if (p->client && tcp_conn_pending(p->client) > PIPE_HIGH && !p->peer_paused) {
+        p->peer_paused = 1;
+        uv_read_stop((uv_stream_t *)&p->peer);
+    }
+}
+
+static void peer_write_done(uv_write_t *req, int status)
+{
+    peer_write_t *wr = (peer_write_t *)req;
+    tcp_pipe_t *p = wr->p;
+    p->peer_pending -= wr->len;
+    free(wr);
+    if (p->state != PIPE_OPEN)
+        return;
+    if (status < 0) {
+        pipe_close(p, "peer write failed");
+        return;
+    }
+    if (p->client && p->peer_pending <= PIPE_LOW)
+        tcp_conn_pause(p->client, 0);
+}
+
+void tcp_relay_from_client(tcp_pipe_t *p, const uint8_t *data, size_t len)
+{
+    if (p->state != PIPE_OPEN || len == 0)
+        return;
+    stats_add(&p->w->stats.relay_client_to_peer_bytes, len);
+    size_t off = 0;
+    if (p->peer_pending == 0) {
+        uv_buf_t b = worker_cbuf(data, len);
+        int n = uv_try_write((uv_stream_t *)&p->peer, &b, 1);
+        if (n > 0)
+            off = (size_t)n;
+        else if (n != UV_EAGAIN) {
+            pipe_close(p, "peer write failed");
+            return;
+        }
+    }
+    if (off == len)
+        return;
+    peer_write_t *wr = malloc(sizeof(*wr) + (len - off));
+    if (!wr) {
+        pipe_close(p, "out of memory");
+        return;
+    }
+    wr->p = p;
+    wr->len = len - off;
+    memcpy(wr->data, data + off, len - off);
+    uv_buf_t b = uv_buf_init((char *)wr->data, (unsigned)wr->len);
+    if (uv_write(&wr->req, (uv_stream_t *)&p->peer, &b, 1, peer_write_done) != 0) {
+        free(wr);
+        pipe_close(p, "peer write failed");
+        return;
+    }
+    p->peer_pending += wr->len;
+    if (p->peer_pending > PIPE_HIGH && p->client)
+        tcp_conn_pause(p->client, 1); /* the peer reads slowly: stop reading the client */
+}
+
+void tcp_relay_client_drained(tcp_pipe_t *p)
+{
+    if (p->state == PIPE_OPEN && p->peer_paused) {
+        p->peer_paused = 0;
+        uv_read_start((uv_stream_t *)&p->peer, peer_alloc, peer_read);
+    }
+}
+
+void tcp_relay_client_closed(tcp_pipe_t *p)
+{
+    p->client = NULL;
+    pipe_close(p, "client data connection closed");
+}
+
+/* ---- Connect (client asks us to connect out) ---- */
+
+static void on_connected(uv_connect_t *req, int status)
+{
+    tcp_pipe_t *p = req->data;
+    if (p->state != PIPE_CONNECTING)
+        return;
+    if (status < 0) {
+        pipe_close(p, uv_strerror(status)); /* answers 447 */
+        return;
+    }
+    p->state = PIPE_WAIT_BIND;
+    p->since_ms = uv_now(&p->w->loop);
+    answer_connect(p, 0);
+}
+
+/* A socket bound to the relayed address (SO_REUSEPORT: the listener holds the same port). */
+static int relay_tcp_socket(const struct sockaddr *addr)
+{
+    int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
+        (addr->sa_family == AF_INET6 &&
+         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) != 0) ||
+        bind(fd, addr, sa_len(addr)) != 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    return fd;
+}
+
+static int tcp_connect(void *env, alloc_t *a, const struct sockaddr *peer, const stun_msg_t *req,
+                       const void *auth)
+{
+    worker_t *w = env;
+    tcp_rel_t *rel = a->tcp_state;
+    /* RFC 6062 §5.2: one connection per peer address at a time. */
+    for (tcp_pipe_t *q = w->pipes; q; q = q->next)
+        if (q->rel == rel && sa_equal(&q->peer_addr.sa, peer))
+            return STUN_ERR_CONNECTION_ALREADY_EXISTS;
+    if (!alloc_perm_check(a, peer, w->dispatch.now_ms))
+        alloc_perm_install(a, peer, w->dispatch.now_ms, (unsigned)w->cfg->max_permissions);
+    tcp_pipe_t *p = pipe_new(w, rel, peer);
+    if (!p)
+        return STUN_ERR_SERVER_ERROR;
+    p->req = malloc(req->len);
+    p->auth = malloc(dispatch_auth_size());
+    if (!p->req || !p->auth) {
+        pipe_close(p, "out of memory");
+        return 0; /* pipe_close answered 447 */
+    }
+    memcpy(p->req, req->buf, req->len);
+    p->req_len = req->len;
+    memcpy(p->auth, auth, dispatch_auth_size());
+    int fd = relay_tcp_socket(&a->relay[0].addr.sa);
+    if (fd < 0 || uv_tcp_open(&p->peer, fd) != 0) {
+        if (fd >= 0)
+            close(fd);
+        pipe_close(p, "socket failed");
+        return 0;
+    }
+    p->creq.data = p;
+    if (uv_tcp_connect(&p->creq, &p->peer, peer, on_connected) != 0)
+        pipe_close(p, "connect failed");
+    return 0;
+}
+
+/* ---- peers connecting in ---- */
+
+static void on_peer(uv_stream_t *server, int status)
+{
+    tcp_rel_t *rel = server->data;
+    worker_t *w = rel->w;
+    if (status < 0 || rel->a->dead)
+        return;
+    sa_any_t peer;
+    memset(&peer, 0, sizeof(peer));
+    peer.sa.sa_family = rel->a->relay[0].addr.sa.sa_family;
+    tcp_pipe_t *p = pipe_new(w, rel, &peer.sa);
+    if (!p)
+        return;
+    p->state = PIPE_WAIT_BIND;
+    int len = sizeof(p->peer_addr);
+    worker_clock(w);
+    if (uv_accept(server, (uv_stream_t *)&p->peer) != 0 ||
+        uv_tcp_getpeername(&p->peer, &p->peer_addr.sa, &len) != 0) {
+        pipe_close(p, "accept failed");
+        return;
+    }
+    if (!alloc_perm_check(rel->a, &p->peer_addr.sa, w->dispatch.now_ms)) {
+        stats_inc(&w->stats.drop_no_permission); /* RFC 6062 §5.3: no permission, close */
+        pipe_close(p, "no permission");
+        return;
+    }
+    dispatch_tcp_attempt(&w->dispatch, rel->a, &p->peer_addr.sa, p->id);
+}
+
+static int tcp_listen(void *env, alloc_t *a, alloc_relay_t *r)
+{
+    worker_t *w = env;
+    if (shared_tcp_port_take(w->shared, &r->addr.sa) != 0)
+        return -EADDRINUSE;
+    int fd = relay_tcp_socket(&r->addr.sa);
+    tcp_rel_t *rel = fd >= 0 ? calloc(1, sizeof(*rel)) : NULL;
+    if (!rel) {
+        shared_tcp_port_release(w->shared, &r->addr.sa);
+        if (fd >= 0)
+            close(fd);
+        return fd < 0 ? fd : -ENOMEM;
+    }
+    rel->w = w;
+    rel->a = a;
+    rel->open_handles = 1;
+    uv_tcp_init(&w->loop, &rel->listener);
+    rel->listener.data = rel;
+    int rc = uv_tcp_open(&rel->listener, fd);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&rel->listener, 64, on_peer);
+    if (rc != 0) {
+        if (rc != 0)
+            close(fd);
+        shared_tcp_port_release(w->shared, &r->addr.sa);
+        uv_close((uv_handle_t *)&rel->listener, (uv_close_cb)free);
+        return rc;
+    }
+    r->handle = rel;
+    a->tcp_state = rel;
+    stats_gauge_add(&w->stats.relay_sockets, 1);
+    return 0;
+}
+
+static void on_listener_closed(uv_handle_t *h)
+{
+    rel_release(h->data);
+}
+
+void tcp_relay_close_alloc(worker_t *w, alloc_t *a)
+{
+    tcp_rel_t *rel = a->tcp_state;
+    if (!rel) {
+        alloc_free(a);
+        return;
+    }
+    tcp_pipe_t *next;
+    for (tcp_pipe_t *p = w->pipes; p; p = next) {
+        next = p->next;
+        if (p->rel == rel)
+            pipe_close(p, "allocation ended");
+    }
+    uv_close((uv_handle_t *)&rel->listener, on_listener_closed);
+}
+
+/* ---- ConnectionBind ---- */
+
+static void bind_here(worker_t *w, tcp_conn_t *c, const uint8_t *req, size_t len, uint32_t id,
+                      const dispatch_conn_t *conn)
+{
+    stun_msg_t m;
+    if (stun_msg_decode(req, len, &m) != 0)
+        return;
+    worker_clock(w);
+    tcp_pipe_t *p = w->pipes;
+    while (p && !(p->id == id && p->state == PIPE_WAIT_BIND))
+        p = p->next;
+    if (!p) {
+        dispatch_tcp_bind_refuse(&w->dispatch, conn, &m, STUN_ERR_BAD_REQUEST); /* §5.3 */
+        return;
+    }
+    if (dispatch_tcp_bind_check(&w->dispatch, conn, &m, p->rel->a) != 0)
+        return;
+    p->client = c;
+    p->state = PIPE_OPEN;
+    tcp_conn_pipe(c, p);
+    if (p->state == PIPE_OPEN)
+        uv_read_start((uv_stream_t *)&p->peer, peer_alloc, peer_read);
+}
+
+typedef struct {
+    tcp_handoff_t h;
+    uint32_t id;
+    size_t len;
+    uint8_t req[];
+} bind_task_t;
+
+static void bind_task(worker_t *w, void *arg)
+{
+    bind_task_t *t = arg;
+    if (w->closed) {
+        close(t->h.fd);
+        SSL_free(t->h.ssl);
+        free(t->h.rest);
+        free(t);
+        return;
+    }
+    tcp_conn_t *c = tcp_conn_adopt(w, &t->h);
+    if (c) {
+        dispatch_conn_t conn;
+        tcp_conn_describe(c, &conn);
+        bind_here(w, c, t->req, t->len, t->id, &conn);
+    }
+    free(t);
+}
+
+static void tcp_bind(void *env, const dispatch_conn_t *conn, const stun_msg_t *req, uint32_t id)
+{
+    worker_t *w = env;
+    tcp_conn_t *c = conn->send_ctx;
+    int owner = (int)(id >> 24);
+    if (owner == w->id) {
+        bind_here(w, c, req->buf, req->len, id, conn);
+        return;
+    }
+    worker_t *ow = owner < w->nsiblings ? &w->siblings[owner] : NULL;
+    bind_task_t *t = ow ? malloc(sizeof(*t) + req->len) : NULL;
+    if (!t) {
+        dispatch_tcp_bind_refuse(&w->dispatch, conn, req, STUN_ERR_BAD_REQUEST);
+        return;
+    }
+    t->id = id;
+    t->len = req->len;
+    memcpy(t->req, req->buf, req->len);
+    /* The connection moves to the worker that owns the peer connection (and its allocation). */
+    if (tcp_conn_detach(c, &t->h) != 0 || worker_post(ow, bind_task, t) != 0) {
+        free(t);
+        dispatch_tcp_bind_refuse(&w->dispatch, conn, req, STUN_ERR_SERVER_ERROR);
+    }
+}
+
+void tcp_relay_sweep(worker_t *w, uint64_t now_ms)
+{
+    tcp_pipe_t *next;
+    for (tcp_pipe_t *p = w->pipes; p; p = next) {
+        next = p->next;
+        if (p->state == PIPE_CONNECTING && now_ms - p->since_ms >= TCP_CONNECT_MS)
+            pipe_close(p, "connect timeout"); /* answers 447 */
+        else if (p->state == PIPE_WAIT_BIND && now_ms - p->since_ms >= TCP_BIND_MS)
+            pipe_close(p, "no ConnectionBind within 30 s");
+    }
+}
+
+void tcp_relay_close_all(worker_t *w)
+{
+    while (w->pipes)
+        pipe_close(w->pipes, "shutdown");
+}
+
+void tcp_relay_ops(worker_t *w, dispatch_relay_ops_t *ops)
+{
+    (void)w;
+    ops->tcp_listen = tcp_listen;
+    ops->tcp_connect = tcp_connect;
+    ops->tcp_bind = tcp_bind;
+}
