@@ -37,6 +37,7 @@
 #define CONN_PER_IP 256
 #define CONN_MEMORY (32 * 1024) /* request line + headers per connection */
 #define TOKEN_MIN 16
+#define DISCARD_MAX (4 * 1024 * 1024) /* of an oversized chunked body, before closing */
 
 #if MHD_VERSION < 0x00097002
 typedef int mhd_result_t;
@@ -397,7 +398,13 @@ static mhd_result_t on_access(void *cls, struct MHD_Connection *conn, const char
         size_t n = *upload_data_size;
         *upload_data_size = 0;
         if (r->too_big || r->body_len + n > ADMIN_MAX_BODY) {
-            r->too_big = true; /* chunked or lying Content-Length: stop buffering */
+            /* A chunked body (no Content-Length) grew past the limit: stop buffering. Discard a
+             * little more so the client, still sending, can read the 413; past that, answer and
+             * close now. */
+            r->too_big = true;
+            r->discarded += n;
+            if (r->discarded <= DISCARD_MAX)
+                return MHD_YES;
             admin_reply_error(r, 413, "body_too_large", "the body is over %d bytes",
                               ADMIN_MAX_BODY);
             return send_reply(r);
@@ -416,7 +423,10 @@ static mhd_result_t on_access(void *cls, struct MHD_Connection *conn, const char
         r->body_len += n;
         return MHD_YES;
     }
-    on_request(r);
+    if (r->too_big)
+        admin_reply_error(r, 413, "body_too_large", "the body is over %d bytes", ADMIN_MAX_BODY);
+    else
+        on_request(r);
     return send_reply(r);
 }
 

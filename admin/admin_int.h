@@ -58,6 +58,7 @@ typedef struct admin_req {
     char *body;
     size_t body_len, body_cap;
     bool too_big;
+    size_t discarded; /* bytes of an oversized body thrown away */
     json_t *json; /* the parsed body for routes that take one, else NULL */
     /* The answer. */
     unsigned status;

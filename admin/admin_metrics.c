@@ -298,6 +298,7 @@ void admin_h_stats(admin_req_t *r)
     }
     json_t *o = json_object();
     json_object_set_new(o, "version", json_string(PACKAGE_VERSION));
+    json_object_set_new(o, "realm", json_string(a->s->cfg->realm ? a->s->cfg->realm : ""));
     json_object_set_new(o, "started", json_string(started));
     json_object_set_new(o, "uptime_seconds", json_real(f.uptime_s));
     json_object_set_new(o, "workers", json_integer(st->workers));
