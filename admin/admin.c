@@ -305,8 +305,8 @@ static int on_headers(admin_req_t *r, const char *url, const char *method)
         return 0;
     }
     int allow = 0;
-    if (rc == 0 && r->method)
-        r->route = find_route(r, &allow);
+    if (rc == 0)
+        r->route = find_route(r, &allow); /* an unknown method still learns the Allow list */
     bool public = r->route && (r->route->flags & ADMIN_R_PUBLIC);
     if (!public) {
         /* Authenticate first: nobody learns which paths exist without a token. */
