@@ -84,7 +84,7 @@ static void env_setup(const char *const *extra)
     if (shared_init(&shared, &cfg, NULL, 0, err, sizeof(err)) != 0)
         fprintf(stderr, "shared_init: %s\n", err);
     CHECK_INT(creds_new(uv_default_loop(), shared.creds, NULL, &creds), 0);
-    dispatch_relay_ops_t ops = {fake_open, fake_hold, fake_send, fake_close, NULL};
+    dispatch_relay_ops_t ops = {.open = fake_open, .hold = fake_hold, .send = fake_send, .close = fake_close};
     memset(&stats, 0, sizeof(stats));
     CHECK_INT(dispatch_init(&d, &cfg, &shared, &stats, creds, &ops, 0), 0);
     d.now_ms = 1000000;
