@@ -60,6 +60,10 @@ static int run(admin_req_t *r, int n, const char *const *cmds[], redisReply **ou
     for (int i = 0; i < n; i++) {
         int k = 0;
         while (cmds[i][k]) {
+            if (k == 8) {
+                admin_reply_error(r, 500, "internal", "too many arguments");
+                return -1;
+            }
             lens[i][k] = strlen(cmds[i][k]);
             k++;
         }

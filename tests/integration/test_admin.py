@@ -35,7 +35,7 @@ REALM = "uturn.test"
 TOKEN = "f00dfeed0123456789abcdef00112233"
 RO_TOKEN = "readonly-0123456789abcdef"
 SECRET = "static-rest-secret-0123456789"
-MIN_PORT, MAX_PORT = 46000, 46999
+MIN_PORT, MAX_PORT = 48000, 48999
 UTURNCTL = os.path.join(BUILDDIR, "uturnctl")
 
 # Shared by the tests below: one uturnd with Redis and the admin API (started in main).
