@@ -359,6 +359,10 @@ int cfg_validate(const cfg_t *c, char *err, size_t errlen)
         snprintf(err, errlen, "no-udp, no-tcp, no-tls and no-dtls together leave nothing to serve");
         return -1;
     }
+    if (!c->cert != !c->pkey) {
+        snprintf(err, errlen, "'cert' and 'pkey' go together: set both (or neither) for TLS/DTLS");
+        return -1;
+    }
     if (!c->realm || !*c->realm || strlen(c->realm) > 127) {
         snprintf(err, errlen, "'realm' must be 1 to 127 bytes (RFC 8489 §14.9)");
         return -1;

@@ -82,7 +82,8 @@ dispatch_t *fuzz_env_dispatch(void)
     } else {
         dispatch_close(&d);
     }
-    dispatch_relay_ops_t ops = {.open = fake_open, .hold = fake_hold, .send = fake_send, .close = fake_close};
+    dispatch_relay_ops_t ops = {
+        .open = fake_open, .hold = fake_hold, .send = fake_send, .close = fake_close};
     if (dispatch_init(&d, &cfg, &shared, &stats, creds, &ops, 0) != 0)
         abort();
     clock_ms += 7000;

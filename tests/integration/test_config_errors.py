@@ -39,7 +39,7 @@ def test_bad_values():
         ("listening-ip = 999.1.1.1", "listening-ip", "not an IPv4 or IPv6 address"),
         ("min-port = 60000\nmax-port = 50000", "min-port", "above"),
         ("realm =", "realm", "needs a value"),
-        ("cert = /tmp/x.pem", "cert", "not supported yet"),
+        ("cert = /tmp/x.pem", "cert", "pkey"),
     ]
     for line, key, why in cases:
         p, _ = _run(["--check-config"], line + "\n")

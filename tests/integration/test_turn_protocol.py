@@ -85,9 +85,10 @@ def test_mismatch_and_retransmission():
         b.sock = c.sock
         b.realm, b.nonce = c.realm, c.nonce
         check(b.refresh(600)[0] == 441, "another user's Refresh not 441")
-        # 442: TCP relaying is not offered on this server.
+        # 442: a transport protocol nobody relays; 400: a TCP relay asked for over UDP (RFC 6062).
         e = TurnClient(u, "alice", "alice-pass")
-        check(e.allocate(transport=6)[0] == 442, "REQUESTED-TRANSPORT TCP not 442")
+        check(e.allocate(transport=99)[0] == 442, "REQUESTED-TRANSPORT 99 not 442")
+        check(e.allocate(transport=6)[0] == 400, "TCP allocation over UDP not 400")
         # No allocation: 437.
         f = TurnClient(u, "alice", "alice-pass")
         f.allocate(auth=False)

@@ -36,7 +36,7 @@ static const set_case_t set_cases[] = {
     {"listening-ip", "127.0.0.1", 1, NULL},
     {"nonsense", "1", 0, "unknown key"},
     {"user", "a:b", 1, NULL},
-    {"cert", "x.pem", 0, "not supported yet"},
+    {"cert", "x.pem", 1, NULL},
     {"fingerprint", NULL, 1, NULL},
     {"max-bps", "100000000000", 1, NULL},
     {"max-bps", "-1", 0, "out of range"},

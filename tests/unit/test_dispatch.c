@@ -84,7 +84,8 @@ static void env_setup(const char *const *extra)
     if (shared_init(&shared, &cfg, NULL, 0, err, sizeof(err)) != 0)
         fprintf(stderr, "shared_init: %s\n", err);
     CHECK_INT(creds_new(uv_default_loop(), shared.creds, NULL, &creds), 0);
-    dispatch_relay_ops_t ops = {.open = fake_open, .hold = fake_hold, .send = fake_send, .close = fake_close};
+    dispatch_relay_ops_t ops = {
+        .open = fake_open, .hold = fake_hold, .send = fake_send, .close = fake_close};
     memset(&stats, 0, sizeof(stats));
     CHECK_INT(dispatch_init(&d, &cfg, &shared, &stats, creds, &ops, 0), 0);
     d.now_ms = 1000000;
@@ -222,8 +223,10 @@ static void test_auth_ladder(void)
     CHECK_INT(request(STUN_METHOD_ALLOCATE, "alice", "wrong", add_transport, NULL), 401);
     CHECK_INT(request(STUN_METHOD_ALLOCATE, "nobody", "x", add_transport, NULL), 401);
     CHECK_INT((long)atomic_load(&stats.alloc_created), 0);
-    uint8_t tcp = 6;
-    CHECK_INT(request(STUN_METHOD_ALLOCATE, "alice", "secret", add_transport, &tcp), 442);
+    uint8_t tcp = 6, sctp = 132;
+    CHECK_INT(request(STUN_METHOD_ALLOCATE, "alice", "secret", add_transport, &sctp), 442);
+    /* RFC 6062 §5.1: a TCP relay only over a TCP/TLS control connection. */
+    CHECK_INT(request(STUN_METHOD_ALLOCATE, "alice", "secret", add_transport, &tcp), 400);
     CHECK_INT(request(STUN_METHOD_ALLOCATE, "alice", "secret", add_transport, NULL), 0);
     CHECK_INT(request(STUN_METHOD_ALLOCATE, "alice", "secret", add_transport, NULL), 437);
     /* Another user on alice's 5-tuple. */
@@ -353,11 +356,34 @@ static void test_policy_and_quota(void)
     env_teardown();
 }
 
+static void test_max_bps(void)
+{
+    static const char *const extra[] = {"max-bps", "1000", NULL};
+    env_setup(extra);
+    CHECK_INT(allocate("alice", "secret"), 0);
+    struct sockaddr_in p1 = peer_addr("203.0.113.50", 5000);
+    chan_arg_t ch = {0x4001, &p1};
+    CHECK_INT(request(STUN_METHOD_CHANNEL_BIND, "alice", "secret", add_channel, &ch), 0);
+    uint8_t cd[4 + 600];
+    memset(cd, 'x', sizeof(cd));
+    cd[0] = 0x40, cd[1] = 0x01, cd[2] = (600 >> 8), cd[3] = 600 & 0xff;
+    relay_sends = 0;
+    deliver(cd, sizeof(cd)); /* 600 of the 1000 bytes this second */
+    deliver(cd, sizeof(cd)); /* over: dropped */
+    CHECK_INT(relay_sends, 1);
+    CHECK_INT((long)atomic_load(&stats.drop_bps_limit), 1);
+    advance(1000); /* a second later the bucket has refilled */
+    deliver(cd, sizeof(cd));
+    CHECK_INT(relay_sends, 2);
+    env_teardown();
+}
+
 int main(void)
 {
     test_auth_ladder();
     test_expiry();
     test_relay_paths();
     test_policy_and_quota();
+    test_max_bps();
     return unit_done("test_dispatch");
 }
