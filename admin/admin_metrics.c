@@ -94,19 +94,15 @@ static void lab(out_t *o, const char *name, const char *label, const char *value
     put(o, "%s{%s=\"%s\"} %llu\n", name, label, value, (unsigned long long)v);
 }
 
-static void render(admin_t *a, out_t *o)
+static void render_allocs(out_t *o, const figures_t *f)
 {
-    figures_t f;
-    figures(a, &f);
-    const stats_snapshot_t *st = &f.all;
-    server_t *s = a->s;
-
+    const stats_snapshot_t *st = &f->all;
     head(o, "uturn_build_info", "gauge", "uturnd version (always 1).");
     put(o, "uturn_build_info{version=\"%s\"} 1\n", PACKAGE_VERSION);
-    one(o, "uturn_uptime_seconds", "gauge", "Seconds since the admin API started.", f.uptime_s);
+    one(o, "uturn_uptime_seconds", "gauge", "Seconds since the admin API started.", f->uptime_s);
     u64(o, "uturn_workers", "gauge", "Worker threads.", (uint64_t)st->workers);
     u64(o, "uturn_draining", "gauge", "1 while draining (new allocations refused).",
-        (uint64_t)f.draining);
+        (uint64_t)f->draining);
 
     head(o, "uturn_allocations", "gauge", "Current allocations by client transport.");
     lab(o, "uturn_allocations", "transport", "udp", (uint64_t)st->alloc_cur_udp);
@@ -126,7 +122,10 @@ static void render(admin_t *a, out_t *o)
     u64(o, "uturn_allocations_failed_total", "counter",
         "Allocate requests that failed after authentication (no port, no family).",
         st->alloc_failed);
+}
 
+static void render_relay(out_t *o, const stats_snapshot_t *st)
+{
     head(o, "uturn_relay_bytes_total", "counter", "Payload bytes relayed.");
     lab(o, "uturn_relay_bytes_total", "direction", "client_to_peer", st->relay_client_to_peer_bytes);
     lab(o, "uturn_relay_bytes_total", "direction", "peer_to_client", st->relay_peer_to_client_bytes);
@@ -147,7 +146,10 @@ static void render(admin_t *a, out_t *o)
         (unsigned long long)st->relay_data_indications);
     u64(o, "uturn_relay_send_errors_total", "counter", "Relay sends the kernel refused.",
         st->relay_send_errors);
+}
 
+static void render_auth_drops(out_t *o, const stats_snapshot_t *st)
+{
     head(o, "uturn_auth_total", "counter", "Authentication outcomes by result.");
     lab(o, "uturn_auth_total", "result", "ok", st->auth_ok);
     lab(o, "uturn_auth_total", "result", "challenge", st->auth_challenge);
@@ -171,7 +173,10 @@ static void render(admin_t *a, out_t *o)
     lab(o, "uturn_dropped_total", "reason", "amplification", st->drop_amplification);
     lab(o, "uturn_dropped_total", "reason", "peer_policy", st->drop_peer_policy);
     lab(o, "uturn_dropped_total", "reason", "auth_busy", st->drop_auth_busy);
+}
 
+static void render_net(out_t *o, const stats_snapshot_t *st)
+{
     u64(o, "uturn_stun_binding_requests_total", "counter", "STUN Binding requests answered.",
         st->stun_binding_requests);
     u64(o, "uturn_stun_binding_indications_total", "counter", "STUN Binding indications.",
@@ -204,12 +209,16 @@ static void render(admin_t *a, out_t *o)
     lab(o, "uturn_tcp_connections_refused_total", "reason", "garbage", st->tcp_closed_garbage);
     lab(o, "uturn_tcp_connections_refused_total", "reason", "stall", st->tcp_closed_stall);
     lab(o, "uturn_tcp_connections_refused_total", "reason", "idle", st->tcp_closed_idle);
+}
 
+static void render_ports_redis(out_t *o, const figures_t *f)
+{
+    const stats_snapshot_t *st = &f->all;
     u64(o, "uturn_relay_ports_in_use", "gauge", "Relay sockets open.",
         (uint64_t)st->relay_sockets);
     u64(o, "uturn_relay_ports_free", "gauge",
         "Relay ports free: (max-port - min-port + 1) x relay IPs - in use.",
-        (uint64_t)f.ports_free);
+        (uint64_t)f->ports_free);
 
     u64(o, "uturn_credential_lookups_total", "counter", "Credential lookups.", st->creds_lookups);
     u64(o, "uturn_credential_cache_hits_total", "counter", "Lookups answered from the cache.",
@@ -228,8 +237,11 @@ static void render(admin_t *a, out_t *o)
     head(o, "uturn_redis_latency_seconds", "summary", "Redis lookup round trip.");
     put(o, "uturn_redis_latency_seconds_sum %.6f\n", (double)st->redis_latency_us_sum / 1e6);
     put(o, "uturn_redis_latency_seconds_count %llu\n", (unsigned long long)st->redis_replies);
+}
 
-    /* Per worker: one series each, bounded by relay-threads. */
+/* Per worker: one series each, bounded by relay-threads. */
+static void render_workers(out_t *o, server_t *s)
+{
     stats_snapshot_t *ws = calloc((size_t)s->nworkers, sizeof(*ws));
     if (!ws) {
         o->oom = true;
@@ -251,6 +263,18 @@ static void render(admin_t *a, out_t *o)
             (unsigned long long)(ws[i].relay_client_to_peer_packets +
                                  ws[i].relay_peer_to_client_packets));
     free(ws);
+}
+
+static void render(admin_t *a, out_t *o)
+{
+    figures_t f;
+    figures(a, &f);
+    render_allocs(o, &f);
+    render_relay(o, &f.all);
+    render_auth_drops(o, &f.all);
+    render_net(o, &f.all);
+    render_ports_redis(o, &f);
+    render_workers(o, a->s);
 }
 
 void admin_h_metrics(admin_req_t *r)
