@@ -333,6 +333,62 @@ static int check_ip_list(const cfg_list_t *l, const char *key, char *err, size_t
     return 0;
 }
 
+int cfg_alt_listening_port(const cfg_t *c)
+{
+    return c->alt_listening_port ? c->alt_listening_port : c->listening_port + 1;
+}
+
+/* RFC 5780 §6: two IP addresses and two ports, the same ports on both addresses. The addresses
+ * must be named: a wildcard socket would let the kernel pick the source, and the source is the
+ * answer. */
+static int check_rfc5780(const cfg_t *c, char *err, size_t errlen)
+{
+    if (!c->rfc5780)
+        return 0;
+    int n4 = 0, n6 = 0;
+    for (size_t i = 0; i < c->listening_ip.n; i++) {
+        struct sockaddr_storage ss, other;
+        (void)sa_parse_ip(c->listening_ip.v[i], 0, &ss); /* checked by check_ip_list */
+        static const uint8_t zero[16];
+        const void *raw = ss.ss_family == AF_INET
+                              ? (const void *)&((struct sockaddr_in *)&ss)->sin_addr
+                              : (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr;
+        if (memcmp(raw, zero, ss.ss_family == AF_INET ? 4 : 16) == 0) {
+            snprintf(err, errlen, "rfc5780: 'listening-ip' %s is a wildcard; name each address",
+                     c->listening_ip.v[i]);
+            return -1;
+        }
+        int dup = 0;
+        for (size_t j = 0; j < i && !dup; j++)
+            dup = sa_parse_ip(c->listening_ip.v[j], 0, &other) == 0 &&
+                  sa_equal_ip((struct sockaddr *)&ss, (struct sockaddr *)&other);
+        if (!dup && ss.ss_family == AF_INET)
+            n4++;
+        else if (!dup)
+            n6++;
+    }
+    if (n4 < 2 && n6 < 2) {
+        snprintf(err, errlen, "rfc5780 needs two listening-ip of one family (RFC 5780 §6)");
+        return -1;
+    }
+    int alt = cfg_alt_listening_port(c);
+    if (alt > 65535) {
+        snprintf(err, errlen,
+                 "rfc5780: listening-port + 1 is past 65535: set 'alt-listening-port'");
+        return -1;
+    }
+    if (alt == c->listening_port) {
+        snprintf(err, errlen, "rfc5780: 'alt-listening-port' must differ from 'listening-port' %d",
+                 c->listening_port);
+        return -1;
+    }
+    if (alt == c->tls_listening_port && !(c->no_tls && c->no_dtls)) {
+        snprintf(err, errlen, "rfc5780: 'alt-listening-port' %d is the 'tls-listening-port'", alt);
+        return -1;
+    }
+    return 0;
+}
+
 int cfg_validate(const cfg_t *c, char *err, size_t errlen)
 {
     if (check_ip_list(&c->listening_ip, "listening-ip", err, errlen) ||
@@ -367,7 +423,7 @@ int cfg_validate(const cfg_t *c, char *err, size_t errlen)
         snprintf(err, errlen, "'realm' must be 1 to 127 bytes (RFC 8489 §14.9)");
         return -1;
     }
-    return 0;
+    return check_rfc5780(c, err, errlen);
 }
 
 int cfg_load(cfg_t *c, int argc, char **argv, cfg_cli_t *cli, char *err, size_t errlen)

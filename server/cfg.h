@@ -24,6 +24,8 @@ typedef struct cfg {
     int listening_port;
     int tls_listening_port;
     bool no_udp, no_tcp, no_tls, no_dtls;
+    bool rfc5780;           /* RFC 5780 NAT behaviour discovery (needs two listening IPs) */
+    int alt_listening_port; /* its second port; 0: listening-port + 1 */
     /* relay */
     cfg_list_t relay_ip;
     cfg_list_t external_ip;
@@ -114,6 +116,9 @@ int cfg_apply_args(cfg_t *c, int argc, char **argv, char *err, size_t errlen);
 
 /* Cross-field checks after everything is set (ports, addresses, ranges). 0 or -1 with `err`. */
 int cfg_validate(const cfg_t *c, char *err, size_t errlen);
+
+/* RFC 5780's second port: alt-listening-port, or listening-port + 1 when that is 0. */
+int cfg_alt_listening_port(const cfg_t *c);
 
 /* The whole load: defaults, file, command line, validate. */
 int cfg_load(cfg_t *c, int argc, char **argv, cfg_cli_t *cli, char *err, size_t errlen);

@@ -29,6 +29,12 @@ const cfg_entry_t cfg_table[] = {
     {"no-tcp", CFG_BOOL, OFF(no_tcp), "false", 0, 0, NULL, 0, "do not listen on TCP"},
     {"no-tls", CFG_BOOL, OFF(no_tls), "false", 0, 0, NULL, 0, "do not listen on TLS"},
     {"no-dtls", CFG_BOOL, OFF(no_dtls), "false", 0, 0, NULL, 0, "do not listen on DTLS"},
+    {"rfc5780", CFG_BOOL, OFF(rfc5780), "false", 0, 0, NULL, 0,
+     "RFC 5780 NAT behaviour discovery: OTHER-ADDRESS, CHANGE-REQUEST, RESPONSE-PORT, PADDING. "
+     "Needs two listening-ip of one family; listens on both ports of both. Off by default: bigger "
+     "Binding answers, sent from other addresses (ours)"},
+    {"alt-listening-port", CFG_INT, OFF(alt_listening_port), "0", 0, 65535, NULL, 0,
+     "second UDP and TCP port for rfc5780; 0 = listening-port + 1"},
     /* relay */
     {"relay-ip", CFG_LIST, OFF(relay_ip), NULL, 0, 0, NULL, 0,
      "IP for relayed addresses (repeatable). Default: the listening IPs"},

@@ -2,7 +2,7 @@
  * shares: replies, the amplification limit, parked requests, the sweep.
  *
  * RFC 7983 §7 (first-byte demux), RFC 8489 §6.3 (basic checks fail silently; unknown
- * comprehension-required attributes get 420), §7 (Binding), RFC 8656 §4 (every request but Binding
+ * comprehension-required attributes get 420), RFC 8656 §4 (every request but Binding
  * and Allocate needs the 5-tuple's allocation: 437 otherwise; indications and ChannelData without
  * one are dropped), §12 (ChannelData).
  */
@@ -177,27 +177,29 @@ static void reply_unknown(dispatch_t *d, const dispatch_conn_t *conn, const stun
     (void)dispatch_finish(d, conn, msg, &b, NULL);
 }
 
-static void handle_binding(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg)
-{
-    stats_inc(&d->stats->stun_binding_requests);
-    stun_build_t b;
-    dispatch_begin(d, &b, msg, STUN_CLASS_SUCCESS);
-    stun_build_xor_addr(&b, STUN_ATTR_XOR_MAPPED_ADDRESS, conn->remote);
-    (void)dispatch_finish(d, conn, msg, &b, NULL);
-}
-
 static void handle_request(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg)
 {
     uint16_t unknown[16];
-    int n = stun_msg_unknown_required(msg, known_required,
-                                      sizeof(known_required) / sizeof(known_required[0]), unknown,
+    const uint16_t *known = known_required;
+    size_t nknown = sizeof(known_required) / sizeof(known_required[0]);
+    /* RFC 5780 §6: its request attributes are understood only where the usage is served; elsewhere
+     * CHANGE-REQUEST (and RESPONSE-PORT, PADDING) get 420. */
+    uint16_t known5780[sizeof(known_required) / sizeof(known_required[0]) + 3];
+    if (msg->method == STUN_METHOD_BINDING && dispatch_binding_rfc5780(d, conn)) {
+        memcpy(known5780, known_required, sizeof(known_required));
+        known5780[nknown++] = STUN_ATTR_CHANGE_REQUEST;
+        known5780[nknown++] = STUN_ATTR_RESPONSE_PORT;
+        known5780[nknown++] = STUN_ATTR_PADDING;
+        known = known5780;
+    }
+    int n = stun_msg_unknown_required(msg, known, nknown, unknown,
                                       sizeof(unknown) / sizeof(unknown[0]));
     if (n > 0) {
         reply_unknown(d, conn, msg, unknown, n < 16 ? (size_t)n : 16);
         return;
     }
     if (msg->method == STUN_METHOD_BINDING) {
-        handle_binding(d, conn, msg);
+        dispatch_binding(d, conn, msg);
         return;
     }
     stats_inc(&d->stats->turn_requests);

@@ -69,6 +69,17 @@ typedef struct {
     void *env;
 } dispatch_relay_ops_t;
 
+/* RFC 5780 answers that leave from another of our listening addresses (CHANGE-REQUEST), as the
+ * worker (libuv) or a test provides them. */
+typedef struct {
+    /* Send one datagram from our UDP listening address `from` to `to`. Returns 0 or -errno
+     * (-EADDRNOTAVAIL when nothing listens on `from`). The bytes are copied or sent before it
+     * returns. */
+    int (*send_from)(void *env, const struct sockaddr *from, const struct sockaddr *to,
+                     const uint8_t *buf, size_t len);
+    void *env;
+} dispatch_binding_ops_t;
+
 typedef struct dispatch_pending dispatch_pending_t;
 
 /* Per-source limit on unauthenticated error answers (amplification): a fixed table of token buckets
@@ -91,6 +102,8 @@ typedef struct {
     creds_t *creds; /* NULL: only static and REST credentials (tests) */
     alloc_table_t allocs;
     dispatch_relay_ops_t relay;
+    dispatch_binding_ops_t binding; /* set by the owner after dispatch_init; NULL send_from: a
+                                     * CHANGE-REQUEST that needs another source is dropped */
     uint64_t now_ms;   /* the worker's loop time, set by the caller before each batch */
     uint64_t unix_ms;  /* wall clock in ms, for nonces, REST expiry, reservations */
     dispatch_pending_t *pending;

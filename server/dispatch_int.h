@@ -53,6 +53,11 @@ void dispatch_pending_start(dispatch_t *d, dispatch_pending_t *p);
 void dispatch_pending_ready(void *arg);
 
 /* Method handlers. */
+/* Binding (RFC 8489 §7; RFC 5780 §6 when rfc5780 is on): dispatch_binding.c. */
+void dispatch_binding(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg);
+/* 1 when RFC 5780 is served on the address `conn` arrived on (its CHANGE-REQUEST, RESPONSE-PORT
+ * and PADDING are then understood, not 420). */
+int dispatch_binding_rfc5780(const dispatch_t *d, const dispatch_conn_t *conn);
 void dispatch_allocate(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg);
 void dispatch_refresh(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg, alloc_t *a);
 void dispatch_create_permission(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg,

@@ -63,14 +63,19 @@ static int resolve_addrs(server_t *s, char *err, size_t errlen)
 {
     const cfg_t *c = s->cfg;
     int rc = 0;
-    for (size_t i = 0; i < c->listening_ip.n && rc == 0; i++) {
-        struct sockaddr_storage ss;
-        if (sa_parse_ip(c->listening_ip.v[i], (uint16_t)c->listening_port, &ss) != 0) {
-            snprintf(err, errlen, "listening-ip '%s' is not an IP address", c->listening_ip.v[i]);
-            return -EINVAL;
+    /* rfc5780: every listening IP on both ports (RFC 5780 §6: the same two ports on each address),
+     * so an answer can leave from any of the four A x P combinations. */
+    int ports[2] = {c->listening_port, cfg_alt_listening_port(c)};
+    for (int p = 0; p < (c->rfc5780 ? 2 : 1); p++)
+        for (size_t i = 0; i < c->listening_ip.n && rc == 0; i++) {
+            struct sockaddr_storage ss;
+            if (sa_parse_ip(c->listening_ip.v[i], (uint16_t)ports[p], &ss) != 0) {
+                snprintf(err, errlen, "listening-ip '%s' is not an IP address",
+                         c->listening_ip.v[i]);
+                return -EINVAL;
+            }
+            rc = add_addr(s, (struct sockaddr *)&ss);
         }
-        rc = add_addr(s, (struct sockaddr *)&ss);
-    }
     if (rc == 0 && c->listening_ip.n == 0)
         rc = interface_addrs(s, c->listening_port);
     if (rc != 0 || s->naddrs == 0) {

@@ -186,6 +186,59 @@ const struct sockaddr *shared_alternate(shared_t *s, int secure)
     return &list[i % n].sa;
 }
 
+/* The RFC 5780 pairs: the first two distinct listening IPs of each family (cfg_validate made sure
+ * one family has two, none a wildcard). */
+static void init_rfc5780(shared_t *s)
+{
+    const cfg_t *c = s->cfg;
+    if (!c->rfc5780)
+        return;
+    int n[2] = {0, 0};
+    for (size_t i = 0; i < c->listening_ip.n; i++) {
+        struct sockaddr_storage ss;
+        if (sa_parse_ip(c->listening_ip.v[i], 0, &ss) != 0)
+            continue;
+        int f = ss.ss_family == AF_INET6;
+        if (n[f] == 2 ||
+            (n[f] == 1 && sa_equal_ip(&s->rfc5780_ip[f][0].sa, (struct sockaddr *)&ss)))
+            continue;
+        memcpy(&s->rfc5780_ip[f][n[f]++], &ss, sa_len((struct sockaddr *)&ss));
+    }
+    for (int f = 0; f < 2; f++)
+        s->rfc5780_family_ok[f] = n[f] == 2;
+    s->rfc5780_port[0] = (uint16_t)c->listening_port;
+    s->rfc5780_port[1] = (uint16_t)cfg_alt_listening_port(c);
+}
+
+int shared_rfc5780_addrs(const shared_t *s, const struct sockaddr *local, int change_ip,
+                         int change_port, sa_any_t *from, sa_any_t *other)
+{
+    if (!s->cfg->rfc5780 || (local->sa_family != AF_INET && local->sa_family != AF_INET6))
+        return -1;
+    int f = local->sa_family == AF_INET6;
+    if (!s->rfc5780_family_ok[f])
+        return -1;
+    int a, p;
+    if (sa_equal_ip(local, &s->rfc5780_ip[f][0].sa))
+        a = 0;
+    else if (sa_equal_ip(local, &s->rfc5780_ip[f][1].sa))
+        a = 1;
+    else
+        return -1;
+    uint16_t port = sa_port(local);
+    if (port == s->rfc5780_port[0])
+        p = 0;
+    else if (port == s->rfc5780_port[1])
+        p = 1;
+    else
+        return -1; /* e.g. the TLS port: no alternate there */
+    *other = s->rfc5780_ip[f][!a];
+    sa_set_port(&other->sa, s->rfc5780_port[!p]);
+    *from = s->rfc5780_ip[f][change_ip ? !a : a];
+    sa_set_port(&from->sa, s->rfc5780_port[change_port ? !p : p]);
+    return 0;
+}
+
 static int init_relays(shared_t *s, const struct sockaddr_storage *listen, size_t nlisten, char *err,
                        size_t errlen)
 {
@@ -231,6 +284,7 @@ int shared_init(shared_t *s, const cfg_t *cfg, const struct sockaddr_storage *li
     s->nonce_features = TURN_NONCE_FEAT_PASSWORD_ALGS;
     if (cfg->userhash)
         s->nonce_features |= TURN_NONCE_FEAT_USERHASH;
+    init_rfc5780(s);
     if (parse_ranges(&cfg->allowed_peer_ip, "allowed-peer-ip", &s->allow, err, errlen) != 0 ||
         parse_ranges(&cfg->denied_peer_ip, "denied-peer-ip", &s->deny, err, errlen) != 0)
         return -1;

@@ -54,6 +54,11 @@ typedef struct {
     sa_any_t *tls_alternates; /* tls-alternate-server */
     size_t ntls_alternates;
     _Atomic unsigned alternate_next;
+    /* RFC 5780 (rfc5780 on): per family ([0] IPv4, [1] IPv6) the first two listening IPs A1, A2
+     * (port 0), when that family has two; and the ports P1 (listening-port), P2 (alt). */
+    sa_any_t rfc5780_ip[2][2];
+    int rfc5780_family_ok[2];
+    uint16_t rfc5780_port[2];
     /* Quotas. */
     uv_mutex_t quota_lock;
     shared_user_count_t **user_counts; /* hash buckets */
@@ -80,6 +85,14 @@ void shared_close(shared_t *s);
 /* The next alternate server (round-robin) for a client over TLS/DTLS (`secure`) or not, or NULL
  * when none is configured. */
 const struct sockaddr *shared_alternate(shared_t *s, int secure);
+
+/* RFC 5780 §6.1 for a Binding request that arrived on `local` (Da:Dp): into `from` the address to
+ * answer from for the CHANGE-REQUEST flags (Ca instead of Da with change_ip, Cp instead of Dp with
+ * change_port), into `other` OTHER-ADDRESS (Ca:Cp). Returns 0, or -1 when rfc5780 is off or `local`
+ * is not one of the four A x P addresses: the usage is then unsupported on that address (no
+ * OTHER-ADDRESS, 420 for CHANGE-REQUEST). Pure lookup; any thread. */
+int shared_rfc5780_addrs(const shared_t *s, const struct sockaddr *local, int change_ip,
+                         int change_port, sa_any_t *from, sa_any_t *other);
 
 /* Quotas (RFC 8656 §7.2: 486 per user, 508 when the server is full). Returns 0 and counts the
  * allocation, or -EDQUOT (user-quota) / -ENOSPC (total-quota). */

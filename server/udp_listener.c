@@ -76,6 +76,17 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
     (void)dispatch_message(&w->dispatch, &conn, (const uint8_t *)buf->base, (size_t)nread);
 }
 
+int udp_listener_send_from(void *env, const struct sockaddr *from, const struct sockaddr *to,
+                           const uint8_t *buf, size_t len)
+{
+    worker_t *w = env;
+    /* A handful of listeners (addresses x ports), and only RFC 5780 answers come here. */
+    for (size_t i = 0; i < w->nudp; i++)
+        if (sa_equal((const struct sockaddr *)&w->udp[i].local, from))
+            return udp_send(&w->udp[i], to, buf, len);
+    return -EADDRNOTAVAIL;
+}
+
 int udp_listener_open(worker_t *w, udp_listener_t *l, const struct sockaddr *addr)
 {
     int fd = worker_bind_socket(addr, SOCK_DGRAM);

@@ -212,6 +212,8 @@ int worker_init(worker_t *w, int id, const cfg_t *cfg, shared_t *shared,
         snprintf(err, errlen, "worker %d: out of memory", id);
         return rc;
     }
+    w->dispatch.binding.send_from = udp_listener_send_from;
+    w->dispatch.binding.env = w;
     worker_clock(w);
 
     /* Room for a plain and a TLS/DTLS listener per address. */

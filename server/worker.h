@@ -111,6 +111,10 @@ void worker_join(worker_t *w);
 /* Listener internals shared between worker.c, udp_listener.c and tcp_listener.c. */
 int udp_listener_open(worker_t *w, udp_listener_t *l, const struct sockaddr *addr);
 void udp_listener_close(udp_listener_t *l);
+/* dispatch_binding_ops_t.send_from (env: the worker): send from this worker's UDP listener bound
+ * to `from` (RFC 5780 CHANGE-REQUEST). 0, -EADDRNOTAVAIL when none is, or the send's -errno. */
+int udp_listener_send_from(void *env, const struct sockaddr *from, const struct sockaddr *to,
+                           const uint8_t *buf, size_t len);
 int tcp_listener_open(worker_t *w, tcp_listener_t *l, const struct sockaddr *addr);
 void tcp_listener_close(tcp_listener_t *l);
 /* Close stalled or idle client connections (called by the worker's sweep timer). */
