@@ -61,12 +61,10 @@ int main(int argc, char **argv)
     }
     server_t srv;
     int status = 0;
-    if (server_start(&srv, &cfg, err, sizeof(err)) != 0) {
+    if (server_start(&srv, &cfg, argc, argv, err, sizeof(err)) != 0) {
         LOGE("start", "%s", err);
         status = 1;
     } else {
-        srv.argc = argc;
-        srv.argv = argv;
         server_run(&srv);
     }
     server_close(&srv);

@@ -104,7 +104,8 @@ static void stop_all(server_t *s, const char *why)
 static void on_tick(uv_timer_t *t)
 {
     server_t *s = t->data;
-    if (s->live->drain_exit && server_draining(s) && atomic_load(&s->shared.total_allocs) == 0)
+    const cfg_t *live = atomic_load(&s->shared.live); /* a reload may swap it from another thread */
+    if (live->drain_exit && server_draining(s) && atomic_load(&s->shared.total_allocs) == 0)
         stop_all(s, "drained");
 }
 
@@ -140,10 +141,12 @@ static void log_ready(server_t *s)
          s->cfg->no_udp ? "" : "udp ", s->cfg->no_tcp ? "" : "tcp", list);
 }
 
-int server_start(server_t *s, const cfg_t *cfg, char *err, size_t errlen)
+int server_start(server_t *s, const cfg_t *cfg, int argc, char **argv, char *err, size_t errlen)
 {
     memset(s, 0, sizeof(*s));
     s->cfg = cfg;
+    s->argc = argc;
+    s->argv = argv;
     s->live = cfg;
     uv_mutex_init(&s->reload_lock);
     int rc = uv_loop_init(&s->loop);

@@ -35,9 +35,10 @@ typedef struct {
     struct admin *admin;
 } server_t;
 
-/* Resolve listening addresses, create and bind every worker, start their threads. Returns 0 or
- * -errno with a message in `err` naming what failed (nothing is left running on failure). */
-int server_start(server_t *s, const cfg_t *cfg, char *err, size_t errlen);
+/* Resolve listening addresses, create and bind every worker, start their threads. argc/argv are
+ * kept for reloads (they must outlive the server). Returns 0 or -errno with a message in `err`
+ * naming what failed (nothing is left running on failure). */
+int server_start(server_t *s, const cfg_t *cfg, int argc, char **argv, char *err, size_t errlen);
 /* Run until SIGTERM/SIGINT, then stop the workers and return 0. */
 int server_run(server_t *s);
 /* Free everything server_start made (after server_run, or after a failed start). */
