@@ -21,6 +21,7 @@ loudly, never skip. Every command runs with a timeout.
 """
 import ipaddress
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -110,6 +111,7 @@ class Daemon:
     def __init__(self, host, cmd, name):
         self.host = host
         self.dir = tempfile.mkdtemp(prefix="utlab-%s-" % name)
+        host.lab.dirs.append(self.dir)
         self.stderr_path = os.path.join(self.dir, "stderr.log")
         self.stderr = open(self.stderr_path, "wb")
         env = dict(os.environ)
@@ -146,6 +148,7 @@ class Uturnd(Daemon):
 
     def __init__(self, host, conf, name="uturnd"):
         self.dir0 = tempfile.mkdtemp(prefix="utlab-conf-")
+        host.lab.dirs.append(self.dir0)
         path = os.path.join(self.dir0, "uturnd.conf")
         with open(path, "w") as f:
             f.write("\n".join(conf) + "\n")
@@ -225,6 +228,7 @@ class Lab:
             raise LabError("the NAT lab needs root (network namespaces, iptables); CI runs as root")
         self.hosts = []
         self.daemons = []
+        self.dirs = []  # logs and configs: removed when the lab closes without a failure
         cleanup_leftovers()
 
     def host(self, name):
@@ -305,4 +309,10 @@ class Lab:
         except LabError:
             if et is None:
                 raise
+            return False
+        if et is None:
+            for d in self.dirs:
+                shutil.rmtree(d, ignore_errors=True)
+        else:
+            print("lab logs kept in: %s" % " ".join(self.dirs), flush=True)
         return False
