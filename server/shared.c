@@ -409,11 +409,13 @@ uint64_t shared_resv_add(shared_t *s, int fd, const struct sockaddr *addr, uint6
     r->fd = fd;
     memcpy(&r->addr, addr, sa_len(addr));
     r->expires_unix_ms = now_unix_ms + SHARED_RESERVATION_MS;
+    /* Read the token before publishing: once unlocked, another worker may redeem and free r. */
+    uint64_t token = r->token;
     uv_mutex_lock(&s->resv_lock);
     r->next = s->resv;
     s->resv = r;
     uv_mutex_unlock(&s->resv_lock);
-    return r->token;
+    return token;
 }
 
 int shared_resv_take(shared_t *s, uint64_t token, sa_any_t *addr, uint64_t now_unix_ms)
