@@ -84,27 +84,40 @@ class Uturnd:
     def __init__(self, conf=None, args=(), host="127.0.0.1", port=None, threads=2, expect_start=True,
                  tls_port=None):
         self.host = host
-        self.port = port or free_port(host)
-        self.tls_port = tls_port or free_port(host)
         self.dir = tempfile.mkdtemp(prefix="uturn-test-")
         self.conf_path = os.path.join(self.dir, "uturnd.conf")
-        base = {"listening-ip": host, "listening-port": str(self.port), "relay-threads": str(threads),
-                "log-level": "debug", "tls-listening-port": str(self.tls_port)}
+        self.stderr_path = os.path.join(self.dir, "stderr.log")
+        # Free ports are only free until someone else takes them (tests run in parallel): when the
+        # daemon cannot bind a port we chose, choose again. A port the caller fixed is not retried.
+        for attempt in range(5):
+            self.port = port or free_port(host)
+            self.tls_port = tls_port or free_port(host)
+            self._spawn(conf, args, threads)
+            if not expect_start:
+                return
+            wait_for(lambda: self._ready_or_dead(), 20, "uturnd ready line")
+            if self.proc.poll() is None:
+                return
+            if "Address already in use" not in self.log() or (port and tls_port) or attempt == 4:
+                break
+            self.stderr.close()
+        check(self.proc.poll() is None, "uturnd exited at start:\n" + self.log())
+
+    def _spawn(self, conf, args, threads):
+        base = {"listening-ip": self.host, "listening-port": str(self.port),
+                "relay-threads": str(threads), "log-level": "debug",
+                "tls-listening-port": str(self.tls_port)}
         lines = ["%s = %s" % kv for kv in base.items()]
         for line in (conf or []):
             lines.append(line)
         with open(self.conf_path, "w") as f:
             f.write("\n".join(lines) + "\n")
-        self.stderr_path = os.path.join(self.dir, "stderr.log")
         self.stderr = open(self.stderr_path, "wb")
         env = dict(os.environ)
         env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
         env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
         self.proc = subprocess.Popen([UTURND, "-c", self.conf_path] + list(args),
                                      stdout=subprocess.DEVNULL, stderr=self.stderr, env=env)
-        if expect_start:
-            wait_for(lambda: self._ready_or_dead(), 20, "uturnd ready line")
-            check(self.proc.poll() is None, "uturnd exited at start:\n" + self.log())
 
     def _ready_or_dead(self):
         return self.proc.poll() is not None or " ready: " in self.log()
@@ -289,11 +302,31 @@ def run(tests):
 # ---- real third-party clients ----
 
 def start_peer(host="127.0.0.1"):
-    """coturn's turnutils_peer: a UDP echo peer on a free port. Returns (process, port)."""
-    port = free_port(host)
-    p = subprocess.Popen(["turnutils_peer", "-L", host, "-p", str(port)], stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)
-    return p, port
+    """coturn's turnutils_peer: a UDP echo peer on a free port, checked to answer. Returns (process,
+    port)."""
+    probe = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+    probe.bind((host, 0))
+    try:
+        for _ in range(5):
+            port = free_port(host)
+            p = subprocess.Popen(["turnutils_peer", "-L", host, "-p", str(port)],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            # The port may have been taken between free_port and the peer's bind: make sure it is
+            # this echo peer that answers there.
+            deadline = time.monotonic() + 3
+            while time.monotonic() < deadline and p.poll() is None:
+                probe.sendto(b"uturn-peer-probe", (host, port))
+                probe.settimeout(0.1)
+                try:
+                    if probe.recvfrom(64)[0] == b"uturn-peer-probe":
+                        return p, port
+                except (socket.timeout, ConnectionRefusedError):
+                    pass
+            p.kill()
+            p.wait()
+        raise TestFailure("turnutils_peer did not start")
+    finally:
+        probe.close()
 
 
 def uclient(server, args, timeout=60, port=None):
