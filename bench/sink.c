@@ -4,7 +4,13 @@
  * reads them at the edges of its measuring window. As an echo peer it answers every datagram to the
  * address it came from (a TURN relayed address), batched with sendmmsg.
  *
- *   sink --listen 127.0.0.1:Q [--echo] [--stats FILE] [--seconds S]
+ *   sink --listen 127.0.0.1:Q [--echo] [--spin] [--stats FILE] [--seconds S]
+ *
+ * --spin polls without ever sleeping. On loopback the sender pays for waking the receiver up (an
+ * IPI to the other core), so a sleeping sink would charge the server under test for the sink's own
+ * wakeups -- a cost a real relay's peer pays on its own host -- and how often that happens depends
+ * on scheduling luck between sink and generator. A spinning sink is never asleep: the server pays
+ * only for what it sends.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -26,6 +32,7 @@ int main(int argc, char **argv)
     struct sockaddr_in addr;
     bench_addr(bench_opt(argc, argv, "--listen", "127.0.0.1:0"), &addr);
     int echo = bench_flag(argc, argv, "--echo");
+    int spin = bench_flag(argc, argv, "--spin");
     uint64_t *cnt = bench_counters(bench_opt(argc, argv, "--stats", NULL));
     bench_deadline(bench_optf(argc, argv, "--seconds", 600));
     int fd = bench_udp(&addr, 0);
@@ -45,9 +52,9 @@ int main(int argc, char **argv)
                                            .msg_iov = &iov[i],
                                            .msg_iovlen = 1};
         }
-        int n = recvmmsg(fd, m, BATCH, MSG_WAITFORONE, NULL);
+        int n = recvmmsg(fd, m, BATCH, spin ? MSG_DONTWAIT : MSG_WAITFORONE, NULL);
         if (n < 0) {
-            if (errno == EINTR)
+            if (errno == EINTR || errno == EAGAIN)
                 continue;
             bench_die("recvmmsg: %s", strerror(errno));
         }
