@@ -21,12 +21,14 @@ typedef struct {
     worker_t *w;
     alloc_t *a;
     alloc_relay_t *r;
+    int fd;
 } relay_sock_t;
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     relay_sock_t *rs = h->data;
     (void)suggested;
+    worker_tx_flush(rs->w); /* queued sends point into the buffer about to be reused */
     /* Datagrams land DISPATCH_HEADROOM bytes in, each in its own 64 KiB recvmmsg slot, so every
      * datagram has room before it (the tail of a slot already handled) and after it. */
     *buf = uv_buf_init((char *)rs->w->udp_buf + DISPATCH_HEADROOM,
@@ -38,6 +40,10 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
 {
     relay_sock_t *rs = h->data;
     worker_t *w = rs->w;
+    if (flags & UV_UDP_MMSG_FREE) {
+        worker_tx_flush(w); /* the end of a recvmmsg batch */
+        return;
+    }
     if (nread < 0 || !addr || !rs->a)
         return;
     if (flags & UV_UDP_PARTIAL) {
@@ -88,6 +94,7 @@ static int relay_open(void *env, alloc_t *a, alloc_relay_t *r, int fd, int dont_
         return rc;
     }
     rs->handle.data = rs;
+    rs->fd = fd;
     if ((rc = uv_udp_open(&rs->handle, fd)) != 0)
         close(fd);
     else
@@ -113,9 +120,7 @@ static int relay_send(void *env, alloc_relay_t *r, const struct sockaddr *peer, 
 {
     (void)env;
     relay_sock_t *rs = r->handle;
-    uv_buf_t b = worker_cbuf(buf, len);
-    int rc = uv_udp_try_send(&rs->handle, &b, 1, peer);
-    return rc < 0 ? rc : 0;
+    return worker_tx(rs->w, rs->fd, peer, buf, len);
 }
 
 static void on_closed(uv_handle_t *h)

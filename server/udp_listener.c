@@ -22,6 +22,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     udp_listener_t *l = h->data;
     (void)suggested;
+    worker_tx_flush(l->w); /* queued sends point into the buffer about to be reused */
     /* One buffer per worker is enough: every datagram is dispatched before the next read. */
     *buf = uv_buf_init((char *)l->w->udp_buf, WORKER_UDP_BUF);
 }
@@ -30,8 +31,7 @@ static int udp_send(void *ctx, const struct sockaddr *to, const uint8_t *data, s
 {
     udp_listener_t *l = ctx;
     stats_t *st = &l->w->stats;
-    uv_buf_t b = worker_cbuf(data, len);
-    int rc = uv_udp_try_send(&l->handle, &b, 1, to);
+    int rc = worker_tx(l->w, l->fd, to, data, len);
     if (rc < 0) {
         stats_inc(&st->udp_tx_errors);
         return rc;
@@ -46,7 +46,10 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
 {
     udp_listener_t *l = h->data;
     worker_t *w = l->w;
-    (void)flags; /* UV_UDP_MMSG_FREE needs nothing: the buffer belongs to the worker */
+    if (flags & UV_UDP_MMSG_FREE) {
+        worker_tx_flush(w); /* the end of a recvmmsg batch: send what it produced */
+        return;
+    }
     if (nread < 0) {
         LOGD("udp_recv", "recv error: %s", uv_strerror((int)nread));
         return;
@@ -106,6 +109,7 @@ int udp_listener_open(worker_t *w, udp_listener_t *l, const struct sockaddr *add
         return rc;
     }
     l->handle.data = l;
+    l->fd = fd;
     if ((rc = uv_udp_open(&l->handle, fd)) != 0) {
         close(fd);
         uv_close((uv_handle_t *)&l->handle, NULL);

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -85,10 +86,67 @@ static void close_all(worker_t *w)
         creds_close(w->creds);
         w->creds = NULL;
     }
+    worker_tx_flush(w);
+    if (!uv_is_closing((uv_handle_t *)&w->tx_check))
+        uv_close((uv_handle_t *)&w->tx_check, NULL);
     if (!uv_is_closing((uv_handle_t *)&w->sweep))
         uv_close((uv_handle_t *)&w->sweep, NULL);
     if (!uv_is_closing((uv_handle_t *)&w->wakeup))
         uv_close((uv_handle_t *)&w->wakeup, NULL);
+}
+
+int worker_tx(worker_t *w, int fd, const struct sockaddr *to, const uint8_t *data, size_t len)
+{
+    if (data < w->udp_buf || data + len > w->udp_buf + WORKER_UDP_BUF) {
+        /* Bytes that may not outlive this call (a reply buffer, a stream): send now. */
+        ssize_t n = sendto(fd, data, len, 0, to, sa_len(to));
+        return n < 0 ? -errno : 0;
+    }
+    if (w->ntx == WORKER_TX_MAX)
+        worker_tx_flush(w);
+    int i = w->ntx++;
+    memcpy(&w->tx_addr[i], to, sa_len(to));
+    w->tx_iov[i].iov_base = (void *)(uintptr_t)data;
+    w->tx_iov[i].iov_len = len;
+    struct msghdr *h = &w->tx_msgs[i].msg_hdr;
+    memset(h, 0, sizeof(*h));
+    h->msg_name = &w->tx_addr[i];
+    h->msg_namelen = sa_len(to);
+    h->msg_iov = &w->tx_iov[i];
+    h->msg_iovlen = 1;
+    w->tx_fd[i] = fd;
+    return 0;
+}
+
+void worker_tx_flush(worker_t *w)
+{
+    int i = 0;
+    while (i < w->ntx) {
+        int j = i + 1;
+        while (j < w->ntx && w->tx_fd[j] == w->tx_fd[i])
+            j++;
+        /* One sendmmsg for a run of datagrams on one socket; what the kernel refuses (a full
+         * buffer) is lost like any UDP datagram, and counted. */
+        int sent = 0;
+        while (sent < j - i) {
+            int n = sendmmsg(w->tx_fd[i], &w->tx_msgs[i + sent], (unsigned)(j - i - sent), 0);
+            if (n <= 0) {
+                if (n < 0 && errno == EINTR)
+                    continue;
+                stats_add(&w->stats.udp_tx_errors, (uint64_t)(j - i - sent));
+                break;
+            }
+            sent += n;
+        }
+        i = j;
+    }
+    w->ntx = 0;
+}
+
+static void on_tx_check(uv_check_t *c)
+{
+    /* Safety net: nothing stays queued past a loop iteration. */
+    worker_tx_flush(c->data);
 }
 
 /* Run every queued task. uv_async_send coalesces, so one wakeup may stand for many posts. */
@@ -200,6 +258,10 @@ int worker_init(worker_t *w, int id, const cfg_t *cfg, shared_t *shared,
     uv_timer_init(&w->loop, &w->sweep);
     w->sweep.data = w;
     uv_timer_start(&w->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
+    uv_check_init(&w->loop, &w->tx_check);
+    w->tx_check.data = w;
+    uv_check_start(&w->tx_check, on_tx_check);
+    uv_unref((uv_handle_t *)&w->tx_check);
     w->unix_offset_ms = wall_ms() - (int64_t)uv_now(&w->loop);
     if ((rc = creds_new(&w->loop, shared->creds, &w->creds_stats, &w->creds)) != 0) {
         snprintf(err, errlen, "worker %d: credential store: %s", id, strerror(-rc));

@@ -9,6 +9,7 @@
 
 #include <stdatomic.h>
 #include <stdint.h>
+#include <sys/uio.h>
 #include <sys/socket.h>
 #include <uv.h>
 
@@ -36,6 +37,7 @@ typedef struct udp_listener {
     worker_t *w;
     struct sockaddr_storage local;
     int secure; /* the TLS port: DTLS records here go to dtls.c, plain STUN/TURN still works */
+    int fd;     /* for batched sends (worker_tx) */
 } udp_listener_t;
 
 typedef struct tcp_listener {
@@ -45,6 +47,10 @@ typedef struct tcp_listener {
     int secure; /* TLS */
 } tcp_listener_t;
 typedef struct ip_count ip_count_t;
+
+/* Outgoing datagrams whose bytes live in the receive buffer are queued and sent with one sendmmsg
+ * per socket at the end of the receive batch (worker_tx). */
+#define WORKER_TX_MAX 64
 
 /* UDP receive buffer: libuv's recvmmsg path takes 64 KiB per datagram slot. */
 #define WORKER_UDP_SLOTS 16
@@ -83,6 +89,13 @@ struct worker {
     tcp_conn_t *conns; /* every client TCP connection, for sweeps and shutdown */
     ip_count_t *ip_counts[WORKER_IP_BUCKETS];
     uint8_t *udp_buf;
+    /* The send batch (worker_tx): entries point into udp_buf, valid until the next read. */
+    struct mmsghdr tx_msgs[WORKER_TX_MAX];
+    struct iovec tx_iov[WORKER_TX_MAX];
+    sa_any_t tx_addr[WORKER_TX_MAX];
+    int tx_fd[WORKER_TX_MAX];
+    int ntx;
+    uv_check_t tx_check;
 };
 
 /* uv_buf_t has no const variant; libuv's send paths only read the bytes. */
@@ -152,6 +165,13 @@ void tcp_relay_ops(worker_t *w, dispatch_relay_ops_t *ops);
 void tcp_relay_close_alloc(worker_t *w, alloc_t *a);
 void tcp_relay_sweep(worker_t *w, uint64_t now_ms);
 void tcp_relay_close_all(worker_t *w);
+
+/* Send a datagram on `fd` to `to`: queued when the bytes are inside the worker's receive buffer
+ * (sent by worker_tx_flush at the end of the receive batch), sent at once otherwise. Returns 0 or
+ * -errno (at once) like a send. */
+int worker_tx(worker_t *w, int fd, const struct sockaddr *to, const uint8_t *data, size_t len);
+/* Send everything queued (sendmmsg per run of one socket). Must run before udp_buf is reused. */
+void worker_tx_flush(worker_t *w);
 
 /* Bring the dispatcher's clocks up to date (call at the top of every loop callback). */
 void worker_clock(worker_t *w);
