@@ -7,10 +7,12 @@
 #include "server.h"
 
 #include <errno.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "admin.h"
 #include "config.h"
@@ -109,6 +111,42 @@ static void on_tick(uv_timer_t *t)
         stop_all(s, "drained");
 }
 
+/* Workers bind with SO_REUSEPORT, which would let a second uturnd (or a stale one) share our ports
+ * silently and split clients between the two. Bind each address once without it first: a port
+ * someone holds fails here, with a clear message. */
+static int probe_port(const struct sockaddr *sa, int type, char *err, size_t errlen)
+{
+    int fd = socket(sa->sa_family, type | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return 0;
+    int one = 1;
+    if (sa->sa_family == AF_INET6)
+        (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    /* TCP: SO_REUSEADDR so TIME_WAIT leftovers of our own last run do not count; a listener does. */
+    if (type == SOCK_STREAM)
+        (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    int rc = bind(fd, sa, sa_len(sa));
+    int e = errno;
+    close(fd);
+    if (rc == 0 || e != EADDRINUSE)
+        return 0; /* other errors are reported by the real bind */
+    char name[SA_STRLEN];
+    snprintf(err, errlen, "%s %s is already in use (another uturnd or another server?)",
+             type == SOCK_STREAM ? "tcp" : "udp", sa_format(sa, name, sizeof(name)));
+    return -EADDRINUSE;
+}
+
+static int probe_ports(server_t *s, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < s->naddrs; i++) {
+        const struct sockaddr *sa = (const struct sockaddr *)&s->addrs[i];
+        if ((!s->cfg->no_udp && probe_port(sa, SOCK_DGRAM, err, errlen)) ||
+            (!s->cfg->no_tcp && probe_port(sa, SOCK_STREAM, err, errlen)))
+            return -EADDRINUSE;
+    }
+    return 0;
+}
+
 static void on_signal(uv_signal_t *h, int signum)
 {
     server_t *s = h->data;
@@ -154,7 +192,7 @@ int server_start(server_t *s, const cfg_t *cfg, int argc, char **argv, char *err
         snprintf(err, errlen, "uv_loop_init: %s", uv_strerror(rc));
         return rc;
     }
-    if ((rc = resolve_addrs(s, err, errlen)) != 0)
+    if ((rc = resolve_addrs(s, err, errlen)) != 0 || (rc = probe_ports(s, err, errlen)) != 0)
         return rc;
     if (shared_init(&s->shared, cfg, s->addrs, s->naddrs, err, errlen) != 0)
         return -EINVAL;

@@ -53,7 +53,7 @@ typedef struct ip_count ip_count_t;
 #define WORKER_TX_MAX 64
 
 /* UDP receive buffer: libuv's recvmmsg path takes 64 KiB per datagram slot. */
-#define WORKER_UDP_SLOTS 16
+#define WORKER_UDP_SLOTS 20 /* libuv 1.44 reads at most 20 datagrams per recvmmsg */
 #define WORKER_UDP_BUF (WORKER_UDP_SLOTS * 65536)
 #define WORKER_IP_BUCKETS 1024
 

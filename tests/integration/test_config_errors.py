@@ -95,6 +95,25 @@ def test_unbindable_address_fails_clearly():
     check("cannot listen on udp 203.0.113.1:3478" in p.stderr, "message: %r" % p.stderr)
 
 
+def test_second_instance_refused_and_restart_after_tcp():
+    with Uturnd() as u:
+        # SO_REUSEPORT would let a second daemon share the port and split clients: refused.
+        p, _ = _run(["--listening-ip", "127.0.0.1", "--listening-port", str(u.port)])
+        check(p.returncode == 1 and "is already in use" in p.stderr, "second instance: %r" % p.stderr)
+        c = socket.create_connection((u.host, u.port), timeout=5)
+        txid, req = binding_request()
+        c.sendall(req)
+        c.recv(100)
+        port = u.port
+    c.close()
+    # The same port again right after a stop that closed a TCP connection (TIME_WAIT on our side).
+    with Uturnd(port=port) as u2:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        txid, req = binding_request()
+        check(parse(udp_transact(s, (u2.host, u2.port), req, txid))[0] == 0x0101, "no answer")
+
+
 if __name__ == "__main__":
     run([test_unknown_key_names_file_and_line, test_bad_values, test_command_line_errors_and_override,
-         test_sample_config_and_help, test_json_log_lines, test_unbindable_address_fails_clearly])
+         test_sample_config_and_help, test_json_log_lines, test_unbindable_address_fails_clearly,
+         test_second_instance_refused_and_restart_after_tcp])

@@ -98,7 +98,7 @@ class Uturnd:
             wait_for(lambda: self._ready_or_dead(), 20, "uturnd ready line")
             if self.proc.poll() is None:
                 return
-            if "Address already in use" not in self.log() or (port and tls_port) or attempt == 4:
+            if "already in use" not in self.log() or (port and tls_port) or attempt == 4:
                 break
             self.stderr.close()
         check(self.proc.poll() is None, "uturnd exited at start:\n" + self.log())
