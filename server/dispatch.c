@@ -67,7 +67,7 @@ int dispatch_init(dispatch_t *d, const cfg_t *cfg, shared_t *shared, stats_t *st
     return alloc_table_init(&d->allocs, seed, id_base);
 }
 
-static void pending_free(dispatch_t *d, dispatch_pending_t *p)
+static void pending_unlink(dispatch_t *d, dispatch_pending_t *p)
 {
     if (p->prev)
         p->prev->next = p->next;
@@ -76,6 +76,11 @@ static void pending_free(dispatch_t *d, dispatch_pending_t *p)
     if (p->next)
         p->next->prev = p->prev;
     d->npending--;
+}
+
+static void pending_free(dispatch_t *d, dispatch_pending_t *p)
+{
+    pending_unlink(d, p);
     if (d->creds)
         creds_cancel(d->creds, p);
     free(p);
@@ -297,13 +302,7 @@ void dispatch_pending_ready(void *arg)
     dispatch_pending_t *p = arg;
     dispatch_t *d = p->d;
     /* Unlink first: dispatching again may park a new record (the cache could have been evicted). */
-    if (p->prev)
-        p->prev->next = p->next;
-    else
-        d->pending = p->next;
-    if (p->next)
-        p->next->prev = p->prev;
-    d->npending--;
+    pending_unlink(d, p);
     (void)dispatch_message(d, &p->conn, p->data, p->len);
     free(p);
 }
