@@ -223,6 +223,13 @@ int cfg_parse_file(cfg_t *c, const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
         return -1;
     }
+    int rc = cfg_parse_stream(c, f, path, err, errlen);
+    fclose(f);
+    return rc;
+}
+
+int cfg_parse_stream(cfg_t *c, FILE *f, const char *path, char *err, size_t errlen)
+{
     char line[CFG_LINE_MAX];
     int lineno = 0, rc = 0;
     while (fgets(line, sizeof(line), f)) {
@@ -246,7 +253,6 @@ int cfg_parse_file(cfg_t *c, const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "%s: read error: %s", path, strerror(errno));
         rc = -1;
     }
-    fclose(f);
     return rc;
 }
 

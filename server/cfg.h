@@ -107,6 +107,8 @@ int cfg_set(cfg_t *c, const char *key, const char *value, const char *where, cha
 
 /* Parse a whole file into `c`. Returns 0 or -1 with `err` set (first error only). */
 int cfg_parse_file(cfg_t *c, const char *path, char *err, size_t errlen);
+/* The same from an open stream; `path` names it in messages. */
+int cfg_parse_stream(cfg_t *c, FILE *f, const char *path, char *err, size_t errlen);
 
 /* Parse argv. First pass (`cfg_cli_scan`) finds -c/--help/--version/--check-config so the file can be
  * read before the command line overrides it (`cfg_apply_args`): scalars on the command line win over
