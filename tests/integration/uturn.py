@@ -82,8 +82,9 @@ class Uturnd:
     """A running uturnd. Use as a context manager: stops it and checks its stderr on exit."""
 
     def __init__(self, conf=None, args=(), host="127.0.0.1", port=None, threads=2, expect_start=True,
-                 tls_port=None):
+                 tls_port=None, env=None):
         self.host = host
+        self.env_extra = env or {}
         self.dir = tempfile.mkdtemp(prefix="uturn-test-")
         self.conf_path = os.path.join(self.dir, "uturnd.conf")
         self.stderr_path = os.path.join(self.dir, "stderr.log")
@@ -116,6 +117,8 @@ class Uturnd:
         env = dict(os.environ)
         env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
         env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
+        for k, v in self.env_extra.items():
+            env[k] = env[k] + ":" + v if k.endswith("SAN_OPTIONS") and env.get(k) else v
         self.proc = subprocess.Popen([UTURND, "-c", self.conf_path] + list(args),
                                      stdout=subprocess.DEVNULL, stderr=self.stderr, env=env)
 
