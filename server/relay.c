@@ -136,6 +136,9 @@ static void on_closed(uv_handle_t *h)
 
 static void relay_close(void *env, alloc_t *a)
 {
+    /* uv_close closes the fd at once: datagrams still queued for this socket (worker_tx) must
+     * leave first, or they would be lost, or sent by whatever socket reuses the fd number. */
+    worker_tx_flush(env);
     if (a->tcp) {
         tcp_relay_close_alloc(env, a);
         return;

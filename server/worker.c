@@ -74,6 +74,7 @@ static void close_all(worker_t *w)
     if (w->closed)
         return;
     w->closed = 1;
+    worker_tx_flush(w); /* before any socket it names is closed */
     for (size_t i = 0; i < w->nudp; i++)
         udp_listener_close(&w->udp[i]);
     for (size_t i = 0; i < w->ntcp; i++)

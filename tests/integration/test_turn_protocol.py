@@ -6,7 +6,7 @@ import socket
 import struct
 import time
 
-from uturn import (A_ADD_FAMILY, A_EVEN_PORT, A_LIFETIME, A_MI, A_MI256, A_NONCE, A_PW_ALGS,
+from uturn import (tid, A_ADD_FAMILY, A_EVEN_PORT, A_LIFETIME, A_MI, A_MI256, A_NONCE, A_PW_ALGS,
                    A_REALM, A_RELAYED, A_TOKEN, A_XOR_MAPPED, M_ALLOCATE, TurnClient, Uturnd, attr,
                    check, get_attr, parse, relayed_addresses, run, verify_integrity, wait_for,
                    xor_address)
@@ -243,8 +243,30 @@ def test_amplification_limit():
         check(0 < got <= 40, "%d answers to %d unauthenticated requests from one source" % (got, sent))
 
 
+def test_data_right_before_delete_is_relayed():
+    # ChannelData and the Refresh(0) that deletes the allocation often arrive in one receive batch:
+    # the datagram must still leave (sends are batched; the relay socket closes on delete).
+    with Uturnd(conf=BASE, threads=1) as u:
+        peer = _peer()
+        pip, pport = peer.getsockname()
+        for i in range(20):
+            c = TurnClient(u, "alice", "alice-pass")
+            check(c.allocate()[0] == 0 and c.channel_bind(0x4001, pip, pport)[0] == 0, "setup")
+            txid = tid()
+            body = attr(0x000D, b"\0\0\0\0")
+            from uturn import with_integrity, mtype, A_USERNAME, A_REALM, A_NONCE
+            body += attr(A_USERNAME, b"alice") + attr(A_REALM, c.realm.encode()) + attr(A_NONCE, c.nonce)
+            delete = with_integrity(mtype(4, 0), txid, body, c.key())
+            c.send_raw(struct.pack("!HH", 0x4001, 7) + b"last-%02d" % i + b"\0")
+            c.send_raw(delete)
+            data, _ = peer.recvfrom(64)
+            check(data == b"last-%02d" % i, "datagram sent right before the delete lost: %r" % data)
+            c.close()
+
+
 if __name__ == "__main__":
     run([test_challenge_and_wrong_password, test_stale_and_foreign_nonce,
          test_mismatch_and_retransmission, test_quota_and_capacity, test_ports_exhausted_508,
          test_deny_list_bypass_forms_403, test_sha256_and_userhash, test_relay_udp_and_tcp_clients,
-         test_refresh_lifetimes_and_delete, test_even_port_reservation, test_amplification_limit])
+         test_refresh_lifetimes_and_delete, test_even_port_reservation, test_amplification_limit,
+         test_data_right_before_delete_is_relayed])
