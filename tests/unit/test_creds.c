@@ -440,7 +440,7 @@ static const url_case_t url_cases[] = {
     {"host=redis.local dbname=3 connect_timeout=1", "redis.local", 6379, 3, NULL, NULL, 1000},
     {"  user=turn   password=a=b  ", "127.0.0.1", 6379, 0, "turn", "a=b", 2000},
     {"redis://h", "h", 6379, 0, NULL, NULL, 2000},
-    {"redis://:pw@10.0.0.1:7000/5", "10.0.0.1", 7000, 5, NULL, "pw", 2000},
+    {"redis://:pw@203.0.113.1:7000/5", "203.0.113.1", 7000, 5, NULL, "pw", 2000},
     {"redis://turn:p%40ss%3A@[::1]:6380/2", "::1", 6380, 2, "turn", "p@ss:", 2000},
     {"redis://[fe80::1]", "fe80::1", 6379, 0, NULL, NULL, 2000},
     {"REDIS://h:1/", "h", 1, 0, NULL, NULL, 2000},
