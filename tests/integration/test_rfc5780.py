@@ -15,8 +15,8 @@ import struct
 import subprocess
 import time
 
-from uturn import (UTURND, Uturnd, attr, check, fingerprint_ok, get_attr, message, parse, run, tid,
-                   xor_address, TestFailure)
+from uturn import (UTURND, TestFailure, Uturnd, attr, check, fingerprint_ok, get_attr, message,
+                   parse, run, tid, udp_transact_from, xor_address)
 
 A1, A2 = "127.0.0.1", "127.0.0.2"
 A_MAPPED, A_CHANGE, A_ERROR, A_UNKNOWN, A_XOR_MAPPED = 0x0001, 0x0003, 0x0009, 0x000A, 0x0020
@@ -70,25 +70,6 @@ def request(extra=b"", fingerprint=False):
     return t, message(0x0001, t, extra, fingerprint)
 
 
-def transact(sock, dest, data, txid, timeout=3.0):
-    """Send and return (response, source address) of the answer with txid (retransmits)."""
-    deadline = time.monotonic() + timeout
-    sock.sendto(data, dest)
-    resend = time.monotonic() + 0.5
-    while time.monotonic() < deadline:
-        sock.settimeout(max(0.01, min(resend, deadline) - time.monotonic()))
-        try:
-            resp, src = sock.recvfrom(65536)
-        except socket.timeout:
-            if time.monotonic() >= resend:
-                sock.sendto(data, dest)
-                resend = time.monotonic() + 1.0
-            continue
-        if len(resp) >= 20 and resp[8:20] == txid:
-            return resp, src
-    raise TestFailure("no answer from %s:%d within %.1fs" % (dest + (timeout,)))
-
-
 def nothing_arrives(sock, seconds):
     sock.settimeout(seconds)
     try:
@@ -110,7 +91,7 @@ def test_other_address_and_response_origin():
         for da, dp in ((A1, P1), (A2, P1), (A1, P2), (A2, P2)):
             ca, cp = (A2 if da == A1 else A1), (P2 if dp == P1 else P1)
             txid, req = request(fingerprint=True)
-            resp, src = transact(s, (da, dp), req, txid)
+            resp, src = udp_transact_from(s, (da, dp), req, txid)
             mtype, _, attrs = parse(resp)
             check(mtype == 0x0101, "type 0x%04x from %s:%d" % (mtype, da, dp))
             me = s.getsockname()
@@ -136,7 +117,7 @@ def test_change_request_every_combination():
             for flags, want in ((0, (da, dp)), (CHANGE_PORT, (da, cp)), (CHANGE_IP, (ca, dp)),
                                 (CHANGE_IP | CHANGE_PORT, (ca, cp))):
                 txid, req = request(attr(A_CHANGE, struct.pack("!I", flags)))
-                resp, src = transact(s, (da, dp), req, txid)
+                resp, src = udp_transact_from(s, (da, dp), req, txid)
                 mtype, _, attrs = parse(resp)
                 check(mtype == 0x0101, "type 0x%04x, flags %d" % (mtype, flags))
                 origin = plain_addr(get_attr(attrs, A_ORIGIN))
@@ -146,7 +127,7 @@ def test_change_request_every_combination():
                       "OTHER-ADDRESS depends on the flags")
         # Malformed CHANGE-REQUEST (2 bytes): 400.
         txid, req = request(attr(A_CHANGE, b"\0\x06"))
-        resp, _ = transact(s, (A1, P1), req, txid)
+        resp, _ = udp_transact_from(s, (A1, P1), req, txid)
         check(error_of(parse(resp)[2]) == 400, "short CHANGE-REQUEST not refused with 400")
 
 
@@ -173,7 +154,7 @@ def test_response_port():
         # A port below 1024 is refused (reflection towards well-known services), to the requester.
         for bad in (0, 53, 1023):
             txid, req = request(attr(A_RESPONSE_PORT, struct.pack("!HH", bad, 0)))
-            resp, _ = transact(s, (A1, u.port), req, txid)
+            resp, _ = udp_transact_from(s, (A1, u.port), req, txid)
             check(error_of(parse(resp)[2]) == 400, "RESPONSE-PORT %d not refused" % bad)
 
 
@@ -183,7 +164,7 @@ def test_padding():
         # natdiscovery -P pads with 1500 bytes: the answer is capped at 1200.
         for asked, want in ((1500, 1200), (100, 100), (101, 104), (0, 0)):
             txid, req = request(attr(A_PADDING, b"\xaa" * asked), fingerprint=True)
-            resp, _ = transact(s, (A1, u.port), req, txid)
+            resp, _ = udp_transact_from(s, (A1, u.port), req, txid)
             mtype, _, attrs = parse(resp)
             check(mtype == 0x0101, "type 0x%04x for PADDING %d" % (mtype, asked))
             pad = get_attr(attrs, A_PADDING)
@@ -200,7 +181,7 @@ def test_padding_with_response_port_400():
         extra = attr(A_PADDING, b"x" * 64) + attr(A_RESPONSE_PORT, struct.pack("!HH",
                                                                              other.getsockname()[1], 0))
         txid, req = request(extra)
-        resp, src = transact(s, (A1, u.port), req, txid)
+        resp, src = udp_transact_from(s, (A1, u.port), req, txid)
         mtype, _, attrs = parse(resp)
         check(mtype == 0x0111 and error_of(attrs) == 400, "type 0x%04x error %r, want 400"
               % (mtype, error_of(attrs)))
@@ -217,7 +198,7 @@ def test_amplification_limit():
         # not counted: 40 in a row are all answered.
         for _ in range(40):
             txid, req = request(attr(A_PADDING, b"p" * 1500))
-            resp, _ = transact(s, (A1, u.port), req, txid)
+            resp, _ = udp_transact_from(s, (A1, u.port), req, txid)
             check(len(resp) < len(req), "padded answer %d >= request %d" % (len(resp), len(req)))
     for kind in ("RESPONSE-PORT", "PADDING"):
         with server() as u:  # a fresh server: a full bucket
@@ -241,7 +222,7 @@ def test_amplification_limit():
             check(20 <= got <= 20 + 5 * (elapsed + 1.5) + 1,
                   "%s: %d of 80 answers went out in %.2fs; want the burst of 20" % (kind, got, elapsed))
             txid, req = request()
-            resp, _ = transact(s, (A1, u.port), req, txid)
+            resp, _ = udp_transact_from(s, (A1, u.port), req, txid)
             check(parse(resp)[0] == 0x0101, "plain Binding limited too")
 
 
@@ -271,7 +252,7 @@ def test_off_by_default_420():
     with Uturnd() as u:
         s = client()
         txid, req = request()
-        resp, _ = transact(s, (A1, u.port), req, txid)
+        resp, _ = udp_transact_from(s, (A1, u.port), req, txid)
         _, _, attrs = parse(resp)
         check(get_attr(attrs, A_OTHER) is None and get_attr(attrs, A_ORIGIN) is None,
               "OTHER-ADDRESS/RESPONSE-ORIGIN sent with rfc5780 off")
@@ -281,7 +262,7 @@ def test_off_by_default_420():
                      (A_RESPONSE_PORT, struct.pack("!HH", 40000, 0)),
                      (A_PADDING, b"x" * 64)):
             txid, req = request(attr(t, v), fingerprint=True)
-            resp, src = transact(s, (A1, u.port), req, txid)
+            resp, src = udp_transact_from(s, (A1, u.port), req, txid)
             mtype, _, attrs = parse(resp)
             check(mtype == 0x0111 and error_of(attrs) == 420,
                   "attribute 0x%04x: type 0x%04x error %r, want 420" % (t, mtype, error_of(attrs)))
@@ -324,7 +305,7 @@ def test_startup_checks():
         check("127.0.0.2:%d" % alt in u.log(), "not listening on the alt port:\n" + u.log())
         s = client()
         txid, req = request()
-        resp, src = transact(s, (A2, alt), req, txid)
+        resp, src = udp_transact_from(s, (A2, alt), req, txid)
         check(plain_addr(get_attr(parse(resp)[2], A_OTHER)) == (A1, p), "OTHER-ADDRESS on alt port")
 
 

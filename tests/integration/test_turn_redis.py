@@ -22,7 +22,7 @@ import tempfile
 import time
 
 from uturn import (TurnClient, Uturnd, check, free_port, relayed_addresses, run, start_peer,
-                   uclient, wait_for)
+                   uclient_modes, wait_for)
 
 REALM = "uturn.test"
 STATIC_USER, STATIC_PASS = "static", "static-pass"
@@ -126,15 +126,6 @@ def _allocate(u, user, password, transport="udp"):
         c.close()
 
 
-def _run_modes(u, auth, peer_port, modes):
-    for label, flags in modes:
-        sent, recv, lost, text = uclient(u, auth + ["-e", "127.0.0.1", "-r", str(peer_port),
-                                                    "-n", "20", "-m", "2", "-l", "120"] + flags)
-        check(sent > 0 and recv == sent and lost == 0,
-              "%s: sent %d received %d lost %d\n%s" % (label, sent, recv, lost, text[-3000:]))
-        print("%s: sent %d, received %d, lost %d" % (label, sent, recv, lost))
-
-
 MODES = [
     ("udp channel", []),
     ("udp send-indication", ["-s"]),
@@ -156,7 +147,7 @@ def test_redis_user_coturn_layout_relays():
         peer, pport = start_peer()
         try:
             with _server(r.port) as u:
-                _run_modes(u, ["-u", "rosa", "-w", "rosa-pass-1"], pport, MODES)
+                uclient_modes(u, ["-u", "rosa", "-w", "rosa-pass-1"], pport, MODES)
                 check("auth_fail" not in u.log(), "unexpected auth failures:\n" + u.log()[-2000:])
                 # The key really came from Redis: a wrong password is refused.
                 check(_allocate(u, "rosa", "not-rosa's") == 401, "wrong password not refused")
@@ -172,7 +163,7 @@ def test_rest_secret_from_redis():
         try:
             with _server(r.port, ["use-auth-secret"]) as u:
                 # uclient makes the REST username (timestamp:user) and password itself from -W.
-                _run_modes(u, ["-u", "resty", "-W", secret], pport, MODES[:1] + MODES[2:3])
+                uclient_modes(u, ["-u", "resty", "-W", secret], pport, MODES[:1] + MODES[2:3])
                 name, pw = rest_credentials(secret, "resty2")
                 check(_allocate(u, name, pw) == 0, "REST credentials from the Redis secret refused")
                 name, pw = rest_credentials("not-in-redis", "resty3")

@@ -4,7 +4,7 @@ pairs (uclient's RTP/RTCP mode), with a static user and with REST ephemeral cred
 packet sent must come back (lost 0)."""
 import signal
 
-from uturn import Uturnd, check, run, start_peer, uclient
+from uturn import Uturnd, check, run, start_peer, uclient, uclient_modes
 
 USER, PASS = "alice", "wonderland-42"
 SECRET = "rest-secret-for-tests"
@@ -14,15 +14,6 @@ def _server(extra=()):
     conf = ["user = %s:%s" % (USER, PASS), "realm = uturn.test", "allow-loopback-peers",
             "min-port = 40000", "max-port = 40999"] + list(extra)
     return Uturnd(conf=conf)
-
-
-def _run_modes(u, auth, peer_port, modes):
-    for label, flags in modes:
-        sent, recv, lost, text = uclient(u, auth + ["-e", "127.0.0.1", "-r", str(peer_port),
-                                                    "-n", "20", "-m", "2", "-l", "120"] + flags)
-        check(sent > 0 and recv == sent and lost == 0,
-              "%s: sent %d received %d lost %d\n%s" % (label, sent, recv, lost, text[-3000:]))
-        print("%s: sent %d, received %d, lost %d" % (label, sent, recv, lost))
 
 
 MODES = [
@@ -39,7 +30,7 @@ def test_static_user_all_modes():
     peer, pport = start_peer()
     try:
         with _server() as u:
-            _run_modes(u, ["-u", USER, "-w", PASS], pport, MODES)
+            uclient_modes(u, ["-u", USER, "-w", PASS], pport, MODES)
             log = u.log()
             check("auth_fail" not in log, "unexpected auth failures:\n" + log[-2000:])
     finally:
@@ -53,7 +44,7 @@ def test_rest_credentials():
         with _server(["use-auth-secret", "static-auth-secret = old-secret",
                       "static-auth-secret = " + SECRET]) as u:
             # uclient computes the REST username (timestamp:user) and password itself from -W.
-            _run_modes(u, ["-u", "restuser", "-W", SECRET], pport, MODES[:2] + MODES[3:4])
+            uclient_modes(u, ["-u", "restuser", "-W", SECRET], pport, MODES[:2] + MODES[3:4])
     finally:
         peer.send_signal(signal.SIGTERM)
         peer.wait(10)

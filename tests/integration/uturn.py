@@ -6,7 +6,6 @@ here are a small client of our own (RFC 8489 encoding with zlib's CRC-32), used 
 third-party clients (turnutils_*), never instead of them.
 """
 import os
-import random
 import re
 import signal
 import socket
@@ -233,24 +232,29 @@ def binding_request(fingerprint=False, extra=b""):
     return t, message(0x0001, t, extra, fingerprint)
 
 
-def udp_transact(sock, addr, data, txid, timeout=3.0):
-    """Send a request and return the response with the same transaction id (retransmits once a
-    second, as a STUN client over UDP would)."""
+def udp_transact_from(sock, addr, data, txid, timeout=3.0):
+    """Send a request and return (response, source address) of the answer with the same
+    transaction id (retransmits once a second, as a STUN client over UDP would)."""
     deadline = time.monotonic() + timeout
     sock.sendto(data, addr)
     next_send = time.monotonic() + 1.0
     while time.monotonic() < deadline:
         sock.settimeout(max(0.01, min(next_send, deadline) - time.monotonic()))
         try:
-            resp, _ = sock.recvfrom(65536)
+            resp, src = sock.recvfrom(65536)
         except socket.timeout:
             if time.monotonic() >= next_send:
                 sock.sendto(data, addr)
                 next_send = time.monotonic() + 1.0
             continue
         if len(resp) >= 20 and resp[8:20] == txid:
-            return resp
-    raise TestFailure("no response within %.1fs" % timeout)
+            return resp, src
+    raise TestFailure("no response from %s within %.1fs" % (addr, timeout))
+
+
+def udp_transact(sock, addr, data, txid, timeout=3.0):
+    """udp_transact_from without the source address."""
+    return udp_transact_from(sock, addr, data, txid, timeout)[0]
 
 
 def read_frame(sock, timeout=3.0):
@@ -330,6 +334,17 @@ def start_peer(host="127.0.0.1"):
         raise TestFailure("turnutils_peer did not start")
     finally:
         probe.close()
+
+
+def uclient_modes(server, auth, peer_port, modes):
+    """Run turnutils_uclient once per (label, flags) mode to an echo peer; every packet must come
+    back (lost 0)."""
+    for label, flags in modes:
+        sent, recv, lost, text = uclient(server, auth + ["-e", "127.0.0.1", "-r", str(peer_port),
+                                                         "-n", "20", "-m", "2", "-l", "120"] + flags)
+        check(sent > 0 and recv == sent and lost == 0,
+              "%s: sent %d received %d lost %d\n%s" % (label, sent, recv, lost, text[-3000:]))
+        print("%s: sent %d, received %d, lost %d" % (label, sent, recv, lost))
 
 
 def uclient(server, args, timeout=60, port=None):
