@@ -25,14 +25,13 @@
 
 #include <openssl/crypto.h>
 
+#include "creds_int.h"
 #include "creds_redis.h"
 #include "log.h"
 #include "stats.h"
 #include "stun_auth.h"
 #include "turn_auth.h"
 
-#define USER_MAX 512 /* coturn's limit too; longer names are nobody */
-#define REALM_MAX 255
 #define CACHE_MAX 4096       /* entries per worker */
 #define CACHE_BUCKETS 8192   /* power of two */
 #define TTL_POS_MS 30000     /* a user Redis knows */
@@ -44,32 +43,6 @@
 #define MAX_WAITERS 1024     /* callers waiting per worker */
 #define MAX_REDIS_SECRETS CREDS_REDIS_MAX_SECRETS
 
-/* ---- shared, read-only ---- */
-
-typedef struct {
-    char *name;
-    size_t len;
-    creds_key_t key;
-    uint8_t hash[STUN_USERHASH_LEN];
-} suser_t;
-
-typedef struct {
-    char *s;
-    size_t len;
-} secret_t;
-
-struct creds_shared {
-    char *realm;
-    size_t rlen;
-    suser_t *users; /* sorted by name */
-    size_t nusers;
-    const suser_t **by_hash; /* sorted by USERHASH */
-    secret_t *secrets;       /* static-auth-secret, only with use-auth-secret */
-    size_t nsecrets;
-    bool rest;
-    bool has_redis;
-    creds_redis_cfg_t redis;
-};
 
 /* ---- per worker ---- */
 
@@ -120,244 +93,6 @@ struct creds {
     uv_idle_t idle;
     bool closing;
 };
-
-__attribute__((format(printf, 3, 4))) static int fail(char *err, size_t errlen, const char *fmt,
-                                                      ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
-static void secret_clear(secret_t *s)
-{
-    if (s->s) {
-        OPENSSL_cleanse(s->s, s->len);
-        free(s->s);
-    }
-    s->s = NULL;
-    s->len = 0;
-}
-
-/* ---- static users ---- */
-
-static int name_cmp(const char *a, size_t alen, const char *b, size_t blen)
-{
-    int r = memcmp(a, b, alen < blen ? alen : blen);
-    return r ? r : (alen > blen) - (alen < blen);
-}
-
-static int suser_cmp(const void *a, const void *b)
-{
-    const suser_t *x = a, *y = b;
-    return name_cmp(x->name, x->len, y->name, y->len);
-}
-
-static int hash_cmp(const void *a, const void *b)
-{
-    const suser_t *const *x = a, *const *y = b;
-    return memcmp((*x)->hash, (*y)->hash, STUN_USERHASH_LEN);
-}
-
-static const suser_t *static_find(const creds_shared_t *sh, const char *u, size_t ul)
-{
-    size_t lo = 0, hi = sh->nusers;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int r = name_cmp(u, ul, sh->users[mid].name, sh->users[mid].len);
-        if (r == 0)
-            return &sh->users[mid];
-        if (r < 0)
-            hi = mid;
-        else
-            lo = mid + 1;
-    }
-    return NULL;
-}
-
-static const suser_t *static_find_hash(const creds_shared_t *sh, const uint8_t *hash)
-{
-    size_t lo = 0, hi = sh->nusers;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int r = memcmp(hash, sh->by_hash[mid]->hash, STUN_USERHASH_LEN);
-        if (r == 0)
-            return sh->by_hash[mid];
-        if (r < 0)
-            hi = mid;
-        else
-            lo = mid + 1;
-    }
-    return NULL;
-}
-
-/* Long-term key of a password (RFC 5389 §15.4 applies SASLprep to it; a password SASLprep
- * rejects is used as written, which is what a client that skips SASLprep computes). */
-static int password_key(const creds_shared_t *sh, suser_t *u, const char *pw, size_t plen)
-{
-    size_t cap = plen * 18 + 16; /* NFKC grows a character at most 18-fold */
-    char *prep = malloc(cap);
-    if (!prep)
-        return -1;
-    int n = stun_auth_saslprep(pw, plen, prep, cap);
-    const char *p = n >= 0 ? prep : pw;
-    size_t pl = n >= 0 ? (size_t)n : plen;
-    stun_auth_key_md5(u->name, u->len, sh->realm, sh->rlen, p, pl, u->key.md5);
-    stun_auth_key_sha256(u->name, u->len, sh->realm, sh->rlen, p, pl, u->key.sha256);
-    u->key.has_md5 = u->key.has_sha256 = true;
-    OPENSSL_cleanse(prep, cap);
-    free(prep);
-    return 0;
-}
-
-/* "name:password", or "name:0x<32 hex>" (coturn's stored MD5 key: no SHA-256 key can be made). */
-static int parse_user(creds_shared_t *sh, const char *line, size_t lineno, char *err, size_t errlen)
-{
-    const char *colon = strchr(line, ':');
-    if (!colon)
-        return fail(err, errlen, "'user' line %zu: missing ':' (NAME:PASSWORD)", lineno);
-    size_t nlen = (size_t)(colon - line);
-    const char *pw = colon + 1;
-    size_t plen = strlen(pw);
-    if (nlen == 0 || nlen > USER_MAX)
-        return fail(err, errlen, "'user' line %zu: the name must be 1 to %d bytes", lineno,
-                    USER_MAX);
-    if (plen == 0)
-        return fail(err, errlen, "'user' line %zu: empty password", lineno);
-    suser_t *u = &sh->users[sh->nusers];
-    if (!(u->name = strndup(line, nlen)))
-        return fail(err, errlen, "out of memory");
-    u->len = nlen;
-    sh->nusers++;
-    /* As coturn: "0x" and at least 32 more characters is a key, anything shorter a password. */
-    if (plen >= 34 && pw[0] == '0' && pw[1] == 'x') {
-        if (plen != 34 || stun_auth_hex_decode(pw + 2, 32, u->key.md5, 16) != 16)
-            return fail(err, errlen, "'user' line %zu: a 0x key must be 32 hex digits (MD5)",
-                        lineno);
-        u->key.has_md5 = true;
-    } else if (password_key(sh, u, pw, plen) != 0) {
-        return fail(err, errlen, "out of memory");
-    }
-    stun_auth_userhash(u->name, nlen, sh->realm, sh->rlen, u->hash);
-    return 0;
-}
-
-static int parse_users(creds_shared_t *sh, const cfg_list_t *list, char *err, size_t errlen)
-{
-    if (list->n == 0)
-        return 0;
-    sh->users = calloc(list->n, sizeof(*sh->users));
-    sh->by_hash = calloc(list->n, sizeof(*sh->by_hash));
-    if (!sh->users || !sh->by_hash)
-        return fail(err, errlen, "out of memory");
-    for (size_t i = 0; i < list->n; i++)
-        if (parse_user(sh, list->v[i], i + 1, err, errlen) != 0)
-            return -1;
-    qsort(sh->users, sh->nusers, sizeof(*sh->users), suser_cmp);
-    for (size_t i = 0; i < sh->nusers; i++) {
-        if (i > 0 && suser_cmp(&sh->users[i - 1], &sh->users[i]) == 0)
-            return fail(err, errlen, "'user': '%.*s' is defined twice",
-                        (int)(sh->users[i].len > 64 ? 64 : sh->users[i].len), sh->users[i].name);
-        sh->by_hash[i] = &sh->users[i];
-    }
-    qsort(sh->by_hash, sh->nusers, sizeof(*sh->by_hash), hash_cmp);
-    return 0;
-}
-
-static int parse_secrets(creds_shared_t *sh, const cfg_list_t *list, char *err, size_t errlen)
-{
-    if (list->n == 0)
-        return 0;
-    if (!(sh->secrets = calloc(list->n, sizeof(*sh->secrets))))
-        return fail(err, errlen, "out of memory");
-    for (size_t i = 0; i < list->n; i++) {
-        /* An empty HMAC key would let anyone mint credentials. */
-        if (!list->v[i][0])
-            return fail(err, errlen, "'static-auth-secret' line %zu: empty secret", i + 1);
-        if (!(sh->secrets[i].s = strdup(list->v[i])))
-            return fail(err, errlen, "out of memory");
-        sh->secrets[i].len = strlen(list->v[i]);
-        sh->nsecrets++;
-    }
-    return 0;
-}
-
-int creds_shared_new(const cfg_t *cfg, creds_shared_t **out, char *err, size_t errlen)
-{
-    creds_shared_t *sh = calloc(1, sizeof(*sh));
-    *out = NULL;
-    if (!sh || !(sh->realm = strdup(cfg->realm ? cfg->realm : "")))
-        goto oom;
-    sh->rlen = strlen(sh->realm);
-    bool any = cfg->user.n || cfg->use_auth_secret || (cfg->redis_userdb && *cfg->redis_userdb);
-    if (any && (sh->rlen == 0 || sh->rlen > REALM_MAX)) {
-        fail(err, errlen, "'realm' must be 1 to %d bytes for long-term credentials", REALM_MAX);
-        goto bad;
-    }
-    if (parse_users(sh, &cfg->user, err, errlen) != 0)
-        goto bad;
-    sh->rest = cfg->use_auth_secret;
-    if (!sh->rest && cfg->static_auth_secret.n)
-        LOGW("config", "'static-auth-secret' is ignored without 'use-auth-secret'");
-    if (sh->rest && parse_secrets(sh, &cfg->static_auth_secret, err, errlen) != 0)
-        goto bad;
-    if (cfg->redis_userdb && *cfg->redis_userdb) {
-        if (creds_redis_cfg_parse(cfg->redis_userdb, &sh->redis, err, errlen) != 0)
-            goto bad;
-        sh->has_redis = true;
-    }
-    if (sh->rest && !sh->nsecrets && !sh->has_redis) {
-        fail(err, errlen, "'use-auth-secret' needs 'static-auth-secret' or 'redis-userdb'");
-        goto bad;
-    }
-    *out = sh;
-    return 0;
-oom:
-    fail(err, errlen, "out of memory");
-bad:
-    creds_shared_free(sh);
-    return -1;
-}
-
-void creds_shared_free(creds_shared_t *s)
-{
-    if (!s)
-        return;
-    for (size_t i = 0; i < s->nusers; i++) {
-        OPENSSL_cleanse(&s->users[i].key, sizeof(s->users[i].key));
-        free(s->users[i].name);
-    }
-    for (size_t i = 0; i < s->nsecrets; i++)
-        secret_clear(&s->secrets[i]);
-    if (s->has_redis)
-        creds_redis_cfg_free(&s->redis);
-    free(s->users);
-    free(s->by_hash);
-    free(s->secrets);
-    free(s->realm);
-    free(s);
-}
-
-int creds_shared_any(const creds_shared_t *s)
-{
-    return s->nusers > 0 || (s->rest && s->nsecrets > 0) || s->has_redis;
-}
-
-int creds_shared_redis(const creds_shared_t *s, creds_redis_settings_t *out)
-{
-    memset(out, 0, sizeof(*out));
-    if (!s->has_redis)
-        return -1;
-    out->host = s->redis.host;
-    out->port = s->redis.port;
-    out->db = s->redis.db;
-    out->user = s->redis.user;
-    out->password = s->redis.password;
-    out->connect_timeout_ms = s->redis.connect_timeout_ms;
-    return 0;
-}
 
 /* ---- keys ---- */
 
@@ -675,7 +410,7 @@ static void store_secrets(creds_t *c, const creds_redis_user_t *u, uint64_t now)
 {
     size_t n = 0;
     for (size_t i = 0; i < c->nrsec; i++)
-        secret_clear(&c->rsec[i]);
+        creds_secret_clear(&c->rsec[i]);
     for (size_t i = 0; i < u->nsecrets && n < MAX_REDIS_SECRETS; i++) {
         if (!(c->rsec[n].s = malloc(u->secret_len[i] + 1)))
             break;
@@ -724,7 +459,7 @@ static void on_user_reply(void *arg, const creds_redis_user_t *u)
 
 static bool needs_query(const creds_t *c, const uinfo_t *ui, const entry_t *e, uint64_t now)
 {
-    if (!c->redis || static_find(c->sh, ui->name, ui->len))
+    if (!c->redis || creds_static_find(c->sh, ui->name, ui->len))
         return false;
     if (e && e->inflight)
         return true;
@@ -796,7 +531,7 @@ static void on_hash_reply(void *arg, int failed, const char *name, size_t len)
 static enum creds_status answer_user(creds_t *c, const uinfo_t *ui, const entry_t *e, uint64_t now,
                                      creds_keys_t *out)
 {
-    const suser_t *su = static_find(c->sh, ui->name, ui->len);
+    const suser_t *su = creds_static_find(c->sh, ui->name, ui->len);
     bool rsec_fresh = c->rsec_filled && age(now, c->rsec_ms) < SECRETS_TTL_MS;
     bool rsec_old = c->rsec_filled && age(now, c->rsec_ms) < STALE_MAX_MS;
 
@@ -899,7 +634,7 @@ enum creds_status creds_lookup_userhash(creds_t *c, const uint8_t hash[32], uint
                                         int64_t unix_now, char *user, size_t cap, creds_keys_t *out,
                                         creds_ready_cb cb, void *arg)
 {
-    const suser_t *su = static_find_hash(c->sh, hash);
+    const suser_t *su = creds_static_find_hash(c->sh, hash);
     const char *name = NULL;
     size_t nlen = 0;
 
@@ -1062,7 +797,7 @@ void creds_close(creds_t *c)
     c->ready = NULL;
     c->ready_tail = &c->ready;
     for (size_t i = 0; i < c->nrsec; i++)
-        secret_clear(&c->rsec[i]);
+        creds_secret_clear(&c->rsec[i]);
     uv_close((uv_handle_t *)&c->idle, on_idle_closed);
 }
 

@@ -1,0 +1,51 @@
+/* creds_int.h - what creds.c (per-worker lookups and cache) and creds_shared.c (the read-only part
+ * built from the config: static users, REST secrets, Redis settings) share. Not for use outside
+ * server/creds*.c.
+ */
+#ifndef UTURN_CREDS_INT_H
+#define UTURN_CREDS_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "creds.h"
+#include "creds_redis.h"
+#include "stun_auth.h"
+
+#define USER_MAX 512 /* coturn's limit too; longer names are nobody */
+#define REALM_MAX 255
+
+typedef struct {
+    char *name;
+    size_t len;
+    creds_key_t key;
+    uint8_t hash[STUN_USERHASH_LEN];
+} suser_t;
+
+typedef struct {
+    char *s;
+    size_t len;
+} secret_t;
+
+struct creds_shared {
+    char *realm;
+    size_t rlen;
+    suser_t *users; /* sorted by name */
+    size_t nusers;
+    const suser_t **by_hash; /* sorted by USERHASH */
+    secret_t *secrets;       /* static-auth-secret, only with use-auth-secret */
+    size_t nsecrets;
+    bool rest;
+    bool has_redis;
+    creds_redis_cfg_t redis;
+};
+
+/* Wipe and free a secret. */
+void creds_secret_clear(secret_t *s);
+/* The static user `u` (ul bytes), or NULL. */
+const suser_t *creds_static_find(const creds_shared_t *sh, const char *u, size_t ul);
+/* The static user whose USERHASH is `hash`, or NULL. */
+const suser_t *creds_static_find_hash(const creds_shared_t *sh, const uint8_t *hash);
+
+#endif
