@@ -19,6 +19,11 @@ import zlib
 BUILDDIR = os.environ.get("UTURN_BUILDDIR", os.path.abspath(os.path.join(os.path.dirname(__file__), "../..")))
 SRCDIR = os.environ.get("UTURN_SRCDIR", os.path.abspath(os.path.join(os.path.dirname(__file__), "../..")))
 UTURND = os.path.join(BUILDDIR, "uturnd")
+# UTURN_VALGRIND=1 runs every uturnd under valgrind's memcheck (on demand, with a build that has no
+# sanitizers, e.g. `./configure && make`): any memory error or definite/indirect leak makes uturnd
+# exit 99, which the exit check reports together with valgrind's log.
+VALGRIND = os.environ.get("UTURN_VALGRIND", "") not in ("", "0")
+SLOW = 4 if VALGRIND else 1  # start and stop deadlines grow under valgrind
 
 MAGIC = 0x2112A442
 SANITIZER_PATTERNS = re.compile(
@@ -95,7 +100,7 @@ class Uturnd:
             self._spawn(conf, args, threads)
             if not expect_start:
                 return
-            wait_for(lambda: self._ready_or_dead(), 20, "uturnd ready line")
+            wait_for(lambda: self._ready_or_dead(), 20 * SLOW, "uturnd ready line")
             if self.proc.poll() is None:
                 return
             if "already in use" not in self.log() or (port and tls_port) or attempt == 4:
@@ -118,7 +123,15 @@ class Uturnd:
         env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
         for k, v in self.env_extra.items():
             env[k] = env[k] + ":" + v if k.endswith("SAN_OPTIONS") and env.get(k) else v
-        self.proc = subprocess.Popen([UTURND, "-c", self.conf_path] + list(args),
+        cmd = [UTURND, "-c", self.conf_path] + list(args)
+        if VALGRIND:
+            self.valgrind_log = os.path.join(self.dir, "valgrind.log")
+            cmd = ["valgrind", "--quiet", "--error-exitcode=99", "--leak-check=full",
+                   "--errors-for-leak-kinds=definite,indirect", "--show-leak-kinds=definite,indirect",
+                   # freed blocks wait in a queue (20 MB by default) that would look like growth
+                   "--freelist-vol=1000000",
+                   "--log-file=" + self.valgrind_log] + cmd
+        self.proc = subprocess.Popen(cmd,
                                      stdout=subprocess.DEVNULL, stderr=self.stderr, env=env)
 
     def _ready_or_dead(self):
@@ -139,6 +152,7 @@ class Uturnd:
         return self.proc.poll() is None
 
     def stop(self, sig=signal.SIGTERM, timeout=20):
+        timeout *= SLOW
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:
@@ -154,6 +168,10 @@ class Uturnd:
         log = self.log()
         m = SANITIZER_PATTERNS.search(log)
         check(m is None, "sanitizer report in uturnd stderr:\n" + log[-6000:])
+        if VALGRIND:
+            with open(self.valgrind_log, errors="replace") as f:
+                vlog = f.read()
+            check(self.proc.returncode != 99, "valgrind found errors or leaks:\n" + vlog[-6000:])
 
     def __enter__(self):
         return self
