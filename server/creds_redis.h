@@ -19,6 +19,9 @@
 
 #include "creds.h"
 
+/* Connect and command timeout; coturn's connect_timeout can only lower it. */
+#define CREDS_REDIS_TIMEOUT_MS 2000
+
 typedef struct {
     char *host; /* IP literal (IPv6 without brackets) or a name resolved with uv_getaddrinfo */
     int port;
