@@ -2,8 +2,9 @@
 
 A Lab creates hosts (one network namespace each), joins them with veth pairs made directly inside
 the namespaces (nothing is attached to the host's own interfaces), turns a host into a NAT router
-with a chosen behaviour (iptables MASQUERADE), runs commands and daemons inside hosts, and removes
-every process and namespace it made on close, also when a test fails. Addresses come only from the
+with a chosen behaviour (iptables MASQUERADE), runs commands and daemons inside hosts, lends the
+test's own thread to a host for making sockets there (Host.netns), and removes every process and
+namespace it made on close, also when a test fails. Addresses come only from the
 documentation and benchmarking ranges: 203.0.113.0/24, 198.51.100.0/24 and 198.18.0.0/15.
 
     with Lab() as lab:
@@ -19,6 +20,8 @@ documentation and benchmarking ranges: 203.0.113.0/24, 198.51.100.0/24 and 198.1
 Needs root (CI runs as root). Anything that cannot be set up raises LabError: a lab test must fail
 loudly, never skip. Every command runs with a timeout.
 """
+import contextlib
+import ctypes
 import ipaddress
 import os
 import shutil
@@ -32,6 +35,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
 from uturn import SANITIZER_PATTERNS, UTURND, TestFailure, check, wait_for  # noqa: E402
+
+CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
 
 PREFIX = "utlab-"  # every namespace a Lab makes is PREFIX + "<pid>-<host>"
 ALLOWED = [ipaddress.ip_network(n) for n in ("203.0.113.0/24", "198.51.100.0/24", "198.18.0.0/15")]
@@ -51,6 +57,12 @@ def _sh(cmd, timeout=30, check_rc=True, input=None):
     if check_rc and p.returncode != 0:
         raise LabError("%s: exit %d: %s%s" % (" ".join(cmd), p.returncode, p.stdout, p.stderr))
     return p
+
+
+def _setns(fd):
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        e = ctypes.get_errno()
+        raise LabError("setns: %s" % os.strerror(e))
 
 
 def _check_allowed(cidr):
@@ -215,6 +227,26 @@ class Host:
         d = Uturnd(self, conf)
         self.lab.daemons.append(d)
         return d
+
+    @contextlib.contextmanager
+    def netns(self):
+        """Run the block with the calling thread (only it) in this host's network namespace, and
+        return it to its own namespace after, also on an exception. A socket made inside belongs to
+        this host for good: the test keeps using it from its own namespace, with no helper process
+        in between."""
+        own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        try:
+            target = os.open("/run/netns/" + self.ns, os.O_RDONLY)
+            try:
+                _setns(target)
+            finally:
+                os.close(target)
+            try:
+                yield self
+            finally:
+                _setns(own)
+        finally:
+            os.close(own)
 
 
 class Lab:
