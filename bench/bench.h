@@ -32,7 +32,14 @@ int bench_udp_port_range(struct in_addr ip, int lo, int hi, int nonblock, int wi
 
 /* Counters in a small shared file, read by bench/run while the tool runs. Slots are written by the
  * one tool thread (relaxed atomic stores) and read by the harness at the window edges. */
-enum { BENCH_C_PACKETS, BENCH_C_BYTES, BENCH_C_STAMP_NS, BENCH_C_AUX1, BENCH_C_AUX2, BENCH_C_N = 8 };
+enum {
+    BENCH_C_PACKETS,
+    BENCH_C_BYTES,
+    BENCH_C_STAMP_NS,
+    BENCH_C_AUX1,
+    BENCH_C_AUX2,
+    BENCH_C_N = 8
+};
 uint64_t *bench_counters(const char *path); /* NULL path: private memory */
 static inline void bench_cset(uint64_t *c, int i, uint64_t v)
 {

@@ -2,8 +2,8 @@
  *
  * One thread, one receiving socket, one connected sending socket: recvmmsg (blocking, wait for one)
  * a batch, drop `--strip` leading bytes of each datagram (4 = a ChannelData header, so it moves the
- * same bytes uturnd moves), and hand the whole batch to sendmmsg. No lookup, no event loop, no copy:
- * what a TURN relay would cost if its lookup and bookkeeping were free.
+ * same bytes uturnd moves), and hand the whole batch to sendmmsg. No lookup, no event loop, no
+ * copy: what a TURN relay would cost if its lookup and bookkeeping were free.
  *
  *   fwd --listen 127.0.0.1:P --to 127.0.0.1:Q [--strip 4] [--batch 64] [--stats FILE] [--seconds S]
  *       [--unconnected] [--single]

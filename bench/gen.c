@@ -1,5 +1,5 @@
-/* gen.c - the load generator: datagrams, ChannelData or Send indications at a fixed size, at a fixed
- * rate or as fast as sendmmsg goes.
+/* gen.c - the load generator: datagrams, ChannelData or Send indications at a fixed size, at a
+ * fixed rate or as fast as sendmmsg goes.
  *
  *   gen --mode raw  --to FWD:PORT    --size N [--rate PPS] [--seconds S] [--stats FILE]
  *   gen --mode chan --to SERVER:PORT --peer SINK:PORT --user U --pass P --size N ...

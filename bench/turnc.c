@@ -55,10 +55,7 @@ static void put32(uint8_t *p, uint32_t v)
     put16(p + 2, (uint16_t)v);
 }
 
-static uint16_t get16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] << 8 | p[1]);
-}
+static uint16_t get16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
 
 static void mb_hdr(mb_t *m, uint16_t type, const uint8_t tid[12])
 {
@@ -105,10 +102,7 @@ static void mb_integrity(mb_t *m, const uint8_t key[16])
     mb_attr(m, A_MI, mac, 20);
 }
 
-size_t turnc_send_ind_hdrlen(void)
-{
-    return 20 + 12 + 4;
-}
+size_t turnc_send_ind_hdrlen(void) { return 20 + 12 + 4; }
 
 size_t turnc_send_ind(uint8_t *out, const struct sockaddr_in *peer, size_t len)
 {
@@ -524,10 +518,11 @@ int turnc_poll(turnc_pool_t *p, uint64_t timeout_ns)
         for (int round = 0; round < 64; round++) {
             for (int i = 0; i < RECV_BATCH; i++) {
                 iov[i] = (struct iovec){buf[i], TURNC_MSGMAX};
-                m[i].msg_hdr = (struct msghdr){.msg_iov = &iov[i],
-                                               .msg_iovlen = 1,
-                                               .msg_control = p->cfg.shared ? ctl[i] : NULL,
-                                               .msg_controllen = p->cfg.shared ? sizeof(ctl[i]) : 0};
+                m[i].msg_hdr =
+                    (struct msghdr){.msg_iov = &iov[i],
+                                    .msg_iovlen = 1,
+                                    .msg_control = p->cfg.shared ? ctl[i] : NULL,
+                                    .msg_controllen = p->cfg.shared ? sizeof(ctl[i]) : 0};
             }
             int n = recvmmsg(p->fd, m, RECV_BATCH, MSG_DONTWAIT, NULL);
             if (n <= 0)

@@ -3,8 +3,8 @@
  * RFC 8656 §7 (Allocate, with the 401 challenge of RFC 8489 §9.2: REALM and NONCE, then USERNAME,
  * REALM, NONCE and MESSAGE-INTEGRITY over the long-term key MD5(user:realm:pass)), §8 (Refresh with
  * LIFETIME 0 deletes), §9 (CreatePermission), §12 (ChannelBind), 438 Stale Nonce retried with the
- * new nonce. Responses are matched by transaction id (the session index is in its first 4 bytes) and
- * are not integrity-checked: this is a load generator, not a conformance client.
+ * new nonce. Responses are matched by transaction id (the session index is in its first 4 bytes)
+ * and are not integrity-checked: this is a load generator, not a conformance client.
  *
  * Sessions are either each on the pool's one socket bound to 127.0.0.1 (one session), or, with
  * `shared`, on one wildcard socket tied to the loopback device where session i sends from its own
@@ -22,14 +22,14 @@
 
 enum turnc_state {
     TURNC_IDLE,
-    TURNC_ALLOC0,    /* unauthenticated Allocate sent, expecting 401 */
-    TURNC_ALLOC,     /* authenticated Allocate sent */
-    TURNC_PERM,      /* CreatePermission sent */
-    TURNC_CHAN,      /* ChannelBind sent */
-    TURNC_READY,     /* allocation (and permission, channel) in place */
-    TURNC_REFRESH0,  /* Refresh LIFETIME=0 sent */
+    TURNC_ALLOC0,   /* unauthenticated Allocate sent, expecting 401 */
+    TURNC_ALLOC,    /* authenticated Allocate sent */
+    TURNC_PERM,     /* CreatePermission sent */
+    TURNC_CHAN,     /* ChannelBind sent */
+    TURNC_READY,    /* allocation (and permission, channel) in place */
+    TURNC_REFRESH0, /* Refresh LIFETIME=0 sent */
     TURNC_FAILED,
-    TURNC_DONE,      /* deleted */
+    TURNC_DONE, /* deleted */
 };
 
 enum turnc_op { TURNC_OP_OPEN, TURNC_OP_CLOSE };
@@ -57,7 +57,7 @@ typedef struct {
     uint32_t lifetime; /* 0: not sent (server default) */
     int rto_ms;        /* first retransmission timeout; doubled per try */
     int max_tries;
-    int shared;        /* one wildcard socket, a source address per session */
+    int shared; /* one wildcard socket, a source address per session */
 } turnc_cfg_t;
 
 #define TURNC_OUTQ 128
@@ -110,7 +110,7 @@ uint8_t *turnc_queue(turnc_pool_t *p, int idx, const struct sockaddr_in *to);
 void turnc_queue_commit(turnc_pool_t *p, size_t len);
 void turnc_flush(turnc_pool_t *p);
 
-/* Wait up to timeout_ns for input, process it (and retransmissions), flush. Returns datagrams read. */
+/* Wait up to timeout_ns for input, process it (and retransmits), flush. Returns datagrams read. */
 int turnc_poll(turnc_pool_t *p, uint64_t timeout_ns);
 
 /* Run until no operation is in flight or the deadline passes; returns 0 when all finished. */

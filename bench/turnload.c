@@ -132,7 +132,7 @@ static void lat_report(turnc_pool_t *p, const char *prefix)
     free(v);
 }
 
-/* Open sessions [0, n) with at most `window` in flight; returns elapsed seconds to the last done. */
+/* Open sessions [0, n), at most `window` in flight; returns seconds elapsed to the last done. */
 static double open_all(turnc_pool_t *p, int n, uint64_t deadline)
 {
     uint64_t t0 = bench_now_ns();
@@ -190,7 +190,8 @@ static int cmd_burst(turnc_pool_t *p, int n)
 static int cmd_churn(turnc_pool_t *p, double rate, double seconds)
 {
     L.churn = 1;
-    uint64_t t0 = bench_now_ns(), end = t0 + (uint64_t)(seconds * 1e9), next_tick = t0 + 1000000000ull;
+    uint64_t t0 = bench_now_ns(), end = t0 + (uint64_t)(seconds * 1e9),
+             next_tick = t0 + 1000000000ull;
     uint64_t started = 0;
     int cursor = 0, tick = 0;
     uint64_t last_cycles = 0;
@@ -229,11 +230,12 @@ static int cmd_churn(turnc_pool_t *p, double rate, double seconds)
     double el = (double)(bench_now_ns() - t0) / 1e9;
     uint64_t cycles_in_time = L.cycles;
     (void)turnc_run(p, bench_now_ns() + 5000000000ull);
-    printf("churn seconds=%.2f target=%.0f started=%llu cycles=%llu rate=%.0f e508=%llu eother=%llu "
-           "timeouts=%llu del_fail=%llu left_inflight=%d",
-           el, rate, (unsigned long long)started, (unsigned long long)L.cycles,
-           (double)cycles_in_time / el, (unsigned long long)L.e508, (unsigned long long)L.eother,
-           (unsigned long long)L.etimeout, (unsigned long long)L.del_fail, p->inflight);
+    printf(
+        "churn seconds=%.2f target=%.0f started=%llu cycles=%llu rate=%.0f e508=%llu eother=%llu "
+        "timeouts=%llu del_fail=%llu left_inflight=%d",
+        el, rate, (unsigned long long)started, (unsigned long long)L.cycles,
+        (double)cycles_in_time / el, (unsigned long long)L.e508, (unsigned long long)L.eother,
+        (unsigned long long)L.etimeout, (unsigned long long)L.del_fail, p->inflight);
     counters(p);
     printf("\n");
     return 0;

@@ -10,14 +10,15 @@
 #include <stdint.h>
 
 enum frame_kind {
-    FRAME_STUN,        /* first byte 0..3 */
-    FRAME_DTLS,        /* 20..63 */
-    FRAME_CHANNEL,     /* 64..79 (0x4000-0x4FFF) and, for stream sync, 0x5000-0x7FFF too: see below */
-    FRAME_OTHER,       /* anything else: drop */
+    FRAME_STUN,    /* first byte 0..3 */
+    FRAME_DTLS,    /* 20..63 */
+    FRAME_CHANNEL, /* 64..79 (0x4000-0x4FFF) and, for stream sync, 0x5000-0x7FFF too: see below */
+    FRAME_OTHER,   /* anything else: drop */
 };
 
 /* Classify by the first byte (RFC 7983). Bytes 0x50..0x7F are reported as FRAME_CHANNEL so a stream
- * stays in sync with RFC 5766 clients; the dispatcher discards their channel numbers as reserved. */
+ * stays in sync with RFC 5766 clients; the dispatcher discards their channel numbers as reserved.
+ */
 enum frame_kind frame_classify(uint8_t first_byte);
 
 #define FRAME_CHANNEL_MIN 0x4000
@@ -34,8 +35,8 @@ enum frame_kind frame_classify(uint8_t first_byte);
  * computed in 32-bit so 65535 cannot wrap. */
 long frame_stream_len(const uint8_t *buf, size_t avail, size_t max_len);
 
-/* ChannelData datagram (UDP): on success *channel, *data (inside buf) and *data_len are set and 0 is
- * returned; -1 if shorter than 4 + length (extra bytes, such as padding, are ignored). */
+/* ChannelData datagram (UDP): on success *channel, *data (inside buf) and *data_len are set and 0
+ * is returned; -1 if shorter than 4 + length (extra bytes, such as padding, are ignored). */
 int frame_channel_parse(const uint8_t *buf, size_t len, uint16_t *channel, const uint8_t **data,
                         size_t *data_len);
 
@@ -43,9 +44,6 @@ int frame_channel_parse(const uint8_t *buf, size_t len, uint16_t *channel, const
 void frame_channel_header(uint8_t hdr[4], uint16_t channel, uint16_t data_len);
 
 /* Padding to add after a ChannelData payload on a stream (0..3). */
-static inline size_t frame_channel_pad(size_t data_len)
-{
-    return (4 - (data_len & 3)) & 3;
-}
+static inline size_t frame_channel_pad(size_t data_len) { return (4 - (data_len & 3)) & 3; }
 
 #endif

@@ -1,10 +1,11 @@
 /* peer_policy.h - which peer addresses a TURN allocation may talk to.
  *
  * RFC 8656 §21 (security: relaying into private or internal networks), RFC 6890 special-purpose
- * registries, RFC 4291 §2.5.5 (IPv4-mapped/-compatible), RFC 3056 (6to4), RFC 6052 (NAT64 well-known
- * prefix), RFC 4380 (Teredo). An address is canonicalised once: IPv4-mapped and IPv4-compatible IPv6
- * addresses really are IPv4 destinations and become sockaddr_in. Deny rules are then checked against
- * the canonical address and against every IPv4 address embedded in it (6to4, NAT64, Teredo), so
+ * registries, RFC 4291 §2.5.5 (IPv4-mapped/-compatible), RFC 3056 (6to4), RFC 6052 (NAT64
+ * well-known prefix), RFC 4380 (Teredo). An address is canonicalised once: IPv4-mapped and
+ * IPv4-compatible IPv6 addresses really are IPv4 destinations and become sockaddr_in. Deny rules
+ * are then checked against the canonical address and against every IPv4 address embedded in it
+ * (6to4, NAT64, Teredo), so
  * "::ffff:127.0.0.1", "2002:7f00:1::" or "64:ff9b::7f00:1" cannot bypass a rule written for
  * 127.0.0.1. No I/O, no global state.
  */
@@ -31,14 +32,14 @@ enum peer_class {
 
 /* Classes denied unless an allow rule matches. PRIVATE and CGNAT are a documented opt-in: denied by
  * default too (relaying into an operator's own network is the classic TURN abuse). */
-#define PEER_CLASS_DENY_DEFAULT                                                                  \
+#define PEER_CLASS_DENY_DEFAULT                                                                    \
     (PEER_CLASS_LOOPBACK | PEER_CLASS_UNSPECIFIED | PEER_CLASS_LINKLOCAL | PEER_CLASS_MULTICAST |  \
      PEER_CLASS_BROADCAST | PEER_CLASS_ULA | PEER_CLASS_METADATA | PEER_CLASS_PRIVATE |            \
      PEER_CLASS_CGNAT | PEER_CLASS_SITELOCAL)
 
 /* Canonicalise: IPv4-mapped (::ffff:a.b.c.d) and IPv4-compatible (::a.b.c.d, except :: and ::1)
- * become a sockaddr_in with the same port; anything else is copied (scope id cleared). Returns 0, or
- * -1 for an unknown family. This is the address to send to. */
+ * become a sockaddr_in with the same port; anything else is copied (scope id cleared). Returns 0,
+ * or -1 for an unknown family. This is the address to send to. */
 int peer_canonicalize(const struct sockaddr *in, struct sockaddr_storage *out);
 
 /* IPv4 addresses embedded in a canonical IPv6 address: 6to4 (2002:AABB:CCDD::/16), NAT64 well-known
@@ -52,7 +53,7 @@ unsigned peer_classify(const struct sockaddr *sa);
 
 /* An inclusive address range of one family. */
 typedef struct {
-    uint8_t family; /* AF_INET or AF_INET6 */
+    uint8_t family;         /* AF_INET or AF_INET6 */
     uint8_t lo[16], hi[16]; /* network order; IPv4 uses the first 4 bytes */
 } peer_range_t;
 
@@ -70,10 +71,10 @@ typedef struct {
     unsigned deny_classes; /* then these classes (PEER_CLASS_DENY_DEFAULT minus opt-ins) */
 } peer_policy_t;
 
-/* 0 when relaying to `sa` is allowed, -1 when denied. Canonicalises first; an allow rule matching the
- * canonical address allows; otherwise a deny rule or a denied class matching the canonical address
- * or any embedded IPv4 address denies. A port of 0 is not judged here (CreatePermission ignores
- * ports); callers that send must refuse port 0 themselves. */
+/* 0 when relaying to `sa` is allowed, -1 when denied. Canonicalises first; an allow rule matching
+ * the canonical address allows; otherwise a deny rule or a denied class matching the canonical
+ * address or any embedded IPv4 address denies. A port of 0 is not judged here (CreatePermission
+ * ignores ports); callers that send must refuse port 0 themselves. */
 int peer_policy_check(const peer_policy_t *p, const struct sockaddr *sa);
 
 #endif

@@ -1,7 +1,7 @@
 /* stun.h - STUN/TURN wire constants shared by every layer.
  *
- * Methods, classes, attribute types and error codes from RFC 8489 §18, RFC 8656 §18-19, RFC 6062 §6,
- * RFC 5780 §7 and the IANA "STUN Parameters" registry. Pure definitions: no code, no state.
+ * Methods, classes, attribute types and error codes from RFC 8489 §18, RFC 8656 §18-19, RFC 6062
+ * §6, RFC 5780 §7 and the IANA "STUN Parameters" registry. Pure definitions: no code, no state.
  */
 #ifndef UTURN_STUN_H
 #define UTURN_STUN_H
@@ -11,8 +11,8 @@
 #define STUN_HEADER_LEN 20
 #define STUN_MAGIC_COOKIE 0x2112A442u
 #define STUN_TID_LEN 12
-/* Largest message we ever build or accept: a TCP frame is 20 + 65535 bytes at most, but no request we
- * serve needs more than this, and bounding it keeps per-connection buffers small. */
+/* Largest message we ever build or accept: a TCP frame is 20 + 65535 bytes at most, but no request
+ * we serve needs more than this, and bounding it keeps per-connection buffers small. */
 #define STUN_MAX_MSG_LEN 4096
 /* Attributes indexed per message; a message with more is rejected (bounded work per packet). */
 #define STUN_MAX_ATTRS 48

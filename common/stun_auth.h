@@ -1,8 +1,9 @@
 /* stun_auth.h - message integrity and long-term credential keys.
  *
  * RFC 8489 §9.2 (long-term credentials: MD5 and SHA-256 keys, USERHASH, OpaqueString), §14.5-14.6
- * (MESSAGE-INTEGRITY, MESSAGE-INTEGRITY-SHA256 with the length adjustment), RFC 5389 §15.4 (SASLprep
- * for the RFC 5769 long-term vector). Compares are constant-time. Thread-safe, no global state.
+ * (MESSAGE-INTEGRITY, MESSAGE-INTEGRITY-SHA256 with the length adjustment), RFC 5389 §15.4
+ * (SASLprep for the RFC 5769 long-term vector). Compares are constant-time. Thread-safe, no global
+ * state.
  */
 #ifndef UTURN_STUN_AUTH_H
 #define UTURN_STUN_AUTH_H
@@ -35,8 +36,8 @@ int stun_auth_hmac_msg(int sha256, const uint8_t *key, size_t keylen, const uint
 
 /* Long-term keys: MD5(username ":" realm ":" password) and SHA-256 of the same. The inputs are used
  * as given: callers that need SASLprep/OpaqueString run stun_auth_saslprep first. */
-void stun_auth_key_md5(const char *user, size_t ulen, const char *realm, size_t rlen, const char *pass,
-                       size_t plen, uint8_t out[STUN_KEY_MD5_LEN]);
+void stun_auth_key_md5(const char *user, size_t ulen, const char *realm, size_t rlen,
+                       const char *pass, size_t plen, uint8_t out[STUN_KEY_MD5_LEN]);
 void stun_auth_key_sha256(const char *user, size_t ulen, const char *realm, size_t rlen,
                           const char *pass, size_t plen, uint8_t out[STUN_KEY_SHA256_LEN]);
 /* USERHASH = SHA-256(username ":" realm). */
@@ -52,8 +53,8 @@ int stun_auth_saslprep(const char *in, size_t inlen, char *out, size_t cap);
 /* Constant-time compare of two equal-length byte strings: 0 when equal. */
 int stun_auth_ct_equal(const void *a, const void *b, size_t n);
 
-/* Hex encode/decode of keys ("turn/.../key" values are lower-case hex). decode returns the byte count
- * or -1 on a bad digit/odd length/overflow. */
+/* Hex encode/decode of keys ("turn/.../key" values are lower-case hex). decode returns the byte
+ * count or -1 on a bad digit/odd length/overflow. */
 void stun_auth_hex_encode(const uint8_t *in, size_t n, char *out /* 2n+1 */);
 int stun_auth_hex_decode(const char *in, size_t inlen, uint8_t *out, size_t cap);
 

@@ -2,8 +2,8 @@
  *
  * RFC 8489 §5 (header), §14 (attributes, zero padding), §14.5-14.7 (MESSAGE-INTEGRITY,
  * MESSAGE-INTEGRITY-SHA256, FINGERPRINT with the length adjustment). A builder never allocates and
- * never writes past `cap`: an attribute that does not fit sets a sticky error and every later call is
- * a no-op, so callers check once at the end (stun_build_finish).
+ * never writes past `cap`: an attribute that does not fit sets a sticky error and every later call
+ * is a no-op, so callers check once at the end (stun_build_finish).
  */
 #ifndef UTURN_STUN_BUILD_H
 #define UTURN_STUN_BUILD_H
@@ -27,8 +27,8 @@ void stun_build_init(stun_build_t *b, uint8_t *buf, size_t cap, uint16_t type, c
 
 /* Raw attribute: value copied and zero-padded to 4 bytes. */
 void stun_build_attr(stun_build_t *b, uint16_t type, const void *value, size_t len);
-/* Reserve an attribute of `len` value bytes and return a pointer to fill in (padding zeroed), or NULL
- * on overflow. Lets DATA be written straight into the output (one copy, not two). */
+/* Reserve an attribute of `len` value bytes and return a pointer to fill in (padding zeroed), or
+ * NULL on overflow. Lets DATA be written straight into the output (one copy, not two). */
 uint8_t *stun_build_attr_reserve(stun_build_t *b, uint16_t type, size_t len);
 void stun_build_u32(stun_build_t *b, uint16_t type, uint32_t v);
 /* Empty-valued attribute (DONT-FRAGMENT, USE-CANDIDATE). */

@@ -1,11 +1,11 @@
 /* turn_auth.h - stateless nonces and TURN REST ephemeral credentials.
  *
  * Nonces (RFC 8489 §9.2, RFC 8656 §5): the server keeps no state per nonce. A nonce is the RFC 8489
- * cookie "obMatJos2" + 4 base64 characters of security-feature bits, followed by a base64url body of
- * expiry (32-bit seconds) and a truncated HMAC-SHA256 over (expiry, client IP, client port, feature
- * bits) under a server secret; any worker or node holding the secret can check it. TURN REST
- * (draft-uberti-behave-turn-rest-00, coturn's use-auth-secret): username "expiry[:id]", password
- * base64(HMAC-SHA1(secret, username)).
+ * cookie "obMatJos2" + 4 base64 characters of security-feature bits, followed by a base64url body
+ * of expiry (32-bit seconds) and a truncated HMAC-SHA256 over (expiry, client IP, client port,
+ * feature bits) under a server secret; any worker or node holding the secret can check it. TURN
+ * REST (draft-uberti-behave-turn-rest-00, coturn's use-auth-secret): username "expiry[:id]",
+ * password base64(HMAC-SHA1(secret, username)).
  */
 #ifndef UTURN_TURN_AUTH_H
 #define UTURN_TURN_AUTH_H
@@ -34,9 +34,9 @@ enum turn_nonce_result {
 };
 /* Check a nonce (bytes as received, no NUL needed) for `client` at time `now`. On OK/STALE
  * *features receives the nonce's feature bits. Constant-time MAC compare. */
-enum turn_nonce_result turn_nonce_check(const uint8_t secret[TURN_NONCE_SECRET_LEN], const char *nonce,
-                                        size_t len, uint32_t now, const struct sockaddr *client,
-                                        uint32_t *features);
+enum turn_nonce_result turn_nonce_check(const uint8_t secret[TURN_NONCE_SECRET_LEN],
+                                        const char *nonce, size_t len, uint32_t now,
+                                        const struct sockaddr *client, uint32_t *features);
 
 /* REST password: base64(HMAC-SHA1(secret, username)) into out (cap >= 29), NUL-terminated. Returns
  * its length (28). */
@@ -44,8 +44,9 @@ int turn_rest_password(const char *secret, size_t slen, const char *user, size_t
                        size_t cap);
 
 /* Expiry timestamp of a REST username, coturn's rules with separator ':': if the part before the
- * first ':' is all digits it is the timestamp; otherwise the part after the last ':' is; with no ':'
- * the whole username must be digits. Returns 0 and sets *expiry, or -1 when there is no timestamp. */
+ * first ':' is all digits it is the timestamp; otherwise the part after the last ':' is; with no
+ * ':' the whole username must be digits. Returns 0 and sets *expiry, or -1 when there is no
+ * timestamp. */
 int turn_rest_expiry(const char *user, size_t ulen, int64_t *expiry);
 
 /* Base64 (RFC 4648 §4, with padding) and base64url (§5, no padding). Encoders NUL-terminate and

@@ -1,8 +1,8 @@
 /* alloc.c - the per-worker allocation table, permissions and channel bindings (see alloc.h).
  *
- * RFC 8656 §2.2, §7, §9, §12. Permissions and channels live in small arrays inside their allocation:
- * a call has one or two peers, so a linear scan of a few entries beats any index, and memory per
- * allocation stays small.
+ * RFC 8656 §2.2, §7, §9, §12. Permissions and channels live in small arrays inside their
+ * allocation: a call has one or two peers, so a linear scan of a few entries beats any index, and
+ * memory per allocation stays small.
  */
 #include "alloc.h"
 
@@ -88,7 +88,7 @@ alloc_t *alloc_find(const alloc_table_t *t, int transport, const struct sockaddr
     return NULL;
 }
 
-/* Double the buckets when the table is full; on failure keep the old (longer chains, still right). */
+/* Double the buckets when the table is full; on failure keep the old (longer chains, still OK). */
 static void grow(alloc_table_t *t)
 {
     size_t n = t->nbuckets * 2;
@@ -99,8 +99,8 @@ static void grow(alloc_table_t *t)
         alloc_t *next;
         for (alloc_t *a = t->buckets[i]; a; a = next) {
             next = a->hnext;
-            uint64_t h = tuple_hash(t->seed, a->client.transport, &a->client.remote.sa,
-                                    a->client.local);
+            uint64_t h =
+                tuple_hash(t->seed, a->client.transport, &a->client.remote.sa, a->client.local);
             a->hnext = nb[h & (n - 1)];
             nb[h & (n - 1)] = a;
         }

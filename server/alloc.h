@@ -3,9 +3,10 @@
  *
  * RFC 8656 §2.2 (an allocation is keyed by its 5-tuple), §7 (lifetime), §9 (permissions: by peer IP
  * only, 300 s, never refreshed by data), §12 (channels 0x4000-0x4FFF, 600 s, a number and a peer
- * transport address bound one-to-one). Everything here is owned by one worker thread: no locks. Time
- * is the caller's clock (the loop's milliseconds), so tests and fuzzers drive expiry with a fake one.
- * Expiry is checked by timestamps when used and by one sweep per worker, never a timer per object.
+ * transport address bound one-to-one). Everything here is owned by one worker thread: no locks.
+ * Time is the caller's clock (the loop's milliseconds), so tests and fuzzers drive expiry with a
+ * fake one. Expiry is checked by timestamps when used and by one sweep per worker, never a timer
+ * per object.
  */
 #ifndef UTURN_ALLOC_H
 #define UTURN_ALLOC_H
@@ -51,7 +52,7 @@ typedef struct {
 
 /* The client side: how to reach the client that owns this allocation. */
 typedef struct {
-    int transport;               /* enum dispatch_transport */
+    int transport; /* enum dispatch_transport */
     sa_any_t remote;
     const struct sockaddr *local; /* the listener's address: lives as long as the worker */
     int (*send)(void *ctx, const struct sockaddr *to, const uint8_t *buf, size_t len);
@@ -67,8 +68,8 @@ struct alloc {
     uint64_t created_ms, expires_ms;
     char username[ALLOC_MAX_USERNAME + 1];
     uint16_t username_len;
-    creds_key_t key;     /* the key that authenticated the Allocate */
-    bool key_is_sha256;  /* answer with MESSAGE-INTEGRITY-SHA256 */
+    creds_key_t key;    /* the key that authenticated the Allocate */
+    bool key_is_sha256; /* answer with MESSAGE-INTEGRITY-SHA256 */
     bool counted_quota;
     /* Retransmission cache for the Allocate that created us (RFC 8656 §7.2 / RFC 8489 §6.3.1). */
     uint8_t alloc_tid[12];
@@ -110,8 +111,8 @@ alloc_t *alloc_find(const alloc_table_t *t, int transport, const struct sockaddr
                     const struct sockaddr *local);
 /* A new, empty allocation in the table for `client` (copied). NULL on ENOMEM. */
 alloc_t *alloc_insert(alloc_table_t *t, const alloc_client_t *client, uint64_t now_ms);
-/* Take `a` out of the table (and the list); the caller frees it with alloc_free once its sockets are
- * closed. */
+/* Take `a` out of the table (and the list); the caller frees it with alloc_free once its sockets
+ * are closed. */
 void alloc_remove(alloc_table_t *t, alloc_t *a);
 void alloc_free(alloc_t *a);
 

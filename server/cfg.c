@@ -18,10 +18,7 @@
 
 #define CFG_LINE_MAX 4096
 
-static void *field(cfg_t *c, const cfg_entry_t *e)
-{
-    return (char *)c + e->offset;
-}
+static void *field(cfg_t *c, const cfg_entry_t *e) { return (char *)c + e->offset; }
 
 static const void *cfield(const cfg_t *c, const cfg_entry_t *e)
 {
@@ -115,7 +112,8 @@ static void list_free(cfg_list_t *l)
     l->n = 0;
 }
 
-int cfg_set(cfg_t *c, const char *key, const char *value, const char *where, char *err, size_t errlen)
+int cfg_set(cfg_t *c, const char *key, const char *value, const char *where, char *err,
+            size_t errlen)
 {
     const cfg_entry_t *e = cfg_table_find(key);
     if (!e)
@@ -297,8 +295,8 @@ int cfg_apply_args(cfg_t *c, int argc, char **argv, char *err, size_t errlen)
         if (is_cli_meta(a))
             continue;
         if (strncmp(a, "--", 2) != 0) {
-            snprintf(err, errlen, "command line: unexpected argument '%s' (settings are --key value)",
-                     a);
+            snprintf(err, errlen,
+                     "command line: unexpected argument '%s' (settings are --key value)", a);
             return -1;
         }
         char key[128];
@@ -448,13 +446,14 @@ int cfg_load(cfg_t *c, int argc, char **argv, cfg_cli_t *cli, char *err, size_t 
 
 void cfg_print_help(FILE *out, const char *prog)
 {
-    fprintf(out,
-            "usage: %s [-c FILE] [--key value | --key=value | --flag]... [--check-config]\n"
-            "\n"
-            "uturn STUN/TURN server. Every key below works in the config file (key = value) and on\n"
-            "the command line; command-line values win over the file, repeatable keys add up.\n"
-            "\n",
-            prog);
+    fprintf(
+        out,
+        "usage: %s [-c FILE] [--key value | --key=value | --flag]... [--check-config]\n"
+        "\n"
+        "uturn STUN/TURN server. Every key below works in the config file (key = value) and on\n"
+        "the command line; command-line values win over the file, repeatable keys add up.\n"
+        "\n",
+        prog);
     for (size_t i = 0; i < cfg_table_len; i++) {
         const cfg_entry_t *e = &cfg_table[i];
         const char *arg = e->type == CFG_BOOL ? "" : e->type == CFG_INT ? " N" : " VALUE";

@@ -2,9 +2,10 @@
  * the config dump.
  *
  * File syntax: `key = value`, `key=value`, `key value` or a bare `key` for booleans; `#` starts a
- * comment. Option names follow coturn's turnserver.conf where the meaning is the same, so the common
- * lines of an existing file work unchanged. Every file key is also `--key value` / `--key=value` on the
- * command line. A cfg_t is built once, validated, and then only read (handlers get `const cfg_t *`).
+ * comment. Option names follow coturn's turnserver.conf where the meaning is the same, so the
+ * common lines of an existing file work unchanged. Every file key is also `--key value` /
+ * `--key=value` on the command line. A cfg_t is built once, validated, and then only read (handlers
+ * get `const cfg_t *`).
  */
 #ifndef UTURN_CFG_H
 #define UTURN_CFG_H
@@ -84,9 +85,9 @@ enum cfg_flags {
 typedef struct {
     const char *name;
     enum cfg_type type;
-    size_t offset; /* into cfg_t; unused for CFG_F_NOOP */
-    const char *def; /* default as text (NULL: none) */
-    long min, max;   /* CFG_INT bounds */
+    size_t offset;                 /* into cfg_t; unused for CFG_F_NOOP */
+    const char *def;               /* default as text (NULL: none) */
+    long min, max;                 /* CFG_INT bounds */
     const char *const *enum_names; /* CFG_ENUM: NULL-terminated, value = index */
     unsigned flags;
     const char *help;
@@ -103,16 +104,17 @@ void cfg_free(cfg_t *c);
 /* Set one key from text. `value` is NULL for a bare key (booleans). `where` names the origin for
  * messages ("FILE:LINE" or "command line"). Returns 0, or -1 with a message naming the key, the
  * origin and the reason in `err`. */
-int cfg_set(cfg_t *c, const char *key, const char *value, const char *where, char *err, size_t errlen);
+int cfg_set(cfg_t *c, const char *key, const char *value, const char *where, char *err,
+            size_t errlen);
 
 /* Parse a whole file into `c`. Returns 0 or -1 with `err` set (first error only). */
 int cfg_parse_file(cfg_t *c, const char *path, char *err, size_t errlen);
 /* The same from an open stream; `path` names it in messages. */
 int cfg_parse_stream(cfg_t *c, FILE *f, const char *path, char *err, size_t errlen);
 
-/* Parse argv. First pass (`cfg_cli_scan`) finds -c/--help/--version/--check-config so the file can be
- * read before the command line overrides it (`cfg_apply_args`): scalars on the command line win over
- * the file, repeatable keys add to it. Both return 0 or -1 with `err` set. */
+/* Parse argv. First pass (`cfg_cli_scan`) finds -c/--help/--version/--check-config so the file can
+ * be read before the command line overrides it (`cfg_apply_args`): scalars on the command line win
+ * over the file, repeatable keys add to it. Both return 0 or -1 with `err` set. */
 int cfg_cli_scan(int argc, char **argv, cfg_cli_t *cli, char *err, size_t errlen);
 int cfg_apply_args(cfg_t *c, int argc, char **argv, char *err, size_t errlen);
 
@@ -136,7 +138,7 @@ void cfg_format_value(const cfg_t *c, const cfg_entry_t *e, char *out, size_t ca
  * -ENOMEM. */
 int cfg_keep_unreloadable(cfg_t *dst, const cfg_t *src);
 
-/* Usable worker count: relay-threads, or the CPUs this process may run on (affinity/cgroup aware). */
+/* Worker count: relay-threads, or the CPUs this process may run on (affinity and cgroup aware). */
 int cfg_worker_count(const cfg_t *c);
 
 #endif

@@ -1,9 +1,9 @@
 /* cfg_table.c - the one table of uturnd settings.
  *
  * Every key the file, the command line, --help and the config dump know comes from here. Names are
- * coturn's where the meaning is the same (turnserver.conf compatibility); our own keys are marked as
- * such in their help text. Keys that a later release implements are CFG_F_LATER: they parse by name
- * and fail with "not supported yet" instead of being silently ignored.
+ * coturn's where the meaning is the same (turnserver.conf compatibility); our own keys are marked
+ * as such in their help text. Keys that a later release implements are CFG_F_LATER: they parse by
+ * name and fail with "not supported yet" instead of being silently ignored.
  */
 #include "cfg.h"
 

@@ -43,7 +43,6 @@
 #define MAX_WAITERS 1024     /* callers waiting per worker */
 #define MAX_REDIS_SECRETS CREDS_REDIS_MAX_SECRETS
 
-
 /* ---- per worker ---- */
 
 typedef struct waiter {

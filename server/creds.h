@@ -1,15 +1,15 @@
-/* creds.h - where long-term credential keys come from: static users from the config, TURN REST shared
- * secrets (static and from Redis), and Redis users in coturn's key layout.
+/* creds.h - where long-term credential keys come from: static users from the config, TURN REST
+ * shared secrets (static and from Redis), and Redis users in coturn's key layout.
  *
  * RFC 8489 §9.2 (long-term keys, MD5 and SHA-256), draft-uberti-behave-turn-rest-00 and coturn's
  * use-auth-secret (ephemeral usernames "expiry[:id]"), coturn's Redis schema
- * (turn/realm/<realm>/user/<user>/key = hex MD5 key, turn/realm/<realm>/secret = set of secrets) plus
- * our extensions beside it. A lookup never blocks the loop: static and REST answers come at once; a
- * Redis user is looked up with hiredis' async API on the worker's loop, and the caller is told when
- * to ask again (the answer is then in the worker's cache).
+ * (turn/realm/<realm>/user/<user>/key = hex MD5 key, turn/realm/<realm>/secret = set of secrets)
+ * plus our extensions beside it. A lookup never blocks the loop: static and REST answers come at
+ * once; a Redis user is looked up with hiredis' async API on the worker's loop, and the caller is
+ * told when to ask again (the answer is then in the worker's cache).
  *
- * Threading: a creds_shared_t is built at start and then read-only (any thread). A creds_t belongs to
- * one worker and is used only on that worker's loop thread.
+ * Threading: a creds_shared_t is built at start and then read-only (any thread). A creds_t belongs
+ * to one worker and is used only on that worker's loop thread.
  */
 #ifndef UTURN_CREDS_H
 #define UTURN_CREDS_H
@@ -38,12 +38,13 @@ typedef struct {
 } creds_keys_t;
 
 enum creds_status {
-    CREDS_FOUND = 0,       /* out holds >= 1 key */
-    CREDS_UNKNOWN = 1,     /* no source knows this user (or it was revoked) */
-    CREDS_EXPIRED = 2,     /* a REST username whose timestamp has passed, and no other source */
-    CREDS_PENDING = 3,     /* asking Redis: cb(arg) comes once, later, on this loop; then ask again */
-    CREDS_UNAVAILABLE = 4, /* the answer depends on Redis, which is unreachable, and nothing cached */
-    CREDS_BUSY = 5,        /* too many lookups in flight on this worker: refuse, do not queue */
+    CREDS_FOUND = 0,   /* out holds >= 1 key */
+    CREDS_UNKNOWN = 1, /* no source knows this user (or it was revoked) */
+    CREDS_EXPIRED = 2, /* a REST username whose timestamp has passed, and no other source */
+    CREDS_PENDING = 3, /* asking Redis: cb(arg) comes once, later, on this loop; then ask again */
+    CREDS_UNAVAILABLE =
+        4,          /* the answer depends on Redis, which is unreachable, and nothing cached */
+    CREDS_BUSY = 5, /* too many lookups in flight on this worker: refuse, do not queue */
 };
 
 /* Redis key names (our extensions sit beside coturn's). `%s` are realm and user / hex hash. */
@@ -89,10 +90,10 @@ void creds_close(creds_t *c);
 
 typedef void (*creds_ready_cb)(void *arg);
 
-/* Keys for `user` (bytes as received in USERNAME, not NUL-terminated) at `now_ms` (the loop's clock)
- * with `unix_now` for REST expiry. On CREDS_PENDING, cb(arg) is called exactly once later (unless
- * creds_cancel or creds_close come first); the caller then calls creds_lookup again and gets a final
- * status. */
+/* Keys for `user` (bytes as received in USERNAME, not NUL-terminated) at `now_ms` (the loop's
+ * clock) with `unix_now` for REST expiry. On CREDS_PENDING, cb(arg) is called exactly once later
+ * (unless creds_cancel or creds_close come first); the caller then calls creds_lookup again and
+ * gets a final status. */
 enum creds_status creds_lookup(creds_t *c, const char *user, size_t ulen, uint64_t now_ms,
                                int64_t unix_now, creds_keys_t *out, creds_ready_cb cb, void *arg);
 
@@ -100,8 +101,8 @@ enum creds_status creds_lookup(creds_t *c, const char *user, size_t ulen, uint64
  * turn/realm/<realm>/userhash/<hex>. Same PENDING protocol. On FOUND the NUL-terminated name is in
  * `user` (cap bytes) and its keys in `out`. */
 enum creds_status creds_lookup_userhash(creds_t *c, const uint8_t hash[32], uint64_t now_ms,
-                                        int64_t unix_now, char *user, size_t cap,
-                                        creds_keys_t *out, creds_ready_cb cb, void *arg);
+                                        int64_t unix_now, char *user, size_t cap, creds_keys_t *out,
+                                        creds_ready_cb cb, void *arg);
 
 /* Forget what the cache holds for `user` (its Redis answer and USERHASH entries naming it), so the
  * next lookup asks the store again: a deleted or revoked user is refused at once instead of after

@@ -1,7 +1,8 @@
-/* creds_redis.c - the Redis side of the credential store: one worker's asynchronous connection (hiredis' async API on the worker's own libuv loop, so a
- * lookup never blocks the loop: DESIGN.md "Auth never blocks the loop"), and the key layout:
- * coturn's turn/realm/<realm>/user/<user>/key (hex MD5 key, RFC 8489 §9.2) and .../secret (TURN
- * REST secrets), with our key-sha256, revoked/<user> and userhash/<hex> (RFC 8489 §14.4) beside it.
+/* creds_redis.c - the Redis side of the credential store: one worker's asynchronous connection
+ * (hiredis' async API on the worker's own libuv loop, so a lookup never blocks the loop: DESIGN.md
+ * "Auth never blocks the loop"), and the key layout: coturn's turn/realm/<realm>/user/<user>/key
+ * (hex MD5 key, RFC 8489 §9.2) and .../secret (TURN REST secrets), with our key-sha256,
+ * revoked/<user> and userhash/<hex> (RFC 8489 §14.4) beside it.
  *
  * The connection string is parsed in creds_redis_cfg.c. AUTH and SELECT are queued before any other
  * command, so a lookup made while connecting waits behind them in the same pipeline. The hiredis
@@ -233,8 +234,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
     }
     r->connected = true;
     r->last_activity = uv_now(r->loop);
-    /* A server that vanishes while we are idle is noticed by the kernel, not at the next lookup.
-     */
+    /* A server that vanishes while we idle is noticed by the kernel, not at the next lookup. */
     redisEnableKeepAlive(&r->ac->c);
     if (r->setup_pending == 0)
         became_up(r);

@@ -106,7 +106,8 @@ static int set_field(creds_redis_cfg_t *o, const char *k, size_t kn, const char 
     if (field_is(k, kn, "connect_timeout")) {
         if (parse_num(v, vn, 1, 3600, &t) != 0)
             return fail(err, errlen, "'redis-userdb': bad connect_timeout (1-3600 seconds)");
-        o->connect_timeout_ms = t * 1000 < CREDS_REDIS_TIMEOUT_MS ? (int)t * 1000 : CREDS_REDIS_TIMEOUT_MS;
+        o->connect_timeout_ms =
+            t * 1000 < CREDS_REDIS_TIMEOUT_MS ? (int)t * 1000 : CREDS_REDIS_TIMEOUT_MS;
         return 0;
     }
     return fail(err, errlen, "'redis-userdb': unknown field '%.*s'", (int)(kn > 32 ? 32 : kn), k);

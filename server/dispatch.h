@@ -2,9 +2,9 @@
  *
  * The dispatcher sees whole messages (a UDP datagram, or one frame cut from a TCP/TLS stream) and
  * answers through the connection's send callback; it reaches relay sockets only through
- * dispatch_relay_ops_t. It knows nothing of libuv, so the fuzzers and tests drive the very same code
- * with fake sinks, fake relays and a fixed clock. One dispatch_t per worker; only that worker's
- * thread calls it.
+ * dispatch_relay_ops_t. It knows nothing of libuv, so the fuzzers and tests drive the very same
+ * code with fake sinks, fake relays and a fixed clock. One dispatch_t per worker; only that
+ * worker's thread calls it.
  */
 #ifndef UTURN_DISPATCH_H
 #define UTURN_DISPATCH_H
@@ -104,8 +104,8 @@ typedef struct {
     dispatch_relay_ops_t relay;
     dispatch_binding_ops_t binding; /* set by the owner after dispatch_init; NULL send_from: a
                                      * CHANGE-REQUEST that needs another source is dropped */
-    uint64_t now_ms;   /* the worker's loop time, set by the caller before each batch */
-    uint64_t unix_ms;  /* wall clock in ms, for nonces, REST expiry, reservations */
+    uint64_t now_ms;  /* the worker's loop time, set by the caller before each batch */
+    uint64_t unix_ms; /* wall clock in ms, for nonces, REST expiry, reservations */
     dispatch_pending_t *pending;
     unsigned npending;
     uint64_t limit_seed;

@@ -106,8 +106,8 @@ static int open_reserved(dispatch_t *d, alloc_t *a, uint64_t token, int df)
     memset(r, 0, sizeof(*r));
     r->addr = addr;
     r->announced = addr;
-    const shared_relay_ip_t *ips = addr.sa.sa_family == AF_INET ? d->shared->relay4
-                                                                 : d->shared->relay6;
+    const shared_relay_ip_t *ips =
+        addr.sa.sa_family == AF_INET ? d->shared->relay4 : d->shared->relay6;
     int nips = addr.sa.sa_family == AF_INET ? d->shared->nrelay4 : d->shared->nrelay6;
     for (int i = 0; i < nips; i++)
         if (sa_equal_ip(&ips[i].addr.sa, &addr.sa)) {
@@ -190,10 +190,11 @@ static int allocate_checks(const dispatch_t *d, const dispatch_conn_t *conn, con
     if (!rt || stun_attr_get_transport(msg, rt, &proto) != 0)
         return STUN_ERR_BAD_REQUEST;
     if (proto == STUN_TRANSPORT_TCP) {
-        /* RFC 6062 §5.1: only over a TCP/TLS control connection, and without UDP-only attributes. */
+        /* RFC 6062 §5.1: only over a TCP/TLS control connection, without UDP-only attributes. */
         if (conn->transport != DISPATCH_TCP && conn->transport != DISPATCH_TLS)
             return STUN_ERR_BAD_REQUEST;
-        if (stun_msg_find(msg, STUN_ATTR_DONT_FRAGMENT) || stun_msg_find(msg, STUN_ATTR_EVEN_PORT) ||
+        if (stun_msg_find(msg, STUN_ATTR_DONT_FRAGMENT) ||
+            stun_msg_find(msg, STUN_ATTR_EVEN_PORT) ||
             stun_msg_find(msg, STUN_ATTR_RESERVATION_TOKEN) ||
             stun_msg_find(msg, STUN_ATTR_ADDITIONAL_ADDRESS_FAMILY))
             return STUN_ERR_BAD_REQUEST;
@@ -360,7 +361,8 @@ void dispatch_allocate(dispatch_t *d, const dispatch_conn_t *conn, const stun_ms
     stats_gauge_add(&d->stats->allocations, 1); /* dispatch_alloc_delete undoes it on failure */
     uint64_t token = 0;
     int addr_err = 0;
-    code = tcp ? open_tcp_relay(d, a, fam1) : allocate_relays(d, msg, a, fam1, fam2, &token, &addr_err);
+    code = tcp ? open_tcp_relay(d, a, fam1)
+               : allocate_relays(d, msg, a, fam1, fam2, &token, &addr_err);
     if (code != 0) {
         stats_inc(&d->stats->alloc_failed);
         dispatch_alloc_gauges(d, a, 1); /* dispatch_alloc_delete takes them back */

@@ -1,10 +1,10 @@
 /* dispatch_auth.c - long-term credential authentication of TURN requests.
  *
  * RFC 8489 §9.2 (long-term credentials: 401 challenge with REALM and NONCE, 400 for missing parts,
- * 438 for a stale nonce, checked after integrity as §9.2.4 orders it so forged requests get no fresh
- * nonce; the nonce cookie and PASSWORD-ALGORITHM(S) negotiation; USERHASH; MESSAGE-INTEGRITY-SHA256),
- * RFC 8656 §5 and §6 (441 for another user's allocation). Nonces are stateless (common/turn_auth.c):
- * nothing is stored for a source before it authenticates.
+ * 438 for a stale nonce, checked after integrity as §9.2.4 orders it so forged requests get no
+ * fresh nonce; the nonce cookie and PASSWORD-ALGORITHM(S) negotiation; USERHASH;
+ * MESSAGE-INTEGRITY-SHA256), RFC 8656 §5 and §6 (441 for another user's allocation). Nonces are
+ * stateless (common/turn_auth.c): nothing is stored for a source before it authenticates.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -93,10 +93,7 @@ static int verify_keys(const stun_msg_t *msg, const creds_keys_t *keys, dispatch
     return -1;
 }
 
-static void no_wait(void *arg)
-{
-    (void)arg;
-}
+static void no_wait(void *arg) { (void)arg; }
 
 /* Keys for the request's user: from the allocation, or the credential sources. Returns a creds
  * status; CREDS_PENDING means the request was parked (or dropped as busy). */
@@ -191,8 +188,7 @@ static int precheck(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t
     uint32_t features = 0;
     *nres = turn_nonce_check(d->shared->nonce_secret, (const char *)stun_attr_value(msg, na),
                              na->len, (uint32_t)(d->unix_ms / 1000), conn->remote, &features);
-    if (*nres == TURN_NONCE_BAD ||
-        ra->len != strlen(d->cfg->realm) ||
+    if (*nres == TURN_NONCE_BAD || ra->len != strlen(d->cfg->realm) ||
         memcmp(stun_attr_value(msg, ra), d->cfg->realm, ra->len) != 0) {
         /* Not our nonce, or another realm: start over with a fresh challenge. */
         stats_inc(&d->stats->auth_stale_nonce);

@@ -99,8 +99,7 @@ static void indication_tid(dispatch_t *d, uint8_t tid[12])
     memcpy(tid + 8, &y, 4);
 }
 
-static void send_channel_data(dispatch_t *d, alloc_t *a, uint16_t number, uint8_t *data,
-                              size_t len)
+static void send_channel_data(dispatch_t *d, alloc_t *a, uint16_t number, uint8_t *data, size_t len)
 {
     uint8_t *hdr = data - 4;
     frame_channel_header(hdr, number, (uint16_t)len);

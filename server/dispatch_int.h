@@ -59,13 +59,15 @@ void dispatch_binding(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg
  * and PADDING are then understood, not 420). */
 int dispatch_binding_rfc5780(const dispatch_t *d, const dispatch_conn_t *conn);
 void dispatch_allocate(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg);
-void dispatch_refresh(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg, alloc_t *a);
+void dispatch_refresh(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg,
+                      alloc_t *a);
 void dispatch_create_permission(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg,
                                 alloc_t *a);
 void dispatch_channel_bind(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg,
                            alloc_t *a);
 void dispatch_send_indication(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg);
-void dispatch_connect(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg, alloc_t *a);
+void dispatch_connect(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg,
+                      alloc_t *a);
 void dispatch_connection_bind(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg);
 void dispatch_channel_data(dispatch_t *d, const dispatch_conn_t *conn, const uint8_t *buf,
                            size_t len);

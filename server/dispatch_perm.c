@@ -1,7 +1,7 @@
 /* dispatch_perm.c - CreatePermission and ChannelBind.
  *
- * RFC 8656 §9-10 (CreatePermission: every XOR-PEER-ADDRESS in the request, by IP only, 300 s; all or
- * nothing), §12.1-12.2 (ChannelBind: 0x4000-0x4FFF, one number per peer and one peer per number,
+ * RFC 8656 §9-10 (CreatePermission: every XOR-PEER-ADDRESS in the request, by IP only, 300 s; all
+ * or nothing), §12.1-12.2 (ChannelBind: 0x4000-0x4FFF, one number per peer and one peer per number,
  * 600 s, also installs the peer's permission), §21 (peers are checked against the policy: 403).
  */
 #include <errno.h>

@@ -1,9 +1,9 @@
 /* dispatch_tcp.c - the STUN side of TCP relaying: Connect, ConnectionBind, ConnectionAttempt.
  *
- * RFC 6062 §5.2 (Connect: XOR-PEER-ADDRESS checked like any peer, 446 when a connection to that peer
- * exists or is being made, 447 when it fails or times out, success with CONNECTION-ID), §5.3
- * (ConnectionBind on a new client connection, authenticated with the allocation's credentials), §5.4
- * (ConnectionAttempt for peers connecting in). The sockets themselves live in the worker's
+ * RFC 6062 §5.2 (Connect: XOR-PEER-ADDRESS checked like any peer, 446 when a connection to that
+ * peer exists or is being made, 447 when it fails or times out, success with CONNECTION-ID), §5.3
+ * (ConnectionBind on a new client connection, authenticated with the allocation's credentials),
+ * §5.4 (ConnectionAttempt for peers connecting in). The sockets themselves live in the worker's
  * tcp_relay.c, reached through dispatch_relay_ops_t.
  */
 #include <string.h>
@@ -11,10 +11,7 @@
 #include "dispatch_int.h"
 #include "sockaddr_util.h"
 
-size_t dispatch_auth_size(void)
-{
-    return sizeof(dispatch_auth_t);
-}
+size_t dispatch_auth_size(void) { return sizeof(dispatch_auth_t); }
 
 void dispatch_connect(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg, alloc_t *a)
 {

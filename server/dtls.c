@@ -1,8 +1,8 @@
 /* dtls.c - DTLS sessions on a worker's TLS-port UDP listener (see dtls.h).
  *
  * RFC 7350 (TURN over DTLS), RFC 6347 §4.2.1 (stateless cookie exchange), RFC 7983 (demux). Records
- * are fed to OpenSSL through a memory BIO one datagram at a time; what OpenSSL writes goes through a
- * small BIO of ours straight to the UDP socket, one datagram per record written, so handshake
+ * are fed to OpenSSL through a memory BIO one datagram at a time; what OpenSSL writes goes through
+ * a small BIO of ours straight to the UDP socket, one datagram per record written, so handshake
  * flights are never glued into a datagram bigger than the MTU we set.
  */
 #include "dtls.h"
@@ -33,7 +33,7 @@ struct dtls_sess {
     dtls_sess_t *hnext, *prev, *next;
 };
 
-/* Where our write BIO sends: a session, or (for the cookie exchange) just a listener and address. */
+/* Where our write BIO sends: a session, or (for the cookie exchange) a listener and address. */
 typedef struct {
     udp_listener_t *l;
     const struct sockaddr *to;

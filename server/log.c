@@ -38,10 +38,7 @@ int log_setup(enum log_level level, enum log_format format, const char *path)
     return 0;
 }
 
-void log_set_level(enum log_level level)
-{
-    atomic_store(&log_level_cur, (int)level);
-}
+void log_set_level(enum log_level level) { atomic_store(&log_level_cur, (int)level); }
 
 void log_close(void)
 {
@@ -101,8 +98,8 @@ void log_msg(enum log_level level, const char *event, const char *fmt, ...)
     char line[1400];
     size_t len;
     if (atomic_load_explicit(&log_format_cur, memory_order_relaxed) == LOG_FORMAT_JSON) {
-        len = (size_t)snprintf(line, sizeof(line), "{\"ts\":\"%s\",\"level\":\"%s\",\"event\":\"", ts,
-                               level_names[level]);
+        len = (size_t)snprintf(line, sizeof(line), "{\"ts\":\"%s\",\"level\":\"%s\",\"event\":\"",
+                               ts, level_names[level]);
         len = json_escape(line, len, sizeof(line), event);
         len += (size_t)snprintf(line + len, sizeof(line) - len, "\",\"msg\":\"");
         len = json_escape(line, len, sizeof(line), msg);
@@ -112,7 +109,8 @@ void log_msg(enum log_level level, const char *event, const char *fmt, ...)
         line[len++] = '}';
     } else {
         sanitize_text(msg);
-        len = (size_t)snprintf(line, sizeof(line), "%s %-5s %s: %s", ts, level_names[level], event, msg);
+        len = (size_t)snprintf(line, sizeof(line), "%s %-5s %s: %s", ts, level_names[level], event,
+                               msg);
         if (len > sizeof(line) - 2)
             len = sizeof(line) - 2;
     }

@@ -21,8 +21,8 @@ void log_set_level(enum log_level level);
 void log_close(void);
 int log_enabled(enum log_level level);
 
-/* Log one event. `event` is a short stable identifier ("listen", "tcp_close") that JSON output keeps
- * as its own field; the message is printf-formatted. */
+/* Log one event. `event` is a short stable identifier ("listen", "tcp_close") that JSON output
+ * keeps as its own field; the message is printf-formatted. */
 void log_msg(enum log_level level, const char *event, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -40,10 +40,10 @@ int log_limit_take(log_limit_t *lim, uint64_t now_ms, double per_sec, double bur
 #define LOGE(ev, ...) log_msg(LOG_ERROR, ev, __VA_ARGS__)
 #define LOGW(ev, ...) log_msg(LOG_WARN, ev, __VA_ARGS__)
 #define LOGI(ev, ...) log_msg(LOG_INFO, ev, __VA_ARGS__)
-#define LOGD(ev, ...)                                                                            \
-    do {                                                                                         \
-        if (log_enabled(LOG_DEBUG))                                                              \
-            log_msg(LOG_DEBUG, ev, __VA_ARGS__);                                                 \
+#define LOGD(ev, ...)                                                                              \
+    do {                                                                                           \
+        if (log_enabled(LOG_DEBUG))                                                                \
+            log_msg(LOG_DEBUG, ev, __VA_ARGS__);                                                   \
     } while (0)
 
 #endif

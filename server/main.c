@@ -1,6 +1,6 @@
 /* main.c - uturnd's entry point: load the configuration, set up logging and the pid file, run the
- * server until SIGTERM/SIGINT, exit 0 on an orderly stop and 1 on a startup error (the message names
- * the key or address at fault).
+ * server until SIGTERM/SIGINT, exit 0 on an orderly stop and 1 on a startup error (the message
+ * names the key or address at fault).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -48,7 +48,8 @@ int main(int argc, char **argv)
         cfg_free(&cfg);
         return 0;
     }
-    int rc = log_setup((enum log_level)cfg.log_level, (enum log_format)cfg.log_format, cfg.log_file);
+    int rc =
+        log_setup((enum log_level)cfg.log_level, (enum log_format)cfg.log_format, cfg.log_file);
     if (rc != 0) {
         fprintf(stderr, "uturnd: 'log-file' %s: %s\n", cfg.log_file, strerror(-rc));
         cfg_free(&cfg);

@@ -1,8 +1,9 @@
 /* server.c - start the workers on every listening address, handle signals, stop cleanly.
  *
- * With no listening-ip, uturnd binds each interface address on its own rather than the wildcard, so a
- * reply to a client always leaves from the address the client sent to (a wildcard UDP socket would
- * let the kernel pick another source on a multi-homed host, and the client's NAT would drop it).
+ * With no listening-ip, uturnd binds each interface address on its own rather than the wildcard, so
+ * a reply to a client always leaves from the address the client sent to (a wildcard UDP socket
+ * would let the kernel pick another source on a multi-homed host, and the client's NAT would drop
+ * it).
  */
 #include "server.h"
 
@@ -122,7 +123,7 @@ static int probe_port(const struct sockaddr *sa, int type, char *err, size_t err
     int one = 1;
     if (sa->sa_family == AF_INET6)
         (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-    /* TCP: SO_REUSEADDR so TIME_WAIT leftovers of our own last run do not count; a listener does. */
+    /* TCP: SO_REUSEADDR so TIME_WAIT leftovers of our last run do not count; a listener does. */
     if (type == SOCK_STREAM)
         (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     int rc = bind(fd, sa, sa_len(sa));
@@ -203,7 +204,7 @@ int server_start(server_t *s, const cfg_t *cfg, int argc, char **argv, char *err
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
-    /* Bind every worker before starting any, so a bad address fails startup with nothing running. */
+    /* Bind every worker before starting any: a bad address fails startup with nothing running. */
     for (int i = 0; i < n; i++) {
         s->nworkers = i + 1;
         if ((rc = worker_init(&s->workers[i], i, cfg, &s->shared, s->addrs, s->naddrs, err,

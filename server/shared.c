@@ -1,5 +1,5 @@
-/* shared.c - the server-wide state behind shared.h: built once, then read by every worker; quotas and
- * reservations behind their own locks, taken only when allocations start or end.
+/* shared.c - the server-wide state behind shared.h: built once, then read by every worker; quotas
+ * and reservations behind their own locks, taken only when allocations start or end.
  */
 #include "shared.h"
 
@@ -239,8 +239,8 @@ int shared_rfc5780_addrs(const shared_t *s, const struct sockaddr *local, int ch
     return 0;
 }
 
-static int init_relays(shared_t *s, const struct sockaddr_storage *listen, size_t nlisten, char *err,
-                       size_t errlen)
+static int init_relays(shared_t *s, const struct sockaddr_storage *listen, size_t nlisten,
+                       char *err, size_t errlen)
 {
     const cfg_t *c = s->cfg;
     for (size_t i = 0; i < c->relay_ip.n; i++) {
@@ -260,8 +260,8 @@ static int init_relays(shared_t *s, const struct sockaddr_storage *listen, size_
     return 0;
 }
 
-int shared_init(shared_t *s, const cfg_t *cfg, const struct sockaddr_storage *listen, size_t nlisten,
-                char *err, size_t errlen)
+int shared_init(shared_t *s, const cfg_t *cfg, const struct sockaddr_storage *listen,
+                size_t nlisten, char *err, size_t errlen)
 {
     memset(s, 0, sizeof(*s));
     s->cfg = cfg;
@@ -278,7 +278,8 @@ int shared_init(shared_t *s, const cfg_t *cfg, const struct sockaddr_storage *li
     if (creds_shared_new(cfg, &s->creds, err, errlen) != 0)
         return -1;
     if (cfg->nonce_secret)
-        SHA256((const unsigned char *)cfg->nonce_secret, strlen(cfg->nonce_secret), s->nonce_secret);
+        SHA256((const unsigned char *)cfg->nonce_secret, strlen(cfg->nonce_secret),
+               s->nonce_secret);
     else
         shared_random(s->nonce_secret, sizeof(s->nonce_secret));
     s->nonce_features = TURN_NONCE_FEAT_PASSWORD_ALGS;

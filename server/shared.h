@@ -1,8 +1,8 @@
 /* shared.h - state every worker reads, built once at start: credentials, the nonce secret, the peer
  * policy, relay addresses; plus the few things workers must agree on, each behind its own lock and
  * touched only when allocations are made or end (never per packet): per-user and total quotas, and
- * EVEN-PORT reservations (RFC 8656 §7.2: a RESERVATION-TOKEN may be redeemed from any 5-tuple, so on
- * any worker).
+ * EVEN-PORT reservations (RFC 8656 §7.2: a RESERVATION-TOKEN may be redeemed from any 5-tuple, so
+ * on any worker).
  */
 #ifndef UTURN_SHARED_H
 #define UTURN_SHARED_H
@@ -38,7 +38,7 @@ typedef struct shared_reservation {
 } shared_reservation_t;
 
 typedef struct {
-    const cfg_t *cfg; /* as at start (what shared_init built from) */
+    const cfg_t *cfg;            /* as at start (what shared_init built from) */
     _Atomic(const cfg_t *) live; /* the current snapshot for reloadable values (quotas) */
     creds_shared_t *creds;
     uint8_t nonce_secret[TURN_NONCE_SECRET_LEN];
@@ -78,8 +78,8 @@ typedef struct {
 
 /* Build from a validated config and the listening addresses (relay IPs default to them). Returns 0
  * or -1 with a message naming the key at fault. */
-int shared_init(shared_t *s, const cfg_t *cfg, const struct sockaddr_storage *listen, size_t nlisten,
-                char *err, size_t errlen);
+int shared_init(shared_t *s, const cfg_t *cfg, const struct sockaddr_storage *listen,
+                size_t nlisten, char *err, size_t errlen);
 void shared_close(shared_t *s);
 
 /* The next alternate server (round-robin) for a client over TLS/DTLS (`secure`) or not, or NULL
@@ -99,7 +99,7 @@ int shared_rfc5780_addrs(const shared_t *s, const struct sockaddr *local, int ch
 int shared_quota_take(shared_t *s, const char *user, size_t ulen);
 void shared_quota_release(shared_t *s, const char *user, size_t ulen);
 
-/* Reservations: hold `fd` (bound to `addr`) under a new random token; returns the token (never 0). */
+/* Reservations: hold `fd` (bound to `addr`) under a new random token, returned (never 0). */
 uint64_t shared_resv_add(shared_t *s, int fd, const struct sockaddr *addr, uint64_t now_unix_ms);
 /* Redeem: returns the fd and its address, or -1 when the token is unknown or expired. */
 int shared_resv_take(shared_t *s, uint64_t token, sa_any_t *addr, uint64_t now_unix_ms);
@@ -110,7 +110,7 @@ void shared_resv_expire(shared_t *s, uint64_t now_unix_ms);
 int shared_tcp_port_take(shared_t *s, const struct sockaddr *addr);
 void shared_tcp_port_release(shared_t *s, const struct sockaddr *addr);
 
-/* Uniform random bytes from the kernel CSPRNG (getrandom); aborts if it cannot (no weak fallback). */
+/* Random bytes from the kernel CSPRNG (getrandom); aborts if it cannot (no weak fallback). */
 void shared_random(void *buf, size_t n);
 
 #endif

@@ -2,8 +2,8 @@
  *
  * Each worker owns one stats_t and is its only writer, so a counter moves with a relaxed load and a
  * relaxed store (plain moves on x86/arm64: no lock, no read-modify-write on the packet path). Other
- * threads (admin, tests) read with relaxed loads and sum the workers in stats_snapshot(): a snapshot
- * is a consistent-enough view for monitoring, not a transaction.
+ * threads (admin, tests) read with relaxed loads and sum the workers in stats_snapshot(): a
+ * snapshot is a consistent-enough view for monitoring, not a transaction.
  */
 #ifndef UTURN_STATS_H
 #define UTURN_STATS_H
@@ -12,75 +12,75 @@
 #include <stdint.h>
 
 /* X-macro so the struct, the snapshot and the names (admin, logs) never drift apart. */
-#define STATS_COUNTERS(X)                                                                        \
-    X(udp_rx_packets)                                                                            \
-    X(udp_rx_bytes)                                                                              \
-    X(udp_tx_packets)                                                                            \
-    X(udp_tx_bytes)                                                                              \
-    X(udp_tx_errors)                                                                             \
-    X(tcp_accepted)                                                                              \
-    X(tcp_closed)                                                                                \
-    X(tcp_rejected_limit)                                                                        \
-    X(tcp_closed_garbage)                                                                        \
-    X(tcp_closed_stall)                                                                          \
-    X(tcp_closed_idle)                                                                           \
-    X(tcp_rx_bytes)                                                                              \
-    X(tcp_tx_bytes)                                                                              \
-    X(stun_binding_requests)                                                                     \
-    X(stun_binding_indications)                                                                  \
-    X(stun_responses)                                                                            \
-    X(stun_error_responses)                                                                      \
-    X(drop_malformed)                                                                            \
-    X(drop_not_stun)                                                                             \
-    X(drop_unsupported)                                                                          \
-    X(drop_unknown_attr_indication)                                                              \
-    X(drop_no_allocation)                                                                        \
-    X(drop_no_permission)                                                                        \
-    X(drop_no_channel)                                                                           \
-    X(drop_bps_limit)                                                                            \
-    X(drop_amplification)                                                                        \
-    X(drop_peer_policy)                                                                          \
-    X(drop_auth_busy)                                                                            \
-    X(alloc_created)                                                                             \
-    X(alloc_deleted)                                                                             \
-    X(alloc_expired)                                                                             \
-    X(alloc_failed)                                                                              \
-    X(alloc_udp)                                                                                 \
-    X(alloc_tcp)                                                                                 \
-    X(alloc_ipv4)                                                                                \
-    X(alloc_ipv6)                                                                                \
-    X(auth_ok)                                                                                   \
-    X(auth_challenge)                                                                            \
-    X(auth_bad_request)                                                                          \
-    X(auth_stale_nonce)                                                                          \
-    X(auth_unknown_user)                                                                         \
-    X(auth_expired)                                                                              \
-    X(auth_bad_integrity)                                                                        \
-    X(auth_wrong_user)                                                                           \
-    X(auth_unavailable)                                                                          \
-    X(turn_requests)                                                                             \
-    X(turn_errors)                                                                               \
-    X(relay_client_to_peer_packets)                                                              \
-    X(relay_client_to_peer_bytes)                                                                \
-    X(relay_peer_to_client_packets)                                                              \
-    X(relay_peer_to_client_bytes)                                                                \
-    X(relay_channeldata_in)                                                                      \
-    X(relay_channeldata_out)                                                                     \
-    X(relay_send_indications)                                                                    \
-    X(relay_data_indications)                                                                    \
-    X(relay_send_errors)                                                                         \
-    X(tls_handshakes)                                                                            \
-    X(dtls_hello_verify)                                                                         \
+#define STATS_COUNTERS(X)                                                                          \
+    X(udp_rx_packets)                                                                              \
+    X(udp_rx_bytes)                                                                                \
+    X(udp_tx_packets)                                                                              \
+    X(udp_tx_bytes)                                                                                \
+    X(udp_tx_errors)                                                                               \
+    X(tcp_accepted)                                                                                \
+    X(tcp_closed)                                                                                  \
+    X(tcp_rejected_limit)                                                                          \
+    X(tcp_closed_garbage)                                                                          \
+    X(tcp_closed_stall)                                                                            \
+    X(tcp_closed_idle)                                                                             \
+    X(tcp_rx_bytes)                                                                                \
+    X(tcp_tx_bytes)                                                                                \
+    X(stun_binding_requests)                                                                       \
+    X(stun_binding_indications)                                                                    \
+    X(stun_responses)                                                                              \
+    X(stun_error_responses)                                                                        \
+    X(drop_malformed)                                                                              \
+    X(drop_not_stun)                                                                               \
+    X(drop_unsupported)                                                                            \
+    X(drop_unknown_attr_indication)                                                                \
+    X(drop_no_allocation)                                                                          \
+    X(drop_no_permission)                                                                          \
+    X(drop_no_channel)                                                                             \
+    X(drop_bps_limit)                                                                              \
+    X(drop_amplification)                                                                          \
+    X(drop_peer_policy)                                                                            \
+    X(drop_auth_busy)                                                                              \
+    X(alloc_created)                                                                               \
+    X(alloc_deleted)                                                                               \
+    X(alloc_expired)                                                                               \
+    X(alloc_failed)                                                                                \
+    X(alloc_udp)                                                                                   \
+    X(alloc_tcp)                                                                                   \
+    X(alloc_ipv4)                                                                                  \
+    X(alloc_ipv6)                                                                                  \
+    X(auth_ok)                                                                                     \
+    X(auth_challenge)                                                                              \
+    X(auth_bad_request)                                                                            \
+    X(auth_stale_nonce)                                                                            \
+    X(auth_unknown_user)                                                                           \
+    X(auth_expired)                                                                                \
+    X(auth_bad_integrity)                                                                          \
+    X(auth_wrong_user)                                                                             \
+    X(auth_unavailable)                                                                            \
+    X(turn_requests)                                                                               \
+    X(turn_errors)                                                                                 \
+    X(relay_client_to_peer_packets)                                                                \
+    X(relay_client_to_peer_bytes)                                                                  \
+    X(relay_peer_to_client_packets)                                                                \
+    X(relay_peer_to_client_bytes)                                                                  \
+    X(relay_channeldata_in)                                                                        \
+    X(relay_channeldata_out)                                                                       \
+    X(relay_send_indications)                                                                      \
+    X(relay_data_indications)                                                                      \
+    X(relay_send_errors)                                                                           \
+    X(tls_handshakes)                                                                              \
+    X(dtls_hello_verify)                                                                           \
     X(dtls_handshakes)
 
 /* Current allocations by client transport and relayed addresses by family (a dual-stack allocation
  * counts in both families). Gauges, single-writer like the counters. */
-#define STATS_GAUGES(X)                                                                          \
-    X(alloc_cur_udp)                                                                             \
-    X(alloc_cur_tcp)                                                                             \
-    X(alloc_cur_tls)                                                                             \
-    X(alloc_cur_dtls)                                                                            \
-    X(alloc_cur_ipv4)                                                                            \
+#define STATS_GAUGES(X)                                                                            \
+    X(alloc_cur_udp)                                                                               \
+    X(alloc_cur_tcp)                                                                               \
+    X(alloc_cur_tls)                                                                               \
+    X(alloc_cur_dtls)                                                                              \
+    X(alloc_cur_ipv4)                                                                              \
     X(alloc_cur_ipv6)
 
 typedef struct {
@@ -110,8 +110,8 @@ typedef struct {
     /* Credential store (server_stats fills these from each worker's creds_stats). */
     uint64_t creds_lookups, creds_cache_hits, redis_queries, redis_errors, redis_reconnects;
     uint64_t redis_replies, redis_latency_us_sum;
-    int redis_configured;     /* 1 when redis-userdb is set */
-    int redis_workers_up;     /* workers whose Redis connection is up */
+    int redis_configured; /* 1 when redis-userdb is set */
+    int redis_workers_up; /* workers whose Redis connection is up */
     int workers;
 } stats_snapshot_t;
 
@@ -122,10 +122,7 @@ static inline void stats_add(_Atomic uint64_t *c, uint64_t n)
                           memory_order_relaxed);
 }
 
-static inline void stats_inc(_Atomic uint64_t *c)
-{
-    stats_add(c, 1);
-}
+static inline void stats_inc(_Atomic uint64_t *c) { stats_add(c, 1); }
 
 static inline void stats_gauge_add(_Atomic int64_t *g, int64_t n)
 {

@@ -7,10 +7,7 @@
 
 #include "frame.h"
 
-void stream_rx_init(stream_rx_t *rx)
-{
-    memset(rx, 0, sizeof(*rx));
-}
+void stream_rx_init(stream_rx_t *rx) { memset(rx, 0, sizeof(*rx)); }
 
 void stream_rx_free(stream_rx_t *rx)
 {

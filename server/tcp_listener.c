@@ -2,11 +2,11 @@
  *
  * RFC 8656 §12.5 / RFC 6062: a TCP client connection carries STUN and ChannelData frames back to
  * back. Hostile peers are bounded here: connections per source IP (per worker), a stall limit for a
- * frame started but never finished, an idle limit for connections doing nothing, a cap on bytes queued
- * for a client that does not read, and garbage closes the connection at once. None of it touches
- * other connections. On the TLS port (RFC 8656 §3.1, RFC 7443) the same frames travel inside TLS:
- * ciphertext goes through memory BIOs so the handshake never blocks the loop, and an unfinished
- * handshake is bounded like an unfinished frame.
+ * frame started but never finished, an idle limit for connections doing nothing, a cap on bytes
+ * queued for a client that does not read, and garbage closes the connection at once. None of it
+ * touches other connections. On the TLS port (RFC 8656 §3.1, RFC 7443) the same frames travel
+ * inside TLS: ciphertext goes through memory BIOs so the handshake never blocks the loop, and an
+ * unfinished handshake is bounded like an unfinished frame.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -37,9 +37,9 @@ struct tcp_conn {
     size_t pending;          /* bytes queued in uv_write requests */
     SSL *ssl;                /* TLS connections only */
     int handshake_done;
-    tcp_pipe_t *pipe;        /* RFC 6062 client data connection: raw bytes to/from this peer */
-    size_t frame_end;        /* end of the frame being dispatched, inside rx */
-    int paused;              /* reading stopped for backpressure */
+    tcp_pipe_t *pipe; /* RFC 6062 client data connection: raw bytes to/from this peer */
+    size_t frame_end; /* end of the frame being dispatched, inside rx */
+    int paused;       /* reading stopped for backpressure */
     int closing;
     tcp_conn_t *prev, *next;
 };
@@ -509,20 +509,14 @@ int tcp_conn_pipe(tcp_conn_t *c, tcp_pipe_t *p)
     return 0;
 }
 
-void tcp_conn_describe(tcp_conn_t *c, dispatch_conn_t *out)
-{
-    conn_describe(c, out);
-}
+void tcp_conn_describe(tcp_conn_t *c, dispatch_conn_t *out) { conn_describe(c, out); }
 
 int tcp_conn_write(tcp_conn_t *c, const uint8_t *data, size_t len)
 {
     return tcp_send(c, NULL, data, len);
 }
 
-size_t tcp_conn_pending(const tcp_conn_t *c)
-{
-    return c->pending;
-}
+size_t tcp_conn_pending(const tcp_conn_t *c) { return c->pending; }
 
 void tcp_conn_pause(tcp_conn_t *c, int pause)
 {
@@ -535,10 +529,7 @@ void tcp_conn_pause(tcp_conn_t *c, int pause)
         uv_read_start((uv_stream_t *)&c->handle, on_alloc, on_read);
 }
 
-void tcp_conn_close(tcp_conn_t *c, const char *why)
-{
-    conn_close(c, why);
-}
+void tcp_conn_close(tcp_conn_t *c, const char *why) { conn_close(c, why); }
 
 int tcp_conn_detach(tcp_conn_t *c, tcp_handoff_t *h)
 {

@@ -383,10 +383,7 @@ static int tcp_listen(void *env, alloc_t *a, alloc_relay_t *r)
     return 0;
 }
 
-static void on_listener_closed(uv_handle_t *h)
-{
-    rel_release(h->data);
-}
+static void on_listener_closed(uv_handle_t *h) { rel_release(h->data); }
 
 void tcp_relay_close_alloc(worker_t *w, alloc_t *a)
 {

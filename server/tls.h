@@ -17,8 +17,8 @@
 
 typedef struct {
     uv_mutex_t lock;
-    SSL_CTX *tls;  /* NULL when TLS is off */
-    SSL_CTX *dtls; /* NULL when DTLS is off */
+    SSL_CTX *tls;      /* NULL when TLS is off */
+    SSL_CTX *dtls;     /* NULL when DTLS is off */
     char subject[256]; /* of the current certificate, for logs and reports */
 } tls_t;
 

@@ -212,7 +212,8 @@ static int open_secure(worker_t *w, const struct sockaddr_storage *addrs, size_t
     for (size_t i = 0; i < naddrs; i++) {
         int dup = 0;
         for (size_t j = 0; j < i && !dup; j++)
-            dup = sa_equal_ip((const struct sockaddr *)&addrs[j], (const struct sockaddr *)&addrs[i]);
+            dup =
+                sa_equal_ip((const struct sockaddr *)&addrs[j], (const struct sockaddr *)&addrs[i]);
         if (dup)
             continue;
         sa_any_t sa;

@@ -63,12 +63,12 @@ struct worker {
     shared_t *shared;
     creds_t *creds;
     creds_stats_t creds_stats;
-    tls_t *tls;               /* the server's contexts (NULL members when TLS/DTLS are off) */
-    struct dtls_table *dtls;  /* this worker's DTLS sessions */
-    tcp_pipe_t *pipes;        /* RFC 6062 peer data connections of this worker's allocations */
-    worker_t *siblings;       /* every worker (by id), for handing connections over */
-    int nsiblings; /* the credential store's counters, readable by any thread */
-    int64_t unix_offset_ms; /* wall clock minus loop clock, refreshed by the sweep */
+    tls_t *tls;              /* the server's contexts (NULL members when TLS/DTLS are off) */
+    struct dtls_table *dtls; /* this worker's DTLS sessions */
+    tcp_pipe_t *pipes;       /* RFC 6062 peer data connections of this worker's allocations */
+    worker_t *siblings;      /* every worker (by id), for handing connections over */
+    int nsiblings;           /* the credential store's counters, readable by any thread */
+    int64_t unix_offset_ms;  /* wall clock minus loop clock, refreshed by the sweep */
     uv_loop_t loop;
     uv_thread_t thread;
     uv_async_t wakeup;
@@ -110,10 +110,10 @@ int worker_init(worker_t *w, int id, const cfg_t *cfg, shared_t *shared,
                 const struct sockaddr_storage *addrs, size_t naddrs, char *err, size_t errlen);
 /* Run the loop on a new thread. 0 or -errno. */
 int worker_start(worker_t *w);
-/* Run fn(w, arg) on the worker's loop thread, soon (any thread). fn is called exactly once when this
- * returns 0, also when the worker is stopping: then it may run after the worker closed its objects
- * (w->closed set: touch nothing but the task's own data), possibly on the thread that joins the
- * worker. -ESHUTDOWN (fn never called) once the worker is joined, -ENOMEM. */
+/* Run fn(w, arg) on the worker's loop thread, soon (any thread). fn is called exactly once when
+ * this returns 0, also when the worker is stopping: then it may run after the worker closed its
+ * objects (w->closed set: touch nothing but the task's own data), possibly on the thread that joins
+ * the worker. -ESHUTDOWN (fn never called) once the worker is joined, -ENOMEM. */
 int worker_post(worker_t *w, worker_task_fn fn, void *arg);
 
 /* Ask the worker to close everything and let its loop end (any thread). */

@@ -1,7 +1,8 @@
 /* test_cfg.c - the config table, file parser and command line (server/cfg.c).
  *
  * Table-driven: each row sets one key from text and expects success or an error message containing
- * the named fragments. Then whole files (syntax forms, comments, quotes, long lines) and argv forms.
+ * the named fragments. Then whole files (syntax forms, comments, quotes, long lines) and argv
+ * forms.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -198,9 +199,17 @@ static char **mkargv(argv_t *a, const char *const *words)
 
 static void test_argv(void)
 {
-    static const char *const good[] = {"uturnd",    "--listening-port", "5000",  "--no-udp",
-                                       "--realm=r.example", "--no-tcp", "false", "--log-level",
-                                       "warn",      "--check-config",   NULL};
+    static const char *const good[] = {"uturnd",
+                                       "--listening-port",
+                                       "5000",
+                                       "--no-udp",
+                                       "--realm=r.example",
+                                       "--no-tcp",
+                                       "false",
+                                       "--log-level",
+                                       "warn",
+                                       "--check-config",
+                                       NULL};
     argv_t a;
     cfg_t c;
     cfg_cli_t cli;

@@ -51,8 +51,8 @@ static int fake_send(void *env, alloc_relay_t *r, const struct sockaddr *peer, c
                      size_t len)
 {
     (void)env, (void)r, (void)buf, (void)len;
-    memcpy(&last_peer, peer, peer->sa_family == AF_INET ? sizeof(struct sockaddr_in)
-                                                        : sizeof(struct sockaddr_in6));
+    memcpy(&last_peer, peer,
+           peer->sa_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6));
     relay_sends++;
     return 0;
 }
