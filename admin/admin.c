@@ -88,12 +88,18 @@ static int method_bit(const char *m)
 
 /* Split the raw path (libmicrohttpd leaves it escaped: see no_unescape) into decoded segments, so
  * that "%2F" inside a user name stays inside its segment. 0, -1 (bad escape: 400), -2 (too many
- * segments: 404), -3 (out of memory). */
+ * segments: 404), -3 (out of memory), -4 (not a path, e.g. "*": 400). */
 static int split_path(admin_req_t *r, const char *url)
 {
     const char *p = url;
+    /* RFC 9112 §3.2.2: a server MUST accept the absolute-form ("http://host/path") as well. */
+    if (strncasecmp(p, "http://", 7) == 0 || strncasecmp(p, "https://", 8) == 0) {
+        p = strchr(strstr(p, "://") + 3, '/');
+        if (!p)
+            p = "/";
+    }
     if (*p != '/')
-        return -1;
+        return -4;
     while (*p) {
         while (*p == '/')
             p++;
@@ -229,7 +235,7 @@ static log_limit_t log_lim;
 
 static void init_log_lock(void) { uv_mutex_init(&log_lock); }
 
-static void mhd_log(void *cls, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
     char buf[512];
     vsnprintf(buf, sizeof(buf), fmt, ap);
@@ -319,8 +325,10 @@ static int on_headers(admin_req_t *r, const char *url, const char *method)
         }
         r->readonly = ar == AUTH_RO;
     }
-    if (rc == -1) {
-        admin_reply_error(r, 400, "bad_path", "the path has a bad percent-escape");
+    if (rc == -1 || rc == -4) {
+        admin_reply_error(r, 400, "bad_path", "%s",
+                          rc == -1 ? "the path has a bad percent-escape"
+                                   : "the request target is not a path ('/...')");
         return 0;
     }
     if (!r->route) {
@@ -555,15 +563,16 @@ int admin_start(server_t *s, struct admin **out, char *err, size_t errlen)
     static uv_once_t once = UV_ONCE_INIT;
     uv_once(&once, init_log_lock);
     a->redis = admin_redis_new(s->shared.creds);
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG | MHD_USE_EPOLL;
+    /* MHD_USE_ITC: a connection handed over by admin_add_connection wakes its pool thread. */
+    unsigned flags =
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG | MHD_USE_EPOLL | MHD_USE_ITC;
     if (a->family == AF_INET6)
         flags |= MHD_USE_IPv6;
     a->mhd = MHD_start_daemon(
         flags, 0, NULL, NULL, on_access, a, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-        MHD_OPTION_LISTEN_SOCKET, a->fd,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)POOL_THREADS, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)CONN_TIMEOUT_S, MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONN_LIMIT,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)CONN_PER_IP,
+        MHD_OPTION_LISTEN_SOCKET, a->fd, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)POOL_THREADS,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONN_TIMEOUT_S, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)CONN_LIMIT, MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)CONN_PER_IP,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY, MHD_OPTION_NOTIFY_COMPLETED,
         on_completed, a, MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, NULL, MHD_OPTION_END);
     if (!a->mhd) {
@@ -576,6 +585,18 @@ int admin_start(server_t *s, struct admin **out, char *err, size_t errlen)
     a->fd = -1; /* libmicrohttpd owns the listening socket now and closes it on stop */
     LOGI("admin", "admin API on http://%s (%zu tokens)", a->listen_name, s->cfg->admin_token.n);
     *out = a;
+    return 0;
+}
+
+int admin_add_connection(struct admin *a, int fd)
+{
+    struct sockaddr_in sin;
+    memset(&sin, 0, sizeof(sin));
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    /* libmicrohttpd closes fd also when it refuses the connection. */
+    if (MHD_add_connection(a->mhd, fd, (struct sockaddr *)&sin, sizeof(sin)) != MHD_YES)
+        return errno ? -errno : -EIO;
     return 0;
 }
 

@@ -3,8 +3,8 @@
  * Routes, status codes and bodies are specified in docs/openapi.yaml; docs/ADMIN.md shows them in
  * use. The admin threads never touch a worker's objects: statistics come from server_stats() and
  * the workers' single-writer counters, allocations are listed and terminated by tasks posted to
- * the owning worker (worker_post) with a bounded wait for the answer, and credentials are written to
- * Redis over a synchronous connection of the admin's own.
+ * the owning worker (worker_post) with a bounded wait for the answer, and credentials are written
+ * to Redis over a synchronous connection of the admin's own.
  */
 #ifndef UTURN_ADMIN_H
 #define UTURN_ADMIN_H
@@ -23,5 +23,12 @@ int admin_start(server_t *s, struct admin **out, char *err, size_t errlen);
 /* Stop accepting, wait for requests in progress (each bounded by its own timeouts), free. NULL is
  * a no-op. Main thread, before the workers stop. */
 void admin_stop(struct admin *a);
+
+/* Hand an already connected stream socket to the API as if it had been accepted on admin-listen
+ * from 127.0.0.1. For tests and fuzzers (tests/fuzz/fuzz_admin.c feeds requests over a socketpair):
+ * uturnd never calls it, so nothing on the network reaches it. The admin owns `fd` in every case
+ * and closes it. Returns 0, or -errno (out of memory, connection limit). Any thread, between
+ * admin_start and admin_stop. */
+int admin_add_connection(struct admin *a, int fd);
 
 #endif

@@ -113,10 +113,7 @@ static void list_task(worker_t *w, const void *argp, void *slotp)
     }
 }
 
-static void list_free(void *slotp)
-{
-    free(((list_slot_t *)slotp)->recs);
-}
+static void list_free(void *slotp) { free(((list_slot_t *)slotp)->recs); }
 
 typedef struct {
     uint64_t id;
@@ -311,9 +308,10 @@ static int parse_id(const char *s, size_t n, uint64_t *id)
         return -1;
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
-        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                                               : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                                                      : -1;
+        int d = c >= '0' && c <= '9'   ? c - '0'
+                : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                       : -1;
         if (d < 0)
             return -1;
         v = (v << 4) | (uint64_t)d;
@@ -355,8 +353,8 @@ void admin_h_allocs_list(admin_req_t *r)
     const char *ours = adm->s->cfg->realm ? adm->s->cfg->realm : "";
     if (rl && strcmp(rl, ours) != 0) {
         /* One realm per node: another realm has no allocations here. */
-        admin_reply_json(r, 200, json_pack("{s:[],s:i,s:n}", "allocations", "total", 0,
-                                           "next_cursor"));
+        admin_reply_json(r, 200,
+                         json_pack("{s:[],s:i,s:n}", "allocations", "total", 0, "next_cursor"));
         return;
     }
     int err;
@@ -402,8 +400,9 @@ void admin_h_allocs_list(admin_req_t *r)
         next = json_string(id);
     }
     free(all);
-    admin_reply_json(r, 200, json_pack("{s:o,s:I,s:o}", "allocations", list, "total",
-                                       (json_int_t)total, "next_cursor", next));
+    admin_reply_json(r, 200,
+                     json_pack("{s:o,s:I,s:o}", "allocations", list, "total", (json_int_t)total,
+                               "next_cursor", next));
 }
 
 /* The allocation id of the path's last segment and its worker; -1 after answering 404. */
@@ -468,8 +467,8 @@ void admin_h_alloc_delete(admin_req_t *r)
     int worker, err;
     if (path_id(r, &arg.id, &worker) != 0)
         return;
-    admin_call_t *call = admin_call_workers(r->a, worker, delete_task, &arg, sizeof(arg),
-                                            sizeof(bool), NULL, &err);
+    admin_call_t *call =
+        admin_call_workers(r->a, worker, delete_task, &arg, sizeof(arg), sizeof(bool), NULL, &err);
     if (!call) {
         admin_call_error(r, err);
         return;
@@ -481,7 +480,10 @@ void admin_h_alloc_delete(admin_req_t *r)
         admin_reply_error(r, 404, "not_found", "no allocation '%.40s'", r->seg[3]);
         return;
     }
-    admin_reply_json(r, 200, json_pack("{s:s,s:b}", "id", r->seg[3], "terminated", 1));
+    /* The id as listings show it, not as written in the path ("1", "00A0..."). */
+    char id[20];
+    snprintf(id, sizeof(id), "%016" PRIx64, arg.id);
+    admin_reply_json(r, 200, json_pack("{s:s,s:b}", "id", id, "terminated", 1));
 }
 
 long admin_forget_user(admin_req_t *r, const char *user, size_t ulen, bool terminate)
@@ -497,8 +499,8 @@ long admin_forget_user(admin_req_t *r, const char *user, size_t ulen, bool termi
         arg.ulen = (uint16_t)ulen;
         memcpy(arg.user, user, ulen);
     }
-    admin_call_t *call = admin_call_workers(r->a, -1, forget_task, &arg, sizeof(arg), sizeof(long),
-                                            NULL, &err);
+    admin_call_t *call =
+        admin_call_workers(r->a, -1, forget_task, &arg, sizeof(arg), sizeof(long), NULL, &err);
     if (!call) {
         admin_call_error(r, err);
         return -1;

@@ -169,8 +169,8 @@ static json_t *mint(admin_req_t *r, const char *name, long long ttl, bool ice)
         admin_iso8601(expiry * 1000, iso, sizeof(iso));
         json_object_set_new(o, "expires", json_string(iso));
         json_object_set_new(o, "expires_unix", json_integer(expiry));
-        json_object_set_new(o, "realm", json_string(r->a->s->cfg->realm ? r->a->s->cfg->realm
-                                                                           : ""));
+        json_object_set_new(o, "realm",
+                            json_string(r->a->s->cfg->realm ? r->a->s->cfg->realm : ""));
         json_object_set_new(o, "iceServers",
                             json_pack("[{s:o,s:s,s:s}]", "urls", uris(r->a, true), "username", user,
                                       "credential", pw));
@@ -272,6 +272,7 @@ void admin_h_credential_revoke(admin_req_t *r)
         return;
     char iso[40];
     admin_iso8601((now + ttl) * 1000, iso, sizeof(iso));
-    admin_reply_json(r, 200, json_pack("{s:s,s:b,s:s,s:i}", "username", user, "revoked", 1,
-                                       "revoked_until", iso, "allocations_terminated", (int)ended));
+    admin_reply_json(r, 200,
+                     json_pack("{s:s,s:b,s:s,s:i}", "username", user, "revoked", 1, "revoked_until",
+                               iso, "allocations_terminated", (int)ended));
 }

@@ -24,7 +24,7 @@
 #define ADMIN_DEFAULT_PORT 8089
 #define ADMIN_MAX_BODY (64 * 1024) /* request bodies above this get 413 */
 #define ADMIN_MAX_SEGS 8
-#define ADMIN_NAME_MAX 512   /* user names (as creds.c: coturn's limit) */
+#define ADMIN_NAME_MAX 512 /* user names (as creds.c: coturn's limit) */
 #define ADMIN_REALM_MAX 255
 #define ADMIN_WORKER_WAIT_MS 2000 /* how long a request waits for the workers' answers */
 #define ADMIN_REDIS_TIMEOUT_MS 1000
@@ -37,12 +37,18 @@ typedef struct admin {
     int fd;
     int family;
     int64_t start_unix_ms;
-    uint64_t start_hr; /* uv_hrtime() at start, for uptime */
+    uint64_t start_hr;    /* uv_hrtime() at start, for uptime */
     admin_redis_t *redis; /* NULL when redis-userdb is not set */
     char listen_name[64];
 } admin_t;
 
-enum admin_method { ADMIN_GET = 1, ADMIN_PUT = 2, ADMIN_POST = 4, ADMIN_DELETE = 8, ADMIN_HEAD = 16 };
+enum admin_method {
+    ADMIN_GET = 1,
+    ADMIN_PUT = 2,
+    ADMIN_POST = 4,
+    ADMIN_DELETE = 8,
+    ADMIN_HEAD = 16
+};
 
 /* One request. Handlers read it and answer with exactly one admin_reply_* call. */
 typedef struct admin_req {
@@ -59,7 +65,7 @@ typedef struct admin_req {
     size_t body_len, body_cap;
     bool too_big;
     size_t discarded; /* bytes of an oversized body thrown away */
-    json_t *json; /* the parsed body for routes that take one, else NULL */
+    json_t *json;     /* the parsed body for routes that take one, else NULL */
     /* The answer. */
     unsigned status;
     char *resp;
@@ -98,8 +104,8 @@ void admin_reply_error(admin_req_t *r, unsigned status, const char *code, const 
 void admin_reply_text(admin_req_t *r, unsigned status, const char *ctype, const char *text,
                       size_t len);
 
-/* A query argument (percent-decoded, '+' as space) into `out`; NULL when absent. -1 via *bad when it
- * does not fit or holds a NUL. */
+/* A query argument (percent-decoded, '+' as space) into `out`; NULL when absent. -1 via *bad when
+ * it does not fit or holds a NUL. */
 const char *admin_query(admin_req_t *r, const char *name, char *out, size_t cap, bool *bad);
 /* Integer query argument in [min, max], `def` when absent. 0, or -1 after answering 400. */
 int admin_query_int(admin_req_t *r, const char *name, long long def, long long min, long long max,

@@ -48,7 +48,8 @@ void admin_reply_json(admin_req_t *r, unsigned status, json_t *body)
     json_decref(body);
     free(r->resp);
     if (!s) {
-        static const char oom[] = "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
+        static const char oom[] =
+            "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
         r->resp = strdup(oom);
         r->resp_len = r->resp ? strlen(oom) : 0;
         status = 500;

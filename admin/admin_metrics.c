@@ -113,12 +113,12 @@ static void render_allocs(out_t *o, const figures_t *f)
          "Current relayed transport addresses by family (a dual-stack allocation has two).");
     lab(o, "uturn_relayed_addresses", "family", "ipv4", (uint64_t)st->alloc_cur_ipv4);
     lab(o, "uturn_relayed_addresses", "family", "ipv6", (uint64_t)st->alloc_cur_ipv6);
-    u64(o, "uturn_allocations_created_total", "counter", "Allocations created.",
-        st->alloc_created);
+    u64(o, "uturn_allocations_created_total", "counter", "Allocations created.", st->alloc_created);
     u64(o, "uturn_allocations_expired_total", "counter", "Allocations that expired.",
         st->alloc_expired);
     u64(o, "uturn_allocations_deleted_total", "counter",
-        "Allocations deleted (Refresh 0, connection closed, admin, revocation).", st->alloc_deleted);
+        "Allocations deleted (Refresh 0, connection closed, admin, revocation).",
+        st->alloc_deleted);
     u64(o, "uturn_allocations_failed_total", "counter",
         "Allocate requests that failed after authentication (no port, no family).",
         st->alloc_failed);
@@ -127,8 +127,10 @@ static void render_allocs(out_t *o, const figures_t *f)
 static void render_relay(out_t *o, const stats_snapshot_t *st)
 {
     head(o, "uturn_relay_bytes_total", "counter", "Payload bytes relayed.");
-    lab(o, "uturn_relay_bytes_total", "direction", "client_to_peer", st->relay_client_to_peer_bytes);
-    lab(o, "uturn_relay_bytes_total", "direction", "peer_to_client", st->relay_peer_to_client_bytes);
+    lab(o, "uturn_relay_bytes_total", "direction", "client_to_peer",
+        st->relay_client_to_peer_bytes);
+    lab(o, "uturn_relay_bytes_total", "direction", "peer_to_client",
+        st->relay_peer_to_client_bytes);
     head(o, "uturn_relay_packets_total", "counter", "Datagrams relayed.");
     lab(o, "uturn_relay_packets_total", "direction", "client_to_peer",
         st->relay_client_to_peer_packets);
@@ -214,8 +216,7 @@ static void render_net(out_t *o, const stats_snapshot_t *st)
 static void render_ports_redis(out_t *o, const figures_t *f)
 {
     const stats_snapshot_t *st = &f->all;
-    u64(o, "uturn_relay_ports_in_use", "gauge", "Relay sockets open.",
-        (uint64_t)st->relay_sockets);
+    u64(o, "uturn_relay_ports_in_use", "gauge", "Relay sockets open.", (uint64_t)st->relay_sockets);
     u64(o, "uturn_relay_ports_free", "gauge",
         "Relay ports free: (max-port - min-port + 1) x relay IPs - in use.",
         (uint64_t)f->ports_free);
@@ -314,11 +315,11 @@ void admin_h_stats(admin_req_t *r)
         stats_snapshot_t w;
         memset(&w, 0, sizeof(w));
         stats_accumulate(&a->s->workers[i].stats, &w);
-        json_array_append_new(
-            workers,
-            json_pack("{s:i,s:I,s:I,s:I}", "worker", i, "allocations", (json_int_t)w.allocations,
-                      "udp_rx_packets", (json_int_t)w.udp_rx_packets, "relay_packets",
-                      (json_int_t)(w.relay_client_to_peer_packets + w.relay_peer_to_client_packets)));
+        json_array_append_new(workers, json_pack("{s:i,s:I,s:I,s:I}", "worker", i, "allocations",
+                                                 (json_int_t)w.allocations, "udp_rx_packets",
+                                                 (json_int_t)w.udp_rx_packets, "relay_packets",
+                                                 (json_int_t)(w.relay_client_to_peer_packets +
+                                                              w.relay_peer_to_client_packets)));
     }
     json_t *o = json_object();
     json_object_set_new(o, "version", json_string(PACKAGE_VERSION));
@@ -333,9 +334,9 @@ void admin_h_stats(admin_req_t *r)
                   (json_int_t)st->allocations, "by_transport", "udp", (json_int_t)st->alloc_cur_udp,
                   "tcp", (json_int_t)st->alloc_cur_tcp, "tls", (json_int_t)st->alloc_cur_tls,
                   "dtls", (json_int_t)st->alloc_cur_dtls, "by_family", "ipv4",
-                  (json_int_t)st->alloc_cur_ipv4, "ipv6", (json_int_t)st->alloc_cur_ipv6,
-                  "created", (json_int_t)st->alloc_created, "expired",
-                  (json_int_t)st->alloc_expired, "deleted", (json_int_t)st->alloc_deleted));
+                  (json_int_t)st->alloc_cur_ipv4, "ipv6", (json_int_t)st->alloc_cur_ipv6, "created",
+                  (json_int_t)st->alloc_created, "expired", (json_int_t)st->alloc_expired,
+                  "deleted", (json_int_t)st->alloc_deleted));
     json_object_set_new(
         o, "relay",
         json_pack("{s:{s:I,s:I},s:{s:I,s:I},s:{s:I,s:I,s:I,s:I},s:{s:I,s:I}}", "bytes",
@@ -348,8 +349,9 @@ void admin_h_stats(admin_req_t *r)
                   (json_int_t)st->relay_send_indications, "data_indications",
                   (json_int_t)st->relay_data_indications, "ports", "in_use",
                   (json_int_t)st->relay_sockets, "free", (json_int_t)f.ports_free));
-    double lat = st->redis_replies ? (double)st->redis_latency_us_sum / 1e6 / (double)st->redis_replies
-                                   : 0.0;
+    double lat = st->redis_replies
+                     ? (double)st->redis_latency_us_sum / 1e6 / (double)st->redis_replies
+                     : 0.0;
     json_object_set_new(o, "redis",
                         json_pack("{s:b,s:i,s:I,s:I,s:f}", "configured", st->redis_configured,
                                   "workers_up", st->redis_workers_up, "queries",
@@ -383,9 +385,9 @@ void admin_h_readyz(admin_req_t *r)
         json_array_append_new(reasons, json_string(m));
     }
     bool ok = json_array_size(reasons) == 0;
-    admin_reply_json(r, ok ? 200 : 503,
-                     json_pack("{s:s,s:o}", "status", ok ? "ready" : "not_ready", "reasons",
-                               reasons));
+    admin_reply_json(
+        r, ok ? 200 : 503,
+        json_pack("{s:s,s:o}", "status", ok ? "ready" : "not_ready", "reasons", reasons));
 }
 
 /* ---- actions ---- */
@@ -395,8 +397,8 @@ void admin_h_drain(admin_req_t *r)
     server_drain(r->a->s);
     stats_snapshot_t st;
     server_stats(r->a->s, &st);
-    admin_reply_json(r, 200, json_pack("{s:b,s:I}", "draining", 1, "allocations",
-                                       (json_int_t)st.allocations));
+    admin_reply_json(
+        r, 200, json_pack("{s:b,s:I}", "draining", 1, "allocations", (json_int_t)st.allocations));
 }
 
 void admin_h_reload(admin_req_t *r)

@@ -290,8 +290,7 @@ void admin_h_users_list(admin_req_t *r)
     snprintf(count, sizeof(count), "%lld", limit);
     size_t plen = strlen(prefix);
     json_t *users = json_array();
-    for (int round = 0; round < SCAN_ROUNDS && (long long)json_array_size(users) < limit;
-         round++) {
+    for (int round = 0; round < SCAN_ROUNDS && (long long)json_array_size(users) < limit; round++) {
         const char *c0[] = {"SCAN", cursor, "MATCH", pat, "COUNT", count, NULL};
         const char *const *cmds[] = {c0};
         redisReply *rep[1];
@@ -324,8 +323,8 @@ void admin_h_users_list(admin_req_t *r)
             break;
     }
     json_t *next = strcmp(cursor, "0") == 0 ? json_null() : json_string(cursor);
-    admin_reply_json(r, 200, json_pack("{s:s,s:o,s:o}", "realm", realm, "users", users,
-                                       "next_cursor", next));
+    admin_reply_json(
+        r, 200, json_pack("{s:s,s:o,s:o}", "realm", realm, "users", users, "next_cursor", next));
 }
 
 /* ---- REST secrets ---- */
@@ -345,8 +344,8 @@ static void add_secret_json(json_t *list, const char *s, size_t n, const char *s
 {
     char id[9], fp[40];
     secret_ids(s, n, id, fp);
-    json_array_append_new(list, json_pack("{s:s,s:s,s:s}", "id", id, "fingerprint", fp, "source",
-                                          source));
+    json_array_append_new(
+        list, json_pack("{s:s,s:s,s:s}", "id", id, "fingerprint", fp, "source", source));
 }
 
 /* SMEMBERS of the realm's secret set; NULL after answering. */
@@ -462,8 +461,7 @@ void admin_h_secret_delete(admin_req_t *r)
     if (our_realm(r->a, realm) && cfg->use_auth_secret)
         for (size_t i = 0; i < cfg->static_auth_secret.n; i++) {
             char id[9], fp[40];
-            secret_ids(cfg->static_auth_secret.v[i], strlen(cfg->static_auth_secret.v[i]), id,
-                       fp);
+            secret_ids(cfg->static_auth_secret.v[i], strlen(cfg->static_auth_secret.v[i]), id, fp);
             if (strncmp(fp + 7, want, wlen) == 0 || strcmp(id, want) == 0) {
                 admin_reply_error(r, 409, "secret_in_config",
                                   "secret %s is a static-auth-secret in the config file: remove "
@@ -509,6 +507,7 @@ void admin_h_secret_delete(admin_req_t *r)
     /* Workers hold the secret set for up to 10 s: make them fetch it again now. */
     if (our_realm(r->a, realm) && admin_forget_user(r, NULL, 0, false) < 0)
         return;
-    admin_reply_json(r, 200, json_pack("{s:s,s:s,s:b,s:i}", "realm", realm, "id", want, "deleted",
-                                       1, "removed", (int)removed));
+    admin_reply_json(r, 200,
+                     json_pack("{s:s,s:s,s:b,s:i}", "realm", realm, "id", want, "deleted", 1,
+                               "removed", (int)removed));
 }

@@ -2,10 +2,10 @@
  *
  * It speaks HTTP with libcurl and reads JSON with jansson. The URL and token come from --url and
  * --token, else UTURN_URL and UTURN_TOKEN, else a config file (--config FILE, default
- * ~/.config/uturnctl.conf: `url = ...`, `token = ...`, `realm = ...` lines). Output is a human table
- * by default and the API's JSON with --json. Exit codes a script can rely on: 0 success, 1 the API
- * answered an error (its code and message on stderr: "uturnctl: 404 not_found: ..."), 2 usage,
- * 3 uturnd could not be reached.
+ * ~/.config/uturnctl.conf: `url = ...`, `token = ...`, `realm = ...` lines). Output is a human
+ * table by default and the API's JSON with --json. Exit codes a script can rely on: 0 success, 1
+ * the API answered an error (its code and message on stderr: "uturnctl: 404 not_found: ..."), 2
+ * usage, 3 uturnd could not be reached.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -249,10 +249,7 @@ static const char *str(json_t *o, const char *k)
     return v ? v : "-";
 }
 
-static long long num(json_t *o, const char *k)
-{
-    return json_integer_value(json_object_get(o, k));
-}
+static long long num(json_t *o, const char *k) { return json_integer_value(json_object_get(o, k)); }
 
 /* ---- commands ---- */
 
@@ -291,15 +288,14 @@ static int cmd_stats(void)
         printf("workers        %lld\n", num(j, "workers"));
         printf("draining       %s\n", json_is_true(json_object_get(j, "draining")) ? "yes" : "no");
         printf("allocations    %lld (udp %lld, tcp %lld, tls %lld, dtls %lld)\n",
-               num(al, "current"), num(bt, "udp"), num(bt, "tcp"), num(bt, "tls"),
-               num(bt, "dtls"));
+               num(al, "current"), num(bt, "udp"), num(bt, "tcp"), num(bt, "tls"), num(bt, "dtls"));
         printf("created        %lld, expired %lld, deleted %lld\n", num(al, "created"),
                num(al, "expired"), num(al, "deleted"));
         json_t *by = json_object_get(rl, "bytes"), *pk = json_object_get(rl, "packets");
-        printf("relayed bytes  %lld client->peer, %lld peer->client\n",
-               num(by, "client_to_peer"), num(by, "peer_to_client"));
-        printf("relayed pkts   %lld client->peer, %lld peer->client\n",
-               num(pk, "client_to_peer"), num(pk, "peer_to_client"));
+        printf("relayed bytes  %lld client->peer, %lld peer->client\n", num(by, "client_to_peer"),
+               num(by, "peer_to_client"));
+        printf("relayed pkts   %lld client->peer, %lld peer->client\n", num(pk, "client_to_peer"),
+               num(pk, "peer_to_client"));
         json_t *ports = json_object_get(rl, "ports");
         printf("relay ports    %lld in use, %lld free\n", num(ports, "in_use"), num(ports, "free"));
         json_t *rd = json_object_get(j, "redis");
@@ -585,8 +581,8 @@ static int cmd_revoke(const char *user)
     if (opt.json)
         print_json(j);
     else
-        printf("revoked %s until %s (%lld allocations terminated)\n", user,
-               str(j, "revoked_until"), num(j, "allocations_terminated"));
+        printf("revoked %s until %s (%lld allocations terminated)\n", user, str(j, "revoked_until"),
+               num(j, "allocations_terminated"));
     json_decref(j);
     return 0;
 }

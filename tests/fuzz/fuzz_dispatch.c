@@ -64,8 +64,8 @@ static int take_u8(cursor_t *c, uint8_t *v)
     return 0;
 }
 
-static void signed_request(dispatch_t *d, dispatch_conn_t *conn, uint8_t method, const uint8_t *attrs,
-                           size_t alen)
+static void signed_request(dispatch_t *d, dispatch_conn_t *conn, uint8_t method,
+                           const uint8_t *attrs, size_t alen)
 {
     uint8_t buf[2048], tid[12] = {0};
     static uint32_t n;

@@ -1,6 +1,6 @@
-/* fuzz_stream.c - libFuzzer target for the TCP/TLS stream path: the deframer (server/stream.c) cutting
- * arbitrary chunks into frames, and every frame through the real dispatcher with a fake send sink and
- * a fixed clock, exactly as tcp_listener.c drives them.
+/* fuzz_stream.c - libFuzzer target for the TCP/TLS stream path: the deframer (server/stream.c)
+ * cutting arbitrary chunks into frames, and every frame through the real dispatcher with a fake
+ * send sink and a fixed clock, exactly as tcp_listener.c drives them.
  *
  * Input layout: the first byte picks how the rest is chunked (simulating reads of different sizes);
  * the remainder is the byte stream.

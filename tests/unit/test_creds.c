@@ -32,6 +32,7 @@
 #include "creds.h"
 #include "creds_redis.h"
 #include "log.h"
+#include "redis_server.h"
 #include "stun_auth.h"
 #include "turn_auth.h"
 #include "unit.h"
@@ -83,138 +84,22 @@ static int wait_state(const creds_t *c, int want, uint64_t ms)
 
 /* ---- redis-server ---- */
 
-static int free_port(void)
-{
-    struct sockaddr_in a;
-    socklen_t len = sizeof(a);
-    int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    if (fd >= 0)
-        close(fd);
-    return port;
-}
-
-static redisContext *rc_open(int port)
-{
-    struct timeval tv = {1, 0};
-    redisContext *r = redisConnectWithTimeout("127.0.0.1", port, tv);
-    if (r && r->err) {
-        redisFree(r);
-        return NULL;
-    }
-    return r;
-}
-
-/* A blocking command; every argument is one argv element (binary-safe). */
-static redisReply *rc_cmd(redisContext *r, int argc, const char **argv)
-{
-    size_t len[16];
-    if (argc > 16)
-        return NULL;
-    for (int i = 0; i < argc; i++)
-        len[i] = strlen(argv[i]);
-    return redisCommandArgv(r, argc, argv, len);
-}
-
-static int rc_ok(redisContext *r, int argc, const char **argv)
-{
-    redisReply *rep = r ? rc_cmd(r, argc, argv) : NULL;
-    int ok = rep && rep->type != REDIS_REPLY_ERROR;
-    if (!ok)
-        fprintf(stderr, "redis %s failed: %s\n", argv[0], rep && rep->str ? rep->str : "?");
-    if (rep)
-        freeReplyObject(rep);
-    return ok;
-}
-
-static void spawn_child(int port, const char *pass)
-{
-    char p[16];
-    int fd = open("/dev/null", O_WRONLY);
-    /* The server dies with the test, even when the test is killed by a sanitizer. */
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (fd >= 0) {
-        dup2(fd, 1);
-        dup2(fd, 2);
-    }
-    snprintf(p, sizeof(p), "%d", port);
-    char *argv[] = {strdup("redis-server"),
-                    strdup("--port"),
-                    strdup(p),
-                    strdup("--bind"),
-                    strdup("127.0.0.1"),
-                    strdup("--save"),
-                    strdup(""),
-                    strdup("--appendonly"),
-                    strdup("no"),
-                    pass ? strdup("--requirepass") : NULL,
-                    pass ? strdup(pass) : NULL,
-                    NULL};
-    execvp(argv[0], argv);
-    _exit(127);
-}
-
-/* Start redis-server on `port` and wait (deadline 10 s) until it answers PING. */
-static pid_t redis_start(int port, const char *pass)
-{
-    pid_t pid = fork();
-    if (pid == 0)
-        spawn_child(port, pass);
-    if (pid < 0)
-        return -1;
-    uint64_t deadline = now_ms() + 10000;
-    while (now_ms() < deadline) {
-        int st;
-        if (waitpid(pid, &st, WNOHANG) == pid) {
-            fprintf(stderr, "redis-server exited (status %d): is it installed?\n", st);
-            return -1;
-        }
-        redisContext *r = rc_open(port);
-        const char *auth[] = {"AUTH", pass ? pass : ""};
-        const char *ping[] = {"PING"};
-        bool up = r && (!pass || rc_ok(r, 2, auth)) && rc_ok(r, 1, ping);
-        if (r)
-            redisFree(r);
-        if (up)
-            return pid;
-        struct timespec ts = {0, 20 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-    return -1;
-}
-
-static void redis_kill(pid_t *pid)
-{
-    if (*pid > 0) {
-        kill(*pid, SIGKILL);
-        waitpid(*pid, NULL, 0);
-    }
-    *pid = -1;
-}
-
 static void kill_all(void)
 {
-    redis_kill(&redis_pid);
-    redis_kill(&redis2_pid);
+    redis_server_kill(&redis_pid);
+    redis_server_kill(&redis2_pid);
 }
 
 static void rc_set(const char *key, const char *val)
 {
     const char *argv[] = {"SET", key, val};
-    CHECK(rc_ok(prov, 3, argv));
+    CHECK(redis_server_ok(prov, 3, argv));
 }
 
 static void rc_sadd(const char *key, const char *member)
 {
     const char *argv[] = {"SADD", key, member};
-    CHECK(rc_ok(prov, 3, argv));
+    CHECK(redis_server_ok(prov, 3, argv));
 }
 
 /* Provision a coturn-style user: hex MD5 key under turn/realm/<realm>/user/<name>/key. */
@@ -842,14 +727,14 @@ static void check_userdb(const char *userdb, const char *user, enum creds_status
 /* AUTH (password, and an ACL user limited to what we use) and SELECT, on a second server. */
 static void test_auth_db(void)
 {
-    int port = free_port();
+    int port = redis_server_free_port();
     char url[128], kname[128];
     uint8_t key[16];
     char hex[33];
 
-    redis2_pid = redis_start(port, "s3cret");
+    redis2_pid = redis_server_start(port, "s3cret");
     CHECK(redis2_pid > 0);
-    redisContext *r = redis2_pid > 0 ? rc_open(port) : NULL;
+    redisContext *r = redis2_pid > 0 ? redis_server_connect(port) : NULL;
     if (!r)
         return;
     stun_auth_key_md5("faramir", 7, REALM, strlen(REALM), "gondor", 6, key);
@@ -858,7 +743,8 @@ static void test_auth_db(void)
     const char *auth[] = {"AUTH", "s3cret"}, *sel[] = {"SELECT", "2"}, *set[] = {"SET", kname, hex};
     const char *acl[] = {"ACL",     "SETUSER", "turn",    "on",        ">turnpw",
                          "~turn/*", "+get",    "+exists", "+smembers", "+select"};
-    CHECK(rc_ok(r, 2, auth) && rc_ok(r, 2, sel) && rc_ok(r, 3, set) && rc_ok(r, 10, acl));
+    CHECK(redis_server_ok(r, 2, auth) && redis_server_ok(r, 2, sel) && redis_server_ok(r, 3, set) &&
+          redis_server_ok(r, 10, acl));
     redisFree(r);
 
     snprintf(url, sizeof(url), "redis://:s3cret@127.0.0.1:%d/2", port);
@@ -871,7 +757,7 @@ static void test_auth_db(void)
     check_userdb(url, "faramir", CREDS_UNAVAILABLE);
     snprintf(url, sizeof(url), "redis://127.0.0.1:%d/2", port);
     check_userdb(url, "faramir", CREDS_UNAVAILABLE); /* NOAUTH */
-    redis_kill(&redis2_pid);
+    redis_server_kill(&redis2_pid);
 }
 
 /* A host name goes through uv_getaddrinfo, not hiredis' blocking resolver. */
@@ -885,7 +771,7 @@ static void test_hostname(void)
 static void test_down_at_start(void)
 {
     char db[64];
-    snprintf(db, sizeof(db), "ip=127.0.0.1 port=%d", free_port());
+    snprintf(db, sizeof(db), "ip=127.0.0.1 port=%d", redis_server_free_port());
     const char *kv[] = {"realm",
                         REALM,
                         "user",
@@ -924,7 +810,7 @@ static void test_kill_restart(creds_t *c)
     rec_t r = {0};
 
     CHECK_INT(look_wait_at(c, "gorst", 60000, REST_BEFORE, &k, NULL), CREDS_FOUND); /* refresh */
-    redis_kill(&redis_pid);
+    redis_server_kill(&redis_pid);
     redisFree(prov);
     prov = NULL;
     CHECK(wait_state(c, 0, 5000));
@@ -939,9 +825,9 @@ static void test_kill_restart(creds_t *c)
     CHECK_INT(r.calls, 0);
 
     uint64_t reconnects = ctr(&creds_stats(c)->redis_reconnects);
-    redis_pid = redis_start(redis_port, NULL);
+    redis_pid = redis_server_start(redis_port, NULL);
     CHECK(redis_pid > 0);
-    prov = rc_open(redis_port);
+    prov = redis_server_connect(redis_port);
     if (!prov)
         return;
     provision_md5("newbie2", "pw");
@@ -995,10 +881,10 @@ int main(void)
     test_redis_cfg();
     test_static();
     test_rest_static();
-    redis_port = free_port();
-    redis_pid = redis_start(redis_port, NULL);
+    redis_port = redis_server_free_port();
+    redis_pid = redis_server_start(redis_port, NULL);
     CHECK(redis_pid > 0);
-    prov = redis_pid > 0 ? rc_open(redis_port) : NULL;
+    prov = redis_pid > 0 ? redis_server_connect(redis_port) : NULL;
     if (prov)
         test_with_redis();
     test_down_at_start();
