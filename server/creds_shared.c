@@ -16,8 +16,7 @@
 #include "log.h"
 #include "turn_auth.h"
 
-__attribute__((format(printf, 3, 4))) static int fail(char *err, size_t errlen, const char *fmt,
-                                                      ...)
+int creds_fail(char *err, size_t errlen, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -112,28 +111,28 @@ static int parse_user(creds_shared_t *sh, const char *line, size_t lineno, char 
 {
     const char *colon = strchr(line, ':');
     if (!colon)
-        return fail(err, errlen, "'user' line %zu: missing ':' (NAME:PASSWORD)", lineno);
+        return creds_fail(err, errlen, "'user' line %zu: missing ':' (NAME:PASSWORD)", lineno);
     size_t nlen = (size_t)(colon - line);
     const char *pw = colon + 1;
     size_t plen = strlen(pw);
     if (nlen == 0 || nlen > USER_MAX)
-        return fail(err, errlen, "'user' line %zu: the name must be 1 to %d bytes", lineno,
-                    USER_MAX);
+        return creds_fail(err, errlen, "'user' line %zu: the name must be 1 to %d bytes", lineno,
+                          USER_MAX);
     if (plen == 0)
-        return fail(err, errlen, "'user' line %zu: empty password", lineno);
+        return creds_fail(err, errlen, "'user' line %zu: empty password", lineno);
     suser_t *u = &sh->users[sh->nusers];
     if (!(u->name = strndup(line, nlen)))
-        return fail(err, errlen, "out of memory");
+        return creds_fail(err, errlen, "out of memory");
     u->len = nlen;
     sh->nusers++;
     /* As coturn: "0x" and at least 32 more characters is a key, anything shorter a password. */
     if (plen >= 34 && pw[0] == '0' && pw[1] == 'x') {
         if (plen != 34 || stun_auth_hex_decode(pw + 2, 32, u->key.md5, 16) != 16)
-            return fail(err, errlen, "'user' line %zu: a 0x key must be 32 hex digits (MD5)",
-                        lineno);
+            return creds_fail(err, errlen, "'user' line %zu: a 0x key must be 32 hex digits (MD5)",
+                              lineno);
         u->key.has_md5 = true;
     } else if (password_key(sh, u, pw, plen) != 0) {
-        return fail(err, errlen, "out of memory");
+        return creds_fail(err, errlen, "out of memory");
     }
     stun_auth_userhash(u->name, nlen, sh->realm, sh->rlen, u->hash);
     return 0;
@@ -146,15 +145,16 @@ static int parse_users(creds_shared_t *sh, const cfg_list_t *list, char *err, si
     sh->users = calloc(list->n, sizeof(*sh->users));
     sh->by_hash = calloc(list->n, sizeof(*sh->by_hash));
     if (!sh->users || !sh->by_hash)
-        return fail(err, errlen, "out of memory");
+        return creds_fail(err, errlen, "out of memory");
     for (size_t i = 0; i < list->n; i++)
         if (parse_user(sh, list->v[i], i + 1, err, errlen) != 0)
             return -1;
     qsort(sh->users, sh->nusers, sizeof(*sh->users), suser_cmp);
     for (size_t i = 0; i < sh->nusers; i++) {
         if (i > 0 && suser_cmp(&sh->users[i - 1], &sh->users[i]) == 0)
-            return fail(err, errlen, "'user': '%.*s' is defined twice",
-                        (int)(sh->users[i].len > 64 ? 64 : sh->users[i].len), sh->users[i].name);
+            return creds_fail(err, errlen, "'user': '%.*s' is defined twice",
+                              (int)(sh->users[i].len > 64 ? 64 : sh->users[i].len),
+                              sh->users[i].name);
         sh->by_hash[i] = &sh->users[i];
     }
     qsort(sh->by_hash, sh->nusers, sizeof(*sh->by_hash), hash_cmp);
@@ -166,13 +166,13 @@ static int parse_secrets(creds_shared_t *sh, const cfg_list_t *list, char *err, 
     if (list->n == 0)
         return 0;
     if (!(sh->secrets = calloc(list->n, sizeof(*sh->secrets))))
-        return fail(err, errlen, "out of memory");
+        return creds_fail(err, errlen, "out of memory");
     for (size_t i = 0; i < list->n; i++) {
         /* An empty HMAC key would let anyone mint credentials. */
         if (!list->v[i][0])
-            return fail(err, errlen, "'static-auth-secret' line %zu: empty secret", i + 1);
+            return creds_fail(err, errlen, "'static-auth-secret' line %zu: empty secret", i + 1);
         if (!(sh->secrets[i].s = strdup(list->v[i])))
-            return fail(err, errlen, "out of memory");
+            return creds_fail(err, errlen, "out of memory");
         sh->secrets[i].len = strlen(list->v[i]);
         sh->nsecrets++;
     }
@@ -188,7 +188,8 @@ int creds_shared_new(const cfg_t *cfg, creds_shared_t **out, char *err, size_t e
     sh->rlen = strlen(sh->realm);
     bool any = cfg->user.n || cfg->use_auth_secret || (cfg->redis_userdb && *cfg->redis_userdb);
     if (any && (sh->rlen == 0 || sh->rlen > REALM_MAX)) {
-        fail(err, errlen, "'realm' must be 1 to %d bytes for long-term credentials", REALM_MAX);
+        creds_fail(err, errlen, "'realm' must be 1 to %d bytes for long-term credentials",
+                   REALM_MAX);
         goto bad;
     }
     if (parse_users(sh, &cfg->user, err, errlen) != 0)
@@ -204,13 +205,13 @@ int creds_shared_new(const cfg_t *cfg, creds_shared_t **out, char *err, size_t e
         sh->has_redis = true;
     }
     if (sh->rest && !sh->nsecrets && !sh->has_redis) {
-        fail(err, errlen, "'use-auth-secret' needs 'static-auth-secret' or 'redis-userdb'");
+        creds_fail(err, errlen, "'use-auth-secret' needs 'static-auth-secret' or 'redis-userdb'");
         goto bad;
     }
     *out = sh;
     return 0;
 oom:
-    fail(err, errlen, "out of memory");
+    creds_fail(err, errlen, "out of memory");
 bad:
     creds_shared_free(sh);
     return -1;
