@@ -15,6 +15,8 @@
 
 #include <microhttpd.h>
 
+#include "stun_auth.h"
+
 void admin_reply_text(admin_req_t *r, unsigned status, const char *ctype, const char *text,
                       size_t len)
 {
@@ -76,17 +78,6 @@ void admin_reply_error(admin_req_t *r, unsigned status, const char *code, const 
     admin_reply_json(r, status, json_pack("{s:{s:s,s:o}}", "error", "code", code, "message", m));
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 char *admin_pct_decode(const char *s, size_t n, bool plus_space, size_t *outlen)
 {
     char *out = malloc(n + 1);
@@ -95,8 +86,8 @@ char *admin_pct_decode(const char *s, size_t n, bool plus_space, size_t *outlen)
         return NULL;
     for (size_t i = 0; i < n; i++) {
         if (s[i] == '%') {
-            int hi = i + 1 < n ? hexval(s[i + 1]) : -1;
-            int lo = i + 2 < n ? hexval(s[i + 2]) : -1;
+            int hi = i + 1 < n ? stun_auth_hex_digit(s[i + 1]) : -1;
+            int lo = i + 2 < n ? stun_auth_hex_digit(s[i + 2]) : -1;
             if (hi < 0 || lo < 0) {
                 free(out);
                 return NULL;

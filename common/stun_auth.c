@@ -153,7 +153,7 @@ void stun_auth_hex_encode(const uint8_t *in, size_t n, char *out)
     out[2 * n] = '\0';
 }
 
-static int hex_digit(char c)
+int stun_auth_hex_digit(char c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -169,7 +169,7 @@ int stun_auth_hex_decode(const char *in, size_t inlen, uint8_t *out, size_t cap)
     if ((inlen & 1) != 0 || inlen / 2 > cap)
         return -1;
     for (size_t i = 0; i < inlen / 2; i++) {
-        int hi = hex_digit(in[2 * i]), lo = hex_digit(in[2 * i + 1]);
+        int hi = stun_auth_hex_digit(in[2 * i]), lo = stun_auth_hex_digit(in[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return -1;
         out[i] = (uint8_t)(hi << 4 | lo);

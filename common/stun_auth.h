@@ -57,5 +57,7 @@ int stun_auth_ct_equal(const void *a, const void *b, size_t n);
  * count or -1 on a bad digit/odd length/overflow. */
 void stun_auth_hex_encode(const uint8_t *in, size_t n, char *out /* 2n+1 */);
 int stun_auth_hex_decode(const char *in, size_t inlen, uint8_t *out, size_t cap);
+/* The value of one hex digit (either case), or -1. */
+int stun_auth_hex_digit(char c);
 
 #endif

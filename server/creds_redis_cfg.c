@@ -17,6 +17,7 @@
 #include <openssl/crypto.h>
 
 #include "creds_int.h"
+#include "stun_auth.h"
 
 #define REDIS_DEFAULT_PORT 6379
 #define HOST_MAX 255
@@ -130,14 +131,6 @@ static int parse_fields(const char *s, creds_redis_cfg_t *o, char *err, size_t e
     return 0;
 }
 
-static int hexval(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    ch = (char)tolower((unsigned char)ch);
-    return ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
-}
-
 /* URL userinfo parts are percent-encoded (RFC 3986 §2.1). NUL is refused. */
 static int set_decoded(char **dst, const char *v, size_t n)
 {
@@ -150,8 +143,8 @@ static int set_decoded(char **dst, const char *v, size_t n)
             s[j++] = v[i];
             continue;
         }
-        int hi = i + 2 < n ? hexval(v[i + 1]) : -1;
-        int lo = hi >= 0 ? hexval(v[i + 2]) : -1;
+        int hi = i + 2 < n ? stun_auth_hex_digit(v[i + 1]) : -1;
+        int lo = hi >= 0 ? stun_auth_hex_digit(v[i + 2]) : -1;
         if (lo < 0 || (hi == 0 && lo == 0)) {
             free(s);
             return -1;
