@@ -102,6 +102,12 @@ static const char *path_realm(admin_req_t *r)
 {
     if (admin_check_name(r, "realm", r->seg[3], r->seglen[3], ADMIN_REALM_MAX) != 0)
         return NULL;
+    /* A '/' would make keys of one realm look like keys of another ("R/user/x" writes
+     * turn/realm/R/user/x/user/...). Realms are domain names; user names may hold anything. */
+    if (memchr(r->seg[3], '/', r->seglen[3])) {
+        admin_reply_error(r, 400, "bad_field", "'realm' may not contain '/'");
+        return NULL;
+    }
     return r->seg[3];
 }
 

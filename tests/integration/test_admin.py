@@ -187,6 +187,9 @@ def test_auth_and_error_statuses():
     # Names in paths: percent-decoded, then checked.
     expect_error(api("GET", "/api/v1/realms/%s/users/a%%01b" % REALM), 400, "bad_field", "user")
     expect_error(api("GET", "/api/v1/realms/%s/users/a%%zz" % REALM), 400, "bad_path")
+    # A '/' in a realm would let one realm's keys pose as another's: refused.
+    expect_error(api("PUT", "/api/v1/realms/%s%%2Fuser%%2Fx/users/u" % REALM, body={"password": "p"}),
+                 400, "bad_field", "realm")
     expect_error(api("GET", "/api/v1/realms/%s/users/%s" % (REALM, "u" * 600)), 400, "bad_field",
                  "user")
     expect_error(api("GET", "/api/v1/allocations?limit=0"), 400, "bad_parameter", "limit")
