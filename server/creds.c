@@ -282,13 +282,9 @@ static void entry_free(entry_t *e)
 }
 
 /* Evict the least recently used entry that no query is filling. */
-static bool cache_evict(creds_t *c)
+/* Out of its bucket and the LRU list, and freed. */
+static void entry_remove(creds_t *c, entry_t *e)
 {
-    entry_t *e = c->oldest;
-    while (e && e->inflight)
-        e = e->newer;
-    if (!e)
-        return false;
     entry_t **pp = &c->buckets[e->hash & (CACHE_BUCKETS - 1)];
     while (*pp != e)
         pp = &(*pp)->hnext;
@@ -296,6 +292,16 @@ static bool cache_evict(creds_t *c)
     lru_unlink(c, e);
     c->nentries--;
     entry_free(e);
+}
+
+static bool cache_evict(creds_t *c)
+{
+    entry_t *e = c->oldest;
+    while (e && e->inflight)
+        e = e->newer;
+    if (!e)
+        return false;
+    entry_remove(c, e);
     return true;
 }
 
@@ -711,13 +717,7 @@ static void cache_drop(creds_t *c, entry_t *e)
         e->filled = false;
         return;
     }
-    entry_t **pp = &c->buckets[e->hash & (CACHE_BUCKETS - 1)];
-    while (*pp != e)
-        pp = &(*pp)->hnext;
-    *pp = e->hnext;
-    lru_unlink(c, e);
-    c->nentries--;
-    entry_free(e);
+    entry_remove(c, e);
 }
 
 void creds_forget(creds_t *c, const char *user, size_t ulen)

@@ -32,6 +32,20 @@ int dispatch_check_peer(dispatch_t *d, alloc_t *a, const stun_msg_t *msg, const 
 
 #define MAX_PEERS_PER_REQUEST 16
 
+/* CreatePermission and ChannelBind answer alike: an error with `code`, or an empty success. */
+static void answer(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg, int code,
+                   const dispatch_auth_t *auth)
+{
+    if (code != 0) {
+        stats_inc(&d->stats->turn_errors);
+        dispatch_error(d, conn, msg, code, auth);
+        return;
+    }
+    stun_build_t b;
+    dispatch_begin(d, &b, msg, STUN_CLASS_SUCCESS);
+    (void)dispatch_finish(d, conn, msg, &b, auth);
+}
+
 void dispatch_create_permission(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg,
                                 alloc_t *a)
 {
@@ -56,14 +70,7 @@ void dispatch_create_permission(dispatch_t *d, const dispatch_conn_t *conn, cons
         if (rc != 0)
             code = STUN_ERR_INSUFFICIENT_CAPACITY;
     }
-    if (code != 0) {
-        stats_inc(&d->stats->turn_errors);
-        dispatch_error(d, conn, msg, code, &auth);
-        return;
-    }
-    stun_build_t b;
-    dispatch_begin(d, &b, msg, STUN_CLASS_SUCCESS);
-    (void)dispatch_finish(d, conn, msg, &b, &auth);
+    answer(d, conn, msg, code, &auth);
 }
 
 void dispatch_channel_bind(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg,
@@ -90,13 +97,7 @@ void dispatch_channel_bind(dispatch_t *d, const dispatch_conn_t *conn, const stu
                  alloc_perm_install(a, &peer.sa, d->now_ms, (unsigned)d->cfg->max_permissions) != 0)
             code = STUN_ERR_INSUFFICIENT_CAPACITY;
     }
-    if (code != 0) {
+    if (code != 0)
         LOGD("channel_bind", "channel 0x%04x refused with %d", number, code);
-        stats_inc(&d->stats->turn_errors);
-        dispatch_error(d, conn, msg, code, &auth);
-        return;
-    }
-    stun_build_t b;
-    dispatch_begin(d, &b, msg, STUN_CLASS_SUCCESS);
-    (void)dispatch_finish(d, conn, msg, &b, &auth);
+    answer(d, conn, msg, code, &auth);
 }
