@@ -44,6 +44,7 @@ typedef struct cfg {
     int max_allocate_lifetime;
     char *nonce_secret;
     bool userhash;
+    int redis_pending_per_ip, redis_pending_max, redis_cache_users, redis_cache_unknown;
     /* TLS */
     char *cert, *pkey, *cipher_list;
     /* peer policy and quotas */

@@ -66,6 +66,16 @@ const cfg_entry_t cfg_table[] = {
     {"nonce-secret", CFG_STR, OFF(nonce_secret), NULL, 0, 0, NULL, CFG_F_SECRET,
      "secret behind the stateless nonces; set the same on every node behind one name (ours). "
      "Default: random at start"},
+    {"redis-pending-per-ip", CFG_INT, OFF(redis_pending_per_ip), "32", 1, 65536, NULL, CFG_F_RELOAD,
+     "credential lookups from one source IP waiting for Redis, per worker; more are dropped "
+     "(ours)"},
+    {"redis-pending-max", CFG_INT, OFF(redis_pending_max), "256", 1, 65536, NULL, CFG_F_RELOAD,
+     "credential lookups waiting for Redis per worker; more are dropped (ours)"},
+    {"redis-cache-users", CFG_INT, OFF(redis_cache_users), "4096", 1, 4194304, NULL, CFG_F_RELOAD,
+     "known Redis users cached per worker; only other known users evict them (ours)"},
+    {"redis-cache-unknown", CFG_INT, OFF(redis_cache_unknown), "1024", 1, 4194304, NULL,
+     CFG_F_RELOAD,
+     "unknown names cached per worker (at least redis-pending-max + 1 are kept) (ours)"},
     {"userhash", CFG_BOOL, OFF(userhash), "false", 0, 0, NULL, 0,
      "advertise RFC 8489 username anonymity (USERHASH); needs users whose hash is known (ours)"},
     /* TLS */
