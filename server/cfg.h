@@ -64,6 +64,7 @@ typedef struct cfg {
     int log_level, log_format;
     char *admin_listen;
     cfg_list_t admin_token;
+    int admin_request_timeout, admin_connections_max, admin_connections_per_ip;
     cfg_list_t alternate_server, tls_alternate_server;
     char *alternate_domain;
     bool drain_exit;

@@ -127,6 +127,13 @@ const cfg_entry_t cfg_table[] = {
      "(ours)"},
     {"admin-token", CFG_LIST, OFF(admin_token), NULL, 0, 0, NULL, CFG_F_SECRET | CFG_F_RELOAD,
      "admin API bearer token, 16+ characters; ro:TOKEN is read-only (repeatable; ours)"},
+    {"admin-request-timeout", CFG_INT, OFF(admin_request_timeout), "10", 1, 3600, NULL, 0,
+     "seconds an admin API connection has from accept (or its last answer) to a whole request "
+     "(ours)"},
+    {"admin-connections-max", CFG_INT, OFF(admin_connections_max), "1024", 2, 65536, NULL, 0,
+     "admin API connections in all (ours)"},
+    {"admin-connections-per-ip", CFG_INT, OFF(admin_connections_per_ip), "128", 1, 65536, NULL, 0,
+     "admin API connections from one IP; keep it below admin-connections-max (ours)"},
     {"alternate-server", CFG_LIST, OFF(alternate_server), NULL, 0, 0, NULL, 0,
      "IP[:PORT] offered with 300 Try Alternate when full or draining (repeatable)"},
     {"tls-alternate-server", CFG_LIST, OFF(tls_alternate_server), NULL, 0, 0, NULL, 0,
