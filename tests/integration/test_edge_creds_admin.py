@@ -202,8 +202,9 @@ def test_pending_lookups_per_source():
                 t0 = time.monotonic()
                 for _ in range(200):
                     f.send(random_name(rng))
-                wait_for(lambda: busy_drops(admin) - b0 >= 200 - per_ip, 1.5,
-                         "%d lookups dropped" % (200 - per_ip), interval=0.01)
+                # Each name either started a lookup (pending: Redis is paused) or was dropped.
+                wait_for(lambda: queries(admin) - q0 + busy_drops(admin) - b0 >= 200, 1.5,
+                         "200 names looked up or dropped", interval=0.01)
                 asked, dropped = queries(admin) - q0, busy_drops(admin) - b0
                 print("200 unknown names from one IP while Redis is paused: %d Redis lookups, "
                       "%d dropped (%.2fs)" % (asked, dropped, time.monotonic() - t0))
@@ -275,9 +276,12 @@ def test_admin_per_ip_limit():
                         pass
                 return n
 
-            wait_for(lambda: still_open() <= per_ip, 5,
-                     "at most %d connections from one IP kept" % per_ip, interval=0.1)
+            try:
+                wait_for(lambda: still_open() <= per_ip, 5, "", interval=0.1)
+            except AssertionError:
+                pass
             kept = still_open()
+            check(kept <= per_ip, "one IP keeps %d admin connections (cap %d)" % (kept, per_ip))
             print("one IP opened 200 admin connections, %d kept" % kept)
             # Another source is served meanwhile.
             st, _ = http_get(admin, "/healthz", token=None, source="127.0.0.2")
