@@ -335,7 +335,7 @@ static void reaper(void *arg)
     while (!a->reaper_stop) {
         uint64_t now = mono_ms();
         for (admin_conn_t *ac = a->conns; ac; ac = ac->next) {
-            if (ac->complete || ac->cut || now - ac->since_ms < a->deadline_ms)
+            if (ac->complete || ac->cut || now < ac->since_ms + a->deadline_ms)
                 continue;
             /* libmicrohttpd sees end of file on its next poll and closes the connection (its
              * CLOSED notification then unlists it, under this lock). */
