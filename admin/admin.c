@@ -9,8 +9,13 @@
  * reload rotates them. Routing and authentication happen when the headers are in, before any
  * body byte is read: an unauthenticated or oversized upload is refused without being buffered.
  * Bodies are capped at ADMIN_MAX_BODY, and libmicrohttpd bounds the rest: header memory per
- * connection, connections in all and per IP, and an idle timeout that closes slow (slowloris)
- * connections.
+ * connection, connections in all and per IP (admin-connections-max, admin-connections-per-ip; the
+ * per-IP bound below the total so one source cannot take every slot) and an idle timeout. The
+ * idle timeout restarts on every byte, so a slowloris client sending a byte every few seconds
+ * would hold its slot for ever: each connection also has a deadline (admin-request-timeout) from
+ * accept, or from its last answer on a kept-alive connection, to a whole request. A thread of our
+ * own shuts down connections past it (libmicrohttpd has no call to close one from outside); the
+ * answer itself is not under the deadline, so a long listing read by a slow client is not cut.
  */
 #include "admin_int.h"
 
@@ -32,9 +37,7 @@
 #include "stun_auth.h"
 
 #define POOL_THREADS 4
-#define CONN_TIMEOUT_S 10
-#define CONN_LIMIT 1024
-#define CONN_PER_IP 256
+#define REAPER_TICK_MS 200      /* how late past its deadline a connection may be shut down */
 #define CONN_MEMORY (32 * 1024) /* request line + headers per connection */
 #define TOKEN_MIN 16
 #define DISCARD_MAX (4 * 1024 * 1024) /* of an oversized chunked body, before closing */
@@ -260,9 +263,99 @@ static void req_free(admin_req_t *r)
     free(r);
 }
 
+/* ---- the request deadline ---- */
+
+/* One open connection. Listed from libmicrohttpd's STARTED notification to its CLOSED one, both
+ * under conns_lock, so the reaper never shuts down an fd that was closed and reused. */
+struct admin_conn {
+    admin_conn_t *prev, *next;
+    int fd;
+    uint64_t since_ms; /* accepted, or its last answer was sent */
+    bool complete;     /* the request is in: the answer is not under the deadline */
+    bool cut;          /* shut down already */
+};
+
+static uint64_t mono_ms(void) { return uv_hrtime() / 1000000u; }
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    admin_t *a = cls;
+    admin_conn_t *ac = *socket_context;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        /* Out of memory: the connection is served, bounded by the idle timeout only. */
+        if (!ci || !(ac = calloc(1, sizeof(*ac))))
+            return;
+        ac->fd = ci->connect_fd;
+        ac->since_ms = mono_ms();
+        uv_mutex_lock(&a->conns_lock);
+        ac->next = a->conns;
+        if (a->conns)
+            a->conns->prev = ac;
+        a->conns = ac;
+        uv_mutex_unlock(&a->conns_lock);
+        *socket_context = ac;
+    } else if (ac) {
+        uv_mutex_lock(&a->conns_lock);
+        *(ac->prev ? &ac->prev->next : &a->conns) = ac->next;
+        if (ac->next)
+            ac->next->prev = ac->prev;
+        uv_mutex_unlock(&a->conns_lock);
+        free(ac);
+        *socket_context = NULL;
+    }
+}
+
+static admin_conn_t *conn_of(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+/* The whole request is in (complete) or its answer has been sent (the next one's clock starts). */
+static void conn_mark(admin_t *a, struct MHD_Connection *conn, bool complete)
+{
+    admin_conn_t *ac = conn_of(conn);
+    if (!ac)
+        return;
+    uv_mutex_lock(&a->conns_lock);
+    ac->complete = complete;
+    if (!complete)
+        ac->since_ms = mono_ms();
+    uv_mutex_unlock(&a->conns_lock);
+}
+
+static void reaper(void *arg)
+{
+    admin_t *a = arg;
+    uv_mutex_lock(&a->conns_lock);
+    while (!a->reaper_stop) {
+        uint64_t now = mono_ms();
+        for (admin_conn_t *ac = a->conns; ac; ac = ac->next) {
+            if (ac->complete || ac->cut || now < ac->since_ms + a->deadline_ms)
+                continue;
+            /* libmicrohttpd sees end of file on its next poll and closes the connection (its
+             * CLOSED notification then unlists it, under this lock). */
+            shutdown(ac->fd, SHUT_RDWR);
+            ac->cut = true;
+            a->cut++;
+            LOGD("admin", "closed an admin connection with no whole request after %llu ms",
+                 (unsigned long long)(now - ac->since_ms));
+        }
+        (void)uv_cond_timedwait(&a->reaper_wake, &a->conns_lock,
+                                (uint64_t)REAPER_TICK_MS * 1000000u);
+    }
+    uv_mutex_unlock(&a->conns_lock);
+}
+
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
+    (void)toe;
+    conn_mark(cls, c, false); /* a kept-alive connection's next request has its own deadline */
     if (*con_cls)
         req_free(*con_cls);
     *con_cls = NULL;
@@ -400,6 +493,10 @@ static mhd_result_t on_access(void *cls, struct MHD_Connection *conn, const char
             return send_reply(r);
         return MHD_YES;
     }
+    /* libmicrohttpd's last call for a request: all of it is in (an answer sent early still
+     * leaves the client's upload under the deadline until then). */
+    if (*upload_data_size == 0)
+        conn_mark(r->a, conn, true);
     if (r->answered)
         return MHD_YES; /* answered already; the rest of the upload is discarded */
     if (*upload_data_size > 0) {
@@ -547,6 +644,13 @@ int admin_start(server_t *s, struct admin **out, char *err, size_t errlen)
     int rc = check_tokens(s->cfg, err, errlen);
     if (rc != 0)
         return rc;
+    if (s->cfg->admin_connections_per_ip >= s->cfg->admin_connections_max) {
+        snprintf(err, errlen,
+                 "'admin-connections-per-ip' (%d) must be below 'admin-connections-max' (%d): one "
+                 "source could take every slot",
+                 s->cfg->admin_connections_per_ip, s->cfg->admin_connections_max);
+        return -EINVAL;
+    }
     admin_t *a = calloc(1, sizeof(*a));
     if (!a) {
         snprintf(err, errlen, "out of memory");
@@ -562,6 +666,10 @@ int admin_start(server_t *s, struct admin **out, char *err, size_t errlen)
     }
     static uv_once_t once = UV_ONCE_INIT;
     uv_once(&once, init_log_lock);
+    const cfg_t *cfg = s->cfg;
+    a->deadline_ms = (uint64_t)cfg->admin_request_timeout * 1000u;
+    uv_mutex_init(&a->conns_lock);
+    uv_cond_init(&a->reaper_wake);
     a->redis = admin_redis_new(s->shared.creds);
     /* MHD_USE_ITC: a connection handed over by admin_add_connection wakes its pool thread. */
     unsigned flags =
@@ -571,17 +679,25 @@ int admin_start(server_t *s, struct admin **out, char *err, size_t errlen)
     a->mhd = MHD_start_daemon(
         flags, 0, NULL, NULL, on_access, a, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
         MHD_OPTION_LISTEN_SOCKET, a->fd, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)POOL_THREADS,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONN_TIMEOUT_S, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)CONN_LIMIT, MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)CONN_PER_IP,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->admin_request_timeout,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->admin_connections_max,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->admin_connections_per_ip,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, a, MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, NULL, MHD_OPTION_END);
-    if (!a->mhd) {
+        on_completed, a, MHD_OPTION_NOTIFY_CONNECTION, on_connection, a,
+        MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, NULL, MHD_OPTION_END);
+    if (!a->mhd || uv_thread_create(&a->reaper, reaper, a) != 0) {
         snprintf(err, errlen, "cannot start the admin API on %s", a->listen_name);
-        close(a->fd);
+        if (a->mhd)
+            MHD_stop_daemon(a->mhd);
+        else
+            close(a->fd);
         admin_redis_free(a->redis);
+        uv_cond_destroy(&a->reaper_wake);
+        uv_mutex_destroy(&a->conns_lock);
         free(a);
         return -EIO;
     }
+    a->reaper_running = true;
     a->fd = -1; /* libmicrohttpd owns the listening socket now and closes it on stop */
     LOGI("admin", "admin API on http://%s (%zu tokens)", a->listen_name, s->cfg->admin_token.n);
     *out = a;
@@ -605,6 +721,15 @@ void admin_stop(struct admin *a)
     if (!a)
         return;
     MHD_stop_daemon(a->mhd); /* joins the pool threads; requests in progress finish first */
+    if (a->reaper_running) {
+        uv_mutex_lock(&a->conns_lock);
+        a->reaper_stop = true;
+        uv_cond_signal(&a->reaper_wake);
+        uv_mutex_unlock(&a->conns_lock);
+        uv_thread_join(&a->reaper);
+    }
+    uv_cond_destroy(&a->reaper_wake);
+    uv_mutex_destroy(&a->conns_lock);
     admin_redis_free(a->redis);
     free(a);
 }

@@ -30,6 +30,7 @@
 #define ADMIN_REDIS_TIMEOUT_MS 1000
 
 typedef struct admin_redis admin_redis_t;
+typedef struct admin_conn admin_conn_t;
 
 typedef struct admin {
     server_t *s;
@@ -40,6 +41,15 @@ typedef struct admin {
     uint64_t start_hr;    /* uv_hrtime() at start, for uptime */
     admin_redis_t *redis; /* NULL when redis-userdb is not set */
     char listen_name[64];
+    /* The request deadline (admin-request-timeout): every open connection, and a thread that
+     * shuts down those still short of a whole request when it passes. */
+    uv_mutex_t conns_lock;
+    uv_cond_t reaper_wake;
+    uv_thread_t reaper;
+    bool reaper_running, reaper_stop;
+    admin_conn_t *conns; /* under conns_lock */
+    uint64_t deadline_ms;
+    uint64_t cut; /* connections shut down at the deadline (under conns_lock) */
 } admin_t;
 
 enum admin_method {

@@ -44,6 +44,7 @@ typedef struct cfg {
     int max_allocate_lifetime;
     char *nonce_secret;
     bool userhash;
+    int redis_pending_per_ip, redis_pending_max, redis_cache_users, redis_cache_unknown;
     /* TLS */
     char *cert, *pkey, *cipher_list;
     /* peer policy and quotas */
@@ -63,6 +64,7 @@ typedef struct cfg {
     int log_level, log_format;
     char *admin_listen;
     cfg_list_t admin_token;
+    int admin_request_timeout, admin_connections_max, admin_connections_per_ip;
     cfg_list_t alternate_server, tls_alternate_server;
     char *alternate_domain;
     bool drain_exit;

@@ -66,6 +66,16 @@ const cfg_entry_t cfg_table[] = {
     {"nonce-secret", CFG_STR, OFF(nonce_secret), NULL, 0, 0, NULL, CFG_F_SECRET,
      "secret behind the stateless nonces; set the same on every node behind one name (ours). "
      "Default: random at start"},
+    {"redis-pending-per-ip", CFG_INT, OFF(redis_pending_per_ip), "32", 1, 65536, NULL, CFG_F_RELOAD,
+     "credential lookups from one source IP waiting for Redis, per worker; more are dropped "
+     "(ours)"},
+    {"redis-pending-max", CFG_INT, OFF(redis_pending_max), "256", 1, 65536, NULL, CFG_F_RELOAD,
+     "credential lookups waiting for Redis per worker; more are dropped (ours)"},
+    {"redis-cache-users", CFG_INT, OFF(redis_cache_users), "4096", 1, 4194304, NULL, CFG_F_RELOAD,
+     "known Redis users cached per worker; only other known users evict them (ours)"},
+    {"redis-cache-unknown", CFG_INT, OFF(redis_cache_unknown), "1024", 1, 4194304, NULL,
+     CFG_F_RELOAD,
+     "unknown names cached per worker (at least redis-pending-max + 1 are kept) (ours)"},
     {"userhash", CFG_BOOL, OFF(userhash), "false", 0, 0, NULL, 0,
      "advertise RFC 8489 username anonymity (USERHASH); needs users whose hash is known (ours)"},
     /* TLS */
@@ -117,6 +127,13 @@ const cfg_entry_t cfg_table[] = {
      "(ours)"},
     {"admin-token", CFG_LIST, OFF(admin_token), NULL, 0, 0, NULL, CFG_F_SECRET | CFG_F_RELOAD,
      "admin API bearer token, 16+ characters; ro:TOKEN is read-only (repeatable; ours)"},
+    {"admin-request-timeout", CFG_INT, OFF(admin_request_timeout), "10", 1, 3600, NULL, 0,
+     "seconds an admin API connection has from accept (or its last answer) to a whole request "
+     "(ours)"},
+    {"admin-connections-max", CFG_INT, OFF(admin_connections_max), "1024", 2, 65536, NULL, 0,
+     "admin API connections in all (ours)"},
+    {"admin-connections-per-ip", CFG_INT, OFF(admin_connections_per_ip), "128", 1, 65536, NULL, 0,
+     "admin API connections from one IP; keep it below admin-connections-max (ours)"},
     {"alternate-server", CFG_LIST, OFF(alternate_server), NULL, 0, 0, NULL, 0,
      "IP[:PORT] offered with 300 Try Alternate when full or draining (repeatable)"},
     {"tls-alternate-server", CFG_LIST, OFF(tls_alternate_server), NULL, 0, 0, NULL, 0,

@@ -7,11 +7,14 @@
  * rotation), coturn's Redis layout (turn/realm/<realm>/user/<user>/key, .../secret) and our keys
  * beside it (SHA-256 keys, revocations, USERHASH index). Static and REST answers are computed at
  * once. A Redis answer is fetched with one pipeline per username (concurrent askers share it) and
- * kept in a bounded LRU cache: 30 s when the user exists, 5 s when not; while Redis is unreachable
+ * kept in a bounded cache: 30 s when the user exists, 5 s when not; while Redis is unreachable
  * a known user is served from the cache for up to an hour so established users keep allocating,
- * and a user we know nothing about gets CREDS_UNAVAILABLE rather than a wrong "unknown". Waiters
- * are called from a uv_idle handle, never from inside hiredis, so they may look up, cancel or
- * close.
+ * and a user we know nothing about gets CREDS_UNAVAILABLE rather than a wrong "unknown". The cache
+ * is two LRU lists with a bound each, known users and everything else: random names from
+ * unauthenticated senders churn only the second, so they cannot evict the users the hour of
+ * service is promised to. Lookups waiting for Redis are bounded per source IP and per worker, so
+ * one sender cannot take every query slot. Waiters are called from a uv_idle handle, never from
+ * inside hiredis, so they may look up, cancel or close.
  */
 #include "creds.h"
 
@@ -21,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/random.h>
 
 #include <openssl/crypto.h>
@@ -32,26 +36,42 @@
 #include "stun_auth.h"
 #include "turn_auth.h"
 
-#define CACHE_MAX 4096       /* entries per worker */
 #define CACHE_BUCKETS 8192   /* power of two */
+#define SRC_BUCKETS 256      /* sources with lookups waiting, power of two */
 #define TTL_POS_MS 30000     /* a user Redis knows */
 #define TTL_NEG_MS 5000      /* a user Redis does not know (or revoked) */
 #define STALE_MAX_MS 3600000 /* how long a known user outlives an unreachable Redis */
 #define SECRETS_TTL_MS 10000 /* the realm's REST secret set */
 #define FAIL_HOLD_MS 5000    /* after a failed query, answer from what we have for this long */
-#define MAX_QUERIES 256      /* distinct users in flight per worker */
-#define MAX_WAITERS 1024     /* callers waiting per worker */
 #define MAX_REDIS_SECRETS CREDS_REDIS_MAX_SECRETS
 
 /* ---- per worker ---- */
+
+/* A source IP with lookups waiting for Redis; exists only while it has some. */
+typedef struct src {
+    struct src *next;
+    uint32_t hash;
+    uint32_t nwait;  /* its waiters */
+    uint32_t nquery; /* queries it started, still in flight */
+    uint8_t len;     /* 4 or 16 */
+    uint8_t ip[16];
+} src_t;
 
 typedef struct waiter {
     struct waiter *next;
     creds_ready_cb cb;
     void *arg;
+    src_t *src; /* charged for it, or NULL */
 } waiter_t;
 
 enum { ENT_USER = 0, ENT_HASH = 1 };
+/* The two LRU lists: known users never make room for anything but other known users. */
+enum { LRU_OTHER = 0, LRU_KNOWN = 1 };
+
+typedef struct {
+    struct entry *oldest, *newest;
+    size_t n;
+} lru_t;
 
 /* What Redis said about one username (ENT_USER) or one USERHASH (ENT_HASH). */
 typedef struct entry {
@@ -59,6 +79,7 @@ typedef struct entry {
     struct entry *older, *newer; /* LRU order */
     struct entry *qprev, *qnext; /* in-flight list */
     creds_t *c;
+    src_t *qsrc; /* the source charged for the query in flight, or NULL */
     waiter_t *wait_head, **wait_tail;
     uint64_t fetched_ms, failed_ms;
     uint64_t asked_ms; /* the first asker's now_ms: what a reply is stamped with */
@@ -68,6 +89,7 @@ typedef struct entry {
     creds_key_t rkey; /* ENT_USER: the Redis key(s), if has_rkey */
     uint32_t hash;
     uint8_t kind;
+    uint8_t list; /* LRU_OTHER or LRU_KNOWN: the list it is on */
     bool filled, failed, inflight, positive, revoked, has_rkey, with_secrets;
     bool forgotten; /* creds_forget came while in flight: the reply may predate the change */
     size_t klen;
@@ -82,8 +104,11 @@ struct creds {
     creds_stats_t *stats; /* own_stats, or the caller's storage (outlives us) */
     uint8_t seed[16];
     entry_t **buckets;
-    entry_t *oldest, *newest, *inflight;
-    size_t nentries, ninflight, nwaiters;
+    lru_t lru[2];
+    entry_t *inflight;
+    size_t ninflight, nwaiters;
+    src_t **srcs;      /* SRC_BUCKETS chains */
+    creds_asker_t lim; /* the bounds of the current call */
     waiter_t *ready, **ready_tail;
     secret_t rsec[MAX_REDIS_SECRETS]; /* the realm's Redis secret set, as last fetched */
     size_t nrsec;
@@ -245,23 +270,81 @@ static entry_t *cache_find(creds_t *c, int kind, const void *k, size_t n)
 
 static void lru_unlink(creds_t *c, entry_t *e)
 {
-    *(e->older ? &e->older->newer : &c->oldest) = e->newer;
-    *(e->newer ? &e->newer->older : &c->newest) = e->older;
+    lru_t *l = &c->lru[e->list];
+    *(e->older ? &e->older->newer : &l->oldest) = e->newer;
+    *(e->newer ? &e->newer->older : &l->newest) = e->older;
     e->older = e->newer = NULL;
+    l->n--;
 }
 
 static void lru_push(creds_t *c, entry_t *e)
 {
-    e->older = c->newest;
+    lru_t *l = &c->lru[e->list];
+    e->older = l->newest;
     e->newer = NULL;
-    *(c->newest ? &c->newest->newer : &c->oldest) = e;
-    c->newest = e;
+    *(l->newest ? &l->newest->newer : &l->oldest) = e;
+    l->newest = e;
+    l->n++;
 }
 
 static void lru_touch(creds_t *c, entry_t *e)
 {
     lru_unlink(c, e);
     lru_push(c, e);
+}
+
+/* ---- sources with lookups waiting ---- */
+
+static src_t *src_get(creds_t *c, const struct sockaddr *sa)
+{
+    const uint8_t *ip;
+    uint8_t len;
+    if (sa->sa_family == AF_INET) {
+        ip = (const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr;
+        len = 4;
+    } else if (sa->sa_family == AF_INET6) {
+        ip = (const uint8_t *)&((const struct sockaddr_in6 *)sa)->sin6_addr;
+        len = 16;
+    } else {
+        return NULL;
+    }
+    uint32_t h = (uint32_t)siphash(c->seed, ip, len);
+    src_t **b = &c->srcs[h & (SRC_BUCKETS - 1)];
+    for (src_t *s = *b; s; s = s->next)
+        if (s->hash == h && s->len == len && memcmp(s->ip, ip, len) == 0)
+            return s;
+    src_t *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    s->hash = h;
+    s->len = len;
+    memcpy(s->ip, ip, len);
+    s->next = *b;
+    *b = s;
+    return s;
+}
+
+/* Free `s` once nothing is charged to it. */
+static void src_release(creds_t *c, src_t *s)
+{
+    if (!s || s->nwait || s->nquery)
+        return;
+    src_t **pp = &c->srcs[s->hash & (SRC_BUCKETS - 1)];
+    while (*pp != s)
+        pp = &(*pp)->next;
+    *pp = s->next;
+    free(s);
+}
+
+static void waiter_gone(creds_t *c, waiter_t *w)
+{
+    c->nwaiters--;
+    atomic_store_explicit(&c->stats->pending, c->nwaiters, memory_order_relaxed);
+    if (w->src) {
+        w->src->nwait--;
+        src_release(c, w->src);
+    }
+    free(w);
 }
 
 static void waiters_free(waiter_t *w)
@@ -281,8 +364,7 @@ static void entry_free(entry_t *e)
     free(e);
 }
 
-/* Evict the least recently used entry that no query is filling. */
-/* Out of its bucket and the LRU list, and freed. */
+/* Out of its bucket and its LRU list, and freed. */
 static void entry_remove(creds_t *c, entry_t *e)
 {
     entry_t **pp = &c->buckets[e->hash & (CACHE_BUCKETS - 1)];
@@ -290,30 +372,59 @@ static void entry_remove(creds_t *c, entry_t *e)
         pp = &(*pp)->hnext;
     *pp = e->hnext;
     lru_unlink(c, e);
-    c->nentries--;
     entry_free(e);
 }
 
-static bool cache_evict(creds_t *c)
+/* How many entries `list` may hold. The other list always has room for every query in flight
+ * (each new name's entry waits there for its answer). */
+static size_t lru_cap(const creds_t *c, int list)
 {
-    entry_t *e = c->oldest;
-    while (e && e->inflight)
-        e = e->newer;
-    if (!e)
-        return false;
-    entry_remove(c, e);
+    if (list == LRU_KNOWN)
+        return c->lim.cache_users;
+    size_t need = (size_t)c->lim.pending_max + 1;
+    return c->lim.cache_unknown > need ? c->lim.cache_unknown : need;
+}
+
+/* Make room in `list` for one more: evict its least recently used entries that no query is
+ * filling. False when every one is in flight. */
+static bool lru_make_room(creds_t *c, int list)
+{
+    while (c->lru[list].n >= lru_cap(c, list)) {
+        entry_t *e = c->lru[list].oldest;
+        while (e && e->inflight)
+            e = e->newer;
+        if (!e)
+            return false;
+        entry_remove(c, e);
+    }
     return true;
+}
+
+/* Move `e` to the list its answer says (known or not), evicting from that list if it is full. */
+static void entry_classify(creds_t *c, entry_t *e)
+{
+    int list = e->positive ? LRU_KNOWN : LRU_OTHER;
+    if (e->list == list)
+        return;
+    lru_unlink(c, e);
+    /* A known user displaces the least recently used known user at worst (beyond the cap while
+     * all of them are being refreshed: bounded by the queries in flight). */
+    (void)lru_make_room(c, list);
+    e->list = (uint8_t)list;
+    lru_push(c, e);
 }
 
 static entry_t *cache_add(creds_t *c, int kind, const void *k, size_t n)
 {
-    if (c->nentries >= CACHE_MAX && !cache_evict(c))
+    /* A new name is nobody until Redis says otherwise. */
+    if (!lru_make_room(c, LRU_OTHER))
         return NULL;
     entry_t *e = calloc(1, sizeof(*e) + n + 1);
     if (!e)
         return NULL;
     e->c = c;
     e->kind = (uint8_t)kind;
+    e->list = LRU_OTHER;
     e->klen = n;
     memcpy(e->key, k, n);
     e->hash = key_hash(c, kind, k, n);
@@ -322,7 +433,6 @@ static entry_t *cache_add(creds_t *c, int kind, const void *k, size_t n)
     e->hnext = *b;
     *b = e;
     lru_push(c, e);
-    c->nentries++;
     return e;
 }
 
@@ -364,7 +474,7 @@ static entry_t *start_query(creds_t *c, int kind, const void *k, size_t n, entry
 {
     if (e && e->inflight)
         return e;
-    if (c->ninflight >= MAX_QUERIES || (!e && !(e = cache_add(c, kind, k, n))))
+    if (c->ninflight >= c->lim.pending_max || (!e && !(e = cache_add(c, kind, k, n))))
         return NULL;
     e->with_secrets = with_secrets;
     e->asked_ms = now;
@@ -394,6 +504,11 @@ static void query_done(creds_t *c, entry_t *e)
     e->qprev = e->qnext = NULL;
     e->inflight = false;
     c->ninflight--;
+    if (e->qsrc) {
+        e->qsrc->nquery--;
+        src_release(c, e->qsrc);
+        e->qsrc = NULL;
+    }
 }
 
 static void on_idle(uv_idle_t *h);
@@ -452,6 +567,7 @@ static void on_user_reply(void *arg, const creds_redis_user_t *u)
         e->revoked = u->revoked;
         uinfo_init(c->sh, e->key, e->klen, e->unix_now, &ui);
         e->positive = !e->revoked && (e->has_rkey || ui.rest);
+        entry_classify(c, e);
         e->filled = true;
         e->failed = false;
         e->fetched_ms = now;
@@ -522,6 +638,7 @@ static void on_hash_reply(void *arg, int failed, const char *name, size_t len)
         e->failed = false;
         e->fetched_ms = e->asked_ms;
         e->positive = alias != NULL;
+        entry_classify(c, e);
         if (alias) /* while e is still in flight, so that no eviction can take it */
             hash_follow(c, e, e->asked_ms);
     }
@@ -555,33 +672,54 @@ static enum creds_status answer_user(creds_t *c, const uinfo_t *ui, const entry_
     return verdict(ui, gather(c, ui, entry_stale(e, now), rsec_old, out), out, CREDS_UNAVAILABLE);
 }
 
-static enum creds_status wait_on(creds_t *c, int kind, const void *k, size_t n, entry_t *e,
-                                 bool with_secrets, uint64_t now, int64_t unix_now,
-                                 creds_ready_cb cb, void *arg)
+/* Park the caller on the query for `e` (joined, or started). Refuse rather than queue: a flood of
+ * new names must not grow memory or Redis load, and one source must not take every slot. */
+static enum creds_status wait_on(creds_t *c, const creds_asker_t *who, int kind, const void *k,
+                                 size_t n, entry_t *e, bool with_secrets, uint64_t now,
+                                 int64_t unix_now, creds_ready_cb cb, void *arg)
 {
-    /* Refuse rather than queue: a flood of new names must not grow memory or Redis load. */
-    if (c->nwaiters >= MAX_WAITERS || (!(e && e->inflight) && c->ninflight >= MAX_QUERIES))
+    bool join = e && e->inflight;
+    if (c->nwaiters >= c->lim.pending_max || (!join && c->ninflight >= c->lim.pending_max)) {
+        stats_inc(&c->stats->refused_total);
         return CREDS_BUSY;
+    }
+    src_t *s = who && who->addr ? src_get(c, who->addr) : NULL;
+    if (s && (s->nwait >= c->lim.pending_per_ip || (!join && s->nquery >= c->lim.pending_per_ip))) {
+        src_release(c, s);
+        stats_inc(&c->stats->refused_per_ip);
+        return CREDS_BUSY;
+    }
     waiter_t *w = malloc(sizeof(*w));
-    if (!w)
+    if (!w) {
+        src_release(c, s);
         return CREDS_BUSY;
+    }
     entry_t *q = start_query(c, kind, k, n, e, with_secrets, now, unix_now);
     if (!q) {
         free(w);
+        src_release(c, s);
         return CREDS_UNAVAILABLE; /* the caller answers as if Redis were down */
+    }
+    if (!join && s) {
+        q->qsrc = s;
+        s->nquery++;
     }
     w->next = NULL;
     w->cb = cb;
     w->arg = arg;
+    w->src = s;
+    if (s)
+        s->nwait++;
     *q->wait_tail = w;
     q->wait_tail = &w->next;
     c->nwaiters++;
+    atomic_store_explicit(&c->stats->pending, c->nwaiters, memory_order_relaxed);
     return CREDS_PENDING;
 }
 
-static enum creds_status lookup_name(creds_t *c, const char *u, size_t ul, uint64_t now,
-                                     int64_t unix_now, creds_keys_t *out, creds_ready_cb cb,
-                                     void *arg)
+static enum creds_status lookup_name(creds_t *c, const creds_asker_t *who, const char *u, size_t ul,
+                                     uint64_t now, int64_t unix_now, creds_keys_t *out,
+                                     creds_ready_cb cb, void *arg)
 {
     entry_t *e = NULL;
     uinfo_t ui;
@@ -594,25 +732,42 @@ static enum creds_status lookup_name(creds_t *c, const char *u, size_t ul, uint6
     if (c->redis && (e = cache_find(c, ENT_USER, u, ul)))
         lru_touch(c, e);
     if (needs_query(c, &ui, e, now)) {
-        enum creds_status st = wait_on(c, ENT_USER, u, ul, e, ui.rest, now, unix_now, cb, arg);
+        enum creds_status st = wait_on(c, who, ENT_USER, u, ul, e, ui.rest, now, unix_now, cb, arg);
         if (st != CREDS_UNAVAILABLE)
             return st;
     }
     return answer_user(c, &ui, e, now, out);
 }
 
-enum creds_status creds_lookup(creds_t *c, const char *user, size_t ulen, uint64_t now_ms,
-                               int64_t unix_now, creds_keys_t *out, creds_ready_cb cb, void *arg)
+/* The bounds of this call: the caller's, each at least 1 (0 in a config would refuse all). */
+static void set_limits(creds_t *c, const creds_asker_t *who)
+{
+    static const creds_asker_t defaults = {NULL, CREDS_PENDING_PER_IP, CREDS_PENDING_MAX,
+                                           CREDS_CACHE_USERS, CREDS_CACHE_UNKNOWN};
+    c->lim = who ? *who : defaults;
+    c->lim.addr = NULL;
+    if (!c->lim.pending_per_ip)
+        c->lim.pending_per_ip = 1;
+    if (!c->lim.pending_max)
+        c->lim.pending_max = 1;
+    if (!c->lim.cache_users)
+        c->lim.cache_users = 1;
+}
+
+enum creds_status creds_lookup(creds_t *c, const creds_asker_t *who, const char *user, size_t ulen,
+                               uint64_t now_ms, int64_t unix_now, creds_keys_t *out,
+                               creds_ready_cb cb, void *arg)
 {
     assert(cb && !c->closing);
     stats_inc(&c->stats->lookups);
-    return lookup_name(c, user, ulen, now_ms, unix_now, out, cb, arg);
+    set_limits(c, who);
+    return lookup_name(c, who, user, ulen, now_ms, unix_now, out, cb, arg);
 }
 
 /* USERHASH to username through Redis. CREDS_FOUND sets *name (valid until the cache changes). */
-static enum creds_status hash_to_name(creds_t *c, const uint8_t *hash, uint64_t now,
-                                      int64_t unix_now, const char **name, size_t *nlen,
-                                      creds_ready_cb cb, void *arg)
+static enum creds_status hash_to_name(creds_t *c, const creds_asker_t *who, const uint8_t *hash,
+                                      uint64_t now, int64_t unix_now, const char **name,
+                                      size_t *nlen, creds_ready_cb cb, void *arg)
 {
     entry_t *e = cache_find(c, ENT_HASH, hash, STUN_USERHASH_LEN);
     if (e)
@@ -620,7 +775,7 @@ static enum creds_status hash_to_name(creds_t *c, const uint8_t *hash, uint64_t 
     bool fresh = e && entry_fresh(c, e, NULL, now);
     if (!fresh && ((e && e->inflight) || may_ask(c, e, now))) {
         enum creds_status st =
-            wait_on(c, ENT_HASH, hash, STUN_USERHASH_LEN, e, false, now, unix_now, cb, arg);
+            wait_on(c, who, ENT_HASH, hash, STUN_USERHASH_LEN, e, false, now, unix_now, cb, arg);
         if (st != CREDS_UNAVAILABLE)
             return st;
     }
@@ -635,8 +790,9 @@ static enum creds_status hash_to_name(creds_t *c, const uint8_t *hash, uint64_t 
     return CREDS_FOUND;
 }
 
-enum creds_status creds_lookup_userhash(creds_t *c, const uint8_t hash[32], uint64_t now_ms,
-                                        int64_t unix_now, char *user, size_t cap, creds_keys_t *out,
+enum creds_status creds_lookup_userhash(creds_t *c, const creds_asker_t *who,
+                                        const uint8_t hash[32], uint64_t now_ms, int64_t unix_now,
+                                        char *user, size_t cap, creds_keys_t *out,
                                         creds_ready_cb cb, void *arg)
 {
     const suser_t *su = creds_static_find_hash(c->sh, hash);
@@ -648,11 +804,12 @@ enum creds_status creds_lookup_userhash(creds_t *c, const uint8_t hash[32], uint
     if (cap)
         user[0] = '\0';
     stats_inc(&c->stats->lookups);
+    set_limits(c, who);
     if (su) {
         name = su->name;
         nlen = su->len;
     } else if (c->redis) {
-        enum creds_status st = hash_to_name(c, hash, now_ms, unix_now, &name, &nlen, cb, arg);
+        enum creds_status st = hash_to_name(c, who, hash, now_ms, unix_now, &name, &nlen, cb, arg);
         if (st != CREDS_FOUND)
             return st;
     }
@@ -662,7 +819,7 @@ enum creds_status creds_lookup_userhash(creds_t *c, const uint8_t hash[32], uint
     memcpy(user, name, nlen);
     user[nlen] = '\0';
     /* From the caller's copy: looking the name up may evict the entry `name` points into. */
-    return lookup_name(c, user, nlen, now_ms, unix_now, out, cb, arg);
+    return lookup_name(c, who, user, nlen, now_ms, unix_now, out, cb, arg);
 }
 
 /* ---- waiters and lifecycle ---- */
@@ -675,38 +832,34 @@ static void on_idle(uv_idle_t *h)
         waiter_t *w = c->ready;
         if (!(c->ready = w->next))
             c->ready_tail = &c->ready;
-        c->nwaiters--;
         creds_ready_cb cb = w->cb;
         void *arg = w->arg;
-        free(w);
+        waiter_gone(c, w);
         /* It may look up, cancel or close: c stays allocated until the idle handle has closed. */
         cb(arg);
     }
 }
 
-static size_t drop_arg(waiter_t **head, waiter_t ***tail, const void *arg)
+static void drop_arg(creds_t *c, waiter_t **head, waiter_t ***tail, const void *arg)
 {
     waiter_t **pp = head;
-    size_t n = 0;
     while (*pp) {
         if ((*pp)->arg == arg) {
             waiter_t *w = *pp;
             *pp = w->next;
-            free(w);
-            n++;
+            waiter_gone(c, w);
         } else {
             pp = &(*pp)->next;
         }
     }
     *tail = pp;
-    return n;
 }
 
 void creds_cancel(creds_t *c, void *arg)
 {
     for (entry_t *e = c->inflight; e; e = e->qnext)
-        c->nwaiters -= drop_arg(&e->wait_head, &e->wait_tail, arg);
-    c->nwaiters -= drop_arg(&c->ready, &c->ready_tail, arg);
+        drop_arg(c, &e->wait_head, &e->wait_tail, arg);
+    drop_arg(c, &c->ready, &c->ready_tail, arg);
 }
 
 /* Take `e` out of the cache now, or, while a query fills it, make that answer count for nothing. */
@@ -734,11 +887,13 @@ void creds_forget(creds_t *c, const char *user, size_t ulen)
     /* USERHASH answers that name the user (at most CACHE_MAX entries: an admin action, not a
      * per-packet one). */
     entry_t *next;
-    for (e = c->oldest; e; e = next) {
-        next = e->newer;
-        if (e->kind == ENT_HASH && e->alias && e->alias_len == ulen &&
-            memcmp(e->alias, user, ulen) == 0)
-            cache_drop(c, e);
+    for (int l = 0; l < 2; l++) {
+        for (e = c->lru[l].oldest; e; e = next) {
+            next = e->newer;
+            if (e->kind == ENT_HASH && e->alias && e->alias_len == ulen &&
+                memcmp(e->alias, user, ulen) == 0)
+                cache_drop(c, e);
+        }
     }
 }
 
@@ -746,10 +901,14 @@ int creds_new(uv_loop_t *loop, const creds_shared_t *shared, creds_stats_t *stat
 {
     creds_t *c = calloc(1, sizeof(*c));
     *out = NULL;
-    if (!c || !(c->buckets = calloc(CACHE_BUCKETS, sizeof(*c->buckets)))) {
+    if (!c || !(c->buckets = calloc(CACHE_BUCKETS, sizeof(*c->buckets))) ||
+        !(c->srcs = calloc(SRC_BUCKETS, sizeof(*c->srcs)))) {
+        if (c)
+            free(c->buckets);
         free(c);
         return -ENOMEM;
     }
+    set_limits(c, NULL);
     c->loop = loop;
     c->sh = shared;
     c->stats = stats ? stats : &c->own_stats;
@@ -763,6 +922,7 @@ int creds_new(uv_loop_t *loop, const creds_shared_t *shared, creds_stats_t *stat
         int rc = creds_redis_new(loop, &shared->redis, c->stats, &c->redis);
         if (rc != 0) {
             free(c->buckets);
+            free(c->srcs);
             free(c);
             return rc;
         }
@@ -795,6 +955,16 @@ void creds_close(creds_t *c)
     waiters_free(c->ready);
     c->ready = NULL;
     c->ready_tail = &c->ready;
+    for (size_t i = 0; i < SRC_BUCKETS; i++) {
+        src_t *s = c->srcs[i];
+        while (s) {
+            src_t *next = s->next;
+            free(s);
+            s = next;
+        }
+    }
+    free(c->srcs);
+    c->srcs = NULL;
     for (size_t i = 0; i < c->nrsec; i++)
         creds_secret_clear(&c->rsec[i]);
     uv_close((uv_handle_t *)&c->idle, on_idle_closed);

@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <uv.h>
 
 #include "cfg.h"
@@ -90,18 +91,42 @@ void creds_close(creds_t *c);
 
 typedef void (*creds_ready_cb)(void *arg);
 
+/* Who asks, and the bounds that apply (from the caller's live config, so a reload takes effect at
+ * the next lookup). Lookups that must wait for Redis are what an unauthenticated sender can make
+ * us hold: each one parks a request and may start a query. Beyond a bound the lookup is refused
+ * with CREDS_BUSY (nothing is queued; the caller drops the request and counts it, and a UDP client
+ * retransmits). The cache keeps known users and unknown names apart: a name Redis does not know
+ * (or whose answer is not in yet) only ever evicts another such name, never a known user. */
+typedef struct {
+    const struct sockaddr *addr; /* the request's source; NULL: bounded only in total */
+    unsigned pending_per_ip;     /* lookups of one source IP waiting for Redis (and queries it
+                                  * started), per worker; redis-pending-per-ip */
+    unsigned pending_max;        /* lookups waiting (and queries in flight) per worker */
+    unsigned cache_users;        /* known users (and USERHASH names) cached per worker */
+    unsigned cache_unknown;      /* unknown names and answers not in yet; at least
+                                  * pending_max + 1 are kept so a query always has a slot */
+} creds_asker_t;
+
+/* The built-in bounds (what `who` NULL means): the config keys' defaults. */
+#define CREDS_PENDING_PER_IP 32
+#define CREDS_PENDING_MAX 256
+#define CREDS_CACHE_USERS 4096
+#define CREDS_CACHE_UNKNOWN 1024
+
 /* Keys for `user` (bytes as received in USERNAME, not NUL-terminated) at `now_ms` (the loop's
- * clock) with `unix_now` for REST expiry. On CREDS_PENDING, cb(arg) is called exactly once later
- * (unless creds_cancel or creds_close come first); the caller then calls creds_lookup again and
- * gets a final status. */
-enum creds_status creds_lookup(creds_t *c, const char *user, size_t ulen, uint64_t now_ms,
-                               int64_t unix_now, creds_keys_t *out, creds_ready_cb cb, void *arg);
+ * clock) with `unix_now` for REST expiry, asked by `who` (NULL: the built-in bounds, no source). On
+ * CREDS_PENDING, cb(arg) is called exactly once later (unless creds_cancel or creds_close come
+ * first); the caller then calls creds_lookup again and gets a final status. */
+enum creds_status creds_lookup(creds_t *c, const creds_asker_t *who, const char *user, size_t ulen,
+                               uint64_t now_ms, int64_t unix_now, creds_keys_t *out,
+                               creds_ready_cb cb, void *arg);
 
 /* USERHASH (RFC 8489 §14.4) to username: static users are hashed at start, Redis users through
  * turn/realm/<realm>/userhash/<hex>. Same PENDING protocol. On FOUND the NUL-terminated name is in
  * `user` (cap bytes) and its keys in `out`. */
-enum creds_status creds_lookup_userhash(creds_t *c, const uint8_t hash[32], uint64_t now_ms,
-                                        int64_t unix_now, char *user, size_t cap, creds_keys_t *out,
+enum creds_status creds_lookup_userhash(creds_t *c, const creds_asker_t *who,
+                                        const uint8_t hash[32], uint64_t now_ms, int64_t unix_now,
+                                        char *user, size_t cap, creds_keys_t *out,
                                         creds_ready_cb cb, void *arg);
 
 /* Forget what the cache holds for `user` (its Redis answer and USERHASH entries naming it), so the
@@ -118,7 +143,9 @@ void creds_cancel(creds_t *c, void *arg);
 struct creds_stats {
     _Atomic uint64_t lookups, cache_hits, redis_queries, redis_errors, redis_reconnects;
     _Atomic uint64_t redis_latency_us_sum, redis_replies;
-    _Atomic int redis_state; /* -1 not configured, 0 down, 1 up */
+    _Atomic uint64_t refused_per_ip, refused_total; /* CREDS_BUSY: over a pending bound */
+    _Atomic uint64_t pending;                       /* lookups waiting for Redis now */
+    _Atomic int redis_state;                        /* -1 not configured, 0 down, 1 up */
 };
 const creds_stats_t *creds_stats(const creds_t *c);
 

@@ -110,11 +110,15 @@ static enum creds_status lookup(dispatch_t *d, const dispatch_conn_t *conn, cons
      * pending one is cancelled at once. */
     void (*cb)(void *) = p ? dispatch_pending_ready : no_wait;
     void *arg = p ? (void *)p : (void *)d;
+    /* Lookups waiting for Redis are bounded per source IP: unauthenticated senders' names. */
+    const creds_asker_t who = {
+        conn->remote, (unsigned)d->cfg->redis_pending_per_ip, (unsigned)d->cfg->redis_pending_max,
+        (unsigned)d->cfg->redis_cache_users, (unsigned)d->cfg->redis_cache_unknown};
     if (ua) {
-        st = creds_lookup(d->creds, (const char *)stun_attr_value(msg, ua), ua->len, d->now_ms,
-                          unix_s, keys, cb, arg);
+        st = creds_lookup(d->creds, &who, (const char *)stun_attr_value(msg, ua), ua->len,
+                          d->now_ms, unix_s, keys, cb, arg);
     } else {
-        st = creds_lookup_userhash(d->creds, stun_attr_value(msg, uh), d->now_ms, unix_s,
+        st = creds_lookup_userhash(d->creds, &who, stun_attr_value(msg, uh), d->now_ms, unix_s,
                                    out->userbuf, sizeof(out->userbuf), keys, cb, arg);
         if (st == CREDS_FOUND) {
             out->user = out->userbuf;

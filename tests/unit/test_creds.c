@@ -162,7 +162,7 @@ static enum creds_status look_at(creds_t *c, const char *u, uint64_t ahead, int6
                                  creds_keys_t *out, rec_t *r)
 {
     uv_update_time(&loop);
-    return creds_lookup(c, u, strlen(u), uv_now(&loop) + ahead, unix_now, out, on_ready, r);
+    return creds_lookup(c, NULL, u, strlen(u), uv_now(&loop) + ahead, unix_now, out, on_ready, r);
 }
 
 static enum creds_status look(creds_t *c, const char *u, int64_t unix_now, creds_keys_t *out,
@@ -205,13 +205,14 @@ static enum creds_status look_hash(creds_t *c, const char *name, char *user, siz
     stun_auth_userhash(name, strlen(name), REALM, strlen(REALM), h);
     uv_update_time(&loop);
     enum creds_status st =
-        creds_lookup_userhash(c, h, uv_now(&loop), REST_BEFORE, user, cap, out, on_ready, &r);
+        creds_lookup_userhash(c, NULL, h, uv_now(&loop), REST_BEFORE, user, cap, out, on_ready, &r);
     *pending = st == CREDS_PENDING;
     if (st != CREDS_PENDING)
         return st;
     CHECK(run_until(&r.calls, 1, 5000));
     CHECK_INT(r.calls, 1);
-    st = creds_lookup_userhash(c, h, uv_now(&loop), REST_BEFORE, user, cap, out, on_ready, &r);
+    st =
+        creds_lookup_userhash(c, NULL, h, uv_now(&loop), REST_BEFORE, user, cap, out, on_ready, &r);
     CHECK(st != CREDS_PENDING);
     creds_cancel(c, &r);
     return st;
@@ -623,8 +624,9 @@ static void test_hostile_names(creds_t *c)
     CHECK_INT(look_wait(c, big, REST_BEFORE, &k, &pending), CREDS_UNKNOWN);
     CHECK_INT(pending, 1);
     uv_update_time(&loop);
-    CHECK_INT(creds_lookup(c, "gor\0st", 6, uv_now(&loop), 0, &k, on_ready, &r), CREDS_UNKNOWN);
-    CHECK_INT(creds_lookup(c, "", 0, uv_now(&loop), 0, &k, on_ready, &r), CREDS_UNKNOWN);
+    CHECK_INT(creds_lookup(c, NULL, "gor\0st", 6, uv_now(&loop), 0, &k, on_ready, &r),
+              CREDS_UNKNOWN);
+    CHECK_INT(creds_lookup(c, NULL, "", 0, uv_now(&loop), 0, &k, on_ready, &r), CREDS_UNKNOWN);
     run_for(20);
     CHECK_INT(r.calls, 0);
 }
@@ -651,11 +653,149 @@ static void test_limits(creds_t *c)
         pend += st == CREDS_PENDING;
         busy += st == CREDS_BUSY;
     }
-    CHECK_INT(pend, 1024);
-    CHECK_INT(busy, 76);
-    CHECK(run_until(&w.calls, 1024, 10000));
+    CHECK_INT(pend, CREDS_PENDING_MAX); /* waiters on one name count too */
+    CHECK_INT(busy, 1100 - CREDS_PENDING_MAX);
+    CHECK(run_until(&w.calls, CREDS_PENDING_MAX, 10000));
     run_for(20);
-    CHECK_INT(w.calls, 1024);
+    CHECK_INT(w.calls, CREDS_PENDING_MAX);
+}
+
+/* ---- bounds for unauthenticated senders (issue 11, defect 8) ---- */
+
+static enum creds_status look_as(creds_t *c, const creds_asker_t *who, const char *u,
+                                 creds_keys_t *out, rec_t *r)
+{
+    uv_update_time(&loop);
+    return creds_lookup(c, who, u, strlen(u), uv_now(&loop), REST_BEFORE, out, on_ready, r);
+}
+
+/* Ask, wait for Redis if need be, ask again: the final status. */
+static enum creds_status look_as_wait(creds_t *c, const creds_asker_t *who, const char *u,
+                                      creds_keys_t *out)
+{
+    rec_t r = {0};
+    enum creds_status st = look_as(c, who, u, out, &r);
+    if (st == CREDS_PENDING) {
+        CHECK(run_until(&r.calls, 1, 5000));
+        st = look_as(c, who, u, out, &r);
+        CHECK(st != CREDS_PENDING);
+        creds_cancel(c, &r);
+    }
+    return st;
+}
+
+static struct sockaddr_in ip4(const char *a)
+{
+    struct sockaddr_in sin;
+    memset(&sin, 0, sizeof(sin));
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons(40000);
+    inet_pton(AF_INET, a, &sin.sin_addr);
+    return sin;
+}
+
+/* Unknown names churn only their own part of the cache: known users outlive 200 of them in a
+ * cache of 4 known and 8 unknown, and only a fifth known user evicts the least recent one. */
+static void test_unknown_cannot_evict(const creds_shared_t *sh)
+{
+    struct sockaddr_in src = ip4("192.0.2.1");
+    creds_asker_t who = {(struct sockaddr *)&src, 64, 4, 4, 8};
+    creds_t *c = NULL;
+    creds_keys_t k;
+    char name[32];
+    rec_t r = {0};
+
+    CHECK_INT(creds_new(&loop, sh, NULL, &c), 0);
+    CHECK(wait_state(c, 1, 5000));
+    for (int i = 0; i < 5; i++) {
+        snprintf(name, sizeof(name), "known%d", i);
+        provision_md5(name, "pw");
+    }
+    for (int i = 0; i < 4; i++) {
+        snprintf(name, sizeof(name), "known%d", i);
+        CHECK_INT(look_as_wait(c, &who, name, &k), CREDS_FOUND);
+    }
+    for (int i = 0; i < 200; i++) {
+        snprintf(name, sizeof(name), "nobody%d", i);
+        CHECK_INT(look_as_wait(c, &who, name, &k), CREDS_UNKNOWN);
+    }
+    uint64_t hits = ctr(&creds_stats(c)->cache_hits);
+    for (int i = 0; i < 4; i++) { /* still cached: answered at once */
+        snprintf(name, sizeof(name), "known%d", i);
+        CHECK_INT(look_as(c, &who, name, &k, &r), CREDS_FOUND);
+    }
+    CHECK_INT(ctr(&creds_stats(c)->cache_hits), hits + 4);
+    /* The unknown part holds 8: the oldest unknown names were evicted (asked again). */
+    CHECK_INT(look_as(c, &who, "nobody0", &k, &r), CREDS_PENDING);
+    CHECK(run_until(&r.calls, 1, 5000));
+    /* A fifth known user takes the place of the least recently used one (known0). */
+    CHECK_INT(look_as_wait(c, &who, "known4", &k), CREDS_FOUND);
+    CHECK_INT(look_as(c, &who, "known1", &k, &r), CREDS_FOUND);
+    CHECK_INT(look_as(c, &who, "known0", &k, &r), CREDS_PENDING);
+    CHECK(run_until(&r.calls, 2, 5000));
+    CHECK_INT(r.calls, 2);
+    close_creds(c);
+}
+
+/* Lookups waiting for Redis: at most pending_per_ip per source IP (waiters, and queries it
+ * started), at most pending_max in all; another source is not refused for the first one. */
+static void test_pending_bounds(const creds_shared_t *sh)
+{
+    struct sockaddr_in a = ip4("192.0.2.1"), b = ip4("192.0.2.2");
+    struct sockaddr_in6 v6;
+    creds_asker_t wa = {(struct sockaddr *)&a, 3, 6, 64, 64};
+    creds_asker_t wb = wa, w6 = wa;
+    creds_t *c = NULL;
+    creds_keys_t k;
+    char name[32];
+    rec_t r = {0};
+
+    memset(&v6, 0, sizeof(v6));
+    v6.sin6_family = AF_INET6;
+    inet_pton(AF_INET6, "2001:db8::1", &v6.sin6_addr);
+    wb.addr = (struct sockaddr *)&b;
+    w6.addr = (struct sockaddr *)&v6;
+    CHECK_INT(creds_new(&loop, sh, NULL, &c), 0);
+    CHECK(wait_state(c, 1, 5000));
+    const creds_stats_t *st = creds_stats(c);
+    int pend = 0, busy = 0;
+    for (int i = 0; i < 5; i++) {
+        snprintf(name, sizeof(name), "flood%d", i);
+        enum creds_status s = look_as(c, &wa, name, &k, &r);
+        pend += s == CREDS_PENDING;
+        busy += s == CREDS_BUSY;
+    }
+    CHECK_INT(pend, 3);
+    CHECK_INT(busy, 2);
+    CHECK_INT(ctr(&st->refused_per_ip), 2);
+    CHECK_INT(ctr(&st->pending), 3);
+    /* Joining a query in flight still counts as a waiter of the source. */
+    CHECK_INT(look_as(c, &wa, "flood0", &k, &r), CREDS_BUSY);
+    /* Another source: its own budget, and it may join A's query. */
+    CHECK_INT(look_as(c, &wb, "flood0", &k, &r), CREDS_PENDING);
+    CHECK_INT(look_as(c, &wb, "other0", &k, &r), CREDS_PENDING);
+    CHECK_INT(look_as(c, &w6, "other1", &k, &r), CREDS_PENDING);
+    /* 6 waiting in all: the worker's bound refuses the next, whoever asks. */
+    CHECK_INT(ctr(&st->pending), 6);
+    CHECK_INT(look_as(c, &w6, "other2", &k, &r), CREDS_BUSY);
+    CHECK_INT(ctr(&st->refused_total), 1);
+    CHECK(run_until(&r.calls, 6, 5000));
+    CHECK_INT(ctr(&st->pending), 0);
+    /* Answered: the source may ask again (its charge is gone with the answers). */
+    CHECK_INT(look_as(c, &wa, "flood9", &k, &r), CREDS_PENDING);
+    CHECK(run_until(&r.calls, 7, 5000));
+    /* A cancelled waiter no longer counts, but the query it started does until it is answered. */
+    for (int i = 10; i < 13; i++) {
+        snprintf(name, sizeof(name), "flood%d", i);
+        CHECK_INT(look_as(c, &wa, name, &k, &r), CREDS_PENDING);
+    }
+    creds_cancel(c, &r);
+    CHECK_INT(ctr(&st->pending), 0);
+    CHECK_INT(look_as(c, &wa, "flood13", &k, &r), CREDS_BUSY);
+    run_for(50);
+    CHECK_INT(look_as_wait(c, &wa, "flood13", &k), CREDS_UNKNOWN);
+    CHECK_INT(r.calls, 7);
+    close_creds(c);
 }
 
 /* After creds_close nothing is called back, even with a query in flight. */
@@ -858,6 +998,8 @@ static void test_with_redis(void)
     test_hostile_names(c);
     test_limits(c);
     test_close_pending(sh);
+    test_unknown_cannot_evict(sh);
+    test_pending_bounds(sh);
     test_timeout(c);
     test_auth_db();
     test_hostname();
