@@ -414,7 +414,7 @@ static void bind_here(worker_t *w, tcp_conn_t *c, const uint8_t *req, size_t len
     while (p && !(p->id == id && p->state == PIPE_WAIT_BIND))
         p = p->next;
     if (!p) {
-        dispatch_tcp_bind_refuse(&w->dispatch, conn, &m, STUN_ERR_BAD_REQUEST); /* §5.3 */
+        dispatch_tcp_bind_refuse(&w->dispatch, conn, &m, STUN_ERR_BAD_REQUEST); /* §5.4 */
         return;
     }
     if (dispatch_tcp_bind_check(&w->dispatch, conn, &m, p->rel->a) != 0)
@@ -457,6 +457,14 @@ static void tcp_bind(void *env, const dispatch_conn_t *conn, const stun_msg_t *r
     worker_t *w = env;
     tcp_conn_t *c = conn->send_ctx;
     int owner = (int)(id >> 24);
+    if (!tcp_conn_fresh(c)) {
+        /* RFC 6062 §4.3, §5.4: ConnectionBind comes first on a new data connection. On a control
+         * connection it would turn the allocation's own connection into a pipe, or move it (and
+         * with it what the allocation points at) to another worker. The connection stays as it
+         * was: a 400 is an answer, not a reason to end the allocation. */
+        dispatch_tcp_bind_refuse(&w->dispatch, conn, req, STUN_ERR_BAD_REQUEST);
+        return;
+    }
     if (owner == w->id) {
         bind_here(w, c, req->buf, req->len, id, conn);
         return;
