@@ -175,6 +175,7 @@ static void render_auth_drops(out_t *o, const stats_snapshot_t *st)
     lab(o, "uturn_dropped_total", "reason", "amplification", st->drop_amplification);
     lab(o, "uturn_dropped_total", "reason", "peer_policy", st->drop_peer_policy);
     lab(o, "uturn_dropped_total", "reason", "auth_busy", st->drop_auth_busy);
+    lab(o, "uturn_dropped_total", "reason", "peer_connection_limit", st->drop_peer_conn_limit);
 }
 
 static void render_net(out_t *o, const stats_snapshot_t *st)

@@ -41,6 +41,7 @@
     X(drop_amplification)                                                                          \
     X(drop_peer_policy)                                                                            \
     X(drop_auth_busy)                                                                              \
+    X(drop_peer_conn_limit)                                                                        \
     X(alloc_created)                                                                               \
     X(alloc_deleted)                                                                               \
     X(alloc_expired)                                                                               \
