@@ -10,6 +10,7 @@ Connect past a cap gets 508, and a pending peer connection whose peer goes away 
 sweep, not 30 s later.
 """
 import os
+import signal
 import socket
 import struct
 import tempfile
@@ -168,8 +169,11 @@ def test_connection_bind_on_control_connection():
             relay = None
             for i in range(3):
                 c.send_indication(*peer.getsockname(), b"hello %d" % i)
-                data, relay = peer.recvfrom(100)
-                check(data == b"hello %d" % i, "%s: client->peer data lost" % transport)
+                try:
+                    data, relay = peer.recvfrom(100)
+                except socket.timeout:
+                    data = None
+                check(data == b"hello %d" % i, "%s: client->peer data lost%s" % (transport, _crash(u)))
             for i in range(5):
                 peer.sendto(b"datagram %d" % i, relay)
                 try:
@@ -306,13 +310,18 @@ def test_closed_peers_freed_promptly():
         for s in socks:
             s.close()
         wait_for(lambda: _fds(u) <= base, 5, "fds back to baseline")
-        # A peer that sent bytes and closed before the bind keeps them for the client.
+        # A peer that sent bytes and closed before the bind keeps them for the client. Behind it a
+        # peer that closes with nothing sent: once a sweep freed that one, it has seen both.
         p = socket.create_connection(relay)
         ids = _attempts(c, 1, 5)
         check(len(ids) == 1, "no ConnectionAttempt for the early-closing peer")
         p.sendall(b"early bytes")
         p.close()
-        time.sleep(2.5)  # let two sweeps see the closed peer: it must not be dropped with its data
+        q = socket.create_connection(relay)
+        check(len(_attempts(c, 1, 5)) == 1, "no ConnectionAttempt for the second peer")
+        q.close()
+        wait_for(lambda: _fds(u) <= base + 1, 5, "the peer that sent nothing to be freed")
+        check(_fds(u) == base + 1, "the peer with unread bytes was dropped with them")
         d = _bind(u, c, ids[0])
         d.sock.settimeout(3)
         check(d.sock.recv(64) == b"early bytes", "bytes of a peer that closed before the bind lost")
@@ -356,6 +365,28 @@ def test_connect_beyond_cap():
         check(_connect(b, srvs[1].getsockname()[1])[0] == 0, "bob's Connect refused")
 
 
+def test_caps_reload():
+    with Uturnd(conf=BASE + ["max-peer-connections = 1", "user-peer-connection-quota = 1"]) as u:
+        srvs = []
+        for _ in range(3):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            s.listen(1)
+            srvs.append(s)
+        ports = [s.getsockname()[1] for s in srvs]
+        c, _ = _tcp_alloc(u)
+        check(_connect(c, ports[0])[0] == 0, "first Connect failed")
+        check(_connect(c, ports[1])[0] == 508, "max-peer-connections = 1 not enforced")
+        for key, old, new in [("max-peer-connections", 1, 2), ("user-peer-connection-quota", 1, 3)]:
+            check(_connect(c, ports[1])[0] == 508, "a Connect past the caps before %s grew" % key)
+            with open(u.conf_path, "a") as f:
+                f.write("%s = %d\n" % (key, new))
+            u.proc.send_signal(signal.SIGHUP)
+            wait_for(lambda: "%s: %d -> %d" % (key, old, new) in u.log(), 10, "reload report")
+        wait_for(lambda: _connect(c, ports[1])[0] == 0, 5, "a second Connect after the reload")
+        check(_connect(c, ports[2])[0] == 508, "max-peer-connections = 2 not enforced")
+
+
 def _free_admin_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -367,4 +398,4 @@ def _free_admin_port():
 if __name__ == "__main__":
     run([test_connection_bind_on_control_connection, test_connection_bind_only_first_on_new_connection,
          test_peer_flood_default_cap, test_user_default_cap, test_closed_peers_freed_promptly,
-         test_connect_beyond_cap])
+         test_connect_beyond_cap, test_caps_reload])
