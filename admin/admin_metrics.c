@@ -218,6 +218,9 @@ static void render_ports_redis(out_t *o, const figures_t *f)
 {
     const stats_snapshot_t *st = &f->all;
     u64(o, "uturn_relay_ports_in_use", "gauge", "Relay sockets open.", (uint64_t)st->relay_sockets);
+    u64(o, "uturn_tcp_peer_connections", "gauge",
+        "RFC 6062 peer connections held, accepted or made by Connect, pending or bound.",
+        (uint64_t)st->peer_connections);
     u64(o, "uturn_relay_ports_free", "gauge",
         "Relay ports free: (max-port - min-port + 1) x relay IPs - in use.",
         (uint64_t)f->ports_free);

@@ -78,6 +78,7 @@ static int peer_admit(worker_t *w, tcp_rel_t *rel)
     if (rc != 0)
         return rc;
     rel->npeers++;
+    stats_gauge_add(&w->stats.peer_connections, 1);
     return 0;
 }
 
@@ -85,6 +86,7 @@ static int peer_admit(worker_t *w, tcp_rel_t *rel)
 static void peer_unadmit(worker_t *w, tcp_rel_t *rel)
 {
     rel->npeers--;
+    stats_gauge_add(&w->stats.peer_connections, -1);
     shared_peer_conn_release(w->shared, rel->a->username, rel->a->username_len);
 }
 

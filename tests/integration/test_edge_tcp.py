@@ -254,17 +254,21 @@ def test_peer_flood_default_cap():
         ids = _attempts(c, n, 5)
         held = _fds(u) - base
         drops = dropped()
+        gauge = _metric(admin, "uturn_tcp_peer_connections")
         print("%d peer connections in %.1fs: %d ConnectionAttempts, uturnd holds %d more fds, "
               "%s counted as dropped" % (len(socks), time.monotonic() - start, len(ids), held, drops))
         check(len(ids) == DEFAULT_MAX_PEER, "%d ConnectionAttempts, the cap is %d"
               % (len(ids), DEFAULT_MAX_PEER))
         check(held <= DEFAULT_MAX_PEER + 4, "uturnd holds %d more fds for %d peers" % (held, n))
+        check(gauge == DEFAULT_MAX_PEER, "uturn_tcp_peer_connections says %s" % gauge)
         check(drops >= n - DEFAULT_MAX_PEER,
               "%s peer connections counted as dropped for the limit, %d were refused"
               % (drops, n - DEFAULT_MAX_PEER))
         _others_still_served(u)
         for s in socks:
             s.close()
+        wait_for(lambda: _metric(admin, "uturn_tcp_peer_connections") == 0, 5,
+                 "every peer connection to be freed once the peers closed")
 
 
 def test_user_default_cap():
