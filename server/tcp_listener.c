@@ -16,8 +16,8 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
-#include "log.h"
 #include "frame.h"
+#include "log.h"
 #include "sockaddr_util.h"
 #include "stream.h"
 #include "stun.h"
