@@ -18,7 +18,7 @@ import time
 import http.client
 
 from uturn import (A_PEER, TurnClient, Uturnd, attr, check, get_attr, make_cert, parse,
-                   relayed_addresses, run, tid, wait_closed, wait_for, xor_addr_value, xor_address)
+                   relayed_addresses, run, tid, wait_closed, wait_for, xor_addr_value)
 
 A_CONNECTION_ID = 0x002A
 M_CONNECT, M_CONNECTION_BIND = 0x00A, 0x00B
