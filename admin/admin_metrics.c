@@ -175,6 +175,7 @@ static void render_auth_drops(out_t *o, const stats_snapshot_t *st)
     lab(o, "uturn_dropped_total", "reason", "amplification", st->drop_amplification);
     lab(o, "uturn_dropped_total", "reason", "peer_policy", st->drop_peer_policy);
     lab(o, "uturn_dropped_total", "reason", "auth_busy", st->drop_auth_busy);
+    lab(o, "uturn_dropped_total", "reason", "peer_connection_limit", st->drop_peer_conn_limit);
 }
 
 static void render_net(out_t *o, const stats_snapshot_t *st)
@@ -217,6 +218,9 @@ static void render_ports_redis(out_t *o, const figures_t *f)
 {
     const stats_snapshot_t *st = &f->all;
     u64(o, "uturn_relay_ports_in_use", "gauge", "Relay sockets open.", (uint64_t)st->relay_sockets);
+    u64(o, "uturn_tcp_peer_connections", "gauge",
+        "RFC 6062 peer connections held, accepted or made by Connect, pending or bound.",
+        (uint64_t)st->peer_connections);
     u64(o, "uturn_relay_ports_free", "gauge",
         "Relay ports free: (max-port - min-port + 1) x relay IPs - in use.",
         (uint64_t)f->ports_free);

@@ -53,6 +53,7 @@ typedef struct cfg {
     bool strict_channel_numbers;
     cfg_list_t denied_peer_ip, allowed_peer_ip;
     int user_quota, total_quota;
+    int max_peer_connections, user_peer_conn_quota; /* RFC 6062 peer data connections */
     long max_bps;
     /* streams */
     int tcp_frame_timeout;

@@ -104,6 +104,15 @@ const cfg_entry_t cfg_table[] = {
      "concurrent allocations per user; 0 = unlimited"},
     {"total-quota", CFG_INT, OFF(total_quota), "0", 0, 10000000, NULL, CFG_F_RELOAD,
      "concurrent allocations in all; 0 = unlimited"},
+    /* RFC 6062 peer connections (ours): a real client holds a handful per allocation; a flood of
+     * peers connecting in must not take the process's file descriptors from everyone else. */
+    {"max-peer-connections", CFG_INT, OFF(max_peer_connections), "64", 1, 65535, NULL, CFG_F_RELOAD,
+     "RFC 6062 TCP peer connections per allocation, accepted and made by Connect, pending or "
+     "bound; past it peers are closed at accept and Connect gets 508 (ours)"},
+    {"user-peer-connection-quota", CFG_INT, OFF(user_peer_conn_quota), "256", 0, 1000000, NULL,
+     CFG_F_RELOAD,
+     "RFC 6062 TCP peer connections per user over all allocations and workers; 0 = unlimited "
+     "(ours)"},
     {"max-bps", CFG_INT, OFF(max_bps), "0", 0, 100000000000L, NULL, CFG_F_RELOAD,
      "bytes per second per allocation; 0 = unlimited"},
     /* streams (our own) */

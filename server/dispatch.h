@@ -148,7 +148,7 @@ void dispatch_sweep(dispatch_t *d);
  * got. code 0: success with CONNECTION-ID `id`. */
 void dispatch_tcp_connect_done(dispatch_t *d, alloc_t *a, const stun_msg_t *req, const void *auth,
                                uint32_t id, int code);
-/* ConnectionAttempt indication on the allocation's control connection (RFC 6062 §5.4). */
+/* ConnectionAttempt indication on the allocation's control connection (RFC 6062 §5.3). */
 void dispatch_tcp_attempt(dispatch_t *d, alloc_t *a, const struct sockaddr *peer, uint32_t id);
 /* Authenticate a ConnectionBind against allocation `a` and answer on `conn`. Returns 0 when it
  * succeeded (the caller turns the connection into a pipe), or -1 (answered with an error). */

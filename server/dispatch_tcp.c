@@ -2,8 +2,8 @@
  *
  * RFC 6062 §5.2 (Connect: XOR-PEER-ADDRESS checked like any peer, 446 when a connection to that
  * peer exists or is being made, 447 when it fails or times out, success with CONNECTION-ID), §5.3
- * (ConnectionBind on a new client connection, authenticated with the allocation's credentials),
- * §5.4 (ConnectionAttempt for peers connecting in). The sockets themselves live in the worker's
+ * (ConnectionAttempt for peers connecting in), §5.4 (ConnectionBind on a new client connection,
+ * authenticated with the allocation's credentials). The sockets themselves live in the worker's
  * tcp_relay.c, reached through dispatch_relay_ops_t.
  */
 #include <string.h>
@@ -37,8 +37,10 @@ void dispatch_connection_bind(dispatch_t *d, const dispatch_conn_t *conn, const 
 {
     const stun_attr_t *ci = stun_msg_find(msg, STUN_ATTR_CONNECTION_ID);
     uint32_t id;
+    /* §5.4, and a control connection (a 5-tuple with an allocation) is never a data connection. */
     if ((conn->transport != DISPATCH_TCP && conn->transport != DISPATCH_TLS) || !ci ||
-        stun_attr_get_u32(msg, ci, &id) != 0 || !d->relay.tcp_bind) {
+        stun_attr_get_u32(msg, ci, &id) != 0 || !d->relay.tcp_bind ||
+        alloc_find(&d->allocs, conn->transport, conn->remote, conn->local)) {
         stats_inc(&d->stats->turn_errors);
         dispatch_error(d, conn, msg, STUN_ERR_BAD_REQUEST, NULL);
         return;
@@ -81,7 +83,7 @@ void dispatch_tcp_attempt(dispatch_t *d, alloc_t *a, const struct sockaddr *peer
 int dispatch_tcp_bind_check(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *req,
                             alloc_t *a)
 {
-    /* The client reuses the nonce of its control connection (RFC 6062 §5.3: "same credentials"),
+    /* The client reuses the nonce of its control connection (RFC 6062 §5.4: "same credentials"),
      * so check the nonce against that 5-tuple's address; answers still go on this connection. */
     dispatch_conn_t ctl = *conn;
     ctl.remote = &a->client.remote.sa;

@@ -269,9 +269,15 @@ int shared_init(shared_t *s, const cfg_t *cfg, const struct sockaddr_storage *li
     uv_mutex_init(&s->quota_lock);
     uv_mutex_init(&s->resv_lock);
     uv_mutex_init(&s->tcp_lock);
+    uv_mutex_init(&s->peer_lock);
     s->user_buckets = USER_BUCKETS;
     s->user_counts = calloc(USER_BUCKETS, sizeof(*s->user_counts));
     if (!s->user_counts) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    s->peer_counts = calloc(USER_BUCKETS, sizeof(*s->peer_counts));
+    if (!s->peer_counts) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -318,6 +324,16 @@ void shared_close(shared_t *s)
             }
         }
         free(s->user_counts);
+        for (size_t i = 0; i < s->user_buckets && s->peer_counts; i++) {
+            shared_user_count_t *next;
+            for (shared_user_count_t *u = s->peer_counts[i]; u; u = next) {
+                next = u->next;
+                free(u->user);
+                free(u);
+            }
+        }
+        free(s->peer_counts);
+        uv_mutex_destroy(&s->peer_lock);
         uv_mutex_destroy(&s->quota_lock);
         uv_mutex_destroy(&s->resv_lock);
         uv_mutex_destroy(&s->tcp_lock);
@@ -491,4 +507,52 @@ void shared_tcp_port_release(shared_t *s, const struct sockaddr *addr)
             break;
         }
     uv_mutex_unlock(&s->tcp_lock);
+}
+
+/* The link that points at `user`'s entry in a count table, or the chain's last link (NULL). */
+static shared_user_count_t **count_link(const shared_t *s, shared_user_count_t **buckets,
+                                        const char *user, size_t ulen)
+{
+    shared_user_count_t **pp = &buckets[user_bucket(s, user, ulen)];
+    while (*pp && !((*pp)->ulen == ulen && memcmp((*pp)->user, user, ulen) == 0))
+        pp = &(*pp)->next;
+    return pp;
+}
+
+int shared_peer_conn_take(shared_t *s, const char *user, size_t ulen)
+{
+    const cfg_t *c = atomic_load(&s->live);
+    int rc = 0;
+    uv_mutex_lock(&s->peer_lock);
+    shared_user_count_t **pp = count_link(s, s->peer_counts, user, ulen);
+    if (*pp && c->user_peer_conn_quota > 0 && (*pp)->count >= c->user_peer_conn_quota) {
+        rc = -EDQUOT;
+    } else if (!*pp) {
+        shared_user_count_t *u = calloc(1, sizeof(*u));
+        if (u && (u->user = malloc(ulen ? ulen : 1))) {
+            memcpy(u->user, user, ulen);
+            u->ulen = ulen;
+            *pp = u;
+        } else {
+            free(u);
+            rc = -ENOMEM;
+        }
+    }
+    if (rc == 0)
+        (*pp)->count++;
+    uv_mutex_unlock(&s->peer_lock);
+    return rc;
+}
+
+void shared_peer_conn_release(shared_t *s, const char *user, size_t ulen)
+{
+    uv_mutex_lock(&s->peer_lock);
+    shared_user_count_t **pp = count_link(s, s->peer_counts, user, ulen);
+    shared_user_count_t *u = *pp;
+    if (u && --u->count <= 0) {
+        *pp = u->next;
+        free(u->user);
+        free(u);
+    }
+    uv_mutex_unlock(&s->peer_lock);
 }

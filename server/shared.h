@@ -74,6 +74,10 @@ typedef struct {
     /* Reservations. */
     uv_mutex_t resv_lock;
     shared_reservation_t *resv;
+    /* RFC 6062 peer connections per user (user-peer-connection-quota), a table of their own: they
+     * come and go without allocations doing so, and may outlive their allocation's quota entry. */
+    uv_mutex_t peer_lock;
+    shared_user_count_t **peer_counts; /* hash buckets, user_buckets of them */
 } shared_t;
 
 /* Build from a validated config and the listening addresses (relay IPs default to them). Returns 0
@@ -98,6 +102,11 @@ int shared_rfc5780_addrs(const shared_t *s, const struct sockaddr *local, int ch
  * allocation, or -EDQUOT (user-quota) / -ENOSPC (total-quota). */
 int shared_quota_take(shared_t *s, const char *user, size_t ulen);
 void shared_quota_release(shared_t *s, const char *user, size_t ulen);
+
+/* Count one RFC 6062 peer connection (accepted or made by Connect) for `user`, on any worker:
+ * 0, -EDQUOT when the user holds user-peer-connection-quota of them already, or -ENOMEM. */
+int shared_peer_conn_take(shared_t *s, const char *user, size_t ulen);
+void shared_peer_conn_release(shared_t *s, const char *user, size_t ulen);
 
 /* Reservations: hold `fd` (bound to `addr`) under a new random token, returned (never 0). */
 uint64_t shared_resv_add(shared_t *s, int fd, const struct sockaddr *addr, uint64_t now_unix_ms);

@@ -41,6 +41,7 @@
     X(drop_amplification)                                                                          \
     X(drop_peer_policy)                                                                            \
     X(drop_auth_busy)                                                                              \
+    X(drop_peer_conn_limit)                                                                        \
     X(alloc_created)                                                                               \
     X(alloc_deleted)                                                                               \
     X(alloc_expired)                                                                               \
@@ -74,14 +75,16 @@
     X(dtls_handshakes)
 
 /* Current allocations by client transport and relayed addresses by family (a dual-stack allocation
- * counts in both families). Gauges, single-writer like the counters. */
+ * counts in both families); current RFC 6062 peer connections (pending or bound). Gauges,
+ * single-writer like the counters. */
 #define STATS_GAUGES(X)                                                                            \
     X(alloc_cur_udp)                                                                               \
     X(alloc_cur_tcp)                                                                               \
     X(alloc_cur_tls)                                                                               \
     X(alloc_cur_dtls)                                                                              \
     X(alloc_cur_ipv4)                                                                              \
-    X(alloc_cur_ipv6)
+    X(alloc_cur_ipv6)                                                                              \
+    X(peer_connections)
 
 typedef struct {
 #define STATS_FIELD(name) _Atomic uint64_t name;

@@ -16,9 +16,11 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "frame.h"
 #include "log.h"
 #include "sockaddr_util.h"
 #include "stream.h"
+#include "stun.h"
 #include "worker.h"
 
 /* Bytes we will queue for a client that reads slower than we answer before giving up on it. */
@@ -40,6 +42,7 @@ struct tcp_conn {
     tcp_pipe_t *pipe; /* RFC 6062 client data connection: raw bytes to/from this peer */
     size_t frame_end; /* end of the frame being dispatched, inside rx */
     int paused;       /* reading stopped for backpressure */
+    int carried;      /* a frame other than ConnectionBind came: not a new data connection */
     int closing;
     tcp_conn_t *prev, *next;
 };
@@ -212,15 +215,15 @@ static int tls_flush(tcp_conn_t *c)
     return 0;
 }
 
-/* Send to the client (the dispatcher's callback): in TLS when the connection has it. */
+/* Send to the client (the dispatcher's callback): in TLS on the TLS port. */
 static int tcp_send(void *ctx, const struct sockaddr *to, const uint8_t *data, size_t len)
 {
     tcp_conn_t *c = ctx;
     (void)to; /* a connection has one peer */
-    if (!c->ssl)
+    if (!c->listener->secure)
         return raw_send(c, data, len);
-    if (c->closing || !c->handshake_done)
-        return -EPIPE;
+    if (c->closing || !c->ssl || !c->handshake_done)
+        return -EPIPE; /* never plaintext on the TLS port, also once the TLS state moved away */
     if (SSL_write(c->ssl, data, (int)len) <= 0) {
         ERR_clear_error();
         conn_close(c, "TLS write error");
@@ -229,13 +232,24 @@ static int tcp_send(void *ctx, const struct sockaddr *to, const uint8_t *data, s
     return tls_flush(c) == 0 ? 0 : -EPIPE;
 }
 
+/* The 5-tuple as the dispatcher knows it. The transport comes from the listener, never from state
+ * that changes (c->ssl leaves with a handed-over connection): closing must find the allocation
+ * under the same key the Allocate stored it. */
 static void conn_describe(tcp_conn_t *c, dispatch_conn_t *out)
 {
-    out->transport = c->ssl ? DISPATCH_TLS : DISPATCH_TCP;
+    out->transport = c->listener->secure ? DISPATCH_TLS : DISPATCH_TCP;
     out->remote = (const struct sockaddr *)&c->remote;
     out->local = (const struct sockaddr *)&c->listener->local;
     out->send = tcp_send;
     out->send_ctx = c;
+}
+
+/* 1 for a ConnectionBind request (RFC 6062 §4.3: the first request on a new data connection). */
+static int is_connection_bind(const uint8_t *frame, size_t len)
+{
+    return len >= STUN_HEADER_LEN && frame_classify(frame[0]) == FRAME_STUN &&
+           ((uint16_t)frame[0] << 8 | frame[1]) ==
+               stun_type(STUN_METHOD_CONNECTION_BIND, STUN_CLASS_REQUEST);
 }
 
 static int on_frame(void *arg, const uint8_t *frame, size_t len)
@@ -245,6 +259,10 @@ static int on_frame(void *arg, const uint8_t *frame, size_t len)
     dispatch_conn_t conn;
     conn_describe(c, &conn);
     c->frame_end = (size_t)(frame - c->rx.buf) + len;
+    /* Marked before dispatching: a request parked for the credential store still counts. A
+     * ConnectionBind answered 401/438 (or 400) may be sent again: the connection is still new. */
+    if (!is_connection_bind(frame, len))
+        c->carried = 1;
     if (dispatch_message(&w->dispatch, &conn, frame, len) == DISPATCH_NOT_TURN)
         return -1;
     /* A ConnectionBind may have made this a pipe (or handed it to another worker): stop framing. */
@@ -511,6 +529,11 @@ int tcp_conn_pipe(tcp_conn_t *c, tcp_pipe_t *p)
 
 void tcp_conn_describe(tcp_conn_t *c, dispatch_conn_t *out) { conn_describe(c, out); }
 
+int tcp_conn_fresh(tcp_conn_t *c)
+{
+    return !c->carried && !c->pipe && !c->closing && !conn_has_allocation(c);
+}
+
 int tcp_conn_write(tcp_conn_t *c, const uint8_t *data, size_t len)
 {
     return tcp_send(c, NULL, data, len);
@@ -533,7 +556,11 @@ void tcp_conn_close(tcp_conn_t *c, const char *why) { conn_close(c, why); }
 
 int tcp_conn_detach(tcp_conn_t *c, tcp_handoff_t *h)
 {
-    if (c->closing || c->pending || (c->ssl && BIO_ctrl_pending(SSL_get_wbio(c->ssl))))
+    /* Only a new data connection may move: anything else has an allocation, parked requests or
+     * pipes on this worker that would be left pointing at it. */
+    if (!tcp_conn_fresh(c))
+        return -EPERM;
+    if (c->pending || (c->ssl && BIO_ctrl_pending(SSL_get_wbio(c->ssl))))
         return -EBUSY; /* bytes still on their way out through this worker */
     uv_os_fd_t fd;
     if (uv_fileno((uv_handle_t *)&c->handle, &fd) != 0 || (h->fd = dup(fd)) < 0)

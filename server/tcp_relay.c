@@ -7,11 +7,16 @@
  * not read from a peer until its client data connection is bound (the peer's TCP window fills
  * instead); closing either side closes the other; the allocation going closes them all. A side
  * whose outgoing queue passes PIPE_HIGH stops the other side's reading until it drains, so a slow
- * reader never makes us buffer without bound.
+ * reader never makes us buffer without bound. Peer connections, pending or bound, are capped per
+ * allocation (max-peer-connections) and per user on all workers (user-peer-connection-quota): past
+ * a cap a peer connecting in is closed at accept and a Connect gets 508, so a flood of peers cannot
+ * take the process's file descriptors. A pending peer that goes away with nothing unread is freed
+ * by the next sweep, not when its 30 s are up.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "dispatch.h"
@@ -32,6 +37,7 @@ typedef struct {
     worker_t *w;
     alloc_t *a;
     int open_handles; /* listener + pipes still to be closed before the allocation is freed */
+    int npeers;       /* pipes counted against max-peer-connections (not yet closing) */
 } tcp_rel_t;
 
 struct tcp_pipe {
@@ -49,6 +55,7 @@ struct tcp_pipe {
     tcp_conn_t *client;
     size_t peer_pending;
     int peer_paused;
+    int counted;             /* holds a place in rel->npeers and in the user's peer count */
     tcp_pipe_t *prev, *next; /* the worker's list */
 };
 
@@ -60,6 +67,28 @@ typedef struct {
 } peer_write_t;
 
 static void pipe_close(tcp_pipe_t *p, const char *why);
+
+/* Take a place for one more peer connection of `rel`: 0, or -ENOSPC past max-peer-connections,
+ * -EDQUOT past the user's user-peer-connection-quota (counted on every worker). */
+static int peer_admit(worker_t *w, tcp_rel_t *rel)
+{
+    if (rel->npeers >= w->cfg->max_peer_connections)
+        return -ENOSPC;
+    int rc = shared_peer_conn_take(w->shared, rel->a->username, rel->a->username_len);
+    if (rc != 0)
+        return rc;
+    rel->npeers++;
+    stats_gauge_add(&w->stats.peer_connections, 1);
+    return 0;
+}
+
+/* Give the place back (the allocation stays until the last pipe's close callback: rel_release). */
+static void peer_unadmit(worker_t *w, tcp_rel_t *rel)
+{
+    rel->npeers--;
+    stats_gauge_add(&w->stats.peer_connections, -1);
+    shared_peer_conn_release(w->shared, rel->a->username, rel->a->username_len);
+}
 
 static void rel_release(tcp_rel_t *rel)
 {
@@ -114,6 +143,10 @@ static void pipe_close(tcp_pipe_t *p, const char *why)
     if (p->state == PIPE_CONNECTING)
         answer_connect(p, STUN_ERR_CONNECTION_TIMEOUT);
     p->state = PIPE_CLOSING;
+    if (p->counted) {
+        p->counted = 0;
+        peer_unadmit(p->w, p->rel); /* uv_close below closes the socket at once */
+    }
     unlink_pipe(p);
     LOGD("tcp_relay", "connection 0x%08x closed: %s", (unsigned)p->id, why);
     if (p->client) {
@@ -292,11 +325,19 @@ static int tcp_connect(void *env, alloc_t *a, const struct sockaddr *peer, const
     for (tcp_pipe_t *q = w->pipes; q; q = q->next)
         if (q->rel == rel && sa_equal(&q->peer_addr.sa, peer))
             return STUN_ERR_CONNECTION_ALREADY_EXISTS;
+    if (peer_admit(w, rel) != 0) {
+        /* 508: a capacity limit, as for Allocate (RFC 8656 §7.2). */
+        stats_inc(&w->stats.drop_peer_conn_limit);
+        return STUN_ERR_INSUFFICIENT_CAPACITY;
+    }
+    tcp_pipe_t *p = pipe_new(w, rel, peer);
+    if (!p) {
+        peer_unadmit(w, rel);
+        return STUN_ERR_SERVER_ERROR;
+    }
+    p->counted = 1;
     if (!alloc_perm_check(a, peer, w->dispatch.now_ms))
         alloc_perm_install(a, peer, w->dispatch.now_ms, (unsigned)w->cfg->max_permissions);
-    tcp_pipe_t *p = pipe_new(w, rel, peer);
-    if (!p)
-        return STUN_ERR_SERVER_ERROR;
     p->req = malloc(req->len);
     p->auth = malloc(dispatch_auth_size());
     if (!p->req || !p->auth) {
@@ -346,6 +387,13 @@ static void on_peer(uv_stream_t *server, int status)
         pipe_close(p, "no permission");
         return;
     }
+    if (peer_admit(w, rel) != 0) {
+        /* Accepted only to be closed: left in the backlog it would be offered again and again. */
+        stats_inc(&w->stats.drop_peer_conn_limit);
+        pipe_close(p, "peer connection limit");
+        return;
+    }
+    p->counted = 1;
     dispatch_tcp_attempt(&w->dispatch, rel->a, &p->peer_addr.sa, p->id);
 }
 
@@ -414,7 +462,7 @@ static void bind_here(worker_t *w, tcp_conn_t *c, const uint8_t *req, size_t len
     while (p && !(p->id == id && p->state == PIPE_WAIT_BIND))
         p = p->next;
     if (!p) {
-        dispatch_tcp_bind_refuse(&w->dispatch, conn, &m, STUN_ERR_BAD_REQUEST); /* §5.3 */
+        dispatch_tcp_bind_refuse(&w->dispatch, conn, &m, STUN_ERR_BAD_REQUEST); /* §5.4 */
         return;
     }
     if (dispatch_tcp_bind_check(&w->dispatch, conn, &m, p->rel->a) != 0)
@@ -457,6 +505,14 @@ static void tcp_bind(void *env, const dispatch_conn_t *conn, const stun_msg_t *r
     worker_t *w = env;
     tcp_conn_t *c = conn->send_ctx;
     int owner = (int)(id >> 24);
+    if (!tcp_conn_fresh(c)) {
+        /* RFC 6062 §4.3, §5.4: ConnectionBind comes first on a new data connection. On a control
+         * connection it would turn the allocation's own connection into a pipe, or move it (and
+         * with it what the allocation points at) to another worker. The connection stays as it
+         * was: a 400 is an answer, not a reason to end the allocation. */
+        dispatch_tcp_bind_refuse(&w->dispatch, conn, req, STUN_ERR_BAD_REQUEST);
+        return;
+    }
     if (owner == w->id) {
         bind_here(w, c, req->buf, req->len, id, conn);
         return;
@@ -477,6 +533,20 @@ static void tcp_bind(void *env, const dispatch_conn_t *conn, const stun_msg_t *r
     }
 }
 
+/* 1 when the peer of a pending connection has closed or reset it and left nothing unread: nobody
+ * can get anything from it any more. Bytes still queued stay for the client's ConnectionBind (RFC
+ * 6062 §5.4: data received before the bind is delivered), within the 30 s. We do not read before
+ * the bind, so EOF shows only to a peek. */
+static int peer_gone(tcp_pipe_t *p)
+{
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)&p->peer, &fd) != 0)
+        return 0;
+    char b;
+    ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
 void tcp_relay_sweep(worker_t *w, uint64_t now_ms)
 {
     tcp_pipe_t *next;
@@ -486,6 +556,8 @@ void tcp_relay_sweep(worker_t *w, uint64_t now_ms)
             pipe_close(p, "connect timeout"); /* answers 447 */
         else if (p->state == PIPE_WAIT_BIND && now_ms - p->since_ms >= TCP_BIND_MS)
             pipe_close(p, "no ConnectionBind within 30 s");
+        else if (p->state == PIPE_WAIT_BIND && peer_gone(p))
+            pipe_close(p, "peer closed before the ConnectionBind");
     }
 }
 

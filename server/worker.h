@@ -151,8 +151,12 @@ void tcp_conn_describe(tcp_conn_t *c, dispatch_conn_t *out);
 size_t tcp_conn_pending(const tcp_conn_t *c);
 void tcp_conn_pause(tcp_conn_t *c, int pause);
 void tcp_conn_close(tcp_conn_t *c, const char *why);
-/* Give up `c` (its socket, TLS state and unread bytes) for another worker: -EBUSY when bytes are
- * still queued for it here. */
+/* 1 when `c` is a new data connection (RFC 6062 §4.3): it carried nothing but ConnectionBind
+ * requests, holds no allocation and is no pipe yet. Only such a connection may be bound or moved.
+ */
+int tcp_conn_fresh(tcp_conn_t *c);
+/* Give up `c` (its socket, TLS state and unread bytes) for another worker: -EPERM when it is not a
+ * new data connection (tcp_conn_fresh), -EBUSY when bytes are still queued for it here. */
 int tcp_conn_detach(tcp_conn_t *c, tcp_handoff_t *h);
 /* Take over a detached connection on this worker; NULL on failure (everything freed). */
 tcp_conn_t *tcp_conn_adopt(worker_t *w, tcp_handoff_t *h);

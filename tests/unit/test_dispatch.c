@@ -61,6 +61,13 @@ static void fake_close(void *env, alloc_t *a)
     (void)env;
     alloc_free(a);
 }
+static int tcp_binds;
+static void fake_tcp_bind(void *env, const dispatch_conn_t *conn, const stun_msg_t *req,
+                          uint32_t id)
+{
+    (void)env, (void)conn, (void)req, (void)id;
+    tcp_binds++; /* the worker would answer; here nothing comes back */
+}
 
 static cfg_t cfg;
 static shared_t shared;
@@ -84,8 +91,11 @@ static void env_setup(const char *const *extra)
     if (shared_init(&shared, &cfg, NULL, 0, err, sizeof(err)) != 0)
         fprintf(stderr, "shared_init: %s\n", err);
     CHECK_INT(creds_new(uv_default_loop(), shared.creds, NULL, &creds), 0);
-    dispatch_relay_ops_t ops = {
-        .open = fake_open, .hold = fake_hold, .send = fake_send, .close = fake_close};
+    dispatch_relay_ops_t ops = {.open = fake_open,
+                                .hold = fake_hold,
+                                .send = fake_send,
+                                .close = fake_close,
+                                .tcp_bind = fake_tcp_bind};
     memset(&stats, 0, sizeof(stats));
     CHECK_INT(dispatch_init(&d, &cfg, &shared, &stats, creds, &ops, 0), 0);
     d.now_ms = 1000000;
@@ -118,11 +128,12 @@ static void advance(uint64_t ms)
 
 static char nonce[128];
 static size_t nonce_len;
+static enum dispatch_transport transport = DISPATCH_UDP;
 
 static int deliver(const uint8_t *buf, size_t len)
 {
-    dispatch_conn_t conn = {DISPATCH_UDP, (struct sockaddr *)&client, (struct sockaddr *)&local,
-                            sink, NULL};
+    dispatch_conn_t conn = {transport, (struct sockaddr *)&client, (struct sockaddr *)&local, sink,
+                            NULL};
     last_len = 0;
     return dispatch_message(&d, &conn, buf, len);
 }
@@ -378,6 +389,64 @@ static void test_max_bps(void)
     env_teardown();
 }
 
+static void add_connection_id(stun_build_t *b, void *arg)
+{
+    if (arg)
+        stun_build_u32(b, STUN_ATTR_CONNECTION_ID, *(uint32_t *)arg);
+}
+
+/* RFC 6062 §5.4: ConnectionBind only over TCP/TLS, with a CONNECTION-ID, and never on a 5-tuple
+ * that holds an allocation (a control connection is no data connection). */
+static void test_connection_bind_rules(void)
+{
+    env_setup(NULL);
+    uint32_t id = 0x00123456;
+    tcp_binds = 0;
+    CHECK_INT(request(STUN_METHOD_CONNECTION_BIND, NULL, NULL, add_connection_id, &id), 400);
+    transport = DISPATCH_TCP;
+    CHECK_INT(request(STUN_METHOD_CONNECTION_BIND, NULL, NULL, add_connection_id, NULL), 400);
+    CHECK_INT(tcp_binds, 0);
+    CHECK_INT(request(STUN_METHOD_CONNECTION_BIND, NULL, NULL, add_connection_id, &id), -1);
+    CHECK_INT(tcp_binds, 1); /* a new connection: handed to the relay */
+    CHECK_INT(allocate("alice", "secret"), 0);
+    CHECK_INT(request(STUN_METHOD_CONNECTION_BIND, "alice", "secret", add_connection_id, &id), 400);
+    transport = DISPATCH_TLS; /* the same addresses over TLS are another 5-tuple */
+    CHECK_INT(request(STUN_METHOD_CONNECTION_BIND, NULL, NULL, add_connection_id, &id), -1);
+    CHECK_INT(tcp_binds, 2);
+    transport = DISPATCH_UDP;
+    env_teardown();
+}
+
+/* user-peer-connection-quota: counted per user, on any thread, given back on release. */
+static void test_peer_connection_quota(void)
+{
+    static const char *const extra[] = {"user-peer-connection-quota", "2", NULL};
+    env_setup(extra);
+    CHECK_INT(shared_peer_conn_take(&shared, "alice", 5), 0);
+    CHECK_INT(shared_peer_conn_take(&shared, "alice", 5), 0);
+    CHECK_INT(shared_peer_conn_take(&shared, "alice", 5), -EDQUOT);
+    CHECK_INT(shared_peer_conn_take(&shared, "bob", 3), 0);
+    shared_peer_conn_release(&shared, "alice", 5);
+    CHECK_INT(shared_peer_conn_take(&shared, "alice", 5), 0);
+    CHECK_INT(shared_peer_conn_take(&shared, "alice", 5), -EDQUOT);
+    shared_peer_conn_release(&shared, "alice", 5);
+    shared_peer_conn_release(&shared, "bob", 3);
+    shared_peer_conn_take(&shared, "bob", 3);
+    shared_peer_conn_release(&shared, "bob", 3); /* an entry at 0 is gone: taken again from 0 */
+    CHECK_INT(shared_peer_conn_take(&shared, "alice", 5), 0);
+    CHECK_INT(shared_peer_conn_take(&shared, "alice", 5), -EDQUOT);
+    env_teardown(); /* alice's two still counted: shared_close frees the table (LeakSanitizer) */
+    static const char *const unlimited[] = {"user-peer-connection-quota", "0", NULL};
+    env_setup(unlimited);
+    for (int i = 0; i < 1000; i++)
+        CHECK_INT(shared_peer_conn_take(&shared, "alice", 5), 0);
+    env_teardown();
+    cfg_init(&cfg); /* the shipped default */
+    CHECK_INT(cfg.user_peer_conn_quota, 256);
+    CHECK_INT(cfg.max_peer_connections, 64);
+    cfg_free(&cfg);
+}
+
 int main(void)
 {
     test_auth_ladder();
@@ -385,5 +454,7 @@ int main(void)
     test_relay_paths();
     test_policy_and_quota();
     test_max_bps();
+    test_connection_bind_rules();
+    test_peer_connection_quota();
     return unit_done("test_dispatch");
 }
