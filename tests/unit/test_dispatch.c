@@ -78,6 +78,9 @@ static void env_setup(const char *const *extra)
     cfg_set(&cfg, "user", "bob:other", "t", err, sizeof(err));
     cfg_set(&cfg, "realm", "example.org", "t", err, sizeof(err));
     cfg_set(&cfg, "relay-ip", "198.51.100.1", "t", err, sizeof(err));
+    /* The peers below are documentation addresses, not globally reachable: opt in to them. */
+    cfg_set(&cfg, "allowed-peer-ip", "203.0.113.0/24", "t", err, sizeof(err));
+    cfg_set(&cfg, "allowed-peer-ip", "2001:db8::/32", "t", err, sizeof(err));
     for (; extra && *extra; extra += 2)
         if (cfg_set(&cfg, extra[0], extra[1], "t", err, sizeof(err)) != 0)
             fprintf(stderr, "setup: %s\n", err);
