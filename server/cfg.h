@@ -52,6 +52,7 @@ typedef struct cfg {
     bool strict_channel_numbers;
     cfg_list_t denied_peer_ip, allowed_peer_ip;
     int user_quota, total_quota;
+    int reservation_lifetime; /* seconds an EVEN-PORT R=1 reservation is held */
     long max_bps;
     /* streams */
     int tcp_frame_timeout;

@@ -77,5 +77,85 @@ def test_allowed_peer_ip_opts_in():
             check(code == 403, "CreatePermission to %s answered %s, not 403" % (ip, code))
 
 
+R1 = attr(A_EVEN_PORT, b"\x80")  # EVEN-PORT with R=1: reserve port N+1 too
+QUOTA = ["user-quota = 2"]
+
+
+def _r1(u, user="alice"):
+    """Allocate(EVEN-PORT R=1) from a new 5-tuple: (code, client, token)."""
+    c = TurnClient(u, user, user + "-pass")
+    code, attrs = c.allocate(extra=R1)
+    return code, c, get_attr(attrs, A_TOKEN) if code == 0 else None
+
+
+def test_even_port_reservations_count_against_quota():
+    # 20 relay ports. Before the fix each Allocate(R=1) + delete left port N+1 reserved for 30 s
+    # and cost the user nothing: alice (user-quota 2) pinned one port per round, all 10 rounds.
+    conf = BASE + QUOTA + ["min-port = 47200", "max-port = 47219"]
+    with Uturnd(conf=conf) as u:
+        tokens, codes = [], []
+        for _ in range(10):
+            code, c, token = _r1(u)
+            codes.append(code)
+            if code != 0:
+                break
+            tokens.append(token)
+            check(c.refresh(0)[0] == 0, "delete failed")
+            c.close()
+        print("alice: %d reservations pinned in %d rounds, answers %r" % (len(tokens), len(codes), codes))
+        check(len(tokens) == 1 and codes[-1] == 486,
+              "reservations escape user-quota: %d pinned, answers %r" % (len(tokens), codes))
+        # The held reservation is one unit: one plain allocation still fits in 2, a second not.
+        a = TurnClient(u, "alice", "alice-pass")
+        check(a.allocate()[0] == 0, "alice's plain Allocate beside one reservation refused")
+        check(TurnClient(u, "alice", "alice-pass").allocate()[0] == 486,
+              "alice's reservation + allocation did not fill user-quota 2")
+        # Another user is not affected: relay ports, and a reservation of its own.
+        b = TurnClient(u, "bob", "bob-pass")
+        code, attrs, raw = b.allocate(extra=R1, raw_response=True)
+        check(code == 0 and get_attr(attrs, A_TOKEN), "bob refused: %s" % code)
+        check(47200 <= relayed_addresses(raw)[0][1] <= 47219, "bob's relay %r" % relayed_addresses(raw))
+
+
+def test_redeemed_reservation_releases_its_unit():
+    conf = BASE + QUOTA + ["min-port = 47300", "max-port = 47349"]
+    with Uturnd(conf=conf) as u:
+        code, c1, token = _r1(u)
+        check(code == 0 and token, "Allocate(R=1): %s" % code)
+        # RFC 8656 §7.2: the usual pair, both allocations live. Redeeming her own reservation
+        # uses its unit, so alice at user-quota 2 still gets port N+1.
+        c2 = TurnClient(u, "alice", "alice-pass")
+        code, _, raw = c2.allocate(extra=attr(A_TOKEN, token), raw_response=True)
+        check(code == 0, "alice could not redeem her own reservation at her quota: %s" % code)
+        check(TurnClient(u, "alice", "alice-pass").allocate()[0] == 486, "a third allocation fit")
+        check(c1.refresh(0)[0] == 0 and c2.refresh(0)[0] == 0, "delete failed")
+        # Nothing left counted: a new R=1 needs both units again.
+        code, c3, token = _r1(u)
+        check(code == 0, "units leaked after the redeemed pair was deleted: %s" % code)
+        check(c3.refresh(0)[0] == 0, "delete failed")
+        # Bob redeems alice's reservation: bob pays for the allocation, alice gets her unit back.
+        b = TurnClient(u, "bob", "bob-pass")
+        check(b.allocate(extra=attr(A_TOKEN, token))[0] == 0, "bob could not redeem")
+        code, _, _ = _r1(u)
+        check(code == 0, "alice's unit not released when bob redeemed her reservation: %s" % code)
+
+
+def test_expired_reservation_releases_its_unit():
+    # reservation-lifetime (default 30 s, RFC 8656 §7.2) is short here so the test is quick.
+    conf = BASE + QUOTA + ["min-port = 47400", "max-port = 47449", "reservation-lifetime = 2"]
+    with Uturnd(conf=conf) as u:
+        code, c, token = _r1(u)
+        check(code == 0 and token, "Allocate(R=1): %s" % code)
+        check(c.refresh(0)[0] == 0, "delete failed")
+        check(_r1(u)[0] == 486, "R=1 fit beside a held reservation at user-quota 2")
+        got = wait_for(lambda: _r1(u)[0] == 0, 15, "alice's unit back after the reservation expired",
+                       interval=0.5)
+        check(got, "unreachable")
+        b = TurnClient(u, "bob", "bob-pass")
+        check(b.allocate(extra=attr(A_TOKEN, token))[0] == 508, "an expired token was redeemed")
+
+
 if __name__ == "__main__":
-    run([test_registry_blocks_403, test_allowed_peer_ip_opts_in])
+    run([test_registry_blocks_403, test_allowed_peer_ip_opts_in,
+         test_even_port_reservations_count_against_quota, test_redeemed_reservation_releases_its_unit,
+         test_expired_reservation_releases_its_unit])
