@@ -2,12 +2,15 @@
  *
  * RFC 8656 §21 (security considerations) warns that a relay can be turned into a tool for reaching
  * hosts behind the server's firewall; this file decides which peers a CreatePermission, ChannelBind
- * or Send may name. Special-purpose blocks come from RFC 6890 (IPv4 and IPv6 registries), RFC 1918,
- * RFC 6598 (CGNAT), RFC 4291 §2.4-2.5 (loopback, link-local, multicast, IPv4-mapped/-compatible),
- * RFC 3879 (site-local), RFC 4193 (ULA) plus the cloud metadata endpoints. An IPv6 address that
- * carries an IPv4 destination reaches that IPv4 host through the kernel (mapped/compatible) or a
- * translator on the path (6to4 RFC 3056, NAT64 RFC 6052/8215, Teredo RFC 4380 §4), so the deny
- * rules look at those embedded addresses too. Pure functions: no I/O, no allocation, no state.
+ * or Send may name. Special-purpose blocks come from the IANA IPv4 and IPv6 Special-Purpose Address
+ * Registries (RFC 6890, RFC 8190), generated into peer_policy_iana.h from their CSV data
+ * (common/iana/): every block not globally reachable is denied, the most specific block deciding,
+ * so a globally reachable block inside a denied one (192.0.0.10/32 TURN anycast in 192.0.0.0/24)
+ * stays allowed. On top: multicast (RFC 4291 §2.7, 224/4), site-local (RFC 3879) and the cloud
+ * metadata endpoints. An IPv6 address that carries an IPv4 destination reaches that IPv4 host
+ * through the kernel (mapped/compatible) or a translator or tunnel on the path (6to4 RFC 3056,
+ * NAT64 RFC 6052/8215, Teredo RFC 4380 §4, ISATAP RFC 5214 §6.1), so the deny rules look at those
+ * embedded addresses too. Pure functions: no I/O, no allocation, no state.
  */
 #include <arpa/inet.h>
 #include <assert.h>
@@ -27,6 +30,22 @@ static const uint8_t v4compat_prefix[12] = {0};
 /* 64:ff9b::/96 (RFC 6052 §2.1) and 64:ff9b:1::/48 (RFC 8215). */
 static const uint8_t nat64_wkp[12] = {0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0};
 static const uint8_t nat64_local[6] = {0, 0x64, 0xff, 0x9b, 0, 1};
+
+/* One block of the generated registry table: `cls` is the class it is denied under, 0 when it is
+ * globally reachable. */
+typedef struct {
+    uint32_t net; /* host order */
+    uint8_t bits;
+    unsigned cls;
+} peer_iana4_t;
+
+typedef struct {
+    uint64_t hi, lo; /* the network, host order halves */
+    uint8_t bits;
+    unsigned cls;
+} peer_iana6_t;
+
+#include "peer_policy_iana.h"
 /* fd00:ec2::254, the AWS instance metadata service over IPv6. */
 static const uint8_t aws_metadata6[16] = {0xfd, 0, 0x0e, 0xc2, 0, 0, 0,    0,
                                           0,    0, 0,    0,    0, 0, 0x02, 0x54};
@@ -91,6 +110,13 @@ static size_t add_v4(struct sockaddr_storage *out, size_t cap, size_t n, const u
     return n + 1;
 }
 
+/* ISATAP interface identifier (RFC 5214 §6.1): 0000:5efe or 0200:5efe (the u bit says whether the
+ * IPv4 address is global), also with the g bit (0100 / 0300), then the IPv4 address. */
+static int is_isatap(const uint8_t a[16])
+{
+    return (a[8] & 0xfc) == 0 && a[9] == 0 && a[10] == 0x5e && a[11] == 0xfe;
+}
+
 size_t peer_embedded_ipv4(const struct sockaddr *sa, struct sockaddr_storage *out, size_t cap)
 {
     size_t n = 0;
@@ -101,9 +127,18 @@ size_t peer_embedded_ipv4(const struct sockaddr *sa, struct sockaddr_storage *ou
     if (a[0] == 0x20 && a[1] == 0x02) {
         /* 6to4 (RFC 3056 §2): 2002:V4ADDR::/48. */
         n = add_v4(out, cap, n, a + 2);
-    } else if (memcmp(a, nat64_wkp, 12) == 0 || memcmp(a, nat64_local, 6) == 0) {
-        /* NAT64 (RFC 6052 §2.2 with a /96 prefix): the IPv4 address is the last 32 bits. */
+    } else if (memcmp(a, nat64_wkp, 12) == 0) {
+        /* NAT64 well-known prefix (RFC 6052 §2.1): always a /96, the last 32 bits. */
         n = add_v4(out, cap, n, a + 12);
+    } else if (memcmp(a, nat64_local, 6) == 0) {
+        /* NAT64 local-use prefix (RFC 8215): the /48 or any longer prefix inside it, so every RFC
+         * 6052 §2.2 layout that fits. Bits 64-71 (a[8], "u") never carry address bits. */
+        const uint8_t l48[4] = {a[6], a[7], a[9], a[10]};
+        const uint8_t l56[4] = {a[7], a[9], a[10], a[11]};
+        n = add_v4(out, cap, n, l48);
+        n = add_v4(out, cap, n, l56);
+        n = add_v4(out, cap, n, a + 9);  /* /64 */
+        n = add_v4(out, cap, n, a + 12); /* /96 */
     } else if (a[0] == 0x20 && a[1] == 0x01 && a[2] == 0 && a[3] == 0) {
         /* Teredo (RFC 4380 §4): 2001:0000:SERVER:flags:port:~CLIENT. Exactly 2001:0::/32, so
          * 2001:db8::/32 (documentation) and other 2001::/16 space are left alone. */
@@ -113,56 +148,67 @@ size_t peer_embedded_ipv4(const struct sockaddr *sa, struct sockaddr_storage *ou
         n = add_v4(out, cap, n, a + 4);
         n = add_v4(out, cap, n, client);
     }
+    /* ISATAP works under any /64 prefix (a 6to4 or Teredo one too). */
+    if (is_isatap(a))
+        n = add_v4(out, cap, n, a + 12);
     /* Callers iterate over what was written, so never report more than that. */
     return n < cap ? n : cap;
 }
 
-static int in_prefix4(uint32_t a, uint32_t net, unsigned bits)
+/* The class of the most specific registry block holding the address (the table is sorted longest
+ * prefix first), 0 when that block is globally reachable or none holds it. */
+static unsigned iana4(uint32_t a)
 {
-    uint32_t mask = bits ? 0xffffffffu << (32 - bits) : 0;
-    return (a & mask) == net;
+    for (size_t i = 0; i < sizeof(peer_iana4) / sizeof(peer_iana4[0]); i++) {
+        const peer_iana4_t *e = &peer_iana4[i];
+        uint32_t mask = e->bits ? 0xffffffffu << (32 - e->bits) : 0;
+        if ((a & mask) == e->net)
+            return e->cls;
+    }
+    return 0;
+}
+
+static uint64_t mask64(unsigned bits)
+{
+    return bits == 0 ? 0 : bits >= 64 ? ~(uint64_t)0 : ~(uint64_t)0 << (64 - bits);
+}
+
+static unsigned iana6(const uint8_t a[16])
+{
+    uint64_t hi = 0, lo = 0;
+    for (int i = 0; i < 8; i++) {
+        hi = hi << 8 | a[i];
+        lo = lo << 8 | a[8 + i];
+    }
+    for (size_t i = 0; i < sizeof(peer_iana6) / sizeof(peer_iana6[0]); i++) {
+        const peer_iana6_t *e = &peer_iana6[i];
+        unsigned lo_bits = e->bits > 64 ? e->bits - 64u : 0;
+        if ((hi & mask64(e->bits)) == e->hi && (lo & mask64(lo_bits)) == e->lo)
+            return e->cls;
+    }
+    return 0;
 }
 
 static unsigned classify4(const uint8_t ip[4])
 {
     uint32_t a = (uint32_t)ip[0] << 24 | (uint32_t)ip[1] << 16 | (uint32_t)ip[2] << 8 | ip[3];
-    unsigned c = 0;
+    unsigned c = iana4(a);
 
-    if (in_prefix4(a, 0x00000000u, 8))
-        c |= PEER_CLASS_UNSPECIFIED; /* RFC 1122 §3.2.1.3 "this network" */
-    if (in_prefix4(a, 0x7f000000u, 8))
-        c |= PEER_CLASS_LOOPBACK;
-    if (in_prefix4(a, 0xa9fe0000u, 16))
-        c |= PEER_CLASS_LINKLOCAL;            /* RFC 3927 */
+    /* Not in the special-purpose registry: multicast (RFC 5771) and the metadata services. */
+    if ((a & 0xf0000000u) == 0xe0000000u)
+        c |= PEER_CLASS_MULTICAST;
     if (a == 0xa9fea9feu || a == 0x646464c8u) /* 169.254.169.254, 100.100.100.200 */
         c |= PEER_CLASS_METADATA;
-    if (in_prefix4(a, 0xe0000000u, 4))
-        c |= PEER_CLASS_MULTICAST;
-    if (in_prefix4(a, 0xf0000000u, 4))
-        c |= PEER_CLASS_BROADCAST; /* 240/4 reserved (RFC 1112 §4), includes 255.255.255.255 */
-    if (in_prefix4(a, 0x0a000000u, 8) || in_prefix4(a, 0xac100000u, 12) ||
-        in_prefix4(a, 0xc0a80000u, 16))
-        c |= PEER_CLASS_PRIVATE;
-    if (in_prefix4(a, 0x64400000u, 10))
-        c |= PEER_CLASS_CGNAT;
     return c;
 }
 
 static unsigned classify6(const uint8_t a[16])
 {
-    static const uint8_t zero[16] = {0};
-    unsigned c = 0;
+    unsigned c = iana6(a);
 
-    if (memcmp(a, zero, 16) == 0)
-        c |= PEER_CLASS_UNSPECIFIED;
-    if (memcmp(a, zero, 15) == 0 && a[15] == 1)
-        c |= PEER_CLASS_LOOPBACK;
-    if (a[0] == 0xfe && (a[1] & 0xc0) == 0x80)
-        c |= PEER_CLASS_LINKLOCAL;
+    /* Not in the special-purpose registry: site-local, multicast, the AWS metadata service. */
     if (a[0] == 0xfe && (a[1] & 0xc0) == 0xc0)
         c |= PEER_CLASS_SITELOCAL;
-    if ((a[0] & 0xfe) == 0xfc)
-        c |= PEER_CLASS_ULA;
     if (memcmp(a, aws_metadata6, 16) == 0)
         c |= PEER_CLASS_METADATA;
     if (a[0] == 0xff)
@@ -357,7 +403,7 @@ static int denied(const peer_policy_t *p, const struct sockaddr *sa)
 
 int peer_policy_check(const peer_policy_t *p, const struct sockaddr *sa)
 {
-    struct sockaddr_storage c, emb[2];
+    struct sockaddr_storage c, emb[PEER_EMBEDDED_MAX];
 
     assert(p != NULL && sa != NULL);
     if (peer_canonicalize(sa, &c) != 0)

@@ -1,13 +1,14 @@
 /* peer_policy.h - which peer addresses a TURN allocation may talk to.
  *
- * RFC 8656 §21 (security: relaying into private or internal networks), RFC 6890 special-purpose
- * registries, RFC 4291 §2.5.5 (IPv4-mapped/-compatible), RFC 3056 (6to4), RFC 6052 (NAT64
- * well-known prefix), RFC 4380 (Teredo). An address is canonicalised once: IPv4-mapped and
- * IPv4-compatible IPv6 addresses really are IPv4 destinations and become sockaddr_in. Deny rules
- * are then checked against the canonical address and against every IPv4 address embedded in it
- * (6to4, NAT64, Teredo), so
- * "::ffff:127.0.0.1", "2002:7f00:1::" or "64:ff9b::7f00:1" cannot bypass a rule written for
- * 127.0.0.1. No I/O, no global state.
+ * RFC 8656 §21 (security: relaying into private or internal networks), the IANA IPv4 and IPv6
+ * Special-Purpose Address Registries (RFC 6890, RFC 8190; every block they mark not globally
+ * reachable is denied, longest prefix first, from the generated common/peer_policy_iana.h), RFC
+ * 4291 §2.5.5 (IPv4-mapped/-compatible), RFC 3056 (6to4), RFC 6052 and RFC 8215 (NAT64), RFC 4380
+ * (Teredo), RFC 5214 (ISATAP). An address is canonicalised once: IPv4-mapped and IPv4-compatible
+ * IPv6 addresses really are IPv4 destinations and become sockaddr_in. Deny rules are then checked
+ * against the canonical address and against every IPv4 address embedded in it (6to4, NAT64,
+ * Teredo, ISATAP), so "::ffff:127.0.0.1", "2002:7f00:1::" or "64:ff9b::7f00:1" cannot bypass a rule
+ * written for 127.0.0.1. No I/O, no global state.
  */
 #ifndef UTURN_PEER_POLICY_H
 #define UTURN_PEER_POLICY_H
@@ -28,14 +29,24 @@ enum peer_class {
     PEER_CLASS_PRIVATE = 1 << 7,     /* 10/8, 172.16/12, 192.168/16 (RFC 1918) */
     PEER_CLASS_CGNAT = 1 << 8,       /* 100.64/10 (RFC 6598) */
     PEER_CLASS_SITELOCAL = 1 << 9,   /* fec0::/10 (deprecated) */
+    /* Every other block the IANA special-purpose registries mark not globally reachable:
+     * 192.0.0.0/24 (but 192.0.0.9 and .10), TEST-NET-1/2/3, 198.18.0.0/15, 100::/64, 2001::/23 (but
+     * its globally reachable sub-blocks), 2001:db8::/32, 3fff::/20, 5f00::/16, 64:ff9b:1::/48 ...
+     */
+    PEER_CLASS_SPECIAL = 1 << 10,
 };
 
 /* Classes denied unless an allow rule matches. PRIVATE and CGNAT are a documented opt-in: denied by
- * default too (relaying into an operator's own network is the classic TURN abuse). */
+ * default too (relaying into an operator's own network is the classic TURN abuse). SPECIAL has no
+ * opt-in of its own: allowed-peer-ip names the blocks a deployment (or a test lab) really uses. */
 #define PEER_CLASS_DENY_DEFAULT                                                                    \
     (PEER_CLASS_LOOPBACK | PEER_CLASS_UNSPECIFIED | PEER_CLASS_LINKLOCAL | PEER_CLASS_MULTICAST |  \
      PEER_CLASS_BROADCAST | PEER_CLASS_ULA | PEER_CLASS_METADATA | PEER_CLASS_PRIVATE |            \
-     PEER_CLASS_CGNAT | PEER_CLASS_SITELOCAL)
+     PEER_CLASS_CGNAT | PEER_CLASS_SITELOCAL | PEER_CLASS_SPECIAL)
+
+/* Most IPv4 addresses one IPv6 address can carry (Teredo's two plus ISATAP, or NAT64 local-use's
+ * four layouts plus ISATAP). */
+#define PEER_EMBEDDED_MAX 6
 
 /* Canonicalise: IPv4-mapped (::ffff:a.b.c.d) and IPv4-compatible (::a.b.c.d, except :: and ::1)
  * become a sockaddr_in with the same port; anything else is copied (scope id cleared). Returns 0,
@@ -43,12 +54,16 @@ enum peer_class {
 int peer_canonicalize(const struct sockaddr *in, struct sockaddr_storage *out);
 
 /* IPv4 addresses embedded in a canonical IPv6 address: 6to4 (2002:AABB:CCDD::/16), NAT64 well-known
- * prefix (64:ff9b::/96 and 64:ff9b:1::/48 per RFC 8215, last 32 bits), Teredo (2001:0::/32: server
- * at bits 32-63, client at bits 96-127 XOR 0xffffffff). Writes up to `cap` sockaddr_in (port 0) and
- * returns how many there are. */
+ * prefix (64:ff9b::/96, last 32 bits), NAT64 local-use prefix (64:ff9b:1::/48, RFC 8215: the
+ * operator picks a /48, /56, /64 or /96 inside it, so the IPv4 address of each RFC 6052 §2.2 layout
+ * is reported), Teredo (2001:0::/32: server at bits 32-63, client at bits 96-127 XOR 0xffffffff),
+ * ISATAP (RFC 5214 §6.1: any prefix with interface id 0000:5efe, 0200:5efe, or the same with the
+ * group bit, 0100:5efe / 0300:5efe, followed by the IPv4 address). Writes up to `cap` sockaddr_in
+ * (port 0) and returns how many were written (at most PEER_EMBEDDED_MAX). */
 size_t peer_embedded_ipv4(const struct sockaddr *sa, struct sockaddr_storage *out, size_t cap);
 
-/* Classes of an already canonical address (0 for an ordinary public unicast address). */
+/* Classes of an already canonical address (0 for an ordinary public unicast address, or for a
+ * globally reachable block of the special-purpose registries). */
 unsigned peer_classify(const struct sockaddr *sa);
 
 /* An inclusive address range of one family. */

@@ -54,6 +54,7 @@ typedef struct cfg {
     cfg_list_t denied_peer_ip, allowed_peer_ip;
     int user_quota, total_quota;
     int max_peer_connections, user_peer_conn_quota; /* RFC 6062 peer data connections */
+    int reservation_lifetime; /* seconds an EVEN-PORT R=1 reservation is held */
     long max_bps;
     /* streams */
     int tcp_frame_timeout;

@@ -113,6 +113,9 @@ const cfg_entry_t cfg_table[] = {
      CFG_F_RELOAD,
      "RFC 6062 TCP peer connections per user over all allocations and workers; 0 = unlimited "
      "(ours)"},
+    {"reservation-lifetime", CFG_INT, OFF(reservation_lifetime), "30", 1, 3600, NULL, CFG_F_RELOAD,
+     "seconds an EVEN-PORT R=1 reservation holds port N+1 and one unit of its user's quota (RFC "
+     "8656 §7.2 asks for about 30; ours)"},
     {"max-bps", CFG_INT, OFF(max_bps), "0", 0, 100000000000L, NULL, CFG_F_RELOAD,
      "bytes per second per allocation; 0 = unlimited"},
     /* streams (our own) */

@@ -43,7 +43,8 @@ static uint16_t random_port(const cfg_t *c, int even)
 }
 
 /* Open a relay of `family` on a free port; with `token` set, also hold port+1 and return its
- * reservation token. Returns 0, -EAFNOSUPPORT (no relay IP: 440) or another -errno (508). */
+ * reservation token (0 if none could be made), which keeps the quota unit the caller took for it
+ * (a->username). Returns 0, -EAFNOSUPPORT (no relay IP: 440) or another -errno (508). */
 static int open_relay(dispatch_t *d, alloc_t *a, int family, int even, uint64_t *token, int df)
 {
     const shared_t *sh = d->shared;
@@ -83,7 +84,10 @@ static int open_relay(dispatch_t *d, alloc_t *a, int family, int even, uint64_t 
             if (token) {
                 sa_any_t next = r->addr;
                 sa_set_port(&next.sa, (uint16_t)(port + 1));
-                *token = shared_resv_add(d->shared, held, &next.sa, d->unix_ms);
+                *token = shared_resv_add(d->shared, held, &next.sa, d->unix_ms, a->username,
+                                         a->username_len);
+                if (*token == 0)
+                    close(held); /* out of memory: the allocation goes on without a reservation */
             }
             return 0;
         }
@@ -289,6 +293,39 @@ static void allocate_success(dispatch_t *d, const dispatch_conn_t *conn, const s
     cache_response(a, msg, d->out, len);
 }
 
+/* 1 when the Allocate asks for an EVEN-PORT reservation (R=1). */
+static int wants_reservation(const stun_msg_t *msg)
+{
+    const stun_attr_t *ep = stun_msg_find(msg, STUN_ATTR_EVEN_PORT);
+    int reserve = 0;
+    return ep && stun_attr_get_even_port(msg, ep, &reserve) == 0 && reserve;
+}
+
+/* The quota units an Allocate needs (RFC 8656 §7.2 486/508). A held EVEN-PORT reservation pins a
+ * port as surely as an allocation, so it counts as one: R=1 takes a second unit (*resv_unit = 1),
+ * which the reservation keeps until redeemed or expired. Redeeming the user's own reservation
+ * takes that reservation's unit instead of a new one. Returns 0, -EDQUOT or -ENOSPC. */
+static int quota_take(dispatch_t *d, const stun_msg_t *msg, const dispatch_auth_t *auth,
+                      int *resv_unit)
+{
+    const stun_attr_t *tok = stun_msg_find(msg, STUN_ATTR_RESERVATION_TOKEN);
+    uint64_t t;
+    *resv_unit = 0;
+    if (tok && stun_attr_get_token(msg, tok, &t) == 0 &&
+        shared_resv_adopt_unit(d->shared, t, auth->user, auth->ulen, d->unix_ms))
+        return 0;
+    int q = shared_quota_take(d->shared, auth->user, auth->ulen);
+    if (q != 0 || !wants_reservation(msg))
+        return q;
+    q = shared_quota_take(d->shared, auth->user, auth->ulen);
+    if (q != 0) {
+        shared_quota_release(d->shared, auth->user, auth->ulen);
+        return q;
+    }
+    *resv_unit = 1;
+    return 0;
+}
+
 /* RFC 8489 §10 / RFC 8656 §7.2: a full or draining server redirects authenticated Allocates with
  * 300 Try Alternate; the answer carries integrity, so the client can trust the redirect. */
 static int try_alternate(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg,
@@ -332,8 +369,9 @@ void dispatch_allocate(dispatch_t *d, const dispatch_conn_t *conn, const stun_ms
             return;
         code = STUN_ERR_INSUFFICIENT_CAPACITY;
     }
+    int resv_unit = 0;
     if (code == 0) {
-        int q = shared_quota_take(d->shared, auth.user, auth.ulen);
+        int q = quota_take(d, msg, &auth, &resv_unit);
         if (q == -ENOSPC && try_alternate(d, conn, msg, &auth))
             return;
         code = q == -EDQUOT ? STUN_ERR_ALLOCATION_QUOTA
@@ -350,6 +388,8 @@ void dispatch_allocate(dispatch_t *d, const dispatch_conn_t *conn, const stun_ms
     a = alloc_insert(&d->allocs, &client, d->now_ms);
     if (!a) {
         shared_quota_release(d->shared, auth.user, auth.ulen);
+        if (resv_unit)
+            shared_quota_release(d->shared, auth.user, auth.ulen);
         dispatch_error(d, conn, msg, STUN_ERR_SERVER_ERROR, &auth);
         return;
     }
@@ -363,6 +403,10 @@ void dispatch_allocate(dispatch_t *d, const dispatch_conn_t *conn, const stun_ms
     int addr_err = 0;
     code = tcp ? open_tcp_relay(d, a, fam1)
                : allocate_relays(d, msg, a, fam1, fam2, &token, &addr_err);
+    /* The unit taken for an EVEN-PORT reservation now belongs to the reservation; none made, the
+     * unit goes back. */
+    if (resv_unit && token == 0)
+        shared_quota_release(d->shared, auth.user, auth.ulen);
     if (code != 0) {
         stats_inc(&d->stats->alloc_failed);
         dispatch_alloc_gauges(d, a, 1); /* dispatch_alloc_delete takes them back */

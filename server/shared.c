@@ -343,6 +343,7 @@ void shared_close(shared_t *s)
     for (shared_reservation_t *r = s->resv; r; r = next) {
         next = r->next;
         close(r->fd);
+        free(r->user); /* the quota tables are gone: nothing to give back */
         free(r);
     }
     if (s->creds)
@@ -415,17 +416,26 @@ void shared_quota_release(shared_t *s, const char *user, size_t ulen)
     uv_mutex_unlock(&s->quota_lock);
 }
 
-uint64_t shared_resv_add(shared_t *s, int fd, const struct sockaddr *addr, uint64_t now_unix_ms)
+uint64_t shared_resv_add(shared_t *s, int fd, const struct sockaddr *addr, uint64_t now_unix_ms,
+                         const char *user, size_t ulen)
 {
     shared_reservation_t *r = calloc(1, sizeof(*r));
     if (!r)
         return 0;
+    if (user && !(r->user = malloc(ulen ? ulen : 1))) {
+        free(r);
+        return 0;
+    }
+    if (user) {
+        memcpy(r->user, user, ulen);
+        r->ulen = ulen;
+    }
     do
         shared_random(&r->token, sizeof(r->token));
     while (r->token == 0);
     r->fd = fd;
     memcpy(&r->addr, addr, sa_len(addr));
-    r->expires_unix_ms = now_unix_ms + SHARED_RESERVATION_MS;
+    r->expires_unix_ms = now_unix_ms + (uint64_t)atomic_load(&s->live)->reservation_lifetime * 1000;
     /* Read the token before publishing: once unlocked, another worker may redeem and free r. */
     uint64_t token = r->token;
     uv_mutex_lock(&s->resv_lock);
@@ -435,9 +445,22 @@ uint64_t shared_resv_add(shared_t *s, int fd, const struct sockaddr *addr, uint6
     return token;
 }
 
+/* Free a reservation already unlinked; its quota unit goes back (quota_lock, so never called with
+ * resv_lock held). */
+static void resv_free(shared_t *s, shared_reservation_t *r, int close_fd)
+{
+    if (r->user)
+        shared_quota_release(s, r->user, r->ulen);
+    if (close_fd)
+        close(r->fd);
+    free(r->user);
+    free(r);
+}
+
 int shared_resv_take(shared_t *s, uint64_t token, sa_any_t *addr, uint64_t now_unix_ms)
 {
     int fd = -1;
+    shared_reservation_t *found = NULL;
     uv_mutex_lock(&s->resv_lock);
     for (shared_reservation_t **pp = &s->resv; *pp; pp = &(*pp)->next) {
         shared_reservation_t *r = *pp;
@@ -445,32 +468,59 @@ int shared_resv_take(shared_t *s, uint64_t token, sa_any_t *addr, uint64_t now_u
             if (r->expires_unix_ms > now_unix_ms) {
                 fd = r->fd;
                 *addr = r->addr;
-            } else {
-                close(r->fd);
             }
             *pp = r->next;
-            free(r);
+            found = r;
             break;
         }
     }
     uv_mutex_unlock(&s->resv_lock);
+    if (found)
+        resv_free(s, found, fd < 0);
     return fd;
+}
+
+int shared_resv_adopt_unit(shared_t *s, uint64_t token, const char *user, size_t ulen,
+                           uint64_t now_unix_ms)
+{
+    int adopted = 0;
+    char *unit = NULL;
+    uv_mutex_lock(&s->resv_lock);
+    for (shared_reservation_t *r = s->resv; r; r = r->next)
+        if (r->token == token) {
+            if (r->expires_unix_ms > now_unix_ms && r->user && r->ulen == ulen &&
+                memcmp(r->user, user, ulen) == 0) {
+                unit = r->user;
+                r->user = NULL;
+                adopted = 1;
+            }
+            break;
+        }
+    uv_mutex_unlock(&s->resv_lock);
+    free(unit);
+    return adopted;
 }
 
 void shared_resv_expire(shared_t *s, uint64_t now_unix_ms)
 {
+    shared_reservation_t *gone = NULL;
     uv_mutex_lock(&s->resv_lock);
     for (shared_reservation_t **pp = &s->resv; *pp;) {
         shared_reservation_t *r = *pp;
         if (r->expires_unix_ms <= now_unix_ms) {
             *pp = r->next;
-            close(r->fd);
-            free(r);
+            r->next = gone;
+            gone = r;
         } else {
             pp = &r->next;
         }
     }
     uv_mutex_unlock(&s->resv_lock);
+    while (gone) {
+        shared_reservation_t *next = gone->next;
+        resv_free(s, gone, 1);
+        gone = next;
+    }
 }
 
 int shared_tcp_port_take(shared_t *s, const struct sockaddr *addr)

@@ -20,7 +20,6 @@
 #include "turn_auth.h"
 
 #define SHARED_MAX_RELAY_IPS 64
-#define SHARED_RESERVATION_MS (30 * 1000) /* RFC 8656 §7.2: at least 30 s */
 
 typedef struct {
     sa_any_t addr;      /* bind here */
@@ -34,6 +33,10 @@ typedef struct shared_reservation {
     int fd; /* the held socket on port N+1, adopted by the redeeming worker */
     sa_any_t addr;
     uint64_t expires_unix_ms;
+    /* The user whose quota holds one unit for this reservation until it is redeemed or expires
+     * (NULL: none, or the unit passed to the redeeming allocation). */
+    char *user;
+    size_t ulen;
     struct shared_reservation *next;
 } shared_reservation_t;
 
@@ -108,11 +111,21 @@ void shared_quota_release(shared_t *s, const char *user, size_t ulen);
 int shared_peer_conn_take(shared_t *s, const char *user, size_t ulen);
 void shared_peer_conn_release(shared_t *s, const char *user, size_t ulen);
 
-/* Reservations: hold `fd` (bound to `addr`) under a new random token, returned (never 0). */
-uint64_t shared_resv_add(shared_t *s, int fd, const struct sockaddr *addr, uint64_t now_unix_ms);
-/* Redeem: returns the fd and its address, or -1 when the token is unknown or expired. */
+/* Reservations: hold `fd` (bound to `addr`) for reservation-lifetime seconds under a new random
+ * token, returned (0 when out of memory: the caller still owns fd). With `user`, the reservation
+ * keeps the one quota unit the caller took for it with shared_quota_take (so EVEN-PORT R=1 cannot
+ * pin ports past user-quota / total-quota) and gives it back when redeemed or expired. */
+uint64_t shared_resv_add(shared_t *s, int fd, const struct sockaddr *addr, uint64_t now_unix_ms,
+                         const char *user, size_t ulen);
+/* Redeem: returns the fd and its address, or -1 when the token is unknown or expired. Releases
+ * the reservation's quota unit, if it still has one. */
 int shared_resv_take(shared_t *s, uint64_t token, sa_any_t *addr, uint64_t now_unix_ms);
-/* Close reservations past their time (any worker's sweep may call it). */
+/* Before redeeming: when the live reservation `token` holds a quota unit of `user`, hand that unit
+ * to the user's new allocation (which then takes none of its own) and return 1; else 0. So a user
+ * at its quota can still redeem its own reservation. */
+int shared_resv_adopt_unit(shared_t *s, uint64_t token, const char *user, size_t ulen,
+                           uint64_t now_unix_ms);
+/* Close reservations past their time (any worker's sweep may call it), releasing their units. */
 void shared_resv_expire(shared_t *s, uint64_t now_unix_ms);
 
 /* Claim / release a relayed TCP address for one allocation: 0, or -EADDRINUSE. */

@@ -74,6 +74,9 @@ dispatch_t *fuzz_env_dispatch(void)
         (void)cfg_set(&cfg, "user", "fuzz:fuzzpass", "fuzz", err, sizeof(err));
         (void)cfg_set(&cfg, "relay-ip", "198.51.100.1", "fuzz", err, sizeof(err));
         (void)cfg_set(&cfg, "relay-ip", "2001:db8::1", "fuzz", err, sizeof(err));
+        /* The corpus names documentation peers (not globally reachable): keep them relayable. */
+        (void)cfg_set(&cfg, "allowed-peer-ip", "203.0.113.0/24", "fuzz", err, sizeof(err));
+        (void)cfg_set(&cfg, "allowed-peer-ip", "2001:db8::/32", "fuzz", err, sizeof(err));
         (void)cfg_set(&cfg, "nonce-secret", "fuzz", "fuzz", err, sizeof(err));
         if (shared_init(&shared, &cfg, NULL, 0, err, sizeof(err)) != 0 ||
             creds_new(uv_default_loop(), shared.creds, NULL, &creds) != 0)

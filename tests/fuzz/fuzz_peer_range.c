@@ -71,7 +71,7 @@ static void fuzz_range(const uint8_t *data, size_t size)
     size_t alen = r.family == AF_INET ? 4 : 16;
     FUZZ_ASSERT(memcmp(r.lo, r.hi, alen) <= 0);
 
-    struct sockaddr_storage lo, hi, c, emb[4];
+    struct sockaddr_storage lo, hi, c, emb[PEER_EMBEDDED_MAX];
     range_end(&r, r.lo, &lo);
     range_end(&r, r.hi, &hi);
     /* Ranges are stored canonical, so an endpoint is itself canonical and inside the range. Not
@@ -92,8 +92,8 @@ static void fuzz_range(const uint8_t *data, size_t size)
             FUZZ_ASSERT(peer_policy_check(&allow, sa) == 0);
         }
         (void)peer_classify(sa);
-        size_t ne = peer_embedded_ipv4((const struct sockaddr *)&c, emb, 4);
-        FUZZ_ASSERT(ne <= 2);
+        size_t ne = peer_embedded_ipv4((const struct sockaddr *)&c, emb, PEER_EMBEDDED_MAX);
+        FUZZ_ASSERT(ne <= PEER_EMBEDDED_MAX);
         for (size_t i = 0; i < ne; i++)
             FUZZ_ASSERT(emb[i].ss_family == AF_INET);
     }

@@ -125,8 +125,9 @@ BYPASS = ["127.0.0.1", "127.1.2.3", "::ffff:127.0.0.1", "0.0.0.0", "::", "::1", 
 
 
 def test_deny_list_bypass_forms_403():
+    # TEST-NET-3 is not globally reachable (IANA registry): relaying to it needs an opt-in.
     conf = USERS + ["realm = uturn.test", "relay-ip = 127.0.0.1", "relay-ip = ::1",
-                    "min-port = 44000", "max-port = 44999"]
+                    "min-port = 44000", "max-port = 44999", "allowed-peer-ip = 203.0.113.0/24"]
     with Uturnd(conf=conf) as u:
         c = TurnClient(u, "alice", "alice-pass")
         code, attrs, raw = c.allocate(extra=attr(A_ADD_FAMILY, b"\x02\0\0\0"), raw_response=True)
@@ -138,7 +139,8 @@ def test_deny_list_bypass_forms_403():
             check(code == 403, "CreatePermission to %s answered %s, not 403" % (ip, code))
             code, _ = c.channel_bind(0x4001, ip, 5000)
             check(code == 403, "ChannelBind to %s answered %s, not 403" % (ip, code))
-        check(c.create_permission(("203.0.113.9", 5000))[0] == 0, "a public peer was refused")
+        check(c.create_permission(("203.0.113.9", 5000))[0] == 0, "an allowed peer was refused")
+        check(c.create_permission(("198.51.100.9", 5000))[0] == 403, "TEST-NET-2 was not refused")
 
 
 def test_sha256_and_userhash():

@@ -26,8 +26,9 @@ Scenarios:
    certificate instead, it refuses to gather.
 4. double NAT (a carrier-grade NAT 198.19.x in front of each home NAT 198.18.x): TURN/UDP connects.
 
-The relayed addresses are uturnd's own public address (203.0.113.10), which the default peer policy
-allows: no allow-*-peers option is set.
+The relayed addresses are uturnd's own "public" address (203.0.113.10). TEST-NET-3 is not globally
+reachable, so the default peer policy refuses it: `allowed-peer-ip` opts in to that one address,
+and no allow-*-peers option is set.
 
 Needs root; fails (never skips) without it.
 """
@@ -265,7 +266,7 @@ def build(lab, behaviour, double=False, block_udp=False):
 def uturnd(srv, extra=()):
     conf = ["listening-ip = " + SRV, "listening-port = %d" % PORT, "user = %s:%s" % (USER, PASS),
             "realm = uturn.test", "min-port = %d" % MIN_PORT, "max-port = %d" % MAX_PORT,
-            "relay-threads = 2"] + list(extra)
+            "relay-threads = 2", "allowed-peer-ip = " + SRV] + list(extra)
     return srv.uturnd(conf)
 
 

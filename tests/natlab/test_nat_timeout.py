@@ -138,7 +138,9 @@ def build(lab):
         check(got == str(TIMEOUT), "nat: %s is %s, want %d" % (key, got, TIMEOUT))
     u = srv.uturnd(["listening-ip = " + SRV, "listening-port = %d" % PORT,
                     "user = %s:%s" % (USER, PASS), "realm = uturn.test",
-                    "min-port = %d" % MIN_PORT, "max-port = %d" % MAX_PORT, "relay-threads = 2"])
+                    "min-port = %d" % MIN_PORT, "max-port = %d" % MAX_PORT, "relay-threads = 2",
+                    # TEST-NET-3 is not globally reachable: the default policy refuses the peer.
+                    "allowed-peer-ip = " + PEER])
     return srv, nat, clients, u
 
 

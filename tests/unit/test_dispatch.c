@@ -6,6 +6,7 @@
  * indications and ChannelData in place.
  */
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,14 +39,19 @@ static int sink(void *ctx, const struct sockaddr *to, const uint8_t *buf, size_t
 
 static int fake_open(void *env, alloc_t *a, alloc_relay_t *r, int fd, int df)
 {
-    (void)env, (void)a, (void)fd, (void)df;
+    (void)env, (void)a, (void)df;
+    if (fd >= 0)
+        close(fd); /* a redeemed reservation's socket: the fake relay has no use for it */
     r->handle = r;
     return 0;
 }
+/* Holds port N+1 for an EVEN-PORT reservation: any descriptor will do (the reservation closes
+ * it). */
 static int fake_hold(void *env, const struct sockaddr *addr)
 {
     (void)env, (void)addr;
-    return -EADDRINUSE;
+    int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    return fd >= 0 ? fd : -errno;
 }
 static int fake_send(void *env, alloc_relay_t *r, const struct sockaddr *peer, const uint8_t *buf,
                      size_t len)
@@ -85,6 +91,9 @@ static void env_setup(const char *const *extra)
     cfg_set(&cfg, "user", "bob:other", "t", err, sizeof(err));
     cfg_set(&cfg, "realm", "example.org", "t", err, sizeof(err));
     cfg_set(&cfg, "relay-ip", "198.51.100.1", "t", err, sizeof(err));
+    /* The peers below are documentation addresses, not globally reachable: opt in to them. */
+    cfg_set(&cfg, "allowed-peer-ip", "203.0.113.0/24", "t", err, sizeof(err));
+    cfg_set(&cfg, "allowed-peer-ip", "2001:db8::/32", "t", err, sizeof(err));
     for (; extra && *extra; extra += 2)
         if (cfg_set(&cfg, extra[0], extra[1], "t", err, sizeof(err)) != 0)
             fprintf(stderr, "setup: %s\n", err);
@@ -222,6 +231,21 @@ static int allocate(const char *user, const char *pass)
     int code = request(STUN_METHOD_ALLOCATE, NULL, NULL, add_transport, NULL);
     CHECK_INT(code, 401); /* the challenge hands out the nonce */
     return request(STUN_METHOD_ALLOCATE, user, pass, add_transport, NULL);
+}
+
+static void add_even_port_r(stun_build_t *b, void *arg)
+{
+    (void)arg;
+    add_transport(b, NULL);
+    stun_build_even_port(b, 1);
+}
+
+/* Allocate with EVEN-PORT R=1 from a fresh 5-tuple (client port `port`). */
+static int allocate_r1(uint16_t port)
+{
+    client.sin_port = htons(port);
+    CHECK_INT(request(STUN_METHOD_ALLOCATE, NULL, NULL, add_even_port_r, NULL), 401);
+    return request(STUN_METHOD_ALLOCATE, "alice", "secret", add_even_port_r, NULL);
 }
 
 /* ---- tests ---- */
@@ -367,6 +391,25 @@ static void test_policy_and_quota(void)
     env_teardown();
 }
 
+/* Issue 11 defect 9: an EVEN-PORT reservation is one unit of its user's quota until it expires. */
+static void test_reservation_quota(void)
+{
+    static const char *const extra[] = {"user-quota", "2", NULL};
+    uint32_t zero = 0;
+    env_setup(extra);
+    CHECK_INT(allocate_r1(40010), 0);
+    CHECK_INT(request(STUN_METHOD_REFRESH, "alice", "secret", add_lifetime, &zero), 0);
+    CHECK_INT(allocate_r1(40011), 486); /* needs two units, the reservation holds one */
+    client.sin_port = htons(40012);
+    CHECK_INT(allocate("alice", "secret"), 0); /* one plain allocation still fits */
+    client.sin_port = htons(40013);
+    CHECK_INT(allocate("alice", "secret"), 486);
+    advance(31000); /* reservation-lifetime (30 s) ends: the sweep gives the unit back */
+    client.sin_port = htons(40014);
+    CHECK_INT(allocate("alice", "secret"), 0);
+    env_teardown();
+}
+
 static void test_max_bps(void)
 {
     static const char *const extra[] = {"max-bps", "1000", NULL};
@@ -453,6 +496,7 @@ int main(void)
     test_expiry();
     test_relay_paths();
     test_policy_and_quota();
+    test_reservation_quota();
     test_max_bps();
     test_connection_bind_rules();
     test_peer_connection_quota();

@@ -79,43 +79,62 @@ static void test_embedded(void)
     static const struct {
         const char *in;
         size_t n;
-        const char *a, *b;
+        const char *v4[PEER_EMBEDDED_MAX]; /* in the order reported */
     } cases[] = {
-        {"2002:7f00:1::1", 1, "127.0.0.1", NULL},
-        {"2002:cb00:7109::", 1, "203.0.113.9", NULL},
-        {"64:ff9b::7f00:1", 1, "127.0.0.1", NULL},
-        {"64:ff9b::a00:1", 1, "10.0.0.1", NULL},
-        {"64:ff9b:1::a9fe:a9fe", 1, "169.254.169.254", NULL}, /* RFC 8215 local-use prefix */
-        {"2001:0:4136:e378:8000:63bf:80ff:fffe", 2, "65.54.227.120", "127.0.0.1"},
-        {"2001:0:4136:e378:8000:63bf:3fff:fdd2", 2, "65.54.227.120", "192.0.2.45"},
-        {"2001:db8::1", 0, NULL, NULL},           /* documentation, not Teredo */
-        {"2001:1::7f00:1", 0, NULL, NULL},        /* 2001:1::/32 is not 2001:0::/32 */
-        {"64:ff9b:0:0:1::7f00:1", 0, NULL, NULL}, /* outside 64:ff9b::/96 */
-        {"64:ff9a::7f00:1", 0, NULL, NULL},
-        {"2003:7f00:1::", 0, NULL, NULL},
-        {"::1", 0, NULL, NULL},
-        {"127.0.0.1", 0, NULL, NULL}, /* IPv4 embeds nothing */
+        {"2002:7f00:1::1", 1, {"127.0.0.1"}},
+        {"2002:cb00:7109::", 1, {"203.0.113.9"}},
+        {"64:ff9b::7f00:1", 1, {"127.0.0.1"}},
+        {"64:ff9b::a00:1", 1, {"10.0.0.1"}},
+        /* RFC 8215 local-use prefix: each RFC 6052 §2.2 layout (/48, /56, /64, /96). */
+        {"64:ff9b:1::a9fe:a9fe", 4, {"0.0.0.0", "0.0.0.0", "0.0.0.169", "169.254.169.254"}},
+        {"64:ff9b:1:0:7f:0:100:0", 4, {"0.0.127.0", "0.127.0.0", "127.0.0.1", "1.0.0.0"}},
+        {"64:ff9b:1:a9fe:a9:fe00:800:0",
+         4,
+         {"169.254.169.254", "254.169.254.0", "169.254.0.8", "8.0.0.0"}},
+        {"64:ff9b:1:c0:a8:100:0:0", 4, {"0.192.168.1", "192.168.1.0", "168.1.0.0", "0.0.0.0"}},
+        {"2001:0:4136:e378:8000:63bf:80ff:fffe", 2, {"65.54.227.120", "127.0.0.1"}},
+        {"2001:0:4136:e378:8000:63bf:3fff:fdd2", 2, {"65.54.227.120", "192.0.2.45"}},
+        /* ISATAP (RFC 5214 §6.1) under any prefix, u and g bits in any state. */
+        {"2606:4700:1:2:0:5efe:7f00:1", 1, {"127.0.0.1"}},
+        {"2606:4700:1:2:200:5efe:c000:c0", 1, {"192.0.0.192"}},
+        {"2606:4700:1:2:100:5efe:a9fe:a9fe", 1, {"169.254.169.254"}},
+        {"2606:4700:1:2:300:5efe:a00:1", 1, {"10.0.0.1"}},
+        {"fe80::5efe:c0a8:101", 1, {"192.168.1.1"}},
+        {"2002:808:808:1:0:5efe:a00:1", 2, {"8.8.8.8", "10.0.0.1"}}, /* 6to4 and ISATAP */
+        {"2606:4700:1:2:400:5efe:7f00:1", 0, {NULL}},                /* not an ISATAP id */
+        {"2606:4700:1:2:0:5eff:7f00:1", 0, {NULL}},
+        {"2001:db8::1", 0, {NULL}},           /* documentation, not Teredo */
+        {"2001:1::7f00:1", 0, {NULL}},        /* 2001:1::/32 is not 2001:0::/32 */
+        {"64:ff9b:0:0:1::7f00:1", 0, {NULL}}, /* outside 64:ff9b::/96 */
+        {"64:ff9b:2::7f00:1", 0, {NULL}},     /* outside 64:ff9b:1::/48 */
+        {"64:ff9a::7f00:1", 0, {NULL}},
+        {"2003:7f00:1::", 0, {NULL}},
+        {"::1", 0, {NULL}},
+        {"127.0.0.1", 0, {NULL}}, /* IPv4 embeds nothing */
     };
     char buf[SA_STRLEN];
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        struct sockaddr_storage in = addr(cases[i].in, 1), out[4];
-        size_t n = peer_embedded_ipv4((const struct sockaddr *)&in, out, 4);
+        struct sockaddr_storage in = addr(cases[i].in, 1), out[PEER_EMBEDDED_MAX];
+        size_t n = peer_embedded_ipv4((const struct sockaddr *)&in, out, PEER_EMBEDDED_MAX);
         if (n != cases[i].n)
             fprintf(stderr, "embedded in %s\n", cases[i].in);
         CHECK_INT(n, cases[i].n);
-        if (n >= 1 && cases[i].a)
-            CHECK_STR(sa_format_ip((const struct sockaddr *)&out[0], buf, sizeof(buf)), cases[i].a);
-        if (n >= 2 && cases[i].b)
-            CHECK_STR(sa_format_ip((const struct sockaddr *)&out[1], buf, sizeof(buf)), cases[i].b);
-        for (size_t k = 0; k < n; k++)
+        for (size_t k = 0; k < n && k < PEER_EMBEDDED_MAX; k++) {
+            if (!cases[i].v4[k])
+                continue;
+            CHECK_STR(sa_format_ip((const struct sockaddr *)&out[k], buf, sizeof(buf)),
+                      cases[i].v4[k]);
             CHECK_INT(sa_port((const struct sockaddr *)&out[k]), 0);
+        }
     }
 
     /* A short output array is never overrun, and the count says what was written. */
     struct sockaddr_storage teredo = addr("2001:0:4136:e378:8000:63bf:80ff:fffe", 1), one[1];
     CHECK_INT(peer_embedded_ipv4((const struct sockaddr *)&teredo, one, 1), 1);
     CHECK_INT(peer_embedded_ipv4((const struct sockaddr *)&teredo, NULL, 0), 0);
+    struct sockaddr_storage local = addr("64:ff9b:1:0:7f:0:100:0", 1), two[2];
+    CHECK_INT(peer_embedded_ipv4((const struct sockaddr *)&local, two, 2), 2);
 }
 
 static void test_classify(void)
@@ -157,7 +176,11 @@ static void test_classify(void)
         {"239.255.255.255", PEER_CLASS_MULTICAST},
         {"240.0.0.0", PEER_CLASS_BROADCAST},
         {"255.255.255.255", PEER_CLASS_BROADCAST},
-        {"203.0.113.5", 0},
+        {"203.0.113.5", PEER_CLASS_SPECIAL},
+        {"8.8.8.8", 0},
+        {"192.0.0.192", PEER_CLASS_SPECIAL},
+        {"192.0.0.10", 0}, /* TURN anycast: globally reachable inside 192.0.0.0/24 */
+        {"198.19.255.255", PEER_CLASS_SPECIAL},
         {"::", PEER_CLASS_UNSPECIFIED},
         {"::1", PEER_CLASS_LOOPBACK},
         {"::ffff:127.0.0.1", PEER_CLASS_LOOPBACK}, /* classify canonicalises defensively */
@@ -173,7 +196,11 @@ static void test_classify(void)
         {"fd00:ec2::253", PEER_CLASS_ULA},
         {"ff02::1", PEER_CLASS_MULTICAST},
         {"ff0e::1", PEER_CLASS_MULTICAST},
-        {"2001:db8::1", 0},
+        {"2001:db8::1", PEER_CLASS_SPECIAL},
+        {"64:ff9b:1::1", PEER_CLASS_SPECIAL},
+        {"64:ff9b::808:808", 0},
+        {"5f00::1", PEER_CLASS_SPECIAL},
+        {"2001:1::2", 0},
         {"2606:4700::1111", 0},
     };
 
@@ -383,18 +410,31 @@ static void test_policy_default(void)
         "192.168.1.1",
         "::ffff:192.168.1.1",
         "100.64.0.1",
+        /* Not globally reachable per the IANA registries (issue 11, defect 7). */
+        "203.0.113.5",
+        "198.51.100.7",
+        "192.0.2.1",
+        "198.18.0.1",
+        "192.0.0.192", /* a cloud metadata address inside 192.0.0.0/24 */
+        "2001:db8::1",
+        "2002:cb00:7105::1",                    /* 6to4 of 203.0.113.5 */
+        "64:ff9b::cb00:7105",                   /* NAT64 of 203.0.113.5 */
+        "2001:0:4136:e378:8000:63bf:3fff:fdd2", /* Teredo, client 192.0.2.45 */
+        /* NAT64 local-use, RFC 6052 /64 and /48 layouts (the /48 is denied whole anyway). */
+        "64:ff9b:1:0:7f:0:100:0",       /* 127.0.0.1 */
+        "64:ff9b:1:a9fe:a9:fe00:800:0", /* 169.254.169.254 */
+        "64:ff9b:1::808:808",           /* even a public IPv4 address: not globally reachable */
         NULL,
     };
     static const char *const allowed[] = {
-        "203.0.113.5",
-        "198.51.100.7",
-        "2001:db8::1", /* 2001:db8::/32 is documentation space, not Teredo */
         "8.8.8.8",
         "::ffff:8.8.8.8",
         "2606:4700:4700::1111",
-        "2002:cb00:7105::1",                    /* 6to4 of 203.0.113.5 */
-        "64:ff9b::cb00:7105",                   /* NAT64 of 203.0.113.5 */
-        "2001:0:4136:e378:8000:63bf:3fff:fdd2", /* Teredo, public server and client */
+        "2002:808:808::1",                      /* 6to4 of 8.8.8.8 */
+        "64:ff9b::808:808",                     /* NAT64 of 8.8.8.8 */
+        "2001:0:4136:e378:8000:63bf:f7f7:fbfb", /* Teredo, public server and client 8.8.4.4 */
+        "192.0.0.9",                            /* PCP anycast */
+        "192.0.0.10",                           /* TURN anycast */
         "172.32.0.1",
         "100.128.0.1",
         "11.0.0.1",
@@ -421,13 +461,14 @@ static void test_policy_rules(void)
     peer_policy_t p = {.allow = allow, .nallow = 1, .deny_classes = PEER_CLASS_DENY_DEFAULT};
     static const char *const d1[] = {"127.0.0.2",       "::1",     "2002:7f00:1::1",
                                      "64:ff9b::7f00:1", "0.0.0.0", NULL};
-    static const char *const a1[] = {"127.0.0.1", "::ffff:127.0.0.1", "::127.0.0.1", "203.0.113.5",
+    static const char *const a1[] = {"127.0.0.1", "::ffff:127.0.0.1", "::127.0.0.1", "8.8.8.8",
                                      NULL};
     check_table(&p, "allow 127.0.0.1", d1, a1);
 
     /* The allow-loopback-peers opt-in removes one class; the others still hold. */
     peer_policy_t lo = {.deny_classes = PEER_CLASS_DENY_DEFAULT & ~PEER_CLASS_LOOPBACK};
-    static const char *const d2[] = {"0.0.0.0", "::", "10.0.0.1", "169.254.169.254", NULL};
+    static const char *const d2[] = {"0.0.0.0",         "::",        "10.0.0.1",
+                                     "169.254.169.254", "192.0.2.1", NULL};
     static const char *const a2[] = {"127.0.0.1",        "127.9.9.9",      "::1",
                                      "::ffff:127.0.0.1", "2002:7f00:1::1", NULL};
     check_table(&lo, "allow loopback class", d2, a2);
@@ -435,39 +476,37 @@ static void test_policy_rules(void)
     /* The private-relay opt-ins: RFC 1918 and CGNAT allowed, metadata still not. */
     peer_policy_t priv = {.deny_classes =
                               PEER_CLASS_DENY_DEFAULT & ~(PEER_CLASS_PRIVATE | PEER_CLASS_CGNAT)};
-    static const char *const d3[] = {"100.100.100.200", "169.254.169.254", "127.0.0.1", NULL};
+    static const char *const d3[] = {"100.100.100.200", "169.254.169.254", "127.0.0.1",
+                                     "198.18.0.1", NULL};
     static const char *const a3[] = {"10.1.2.3", "192.168.1.1", "100.64.0.1", "64:ff9b::a00:1",
                                      NULL};
     check_table(&priv, "allow private", d3, a3);
 
     /* Explicit deny ranges catch every spelling of the destination too. */
-    CHECK_INT(peer_range_parse("203.0.113.0/24", &deny[0]), 0);
-    CHECK_INT(peer_range_parse("198.51.100.10-198.51.100.20", &deny[1]), 0);
+    CHECK_INT(peer_range_parse("8.8.8.0/24", &deny[0]), 0);
+    CHECK_INT(peer_range_parse("1.1.1.10-1.1.1.20", &deny[1]), 0);
     peer_policy_t dp = {.deny = deny, .ndeny = 2, .deny_classes = PEER_CLASS_DENY_DEFAULT};
-    static const char *const d4[] = {"203.0.113.9",
-                                     "203.0.113.0",
-                                     "203.0.113.255",
-                                     "::ffff:203.0.113.9",
-                                     "2002:cb00:7109::1", /* 6to4 of 203.0.113.9 */
-                                     "64:ff9b::cb00:7109",
-                                     "198.51.100.10",
-                                     "198.51.100.15",
-                                     "198.51.100.20",
-                                     NULL};
-    static const char *const a4[] = {"203.0.114.1",   "203.0.112.255", "198.51.100.9",
-                                     "198.51.100.21", "2001:db8::1",   NULL};
+    static const char *const d4[] = {
+        "8.8.8.9",          "8.8.8.0",
+        "8.8.8.255",        "::ffff:8.8.8.9",
+        "2002:808:809::1",                                    /* 6to4 of 8.8.8.9 */
+        "64:ff9b::808:809", "2606:4700:1:2:200:5efe:808:809", /* ISATAP of 8.8.8.9 */
+        "1.1.1.10",         "1.1.1.15",
+        "1.1.1.20",         NULL};
+    static const char *const a4[] = {
+        "8.8.9.1", "8.8.7.255", "1.1.1.9", "1.1.1.21", "2606:4700:4700::1111", NULL};
     check_table(&dp, "deny ranges", d4, a4);
 
     /* An allow rule beats both explicit denies and classes. */
-    CHECK_INT(peer_range_parse("203.0.113.9", &allow[0]), 0);
+    CHECK_INT(peer_range_parse("8.8.8.9", &allow[0]), 0);
     CHECK_INT(peer_range_parse("10.0.0.0/8", &allow[1]), 0);
     peer_policy_t both = {.allow = allow,
                           .nallow = 2,
                           .deny = deny,
                           .ndeny = 2,
                           .deny_classes = PEER_CLASS_DENY_DEFAULT};
-    static const char *const d5[] = {"203.0.113.8", "192.168.0.1", "64:ff9b::a00:1", NULL};
-    static const char *const a5[] = {"203.0.113.9", "::ffff:203.0.113.9", "10.2.3.4", NULL};
+    static const char *const d5[] = {"8.8.8.8", "192.168.0.1", "64:ff9b::a00:1", NULL};
+    static const char *const a5[] = {"8.8.8.9", "::ffff:8.8.8.9", "10.2.3.4", NULL};
     check_table(&both, "allow over deny", d5, a5);
 
     /* No classes at all: only explicit rules deny. */
@@ -475,6 +514,150 @@ static void test_policy_rules(void)
     static const char *const d6[] = {NULL};
     static const char *const a6[] = {"127.0.0.1", "::", "ff02::1", NULL};
     check_table(&none, "no classes", d6, a6);
+}
+
+/* Formats the first or last address of a CIDR block written in a table below. */
+static const char *block_end(const char *cidr, int last, char *buf, size_t cap)
+{
+    peer_range_t r;
+
+    if (peer_range_parse(cidr, &r) != 0)
+        fprintf(stderr, "test bug: cannot parse \"%s\"\n", cidr);
+    CHECK_INT(r.family == AF_INET || r.family == AF_INET6, 1);
+    return inet_ntop(r.family, last ? r.hi : r.lo, buf, (socklen_t)cap);
+}
+
+/* Every block of the IANA IPv4 and IPv6 Special-Purpose Address Registries, written here by hand
+ * (not read from the generated table, so a generator bug shows): the first and last address of
+ * each not-globally-reachable block is denied, of each globally reachable block inside one
+ * allowed. */
+static void test_registry_blocks(void)
+{
+    static const char *const denied[] = {
+        "0.0.0.0/8",      "0.0.0.0/32",     "10.0.0.0/8",         "100.64.0.0/10",
+        "127.0.0.0/8",    "169.254.0.0/16", "172.16.0.0/12",      "192.0.0.0/24",
+        "192.0.0.0/29",   "192.0.0.8/32",   "192.0.0.11/32",      "192.0.0.170/32",
+        "192.0.0.171/32", "192.0.0.192/32", "192.0.2.0/24",       "192.88.99.0/24",
+        "192.88.99.2/32", "192.168.0.0/16", "198.18.0.0/15",      "198.51.100.0/24",
+        "203.0.113.0/24", "240.0.0.0/4",    "255.255.255.255/32", "::1/128",
+        "::/128",         "::ffff:0:0/96",  "64:ff9b:1::/48",     "100::/64",
+        "100:0:0:1::/64", "2001::/23",      "2001:1::/128",       "2001:1::4/128",
+        "2001:2::/48",    "2001:10::/28",   "2001:db8::/32",      "3fff::/20",
+        "5f00::/16",      "fc00::/7",       "fe80::/10",          NULL,
+    };
+    static const char *const allowed[] = {
+        "192.0.0.9/32",
+        "192.0.0.10/32",
+        "192.31.196.0/24",
+        "192.52.193.0/24",
+        "192.175.48.0/24",
+        "2001:1::1/128",
+        "2001:1::2/128",
+        "2001:1::3/128",
+        "2001:3::/32",
+        "2001:4:112::/48",
+        "2001:20::/28",
+        "2001:30::/28",
+        "2620:4f:8000::/48",
+        /* Just outside denied blocks. */
+        "198.17.255.255/32",
+        "198.20.0.0/32",
+        "192.0.1.255/32",
+        "192.0.3.0/32",
+        "198.51.99.255/32",
+        "198.51.101.0/32",
+        "203.0.112.255/32",
+        "203.0.114.0/32",
+        "2001:200::/32",
+        "2001:db7:ffff::/48",
+        "2001:db9::/32",
+        "3fff:1000::/20",
+        "5eff:ffff::/32",
+        "5f01::/16",
+        "100:0:0:2::/64",
+        "64:ff9b:2::/48",
+        NULL,
+    };
+    peer_policy_t p = {.deny_classes = PEER_CLASS_DENY_DEFAULT};
+    char buf[INET6_ADDRSTRLEN];
+
+    for (const char *const *b = denied; *b; b++)
+        for (int last = 0; last < 2; last++) {
+            const char *a = block_end(*b, last, buf, sizeof(buf));
+            if (check(&p, a) != -1)
+                fprintf(stderr, "registry: %s (of %s) should be denied\n", a, *b);
+            CHECK_INT(check(&p, a), -1);
+        }
+    for (const char *const *b = allowed; *b; b++)
+        for (int last = 0; last < 2; last++) {
+            const char *a = block_end(*b, last, buf, sizeof(buf));
+            if (check(&p, a) != 0)
+                fprintf(stderr, "registry: %s (of %s) should be allowed\n", a, *b);
+            CHECK_INT(check(&p, a), 0);
+        }
+
+    /* 64:ff9b::/96, 6to4 and Teredo are judged by the IPv4 address they carry; so is ISATAP. The
+     * IPv4-mapped and -compatible forms are that IPv4 address. */
+    static const char *const d[] = {
+        "64:ff9b::c000:c0",                     /* NAT64 of 192.0.0.192 */
+        "64:ff9b::c612:1",                      /* NAT64 of 198.18.0.1 */
+        "64:ff9b::",                            /* 0.0.0.0 */
+        "2002:c000:c0::1",                      /* 6to4 of 192.0.0.192 */
+        "2002:c612:1::",                        /* 6to4 of 198.18.0.1 */
+        "2002:c633:6401::",                     /* 6to4 of 198.51.100.1 */
+        "2001:0:808:808:8000:63bf:34ff:8ef6",   /* Teredo, client 203.0.113.9 */
+        "2001:0:c633:6401:8000:63bf:f7f7:f7f7", /* Teredo, server 198.51.100.1 */
+        "2606:4700:1:2:0:5efe:c000:c0",         /* ISATAP 0000:5efe of 192.0.0.192 */
+        "2606:4700:1:2:200:5efe:7f00:1",        /* ISATAP 0200:5efe of 127.0.0.1 */
+        "2606:4700:1:2:100:5efe:a9fe:a9fe",     /* ISATAP 0100:5efe of 169.254.169.254 */
+        "2606:4700:1:2:300:5efe:a00:1",         /* ISATAP 0300:5efe of 10.0.0.1 */
+        "2606:4700:1:2:200:5efe:cb00:7109",     /* ISATAP of 203.0.113.9 */
+        "::ffff:192.0.0.192",
+        "::ffff:198.18.0.1",
+        "::ffff:203.0.113.5",
+        "::198.18.0.1",
+        NULL,
+    };
+    static const char *const a[] = {
+        "64:ff9b::c000:a",                    /* NAT64 of 192.0.0.10 (TURN anycast) */
+        "2002:c000:a::",                      /* 6to4 of 192.0.0.10 */
+        "2001:0:808:808:8000:63bf:f7f7:fbfb", /* Teredo 8.8.8.8 / 8.8.4.4 */
+        "2606:4700:1:2:200:5efe:808:808",     /* ISATAP of 8.8.8.8 */
+        "2606:4700:1:2:400:5efe:7f00:1",      /* 0400:5efe is not an ISATAP id */
+        "::ffff:192.0.0.10",
+        NULL,
+    };
+    check_table(&p, "embedded", d, a);
+}
+
+/* allowed-peer-ip can opt in to any of the registry blocks (a test lab in 198.18.0.0/15 and
+ * TEST-NET-3, documentation IPv6, even the local-use NAT64 prefix); the rest stays denied, and so
+ * do tunnelled forms of the allowed addresses. An allow rule names destinations the operator
+ * trusts as written: allowing 64:ff9b:1::/48 (their own NAT64) allows all of it, whatever IPv4
+ * address its translator would reach, as allowing 64:ff9b::/96 always did. */
+static void test_policy_optin(void)
+{
+    static const char *const rules[] = {"198.18.0.0/15", "203.0.113.0/24", "2001:db8::/32",
+                                        "64:ff9b:1::/48", "192.0.0.192"};
+    peer_range_t allow[5];
+
+    for (size_t i = 0; i < 5; i++)
+        CHECK_INT(peer_range_parse(rules[i], &allow[i]), 0);
+    peer_policy_t p = {.allow = allow, .nallow = 5, .deny_classes = PEER_CLASS_DENY_DEFAULT};
+    static const char *const d[] = {"198.51.100.1", "192.0.2.1",        "192.0.0.191",
+                                    "3fff::1",      "2002:cb00:710a::", "64:ff9b::cb00:710a",
+                                    "127.0.0.1",    "10.0.0.1",         NULL};
+    static const char *const a[] = {"198.18.1.2",
+                                    "198.19.255.255",
+                                    "203.0.113.10",
+                                    "::ffff:203.0.113.10",
+                                    "2001:db8::1",
+                                    "64:ff9b:1::808:808",
+                                    "64:ff9b:1:0:7f:0:100:0",
+                                    "192.0.0.192",
+                                    "8.8.8.8",
+                                    NULL};
+    check_table(&p, "allowed-peer-ip opt-in", d, a);
 }
 
 int main(void)
@@ -486,5 +669,7 @@ int main(void)
     test_range_contains();
     test_policy_default();
     test_policy_rules();
+    test_registry_blocks();
+    test_policy_optin();
     return unit_done("test_peer_policy");
 }
