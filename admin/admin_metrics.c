@@ -173,6 +173,7 @@ static void render_auth_drops(out_t *o, const stats_snapshot_t *st)
     lab(o, "uturn_dropped_total", "reason", "no_channel", st->drop_no_channel);
     lab(o, "uturn_dropped_total", "reason", "bps_limit", st->drop_bps_limit);
     lab(o, "uturn_dropped_total", "reason", "amplification", st->drop_amplification);
+    lab(o, "uturn_dropped_total", "reason", "unauth_budget", st->drop_unauth_budget);
     lab(o, "uturn_dropped_total", "reason", "peer_policy", st->drop_peer_policy);
     lab(o, "uturn_dropped_total", "reason", "auth_busy", st->drop_auth_busy);
 }

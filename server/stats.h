@@ -39,6 +39,7 @@
     X(drop_no_channel)                                                                             \
     X(drop_bps_limit)                                                                              \
     X(drop_amplification)                                                                          \
+    X(drop_unauth_budget)                                                                          \
     X(drop_peer_policy)                                                                            \
     X(drop_auth_busy)                                                                              \
     X(alloc_created)                                                                               \
