@@ -72,7 +72,9 @@
     X(relay_send_errors)                                                                           \
     X(tls_handshakes)                                                                              \
     X(dtls_hello_verify)                                                                           \
-    X(dtls_handshakes)
+    X(dtls_handshakes)                                                                             \
+    X(dtls_refused_per_ip)                                                                         \
+    X(dtls_refused_total)
 
 /* Current allocations by client transport and relayed addresses by family (a dual-stack allocation
  * counts in both families). Gauges, single-writer like the counters. */
