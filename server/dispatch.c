@@ -202,14 +202,7 @@ static int source_take(dispatch_t *d, const struct sockaddr *sa, float n, int ta
     return 1;
 }
 
-/* RFC 8656 §21.2: do not be an amplifier for spoofed sources. The risk is the answer bytes beyond
- * the request bytes, so each request brings its own allowance: an answer of up to
- * DISPATCH_UNAUTH_RATIO x the request's bytes needs nothing else (QUIC bounds an unverified
- * address the same way, at 3x: RFC 9000 §8). A spoofer's requests therefore cannot use up what the
- * victim's own requests are owed; a per-IP budget alone could be drained by anyone able to spoof
- * that IP, silencing the victim's 401s. Only the bytes beyond the ratio are metered per source IP
- * (a fixed table keyed by a secret hash: no state per source), and every unauthenticated answer
- * byte counts against the worker's max-unauth-answer-bps, so the total is bounded as well. */
+/* The worker's max-unauth-answer-bps bucket, with one second of burst. */
 static void budget_refill(dispatch_t *d)
 {
     double rate = (double)d->cfg->max_unauth_bps;
@@ -238,6 +231,14 @@ int dispatch_limit_precheck(dispatch_t *d, const dispatch_conn_t *conn, size_t r
     return 1;
 }
 
+/* RFC 8656 §21.2: do not be an amplifier for spoofed sources. The risk is the answer bytes beyond
+ * the request bytes, so each request brings its own allowance: an answer of up to
+ * DISPATCH_UNAUTH_RATIO x the request's bytes needs nothing else (QUIC bounds an unverified
+ * address the same way, at 3x: RFC 9000 §8). A spoofer's requests therefore cannot use up what the
+ * victim's own requests are owed; a per-IP budget alone could be drained by anyone able to spoof
+ * that IP, silencing the victim's 401s. Only the bytes beyond the ratio are metered per source IP
+ * (a fixed table keyed by a secret hash: no state per source), and every unauthenticated answer
+ * byte counts against the worker's max-unauth-answer-bps, so the total is bounded as well. */
 int dispatch_limit_ok(dispatch_t *d, const dispatch_conn_t *conn, size_t req_len, size_t ans_len)
 {
     if (conn->transport != DISPATCH_UDP)
