@@ -173,6 +173,7 @@ static void render_auth_drops(out_t *o, const stats_snapshot_t *st)
     lab(o, "uturn_dropped_total", "reason", "no_channel", st->drop_no_channel);
     lab(o, "uturn_dropped_total", "reason", "bps_limit", st->drop_bps_limit);
     lab(o, "uturn_dropped_total", "reason", "amplification", st->drop_amplification);
+    lab(o, "uturn_dropped_total", "reason", "unauth_budget", st->drop_unauth_budget);
     lab(o, "uturn_dropped_total", "reason", "peer_policy", st->drop_peer_policy);
     lab(o, "uturn_dropped_total", "reason", "auth_busy", st->drop_auth_busy);
     lab(o, "uturn_dropped_total", "reason", "peer_connection_limit", st->drop_peer_conn_limit);
@@ -212,6 +213,11 @@ static void render_net(out_t *o, const stats_snapshot_t *st)
     lab(o, "uturn_tcp_connections_refused_total", "reason", "garbage", st->tcp_closed_garbage);
     lab(o, "uturn_tcp_connections_refused_total", "reason", "stall", st->tcp_closed_stall);
     lab(o, "uturn_tcp_connections_refused_total", "reason", "idle", st->tcp_closed_idle);
+    u64(o, "uturn_dtls_sessions", "gauge", "Current DTLS sessions.", (uint64_t)st->dtls_sessions);
+    head(o, "uturn_dtls_sessions_refused_total", "counter",
+         "DTLS ClientHellos dropped before any state was made, by the limit that refused them.");
+    lab(o, "uturn_dtls_sessions_refused_total", "reason", "per_ip_limit", st->dtls_refused_per_ip);
+    lab(o, "uturn_dtls_sessions_refused_total", "reason", "worker_limit", st->dtls_refused_total);
 }
 
 static void render_ports_redis(out_t *o, const figures_t *f)

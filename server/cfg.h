@@ -60,6 +60,8 @@ typedef struct cfg {
     int tcp_frame_timeout;
     int tcp_idle_timeout;
     int max_tcp_per_ip;
+    int max_dtls_per_ip, max_dtls_sessions;
+    int max_unauth_bps;
     /* misc */
     bool software_attribute;
     char *log_file, *pidfile;

@@ -125,6 +125,13 @@ const cfg_entry_t cfg_table[] = {
      "close a TCP/TLS connection without an allocation after this many idle seconds (ours)"},
     {"max-tcp-connections-per-ip", CFG_INT, OFF(max_tcp_per_ip), "256", 1, 1000000, NULL, 0,
      "concurrent TCP/TLS client connections from one IP, per worker (ours)"},
+    {"max-dtls-sessions-per-ip", CFG_INT, OFF(max_dtls_per_ip), "64", 1, 100000, NULL, 0,
+     "concurrent DTLS sessions from one IP, per worker; beyond it a ClientHello is dropped (ours)"},
+    {"max-dtls-sessions", CFG_INT, OFF(max_dtls_sessions), "1024", 1, 1000000, NULL, 0,
+     "concurrent DTLS sessions per worker, about 48 KiB each (ours)"},
+    {"max-unauth-answer-bps", CFG_INT, OFF(max_unauth_bps), "4194304", 1024, 1000000000, NULL,
+     CFG_F_RELOAD,
+     "bytes per second of answers to unauthenticated UDP requests, per worker (ours)"},
     /* misc */
     {"software-attribute", CFG_BOOL, OFF(software_attribute), "false", 0, 0, NULL, 0,
      "send SOFTWARE in responses (ours; off: it inflates every response)"},

@@ -17,13 +17,14 @@
 #include "frame.h"
 #include "sockaddr_util.h"
 #include "stun_build.h"
+#include "turn_auth.h"
 
 #define SOFTWARE_NAME "uturn/" PACKAGE_VERSION
 #define DISPATCH_MAX_PENDING 1024
-/* Unauthenticated answers per source IP bucket: a burst, then a trickle (RFC 8656 §21.2: do not be
- * an amplifier for spoofed sources). */
-#define LIMIT_BURST 20.0f
-#define LIMIT_PER_S 5.0f
+/* Answer bytes beyond DISPATCH_UNAUTH_RATIO x the request, per source IP bucket: a burst, then a
+ * trickle (see dispatch_limit_ok). */
+#define LIMIT_EXCESS_BURST 2048.0f
+#define LIMIT_EXCESS_PER_S 512.0f
 
 struct dispatch_pending {
     dispatch_pending_t *prev, *next;
@@ -76,6 +77,12 @@ int dispatch_init(dispatch_t *d, const cfg_t *cfg, shared_t *shared, stats_t *st
     uint64_t seed;
     shared_random(&seed, sizeof(seed));
     shared_random(&d->limit_seed, sizeof(d->limit_seed));
+    /* Every nonce has one length: known up front, a challenge's size is too (dispatch_auth.c). */
+    uint8_t secret[TURN_NONCE_SECRET_LEN] = {0};
+    struct sockaddr_in sin = {.sin_family = AF_INET};
+    char nonce[TURN_NONCE_MAX + 1];
+    int nlen = turn_nonce_make(secret, 0, 0, (const struct sockaddr *)&sin, nonce, sizeof(nonce));
+    d->nonce_len = nlen > 0 ? (size_t)nlen : 0;
     return alloc_table_init(&d->allocs, seed, id_base);
 }
 
@@ -113,6 +120,32 @@ void dispatch_begin(dispatch_t *d, stun_build_t *b, const stun_msg_t *msg, enum 
     stun_build_init(b, d->out, sizeof(d->out), stun_type(msg->method, cls), msg->tid);
 }
 
+static size_t pad4(size_t n) { return (n + 3) & ~(size_t)3; }
+
+/* Bytes dispatch_finish adds to an unauthenticated answer after its attributes. */
+static size_t finish_extra(const dispatch_t *d, const stun_msg_t *msg)
+{
+    size_t n = msg->fp_idx >= 0 ? 8 : 0;
+    if (d->cfg->software_attribute)
+        n += 4 + pad4(sizeof(SOFTWARE_NAME) - 1);
+    return n;
+}
+
+int dispatch_unauth_plan(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg,
+                         int code, size_t len, const char **reason)
+{
+    *reason = NULL;
+    if (conn->transport != DISPATCH_UDP)
+        return 1;
+    len += finish_extra(d, msg);
+    size_t full = len + pad4(strlen(stun_error_reason(code)));
+    if (full <= msg->len * DISPATCH_UNAUTH_RATIO)
+        len = full;
+    else
+        *reason = ""; /* RFC 8489 §14.8: any phrase, the empty one included */
+    return dispatch_limit_precheck(d, conn, msg->len, len);
+}
+
 int dispatch_finish(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg,
                     stun_build_t *b, const dispatch_auth_t *auth)
 {
@@ -131,16 +164,17 @@ int dispatch_finish(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t
     int len = stun_build_finish(b);
     if (len < 0)
         return len; /* our own bug: every reply fits STUN_MAX_MSG_LEN */
+    if (!auth && !dispatch_limit_ok(d, conn, msg->len, (size_t)len))
+        return -EAGAIN;
     stats_inc(&d->stats->stun_responses);
     int rc = conn->send(conn->send_ctx, conn->remote, b->buf, (size_t)len);
     return rc < 0 ? rc : len;
 }
 
-int dispatch_limit_ok(dispatch_t *d, const dispatch_conn_t *conn)
+/* Take `n` excess bytes from the source IP's bucket (only look with !take): 1, or 0 when it has
+ * too few. */
+static int source_take(dispatch_t *d, const struct sockaddr *sa, float n, int take)
 {
-    if (conn->transport != DISPATCH_UDP && conn->transport != DISPATCH_DTLS)
-        return 1; /* a stream's source address is proven by its handshake */
-    const struct sockaddr *sa = conn->remote;
     uint64_t h = d->limit_seed;
     if (sa->sa_family == AF_INET) {
         h ^= ((const struct sockaddr_in *)sa)->sin_addr.s_addr;
@@ -154,29 +188,84 @@ int dispatch_limit_ok(dispatch_t *d, const dispatch_conn_t *conn)
     dispatch_bucket_t *bk = &d->limits[h % DISPATCH_LIMIT_BUCKETS];
     uint32_t now_s = (uint32_t)(d->now_ms / 1000);
     if (bk->last_s == 0) {
-        bk->tokens = LIMIT_BURST;
+        bk->tokens = LIMIT_EXCESS_BURST;
     } else if (now_s > bk->last_s) {
-        bk->tokens += (float)(now_s - bk->last_s) * LIMIT_PER_S;
-        if (bk->tokens > LIMIT_BURST)
-            bk->tokens = LIMIT_BURST;
+        bk->tokens += (float)(now_s - bk->last_s) * LIMIT_EXCESS_PER_S;
+        if (bk->tokens > LIMIT_EXCESS_BURST)
+            bk->tokens = LIMIT_EXCESS_BURST;
     }
     bk->last_s = now_s ? now_s : 1;
-    if (bk->tokens < 1.0f) {
+    if (bk->tokens < n)
+        return 0;
+    if (take)
+        bk->tokens -= n;
+    return 1;
+}
+
+/* The worker's max-unauth-answer-bps bucket, with one second of burst. */
+static void budget_refill(dispatch_t *d)
+{
+    double rate = (double)d->cfg->max_unauth_bps;
+    if (d->budget_ms == 0 || d->now_ms > d->budget_ms) {
+        double got = d->budget_ms ? (double)(d->now_ms - d->budget_ms) * rate / 1000.0 : rate;
+        d->budget = d->budget + got > rate ? rate : d->budget + got; /* 1 s of burst */
+        d->budget_ms = d->now_ms ? d->now_ms : 1;
+    }
+}
+
+int dispatch_limit_precheck(dispatch_t *d, const dispatch_conn_t *conn, size_t req_len,
+                            size_t min_len)
+{
+    if (conn->transport != DISPATCH_UDP)
+        return 1;
+    budget_refill(d);
+    if (d->budget < (double)min_len) {
+        stats_inc(&d->stats->drop_unauth_budget);
+        return 0;
+    }
+    size_t room = req_len * DISPATCH_UNAUTH_RATIO;
+    if (min_len > room && !source_take(d, conn->remote, (float)(min_len - room), 0)) {
         stats_inc(&d->stats->drop_amplification);
         return 0;
     }
-    bk->tokens -= 1.0f;
+    return 1;
+}
+
+/* RFC 8656 §21.2: do not be an amplifier for spoofed sources. The risk is the answer bytes beyond
+ * the request bytes, so each request brings its own allowance: an answer of up to
+ * DISPATCH_UNAUTH_RATIO x the request's bytes needs nothing else (QUIC bounds an unverified
+ * address the same way, at 3x: RFC 9000 §8). A spoofer's requests therefore cannot use up what the
+ * victim's own requests are owed; a per-IP budget alone could be drained by anyone able to spoof
+ * that IP, silencing the victim's 401s. Only the bytes beyond the ratio are metered per source IP
+ * (a fixed table keyed by a secret hash: no state per source), and every unauthenticated answer
+ * byte counts against the worker's max-unauth-answer-bps, so the total is bounded as well. */
+int dispatch_limit_ok(dispatch_t *d, const dispatch_conn_t *conn, size_t req_len, size_t ans_len)
+{
+    if (conn->transport != DISPATCH_UDP)
+        return 1; /* a stream's or DTLS session's source address is proven by its handshake */
+    budget_refill(d);
+    if (d->budget < (double)ans_len) {
+        stats_inc(&d->stats->drop_unauth_budget);
+        return 0;
+    }
+    size_t room = req_len * DISPATCH_UNAUTH_RATIO;
+    if (ans_len > room && !source_take(d, conn->remote, (float)(ans_len - room), 1)) {
+        stats_inc(&d->stats->drop_amplification);
+        return 0;
+    }
+    d->budget -= (double)ans_len;
     return 1;
 }
 
 void dispatch_error(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg, int code,
                     const dispatch_auth_t *auth)
 {
-    if (!auth && !dispatch_limit_ok(d, conn))
+    const char *reason = NULL;
+    if (!auth && !dispatch_unauth_plan(d, conn, msg, code, STUN_HEADER_LEN + 8, &reason))
         return;
     stun_build_t b;
     dispatch_begin(d, &b, msg, STUN_CLASS_ERROR);
-    stun_build_error(&b, code, NULL);
+    stun_build_error(&b, code, reason);
     stats_inc(&d->stats->stun_error_responses);
     (void)dispatch_finish(d, conn, msg, &b, auth);
 }
@@ -184,11 +273,13 @@ void dispatch_error(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t
 static void reply_unknown(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg,
                           const uint16_t *unknown, size_t n)
 {
-    if (!dispatch_limit_ok(d, conn))
+    const char *reason;
+    if (!dispatch_unauth_plan(d, conn, msg, STUN_ERR_UNKNOWN_ATTRIBUTE,
+                              STUN_HEADER_LEN + 8 + 4 + pad4(2 * n), &reason))
         return;
     stun_build_t b;
     dispatch_begin(d, &b, msg, STUN_CLASS_ERROR);
-    stun_build_error(&b, STUN_ERR_UNKNOWN_ATTRIBUTE, NULL);
+    stun_build_error(&b, STUN_ERR_UNKNOWN_ATTRIBUTE, reason);
     stun_build_unknown(&b, unknown, n);
     stats_inc(&d->stats->stun_error_responses);
     (void)dispatch_finish(d, conn, msg, &b, NULL);

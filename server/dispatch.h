@@ -82,8 +82,11 @@ typedef struct {
 
 typedef struct dispatch_pending dispatch_pending_t;
 
-/* Per-source limit on unauthenticated error answers (amplification): a fixed table of token buckets
- * indexed by a keyed hash of the source IP, so no state is created per source. */
+/* Unauthenticated answers over UDP (amplification, dispatch_limit_ok): an answer of up to
+ * DISPATCH_UNAUTH_RATIO x its request's bytes is paid by the request itself; bytes beyond that are
+ * metered per source IP in a fixed table of token buckets indexed by a keyed hash (no state per
+ * source), and all of them against the worker's max-unauth-answer-bps. */
+#define DISPATCH_UNAUTH_RATIO 4
 #define DISPATCH_LIMIT_BUCKETS 4096
 typedef struct {
     float tokens;
@@ -110,6 +113,9 @@ typedef struct {
     unsigned npending;
     uint64_t limit_seed;
     dispatch_bucket_t limits[DISPATCH_LIMIT_BUCKETS];
+    size_t nonce_len; /* the length of every nonce we make */
+    double budget;    /* bytes of unauthenticated answers that may go now (max-unauth-answer-bps) */
+    uint64_t budget_ms; /* when it was last refilled; 0: never */
     log_limit_t auth_log;
     uint8_t out[STUN_MAX_MSG_LEN];
 } dispatch_t;

@@ -20,7 +20,13 @@ static const uint16_t offered_algs[] = {STUN_PASSWORD_ALG_SHA256, STUN_PASSWORD_
 
 static void challenge(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg, int code)
 {
-    if (!dispatch_limit_ok(d, conn))
+    /* Its size is known before the nonce is made: a flood that the limit drops costs no HMAC. */
+    size_t realm_len = strlen(d->cfg->realm);
+    int algs = (d->shared->nonce_features & TURN_NONCE_FEAT_PASSWORD_ALGS) != 0;
+    size_t len = STUN_HEADER_LEN + 8 + 4 + ((realm_len + 3) & ~(size_t)3) + 4 +
+                 ((d->nonce_len + 3) & ~(size_t)3) + (algs ? 4 + 4 * NOFFERED : 0);
+    const char *reason;
+    if (!dispatch_unauth_plan(d, conn, msg, code, len, &reason))
         return;
     char nonce[TURN_NONCE_MAX + 1];
     uint32_t expiry = (uint32_t)(d->unix_ms / 1000) + (uint32_t)d->cfg->stale_nonce;
@@ -28,10 +34,10 @@ static void challenge(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg
                                conn->remote, nonce, sizeof(nonce));
     stun_build_t b;
     dispatch_begin(d, &b, msg, STUN_CLASS_ERROR);
-    stun_build_error(&b, code, NULL);
-    stun_build_attr(&b, STUN_ATTR_REALM, d->cfg->realm, strlen(d->cfg->realm));
+    stun_build_error(&b, code, reason);
+    stun_build_attr(&b, STUN_ATTR_REALM, d->cfg->realm, realm_len);
     stun_build_attr(&b, STUN_ATTR_NONCE, nonce, nlen > 0 ? (size_t)nlen : 0);
-    if (d->shared->nonce_features & TURN_NONCE_FEAT_PASSWORD_ALGS)
+    if (algs)
         stun_build_password_algs(&b, offered_algs, NOFFERED);
     stats_inc(&d->stats->stun_error_responses);
     (void)dispatch_finish(d, conn, msg, &b, NULL);

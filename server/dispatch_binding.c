@@ -9,8 +9,9 @@
  *
  * Amplification (RFC 5780 §10, RFC 8656 §21.2). Binding is unauthenticated, so a spoofed source can
  * aim its answers. Our rules:
- *  - an answer sent to another port (RESPONSE-PORT), or made bigger than its request by PADDING,
- *    passes the per-source limit (dispatch_limit_ok) first;
+ *  - every answer passes dispatch_limit_ok (in dispatch_finish), which lets an answer of up to
+ *    DISPATCH_UNAUTH_RATIO x its request through and meters the rest; one sent to another port
+ *    (RESPONSE-PORT) is metered whole against the source's budget as well;
  *  - PADDING echoes the request's own padding length, rounded up to x4 and capped at
  *    BINDING_PADDING_MAX: RFC 5780 §5 has the client pad to its MTU, so the answer is about the MTU
  *    without ever being much bigger than what the source sent;
@@ -39,16 +40,13 @@ typedef struct {
     dispatch_t *d;
     const dispatch_conn_t *conn; /* where the request came from */
     const struct sockaddr *from; /* another of our addresses, or NULL: the request's own socket */
-    size_t req_len;
-    int redirected; /* RESPONSE-PORT: the answer goes to another port */
-    int padded;     /* the answer carries PADDING */
+    int redirected;              /* RESPONSE-PORT: the answer goes to another port */
 } binding_tx_t;
 
 static int binding_send(void *ctx, const struct sockaddr *to, const uint8_t *buf, size_t len)
 {
     binding_tx_t *tx = ctx;
-    if ((tx->redirected || (tx->padded && len > tx->req_len)) &&
-        !dispatch_limit_ok(tx->d, tx->conn))
+    if (tx->redirected && !dispatch_limit_ok(tx->d, tx->conn, 0, len))
         return -EAGAIN;
     if (!tx->from)
         return tx->conn->send(tx->conn->send_ctx, to, buf, len);
@@ -109,9 +107,7 @@ static int binding_rfc5780(dispatch_t *d, const dispatch_conn_t *conn, const stu
         .d = d,
         .conn = conn,
         .from = sa_equal(&from.sa, conn->local) ? NULL : &from.sa,
-        .req_len = msg->len,
         .redirected = rp != NULL,
-        .padded = pad != NULL,
     };
     dispatch_conn_t out = *conn;
     out.remote = &to.sa;

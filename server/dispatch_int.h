@@ -37,11 +37,27 @@ void dispatch_begin(dispatch_t *d, stun_build_t *b, const stun_msg_t *msg, enum 
  * and send. Returns the length sent or -errno. */
 int dispatch_finish(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg,
                     stun_build_t *b, const dispatch_auth_t *auth);
-/* An error response; unauthenticated ones over UDP pass the per-source amplification limit. */
+/* An error response; unauthenticated ones over UDP pass dispatch_limit_ok (in dispatch_finish). */
 void dispatch_error(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg, int code,
                     const dispatch_auth_t *auth);
-/* 1 when an unauthenticated answer to this source may be sent now (UDP only; streams always 1). */
-int dispatch_limit_ok(dispatch_t *d, const dispatch_conn_t *conn);
+/* 1 when an unauthenticated answer of `ans_len` bytes to a request of `req_len` bytes may go to
+ * conn's source now, and then counted as sent; 0 (dropped and counted) otherwise. UDP only; streams
+ * and DTLS always 1. dispatch_finish calls it for every answer without integrity. */
+int dispatch_limit_ok(dispatch_t *d, const dispatch_conn_t *conn, size_t req_len, size_t ans_len);
+/* Before building an unauthenticated answer of at least `min_len` bytes to `req_len` bytes: 0
+ * (dropped and counted) when dispatch_limit_ok would refuse it anyway, so a flood costs no nonce
+ * HMAC; 1 otherwise (dispatch_limit_ok still decides on the real size). */
+int dispatch_limit_precheck(dispatch_t *d, const dispatch_conn_t *conn, size_t req_len,
+                            size_t min_len);
+/* Plan an unauthenticated error answer `code` to `msg` that takes `len` bytes (header included)
+ * besides its ERROR-CODE reason phrase and what dispatch_finish adds. Over UDP *reason becomes ""
+ * when the standard phrase would make the answer bigger than the request's own allowance
+ * (DISPATCH_UNAUTH_RATIO x its bytes; RFC 8489 §14.8 allows an empty phrase), so that a small first
+ * request, like a browser's 28-byte Allocate, gets its 401 however a spoofer uses the source IP's
+ * budget; otherwise NULL (the standard phrase). Returns dispatch_limit_precheck's verdict: 0 means
+ * drop (counted), build nothing. */
+int dispatch_unauth_plan(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg,
+                         int code, size_t len, const char **reason);
 
 /* Parking a request until the credential store answers: _new copies it (NULL when too many are
  * parked), the record is the `arg` of the creds lookup, _start links it once the lookup said

@@ -18,6 +18,7 @@
 #include "tls.h"
 
 #define DTLS_BUCKETS 4096
+#define DTLS_IP_BUCKETS 1024
 #define DTLS_MTU 1200
 #define DTLS_PLAIN_MAX 16384
 
@@ -39,8 +40,18 @@ typedef struct {
     const struct sockaddr *to;
 } dtls_out_t;
 
+/* Sessions per source IP (max-dtls-sessions-per-ip), like TCP's per-IP count: an entry lives while
+ * its IP has a session, so their number is bounded by max-dtls-sessions. */
+typedef struct dtls_ip dtls_ip_t;
+struct dtls_ip {
+    sa_any_t ip;
+    unsigned count;
+    dtls_ip_t *next;
+};
+
 struct dtls_table {
     dtls_sess_t *buckets[DTLS_BUCKETS];
+    dtls_ip_t *ips[DTLS_IP_BUCKETS];
     dtls_sess_t *all;
     unsigned count;
     uint64_t seed;
@@ -112,6 +123,56 @@ static size_t bucket(const struct dtls_table *t, const struct sockaddr *sa, cons
     return (size_t)(h % DTLS_BUCKETS);
 }
 
+static dtls_ip_t **ip_slot(struct dtls_table *t, const struct sockaddr *sa)
+{
+    const uint8_t *p;
+    size_t n;
+    if (sa->sa_family == AF_INET6) {
+        p = (const uint8_t *)&((const struct sockaddr_in6 *)sa)->sin6_addr;
+        n = 16;
+    } else {
+        p = (const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr;
+        n = 4;
+    }
+    uint64_t h = t->seed;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 0x100000001b3ULL;
+    dtls_ip_t **pp = &t->ips[h % DTLS_IP_BUCKETS];
+    while (*pp && !sa_equal_ip(&(*pp)->ip.sa, sa))
+        pp = &(*pp)->next;
+    return pp; /* the entry for this IP, or the NULL link to append one at */
+}
+
+static unsigned ip_sessions(struct dtls_table *t, const struct sockaddr *sa)
+{
+    dtls_ip_t *e = *ip_slot(t, sa);
+    return e ? e->count : 0;
+}
+
+static int ip_add(struct dtls_table *t, const struct sockaddr *sa)
+{
+    dtls_ip_t **pp = ip_slot(t, sa);
+    if (!*pp) {
+        dtls_ip_t *e = calloc(1, sizeof(*e));
+        if (!e)
+            return -ENOMEM;
+        memcpy(&e->ip, sa, sa_len(sa));
+        *pp = e;
+    }
+    (*pp)->count++;
+    return 0;
+}
+
+static void ip_del(struct dtls_table *t, const struct sockaddr *sa)
+{
+    dtls_ip_t **pp = ip_slot(t, sa);
+    dtls_ip_t *e = *pp;
+    if (e && --e->count == 0) {
+        *pp = e->next;
+        free(e);
+    }
+}
+
 static dtls_sess_t *find(struct dtls_table *t, const struct sockaddr *from, const udp_listener_t *l)
 {
     for (dtls_sess_t *s = t->buckets[bucket(t, from, l)]; s; s = s->hnext)
@@ -162,6 +223,7 @@ static void sess_free(worker_t *w, dtls_sess_t *s, const char *why)
     if (s->next)
         s->next->prev = s->prev;
     t->count--;
+    ip_del(t, &s->remote.sa);
     stats_gauge_add(&w->stats.dtls_sessions, -1);
     if (log_enabled(LOG_DEBUG)) {
         char a[SA_STRLEN];
@@ -221,6 +283,18 @@ static void established(worker_t *w, dtls_sess_t *s)
 static void hello(worker_t *w, udp_listener_t *l, const struct sockaddr *from, const uint8_t *pkt,
                   size_t len)
 {
+    struct dtls_table *t = w->dtls;
+    /* The caps are checked before any SSL object exists (not even for the stateless cookie
+     * exchange): a source at its cap costs a hash lookup per datagram, and other IPs still get in
+     * while the worker is under max-dtls-sessions. */
+    if (t->count >= (unsigned)w->cfg->max_dtls_sessions) {
+        stats_inc(&w->stats.dtls_refused_total);
+        return;
+    }
+    if (ip_sessions(t, from) >= (unsigned)w->cfg->max_dtls_per_ip) {
+        stats_inc(&w->stats.dtls_refused_per_ip);
+        return;
+    }
     dtls_out_t tmp = {l, from};
     SSL *ssl = new_ssl(w, &tmp, pkt, len);
     if (!ssl)
@@ -237,13 +311,12 @@ static void hello(worker_t *w, udp_listener_t *l, const struct sockaddr *from, c
     }
     dtls_sess_t *s = calloc(1, sizeof(*s));
     dtls_out_t *out = malloc(sizeof(*out));
-    if (!s || !out) {
+    if (!s || !out || ip_add(t, from) != 0) {
         free(s);
         free(out);
         SSL_free(ssl);
         return;
     }
-    struct dtls_table *t = w->dtls;
     s->ssl = ssl;
     s->w = w;
     s->l = l;

@@ -3,8 +3,12 @@
  * Datagrams whose first byte is 20..63 (RFC 7983) on that port are DTLS; others are plain STUN/TURN
  * and go to the dispatcher as usual. A ClientHello is answered statelessly (HelloVerifyRequest with
  * an HMAC cookie, RFC 6347 §4.2.1) and a session object exists only after the cookie came back, so
- * a spoofed flood costs no memory. Sessions belong to the worker; the dispatcher sees them as
- * DISPATCH_DTLS connections.
+ * a spoofed flood costs no memory. A session costs about 48 KiB (OpenSSL's record buffers and
+ * handshake state), so a worker holds at most max-dtls-sessions of them and at most
+ * max-dtls-sessions-per-ip from one IP; a ClientHello beyond either is dropped before any SSL
+ * object exists and counted. A handshake unfinished after tcp-frame-timeout, or a session idle
+ * for tcp-idle-timeout without an allocation, is closed. Sessions belong to the worker; the
+ * dispatcher sees them as DISPATCH_DTLS connections.
  */
 #ifndef UTURN_DTLS_H
 #define UTURN_DTLS_H

@@ -39,6 +39,7 @@
     X(drop_no_channel)                                                                             \
     X(drop_bps_limit)                                                                              \
     X(drop_amplification)                                                                          \
+    X(drop_unauth_budget)                                                                          \
     X(drop_peer_policy)                                                                            \
     X(drop_auth_busy)                                                                              \
     X(drop_peer_conn_limit)                                                                        \
@@ -72,7 +73,9 @@
     X(relay_send_errors)                                                                           \
     X(tls_handshakes)                                                                              \
     X(dtls_hello_verify)                                                                           \
-    X(dtls_handshakes)
+    X(dtls_handshakes)                                                                             \
+    X(dtls_refused_per_ip)                                                                         \
+    X(dtls_refused_total)
 
 /* Current allocations by client transport and relayed addresses by family (a dual-stack allocation
  * counts in both families); current RFC 6062 peer connections (pending or bound). Gauges,

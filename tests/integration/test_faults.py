@@ -116,7 +116,11 @@ def _metric(u, admin_port, name, label):
 
 def test_unauthenticated_flood_from_many_sources():
     admin_port = free_port()
-    conf = BASE + ["admin-listen = 127.0.0.1:%d" % admin_port, "admin-token = " + TOKEN]
+    # Each 28-byte Allocate pays for its own 401 (up to 4x its bytes), so what bounds a flood from
+    # many sources is the per-worker budget on unauthenticated answers, set low here to see it bite.
+    budget = 65536
+    conf = BASE + ["admin-listen = 127.0.0.1:%d" % admin_port, "admin-token = " + TOKEN,
+                   "max-unauth-answer-bps = %d" % budget]
     with Uturnd(conf=conf) as u:
         good = TurnClient(u, "alice", "alice-pass")
         check(good.allocate()[0] == 0, "legitimate Allocate failed")
@@ -148,19 +152,24 @@ def test_unauthenticated_flood_from_many_sources():
                         relayed += 1
                 except socket.timeout:
                     pass
-        answered = 0
+        time.sleep(0.5)  # uturnd answers what its socket still holds
+        elapsed = time.monotonic() - stop + 4
+        answered = answered_bytes = 0
         for s in flooders:
             while True:
                 try:
-                    s.recvfrom(2048)
+                    answered_bytes += len(s.recvfrom(2048)[0])
                     answered += 1
                 except BlockingIOError:
                     break
-        dropped = _metric(u, admin_port, "uturn_dropped_total", 'reason="amplification"')
-        print("flood: %d unauthenticated Allocates from 40 addresses, %d answered, %d dropped by the "
-              "per-source limit; legitimate ChannelData relayed %d times" % (sent, answered, dropped, relayed))
+        dropped = _metric(u, admin_port, "uturn_dropped_total", 'reason="unauth_budget"')
+        bound = 2 * budget * (elapsed + 1)  # two workers, each with 1 s of burst
+        print("flood: %d unauthenticated Allocates (%d bytes) from 40 addresses in %.1fs, %d answered "
+              "(%d bytes, bound %d), %d dropped by the budget; legitimate ChannelData relayed %d times"
+              % (sent, sent * 28, elapsed, answered, answered_bytes, bound, dropped, relayed))
         check(relayed >= 3, "the legitimate client was starved during the flood")
-        check(dropped > 0 and answered < sent / 2, "no per-source limit visible in /metrics")
+        check(dropped > 0 and answered < sent / 2, "no budget on unauthenticated answers in /metrics")
+        check(answered_bytes <= bound, "%d answer bytes over the budget's bound %d" % (answered_bytes, bound))
         check(u.alive(), "uturnd died")
         rss1 = u.rss_kib()
         check(rss1 - rss0 < 8 * 1024, "RSS grew %d KiB during the flood" % (rss1 - rss0))

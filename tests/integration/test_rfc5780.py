@@ -190,12 +190,13 @@ def test_padding_with_response_port_400():
 
 
 def test_amplification_limit():
-    """Answers sent to another port (RESPONSE-PORT) or bigger than their request (PADDING) pass the
-    per-source limit: a burst of 20, then 5 a second. Plain Binding answers are not limited."""
+    """An answer sent to another port (RESPONSE-PORT) is metered whole against the source IP's budget
+    of answer bytes: a burst of 2048 bytes, then 512 a second. A padded answer stays within 4x its
+    request (it echoes the request's own padding), which the request pays for itself: not metered.
+    Plain Binding answers are not limited."""
     with server() as u:
         s = client()
-        # Padding of 1500 (natdiscovery -P) is answered with 1200: smaller than the request, so
-        # not counted: 40 in a row are all answered.
+        # Padding of 1500 (natdiscovery -P) is answered with 1200: smaller than the request.
         for _ in range(40):
             txid, req = request(attr(A_PADDING, b"p" * 1500))
             resp, _ = udp_transact_from(s, (A1, u.port), req, txid)
@@ -206,21 +207,29 @@ def test_amplification_limit():
             if kind == "RESPONSE-PORT":
                 extra, sink = attr(A_RESPONSE_PORT, struct.pack("!HH", other.getsockname()[1], 0)), other
             else:
-                extra, sink = attr(A_PADDING, b"p" * 200), s
+                extra, sink = attr(A_PADDING, b"p" * 4), s
             start = time.monotonic()
+            req_len = 0
             for _ in range(80):
-                s.sendto(request(extra)[1], (A1, u.port))
+                req = request(extra)[1]
+                req_len = len(req)
+                s.sendto(req, (A1, u.port))
             elapsed = time.monotonic() - start
-            got = 0
+            got = ans_len = 0
             sink.settimeout(0.5)
             try:
                 while True:
-                    sink.recvfrom(65536)
+                    ans_len = len(sink.recvfrom(65536)[0])
                     got += 1
             except socket.timeout:
                 pass
-            check(20 <= got <= 20 + 5 * (elapsed + 1.5) + 1,
-                  "%s: %d of 80 answers went out in %.2fs; want the burst of 20" % (kind, got, elapsed))
+            if kind == "PADDING":
+                check(got == 80 and ans_len <= 4 * req_len,
+                      "PADDING: %d of 80 answers of %d bytes to %d" % (got, ans_len, req_len))
+            else:
+                low, high = 2048 // ans_len, (2048 + 512 * (elapsed + 1.5)) / ans_len + 1
+                check(low <= got <= high, "%s: %d of 80 answers of %d bytes went out in %.2fs; want "
+                      "%d..%d" % (kind, got, ans_len, elapsed, low, high))
             txid, req = request()
             resp, _ = udp_transact_from(s, (A1, u.port), req, txid)
             check(parse(resp)[0] == 0x0101, "plain Binding limited too")

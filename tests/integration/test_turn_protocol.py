@@ -233,16 +233,33 @@ def test_even_port_reservation():
 
 
 def test_amplification_limit():
+    # RFC 8656 §21.2, in bytes: an unauthenticated answer may be up to K = 4 times its request (the
+    # request pays for it, so a spoofer cannot spend a victim's share: test_edge_limiter.py); bytes
+    # beyond that are metered per source IP (a burst of 2048, then 512/s).
     with Uturnd(conf=BASE) as u:
         c = TurnClient(u, "alice", "alice-pass")
-        sent = 200
-        for i in range(sent):
-            txid = struct.pack("!I", i) + b"A" * 8
-            c.send_raw(struct.pack("!HHI", 3, 8, 0x2112A442) + txid + attr(0x0019, b"\x11\0\0\0"))
-        got = 0
-        while c.recv_raw(0.5) is not None:
-            got += 1
-        check(0 < got <= 40, "%d answers to %d unauthenticated requests from one source" % (got, sent))
+        for label, body in (("28-byte Allocates", attr(0x0019, b"\x11\0\0\0")),
+                            ("bare 20-byte Allocates", b"")):
+            sent, sent_bytes, got, got_bytes = 200, 0, 0, 0
+            t0 = time.monotonic()
+            for i in range(sent):
+                txid = struct.pack("!I", i) + b"A" * 8
+                pkt = struct.pack("!HHI", 3, len(body), 0x2112A442) + txid + body
+                c.send_raw(pkt)
+                sent_bytes += len(pkt)
+            while True:
+                r = c.recv_raw(0.5)
+                if r is None:
+                    break
+                got, got_bytes = got + 1, got_bytes + len(r)
+            bound = 4 * sent_bytes + 2048 + 512 * (time.monotonic() - t0 + 1)
+            print("%s: %d answers, %d bytes to %d request bytes (bound %d)" %
+                  (label, got, got_bytes, sent_bytes, bound))
+            check(0 < got and got_bytes <= bound, "%s: %d answer bytes to %d request bytes" %
+                  (label, got_bytes, sent_bytes))
+            if not body:
+                check(got < sent, "answers beyond 4x their request were not metered: %d of %d"
+                      % (got, sent))
 
 
 def test_data_right_before_delete_is_relayed():

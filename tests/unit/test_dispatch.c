@@ -490,6 +490,46 @@ static void test_peer_connection_quota(void)
     cfg_free(&cfg);
 }
 
+/* Unauthenticated answers over UDP (dispatch_limit_ok): up to DISPATCH_UNAUTH_RATIO x the request
+ * is the request's own, so a spoofer sharing the victim's IP cannot use it up; the bytes beyond
+ * are metered per source IP (a 2048-byte burst); all of them against max-unauth-answer-bps. */
+static void test_unauth_limit(void)
+{
+    static const char *const extra[] = {"max-unauth-answer-bps", "20000", NULL};
+    env_setup(extra);
+    /* Bare 20-byte Allocates: the 401 (no reason phrase: it would not fit 4 x 20 either way) is 96
+     * bytes, 16 beyond the request's 80: 2048 / 16 = 128 answers, then the IP's meter is empty. */
+    uint8_t bare[20] = {0x00, 0x03, 0x00, 0x00, 0x21, 0x12, 0xA4, 0x42};
+    int answered = 0;
+    for (int i = 0; i < 200; i++) {
+        bare[8] = (uint8_t)i;
+        deliver(bare, sizeof(bare));
+        if (last_len)
+            CHECK_INT((long)last_len, 96);
+        answered += last_len > 0;
+    }
+    CHECK_INT(answered, 128);
+    CHECK_INT((long)atomic_load(&stats.drop_amplification), 72);
+    /* The victim on the same IP (another port): a browser's 28-byte first Allocate still gets its
+     * 401, reason phrase included, within 4 x 28 bytes. */
+    client.sin_port = htons(40001);
+    CHECK_INT(request(STUN_METHOD_ALLOCATE, NULL, NULL, add_transport, NULL), 401);
+    CHECK(last_len > 96 && last_len <= 4 * 28);
+    /* The worker's budget: 20000 bytes a second, whatever the sources. */
+    advance(1000);
+    size_t bytes = 0;
+    for (int i = 0; i < 400; i++) {
+        client.sin_addr.s_addr = htonl(0xCB007100u + (uint32_t)i); /* 203.0.113.x and on */
+        if (request(STUN_METHOD_ALLOCATE, NULL, NULL, add_transport, NULL) == 401)
+            bytes += last_len;
+    }
+    CHECK(bytes > 20000 - 200 && bytes <= 20000);
+    CHECK(atomic_load(&stats.drop_unauth_budget) > 0);
+    inet_pton(AF_INET, "203.0.113.7", &client.sin_addr);
+    client.sin_port = htons(40000);
+    env_teardown();
+}
+
 int main(void)
 {
     test_auth_ladder();
@@ -500,5 +540,6 @@ int main(void)
     test_max_bps();
     test_connection_bind_rules();
     test_peer_connection_quota();
+    test_unauth_limit();
     return unit_done("test_dispatch");
 }
