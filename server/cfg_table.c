@@ -142,6 +142,8 @@ const cfg_entry_t cfg_table[] = {
 };
 
 const size_t cfg_table_len = sizeof(cfg_table) / sizeof(cfg_table[0]);
+_Static_assert(sizeof(cfg_table) / sizeof(cfg_table[0]) <= CFG_KEYS_MAX,
+               "cfg_t.origin needs room for every key: raise CFG_KEYS_MAX");
 
 const cfg_entry_t *cfg_table_find(const char *name)
 {

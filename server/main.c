@@ -43,6 +43,13 @@ int main(int argc, char **argv)
         return 0;
     }
     if (cli.check_config) {
+        /* The start's own checks (server_check), short of binding: a file that passes here is
+         * one the start accepts. */
+        if (server_check(&cfg, err, sizeof(err)) != 0) {
+            fprintf(stderr, "uturnd: %s\n", err);
+            cfg_free(&cfg);
+            return 1;
+        }
         printf("uturnd: configuration OK\n");
         cfg_dump(&cfg, stdout);
         cfg_free(&cfg);
