@@ -90,10 +90,12 @@ const cfg_entry_t cfg_table[] = {
      "deny peers: IP, CIDR or A-B range (repeatable)"},
     {"allowed-peer-ip", CFG_LIST, OFF(allowed_peer_ip), NULL, 0, 0, NULL, 0,
      "allow peers, checked before the deny list: IP, CIDR or A-B range (repeatable)"},
-    {"user-quota", CFG_INT, OFF(user_quota), "0", 0, 1000000, NULL, CFG_F_RELOAD,
-     "concurrent allocations per user; 0 = unlimited"},
-    {"total-quota", CFG_INT, OFF(total_quota), "0", 0, 10000000, NULL, CFG_F_RELOAD,
-     "concurrent allocations in all; 0 = unlimited"},
+    {"user-quota", CFG_INT, OFF(user_quota), "256", 0, 1000000, NULL, CFG_F_RELOAD,
+     "concurrent allocations per user (486 past it); 0 = unlimited. The default is far above a "
+     "browser's or softphone's need and 1/64 of the default relay port range"},
+    {"total-quota", CFG_INT, OFF(total_quota), "12000", 0, 10000000, NULL, CFG_F_RELOAD,
+     "concurrent allocations in all (508, or 300 with alternate-server, past it); 0 = unlimited. "
+     "The default leaves a quarter of the default 16384 relay ports free"},
     {"max-bps", CFG_INT, OFF(max_bps), "0", 0, 100000000000L, NULL, CFG_F_RELOAD,
      "bytes per second per allocation; 0 = unlimited"},
     /* streams (our own) */
