@@ -485,6 +485,16 @@ static int parse_listen(const char *v, struct sockaddr_storage *ss)
     return sa_parse_ip(host, (uint16_t)port, ss) == 0 ? 0 : -1;
 }
 
+int admin_check(const cfg_t *cfg, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    if (cfg->admin_listen && parse_listen(cfg->admin_listen, &ss) != 0)
+        return cfg_fail(cfg, "admin-listen", 0, err, errlen,
+                        "'%s' is not IP[:PORT] or [IPv6][:PORT] (port %d when omitted)",
+                        cfg->admin_listen, ADMIN_DEFAULT_PORT);
+    return 0;
+}
+
 static int open_listener(admin_t *a, const char *v, char *err, size_t errlen)
 {
     struct sockaddr_storage ss;

@@ -469,11 +469,10 @@ static int check_rfc5780(const cfg_t *c, char *err, size_t errlen)
         const void *raw = ss.ss_family == AF_INET
                               ? (const void *)&((struct sockaddr_in *)&ss)->sin_addr
                               : (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr;
-        if (memcmp(raw, zero, ss.ss_family == AF_INET ? 4 : 16) == 0) {
-            snprintf(err, errlen, "rfc5780: 'listening-ip' %s is a wildcard; name each address",
-                     c->listening_ip.v[i]);
-            return -1;
-        }
+        if (memcmp(raw, zero, ss.ss_family == AF_INET ? 4 : 16) == 0)
+            return cfg_fail(c, "listening-ip", i, err, errlen,
+                            "%s is a wildcard; rfc5780 needs each address named",
+                            c->listening_ip.v[i]);
         int dup = 0;
         for (size_t j = 0; j < i && !dup; j++)
             dup = sa_parse_ip(c->listening_ip.v[j], 0, &other) == 0 &&
@@ -483,25 +482,19 @@ static int check_rfc5780(const cfg_t *c, char *err, size_t errlen)
         else if (!dup)
             n6++;
     }
-    if (n4 < 2 && n6 < 2) {
-        snprintf(err, errlen, "rfc5780 needs two listening-ip of one family (RFC 5780 §6)");
-        return -1;
-    }
+    if (n4 < 2 && n6 < 2)
+        return cfg_fail(c, "rfc5780", 0, err, errlen,
+                        "rfc5780 needs two listening-ip of one family (RFC 5780 §6)");
     int alt = cfg_alt_listening_port(c);
-    if (alt > 65535) {
-        snprintf(err, errlen,
-                 "rfc5780: listening-port + 1 is past 65535: set 'alt-listening-port'");
-        return -1;
-    }
-    if (alt == c->listening_port) {
-        snprintf(err, errlen, "rfc5780: 'alt-listening-port' must differ from 'listening-port' %d",
-                 c->listening_port);
-        return -1;
-    }
-    if (alt == c->tls_listening_port && !(c->no_tls && c->no_dtls)) {
-        snprintf(err, errlen, "rfc5780: 'alt-listening-port' %d is the 'tls-listening-port'", alt);
-        return -1;
-    }
+    if (alt > 65535)
+        return cfg_fail(c, "listening-port", 0, err, errlen,
+                        "rfc5780: listening-port + 1 is past 65535: set 'alt-listening-port'");
+    if (alt == c->listening_port)
+        return cfg_fail(c, "alt-listening-port", 0, err, errlen,
+                        "rfc5780: must differ from 'listening-port' %d", c->listening_port);
+    if (alt == c->tls_listening_port && !(c->no_tls && c->no_dtls))
+        return cfg_fail(c, "alt-listening-port", 0, err, errlen,
+                        "rfc5780: %d is the 'tls-listening-port'", alt);
     return 0;
 }
 

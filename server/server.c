@@ -93,6 +93,8 @@ int server_check(const cfg_t *cfg, char *err, size_t errlen)
     server_t s; /* only cfg and addrs are used */
     memset(&s, 0, sizeof(s));
     s.cfg = cfg;
+    if (admin_check(cfg, err, errlen) != 0)
+        return -1;
     int rc = resolve_addrs(&s, err, errlen);
     shared_t *sh = rc == 0 ? malloc(sizeof(*sh)) : NULL;
     if (rc == 0 && !sh) {
@@ -213,6 +215,9 @@ int server_start(server_t *s, const cfg_t *cfg, int argc, char **argv, char *err
         snprintf(err, errlen, "uv_loop_init: %s", uv_strerror(rc));
         return rc;
     }
+    /* The checks of server_check, in the same order and words (shared_init below is the rest). */
+    if (admin_check(cfg, err, errlen) != 0)
+        return -EINVAL;
     if ((rc = resolve_addrs(s, err, errlen)) != 0 || (rc = probe_ports(s, err, errlen)) != 0)
         return rc;
     if (shared_init(&s->shared, cfg, s->addrs, s->naddrs, err, errlen) != 0)

@@ -254,6 +254,8 @@ def _bad_files(d):
          "admin-token", "at least 16"),
         ("admin-listen without token", ["admin-listen = 127.0.0.1:1"], 1, "admin-listen",
          "needs at least one 'admin-token'"),
+        ("bad admin-listen", ["admin-token = 0123456789abcdef", "admin-listen = nowhere:x"], 2,
+         "admin-listen", "is not IP[:PORT]"),
         ("REST without a secret", ["use-auth-secret"], 1, "use-auth-secret",
          "needs 'static-auth-secret'"),
         ("garbage certificate", ["cert = " + garbage, "pkey = " + key], 1, "cert", garbage),
