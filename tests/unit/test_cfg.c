@@ -16,6 +16,7 @@
 
 #include "alloc.h"
 #include "cfg.h"
+#include "turn_auth.h"
 #include "unit.h"
 
 typedef struct {
@@ -321,6 +322,30 @@ static void test_bounds_fit_their_users(void)
     }
 }
 
+/* A nonce made with the largest stale-nonce is one the check accepts (it refuses expiries too far
+ * ahead as a clock gone backwards): otherwise every request would get 438 forever. */
+static void test_stale_nonce_max_accepted(void)
+{
+    const cfg_entry_t *e = cfg_table_find("stale-nonce");
+    CHECK(e != NULL);
+    if (!e)
+        return;
+    uint8_t secret[TURN_NONCE_SECRET_LEN] = {1, 2, 3};
+    struct sockaddr_in sin;
+    memset(&sin, 0, sizeof(sin));
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(0x7f000001);
+    sin.sin_port = htons(5000);
+    char nonce[TURN_NONCE_MAX + 1];
+    uint32_t now = 1800000000u, feat = 0;
+    int n = turn_nonce_make(secret, now + (uint32_t)e->max, 0, (struct sockaddr *)&sin, nonce,
+                            sizeof(nonce));
+    CHECK(n > 0);
+    CHECK_INT(turn_nonce_check(secret, nonce, (size_t)(n > 0 ? n : 0), now, (struct sockaddr *)&sin,
+                               &feat),
+              TURN_NONCE_OK);
+}
+
 /* The permission table at the largest max-permissions, past the old wrap at 32768, and the
  * channel table at its largest max-channels: every entry is kept and found. */
 static void test_tables_at_max(void)
@@ -456,6 +481,7 @@ int main(void)
     test_table_consistent();
     test_bounds_fit_their_users();
     test_tables_at_max();
+    test_stale_nonce_max_accepted();
     test_where();
     test_nul_and_long_lines();
     return unit_done("test_cfg");
