@@ -582,28 +582,13 @@ static int parse_listen(const char *v, struct sockaddr_storage *ss)
     return sa_parse_ip(host, (uint16_t)port, ss) == 0 ? 0 : -1;
 }
 
-static int check_tokens(const cfg_t *cfg, char *err, size_t errlen)
+int admin_check(const cfg_t *cfg, char *err, size_t errlen)
 {
-    if (cfg->admin_token.n == 0) {
-        snprintf(err, errlen, "'admin-listen' needs at least one 'admin-token'");
-        return -EINVAL;
-    }
-    for (size_t i = 0; i < cfg->admin_token.n; i++) {
-        const char *t = cfg->admin_token.v[i];
-        if (strncmp(t, "ro:", 3) == 0)
-            t += 3;
-        size_t n = strlen(t);
-        bool ok = n >= TOKEN_MIN;
-        for (size_t j = 0; j < n && ok; j++)
-            ok = t[j] > 0x20 && t[j] < 0x7f;
-        if (!ok) {
-            snprintf(err, errlen,
-                     "'admin-token' #%zu: a token must be at least %d printable characters without "
-                     "spaces (e.g. from `openssl rand -hex 32`)",
-                     i + 1, TOKEN_MIN);
-            return -EINVAL;
-        }
-    }
+    struct sockaddr_storage ss;
+    if (cfg->admin_listen && parse_listen(cfg->admin_listen, &ss) != 0)
+        return cfg_fail(cfg, "admin-listen", 0, err, errlen,
+                        "'%s' is not IP[:PORT] or [IPv6][:PORT] (port %d when omitted)",
+                        cfg->admin_listen, ADMIN_DEFAULT_PORT);
     return 0;
 }
 
@@ -641,16 +626,9 @@ fail:;
 int admin_start(server_t *s, struct admin **out, char *err, size_t errlen)
 {
     *out = NULL;
-    int rc = check_tokens(s->cfg, err, errlen);
-    if (rc != 0)
-        return rc;
-    if (s->cfg->admin_connections_per_ip >= s->cfg->admin_connections_max) {
-        snprintf(err, errlen,
-                 "'admin-connections-per-ip' (%d) must be below 'admin-connections-max' (%d): one "
-                 "source could take every slot",
-                 s->cfg->admin_connections_per_ip, s->cfg->admin_connections_max);
-        return -EINVAL;
-    }
+    int rc;
+    /* admin-token and the connection limits were checked with the rest of the config
+     * (cfg_validate), FILE:LINE named. */
     admin_t *a = calloc(1, sizeof(*a));
     if (!a) {
         snprintf(err, errlen, "out of memory");

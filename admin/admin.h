@@ -20,6 +20,9 @@ struct admin;
  * a message naming the setting or address at fault in `err` (nothing is left running). Main
  * thread. `s` must outlive the admin. */
 int admin_start(server_t *s, struct admin **out, char *err, size_t errlen);
+/* The admin settings' own checks (admin-listen's syntax; admin-token is cfg_validate's), for
+ * server_check: 0, or -1 with "FILE:LINE: 'admin-listen': ..." in `err`. Any thread. */
+int admin_check(const cfg_t *cfg, char *err, size_t errlen);
 /* Stop accepting, wait for requests in progress (each bounded by its own timeouts), free. NULL is
  * a no-op. Main thread, before the workers stop. */
 void admin_stop(struct admin *a);

@@ -163,11 +163,21 @@ static void peer_ip(const struct sockaddr *sa, uint8_t *family, uint8_t ip[16])
         memcpy(ip, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
 }
 
+/* The next capacity of a table holding `cap` (< max) entries: doubled, at least `first`, at most
+ * `max` (no slot past the cap is ever allocated). Always > cap, so realloc never gets 0. */
+static uint32_t next_cap(uint32_t cap, uint32_t first, unsigned max)
+{
+    uint64_t next = cap ? (uint64_t)cap * 2 : first;
+    if (next > max)
+        next = max;
+    return next > cap ? (uint32_t)next : cap + 1;
+}
+
 int alloc_perm_install(alloc_t *a, const struct sockaddr *peer, uint64_t now_ms, unsigned max)
 {
     uint8_t fam, ip[16];
     peer_ip(peer, &fam, ip);
-    for (uint16_t i = 0; i < a->nperms; i++) {
+    for (uint32_t i = 0; i < a->nperms; i++) {
         alloc_perm_t *p = &a->perms[i];
         if (p->family == fam && memcmp(p->ip, ip, 16) == 0) {
             p->expires_ms = now_ms + ALLOC_PERMISSION_MS;
@@ -175,7 +185,7 @@ int alloc_perm_install(alloc_t *a, const struct sockaddr *peer, uint64_t now_ms,
         }
     }
     /* Reuse an expired slot before growing. */
-    for (uint16_t i = 0; i < a->nperms; i++)
+    for (uint32_t i = 0; i < a->nperms; i++)
         if (a->perms[i].expires_ms <= now_ms) {
             a->perms[i].family = fam;
             memcpy(a->perms[i].ip, ip, 16);
@@ -185,8 +195,8 @@ int alloc_perm_install(alloc_t *a, const struct sockaddr *peer, uint64_t now_ms,
     if (a->nperms >= max)
         return -ENOSPC;
     if (a->nperms == a->capperms) {
-        uint16_t cap = a->capperms ? (uint16_t)(a->capperms * 2) : 2;
-        alloc_perm_t *np = realloc(a->perms, cap * sizeof(*np));
+        uint32_t cap = next_cap(a->capperms, 2, max);
+        alloc_perm_t *np = realloc(a->perms, (size_t)cap * sizeof(*np));
         if (!np)
             return -ENOMEM;
         a->perms = np;
@@ -210,7 +220,7 @@ int alloc_perm_check(const alloc_t *a, const struct sockaddr *peer, uint64_t now
         ip = (const uint8_t *)&((const struct sockaddr_in6 *)peer)->sin6_addr;
         n = 16;
     }
-    for (uint16_t i = 0; i < a->nperms; i++) {
+    for (uint32_t i = 0; i < a->nperms; i++) {
         const alloc_perm_t *p = &a->perms[i];
         if (p->family == peer->sa_family && p->expires_ms > now_ms && memcmp(p->ip, ip, n) == 0)
             return 1;
@@ -220,7 +230,7 @@ int alloc_perm_check(const alloc_t *a, const struct sockaddr *peer, uint64_t now
 
 alloc_chan_t *alloc_chan_by_number(const alloc_t *a, uint16_t number, uint64_t now_ms)
 {
-    for (uint16_t i = 0; i < a->nchans; i++)
+    for (uint32_t i = 0; i < a->nchans; i++)
         if (a->chans[i].number == number && a->chans[i].expires_ms > now_ms)
             return &a->chans[i];
     return NULL;
@@ -228,7 +238,7 @@ alloc_chan_t *alloc_chan_by_number(const alloc_t *a, uint16_t number, uint64_t n
 
 alloc_chan_t *alloc_chan_by_peer(const alloc_t *a, const struct sockaddr *peer, uint64_t now_ms)
 {
-    for (uint16_t i = 0; i < a->nchans; i++)
+    for (uint32_t i = 0; i < a->nchans; i++)
         if (a->chans[i].expires_ms > now_ms && sa_equal(&a->chans[i].peer.sa, peer))
             return &a->chans[i];
     return NULL;
@@ -247,15 +257,15 @@ int alloc_chan_bind(alloc_t *a, uint16_t number, const struct sockaddr *peer, ui
         return 0;
     }
     alloc_chan_t *slot = NULL;
-    for (uint16_t i = 0; i < a->nchans && !slot; i++)
+    for (uint32_t i = 0; i < a->nchans && !slot; i++)
         if (a->chans[i].expires_ms <= now_ms)
             slot = &a->chans[i];
     if (!slot) {
         if (a->nchans >= max)
             return -ENOSPC;
         if (a->nchans == a->capchans) {
-            uint16_t cap = a->capchans ? (uint16_t)(a->capchans * 2) : 1;
-            alloc_chan_t *nc = realloc(a->chans, cap * sizeof(*nc));
+            uint32_t cap = next_cap(a->capchans, 1, max);
+            alloc_chan_t *nc = realloc(a->chans, (size_t)cap * sizeof(*nc));
             if (!nc)
                 return -ENOMEM;
             a->chans = nc;
@@ -272,13 +282,13 @@ int alloc_chan_bind(alloc_t *a, uint16_t number, const struct sockaddr *peer, ui
 
 int alloc_expire(alloc_t *a, uint64_t now_ms)
 {
-    uint16_t n = 0;
-    for (uint16_t i = 0; i < a->nperms; i++)
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < a->nperms; i++)
         if (a->perms[i].expires_ms > now_ms)
             a->perms[n++] = a->perms[i];
     a->nperms = n;
     n = 0;
-    for (uint16_t i = 0; i < a->nchans; i++)
+    for (uint32_t i = 0; i < a->nchans; i++)
         if (a->chans[i].expires_ms > now_ms)
             a->chans[n++] = a->chans[i];
     a->nchans = n;

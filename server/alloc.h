@@ -75,10 +75,12 @@ struct alloc {
     uint8_t alloc_tid[12];
     uint8_t *alloc_resp;
     uint16_t alloc_resp_len;
+    /* Counts are 32-bit: max-permissions goes to 65535, and a 16-bit capacity doubled past 32768
+     * wrapped to 0, so realloc(perms, 0) freed the table in use. */
     alloc_perm_t *perms;
-    uint16_t nperms, capperms;
+    uint32_t nperms, capperms;
     alloc_chan_t *chans;
-    uint16_t nchans, capchans;
+    uint32_t nchans, capchans;
     /* max-bps token bucket (bytes), both directions together. */
     double bucket;
     uint64_t bucket_ms;

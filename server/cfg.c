@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <sched.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,35 +92,83 @@ static int set_enum(cfg_t *c, const cfg_entry_t *e, const char *v, const char *w
     return fail(err, errlen, where, e->name, why);
 }
 
-static int list_add(cfg_list_t *l, const char *v)
+static int list_add(cfg_list_t *l, const char *v, const char *where)
 {
     char **nv = realloc(l->v, (l->n + 1) * sizeof(*nv));
     if (!nv)
         return -1;
     l->v = nv;
-    if (!(l->v[l->n] = strdup(v)))
+    char **nw = realloc(l->where, (l->n + 1) * sizeof(*nw));
+    if (!nw)
         return -1;
+    l->where = nw;
+    char *sv = strdup(v), *sw = strdup(where ? where : "default");
+    if (!sv || !sw) {
+        free(sv);
+        free(sw);
+        return -1;
+    }
+    l->v[l->n] = sv;
+    l->where[l->n] = sw;
     l->n++;
     return 0;
 }
 
 static void list_free(cfg_list_t *l)
 {
-    for (size_t i = 0; i < l->n; i++)
+    for (size_t i = 0; i < l->n; i++) {
         free(l->v[i]);
+        free(l->where[i]);
+    }
     free(l->v);
+    free(l->where);
     l->v = NULL;
+    l->where = NULL;
     l->n = 0;
 }
 
-int cfg_set(cfg_t *c, const char *key, const char *value, const char *where, char *err,
-            size_t errlen)
+/* Remember who set a scalar key last; the defaults leave it NULL. */
+static int set_origin(cfg_t *c, const cfg_entry_t *e, const char *where)
+{
+    size_t idx = (size_t)(e - cfg_table);
+    char *w = NULL;
+    if (where && strcmp(where, "default") != 0 && !(w = strdup(where)))
+        return -1;
+    free(c->origin[idx]);
+    c->origin[idx] = w;
+    return 0;
+}
+
+const char *cfg_where(const cfg_t *c, const char *key, size_t i)
 {
     const cfg_entry_t *e = cfg_table_find(key);
-    if (!e)
-        return fail(err, errlen, where, key, "unknown key (uturnd --help lists every key)");
-    if (e->flags & CFG_F_LATER)
-        return fail(err, errlen, where, key, "not supported yet by this uturnd version");
+    if (!e || (e->flags & CFG_F_NOOP))
+        return "default";
+    if (e->type == CFG_LIST) {
+        const cfg_list_t *l = cfield(c, e);
+        return i < l->n && l->where ? l->where[i] : "default";
+    }
+    const char *w = c->origin[e - cfg_table];
+    return w ? w : "default";
+}
+
+int cfg_fail(const cfg_t *c, const char *key, size_t i, char *err, size_t errlen, const char *fmt,
+             ...)
+{
+    int n = snprintf(err, errlen, "%s: '%s': ", cfg_where(c, key, i), key);
+    if (n >= 0 && (size_t)n < errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+static int set_value(cfg_t *c, const cfg_entry_t *e, const char *value, const char *where,
+                     char *err, size_t errlen)
+{
+    const char *key = e->name;
     bool b;
     switch (e->type) {
     case CFG_BOOL:
@@ -146,11 +195,27 @@ int cfg_set(cfg_t *c, const char *key, const char *value, const char *where, cha
     case CFG_LIST:
         if (!value || !*value)
             return fail(err, errlen, where, key, "needs a value");
-        if (list_add(field(c, e), value) != 0)
+        if (list_add(field(c, e), value, where) != 0)
             return fail(err, errlen, where, key, "out of memory");
         return 0;
     }
     return fail(err, errlen, where, key, "bad table entry");
+}
+
+int cfg_set(cfg_t *c, const char *key, const char *value, const char *where, char *err,
+            size_t errlen)
+{
+    const cfg_entry_t *e = cfg_table_find(key);
+    if (!e)
+        return fail(err, errlen, where, key, "unknown key (uturnd --help lists every key)");
+    if (e->flags & CFG_F_LATER)
+        return fail(err, errlen, where, key, "not supported yet by this uturnd version");
+    if (set_value(c, e, value, where, err, errlen) != 0)
+        return -1;
+    /* Lists keep the origin of each value (set_value); scalars the last one. */
+    if (e->type != CFG_LIST && !(e->flags & CFG_F_NOOP) && set_origin(c, e, where) != 0)
+        return fail(err, errlen, where, key, "out of memory");
+    return 0;
 }
 
 void cfg_init(cfg_t *c)
@@ -170,6 +235,8 @@ void cfg_free(cfg_t *c)
         const cfg_entry_t *e = &cfg_table[i];
         if (e->flags & CFG_F_NOOP)
             continue;
+        free(c->origin[i]);
+        c->origin[i] = NULL;
         if (e->type == CFG_STR) {
             char **slot = field(c, e);
             free(*slot);
@@ -226,16 +293,40 @@ int cfg_parse_file(cfg_t *c, const char *path, char *err, size_t errlen)
     return rc;
 }
 
+enum { LINE_OK, LINE_EOF, LINE_LONG, LINE_NUL };
+
+/* One line without its newline into buf (NUL-terminated). Byte by byte, not fgets: fgets cannot
+ * tell a NUL byte in the line from its end, and reported such a line as too long. */
+static int read_line(FILE *f, char *buf, size_t cap)
+{
+    size_t n = 0;
+    int ch, nul = 0;
+    while ((ch = getc(f)) != EOF && ch != '\n') {
+        if (ch == 0)
+            nul = 1;
+        if (n + 1 >= cap)
+            return LINE_LONG;
+        buf[n++] = (char)ch;
+    }
+    buf[n] = 0;
+    if (ch == EOF && n == 0 && !nul)
+        return LINE_EOF;
+    return nul ? LINE_NUL : LINE_OK;
+}
+
 int cfg_parse_stream(cfg_t *c, FILE *f, const char *path, char *err, size_t errlen)
 {
     char line[CFG_LINE_MAX];
-    int lineno = 0, rc = 0;
-    while (fgets(line, sizeof(line), f)) {
+    int lineno = 0, rc = 0, got;
+    while ((got = read_line(f, line, sizeof(line))) != LINE_EOF) {
         lineno++;
         char where[PATH_MAX + 32];
         snprintf(where, sizeof(where), "%s:%d", path, lineno);
-        if (!strchr(line, '\n') && !feof(f)) {
-            snprintf(err, errlen, "%s: line longer than %d bytes", where, CFG_LINE_MAX - 1);
+        if (got == LINE_LONG || got == LINE_NUL) {
+            if (got == LINE_LONG)
+                snprintf(err, errlen, "%s: line longer than %d bytes", where, CFG_LINE_MAX - 1);
+            else
+                snprintf(err, errlen, "%s: NUL byte in the line (a binary or UTF-16 file?)", where);
             rc = -1;
             break;
         }
@@ -326,14 +417,35 @@ int cfg_apply_args(cfg_t *c, int argc, char **argv, char *err, size_t errlen)
     return 0;
 }
 
-static int check_ip_list(const cfg_list_t *l, const char *key, char *err, size_t errlen)
+static int check_ip_list(const cfg_t *c, const cfg_list_t *l, const char *key, char *err,
+                         size_t errlen)
 {
     struct sockaddr_storage ss;
     for (size_t i = 0; i < l->n; i++)
-        if (sa_parse_ip(l->v[i], 0, &ss) != 0) {
-            snprintf(err, errlen, "'%s': '%s' is not an IPv4 or IPv6 address", key, l->v[i]);
-            return -1;
-        }
+        if (sa_parse_ip(l->v[i], 0, &ss) != 0)
+            return cfg_fail(c, key, i, err, errlen, "'%s' is not an IPv4 or IPv6 address", l->v[i]);
+    return 0;
+}
+
+/* admin-token: long and printable (the admin API compares digests of it, admin.c). */
+static int check_admin_tokens(const cfg_t *c, char *err, size_t errlen)
+{
+    if (c->admin_listen && c->admin_token.n == 0)
+        return cfg_fail(c, "admin-listen", 0, err, errlen, "needs at least one 'admin-token'");
+    for (size_t i = 0; i < c->admin_token.n; i++) {
+        const char *t = c->admin_token.v[i];
+        if (strncmp(t, "ro:", 3) == 0)
+            t += 3;
+        size_t n = strlen(t);
+        bool ok = n >= CFG_ADMIN_TOKEN_MIN;
+        for (size_t j = 0; j < n && ok; j++)
+            ok = t[j] > 0x20 && t[j] < 0x7f;
+        if (!ok)
+            return cfg_fail(c, "admin-token", i, err, errlen,
+                            "a token must be at least %d printable characters without spaces "
+                            "(e.g. from `openssl rand -hex 32`)",
+                            CFG_ADMIN_TOKEN_MIN);
+    }
     return 0;
 }
 
@@ -357,11 +469,10 @@ static int check_rfc5780(const cfg_t *c, char *err, size_t errlen)
         const void *raw = ss.ss_family == AF_INET
                               ? (const void *)&((struct sockaddr_in *)&ss)->sin_addr
                               : (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr;
-        if (memcmp(raw, zero, ss.ss_family == AF_INET ? 4 : 16) == 0) {
-            snprintf(err, errlen, "rfc5780: 'listening-ip' %s is a wildcard; name each address",
-                     c->listening_ip.v[i]);
-            return -1;
-        }
+        if (memcmp(raw, zero, ss.ss_family == AF_INET ? 4 : 16) == 0)
+            return cfg_fail(c, "listening-ip", i, err, errlen,
+                            "%s is a wildcard; rfc5780 needs each address named",
+                            c->listening_ip.v[i]);
         int dup = 0;
         for (size_t j = 0; j < i && !dup; j++)
             dup = sa_parse_ip(c->listening_ip.v[j], 0, &other) == 0 &&
@@ -371,32 +482,26 @@ static int check_rfc5780(const cfg_t *c, char *err, size_t errlen)
         else if (!dup)
             n6++;
     }
-    if (n4 < 2 && n6 < 2) {
-        snprintf(err, errlen, "rfc5780 needs two listening-ip of one family (RFC 5780 §6)");
-        return -1;
-    }
+    if (n4 < 2 && n6 < 2)
+        return cfg_fail(c, "rfc5780", 0, err, errlen,
+                        "rfc5780 needs two listening-ip of one family (RFC 5780 §6)");
     int alt = cfg_alt_listening_port(c);
-    if (alt > 65535) {
-        snprintf(err, errlen,
-                 "rfc5780: listening-port + 1 is past 65535: set 'alt-listening-port'");
-        return -1;
-    }
-    if (alt == c->listening_port) {
-        snprintf(err, errlen, "rfc5780: 'alt-listening-port' must differ from 'listening-port' %d",
-                 c->listening_port);
-        return -1;
-    }
-    if (alt == c->tls_listening_port && !(c->no_tls && c->no_dtls)) {
-        snprintf(err, errlen, "rfc5780: 'alt-listening-port' %d is the 'tls-listening-port'", alt);
-        return -1;
-    }
+    if (alt > 65535)
+        return cfg_fail(c, "listening-port", 0, err, errlen,
+                        "rfc5780: listening-port + 1 is past 65535: set 'alt-listening-port'");
+    if (alt == c->listening_port)
+        return cfg_fail(c, "alt-listening-port", 0, err, errlen,
+                        "rfc5780: must differ from 'listening-port' %d", c->listening_port);
+    if (alt == c->tls_listening_port && !(c->no_tls && c->no_dtls))
+        return cfg_fail(c, "alt-listening-port", 0, err, errlen,
+                        "rfc5780: %d is the 'tls-listening-port'", alt);
     return 0;
 }
 
 int cfg_validate(const cfg_t *c, char *err, size_t errlen)
 {
-    if (check_ip_list(&c->listening_ip, "listening-ip", err, errlen) ||
-        check_ip_list(&c->relay_ip, "relay-ip", err, errlen))
+    if (check_ip_list(c, &c->listening_ip, "listening-ip", err, errlen) ||
+        check_ip_list(c, &c->relay_ip, "relay-ip", err, errlen))
         return -1;
     struct sockaddr_storage ss;
     for (size_t i = 0; i < c->external_ip.n; i++) {
@@ -405,28 +510,29 @@ int cfg_validate(const cfg_t *c, char *err, size_t errlen)
         char *slash = strchr(buf, '/');
         if (slash)
             *slash = 0;
-        if (sa_parse_ip(buf, 0, &ss) != 0 || (slash && sa_parse_ip(slash + 1, 0, &ss) != 0)) {
-            snprintf(err, errlen, "'external-ip': '%s' is not PUBLIC or PUBLIC/PRIVATE",
-                     c->external_ip.v[i]);
-            return -1;
-        }
+        if (sa_parse_ip(buf, 0, &ss) != 0 || (slash && sa_parse_ip(slash + 1, 0, &ss) != 0))
+            return cfg_fail(c, "external-ip", i, err, errlen,
+                            "'%s' is not PUBLIC or PUBLIC/PRIVATE", c->external_ip.v[i]);
     }
-    if (c->min_port > c->max_port) {
-        snprintf(err, errlen, "'min-port' %d is above 'max-port' %d", c->min_port, c->max_port);
-        return -1;
-    }
+    if (c->min_port > c->max_port)
+        return cfg_fail(c, "min-port", 0, err, errlen, "%d is above 'max-port' %d", c->min_port,
+                        c->max_port);
     if (c->no_udp && c->no_tcp && c->no_tls && c->no_dtls) {
         snprintf(err, errlen, "no-udp, no-tcp, no-tls and no-dtls together leave nothing to serve");
         return -1;
     }
-    if (!c->cert != !c->pkey) {
-        snprintf(err, errlen, "'cert' and 'pkey' go together: set both (or neither) for TLS/DTLS");
+    if (!c->cert != !c->pkey)
+        return cfg_fail(c, c->cert ? "cert" : "pkey", 0, err, errlen,
+                        "'cert' and 'pkey' go together: set both (or neither) for TLS/DTLS");
+    if (!c->realm || !*c->realm || strlen(c->realm) > 127)
+        return cfg_fail(c, "realm", 0, err, errlen, "must be 1 to 127 bytes (RFC 8489 §14.9)");
+    if (check_admin_tokens(c, err, errlen) != 0)
         return -1;
-    }
-    if (!c->realm || !*c->realm || strlen(c->realm) > 127) {
-        snprintf(err, errlen, "'realm' must be 1 to 127 bytes (RFC 8489 §14.9)");
-        return -1;
-    }
+    if (c->admin_connections_per_ip >= c->admin_connections_max)
+        return cfg_fail(c, "admin-connections-per-ip", 0, err, errlen,
+                        "%d must be below 'admin-connections-max' %d: one source could take every "
+                        "slot",
+                        c->admin_connections_per_ip, c->admin_connections_max);
     return check_rfc5780(c, err, errlen);
 }
 
@@ -545,6 +651,11 @@ int cfg_keep_unreloadable(cfg_t *dst, const cfg_t *src)
             continue;
         void *d = field(dst, e);
         const void *sv = cfield(src, e);
+        char *o = src->origin[i] ? strdup(src->origin[i]) : NULL;
+        if (src->origin[i] && !o)
+            return -ENOMEM;
+        free(dst->origin[i]);
+        dst->origin[i] = o;
         switch (e->type) {
         case CFG_BOOL:
             *(bool *)d = *(const bool *)sv;
@@ -569,9 +680,9 @@ int cfg_keep_unreloadable(cfg_t *dst, const cfg_t *src)
         }
         case CFG_LIST: {
             const cfg_list_t *from = sv;
-            cfg_list_t fresh = {NULL, 0};
+            cfg_list_t fresh = {NULL, NULL, 0};
             for (size_t j = 0; j < from->n; j++)
-                if (list_add(&fresh, from->v[j]) != 0) {
+                if (list_add(&fresh, from->v[j], from->where[j]) != 0) {
                     list_free(&fresh);
                     return -ENOMEM;
                 }

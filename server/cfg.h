@@ -16,8 +16,12 @@
 
 typedef struct {
     char **v;
+    char **where; /* v[i] came from where[i]: "FILE:LINE" or "command line" */
     size_t n;
 } cfg_list_t;
+
+/* Room for the origin of every key of the table (a static assert in cfg_table.c checks it). */
+#define CFG_KEYS_MAX 192
 
 typedef struct cfg {
     /* listeners */
@@ -72,6 +76,9 @@ typedef struct cfg {
     cfg_list_t alternate_server, tls_alternate_server;
     char *alternate_domain;
     bool drain_exit;
+    /* Where each scalar key was last set ("FILE:LINE", "command line"), by table index; NULL:
+     * its default. Lists keep theirs per value. Read with cfg_where. */
+    char *origin[CFG_KEYS_MAX];
 } cfg_t;
 
 /* What the command line asked for besides settings. */
@@ -124,8 +131,22 @@ int cfg_parse_stream(cfg_t *c, FILE *f, const char *path, char *err, size_t errl
 int cfg_cli_scan(int argc, char **argv, cfg_cli_t *cli, char *err, size_t errlen);
 int cfg_apply_args(cfg_t *c, int argc, char **argv, char *err, size_t errlen);
 
-/* Cross-field checks after everything is set (ports, addresses, ranges). 0 or -1 with `err`. */
+/* Cross-field checks after everything is set (ports, addresses, ranges, admin tokens). 0 or -1
+ * with `err` naming FILE:LINE and the key. The checks that need to build something (users, peer
+ * ranges, Redis, alternates, certificates) are shared_init's, which --check-config runs too
+ * (server_check). */
 int cfg_validate(const cfg_t *c, char *err, size_t errlen);
+
+/* Where a setting came from, for messages: "FILE:LINE", "command line" or "default". For a
+ * list key, `i` picks the value; scalars ignore it. */
+const char *cfg_where(const cfg_t *c, const char *key, size_t i);
+/* Format "WHERE: 'key': reason" into err (WHERE from cfg_where) and return -1. Every check that
+ * refuses a setting, at --check-config, at start or at reload, words its message this way. */
+int cfg_fail(const cfg_t *c, const char *key, size_t i, char *err, size_t errlen, const char *fmt,
+             ...) __attribute__((format(printf, 6, 7)));
+
+/* The shortest admin-token accepted (ro: prefix not counted). */
+#define CFG_ADMIN_TOKEN_MIN 16
 
 /* RFC 5780's second port: alt-listening-port, or listening-port + 1 when that is 0. */
 int cfg_alt_listening_port(const cfg_t *c);

@@ -100,10 +100,12 @@ const cfg_entry_t cfg_table[] = {
      "deny peers: IP, CIDR or A-B range (repeatable)"},
     {"allowed-peer-ip", CFG_LIST, OFF(allowed_peer_ip), NULL, 0, 0, NULL, 0,
      "allow peers, checked before the deny list: IP, CIDR or A-B range (repeatable)"},
-    {"user-quota", CFG_INT, OFF(user_quota), "0", 0, 1000000, NULL, CFG_F_RELOAD,
-     "concurrent allocations per user; 0 = unlimited"},
-    {"total-quota", CFG_INT, OFF(total_quota), "0", 0, 10000000, NULL, CFG_F_RELOAD,
-     "concurrent allocations in all; 0 = unlimited"},
+    {"user-quota", CFG_INT, OFF(user_quota), "256", 0, 1000000, NULL, CFG_F_RELOAD,
+     "concurrent allocations per user (486 past it); 0 = unlimited. The default is far above a "
+     "browser's or softphone's need and 1/64 of the default relay port range"},
+    {"total-quota", CFG_INT, OFF(total_quota), "12000", 0, 10000000, NULL, CFG_F_RELOAD,
+     "concurrent allocations in all (508, or 300 with alternate-server, past it); 0 = unlimited. "
+     "The default leaves a quarter of the default 16384 relay ports free"},
     /* RFC 6062 peer connections (ours): a real client holds a handful per allocation; a flood of
      * peers connecting in must not take the process's file descriptors from everyone else. */
     {"max-peer-connections", CFG_INT, OFF(max_peer_connections), "64", 1, 65535, NULL, CFG_F_RELOAD,
@@ -178,6 +180,8 @@ const cfg_entry_t cfg_table[] = {
 };
 
 const size_t cfg_table_len = sizeof(cfg_table) / sizeof(cfg_table[0]);
+_Static_assert(sizeof(cfg_table) / sizeof(cfg_table[0]) <= CFG_KEYS_MAX,
+               "cfg_t.origin needs room for every key: raise CFG_KEYS_MAX");
 
 const cfg_entry_t *cfg_table_find(const char *name)
 {

@@ -107,19 +107,19 @@ static int password_key(const creds_shared_t *sh, suser_t *u, const char *pw, si
 }
 
 /* "name:password", or "name:0x<32 hex>" (coturn's stored MD5 key: no SHA-256 key can be made). */
-static int parse_user(creds_shared_t *sh, const char *line, size_t lineno, char *err, size_t errlen)
+static int parse_user(creds_shared_t *sh, const cfg_t *cfg, size_t i, char *err, size_t errlen)
 {
+    const char *line = cfg->user.v[i];
     const char *colon = strchr(line, ':');
     if (!colon)
-        return creds_fail(err, errlen, "'user' line %zu: missing ':' (NAME:PASSWORD)", lineno);
+        return cfg_fail(cfg, "user", i, err, errlen, "missing ':' (NAME:PASSWORD)");
     size_t nlen = (size_t)(colon - line);
     const char *pw = colon + 1;
     size_t plen = strlen(pw);
     if (nlen == 0 || nlen > USER_MAX)
-        return creds_fail(err, errlen, "'user' line %zu: the name must be 1 to %d bytes", lineno,
-                          USER_MAX);
+        return cfg_fail(cfg, "user", i, err, errlen, "the name must be 1 to %d bytes", USER_MAX);
     if (plen == 0)
-        return creds_fail(err, errlen, "'user' line %zu: empty password", lineno);
+        return cfg_fail(cfg, "user", i, err, errlen, "empty password");
     suser_t *u = &sh->users[sh->nusers];
     if (!(u->name = strndup(line, nlen)))
         return creds_fail(err, errlen, "out of memory");
@@ -128,8 +128,7 @@ static int parse_user(creds_shared_t *sh, const char *line, size_t lineno, char 
     /* As coturn: "0x" and at least 32 more characters is a key, anything shorter a password. */
     if (plen >= 34 && pw[0] == '0' && pw[1] == 'x') {
         if (plen != 34 || stun_auth_hex_decode(pw + 2, 32, u->key.md5, 16) != 16)
-            return creds_fail(err, errlen, "'user' line %zu: a 0x key must be 32 hex digits (MD5)",
-                              lineno);
+            return cfg_fail(cfg, "user", i, err, errlen, "a 0x key must be 32 hex digits (MD5)");
         u->key.has_md5 = true;
     } else if (password_key(sh, u, pw, plen) != 0) {
         return creds_fail(err, errlen, "out of memory");
@@ -138,8 +137,21 @@ static int parse_user(creds_shared_t *sh, const char *line, size_t lineno, char 
     return 0;
 }
 
-static int parse_users(creds_shared_t *sh, const cfg_list_t *list, char *err, size_t errlen)
+/* The second value of `user` that names `u` (for the message about it). */
+static size_t second_definition(const cfg_t *cfg, const suser_t *u)
 {
+    int seen = 0;
+    for (size_t i = 0; i < cfg->user.n; i++) {
+        const char *v = cfg->user.v[i];
+        if (strncmp(v, u->name, u->len) == 0 && v[u->len] == ':' && seen++)
+            return i;
+    }
+    return 0;
+}
+
+static int parse_users(creds_shared_t *sh, const cfg_t *cfg, char *err, size_t errlen)
+{
+    const cfg_list_t *list = &cfg->user;
     if (list->n == 0)
         return 0;
     sh->users = calloc(list->n, sizeof(*sh->users));
@@ -147,22 +159,24 @@ static int parse_users(creds_shared_t *sh, const cfg_list_t *list, char *err, si
     if (!sh->users || !sh->by_hash)
         return creds_fail(err, errlen, "out of memory");
     for (size_t i = 0; i < list->n; i++)
-        if (parse_user(sh, list->v[i], i + 1, err, errlen) != 0)
+        if (parse_user(sh, cfg, i, err, errlen) != 0)
             return -1;
     qsort(sh->users, sh->nusers, sizeof(*sh->users), suser_cmp);
     for (size_t i = 0; i < sh->nusers; i++) {
         if (i > 0 && suser_cmp(&sh->users[i - 1], &sh->users[i]) == 0)
-            return creds_fail(err, errlen, "'user': '%.*s' is defined twice",
-                              (int)(sh->users[i].len > 64 ? 64 : sh->users[i].len),
-                              sh->users[i].name);
+            return cfg_fail(cfg, "user", second_definition(cfg, &sh->users[i]), err, errlen,
+                            "'%.*s' is defined twice",
+                            (int)(sh->users[i].len > 64 ? 64 : sh->users[i].len),
+                            sh->users[i].name);
         sh->by_hash[i] = &sh->users[i];
     }
     qsort(sh->by_hash, sh->nusers, sizeof(*sh->by_hash), hash_cmp);
     return 0;
 }
 
-static int parse_secrets(creds_shared_t *sh, const cfg_list_t *list, char *err, size_t errlen)
+static int parse_secrets(creds_shared_t *sh, const cfg_t *cfg, char *err, size_t errlen)
 {
+    const cfg_list_t *list = &cfg->static_auth_secret;
     if (list->n == 0)
         return 0;
     if (!(sh->secrets = calloc(list->n, sizeof(*sh->secrets))))
@@ -170,7 +184,7 @@ static int parse_secrets(creds_shared_t *sh, const cfg_list_t *list, char *err, 
     for (size_t i = 0; i < list->n; i++) {
         /* An empty HMAC key would let anyone mint credentials. */
         if (!list->v[i][0])
-            return creds_fail(err, errlen, "'static-auth-secret' line %zu: empty secret", i + 1);
+            return cfg_fail(cfg, "static-auth-secret", i, err, errlen, "empty secret");
         if (!(sh->secrets[i].s = strdup(list->v[i])))
             return creds_fail(err, errlen, "out of memory");
         sh->secrets[i].len = strlen(list->v[i]);
@@ -188,24 +202,30 @@ int creds_shared_new(const cfg_t *cfg, creds_shared_t **out, char *err, size_t e
     sh->rlen = strlen(sh->realm);
     bool any = cfg->user.n || cfg->use_auth_secret || (cfg->redis_userdb && *cfg->redis_userdb);
     if (any && (sh->rlen == 0 || sh->rlen > REALM_MAX)) {
-        creds_fail(err, errlen, "'realm' must be 1 to %d bytes for long-term credentials",
-                   REALM_MAX);
+        cfg_fail(cfg, "realm", 0, err, errlen, "must be 1 to %d bytes for long-term credentials",
+                 REALM_MAX);
         goto bad;
     }
-    if (parse_users(sh, &cfg->user, err, errlen) != 0)
+    if (parse_users(sh, cfg, err, errlen) != 0)
         goto bad;
     sh->rest = cfg->use_auth_secret;
     if (!sh->rest && cfg->static_auth_secret.n)
         LOGW("config", "'static-auth-secret' is ignored without 'use-auth-secret'");
-    if (sh->rest && parse_secrets(sh, &cfg->static_auth_secret, err, errlen) != 0)
+    if (sh->rest && parse_secrets(sh, cfg, err, errlen) != 0)
         goto bad;
     if (cfg->redis_userdb && *cfg->redis_userdb) {
-        if (creds_redis_cfg_parse(cfg->redis_userdb, &sh->redis, err, errlen) != 0)
+        char why[256];
+        if (creds_redis_cfg_parse(cfg->redis_userdb, &sh->redis, why, sizeof(why)) != 0) {
+            /* Its messages start with "'redis-userdb': " and never show the password. */
+            const char *p = strncmp(why, "'redis-userdb': ", 16) == 0 ? why + 16 : why;
+            cfg_fail(cfg, "redis-userdb", 0, err, errlen, "%s", p);
             goto bad;
+        }
         sh->has_redis = true;
     }
     if (sh->rest && !sh->nsecrets && !sh->has_redis) {
-        creds_fail(err, errlen, "'use-auth-secret' needs 'static-auth-secret' or 'redis-userdb'");
+        cfg_fail(cfg, "use-auth-secret", 0, err, errlen,
+                 "needs 'static-auth-secret' (the REST API shared secret) or 'redis-userdb'");
         goto bad;
     }
     *out = sh;

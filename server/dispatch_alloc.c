@@ -37,8 +37,12 @@ static uint16_t random_port(const cfg_t *c, int even)
     shared_random(&r, sizeof(r));
     uint32_t span = (uint32_t)(c->max_port - c->min_port + 1);
     uint16_t p = (uint16_t)(c->min_port + r % span);
-    if (even && (p & 1))
-        p = (p > c->min_port) ? (uint16_t)(p - 1) : (uint16_t)(p + 1);
+    /* Stay inside the range: min-port = max-port = 65535 made p + 1 wrap to port 0 (any port). A
+     * range without an even port leaves p odd, and open_relay gives up (508). */
+    if (even && (p & 1) && p > c->min_port)
+        p--;
+    else if (even && (p & 1) && p < c->max_port)
+        p++;
     return p;
 }
 
@@ -63,7 +67,7 @@ static int open_relay(dispatch_t *d, alloc_t *a, int family, int even, uint64_t 
     for (int t = 0; t < PORT_TRIES; t++) {
         const shared_relay_ip_t *ip = &ips[(start + t) % nips];
         uint16_t port = random_port(c, even || token);
-        if (token && port + 1 > c->max_port)
+        if ((token && port + 1 > c->max_port) || ((even || token) && (port & 1)))
             continue;
         memset(r, 0, sizeof(*r));
         r->addr = ip->addr;

@@ -43,6 +43,13 @@ int main(int argc, char **argv)
         return 0;
     }
     if (cli.check_config) {
+        /* The start's own checks (server_check), short of binding: a file that passes here is
+         * one the start accepts. */
+        if (server_check(&cfg, err, sizeof(err)) != 0) {
+            fprintf(stderr, "uturnd: %s\n", err);
+            cfg_free(&cfg);
+            return 1;
+        }
         printf("uturnd: configuration OK\n");
         cfg_dump(&cfg, stdout);
         cfg_free(&cfg);
@@ -51,12 +58,14 @@ int main(int argc, char **argv)
     int rc =
         log_setup((enum log_level)cfg.log_level, (enum log_format)cfg.log_format, cfg.log_file);
     if (rc != 0) {
-        fprintf(stderr, "uturnd: 'log-file' %s: %s\n", cfg.log_file, strerror(-rc));
+        fprintf(stderr, "uturnd: %s: 'log-file': %s: %s\n", cfg_where(&cfg, "log-file", 0),
+                cfg.log_file, strerror(-rc));
         cfg_free(&cfg);
         return 1;
     }
     if (cfg.pidfile && (rc = write_pidfile(cfg.pidfile)) != 0) {
-        fprintf(stderr, "uturnd: 'pidfile' %s: %s\n", cfg.pidfile, strerror(-rc));
+        fprintf(stderr, "uturnd: %s: 'pidfile': %s: %s\n", cfg_where(&cfg, "pidfile", 0),
+                cfg.pidfile, strerror(-rc));
         cfg_free(&cfg);
         return 1;
     }

@@ -88,6 +88,28 @@ static int resolve_addrs(server_t *s, char *err, size_t errlen)
     return 0;
 }
 
+int server_check(const cfg_t *cfg, char *err, size_t errlen)
+{
+    server_t s; /* only cfg and addrs are used */
+    memset(&s, 0, sizeof(s));
+    s.cfg = cfg;
+    if (admin_check(cfg, err, errlen) != 0)
+        return -1;
+    int rc = resolve_addrs(&s, err, errlen);
+    shared_t *sh = rc == 0 ? malloc(sizeof(*sh)) : NULL;
+    if (rc == 0 && !sh) {
+        snprintf(err, errlen, "out of memory");
+        rc = -ENOMEM;
+    }
+    if (sh && shared_init(sh, cfg, s.addrs, s.naddrs, err, errlen) == 0)
+        shared_close(sh);
+    else if (sh)
+        rc = -EINVAL;
+    free(sh);
+    free(s.addrs);
+    return rc ? -1 : 0;
+}
+
 static void stop_all(server_t *s, const char *why)
 {
     if (s->stopping)
@@ -193,6 +215,9 @@ int server_start(server_t *s, const cfg_t *cfg, int argc, char **argv, char *err
         snprintf(err, errlen, "uv_loop_init: %s", uv_strerror(rc));
         return rc;
     }
+    /* The checks of server_check, in the same order and words (shared_init below is the rest). */
+    if (admin_check(cfg, err, errlen) != 0)
+        return -EINVAL;
     if ((rc = resolve_addrs(s, err, errlen)) != 0 || (rc = probe_ports(s, err, errlen)) != 0)
         return rc;
     if (shared_init(&s->shared, cfg, s->addrs, s->naddrs, err, errlen) != 0)
@@ -366,8 +391,12 @@ int server_reload(server_t *s, char *report, size_t cap)
     }
     cfg_cli_t cli;
     char err[512];
-    if (cfg_load(next, s->argc, s->argv, &cli, err, sizeof(err)) != 0) {
-        snprintf(report, cap, "%s", err);
+    /* The start's checks too (server_check): a file the next start would refuse is refused now,
+     * with the same FILE:LINE, and nothing of it is applied. */
+    if (cfg_load(next, s->argc, s->argv, &cli, err, sizeof(err)) != 0 ||
+        server_check(next, err, sizeof(err)) != 0) {
+        snprintf(report, cap, "%s (nothing applied%s)", err,
+                 s->shared.tls.tls || s->shared.tls.dtls ? "; kept the old certificate" : "");
         cfg_free(next);
         free(next);
         return -1;

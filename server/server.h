@@ -39,6 +39,11 @@ typedef struct {
  * kept for reloads (they must outlive the server). Returns 0 or -errno with a message in `err`
  * naming what failed (nothing is left running on failure). */
 int server_start(server_t *s, const cfg_t *cfg, int argc, char **argv, char *err, size_t errlen);
+/* Check a loaded config as far as it can be without binding: everything shared_init builds from
+ * it (users, secrets, Redis settings, peer ranges, alternates, certificates, relay addresses) is
+ * built and freed again. The start runs the same code, so --check-config, the start and a reload
+ * refuse the same files with the same "FILE:LINE: 'key': reason". 0, or -1 with `err`. */
+int server_check(const cfg_t *cfg, char *err, size_t errlen);
 /* Run until SIGTERM/SIGINT, then stop the workers and return 0. */
 int server_run(server_t *s);
 /* Free everything server_start made (after server_run, or after a failed start). */

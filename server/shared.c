@@ -40,8 +40,8 @@ void shared_random(void *buf, size_t n)
     }
 }
 
-static int parse_ranges(const cfg_list_t *l, const char *key, peer_range_t **out, char *err,
-                        size_t errlen)
+static int parse_ranges(const cfg_t *c, const cfg_list_t *l, const char *key, peer_range_t **out,
+                        char *err, size_t errlen)
 {
     *out = NULL;
     if (l->n == 0)
@@ -52,11 +52,9 @@ static int parse_ranges(const cfg_list_t *l, const char *key, peer_range_t **out
         return -1;
     }
     for (size_t i = 0; i < l->n; i++)
-        if (peer_range_parse(l->v[i], &(*out)[i]) != 0) {
-            snprintf(err, errlen, "'%s': '%s' is not an IP, IP/PREFIX or IP-IP range", key,
-                     l->v[i]);
-            return -1;
-        }
+        if (peer_range_parse(l->v[i], &(*out)[i]) != 0)
+            return cfg_fail(c, key, i, err, errlen, "'%s' is not an IP, IP/PREFIX or IP-IP range",
+                            l->v[i]);
     return 0;
 }
 
@@ -86,8 +84,9 @@ static int is_wildcard(const struct sockaddr *sa)
 }
 
 /* external-ip = PUBLIC (for the only relay IP of that family) or PUBLIC/PRIVATE. */
-static int apply_external(shared_t *s, const char *v, char *err, size_t errlen)
+static int apply_external(shared_t *s, size_t idx, char *err, size_t errlen)
 {
+    const char *v = s->cfg->external_ip.v[idx];
     char buf[128];
     snprintf(buf, sizeof(buf), "%s", v);
     char *slash = strchr(buf, '/');
@@ -109,16 +108,15 @@ static int apply_external(shared_t *s, const char *v, char *err, size_t errlen)
         }
     }
 bad:
-    snprintf(err, errlen,
-             "'external-ip': '%s' matches no relay address (use PUBLIC/PRIVATE with PRIVATE one of "
-             "the relay or listening IPs)",
-             v);
-    return -1;
+    return cfg_fail(s->cfg, "external-ip", idx, err, errlen,
+                    "'%s' matches no relay address (use PUBLIC/PRIVATE with PRIVATE one of the "
+                    "relay or listening IPs)",
+                    v);
 }
 
 /* alternate-server = IP, IP:PORT, [IPv6]:PORT or a bare IPv6 address. */
-static int parse_alternate_list(const cfg_list_t *l, const char *key, sa_any_t **out, size_t *nout,
-                                char *err, size_t errlen)
+static int parse_alternate_list(const cfg_t *cfg, const cfg_list_t *l, const char *key,
+                                sa_any_t **out, size_t *nout, char *err, size_t errlen)
 {
     if (l->n == 0)
         return 0;
@@ -158,17 +156,17 @@ static int parse_alternate_list(const cfg_list_t *l, const char *key, sa_any_t *
         (*nout)++;
         continue;
     bad:
-        snprintf(err, errlen, "'%s': '%s' is not IP, IP:PORT or [IPv6]:PORT", key, v);
-        return -1;
+        return cfg_fail(cfg, key, i, err, errlen, "'%s' is not IP, IP:PORT or [IPv6]:PORT", v);
     }
     return 0;
 }
 
 static int parse_alternates(shared_t *s, char *err, size_t errlen)
 {
-    return parse_alternate_list(&s->cfg->alternate_server, "alternate-server", &s->alternates,
+    const cfg_t *c = s->cfg;
+    return parse_alternate_list(c, &c->alternate_server, "alternate-server", &s->alternates,
                                 &s->nalternates, err, errlen) ||
-           parse_alternate_list(&s->cfg->tls_alternate_server, "tls-alternate-server",
+           parse_alternate_list(c, &c->tls_alternate_server, "tls-alternate-server",
                                 &s->tls_alternates, &s->ntls_alternates, err, errlen);
 }
 
@@ -245,25 +243,24 @@ static int init_relays(shared_t *s, const struct sockaddr_storage *listen, size_
     const cfg_t *c = s->cfg;
     for (size_t i = 0; i < c->relay_ip.n; i++) {
         struct sockaddr_storage ss;
-        if (sa_parse_ip(c->relay_ip.v[i], 0, &ss) != 0 || add_relay(s, (struct sockaddr *)&ss)) {
-            snprintf(err, errlen, "'relay-ip': '%s' is not usable", c->relay_ip.v[i]);
-            return -1;
-        }
+        if (sa_parse_ip(c->relay_ip.v[i], 0, &ss) != 0 || add_relay(s, (struct sockaddr *)&ss))
+            return cfg_fail(c, "relay-ip", i, err, errlen,
+                            "'%s' is not usable (an IP; at most %d of a family)", c->relay_ip.v[i],
+                            SHARED_MAX_RELAY_IPS);
     }
     if (c->relay_ip.n == 0)
         for (size_t i = 0; i < nlisten; i++)
             if (!is_wildcard((const struct sockaddr *)&listen[i]))
                 (void)add_relay(s, (const struct sockaddr *)&listen[i]);
     for (size_t i = 0; i < c->external_ip.n; i++)
-        if (apply_external(s, c->external_ip.v[i], err, errlen) != 0)
+        if (apply_external(s, i, err, errlen) != 0)
             return -1;
     return 0;
 }
 
-int shared_init(shared_t *s, const cfg_t *cfg, const struct sockaddr_storage *listen,
+static int init(shared_t *s, const cfg_t *cfg, const struct sockaddr_storage *listen,
                 size_t nlisten, char *err, size_t errlen)
 {
-    memset(s, 0, sizeof(*s));
     s->cfg = cfg;
     atomic_store(&s->live, cfg);
     uv_mutex_init(&s->quota_lock);
@@ -276,6 +273,9 @@ int shared_init(shared_t *s, const cfg_t *cfg, const struct sockaddr_storage *li
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    /* Right after user_counts: shared_close closes tls whenever user_counts is set. */
+    if (tls_init(&s->tls, cfg, err, errlen) != 0)
+        return -1;
     s->peer_counts = calloc(USER_BUCKETS, sizeof(*s->peer_counts));
     if (!s->peer_counts) {
         snprintf(err, errlen, "out of memory");
@@ -292,8 +292,8 @@ int shared_init(shared_t *s, const cfg_t *cfg, const struct sockaddr_storage *li
     if (cfg->userhash)
         s->nonce_features |= TURN_NONCE_FEAT_USERHASH;
     init_rfc5780(s);
-    if (parse_ranges(&cfg->allowed_peer_ip, "allowed-peer-ip", &s->allow, err, errlen) != 0 ||
-        parse_ranges(&cfg->denied_peer_ip, "denied-peer-ip", &s->deny, err, errlen) != 0)
+    if (parse_ranges(cfg, &cfg->allowed_peer_ip, "allowed-peer-ip", &s->allow, err, errlen) != 0 ||
+        parse_ranges(cfg, &cfg->denied_peer_ip, "denied-peer-ip", &s->deny, err, errlen) != 0)
         return -1;
     s->policy.allow = s->allow;
     s->policy.nallow = cfg->allowed_peer_ip.n;
@@ -306,9 +306,18 @@ int shared_init(shared_t *s, const cfg_t *cfg, const struct sockaddr_storage *li
         s->policy.deny_classes &= ~(unsigned)(PEER_CLASS_PRIVATE | PEER_CLASS_CGNAT);
     if (parse_alternates(s, err, errlen) != 0)
         return -1;
-    if (tls_init(&s->tls, cfg, err, errlen) != 0)
-        return -1;
     return init_relays(s, listen, nlisten, err, errlen);
+}
+
+int shared_init(shared_t *s, const cfg_t *cfg, const struct sockaddr_storage *listen,
+                size_t nlisten, char *err, size_t errlen)
+{
+    memset(s, 0, sizeof(*s));
+    if (init(s, cfg, listen, nlisten, err, errlen) == 0)
+        return 0;
+    /* Nothing half-built survives a refused config (LeakSanitizer saw it at every failed start). */
+    shared_close(s);
+    return -1;
 }
 
 void shared_close(shared_t *s)

@@ -83,16 +83,16 @@ static SSL_CTX *build(const cfg_t *cfg, int dtls, char *subject, size_t subjlen,
                                  (dtls ? SSL_OP_COOKIE_EXCHANGE : 0));
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_RELEASE_BUFFERS);
     if (SSL_CTX_use_certificate_chain_file(ctx, cfg->cert) != 1) {
-        snprintf(err, errlen, "'cert' %s: %s", cfg->cert, tls_error_string(e, sizeof(e)));
+        cfg_fail(cfg, "cert", 0, err, errlen, "%s: %s", cfg->cert, tls_error_string(e, sizeof(e)));
         goto fail;
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, cfg->pkey, SSL_FILETYPE_PEM) != 1 ||
         SSL_CTX_check_private_key(ctx) != 1) {
-        snprintf(err, errlen, "'pkey' %s: %s", cfg->pkey, tls_error_string(e, sizeof(e)));
+        cfg_fail(cfg, "pkey", 0, err, errlen, "%s: %s", cfg->pkey, tls_error_string(e, sizeof(e)));
         goto fail;
     }
     if (cfg->cipher_list && SSL_CTX_set_cipher_list(ctx, cfg->cipher_list) != 1) {
-        snprintf(err, errlen, "'cipher-list' '%s': %s", cfg->cipher_list,
+        cfg_fail(cfg, "cipher-list", 0, err, errlen, "'%s': %s", cfg->cipher_list,
                  tls_error_string(e, sizeof(e)));
         goto fail;
     }
@@ -116,11 +116,16 @@ static int enabled(const cfg_t *cfg)
     return cfg->cert && cfg->pkey && !(cfg->no_tls && cfg->no_dtls);
 }
 
+static void new_cookie_secret(void) { shared_random(cookie_secret, sizeof(cookie_secret)); }
+
 int tls_init(tls_t *t, const cfg_t *cfg, char *err, size_t errlen)
 {
+    /* Once per process: a config check at reload (server_check) builds contexts too, and must not
+     * change the secret under the DTLS handshakes in progress. */
+    static uv_once_t once = UV_ONCE_INIT;
+    uv_once(&once, new_cookie_secret);
     memset(t, 0, sizeof(*t));
     uv_mutex_init(&t->lock);
-    shared_random(cookie_secret, sizeof(cookie_secret));
     if (!enabled(cfg))
         return 0;
     if (!cfg->no_tls && !(t->tls = build(cfg, 0, t->subject, sizeof(t->subject), err, errlen)))

@@ -628,7 +628,7 @@ def test_reload_then_drain():
     rc, out, err = ctl("--json", "reload")
     check(rc == 0, "uturnctl reload: %s %s" % (out, err))
     doc = json.loads(out)
-    check(doc["reloaded"] is True and "user-quota: 0 -> 7" in doc["changes"], "reload: %r" % doc)
+    check(doc["reloaded"] is True and "user-quota: 256 -> 7" in doc["changes"], "reload: %r" % doc)
     st, _, doc = api("GET", "/readyz")
     check(st == 200, "readyz before drain: %d %r" % (st, doc))
     rc, out, err = ctl("drain")

@@ -4,12 +4,19 @@
  * the named fragments. Then whole files (syntax forms, comments, quotes, long lines) and argv
  * forms.
  */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "alloc.h"
 #include "cfg.h"
+#include "turn_auth.h"
 #include "unit.h"
 
 typedef struct {
@@ -256,6 +263,214 @@ static void test_table_consistent(void)
     CHECK(cfg_worker_count(&(cfg_t){.relay_threads = 0}) >= 1);
 }
 
+/* What the code that reads each integer key can hold (issue 11, defect 2: max-permissions 65535
+ * went into a 16-bit capacity that doubled past 32768 to 0). One row per key whose holder is
+ * narrower than the int it is parsed into, or that is multiplied. */
+#define BITS(type_member) (sizeof(type_member) * CHAR_BIT)
+typedef struct {
+    const char *key;
+    long hold; /* the largest value its users can take */
+} hold_t;
+
+static void test_bounds_fit_their_users(void)
+{
+    const alloc_t *a = NULL;
+    (void)a;
+    const hold_t holds[] = {
+        /* Ports go into uint16_t (sa_set_port) */
+        {"listening-port", UINT16_MAX},
+        {"tls-listening-port", UINT16_MAX},
+        {"alt-listening-port", UINT16_MAX},
+        {"min-port", UINT16_MAX},
+        {"max-port", UINT16_MAX},
+        /* The permission and channel tables' counts and capacities (alloc.h). */
+        {"max-permissions", (long)((1ULL << (BITS(a->capperms) - 1)) - 1)},
+        {"max-channels", (long)((1ULL << (BITS(a->capchans) - 1)) - 1)},
+        /* RFC 8656 §12: 0x4000-0x7FFF is every channel number there is. */
+        {"max-channels", 0x4000},
+        /* Seconds made milliseconds in an int somewhere would overflow past INT_MAX / 1000. */
+        {"stale-nonce", INT_MAX / 1000},
+        {"max-allocate-lifetime", INT_MAX / 1000},
+        {"tcp-frame-timeout", INT_MAX / 1000},
+        {"tcp-idle-timeout", INT_MAX / 1000},
+        /* Allocation ids carry the worker number in their top 16 bits (worker << 48). */
+        {"relay-threads", 1L << 16},
+        /* The max-bps bucket is a double: exact up to 2^53. */
+        {"max-bps", 1L << 53},
+    };
+    for (size_t i = 0; i < sizeof(holds) / sizeof(holds[0]); i++) {
+        const cfg_entry_t *e = cfg_table_find(holds[i].key);
+        CHECK(e != NULL);
+        if (!e)
+            continue;
+        if (e->max > holds[i].hold)
+            fprintf(stderr, "'%s' allows %ld, its users hold %ld\n", e->name, e->max,
+                    holds[i].hold);
+        CHECK(e->max <= holds[i].hold);
+    }
+    /* Every integer key: min <= default <= max, and an int field never gets more than INT_MAX. */
+    for (size_t i = 0; i < cfg_table_len; i++) {
+        const cfg_entry_t *e = &cfg_table[i];
+        if (e->type != CFG_INT || (e->flags & (CFG_F_NOOP | CFG_F_LATER)))
+            continue;
+        CHECK(e->min <= e->max);
+        if (e->offset != offsetof(cfg_t, max_bps) && e->max > INT_MAX)
+            fprintf(stderr, "'%s' allows %ld in an int\n", e->name, e->max);
+        CHECK(e->offset == offsetof(cfg_t, max_bps) || e->max <= INT_MAX);
+        long def = e->def ? strtol(e->def, NULL, 10) : 0;
+        CHECK(def >= e->min && def <= e->max);
+    }
+}
+
+/* A nonce made with the largest stale-nonce is one the check accepts (it refuses expiries too far
+ * ahead as a clock gone backwards): otherwise every request would get 438 forever. */
+static void test_stale_nonce_max_accepted(void)
+{
+    const cfg_entry_t *e = cfg_table_find("stale-nonce");
+    CHECK(e != NULL);
+    if (!e)
+        return;
+    uint8_t secret[TURN_NONCE_SECRET_LEN] = {1, 2, 3};
+    struct sockaddr_in sin;
+    memset(&sin, 0, sizeof(sin));
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(0x7f000001);
+    sin.sin_port = htons(5000);
+    char nonce[TURN_NONCE_MAX + 1];
+    uint32_t now = 1800000000u, feat = 0;
+    int n = turn_nonce_make(secret, now + (uint32_t)e->max, 0, (struct sockaddr *)&sin, nonce,
+                            sizeof(nonce));
+    CHECK(n > 0);
+    CHECK_INT(turn_nonce_check(secret, nonce, (size_t)(n > 0 ? n : 0), now, (struct sockaddr *)&sin,
+                               &feat),
+              TURN_NONCE_OK);
+}
+
+/* The permission table at the largest max-permissions, past the old wrap at 32768, and the
+ * channel table at its largest max-channels: every entry is kept and found. */
+static void test_tables_at_max(void)
+{
+    const cfg_entry_t *pe = cfg_table_find("max-permissions");
+    const cfg_entry_t *ce = cfg_table_find("max-channels");
+    CHECK(pe && ce);
+    if (!pe || !ce)
+        return;
+    alloc_t *a = calloc(1, sizeof(*a));
+    CHECK(a != NULL);
+    if (!a)
+        return;
+    unsigned maxp = (unsigned)pe->max, maxc = (unsigned)ce->max;
+    struct sockaddr_in sin;
+    memset(&sin, 0, sizeof(sin));
+    sin.sin_family = AF_INET;
+    int bad = 0;
+    for (unsigned i = 0; i < maxp && !bad; i++) {
+        sin.sin_addr.s_addr = htonl(0x0a000000u + i);
+        bad = alloc_perm_install(a, (struct sockaddr *)&sin, 1000, maxp) != 0;
+    }
+    CHECK_INT(bad, 0);
+    CHECK_INT(a->nperms, maxp);
+    CHECK(a->capperms >= a->nperms && a->capperms <= maxp);
+    sin.sin_addr.s_addr = htonl(0x0a000000u + maxp);
+    CHECK_INT(alloc_perm_install(a, (struct sockaddr *)&sin, 1000, maxp), -ENOSPC);
+    sin.sin_addr.s_addr = htonl(0x0a000000u + 32768); /* the entry the old wrap lost */
+    CHECK_INT(alloc_perm_check(a, (struct sockaddr *)&sin, 1000), 1);
+    sin.sin_addr.s_addr = htonl(0x0a000000u);
+    CHECK_INT(alloc_perm_check(a, (struct sockaddr *)&sin, 1000), 1);
+    bad = 0;
+    for (unsigned i = 0; i < maxc && !bad; i++) {
+        sin.sin_port = htons((uint16_t)(10000 + i));
+        bad = alloc_chan_bind(a, (uint16_t)(0x4000 + i), (struct sockaddr *)&sin, 1000, maxc) != 0;
+    }
+    CHECK_INT(bad, 0);
+    CHECK_INT(a->nchans, maxc);
+    sin.sin_port = htons(9);
+    CHECK_INT(alloc_chan_bind(a, 0x7fff, (struct sockaddr *)&sin, 1000, maxc), -ENOSPC);
+    free(a->perms);
+    free(a->chans);
+    free(a);
+}
+
+/* Every message names where the value came from: FILE:LINE, "command line" or "default". */
+static void test_where(void)
+{
+    char *path = write_tmp("# c\nrealm = r.example\nuser = a:b\n\nuser = broken\n");
+    CHECK(path != NULL);
+    if (!path)
+        return;
+    cfg_t c;
+    cfg_init(&c);
+    char err[512] = "", want[600];
+    CHECK_INT(cfg_parse_file(&c, path, err, sizeof(err)), 0);
+    snprintf(want, sizeof(want), "%s:2", path);
+    CHECK_STR(cfg_where(&c, "realm", 0), want);
+    snprintf(want, sizeof(want), "%s:5", path);
+    CHECK_STR(cfg_where(&c, "user", 1), want);
+    CHECK_STR(cfg_where(&c, "listening-port", 0), "default");
+    CHECK_STR(cfg_where(&c, "user", 7), "default");
+    CHECK_INT(cfg_set(&c, "realm", "cli.example", "command line", err, sizeof(err)), 0);
+    CHECK_STR(cfg_where(&c, "realm", 0), "command line");
+    CHECK_INT(cfg_fail(&c, "user", 1, err, sizeof(err), "missing '%c'", ':'), -1);
+    snprintf(want, sizeof(want), "%s:5: 'user': missing ':'", path);
+    CHECK_STR(err, want);
+    /* Reload keeps the origins of what it does not reload. */
+    cfg_t d;
+    cfg_init(&d);
+    CHECK_INT(cfg_keep_unreloadable(&d, &c), 0);
+    snprintf(want, sizeof(want), "%s:5", path);
+    CHECK_STR(cfg_where(&d, "user", 1), want);
+    cfg_free(&d);
+    cfg_free(&c);
+    unlink(path);
+
+    /* Short admin token: FILE:LINE of that token. */
+    path = write_tmp("admin-listen = 127.0.0.1\nadmin-token = 0123456789abcdef\n"
+                     "admin-token = ro:short\n");
+    cfg_init(&c);
+    CHECK_INT(cfg_parse_file(&c, path, err, sizeof(err)), 0);
+    CHECK_INT(cfg_validate(&c, err, sizeof(err)), -1);
+    snprintf(want, sizeof(want), "%s:3: 'admin-token': a token must be at least 16", path);
+    CHECK(strncmp(err, want, strlen(want)) == 0);
+    cfg_free(&c);
+    unlink(path);
+}
+
+/* A NUL byte is named as such, not as a long line; a long line still is one. */
+static void test_nul_and_long_lines(void)
+{
+    static const char text[] = "realm = a\nuser = x\0y:z\n";
+    char path[] = "/tmp/uturn-test-cfg-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    if (fd < 0)
+        return;
+    CHECK(write(fd, text, sizeof(text) - 1) == (ssize_t)(sizeof(text) - 1));
+    close(fd);
+    cfg_t c;
+    cfg_init(&c);
+    char err[512] = "", want[600];
+    CHECK_INT(cfg_parse_file(&c, path, err, sizeof(err)), -1);
+    snprintf(want, sizeof(want), "%s:2: NUL byte", path);
+    CHECK(strncmp(err, want, strlen(want)) == 0);
+    cfg_free(&c);
+    unlink(path);
+
+    char *big = malloc(5000);
+    CHECK(big != NULL);
+    if (!big)
+        return;
+    memset(big, 'x', 4999);
+    big[4999] = 0;
+    memcpy(big, "realm = ", 8);
+    char *p = write_tmp(big);
+    free(big);
+    cfg_init(&c);
+    CHECK_INT(cfg_parse_file(&c, p, err, sizeof(err)), -1);
+    CHECK(strstr(err, ":1: line longer than 4095 bytes") != NULL);
+    cfg_free(&c);
+    unlink(p);
+}
+
 int main(void)
 {
     test_set_table();
@@ -264,5 +479,10 @@ int main(void)
     test_validate();
     test_argv();
     test_table_consistent();
+    test_bounds_fit_their_users();
+    test_tables_at_max();
+    test_stale_nonce_max_accepted();
+    test_where();
+    test_nul_and_long_lines();
     return unit_done("test_cfg");
 }

@@ -258,15 +258,14 @@ typedef struct {
 } shared_case_t;
 
 static const shared_case_t shared_cases[] = {
-    {{"user", "nocolon", NULL}, "'user' line 1: missing ':'"},
-    {{"user", "a:b", "user", ":pw", NULL}, "'user' line 2: the name must be"},
-    {{"user", "a:", NULL}, "'user' line 1: empty password"},
-    {{"user", "a:0x00112233445566778899aabbccddeeff00", NULL}, "line 1: a 0x key must be 32"},
+    {{"user", "nocolon", NULL}, "test: 'user': missing ':'"},
+    {{"user", "a:b", "user", ":pw", NULL}, "test: 'user': the name must be"},
+    {{"user", "a:", NULL}, "test: 'user': empty password"},
+    {{"user", "a:0x00112233445566778899aabbccddeeff00", NULL}, "'user': a 0x key must be 32"},
     {{"user", "a:0x0011223344556677889900aabbccddeg", NULL}, "a 0x key must be 32 hex"},
     {{"user", "a:0xshort", NULL}, NULL}, /* shorter than a key: a password, as coturn */
     {{"user", "a:b", "user", "a:c", NULL}, "'user': 'a' is defined twice"},
-    {{"use-auth-secret", "true", NULL},
-     "'use-auth-secret' needs 'static-auth-secret' or 'redis-userdb'"},
+    {{"use-auth-secret", "true", NULL}, "test: 'use-auth-secret': needs 'static-auth-secret'"},
     {{"use-auth-secret", "true", "redis-userdb", "ip=127.0.0.1", NULL}, NULL},
     {{"redis-userdb", "ip=127.0.0.1 hots=x", NULL}, "'redis-userdb': unknown field 'hots'"},
     {{"redis-userdb", "ip=127.0.0.1 port=70000", NULL}, "'redis-userdb': bad port '70000'"},
