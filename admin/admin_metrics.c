@@ -210,6 +210,7 @@ static void render_net(out_t *o, const stats_snapshot_t *st)
     head(o, "uturn_tcp_connections_refused_total", "counter",
          "Client TCP connections refused or cut by a limit, by reason.");
     lab(o, "uturn_tcp_connections_refused_total", "reason", "per_ip_limit", st->tcp_rejected_limit);
+    lab(o, "uturn_tcp_connections_refused_total", "reason", "total_limit", st->tcp_rejected_total);
     lab(o, "uturn_tcp_connections_refused_total", "reason", "garbage", st->tcp_closed_garbage);
     lab(o, "uturn_tcp_connections_refused_total", "reason", "stall", st->tcp_closed_stall);
     lab(o, "uturn_tcp_connections_refused_total", "reason", "idle", st->tcp_closed_idle);

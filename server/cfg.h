@@ -64,6 +64,7 @@ typedef struct cfg {
     int tcp_frame_timeout;
     int tcp_idle_timeout;
     int max_tcp_per_ip;
+    int max_tcp_connections; /* all workers together; 0: half of RLIMIT_NOFILE */
     int max_dtls_per_ip, max_dtls_sessions;
     int max_unauth_bps;
     /* misc */

@@ -125,6 +125,9 @@ const cfg_entry_t cfg_table[] = {
      "close a TCP/TLS connection stalled this many seconds in the middle of a message (ours)"},
     {"tcp-idle-timeout", CFG_INT, OFF(tcp_idle_timeout), "120", 5, 86400, NULL, 0,
      "close a TCP/TLS connection without an allocation after this many idle seconds (ours)"},
+    {"max-tcp-connections", CFG_INT, OFF(max_tcp_connections), "0", 0, 1000000, NULL, 0,
+     "client TCP/TLS connections in all, every worker together; 0 = half the file-descriptor "
+     "limit (RLIMIT_NOFILE) at start, so relay sockets always keep the other half (ours)"},
     {"max-tcp-connections-per-ip", CFG_INT, OFF(max_tcp_per_ip), "256", 1, 1000000, NULL, 0,
      "concurrent TCP/TLS client connections from one IP, per worker (ours)"},
     {"max-dtls-sessions-per-ip", CFG_INT, OFF(max_dtls_per_ip), "64", 1, 100000, NULL, 0,

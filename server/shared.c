@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -258,6 +259,19 @@ static int init_relays(shared_t *s, const struct sockaddr_storage *listen, size_
     return 0;
 }
 
+/* max-tcp-connections, or half the descriptors this process may open: client connections from
+ * any number of sources then never take the descriptors that relay sockets (and the peer
+ * connections, the admin API and Redis) need. */
+static long tcp_conns_max(const cfg_t *cfg)
+{
+    if (cfg->max_tcp_connections > 0)
+        return cfg->max_tcp_connections;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 2000000)
+        return 1000000;
+    return rl.rlim_cur / 2 > 0 ? (long)(rl.rlim_cur / 2) : 1;
+}
+
 static int init(shared_t *s, const cfg_t *cfg, const struct sockaddr_storage *listen,
                 size_t nlisten, char *err, size_t errlen)
 {
@@ -267,6 +281,7 @@ static int init(shared_t *s, const cfg_t *cfg, const struct sockaddr_storage *li
     uv_mutex_init(&s->resv_lock);
     uv_mutex_init(&s->tcp_lock);
     uv_mutex_init(&s->peer_lock);
+    s->tcp_conns_max = tcp_conns_max(cfg);
     s->user_buckets = USER_BUCKETS;
     s->user_counts = calloc(USER_BUCKETS, sizeof(*s->user_counts));
     if (!s->user_counts) {

@@ -67,6 +67,10 @@ typedef struct {
     shared_user_count_t **user_counts; /* hash buckets */
     size_t user_buckets;
     _Atomic long total_allocs;
+    /* Client TCP/TLS connections on every worker, against max-tcp-connections (resolved at start:
+     * a flood of connections from many sources must leave descriptors for relay sockets). */
+    _Atomic long tcp_conns;
+    long tcp_conns_max;
     _Atomic int draining;
     tls_t tls; /* TLS and DTLS contexts; reloaded by server_reload */
     /* RFC 6062 relayed TCP addresses in use: their sockets need SO_REUSEPORT (to connect out from

@@ -21,6 +21,7 @@
     X(tcp_accepted)                                                                                \
     X(tcp_closed)                                                                                  \
     X(tcp_rejected_limit)                                                                          \
+    X(tcp_rejected_total)                                                                          \
     X(tcp_closed_garbage)                                                                          \
     X(tcp_closed_stall)                                                                            \
     X(tcp_closed_idle)                                                                             \

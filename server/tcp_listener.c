@@ -44,6 +44,7 @@ struct tcp_conn {
     int paused;       /* reading stopped for backpressure */
     int carried;      /* a frame other than ConnectionBind came: not a new data connection */
     int closing;
+    int counted; /* in shared->tcp_conns until its handle is closed */
     tcp_conn_t *prev, *next;
 };
 
@@ -111,6 +112,8 @@ static void ip_count_del(worker_t *w, const struct sockaddr *sa)
 static void on_conn_closed(uv_handle_t *h)
 {
     tcp_conn_t *c = h->data;
+    if (c->counted) /* the descriptor is closed now: another connection may have it */
+        atomic_fetch_sub(&c->w->shared->tcp_conns, 1);
     SSL_free(c->ssl);
     stream_rx_free(&c->rx);
     free(c);
@@ -425,6 +428,8 @@ static void on_connection(uv_stream_t *server, int status)
         return;
     }
     unsigned n = ip_count_add(w, (const struct sockaddr *)&c->remote);
+    long total = atomic_fetch_add(&w->shared->tcp_conns, 1) + 1;
+    c->counted = 1;
     c->next = w->conns;
     if (w->conns)
         w->conns->prev = c;
@@ -434,6 +439,11 @@ static void on_connection(uv_stream_t *server, int status)
     if (n == 0 || n > (unsigned)w->cfg->max_tcp_per_ip) {
         stats_inc(&w->stats.tcp_rejected_limit);
         conn_close(c, "too many connections from this IP");
+        return;
+    }
+    if (total > w->shared->tcp_conns_max) {
+        stats_inc(&w->stats.tcp_rejected_total);
+        conn_close(c, "too many TCP connections in all (max-tcp-connections)");
         return;
     }
     uv_tcp_nodelay(&c->handle, 1);
@@ -611,7 +621,10 @@ tcp_conn_t *tcp_conn_adopt(worker_t *w, tcp_handoff_t *h)
         free(h->rest);
         return NULL;
     }
+    /* Counted, not checked: it was admitted by the worker that accepted it (which let go of it). */
     (void)ip_count_add(w, (const struct sockaddr *)&c->remote);
+    atomic_fetch_add(&w->shared->tcp_conns, 1);
+    c->counted = 1;
     c->next = w->conns;
     if (w->conns)
         w->conns->prev = c;

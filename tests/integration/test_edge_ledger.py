@@ -1,8 +1,14 @@
 """The resource ledger's rows that no other test file proves at the shipped default: TCP client
-connections from one source IP (`max-tcp-connections-per-ip`, 256 per worker). Reaching the cap
-from one IP closes that IP's extra connections only: another source is still served, and a TURN
-client of that other source still allocates and relays (docs/SECURITY.md, "Resource ledger")."""
+connections from one source IP (`max-tcp-connections-per-ip`, 256 per worker), and client TCP
+connections in all (`max-tcp-connections`, by default half of RLIMIT_NOFILE). Reaching a cap closes
+the extra connections only: another source is still served, and a TURN client still allocates a
+relay socket and relays (docs/SECURITY.md, "Resource ledger")."""
+import os
+import resource
 import socket
+import subprocess
+
+import uturn
 
 from uturn import (Uturnd, binding_request, check, get_attr, parse, read_frame, run,
                    wait_closed, wait_for, xor_address, TurnClient)
@@ -28,7 +34,6 @@ def _binding_ok(s):
 
 
 def _open_fds(u):
-    import os
     return len(os.listdir("/proc/%d/fd" % u.proc.pid))
 
 
@@ -80,5 +85,88 @@ def test_tcp_per_ip_default_cap():
     peer.close()
 
 
+FD_LIMIT = 256  # RLIMIT_NOFILE for the capped uturnd: max-tcp-connections defaults to half, 128
+
+
+class FdCappedUturnd(Uturnd):
+    """uturnd started with RLIMIT_NOFILE = FD_LIMIT (soft and hard)."""
+
+    def _spawn(self, conf, args, threads):
+        real = subprocess.Popen
+
+        def popen(*a, **kw):
+            kw["preexec_fn"] = lambda: resource.setrlimit(resource.RLIMIT_NOFILE,
+                                                          (FD_LIMIT, FD_LIMIT))
+            return real(*a, **kw)
+        uturn.subprocess.Popen = popen
+        try:
+            super()._spawn(conf, args, threads)
+        finally:
+            uturn.subprocess.Popen = real
+
+
+def _served(u, src):
+    """A connection from src that answers a Binding, or None when it is refused or closed."""
+    try:
+        s = _conn(u, src)
+    except OSError:
+        return None
+    try:
+        _binding_ok(s)
+        return s
+    except (OSError, uturn.TestFailure):
+        s.close()
+        return None
+
+
+def test_tcp_total_default_cap_keeps_fds_for_relays():
+    """Two workers, RLIMIT_NOFILE 256: 300 connections from four IPs (75 each, far below the per-IP
+    cap) get at most 128 served; a UDP client still allocates a relay socket and relays, and the
+    connections are served again once the flood goes."""
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+    peer_port = peer.getsockname()[1]
+    with FdCappedUturnd(conf=["user = alice:secret", "allow-loopback-peers = true"]) as u:
+        base_fds = _open_fds(u)
+        held, refused = [], 0
+        try:
+            for i in range(300):
+                s = _served(u, "127.0.0.%d" % (1 + i % 4))
+                if s is None:
+                    refused += 1
+                else:
+                    held.append(s)
+            print("300 connections: %d served, %d refused; uturnd fds %d -> %d (limit %d)"
+                  % (len(held), refused, base_fds, _open_fds(u), FD_LIMIT))
+            check(len(held) <= FD_LIMIT // 2,
+                  "%d connections served, the default cap is %d" % (len(held), FD_LIMIT // 2))
+            check(len(held) >= FD_LIMIT // 2 - 8, "only %d served below the cap" % len(held))
+            check("too many TCP connections in all" in u.log(), "no refusal logged")
+            c = TurnClient(u, "alice", "secret")
+            code, _ = c.allocate()
+            check(code == 0, "UDP allocate with the TCP flood held: %s" % code)
+            code, _ = c.create_permission(("127.0.0.1", peer_port))
+            check(code == 0, "permission: %s" % code)
+            c.send_indication("127.0.0.1", peer_port, b"ledger-total")
+            peer.settimeout(3)
+            data, relayed = peer.recvfrom(2048)
+            check(data == b"ledger-total", "peer got %r" % data)
+            peer.sendto(b"back", relayed)
+            got = c.receive_data()
+            check(got is not None and got[2] == b"back", "client got %r" % (got,))
+            c.refresh(0)
+            c.close()
+        finally:
+            for s in held:
+                s.close()
+        wait_for(lambda: _open_fds(u) <= base_fds, 10, "uturnd fds back to %d" % base_fds)
+        served = [_served(u, "127.0.0.1") for _ in range(FD_LIMIT // 2)]
+        check(all(served), "%d of %d connections served after the flood"
+              % (sum(1 for s in served if s), len(served)))
+        for s in served:
+            s.close()
+    peer.close()
+
+
 if __name__ == "__main__":
-    run([test_tcp_per_ip_default_cap])
+    run([test_tcp_per_ip_default_cap, test_tcp_total_default_cap_keeps_fds_for_relays])
