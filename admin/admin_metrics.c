@@ -243,6 +243,13 @@ static void render_ports_redis(out_t *o, const figures_t *f)
     u64(o, "uturn_redis_connections_up", "gauge", "Workers whose Redis connection is up.",
         (uint64_t)st->redis_workers_up);
     u64(o, "uturn_redis_queries_total", "counter", "Redis lookups sent.", st->redis_queries);
+    u64(o, "uturn_redis_pending_lookups", "gauge",
+        "Credential lookups waiting for Redis now (bounded per source IP and per worker).",
+        st->creds_pending);
+    head(o, "uturn_redis_lookups_refused_total", "counter",
+         "Credential lookups dropped unanswered by a pending bound, by the bound.");
+    lab(o, "uturn_redis_lookups_refused_total", "reason", "per_ip_limit", st->creds_refused_per_ip);
+    lab(o, "uturn_redis_lookups_refused_total", "reason", "worker_limit", st->creds_refused_total);
     u64(o, "uturn_redis_errors_total", "counter", "Redis failures (timeouts, errors).",
         st->redis_errors);
     u64(o, "uturn_redis_reconnects_total", "counter", "Redis reconnects.", st->redis_reconnects);

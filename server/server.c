@@ -307,6 +307,9 @@ void server_stats(const server_t *s, stats_snapshot_t *out)
         out->creds_lookups += LOAD(lookups);
         out->creds_cache_hits += LOAD(cache_hits);
         out->redis_queries += LOAD(redis_queries);
+        out->creds_pending += LOAD(pending);
+        out->creds_refused_per_ip += LOAD(refused_per_ip);
+        out->creds_refused_total += LOAD(refused_total);
         out->redis_errors += LOAD(redis_errors);
         out->redis_reconnects += LOAD(redis_reconnects);
         out->redis_replies += LOAD(redis_replies);

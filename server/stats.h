@@ -116,6 +116,7 @@ typedef struct {
 #undef STATS_GAUGE_FIELD
     /* Credential store (server_stats fills these from each worker's creds_stats). */
     uint64_t creds_lookups, creds_cache_hits, redis_queries, redis_errors, redis_reconnects;
+    uint64_t creds_pending, creds_refused_per_ip, creds_refused_total; /* per-source bounds */
     uint64_t redis_replies, redis_latency_us_sum;
     int redis_configured; /* 1 when redis-userdb is set */
     int redis_workers_up; /* workers whose Redis connection is up */

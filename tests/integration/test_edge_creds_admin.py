@@ -210,6 +210,12 @@ def test_pending_lookups_per_source():
                       "%d dropped (%.2fs)" % (asked, dropped, time.monotonic() - t0))
                 check(asked <= per_ip, "one IP started %d Redis lookups (cap %d)" % (asked, per_ip))
                 check(dropped >= 200 - per_ip, "dropped %d" % dropped)
+                pending = metric(admin, "uturn_redis_pending_lookups")
+                refused = metric(admin, "uturn_redis_lookups_refused_total",
+                                 '{reason="per_ip_limit"}')
+                check(0 < pending <= per_ip, "/metrics: %d lookups pending (cap %d)"
+                      % (pending, per_ip))
+                check(refused >= 200 - per_ip, "/metrics: %d refused by the per-IP bound" % refused)
                 # Another IP's user is not refused: its lookup waits for Redis and succeeds.
                 c = client_from(u, "carol", "carol-pass", "127.0.0.22")
                 try:
