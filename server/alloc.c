@@ -173,16 +173,23 @@ static uint32_t next_cap(uint32_t cap, uint32_t first, unsigned max)
     return next > cap ? (uint32_t)next : cap + 1;
 }
 
+/* Index of the slot holding this IP (live or expired), or -1. */
+static long perm_slot(const alloc_t *a, uint8_t fam, const uint8_t ip[16])
+{
+    for (uint32_t i = 0; i < a->nperms; i++)
+        if (a->perms[i].family == fam && memcmp(a->perms[i].ip, ip, 16) == 0)
+            return (long)i;
+    return -1;
+}
+
 int alloc_perm_install(alloc_t *a, const struct sockaddr *peer, uint64_t now_ms, unsigned max)
 {
     uint8_t fam, ip[16];
     peer_ip(peer, &fam, ip);
-    for (uint32_t i = 0; i < a->nperms; i++) {
-        alloc_perm_t *p = &a->perms[i];
-        if (p->family == fam && memcmp(p->ip, ip, 16) == 0) {
-            p->expires_ms = now_ms + ALLOC_PERMISSION_MS;
-            return 0;
-        }
+    long held = perm_slot(a, fam, ip);
+    if (held >= 0) {
+        a->perms[held].expires_ms = now_ms + ALLOC_PERMISSION_MS;
+        return 0;
     }
     /* Reuse an expired slot before growing. */
     for (uint32_t i = 0; i < a->nperms; i++)
@@ -207,6 +214,34 @@ int alloc_perm_install(alloc_t *a, const struct sockaddr *peer, uint64_t now_ms,
     memcpy(p->ip, ip, 16);
     p->expires_ms = now_ms + ALLOC_PERMISSION_MS;
     return 0;
+}
+
+int alloc_perm_fits(const alloc_t *a, const sa_any_t *peers, int n, uint64_t now_ms, unsigned max)
+{
+    uint64_t spare = a->nperms < max ? max - a->nperms : 0, need = 0;
+    for (int i = 0; i < n; i++) {
+        uint8_t fam, ip[16], fk, ipk[16];
+        peer_ip(&peers[i].sa, &fam, ip);
+        int repeat = 0;
+        for (int k = 0; k < i && !repeat; k++) {
+            peer_ip(&peers[k].sa, &fk, ipk);
+            repeat = fk == fam && memcmp(ipk, ip, 16) == 0;
+        }
+        need += !repeat && perm_slot(a, fam, ip) < 0;
+    }
+    /* An expired slot is reused by a new peer, unless one of the peers is its own IP. */
+    for (uint32_t j = 0; j < a->nperms && spare < need; j++) {
+        if (a->perms[j].expires_ms > now_ms)
+            continue;
+        int mine = 0;
+        for (int i = 0; i < n && !mine; i++) {
+            uint8_t fam, ip[16];
+            peer_ip(&peers[i].sa, &fam, ip);
+            mine = a->perms[j].family == fam && memcmp(a->perms[j].ip, ip, 16) == 0;
+        }
+        spare += !mine;
+    }
+    return need <= spare ? 0 : -ENOSPC;
 }
 
 int alloc_perm_check(const alloc_t *a, const struct sockaddr *peer, uint64_t now_ms)

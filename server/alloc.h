@@ -120,6 +120,10 @@ void alloc_free(alloc_t *a);
 
 /* Permissions (RFC 8656 §9). install returns 0, or -ENOSPC past `max` permissions. */
 int alloc_perm_install(alloc_t *a, const struct sockaddr *peer, uint64_t now_ms, unsigned max);
+/* 0 when installing all `n` peers would fit under `max` (peers already held, expired slots and
+ * repeats inside the list counted), else -ENOSPC. For RFC 8656 §10.2's all or nothing: checked
+ * before the first install, so a request past the cap leaves the table as it was. */
+int alloc_perm_fits(const alloc_t *a, const sa_any_t *peers, int n, uint64_t now_ms, unsigned max);
 /* 1 when a live permission covers the peer's IP. */
 int alloc_perm_check(const alloc_t *a, const struct sockaddr *peer, uint64_t now_ms);
 

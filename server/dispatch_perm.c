@@ -64,7 +64,10 @@ void dispatch_create_permission(dispatch_t *d, const dispatch_conn_t *conn, cons
     }
     if (code == 0 && n == 0)
         code = STUN_ERR_BAD_REQUEST;
-    /* All or nothing (RFC 8656 §10.2): install only when every peer passed. */
+    /* All or nothing (RFC 8656 §10.2): install only when every peer passed and all of them fit. */
+    if (code == 0 &&
+        alloc_perm_fits(a, peers, n, d->now_ms, (unsigned)d->cfg->max_permissions) != 0)
+        code = STUN_ERR_INSUFFICIENT_CAPACITY;
     for (int i = 0; i < n && code == 0; i++) {
         int rc = alloc_perm_install(a, &peers[i].sa, d->now_ms, (unsigned)d->cfg->max_permissions);
         if (rc != 0)

@@ -187,8 +187,16 @@ def test_default_max_permissions_64_costs_others_nothing():
         a1 = _client(u, "alice")
         check(a1.allocate()[0] == 0, "Allocate")
         for k in range(4):
-            code = a1.create_permission(*[(_ip(k * 16 + j), 9) for j in range(16)])[0]
-            check(code == 0, "permissions %d..%d: %s" % (k * 16 + 1, k * 16 + 16, code))
+            peers = [(_ip(k * 16 + j), 9) for j in range(16 if k < 3 else 15)]
+            code = a1.create_permission(*peers)[0]
+            check(code == 0, "permissions %d..%d: %s" % (k * 16 + 1, k * 16 + len(peers), code))
+        # At 63: two new peers do not fit, and RFC 8656 §10.2 says all or nothing: neither is
+        # installed, so one more still fits afterwards.
+        code = a1.create_permission((_ip(100), 9), (_ip(101), 9))[0]
+        check(code == 508, "two new permissions at 63 of 64 answered %s, want 508" % code)
+        code = a1.create_permission((_ip(63), 9))[0]
+        check(code == 0, "64th permission after a refused pair: %s (the pair was partly "
+              "installed)" % code)
         code = a1.create_permission((_ip(64), 9))[0]
         check(code == 508, "65th permission (default max-permissions 64) answered %s, want 508" % code)
         # Refreshing one it holds still works at the cap.
