@@ -52,7 +52,11 @@ static const admin_route_t routes[] = {
     {ADMIN_GET, "/healthz", ADMIN_R_PUBLIC, admin_h_healthz},
     {ADMIN_GET, "/readyz", ADMIN_R_RO, admin_h_readyz},
     {ADMIN_GET, "/metrics", ADMIN_R_RO, admin_h_metrics},
+    {ADMIN_GET, "/ui", ADMIN_R_PUBLIC, admin_h_ui},
+    {ADMIN_GET, "/ui/*", ADMIN_R_PUBLIC, admin_h_ui},
+    {ADMIN_GET, "/api/v1/whoami", ADMIN_R_RO, admin_h_whoami},
     {ADMIN_GET, "/api/v1/stats", ADMIN_R_RO, admin_h_stats},
+    {ADMIN_GET, "/api/v1/history", ADMIN_R_RO, admin_h_history},
     {ADMIN_GET, "/api/v1/allocations", ADMIN_R_RO, admin_h_allocs_list},
     {ADMIN_GET, "/api/v1/allocations/*", ADMIN_R_RO, admin_h_alloc_get},
     {ADMIN_DELETE, "/api/v1/allocations/*", 0, admin_h_alloc_delete},
@@ -377,6 +381,11 @@ static mhd_result_t send_reply(admin_req_t *r)
         MHD_add_response_header(resp, "Allow", r->allow);
     if (r->www_authenticate)
         MHD_add_response_header(resp, "WWW-Authenticate", "Bearer realm=\"uturn\"");
+    if (r->ui) {
+        MHD_add_response_header(resp, "Content-Security-Policy", admin_ui_csp);
+        MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
+        MHD_add_response_header(resp, "X-Frame-Options", "DENY");
+    }
     mhd_result_t rc = MHD_queue_response(r->conn, r->status, resp);
     MHD_destroy_response(resp);
     return rc;
@@ -676,6 +685,8 @@ int admin_start(server_t *s, struct admin **out, char *err, size_t errlen)
         return -EIO;
     }
     a->reaper_running = true;
+    /* Out of memory: the API runs without /api/v1/history (503). */
+    a->history = admin_history_start(a, (size_t)cfg->admin_history);
     a->fd = -1; /* libmicrohttpd owns the listening socket now and closes it on stop */
     LOGI("admin", "admin API on http://%s (%zu tokens)", a->listen_name, s->cfg->admin_token.n);
     *out = a;
@@ -699,6 +710,7 @@ void admin_stop(struct admin *a)
     if (!a)
         return;
     MHD_stop_daemon(a->mhd); /* joins the pool threads; requests in progress finish first */
+    admin_history_stop(a->history);
     if (a->reaper_running) {
         uv_mutex_lock(&a->conns_lock);
         a->reaper_stop = true;
