@@ -190,11 +190,11 @@ void admin_h_history(admin_req_t *r)
     json_t *rows = json_array();
     for (size_t i = 0; i < n; i++) {
         const sample_t *s = &copy[i];
-        json_array_append_new(
-            rows, json_pack("[I,I,I,I,I,I,I]", (json_int_t)s->t_ms, (json_int_t)s->allocations,
-                            (json_int_t)s->tcp_connections, (json_int_t)s->relay_bps,
-                            (json_int_t)s->relay_pps, (json_int_t)s->requests_ps,
-                            (json_int_t)s->errors_ps));
+        json_array_append_new(rows,
+                              json_pack("[I,I,I,I,I,I,I]", (json_int_t)s->t_ms,
+                                        (json_int_t)s->allocations, (json_int_t)s->tcp_connections,
+                                        (json_int_t)s->relay_bps, (json_int_t)s->relay_pps,
+                                        (json_int_t)s->requests_ps, (json_int_t)s->errors_ps));
     }
     free(copy);
     admin_reply_json(r, 200,

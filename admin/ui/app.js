@@ -70,7 +70,8 @@ function si(v, unit) {
     v /= 1000;
     i++;
   }
-  return (i ? v.toFixed(v < 10 ? 2 : 1) : String(Math.round(v))) + " " + steps[i] + unit;
+  const n = i ? parseFloat(v.toFixed(v < 10 ? 2 : 1)) : Number.isInteger(v) ? v : parseFloat(v.toFixed(1));
+  return n + " " + steps[i] + unit;
 }
 
 function duration(s) {
@@ -317,15 +318,19 @@ function drawChart(canvas, series) {
   g.clearRect(0, 0, cw, ch);
   const css = getComputedStyle(document.body);
   const fg = css.getPropertyValue("--muted").trim() || "#888";
-  const left = 56, right = 8, top = 8, bottom = 18;
+  const left = 78, right = 8, top = 8, bottom = 18;
   const w = cw - left - right, h = ch - top - bottom;
   const hist = state.history;
   const tmax = hist.length ? hist[hist.length - 1][0] : Date.now();
-  const span = state.capacity * 1000;
+  // The whole history kept (an hour by default), but at least 5 minutes wide: a node that just
+  // started does not draw its first seconds as a sliver at the right edge.
+  const have = hist.length ? tmax - hist[0][0] : 0;
+  const span = Math.min(state.capacity * 1000, Math.max(300000, have));
   const tmin = tmax - span;
   let vmax = 1;
   for (const s of series) for (const row of hist) vmax = Math.max(vmax, row[s.col]);
-  vmax *= 1.1;
+  const mag = Math.pow(10, Math.floor(Math.log10(vmax)));
+  vmax = [1, 2, 5, 10].map((m) => m * mag).find((v) => v >= vmax);
   g.font = "11px sans-serif";
   g.fillStyle = fg;
   g.strokeStyle = fg;

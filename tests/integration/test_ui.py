@@ -28,6 +28,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.parse
 
@@ -223,7 +224,7 @@ class Chromium:
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
              "--disable-extensions", "--disable-default-apps", "--mute-audio",
              "--user-data-dir=" + self.dir, "--remote-debugging-address=127.0.0.1",
-             "--remote-debugging-port=%d" % self.port, "--window-size=1280,1500", "about:blank"],
+             "--remote-debugging-port=%d" % self.port, "--window-size=1280,1180", "about:blank"],
             stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.dir, "stderr.log"), "wb"),
             start_new_session=True)
 
@@ -375,11 +376,32 @@ def test_page_matches_api():
     B.js("document.querySelector('#allocs th[data-key=username]').click()")
     rows = B.js("[...document.querySelectorAll('#allocs tbody tr')].map(r => r.cells[1].textContent)")
     check(rows == ["carol", "bob", "alice"], "sorted by user, descending: %r" % rows)
-    relay_traffic(50)
-    after_next_poll()
-    B.call("Emulation.setDeviceMetricsOverride", width=1280, height=1500, deviceScaleFactor=1,
-           mobile=False)
-    B.screenshot("dashboard.png")
+    # Traffic while the page polls, so the screenshot shows live rates: about 200 messages a
+    # second until stopped (at most 3000).
+    stop, got = threading.Event(), []
+
+    def paced():
+        c = CLIENTS["alice"]
+        for _ in range(3000):
+            if stop.wait(0.005):
+                break
+            c.channel_data(0x4000, b"y" * 600)
+            r = c.receive_data(2)
+            got.append(bool(r and r[0] == "channel"))
+    t = threading.Thread(target=paced)
+    t.start()
+    try:
+        after_next_poll()
+        wait_for(lambda: B.js("document.getElementById('n-bps').textContent").split()[1:2]
+                 in (["kbit/s"], ["Mbit/s"]), 10, "a live bit rate on the page")
+        B.call("Emulation.setDeviceMetricsOverride", width=1280, height=1180, deviceScaleFactor=1,
+               mobile=False)
+        B.screenshot("dashboard.png")
+    finally:
+        stop.set()
+        t.join()
+    check(len(got) > 100 and sum(got) >= 0.9 * len(got), "paced traffic: %d of %d echoed"
+          % (sum(got), len(got)))
 
 
 def test_kill_from_page():
