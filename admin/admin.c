@@ -658,6 +658,9 @@ int admin_start(server_t *s, struct admin **out, char *err, size_t errlen)
     uv_mutex_init(&a->conns_lock);
     uv_cond_init(&a->reaper_wake);
     a->redis = admin_redis_new(s->shared.creds);
+    /* Before the daemon starts: handlers read a->history without a lock. Out of memory: the API
+     * runs without /api/v1/history (503). */
+    a->history = admin_history_start(a, (size_t)cfg->admin_history);
     /* MHD_USE_ITC: a connection handed over by admin_add_connection wakes its pool thread. */
     unsigned flags =
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG | MHD_USE_EPOLL | MHD_USE_ITC;
@@ -679,14 +682,13 @@ int admin_start(server_t *s, struct admin **out, char *err, size_t errlen)
         else
             close(a->fd);
         admin_redis_free(a->redis);
+        admin_history_stop(a->history);
         uv_cond_destroy(&a->reaper_wake);
         uv_mutex_destroy(&a->conns_lock);
         free(a);
         return -EIO;
     }
     a->reaper_running = true;
-    /* Out of memory: the API runs without /api/v1/history (503). */
-    a->history = admin_history_start(a, (size_t)cfg->admin_history);
     a->fd = -1; /* libmicrohttpd owns the listening socket now and closes it on stop */
     LOGI("admin", "admin API on http://%s (%zu tokens)", a->listen_name, s->cfg->admin_token.n);
     *out = a;

@@ -50,6 +50,7 @@ HIST = None  # (uturnd, (host, port)) with admin-history = HISTORY_CAP
 CLIENTS = {}  # user -> TurnClient
 B = None  # the browser page (Cdp)
 PEER_PORT = None
+EARLY = None  # the history of the small ring when the first test read it
 
 
 def chromium_path():
@@ -505,8 +506,11 @@ def test_nothing_from_outside():
 
 
 def test_history_shape_and_bounds():
+    global EARLY
     srv = HIST[1]
-    doc = get("/api/v1/history", server=srv)
+    doc = wait_for(lambda: (lambda d: d if d["samples"] else None)(get("/api/v1/history", server=srv)),
+                   5, "a first sample")
+    EARLY = doc["samples"]
     check(set(doc) == {"interval_seconds", "capacity", "now", "fields", "samples"}
           and doc["interval_seconds"] == 1 and doc["capacity"] == HISTORY_CAP
           and doc["fields"] == ["t", "allocations", "tcp_connections", "relay_bits_per_second",
@@ -525,13 +529,15 @@ def test_history_shape_and_bounds():
 
 def test_history_ring_wraps():
     srv = HIST[1]
-    first = wait_for(lambda: get("/api/v1/history", server=srv)["samples"], 5, "a first sample")[0]
+    first = EARLY[0]  # the oldest sample near the start of this file's tests
     full = wait_for(lambda: (lambda d: d if len(d["samples"]) == HISTORY_CAP
                              and d["samples"][0][0] > first[0] + 1500 else None)(
         get("/api/v1/history", server=srv)), 3 * HISTORY_CAP, "the ring to wrap")
     ts = [r[0] for r in full["samples"]]
     gaps = [b - a for a, b in zip(ts, ts[1:])]
-    check(all(800 <= g <= 1600 for g in gaps), "sample spacing (ms): %r" % gaps)
+    # One a second on a fixed cadence; a loaded machine may delay one tick, never drift.
+    check(all(500 <= g <= 2500 for g in gaps) and 850 <= sum(gaps) / len(gaps) <= 1250,
+          "sample spacing (ms): %r" % gaps)
     check(first[0] not in ts and ts[-1] <= full["now"], "the oldest sample was not overwritten")
     last3 = get("/api/v1/history?seconds=3", server=srv)["samples"]
     check(1 <= len(last3) <= 4 and all(r[0] > full["now"] - 3000 - 200 for r in last3),
@@ -545,20 +551,23 @@ def test_history_ring_wraps():
 
 
 def test_history_rates_add_up():
-    """The relayed bit rates summed over the samples are the relay byte counter's growth."""
+    """The relayed bit rates times their intervals, summed over the samples, are the relay byte
+    counter's growth (the traffic ran well after the sampler started, and is over now)."""
     st = get("/api/v1/stats")
+    t_read = time.time() * 1000
     total = st["relay"]["bytes"]["client_to_peer"] + st["relay"]["bytes"]["peer_to_client"]
-    time.sleep(0)  # the last traffic was relayed a poll ago: the sampler has seen it
-    doc = wait_for(lambda: (lambda d: d if d["samples"] and d["samples"][-1][0] > d["now"] - 1100
-                            else None)(get("/api/v1/history")), 5, "a fresh sample")
+    doc = wait_for(lambda: (lambda d: d if d["samples"][-1:] and d["samples"][-1][0] > t_read + 20
+                            else None)(get("/api/v1/history")), 5, "a sample after the counter read")
     col = doc["fields"].index("relay_bits_per_second")
-    ts = [r[0] for r in doc["samples"]]
-    # Each sample's rate covers the interval since the previous one (the first: since start).
-    summed = sum(r[col] / 8 * 1.0 for r in doc["samples"])
+    rows = doc["samples"]
+    # A sample's rate covers the interval since the one before; the first's, the first tick (1 s).
+    dts = [1000] + [b[0] - a[0] for a, b in zip(rows, rows[1:])]
+    summed = sum(r[col] / 8 * dt / 1000 for r, dt in zip(rows, dts))
     check(total > 50000 and abs(summed - total) <= 0.1 * total + 2000,
           "rates sum to %.0f bytes, the counter says %d (%d samples over %d ms)"
-          % (summed, total, len(ts), ts[-1] - ts[0]))
-    print("relayed %d bytes; the history's rates sum to %.0f" % (total, summed))
+          % (summed, total, len(rows), rows[-1][0] - rows[0][0]))
+    print("relayed %d bytes; the history's rates times their intervals sum to %.0f"
+          % (total, summed))
 
 
 def main():
