@@ -220,14 +220,15 @@ class Chromium:
     def __init__(self, path):
         self.dir = tempfile.mkdtemp(prefix="uturn-chromium-")
         self.port = free_port()
+        self.stderr = open(os.path.join(self.dir, "stderr.log"), "wb")
         self.proc = subprocess.Popen(
             [path, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
              "--disable-extensions", "--disable-default-apps", "--mute-audio",
+             "--disable-dev-shm-usage",
              "--user-data-dir=" + self.dir, "--remote-debugging-address=127.0.0.1",
              "--remote-debugging-port=%d" % self.port, "--window-size=1280,1180", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.dir, "stderr.log"), "wb"),
-            start_new_session=True)
+            stdout=subprocess.DEVNULL, stderr=self.stderr, start_new_session=True)
 
     def page_ws(self):
         def target():
@@ -254,6 +255,7 @@ class Chromium:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
+        self.stderr.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -426,9 +428,9 @@ def test_kill_from_page():
     check(code == 437, "bob's Refresh after the kill: %s, expected 437" % code)
     wait_for(lambda: aid not in page_alloc_ids() and len(page_alloc_ids()) == 2, 10,
              "the killed allocation to leave the page")
-    check(B.js("document.getElementById('n-allocs').textContent") == "2"
-          or (after_next_poll() or B.js("document.getElementById('n-allocs').textContent") == "2"),
-          "the count on the page after the kill")
+    wait_for(lambda: B.js("document.getElementById('n-allocs').textContent")
+             == str(get("/api/v1/stats")["allocations"]["current"]) == "2", 10,
+             "the count on the page after the kill")
 
 
 def test_mint_reload_drain():
