@@ -224,7 +224,28 @@ async function loadUsers() {
   names.sort();
   $("users-note").textContent = names.length + " users" + (cursor ? " (first pages only)" : "");
   list.dataset.count = String(names.length);
-  list.replaceChildren(...names.map((n) => el("li", n)));
+  list.replaceChildren(...names.map((n) => {
+    const li = el("li");
+    li.append(el("span", n, "user-name"));
+    if (state.write) {
+      const b = el("button", "Delete", "user-delete danger small");
+      b.type = "button";
+      b.dataset.user = n;
+      b.addEventListener("click", () => confirmThen(
+        "Delete user " + n + " from realm " + state.realm + "? Its allocations on this node end now.",
+        async () => {
+          const d = await api("DELETE", userPath(n));
+          status("deleted " + n + "; " + d.allocations_terminated + " allocations ended");
+          await Promise.all([loadUsers(), loadAllocs()]);
+        }));
+      li.append(" ", b);
+    }
+    return li;
+  }));
+}
+
+function userPath(name) {
+  return "/api/v1/realms/" + encodeURIComponent(state.realm) + "/users/" + encodeURIComponent(name);
 }
 
 async function loadSecrets() {
@@ -241,7 +262,23 @@ async function loadSecrets() {
   $("secrets-note").textContent = doc.secrets.length ? "" : "no REST secret";
   tb.replaceChildren(...doc.secrets.map((s) => {
     const tr = el("tr");
+    tr.dataset.id = s.id;
     tr.append(el("td", s.id, "mono"), el("td", s.fingerprint, "mono"), el("td", s.source));
+    const td = el("td");
+    if (state.write && s.source === "redis") { // the config file's secrets are edited there
+      const b = el("button", "Remove", "secret-delete danger small");
+      b.type = "button";
+      b.dataset.id = s.id;
+      b.addEventListener("click", () => confirmThen(
+        "Remove REST secret " + s.id + "? Credentials signed with it stop working now.",
+        async () => {
+          await api("DELETE", "/api/v1/realms/" + encodeURIComponent(state.realm) + "/secrets/" + s.id);
+          status("secret " + s.id + " removed");
+          await loadSecrets();
+        }));
+      td.append(b);
+    }
+    tr.append(td);
     return tr;
   }));
 }
@@ -411,7 +448,49 @@ function button(id, text, cls, onclick) {
   return b;
 }
 
+function buildUserSecretWrites() {
+  $("users-write").replaceChildren();
+  $("secrets-write").replaceChildren();
+  if (!state.write) return;
+  const name = el("input");
+  name.id = "user-name";
+  name.placeholder = "user";
+  name.autocomplete = "off";
+  const pw = el("input");
+  pw.id = "user-password";
+  pw.type = "password";
+  pw.placeholder = "password";
+  pw.autocomplete = "new-password";
+  const add = button("user-add", "Add or set password", "", async () => {
+    if (!name.value || !pw.value) return status("a user needs a name and a password", true);
+    try {
+      const d = await api("PUT", userPath(name.value), { password: pw.value });
+      status((d.created ? "added " : "password changed for ") + d.user);
+      name.value = "";
+      pw.value = "";
+      await loadUsers();
+    } catch (e) {
+      status(e.message, true);
+    }
+  });
+  $("users-write").append(name, pw, add);
+  const shown = el("pre", "", "snippet");
+  shown.id = "secret-new";
+  const gen = button("secret-add", "Add a random secret", "", async () => {
+    try {
+      const d = await api("POST", "/api/v1/realms/" + encodeURIComponent(state.realm) + "/secrets");
+      shown.textContent = d.secret; // shown this once: the API never returns it again
+      status("secret " + d.id + " added: copy it now, it is not shown again");
+      await loadSecrets();
+    } catch (e) {
+      status(e.message, true);
+    }
+  });
+  $("secrets-write").append(gen, shown);
+}
+
 function buildActions() {
+  buildUserSecretWrites();
   const box = $("actions");
   box.replaceChildren();
   if (!state.write) return;

@@ -6,7 +6,9 @@ below). What is checked: /ui/ is served without a token under the strict Content
 and loads nothing from outside this origin (every network request, every performance entry) and
 breaks none of its own policy (no CSP report in the console); after the token is typed in, the
 page's allocation count, allocation rows, user list, REST secrets and errors by code match the API;
-filter and sort work; a Kill clicked on the page and confirmed in its dialog ends the allocation
+filter and sort work; a user added on the page relays and deleted there loses its allocation
+(437); a REST secret generated on the page is the one stored, and is removed there; a Kill clicked
+on the page and confirmed in its dialog ends the allocation
 (the API no longer lists it, the client's Refresh gets 437); minting shows an iceServers snippet
 that verifies against the REST secret; reload and drain only act after confirmation; a read-only
 token's view has no write control in the DOM. /api/v1/history: JSON shape, bounds of `seconds` and
@@ -227,7 +229,7 @@ class Chromium:
              "--disable-extensions", "--disable-default-apps", "--mute-audio",
              "--disable-dev-shm-usage",
              "--user-data-dir=" + self.dir, "--remote-debugging-address=127.0.0.1",
-             "--remote-debugging-port=%d" % self.port, "--window-size=1280,1180", "about:blank"],
+             "--remote-debugging-port=%d" % self.port, "--window-size=1280,1320", "about:blank"],
             stdout=subprocess.DEVNULL, stderr=self.stderr, start_new_session=True)
 
     def page_ws(self):
@@ -343,7 +345,8 @@ def test_page_matches_api():
              "the allocation count on the page to match /api/v1/stats")
     users = api_users()
     check(users == ["alice", "bob", "carol", "dave"], "API users: %r" % users)
-    wait_for(lambda: sorted(B.js("[...document.querySelectorAll('#users li')].map(l => l.textContent)"))
+    wait_for(lambda: sorted(B.js("[...document.querySelectorAll('#users li .user-name')]"
+                                   ".map(l => l.textContent)"))
              == users, 15, "the page's user list to be the API's")
     check(B.js("document.getElementById('n-active-users').textContent") == "3", "active users")
     secrets = get("/api/v1/realms/%s/secrets" % REALM)["secrets"]
@@ -397,7 +400,7 @@ def test_page_matches_api():
         after_next_poll()
         wait_for(lambda: B.js("document.getElementById('n-bps').textContent").split()[1:2]
                  in (["kbit/s"], ["Mbit/s"]), 10, "a live bit rate on the page")
-        B.call("Emulation.setDeviceMetricsOverride", width=1280, height=1180, deviceScaleFactor=1,
+        B.call("Emulation.setDeviceMetricsOverride", width=1280, height=1320, deviceScaleFactor=1,
                mobile=False)
         B.screenshot("dashboard.png")
     finally:
@@ -431,6 +434,40 @@ def test_kill_from_page():
     wait_for(lambda: B.js("document.getElementById('n-allocs').textContent")
              == str(get("/api/v1/stats")["allocations"]["current"]) == "2", 10,
              "the count on the page after the kill")
+
+
+def test_users_and_secrets_from_page():
+    B.js("document.getElementById('user-name').value = 'erin';"
+         "document.getElementById('user-password').value = 'erin-pw';"
+         "document.getElementById('user-add').click()")
+    wait_for(lambda: "erin" in api_users(), 10, "the user added on the page in the API")
+    c = TurnClient(U, "erin", "erin-pw")
+    try:
+        check(c.allocate()[0] == 0, "the user added on the page cannot allocate")
+        B.wait_js("!!document.querySelector('button.user-delete[data-user=erin]')", 15,
+                  "erin's Delete on the page")
+        B.js("document.querySelector('button.user-delete[data-user=erin]').click()")
+        check(B.js("!document.getElementById('modal').hidden"), "Delete user asked nothing")
+        B.js("document.getElementById('modal-ok').click()")
+        wait_for(lambda: "erin" not in api_users(), 10, "the user deleted on the page to go")
+        check(c.refresh(600)[0] == 437, "the deleted user's allocation lives on")
+    finally:
+        c.close()
+    path = "/api/v1/realms/%s/secrets" % REALM
+    B.js("document.getElementById('secret-add').click()")
+    new = B.wait_js("document.getElementById('secret-new').textContent", 10, "the new secret")
+    ours = wait_for(lambda: [s for s in get(path)["secrets"] if s["source"] == "redis"], 10,
+                    "the secret added on the page in the API")
+    check(len(ours) == 1 and ours[0]["id"] == hashlib.sha256(new.encode()).hexdigest()[:8],
+          "the secret shown is not the one stored: %r" % ours)
+    B.wait_js("!!document.querySelector('button.secret-delete[data-id=\"%s\"]')" % ours[0]["id"],
+              10, "Remove for the new secret")
+    check(B.js("document.querySelectorAll('button.secret-delete').length") == 1,
+          "a Remove for the config file's secret")
+    B.js("document.querySelector('button.secret-delete').click()")
+    B.js("document.getElementById('modal-ok').click()")
+    wait_for(lambda: [s["source"] for s in get(path)["secrets"]] == ["config"], 10,
+             "the secret removed on the page to go")
 
 
 def test_mint_reload_drain():
@@ -476,7 +513,8 @@ def test_read_only_view():
              "the API's allocations in the read-only view")
     check(B.js("document.getElementById('access').textContent") == "read-only", "access badge")
     n = B.js("document.querySelectorAll('button.kill, #drain, #reload, #mint, #mint-copy, "
-             "#mint-user, #mint-ttl').length")
+             "#mint-user, #mint-ttl, button.user-delete, button.secret-delete, #user-add, "
+             "#user-name, #user-password, #secret-add').length")
     check(n == 0, "%d write controls in the read-only view" % n)
     buttons = B.js("[...document.querySelectorAll('button')].map(b => b.id || b.textContent)")
     check(set(buttons) <= {"logout", "token-use", "modal-ok", "modal-cancel"},
@@ -579,7 +617,8 @@ def main():
         print("SKIP: chromium is not installed (apt-get install chromium; scripts/deps.sh test)")
         sys.exit(77)
     tests = [test_page_headers_without_token, test_history_shape_and_bounds, test_page_matches_api,
-             test_kill_from_page, test_mint_reload_drain, test_read_only_view,
+             test_kill_from_page, test_users_and_secrets_from_page, test_mint_reload_drain,
+             test_read_only_view,
              test_nothing_from_outside, test_history_rates_add_up, test_history_ring_wraps]
     hport = free_port()
     with Redis() as r, Uturnd(conf=["realm = other.test", "admin-listen = 127.0.0.1:%d" % hport,
