@@ -180,7 +180,8 @@ async function loadAllocs() {
   const all = [];
   let cursor = null;
   for (let i = 0; i < 20; i++) {
-    const doc = await api("GET", "/api/v1/allocations?limit=1000" + (cursor ? "&cursor=" + encodeURIComponent(cursor) : ""));
+    const page = cursor ? "&cursor=" + encodeURIComponent(cursor) : "";
+    const doc = await api("GET", "/api/v1/allocations?limit=1000" + page);
     all.push(...doc.allocations);
     cursor = doc.next_cursor;
     if (!cursor) break;
@@ -328,7 +329,8 @@ function renderAllocs() {
       b.type = "button";
       b.dataset.id = a.id;
       b.addEventListener("click", () => confirmThen(
-        "End allocation " + a.id + " of " + a.username + " (" + a.client + ")? Its client gets 437 on its next Refresh.",
+        "End allocation " + a.id + " of " + a.username + " (" + a.client + ")? " +
+          "Its client gets 437 on its next Refresh.",
         async () => {
           await api("DELETE", "/api/v1/allocations/" + encodeURIComponent(a.id));
           status("allocation " + a.id + " ended");
@@ -381,7 +383,9 @@ function drawChart(canvas, series) {
   g.stroke();
   g.globalAlpha = 1;
   g.textAlign = "right";
-  for (let i = 0; i <= 2; i++) g.fillText(si((vmax * i) / 2, series[0].unit).trim(), left - 4, top + h - (h * i) / 2 + 4);
+  for (let i = 0; i <= 2; i++) {
+    g.fillText(si((vmax * i) / 2, series[0].unit).trim(), left - 4, top + h - (h * i) / 2 + 4);
+  }
   g.textAlign = "left";
   g.fillText("-" + duration(span / 1000), left, ch - 4);
   g.textAlign = "right";

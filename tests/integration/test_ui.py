@@ -224,7 +224,8 @@ class Chromium:
         self.port = free_port()
         self.stderr = open(os.path.join(self.dir, "stderr.log"), "wb")
         self.proc = subprocess.Popen(
-            [path, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            [path, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+             "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
              "--disable-extensions", "--disable-default-apps", "--mute-audio",
              "--disable-dev-shm-usage",
@@ -283,6 +284,9 @@ def login(token):
           "the token is not kept in sessionStorage")
 
 
+USERS_COLUMN = "[...document.querySelectorAll('#allocs tbody tr')].map(r => r.cells[1].textContent)"
+
+
 def page_polls():
     return int(B.js("Number(document.body.dataset.polls || 0)"))
 
@@ -329,7 +333,8 @@ def test_page_headers_without_token():
     st, _, doc = api("GET", "/api/v1/whoami", token=None)
     check(st == 401, "whoami without a token: %d" % st)
     check(api("GET", "/api/v1/whoami")[2] == {"access": "full", "write": True}, "whoami (full)")
-    check(api("GET", "/api/v1/whoami", token=RO_TOKEN)[2] == {"access": "read-only", "write": False},
+    check(api("GET", "/api/v1/whoami", token=RO_TOKEN)[2]
+          == {"access": "read-only", "write": False},
           "whoami (read-only)")
 
 
@@ -364,23 +369,25 @@ def test_page_matches_api():
     workers = B.js("document.querySelectorAll('#workers tbody tr').length")
     check(workers == get("/api/v1/stats")["workers"] == 2, "per-worker rows: %r" % workers)
     # The charts have data: the relayed rate card shows bits and the canvas is not blank.
-    wait_for(lambda: B.js("state.history.some(r => r[state.fields.indexOf('relay_bits_per_second')] > 0)"),
+    wait_for(lambda: B.js("state.history.some(r => "
+                          "r[state.fields.indexOf('relay_bits_per_second')] > 0)"),
              15, "a sample with relayed bits in the page's history")
     check(B.js("(() => { const c = document.getElementById('c-bps'); const d = c.getContext('2d')"
-               ".getImageData(0, 0, c.width, c.height).data; let n = 0; for (let i = 3; i < d.length;"
+               ".getImageData(0, 0, c.width, c.height).data; let n = 0;"
+               "for (let i = 3; i < d.length;"
                " i += 4) if (d[i]) n++; return n; })()") > 500, "the bit-rate chart is blank")
     # Filter and sort.
     B.js("{ const f = document.getElementById('filter'); f.value = 'carol';"
          "f.dispatchEvent(new Event('input')); }")
-    rows = B.js("[...document.querySelectorAll('#allocs tbody tr')].map(r => r.cells[1].textContent)")
+    rows = B.js(USERS_COLUMN)
     check(rows == ["carol"], "filter 'carol': %r" % rows)
     B.js("{ const f = document.getElementById('filter'); f.value = '';"
          "f.dispatchEvent(new Event('input')); }")
     B.js("document.querySelector('#allocs th[data-key=username]').click()")
-    rows = B.js("[...document.querySelectorAll('#allocs tbody tr')].map(r => r.cells[1].textContent)")
+    rows = B.js(USERS_COLUMN)
     check(rows == ["alice", "bob", "carol"], "sorted by user: %r" % rows)
     B.js("document.querySelector('#allocs th[data-key=username]').click()")
-    rows = B.js("[...document.querySelectorAll('#allocs tbody tr')].map(r => r.cells[1].textContent)")
+    rows = B.js(USERS_COLUMN)
     check(rows == ["carol", "bob", "alice"], "sorted by user, descending: %r" % rows)
     # Traffic while the page polls, so the screenshot shows live rates: about 200 messages a
     # second until stopped (at most 3000).
@@ -474,13 +481,15 @@ def test_mint_reload_drain():
     B.js("document.getElementById('mint-user').value = 'webrtc-user';"
          "document.getElementById('mint-ttl').value = '600';"
          "document.getElementById('mint').click()")
-    text = B.wait_js("document.getElementById('mint-out').textContent", 10, "the iceServers snippet")
+    text = B.wait_js("document.getElementById('mint-out').textContent", 10,
+                     "the iceServers snippet")
     ice = json.loads(text)["iceServers"]
     turn = [s for s in ice if any(u.startswith("turn:") for u in s["urls"])]
     check(turn, "no turn: URI in %r" % ice)
     user, cred = turn[0]["username"], turn[0]["credential"]
     expiry, name = user.split(":", 1)
-    want = base64.b64encode(hmac.new(SECRET.encode(), user.encode(), hashlib.sha1).digest()).decode()
+    want = base64.b64encode(hmac.new(SECRET.encode(), user.encode(), hashlib.sha1).digest())
+    want = want.decode()
     check(name == "webrtc-user" and 0 < int(expiry) - time.time() <= 610 and cred == want,
           "minted %r / %r" % (user, cred))
     check(B.js("!document.getElementById('mint-copy').hidden"), "no Copy button")
@@ -548,8 +557,8 @@ def test_nothing_from_outside():
 def test_history_shape_and_bounds():
     global EARLY
     srv = HIST[1]
-    doc = wait_for(lambda: (lambda d: d if d["samples"] else None)(get("/api/v1/history", server=srv)),
-                   5, "a first sample")
+    doc = wait_for(lambda: (lambda d: d if d["samples"] else None)(
+        get("/api/v1/history", server=srv)), 5, "a first sample")
     EARLY = doc["samples"]
     check(set(doc) == {"interval_seconds", "capacity", "now", "fields", "samples"}
           and doc["interval_seconds"] == 1 and doc["capacity"] == HISTORY_CAP
@@ -597,7 +606,8 @@ def test_history_rates_add_up():
     t_read = time.time() * 1000
     total = st["relay"]["bytes"]["client_to_peer"] + st["relay"]["bytes"]["peer_to_client"]
     doc = wait_for(lambda: (lambda d: d if d["samples"][-1:] and d["samples"][-1][0] > t_read + 20
-                            else None)(get("/api/v1/history")), 5, "a sample after the counter read")
+                            else None)(get("/api/v1/history")), 5,
+                   "a sample after the counter read")
     col = doc["fields"].index("relay_bits_per_second")
     rows = doc["samples"]
     # A sample's rate covers the interval since the one before; the first's, the first tick (1 s).
