@@ -52,7 +52,11 @@ static const admin_route_t routes[] = {
     {ADMIN_GET, "/healthz", ADMIN_R_PUBLIC, admin_h_healthz},
     {ADMIN_GET, "/readyz", ADMIN_R_RO, admin_h_readyz},
     {ADMIN_GET, "/metrics", ADMIN_R_RO, admin_h_metrics},
+    {ADMIN_GET, "/ui", ADMIN_R_PUBLIC, admin_h_ui},
+    {ADMIN_GET, "/ui/*", ADMIN_R_PUBLIC, admin_h_ui},
+    {ADMIN_GET, "/api/v1/whoami", ADMIN_R_RO, admin_h_whoami},
     {ADMIN_GET, "/api/v1/stats", ADMIN_R_RO, admin_h_stats},
+    {ADMIN_GET, "/api/v1/history", ADMIN_R_RO, admin_h_history},
     {ADMIN_GET, "/api/v1/allocations", ADMIN_R_RO, admin_h_allocs_list},
     {ADMIN_GET, "/api/v1/allocations/*", ADMIN_R_RO, admin_h_alloc_get},
     {ADMIN_DELETE, "/api/v1/allocations/*", 0, admin_h_alloc_delete},
@@ -377,6 +381,11 @@ static mhd_result_t send_reply(admin_req_t *r)
         MHD_add_response_header(resp, "Allow", r->allow);
     if (r->www_authenticate)
         MHD_add_response_header(resp, "WWW-Authenticate", "Bearer realm=\"uturn\"");
+    if (r->ui) {
+        MHD_add_response_header(resp, "Content-Security-Policy", admin_ui_csp);
+        MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
+        MHD_add_response_header(resp, "X-Frame-Options", "DENY");
+    }
     mhd_result_t rc = MHD_queue_response(r->conn, r->status, resp);
     MHD_destroy_response(resp);
     return rc;
@@ -649,6 +658,9 @@ int admin_start(server_t *s, struct admin **out, char *err, size_t errlen)
     uv_mutex_init(&a->conns_lock);
     uv_cond_init(&a->reaper_wake);
     a->redis = admin_redis_new(s->shared.creds);
+    /* Before the daemon starts: handlers read a->history without a lock. Out of memory: the API
+     * runs without /api/v1/history (503). */
+    a->history = admin_history_start(a, (size_t)cfg->admin_history);
     /* MHD_USE_ITC: a connection handed over by admin_add_connection wakes its pool thread. */
     unsigned flags =
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG | MHD_USE_EPOLL | MHD_USE_ITC;
@@ -670,6 +682,7 @@ int admin_start(server_t *s, struct admin **out, char *err, size_t errlen)
         else
             close(a->fd);
         admin_redis_free(a->redis);
+        admin_history_stop(a->history);
         uv_cond_destroy(&a->reaper_wake);
         uv_mutex_destroy(&a->conns_lock);
         free(a);
@@ -699,6 +712,7 @@ void admin_stop(struct admin *a)
     if (!a)
         return;
     MHD_stop_daemon(a->mhd); /* joins the pool threads; requests in progress finish first */
+    admin_history_stop(a->history);
     if (a->reaper_running) {
         uv_mutex_lock(&a->conns_lock);
         a->reaper_stop = true;

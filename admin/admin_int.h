@@ -31,6 +31,7 @@
 
 typedef struct admin_redis admin_redis_t;
 typedef struct admin_conn admin_conn_t;
+typedef struct admin_history admin_history_t;
 
 typedef struct admin {
     server_t *s;
@@ -49,7 +50,8 @@ typedef struct admin {
     bool reaper_running, reaper_stop;
     admin_conn_t *conns; /* under conns_lock */
     uint64_t deadline_ms;
-    uint64_t cut; /* connections shut down at the deadline (under conns_lock) */
+    uint64_t cut;             /* connections shut down at the deadline (under conns_lock) */
+    admin_history_t *history; /* NULL when it could not start (out of memory) */
 } admin_t;
 
 enum admin_method {
@@ -83,6 +85,7 @@ typedef struct admin_req {
     const char *ctype;
     const char *allow;     /* 405: the Allow header */
     bool www_authenticate; /* 401 */
+    bool ui;               /* a dashboard file: with its Content-Security-Policy */
     bool answered;
 } admin_req_t;
 
@@ -207,5 +210,24 @@ void admin_h_secret_delete(admin_req_t *r);
 void admin_h_credentials(admin_req_t *r);
 void admin_h_turn_credentials(admin_req_t *r);
 void admin_h_credential_revoke(admin_req_t *r);
+
+/* admin_history.c: a thread that samples server_stats() every second into a ring of `cap`
+ * entries. NULL when out of memory or no thread. Start and stop on the thread that runs
+ * admin_start/admin_stop; stop joins the thread. */
+admin_history_t *admin_history_start(admin_t *a, size_t cap);
+void admin_history_stop(admin_history_t *h);
+void admin_h_history(admin_req_t *r);
+
+/* admin_ui.c and the file scripts/embed-ui.sh generates from admin/ui/ */
+typedef struct {
+    const char *name; /* "app.js" */
+    const unsigned char *data;
+    size_t len;
+} admin_ui_asset_t;
+extern const admin_ui_asset_t admin_ui_assets[];
+extern const size_t admin_ui_nassets;
+extern const char admin_ui_csp[];
+void admin_h_ui(admin_req_t *r);
+void admin_h_whoami(admin_req_t *r);
 
 #endif

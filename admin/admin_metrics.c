@@ -188,6 +188,13 @@ static void render_net(out_t *o, const stats_snapshot_t *st)
     u64(o, "uturn_stun_responses_total", "counter", "STUN responses sent.", st->stun_responses);
     u64(o, "uturn_stun_error_responses_total", "counter", "STUN error responses sent.",
         st->stun_error_responses);
+    head(o, "uturn_stun_errors_total", "counter",
+         "STUN error responses sent, by ERROR-CODE (\"other\": a code outside the fixed set).");
+    for (int i = 0; i < STATS_NERR; i++) {
+        int c = stats_error_code(i);
+        put(o, "uturn_stun_errors_total{code=\"%s%.0d\"} %llu\n", c ? "" : "other", c,
+            (unsigned long long)st->errors_by_code[i]);
+    }
     u64(o, "uturn_turn_requests_total", "counter", "TURN requests.", st->turn_requests);
     u64(o, "uturn_turn_errors_total", "counter", "TURN requests answered with an error.",
         st->turn_errors);
@@ -375,6 +382,14 @@ void admin_h_stats(admin_req_t *r)
                                   "workers_up", st->redis_workers_up, "queries",
                                   (json_int_t)st->redis_queries, "errors",
                                   (json_int_t)st->redis_errors, "latency_seconds_avg", lat));
+    json_t *errs = json_object();
+    for (int i = 0; i < STATS_NERR; i++) {
+        char code[16];
+        int c = stats_error_code(i);
+        snprintf(code, sizeof(code), c ? "%d" : "other", c);
+        json_object_set_new(errs, code, json_integer((json_int_t)st->errors_by_code[i]));
+    }
+    json_object_set_new(o, "errors_by_code", errs);
     json_object_set_new(o, "counters", counters);
     json_object_set_new(o, "per_worker", workers);
     admin_reply_json(r, 200, o);

@@ -74,6 +74,7 @@ typedef struct cfg {
     char *admin_listen;
     cfg_list_t admin_token;
     int admin_request_timeout, admin_connections_max, admin_connections_per_ip;
+    int admin_history; /* samples (1 s each) kept for /api/v1/history */
     cfg_list_t alternate_server, tls_alternate_server;
     char *alternate_domain;
     bool drain_exit;

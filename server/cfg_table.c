@@ -158,6 +158,8 @@ const cfg_entry_t cfg_table[] = {
      "admin API connections in all (ours)"},
     {"admin-connections-per-ip", CFG_INT, OFF(admin_connections_per_ip), "128", 1, 65536, NULL, 0,
      "admin API connections from one IP; keep it below admin-connections-max (ours)"},
+    {"admin-history", CFG_INT, OFF(admin_history), "3600", 10, 86400, NULL, 0,
+     "1 s samples the admin API keeps for /api/v1/history and the dashboard's charts (ours)"},
     {"alternate-server", CFG_LIST, OFF(alternate_server), NULL, 0, 0, NULL, 0,
      "IP[:PORT] offered with 300 Try Alternate when full or draining (repeatable)"},
     {"tls-alternate-server", CFG_LIST, OFF(tls_alternate_server), NULL, 0, 0, NULL, 0,

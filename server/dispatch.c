@@ -266,7 +266,7 @@ void dispatch_error(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t
     stun_build_t b;
     dispatch_begin(d, &b, msg, STUN_CLASS_ERROR);
     stun_build_error(&b, code, reason);
-    stats_inc(&d->stats->stun_error_responses);
+    stats_error_sent(d->stats, code);
     (void)dispatch_finish(d, conn, msg, &b, auth);
 }
 
@@ -281,7 +281,7 @@ static void reply_unknown(dispatch_t *d, const dispatch_conn_t *conn, const stun
     dispatch_begin(d, &b, msg, STUN_CLASS_ERROR);
     stun_build_error(&b, STUN_ERR_UNKNOWN_ATTRIBUTE, reason);
     stun_build_unknown(&b, unknown, n);
-    stats_inc(&d->stats->stun_error_responses);
+    stats_error_sent(d->stats, STUN_ERR_UNKNOWN_ATTRIBUTE);
     (void)dispatch_finish(d, conn, msg, &b, NULL);
 }
 

@@ -347,7 +347,7 @@ static int try_alternate(dispatch_t *d, const dispatch_conn_t *conn, const stun_
     const char *domain = d->cfg->alternate_domain ? d->cfg->alternate_domain : d->cfg->server_name;
     if (secure && domain)
         stun_build_attr(&b, STUN_ATTR_ALTERNATE_DOMAIN, domain, strlen(domain));
-    stats_inc(&d->stats->stun_error_responses);
+    stats_error_sent(d->stats, STUN_ERR_TRY_ALTERNATE);
     (void)dispatch_finish(d, conn, msg, &b, auth);
     return 1;
 }

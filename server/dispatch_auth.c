@@ -39,7 +39,7 @@ static void challenge(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg
     stun_build_attr(&b, STUN_ATTR_NONCE, nonce, nlen > 0 ? (size_t)nlen : 0);
     if (algs)
         stun_build_password_algs(&b, offered_algs, NOFFERED);
-    stats_inc(&d->stats->stun_error_responses);
+    stats_error_sent(d->stats, code);
     (void)dispatch_finish(d, conn, msg, &b, NULL);
 }
 

@@ -13,6 +13,27 @@ void stats_accumulate(const stats_t *s, stats_snapshot_t *out)
 #define STATS_GAUGE_SUM(name) out->name += atomic_load_explicit(&s->name, memory_order_relaxed);
     STATS_GAUGES(STATS_GAUGE_SUM)
 #undef STATS_GAUGE_SUM
+    for (int i = 0; i < STATS_NERR; i++)
+        out->errors_by_code[i] += atomic_load_explicit(&s->errors_by_code[i], memory_order_relaxed);
+}
+
+static const int error_codes[] = {
+#define STATS_ERR_CODE(c) c,
+    STATS_ERROR_CODES(STATS_ERR_CODE)
+#undef STATS_ERR_CODE
+};
+
+int stats_error_slot(int code)
+{
+    for (int i = 0; i < STATS_NERR - 1; i++)
+        if (error_codes[i] == code)
+            return i;
+    return STATS_NERR - 1;
+}
+
+int stats_error_code(int slot)
+{
+    return slot >= 0 && slot < STATS_NERR - 1 ? error_codes[slot] : 0;
 }
 
 void stats_foreach(const stats_snapshot_t *snap, void (*fn)(const char *, uint64_t, void *),

@@ -90,6 +90,29 @@
     X(alloc_cur_ipv6)                                                                              \
     X(peer_connections)
 
+/* STUN error responses sent, by ERROR-CODE: the codes RFC 8489 §14.8 and RFC 8656 §15 define
+ * that uturn sends, and one slot for any other. A fixed set, so the admin API's labels are bounded.
+ */
+#define STATS_ERROR_CODES(X)                                                                       \
+    X(300)                                                                                         \
+    X(400)                                                                                         \
+    X(401)                                                                                         \
+    X(403)                                                                                         \
+    X(420)                                                                                         \
+    X(437)                                                                                         \
+    X(438)                                                                                         \
+    X(440)                                                                                         \
+    X(441)                                                                                         \
+    X(442)                                                                                         \
+    X(443)                                                                                         \
+    X(446)                                                                                         \
+    X(447)                                                                                         \
+    X(486)                                                                                         \
+    X(500)                                                                                         \
+    X(508)
+#define STATS_ERR_COUNT_ONE(c) +1
+enum { STATS_NERR = 0 STATS_ERROR_CODES(STATS_ERR_COUNT_ONE) + 1 }; /* the last slot: any other */
+
 typedef struct {
 #define STATS_FIELD(name) _Atomic uint64_t name;
     STATS_COUNTERS(STATS_FIELD)
@@ -101,6 +124,7 @@ typedef struct {
 #define STATS_GAUGE_FIELD(name) _Atomic int64_t name;
     STATS_GAUGES(STATS_GAUGE_FIELD)
 #undef STATS_GAUGE_FIELD
+    _Atomic uint64_t errors_by_code[STATS_NERR]; /* see stats_error_slot */
 } stats_t;
 
 typedef struct {
@@ -114,6 +138,7 @@ typedef struct {
 #define STATS_GAUGE_FIELD(name) int64_t name;
     STATS_GAUGES(STATS_GAUGE_FIELD)
 #undef STATS_GAUGE_FIELD
+    uint64_t errors_by_code[STATS_NERR];
     /* Credential store (server_stats fills these from each worker's creds_stats). */
     uint64_t creds_lookups, creds_cache_hits, redis_queries, redis_errors, redis_reconnects;
     uint64_t creds_pending, creds_refused_per_ip, creds_refused_total; /* per-source bounds */
@@ -136,6 +161,18 @@ static inline void stats_gauge_add(_Atomic int64_t *g, int64_t n)
 {
     atomic_store_explicit(g, atomic_load_explicit(g, memory_order_relaxed) + n,
                           memory_order_relaxed);
+}
+
+/* The errors_by_code slot of a STUN error code (STATS_NERR - 1 for a code not in the list), and
+ * the code of a slot (0 for the last). Any thread. */
+int stats_error_slot(int code);
+int stats_error_code(int slot);
+
+/* One STUN error response sent with `code`: stun_error_responses and its slot. Owning worker. */
+static inline void stats_error_sent(stats_t *s, int code)
+{
+    stats_inc(&s->stun_error_responses);
+    stats_inc(&s->errors_by_code[stats_error_slot(code)]);
 }
 
 /* Add one worker's counters into `out` (any thread). */

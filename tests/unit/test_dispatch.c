@@ -274,6 +274,20 @@ static void test_auth_ladder(void)
     /* A nonce made for another client address is not accepted. */
     client.sin_port = htons(40001);
     CHECK_INT(request(STUN_METHOD_ALLOCATE, "alice", "secret", add_transport, NULL), 438);
+    /* Every error response above counts once, under its own code (the admin's errors_by_code). */
+    uint64_t sum = 0;
+    for (int i = 0; i < STATS_NERR; i++)
+        sum += atomic_load(&stats.errors_by_code[i]);
+    CHECK_INT((long)sum, (long)atomic_load(&stats.stun_error_responses));
+    CHECK_INT((long)atomic_load(&stats.errors_by_code[stats_error_slot(437)]), 1);
+    CHECK_INT((long)atomic_load(&stats.errors_by_code[stats_error_slot(441)]), 1);
+    CHECK_INT((long)atomic_load(&stats.errors_by_code[stats_error_slot(442)]), 1);
+    CHECK_INT((long)atomic_load(&stats.errors_by_code[stats_error_slot(438)]), 2);
+    CHECK(atomic_load(&stats.errors_by_code[stats_error_slot(401)]) >= 3);
+    CHECK_INT((long)atomic_load(&stats.errors_by_code[STATS_NERR - 1]), 0);
+    CHECK_INT(stats_error_slot(499), STATS_NERR - 1);
+    CHECK_INT(stats_error_code(STATS_NERR - 1), 0);
+    CHECK_INT(stats_error_code(stats_error_slot(508)), 508);
     env_teardown();
 }
 
