@@ -44,11 +44,12 @@ void probe_add(probe_t *p, const probe_target_t *t, const char *check, const cha
 
 static void probe_usage(FILE *f)
 {
-    fprintf(f, "usage: uturnctl probe turn:HOST:PORT[?transport=udp|tcp] [turns:HOST:PORT] ...\n"
-               "                --user U --password P [--json] [--user2 U2 --password2 P2]\n"
-               "                [--ca FILE] [--peer-ip IP] [--max-allocations N] [--timeout MS]\n"
-               "Black-box checks against any TURN server (docs/PROBE.md).\n"
-               "Exit: 0 no FAIL, 1 at least one FAIL, 2 usage error or first target unreachable.\n");
+    fprintf(f,
+            "usage: uturnctl probe turn:HOST:PORT[?transport=udp|tcp] [turns:HOST:PORT] ...\n"
+            "                --user U --password P [--json] [--user2 U2 --password2 P2]\n"
+            "                [--ca FILE] [--peer-ip IP] [--max-allocations N] [--timeout MS]\n"
+            "Black-box checks against any TURN server (docs/PROBE.md).\n"
+            "Exit: 0 no FAIL, 1 at least one FAIL, 2 usage error or first target unreachable.\n");
 }
 
 /* turn:HOST:PORT[?transport=udp|tcp], turns:HOST:PORT[?transport=tcp]; HOST may be [v6]. */
@@ -105,10 +106,7 @@ static int width(const char *s)
     return w;
 }
 
-static void pad(const char *s, int w)
-{
-    printf("%s%*s ", s, w - width(s), "");
-}
+static void pad(const char *s, int w) { printf("%s%*s ", s, w - width(s), ""); }
 
 static void print_table(const probe_t *p)
 {
@@ -144,10 +142,10 @@ static void print_json(const probe_t *p, const int counts[4], int rc)
     json_t *targets = json_array();
     for (int i = 0; i < p->ntargets; i++)
         json_array_append_new(targets, json_string(p->targets[i].uri));
-    json_t *root = json_pack("{s:o, s:o, s:{s:i, s:i, s:i, s:i}, s:i}", "targets", targets,
-                             "checks", rows, "summary", "pass", counts[PROBE_PASS], "fail",
-                             counts[PROBE_FAIL], "warn", counts[PROBE_WARN], "skip",
-                             counts[PROBE_SKIP], "exit", rc);
+    json_t *root =
+        json_pack("{s:o, s:o, s:{s:i, s:i, s:i, s:i}, s:i}", "targets", targets, "checks", rows,
+                  "summary", "pass", counts[PROBE_PASS], "fail", counts[PROBE_FAIL], "warn",
+                  counts[PROBE_WARN], "skip", counts[PROBE_SKIP], "exit", rc);
     char *s = json_dumps(root, JSON_INDENT(2));
     printf("%s\n", s);
     free(s);

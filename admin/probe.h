@@ -1,12 +1,13 @@
 /* probe.h - `uturnctl probe`: black-box conformance and security checks against any TURN server.
  *
  * The checks (docs/PROBE.md lists each with its clause): Binding per transport (RFC 8489 §7), the
- * 401 challenge (§9.2.4), MESSAGE-INTEGRITY / MESSAGE-INTEGRITY-SHA256 / USERHASH (§9.2, §14.5-14.6,
- * §14.4) with Appendix B.1 (erratum 6268) as a self-test of our own crypto, the TURN round trips
- * (RFC 8656 §7-12), the classic error codes, the OWASP ASVS 5.0 V17.1.1 peer rules (CreatePermission
- * only: nothing is ever sent to a refused address), the unauthenticated amplification ratio and TLS
- * versions and certificate. Every loop is bounded in count and time. Single-threaded, blocking I/O
- * with poll() deadlines; the prober owns every socket it opens and closes it before returning.
+ * 401 challenge (§9.2.4), MESSAGE-INTEGRITY / MESSAGE-INTEGRITY-SHA256 / USERHASH (§9.2,
+ * §14.5-14.6, §14.4) with Appendix B.1 (erratum 6268) as a self-test of our own crypto, the TURN
+ * round trips (RFC 8656 §7-12), the classic error codes, the OWASP ASVS 5.0 V17.1.1 peer rules
+ * (CreatePermission only: nothing is ever sent to a refused address), the unauthenticated
+ * amplification ratio and TLS versions and certificate. Every loop is bounded in count and time.
+ * Single-threaded, blocking I/O with poll() deadlines; the prober owns every socket it opens and
+ * closes it before returning.
  */
 #ifndef UTURN_PROBE_H
 #define UTURN_PROBE_H
@@ -65,8 +66,8 @@ int probe_main(int argc, char **argv, bool json);
 
 /* Append a result row (printf-style detail). Rows past PROBE_MAX_ROWS are dropped. */
 __attribute__((format(printf, 6, 7))) void probe_add(probe_t *p, const probe_target_t *t,
-                                                      const char *check, const char *rfc,
-                                                      probe_result_t r, const char *fmt, ...);
+                                                     const char *check, const char *rfc,
+                                                     probe_result_t r, const char *fmt, ...);
 
 /* ---- probe_net.c: one connection to a target (UDP, TCP or TLS) ---- */
 

@@ -44,11 +44,12 @@ typedef struct {
 /* How a request authenticates. */
 typedef struct {
     const char *user, *pass;
-    int alg;          /* STUN_PASSWORD_ALG_MD5 or _SHA256: which key */
-    bool mi256;       /* MESSAGE-INTEGRITY-SHA256 instead of MESSAGE-INTEGRITY */
-    bool send_algs;   /* PASSWORD-ALGORITHMS + PASSWORD-ALGORITHM (RFC 8489 §9.2.4 security feature) */
-    bool userhash;    /* USERHASH instead of USERNAME */
-    bool bad_nonce;   /* alter the nonce (438 check) */
+    int alg;    /* STUN_PASSWORD_ALG_MD5 or _SHA256: which key */
+    bool mi256; /* MESSAGE-INTEGRITY-SHA256 instead of MESSAGE-INTEGRITY */
+    bool
+        send_algs; /* PASSWORD-ALGORITHMS + PASSWORD-ALGORITHM (RFC 8489 §9.2.4 security feature) */
+    bool userhash;  /* USERHASH instead of USERNAME */
+    bool bad_nonce; /* alter the nonce (438 check) */
 } auth_t;
 
 typedef void (*add_fn)(stun_build_t *b, const void *arg);
@@ -376,10 +377,9 @@ void probe_amplification(probe_t *p, const probe_target_t *t)
         RAND_bytes(tid, sizeof(tid));
         stun_build_t b;
         bool alloc = i % 2 == 1;
-        stun_build_init(&b, req, sizeof(req),
-                        stun_type(alloc ? STUN_METHOD_ALLOCATE : STUN_METHOD_BINDING,
-                                  STUN_CLASS_REQUEST),
-                        tid);
+        stun_build_init(
+            &b, req, sizeof(req),
+            stun_type(alloc ? STUN_METHOD_ALLOCATE : STUN_METHOD_BINDING, STUN_CLASS_REQUEST), tid);
         if (alloc)
             stun_build_byte_attr(&b, STUN_ATTR_REQUESTED_TRANSPORT, STUN_TRANSPORT_UDP);
         probe_conn_send(&c, req, (size_t)stun_build_finish(&b));
@@ -587,10 +587,10 @@ static void peer_rules(sess_t *s4, sess_t *s6, const char *no6, const auth_t *a)
         }
         sess_t *s = peer.ss_family == AF_INET6 && !mapped ? s6 : s4;
         int code, cls = sess_req(s, STUN_METHOD_CREATE_PERMISSION, add_peer, &peer, a, &code);
-        probe_result_t r = cls == STUN_CLASS_SUCCESS         ? PROBE_FAIL
-                           : cls < 0                         ? PROBE_WARN
-                           : code == STUN_ERR_FORBIDDEN      ? PROBE_PASS
-                                                             : PROBE_WARN;
+        probe_result_t r = cls == STUN_CLASS_SUCCESS    ? PROBE_FAIL
+                           : cls < 0                    ? PROBE_WARN
+                           : code == STUN_ERR_FORBIDDEN ? PROBE_PASS
+                                                        : PROBE_WARN;
         probe_add(p, s->t, name, "ASVS V17.1.1, RFC 8656 §21", r, "%s (%s allocation): %s%s",
                   deny_peers[i].what, s == s6 ? "IPv6" : "IPv4", code_str(cls, code, d, sizeof(d)),
                   r == PROBE_FAIL   ? ": permission GRANTED"
@@ -698,7 +698,7 @@ static void auth_checks(sess_t *s, const auth_t *md5)
     bad.bad_nonce = true;
     cls = sess_req(s, STUN_METHOD_REFRESH, add_lifetime, &life, &bad, &code);
     probe_add(p, t, "stale-nonce-438", RFC_LT,
-              cls == STUN_CLASS_SUCCESS           ? PROBE_FAIL
+              cls == STUN_CLASS_SUCCESS ? PROBE_FAIL
               : cls == STUN_CLASS_ERROR && code == STUN_ERR_STALE_NONCE &&
                       stun_msg_find(&s->msg, STUN_ATTR_NONCE)
                   ? PROBE_PASS
@@ -741,8 +741,8 @@ void probe_turn_checks(probe_t *p, const probe_target_t *t)
         sess_close(&s);
         return;
     }
-    probe_add(p, t, "challenge-401", RFC_LT, PROBE_PASS, "401 with REALM \"%s\" and NONCE (%zu bytes)",
-              s.realm, strlen(s.nonce));
+    probe_add(p, t, "challenge-401", RFC_LT, PROBE_PASS,
+              "401 with REALM \"%s\" and NONCE (%zu bytes)", s.realm, strlen(s.nonce));
     bool cookie = strncmp(s.nonce, "obMatJos2", 9) == 0;
     if (!s.has_algs) {
         probe_add(p, t, "password-algorithms", "RFC 8489 §9.2.4, §14.11", PROBE_WARN,
@@ -772,16 +772,16 @@ void probe_turn_checks(probe_t *p, const probe_target_t *t)
     uint8_t udp = STUN_TRANSPORT_UDP, bogus = 99;
     cls = sess_req(&s, STUN_METHOD_ALLOCATE, add_transport, &udp, &wrong, &code);
     probe_add(p, t, "wrong-password", RFC_LT,
-              cls == STUN_CLASS_SUCCESS                                   ? PROBE_FAIL
+              cls == STUN_CLASS_SUCCESS                                  ? PROBE_FAIL
               : cls == STUN_CLASS_ERROR && code == STUN_ERR_UNAUTHORIZED ? PROBE_PASS
-                                                                          : PROBE_WARN,
+                                                                         : PROBE_WARN,
               "Allocate with a wrong password: %s (want 401)", code_str(cls, code, d, sizeof(d)));
 
     /* 442 before the real allocation: no allocation is made (RFC 8656 §7.2 rule 4/5). */
     cls = sess_req(&s, STUN_METHOD_ALLOCATE, add_transport, &bogus, &md5, &code);
     probe_add(p, t, "unsupported-transport-442", "RFC 8656 §7.2",
               cls == STUN_CLASS_ERROR && code == STUN_ERR_UNSUPPORTED_TRANSPORT ? PROBE_PASS
-                                                                                 : PROBE_FAIL,
+                                                                                : PROBE_FAIL,
               "Allocate with REQUESTED-TRANSPORT 99: %s", code_str(cls, code, d, sizeof(d)));
     if (cls == STUN_CLASS_SUCCESS) { /* it made one: start over on a new 5-tuple */
         s.allocated = true;
@@ -813,14 +813,14 @@ void probe_turn_checks(probe_t *p, const probe_target_t *t)
     cls = sess_req(&s, STUN_METHOD_ALLOCATE, add_transport, &udp, &md5, &code);
     probe_add(p, t, "allocation-mismatch-437", "RFC 8656 §7.2",
               cls == STUN_CLASS_ERROR && code == STUN_ERR_ALLOCATION_MISMATCH ? PROBE_PASS
-                                                                               : PROBE_FAIL,
+                                                                              : PROBE_FAIL,
               "second Allocate (new transaction) on the same 5-tuple: %s",
               code_str(cls, code, d, sizeof(d)));
 
     uint32_t life = 600;
     cls = sess_req(&s, STUN_METHOD_REFRESH, add_lifetime, &life, &md5, &code);
-    const stun_attr_t *lt = cls == STUN_CLASS_SUCCESS ? stun_msg_find(&s.msg, STUN_ATTR_LIFETIME)
-                                                       : NULL;
+    const stun_attr_t *lt =
+        cls == STUN_CLASS_SUCCESS ? stun_msg_find(&s.msg, STUN_ATTR_LIFETIME) : NULL;
     uint32_t got = 0;
     if (lt)
         stun_attr_get_u32(&s.msg, lt, &got);

@@ -255,8 +255,8 @@ int probe_conn_transact(probe_conn_t *c, const uint8_t *req, size_t len, uint8_t
     for (int i = 0; i < sends; i++) {
         if (probe_conn_send(c, req, len) < 0)
             return -1;
-        long long until = i + 1 < sends ? start + (long long)timeout_ms * (i == 0 ? 1 : 3) / 6
-                                        : deadline;
+        long long until =
+            i + 1 < sends ? start + (long long)timeout_ms * (i == 0 ? 1 : 3) / 6 : deadline;
         for (int skipped = 0; skipped < 64; skipped++) {
             long long left = until - now_ms();
             if (left <= 0)

@@ -122,11 +122,11 @@ void probe_tls_checks(probe_t *p, const probe_target_t *t)
             probe_add(p, t, check, "RFC 8996, RFC 9325", PROBE_SKIP, "no TCP connection");
             continue;
         }
-        probe_result_t res = r == vers[i].want ? PROBE_PASS
+        probe_result_t res = r == vers[i].want                             ? PROBE_PASS
                              : vers[i].want && vers[i].v == TLS1_3_VERSION ? PROBE_WARN
                                                                            : PROBE_FAIL;
-        probe_add(p, t, check, vers[i].want ? "RFC 9325 §3.1.1" : "RFC 8996 §2-3", res,
-                  "TLS %s %s", vers[i].name, r ? "negotiated" : "refused");
+        probe_add(p, t, check, vers[i].want ? "RFC 9325 §3.1.1" : "RFC 8996 §2-3", res, "TLS %s %s",
+                  vers[i].name, r ? "negotiated" : "refused");
     }
     if (cert) {
         cert_checks(p, t, cert, verify);
