@@ -3,7 +3,7 @@
  * RFC 8489 §7 (Binding), §9.2 (long-term credentials: the 401 challenge, NONCE cookie and security
  * feature bits, PASSWORD-ALGORITHMS, USERHASH, 438), §14.5-14.6 (MESSAGE-INTEGRITY and -SHA256),
  * Appendix B.1 with erratum 6268 (self-test); RFC 8656 §7 (Allocate, 437, 442, 486), §8 (Refresh),
- * §9-12 (CreatePermission, Send/Data, ChannelBind, ChannelData), §6.2/§19 (441); OWASP ASVS 5.0
+ * §9-12 (CreatePermission, Send/Data, ChannelBind, ChannelData), §5/§19 (441); OWASP ASVS 5.0
  * V17.1.1 (peer rules: asked with CreatePermission only, nothing is ever sent to those addresses).
  */
 #include <arpa/inet.h>
@@ -354,7 +354,7 @@ int probe_binding(probe_t *p, const probe_target_t *t)
 
 void probe_amplification(probe_t *p, const probe_target_t *t)
 {
-    const char *rfc = "RFC 8489 §16.1.2, ASVS V17";
+    const char *rfc = "RFC 8656 §21";
     if (t->stream) {
         probe_add(p, t, "amplification", rfc, PROBE_SKIP,
                   "only UDP can be spoofed: measured on turn:...?transport=udp targets");
@@ -414,12 +414,16 @@ static int peer_open(const char *ip, struct sockaddr_storage *addr)
     return fd;
 }
 
-static int peer_recv(int fd, uint8_t *buf, size_t cap, int timeout_ms)
+/* One datagram at the peer within timeout_ms, and where it came from (the relayed address as the
+ * peer sees it: behind a NAT or with external-ip it can differ from XOR-RELAYED-ADDRESS). */
+static int peer_recv(int fd, uint8_t *buf, size_t cap, int timeout_ms,
+                     struct sockaddr_storage *from)
 {
     struct pollfd pfd = {.fd = fd, .events = POLLIN};
     if (poll(&pfd, 1, timeout_ms) <= 0)
         return 0;
-    ssize_t n = recv(fd, buf, cap, 0);
+    socklen_t fl = sizeof(*from);
+    ssize_t n = recvfrom(fd, buf, cap, 0, (struct sockaddr *)from, &fl);
     return n < 0 ? 0 : (int)n;
 }
 
@@ -490,9 +494,8 @@ static void round_trips(sess_t *s, const auth_t *a)
     stun_build_xor_addr(&b, STUN_ATTR_XOR_PEER_ADDRESS, (struct sockaddr *)&peer);
     stun_build_attr(&b, STUN_ATTR_DATA, "uturn-probe-send", 16);
     probe_conn_send(&s->c, buf, (size_t)stun_build_finish(&b));
-    struct sockaddr_storage from;
-    socklen_t fl = sizeof(from);
-    int n = peer_recv(pfd, buf, sizeof(buf), p->timeout_ms);
+    struct sockaddr_storage relay_src;
+    int n = peer_recv(pfd, buf, sizeof(buf), p->timeout_ms, &relay_src);
     if (n != 16 || memcmp(buf, "uturn-probe-send", 16) != 0) {
         probe_add(p, t, "send-data", "RFC 8656 §10-11", PROBE_FAIL,
                   "the peer %s got nothing from the relayed address %s", pa, ra);
@@ -500,16 +503,14 @@ static void round_trips(sess_t *s, const auth_t *a)
         return;
     }
     /* Answer from the peer to where the data came from (the relayed address, RFC 8656 §11). */
-    recvfrom(pfd, buf, 0, MSG_DONTWAIT, NULL, NULL);
-    struct sockaddr_storage relay_src = s->relayed;
-    (void)from;
-    (void)fl;
+    sa_format((struct sockaddr *)&relay_src, ra, sizeof(ra));
     sendto(pfd, "uturn-probe-data", 16, 0, (struct sockaddr *)&relay_src,
            sa_len((struct sockaddr *)&relay_src));
     if (client_gets(s, false, 0, "uturn-probe-data"))
         probe_add(p, t, "send-data", "RFC 8656 §10-11", PROBE_PASS,
-                  "Send indication reached the peer %s; its answer came back as a Data indication",
-                  pa);
+                  "Send indication reached the peer %s from %s; its answer came back as a Data "
+                  "indication",
+                  pa, ra);
     else
         probe_add(p, t, "send-data", "RFC 8656 §10-11", PROBE_FAIL,
                   "Send indication reached the peer, but its answer to %s came back as no Data "
@@ -529,7 +530,8 @@ static void round_trips(sess_t *s, const auth_t *a)
     uint8_t cd[24] = {0x40, 0x01, 0x00, 16};
     memcpy(cd + 4, "uturn-probe-chan", 16);
     probe_conn_send(&s->c, cd, 20);
-    n = peer_recv(pfd, buf, sizeof(buf), p->timeout_ms);
+    struct sockaddr_storage src2;
+    n = peer_recv(pfd, buf, sizeof(buf), p->timeout_ms, &src2);
     bool out_ok = n == 16 && memcmp(buf, "uturn-probe-chan", 16) == 0;
     sendto(pfd, "uturn-probe-back", 16, 0, (struct sockaddr *)&relay_src,
            sa_len((struct sockaddr *)&relay_src));
@@ -706,14 +708,14 @@ static void auth_checks(sess_t *s, const auth_t *md5)
               "Refresh with an altered nonce: %s%s", code_str(cls, code, d, sizeof(d)),
               cls == STUN_CLASS_SUCCESS ? ": a nonce it never issued was accepted" : "");
 
-    /* 441 Wrong Credentials (RFC 8656 §6.2, §19): another user's request on this allocation. */
+    /* 441 Wrong Credentials (RFC 8656 §5, §19): another user's request on this allocation. */
     if (!p->user2) {
-        probe_add(p, t, "wrong-credentials-441", "RFC 8656 §6.2", PROBE_SKIP,
+        probe_add(p, t, "wrong-credentials-441", "RFC 8656 §5", PROBE_SKIP,
                   "needs a second account (--user2/--password2)");
     } else {
         auth_t other = {p->user2, p->password2, STUN_PASSWORD_ALG_MD5, false, false, false, false};
         cls = sess_req(s, STUN_METHOD_REFRESH, add_lifetime, &life, &other, &code);
-        probe_add(p, t, "wrong-credentials-441", "RFC 8656 §6.2",
+        probe_add(p, t, "wrong-credentials-441", "RFC 8656 §5",
                   cls == STUN_CLASS_ERROR && code == STUN_ERR_WRONG_CREDENTIALS ? PROBE_PASS
                                                                                 : PROBE_FAIL,
                   "Refresh of %s's allocation by %s: %s", p->user, p->user2,
@@ -734,6 +736,7 @@ void probe_turn_checks(probe_t *p, const probe_target_t *t)
     cls = sess_challenge(&s, &code);
     bool realm = stun_msg_find(&s.msg, STUN_ATTR_REALM), nonce = s.nonce[0] != 0;
     if (cls != STUN_CLASS_ERROR || code != STUN_ERR_UNAUTHORIZED || !realm || !nonce) {
+        s.allocated = cls == STUN_CLASS_SUCCESS; /* an open server: delete what it gave us */
         probe_add(p, t, "challenge-401", RFC_LT, PROBE_FAIL,
                   "unauthenticated Allocate: %s%s%s (want 401 with REALM and NONCE)",
                   code_str(cls, code, d, sizeof(d)), realm ? "" : ", no REALM",
