@@ -3,8 +3,9 @@
  * RFC 8489 §7 (Binding), §9.2 (long-term credentials: the 401 challenge, NONCE cookie and security
  * feature bits, PASSWORD-ALGORITHMS, USERHASH, 438), §14.5-14.6 (MESSAGE-INTEGRITY and -SHA256),
  * Appendix B.1 with erratum 6268 (self-test); RFC 8656 §7 (Allocate, 437, 442, 486), §8 (Refresh),
- * §9-12 (CreatePermission, Send/Data, ChannelBind, ChannelData), §5/§19 (441); OWASP ASVS 5.0
- * V17.1.1 (peer rules: asked with CreatePermission only, nothing is ever sent to those addresses).
+ * §9-10 (CreatePermission), §11 (Send/Data), §12 (ChannelBind, ChannelData), §5/§19 (441); OWASP
+ * ASVS 5.0 V17.1.1 (peer rules: asked with CreatePermission only, nothing is ever sent to those
+ * addresses).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -354,7 +355,7 @@ int probe_binding(probe_t *p, const probe_target_t *t)
 
 void probe_amplification(probe_t *p, const probe_target_t *t)
 {
-    const char *rfc = "RFC 8656 §21";
+    const char *rfc = "RFC 8656 §21.2";
     if (t->stream) {
         probe_add(p, t, "amplification", rfc, PROBE_SKIP,
                   "only UDP can be spoofed: measured on turn:...?transport=udp targets");
@@ -427,7 +428,7 @@ static int peer_recv(int fd, uint8_t *buf, size_t cap, int timeout_ms,
     return n < 0 ? 0 : (int)n;
 }
 
-/* Wait for a Data indication (RFC 8656 §11.4) or ChannelData (§12.6) carrying `want`. */
+/* Wait for a Data indication (RFC 8656 §11) or ChannelData (§12) carrying `want`. */
 static bool client_gets(sess_t *s, bool channel, uint16_t chan, const char *want)
 {
     size_t wl = strlen(want);
@@ -475,7 +476,7 @@ static void round_trips(sess_t *s, const auth_t *a)
     sa_format((struct sockaddr *)&s->relayed, ra, sizeof(ra));
     int code, cls = sess_req(s, STUN_METHOD_CREATE_PERMISSION, add_peer, &peer, a, &code);
     if (cls != STUN_CLASS_SUCCESS) {
-        probe_add(p, t, "create-permission", "RFC 8656 §9", PROBE_SKIP,
+        probe_add(p, t, "create-permission", "RFC 8656 §9-10", PROBE_SKIP,
                   "the server refuses the prober's peer %s (%s): the peer round trips are not "
                   "possible from here (a server on loopback must allow the peer, e.g. "
                   "--peer-ip with an address it may relay to)",
@@ -483,9 +484,10 @@ static void round_trips(sess_t *s, const auth_t *a)
         close(pfd);
         return;
     }
-    probe_add(p, t, "create-permission", "RFC 8656 §9", PROBE_PASS, "permission for peer %s", pa);
+    probe_add(p, t, "create-permission", "RFC 8656 §9-10", PROBE_PASS, "permission for peer %s",
+              pa);
 
-    /* Send indication -> peer -> Data indication (RFC 8656 §10-11). */
+    /* Send indication -> peer -> Data indication (RFC 8656 §11). */
     uint8_t buf[2048];
     uint8_t tid[STUN_TID_LEN];
     RAND_bytes(tid, sizeof(tid));
@@ -497,7 +499,7 @@ static void round_trips(sess_t *s, const auth_t *a)
     struct sockaddr_storage relay_src;
     int n = peer_recv(pfd, buf, sizeof(buf), p->timeout_ms, &relay_src);
     if (n != 16 || memcmp(buf, "uturn-probe-send", 16) != 0) {
-        probe_add(p, t, "send-data", "RFC 8656 §10-11", PROBE_FAIL,
+        probe_add(p, t, "send-data", "RFC 8656 §11", PROBE_FAIL,
                   "the peer %s got nothing from the relayed address %s", pa, ra);
         close(pfd);
         return;
@@ -507,26 +509,26 @@ static void round_trips(sess_t *s, const auth_t *a)
     sendto(pfd, "uturn-probe-data", 16, 0, (struct sockaddr *)&relay_src,
            sa_len((struct sockaddr *)&relay_src));
     if (client_gets(s, false, 0, "uturn-probe-data"))
-        probe_add(p, t, "send-data", "RFC 8656 §10-11", PROBE_PASS,
+        probe_add(p, t, "send-data", "RFC 8656 §11", PROBE_PASS,
                   "Send indication reached the peer %s from %s; its answer came back as a Data "
                   "indication",
                   pa, ra);
     else
-        probe_add(p, t, "send-data", "RFC 8656 §10-11", PROBE_FAIL,
+        probe_add(p, t, "send-data", "RFC 8656 §11", PROBE_FAIL,
                   "Send indication reached the peer, but its answer to %s came back as no Data "
                   "indication",
                   ra);
 
-    /* ChannelBind + ChannelData both ways (RFC 8656 §11-12). */
+    /* ChannelBind + ChannelData both ways (RFC 8656 §12). */
     chan_arg_t ca = {0x4001, (struct sockaddr *)&peer};
     cls = sess_req(s, STUN_METHOD_CHANNEL_BIND, add_channel, &ca, a, &code);
     if (cls != STUN_CLASS_SUCCESS) {
-        probe_add(p, t, "channel-bind", "RFC 8656 §11", PROBE_FAIL, "ChannelBind 0x4001: %s",
+        probe_add(p, t, "channel-bind", "RFC 8656 §12", PROBE_FAIL, "ChannelBind 0x4001: %s",
                   code_str(cls, code, d, sizeof(d)));
         close(pfd);
         return;
     }
-    probe_add(p, t, "channel-bind", "RFC 8656 §11", PROBE_PASS, "channel 0x4001 bound to %s", pa);
+    probe_add(p, t, "channel-bind", "RFC 8656 §12", PROBE_PASS, "channel 0x4001 bound to %s", pa);
     uint8_t cd[24] = {0x40, 0x01, 0x00, 16};
     memcpy(cd + 4, "uturn-probe-chan", 16);
     probe_conn_send(&s->c, cd, 20);
