@@ -45,10 +45,9 @@ typedef struct {
 /* How a request authenticates. */
 typedef struct {
     const char *user, *pass;
-    int alg;    /* STUN_PASSWORD_ALG_MD5 or _SHA256: which key */
-    bool mi256; /* MESSAGE-INTEGRITY-SHA256 instead of MESSAGE-INTEGRITY */
-    bool
-        send_algs; /* PASSWORD-ALGORITHMS + PASSWORD-ALGORITHM (RFC 8489 §9.2.4 security feature) */
+    int alg;        /* STUN_PASSWORD_ALG_MD5 or _SHA256: which key */
+    bool mi256;     /* MESSAGE-INTEGRITY-SHA256 instead of MESSAGE-INTEGRITY */
+    bool send_algs; /* PASSWORD-ALGORITHMS + PASSWORD-ALGORITHM (RFC 8489 §9.2.4) */
     bool userhash;  /* USERHASH instead of USERNAME */
     bool bad_nonce; /* alter the nonce (438 check) */
 } auth_t;
@@ -570,7 +569,7 @@ static const struct {
     {"fd00:ec2::254", "cloud metadata (IPv6)"},
 };
 
-static void peer_rules(sess_t *s4, sess_t *s6, const char *no6, const auth_t *a)
+static void peer_rules(sess_t *s4, sess_t *s6, const char *why4, const char *why6, const auth_t *a)
 {
     probe_t *p = s4->p;
     for (size_t i = 0; i < sizeof(deny_peers) / sizeof(deny_peers[0]); i++) {
@@ -579,32 +578,39 @@ static void peer_rules(sess_t *s4, sess_t *s6, const char *no6, const auth_t *a)
         snprintf(name, sizeof(name), "peer %s", deny_peers[i].ip);
         if (sa_parse_ip(deny_peers[i].ip, 9, &peer) != 0)
             continue;
-        /* IPv6 forms go to an IPv6 allocation when the server has one, else to the IPv4 one
-         * (a server that unmaps ::ffff:a.b.c.d may still take them there). */
+        /* IPv4 peers go to the IPv4 allocation, IPv6 ones to the IPv6 allocation. IPv4-mapped
+         * forms go to the IPv6 one when there is one: a dual-stack relay socket would really
+         * send ::ffff:127.0.0.1 to IPv4 loopback. Without an allocation of the family a 443 says
+         * nothing about the server's peer rules: SKIP. */
         bool mapped = peer.ss_family == AF_INET6 &&
                       IN6_IS_ADDR_V4MAPPED(&((struct sockaddr_in6 *)&peer)->sin6_addr);
-        if (peer.ss_family == AF_INET6 && !mapped && !s6->allocated) {
-            /* Without an IPv6 relay a 443 would say nothing about the server's peer rules. */
+        sess_t *s = peer.ss_family == AF_INET ? s4 : mapped && !s6->allocated ? s4 : s6;
+        if (!s->allocated) {
             probe_add(p, s4->t, name, "ASVS V17.1.1, RFC 8656 §21", PROBE_SKIP,
-                      "%s: no IPv6 allocation to ask on (%s)", deny_peers[i].what, no6);
+                      "%s: no IPv%c allocation to ask on (%s)", deny_peers[i].what,
+                      s == s6 ? '6' : '4', s == s6 ? why6 : why4);
             continue;
         }
-        sess_t *s = peer.ss_family == AF_INET6 && !mapped ? s6 : s4;
         int code, cls = sess_req(s, STUN_METHOD_CREATE_PERMISSION, add_peer, &peer, a, &code);
-        probe_result_t r = cls == STUN_CLASS_SUCCESS    ? PROBE_FAIL
-                           : cls < 0                    ? PROBE_WARN
-                           : code == STUN_ERR_FORBIDDEN ? PROBE_PASS
-                                                        : PROBE_WARN;
+        /* A mapped address refused with 443 cannot be reached through this allocation either
+         * way: a server that unmaps it sees an IPv4 peer on an IPv6 relay, one that does not
+         * sees an IPv6 peer on an IPv4 relay. */
+        bool family_refusal = mapped && code == STUN_ERR_PEER_ADDRESS_FAMILY_MISMATCH;
+        probe_result_t r = cls == STUN_CLASS_SUCCESS                      ? PROBE_FAIL
+                           : cls < 0                                      ? PROBE_WARN
+                           : code == STUN_ERR_FORBIDDEN || family_refusal ? PROBE_PASS
+                                                                          : PROBE_WARN;
         probe_add(p, s->t, name, "ASVS V17.1.1, RFC 8656 §21", r, "%s (%s allocation): %s%s",
                   deny_peers[i].what, s == s6 ? "IPv6" : "IPv4", code_str(cls, code, d, sizeof(d)),
                   r == PROBE_FAIL   ? ": permission GRANTED"
+                  : family_refusal  ? ": refused by address family, unreachable from this relay"
                   : r == PROBE_WARN ? ": refused, but not with 403 Forbidden"
                                     : "");
     }
 }
 
 /* Bounded 486 search: new 5-tuples until the user's quota answers 486. */
-static void quota_check(probe_t *p, const probe_target_t *t, const auth_t *a)
+static void quota_check(probe_t *p, const probe_target_t *t, add_fn alloc_attrs, const auth_t *a)
 {
     enum { CAP = 64 };
     static sess_t extra[CAP];
@@ -616,7 +622,7 @@ static void quota_check(probe_t *p, const probe_target_t *t, const auth_t *a)
             break;
         uint8_t udp = STUN_TRANSPORT_UDP;
         sess_challenge(s, &code);
-        cls = sess_req(s, STUN_METHOD_ALLOCATE, add_transport, &udp, a, &code);
+        cls = sess_req(s, STUN_METHOD_ALLOCATE, alloc_attrs, &udp, a, &code);
         if (cls != STUN_CLASS_SUCCESS) {
             sess_close(s);
             break;
@@ -796,7 +802,14 @@ void probe_turn_checks(probe_t *p, const probe_target_t *t)
         sess_challenge(&s, &code);
     }
 
-    cls = sess_req(&s, STUN_METHOD_ALLOCATE, add_transport, &udp, &md5, &code);
+    /* IPv4 relay by default (RFC 8656 §7.2); a server without one answers 440: ask for IPv6. */
+    add_fn fam = add_transport, other_fam = add_transport_v6;
+    cls = sess_req(&s, STUN_METHOD_ALLOCATE, fam, &udp, &md5, &code);
+    if (cls == STUN_CLASS_ERROR && code == STUN_ERR_ADDRESS_FAMILY_NOT_SUPPORTED) {
+        fam = add_transport_v6;
+        other_fam = add_transport;
+        cls = sess_req(&s, STUN_METHOD_ALLOCATE, fam, &udp, &md5, &code);
+    }
     if (cls != STUN_CLASS_SUCCESS) {
         probe_add(p, t, "integrity-sha1", "RFC 8489 §14.5, RFC 8656 §7", PROBE_FAIL,
                   "Allocate with MESSAGE-INTEGRITY (MD5 key) for user %s: %s", p->user,
@@ -815,7 +828,7 @@ void probe_turn_checks(probe_t *p, const probe_target_t *t)
               x ? sa_format((struct sockaddr *)&s.relayed, ra, sizeof(ra)) : "MISSING", v);
 
     /* 437: a second Allocate on the same 5-tuple (RFC 8656 §7.2 rule 2). */
-    cls = sess_req(&s, STUN_METHOD_ALLOCATE, add_transport, &udp, &md5, &code);
+    cls = sess_req(&s, STUN_METHOD_ALLOCATE, fam, &udp, &md5, &code);
     probe_add(p, t, "allocation-mismatch-437", "RFC 8656 §7.2",
               cls == STUN_CLASS_ERROR && code == STUN_ERR_ALLOCATION_MISMATCH ? PROBE_PASS
                                                                               : PROBE_FAIL,
@@ -836,17 +849,22 @@ void probe_turn_checks(probe_t *p, const probe_target_t *t)
     auth_checks(&s, &md5);
     round_trips(&s, &md5);
 
-    /* An IPv6 allocation for the IPv6 peer rules (RFC 8656 §7.2 REQUESTED-ADDRESS-FAMILY). */
-    char no6[64] = "cannot connect";
-    if (sess_open(&s6, p, t) == 0) {
-        sess_challenge(&s6, &code);
-        cls = sess_req(&s6, STUN_METHOD_ALLOCATE, add_transport_v6, NULL, &md5, &code);
+    /* An allocation of the other family for the peer rules (REQUESTED-ADDRESS-FAMILY). */
+    sess_t *other = &s6;
+    char why[64] = "cannot connect", ok[8] = "";
+    if (sess_open(other, p, t) == 0) {
+        sess_challenge(other, &code);
+        cls = sess_req(other, STUN_METHOD_ALLOCATE, other_fam, &udp, &md5, &code);
         if (cls == STUN_CLASS_SUCCESS)
-            s6.allocated = true;
-        snprintf(no6, sizeof(no6), "IPv6 Allocate: %s", code_str(cls, code, d, sizeof(d)));
+            other->allocated = true;
+        snprintf(why, sizeof(why), "Allocate of IPv%c: %s", fam == add_transport ? '6' : '4',
+                 code_str(cls, code, d, sizeof(d)));
     }
-    peer_rules(&s, &s6, no6, &md5);
-    sess_close(&s6);
-    quota_check(p, t, &md5);
+    if (fam == add_transport)
+        peer_rules(&s, other, ok, why, &md5);
+    else
+        peer_rules(other, &s, why, ok, &md5);
+    sess_close(other);
+    quota_check(p, t, fam, &md5);
     sess_close(&s);
 }

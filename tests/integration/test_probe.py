@@ -18,7 +18,7 @@ import subprocess
 import tempfile
 import time
 
-from uturn import (BUILDDIR, Uturnd, binding_request, check, free_port, make_cert, run, wait_for)
+from uturn import (BUILDDIR, SANITIZER_PATTERNS, Uturnd, binding_request, check, free_port, make_cert, run, wait_for)
 
 UTURNCTL = os.path.join(BUILDDIR, "uturnctl")
 AUTH = ["--user", "alice", "--password", "alice-pass", "--user2", "bob", "--password2", "bob-pass"]
@@ -32,6 +32,8 @@ V6_PEERS = ["::1", "2002:7f00:1::", "64:ff9b::a9fe:a9fe", "64:ff9b::7f00:1",
 
 def probe(args, timeout=90):
     r = subprocess.run([UTURNCTL, "probe"] + args, capture_output=True, text=True, timeout=timeout)
+    # uturnctl is built with the sanitizers too: an ASan error would also exit 1, so read stderr.
+    check(not SANITIZER_PATTERNS.search(r.stderr), "sanitizer report from uturnctl:\n" + r.stderr)
     return r.returncode, r.stdout, r.stderr
 
 
@@ -93,8 +95,13 @@ def test_uturn_reports_no_fail():
         expect(rows, udp, "integrity-sha256", "PASS", "SHA-256 key")
         expect(rows, udp, "quota-486", "PASS", "after 2 more")  # user-quota 3, one already held
         for ip in ["127.0.0.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "224.0.0.1",
-                   "::ffff:127.0.0.1"] + PRIVATE + V6_PEERS:
-            expect(rows, udp, "peer " + ip, "PASS", "error 403")
+                   "255.255.255.255", "198.18.0.1"] + PRIVATE:
+            expect(rows, udp, "peer " + ip, "PASS", "(IPv4 allocation): error 403")
+        for ip in V6_PEERS:
+            expect(rows, udp, "peer " + ip, "PASS", "(IPv6 allocation): error 403")
+        # uturn unmaps ::ffff:a.b.c.d (an IPv4 peer): on the IPv6 allocation that is a 443.
+        for ip in ("::ffff:127.0.0.1", "::ffff:169.254.169.254"):
+            expect(rows, udp, "peer " + ip, "PASS", "(IPv6 allocation): error 443")
         for v, res in (("1.0", "refused"), ("1.1", "refused"), ("1.2", "negotiated"),
                        ("1.3", "negotiated")):
             expect(rows, tls, "tls-" + v, "PASS", res)
@@ -125,6 +132,20 @@ def test_uturn_default_peer_rules_skip_round_trip():
         check((udp, "send-data") not in rows, "no send-data row without a permission")
         expect(rows, udp, "peer 127.0.0.1", "PASS", "error 403")
         expect(rows, udp, "quota-486", "SKIP", "within 2 more allocations")
+
+
+def test_uturn_ipv6_only():
+    """A server on ::1 alone has no IPv4 relay: the prober takes the 440 and allocates IPv6, runs
+    the IPv6 peer rules there and SKIPs the IPv4 ones with the server's answer."""
+    with Uturnd(conf=USERS, host="::1") as u:
+        udp = "turn:[::1]:%d" % u.port
+        rc, rep, rows, _ = probe_json([udp] + AUTH + ["--max-allocations", "1"])
+        check(rc == 0, "exit %d: %r" % (rc, [r for r in rep["checks"] if r["result"] == "FAIL"]))
+        expect(rows, udp, "binding", "PASS", "[::1]:")
+        expect(rows, udp, "integrity-sha1", "PASS", "relayed [::1]:")
+        expect(rows, udp, "peer ::1", "PASS", "(IPv6 allocation): error 403")
+        expect(rows, udp, "peer 64:ff9b::7f00:1", "PASS", "(IPv6 allocation): error 403")
+        expect(rows, udp, "peer 127.0.0.1", "SKIP", "error 440")
 
 
 def test_exit_codes():
@@ -227,9 +248,9 @@ def test_coturn_known_gaps():
                              "198.18.0.1", "127.0.0.1"]:
             expect(rows, udp, "peer " + ip, "FAIL", "GRANTED")
         expect(rows, udp, "peer 0.0.0.0", "PASS", "error 403")
-        # IPv4-mapped forms: coturn keeps them IPv6, so an IPv4 allocation answers 443, which is
-        # a refusal by family, not by policy: WARN. No IPv6 relay here (440): IPv6 rows SKIP.
-        expect(rows, udp, "peer ::ffff:127.0.0.1", "WARN", "error 443")
+        # IPv4-mapped forms: coturn keeps them IPv6, so its IPv4 allocation answers 443: they
+        # cannot be reached through it. No IPv6 relay here (440): the IPv6 rows SKIP.
+        expect(rows, udp, "peer ::ffff:127.0.0.1", "PASS", "(IPv4 allocation): error 443")
         for ip in V6_PEERS:
             expect(rows, udp, "peer " + ip, "SKIP", "error 440")
         expect(rows, tls, "tls-1.0", "PASS", "refused")
@@ -257,4 +278,4 @@ def test_coturn_known_gaps():
 
 if __name__ == "__main__":
     run([test_exit_codes, test_uturn_reports_no_fail, test_uturn_default_peer_rules_skip_round_trip,
-         test_coturn_known_gaps])
+         test_uturn_ipv6_only, test_coturn_known_gaps])
