@@ -150,10 +150,10 @@ void probe_amplification(probe_t *p, const probe_target_t *t)
         if (alloc)
             stun_build_byte_attr(&b, STUN_ATTR_REQUESTED_TRANSPORT, STUN_TRANSPORT_UDP);
         probe_conn_send(&c, req, (size_t)stun_build_finish(&b));
-        while (probe_conn_recv(&c, buf, sizeof(buf), 20) > 0)
-            answers++;
+        while (answers < 4 * BURST && probe_conn_recv(&c, buf, sizeof(buf), 20) > 0)
+            answers++; /* a server that keeps sending cannot hold us: 4 per request at most */
     }
-    while (probe_conn_recv(&c, buf, sizeof(buf), 500) > 0 && answers < 4 * BURST)
+    while (answers < 4 * BURST && probe_conn_recv(&c, buf, sizeof(buf), 500) > 0)
         answers++;
     double ratio = c.tx_bytes ? (double)c.rx_bytes / (double)c.tx_bytes : 0;
     probe_add(p, t, "amplification", rfc, ratio <= 4.0 ? PROBE_PASS : PROBE_WARN,

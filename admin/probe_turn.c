@@ -10,6 +10,7 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/rand.h>
@@ -53,8 +54,13 @@ static int peer_recv(int fd, uint8_t *buf, size_t cap, int timeout_ms,
 static bool client_gets(probe_sess_t *s, bool channel, uint16_t chan, const char *want)
 {
     size_t wl = strlen(want);
-    for (int i = 0; i < 16; i++) {
-        int n = probe_conn_recv(&s->c, s->resp, sizeof(s->resp), s->p->timeout_ms);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    long long deadline = ts.tv_sec * 1000LL + ts.tv_nsec / 1000000 + s->p->timeout_ms;
+    for (int i = 0; i < 16; i++) { /* 16 unrelated messages, or the timeout, whichever first */
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        long long left = deadline - (ts.tv_sec * 1000LL + ts.tv_nsec / 1000000);
+        int n = left > 0 ? probe_conn_recv(&s->c, s->resp, sizeof(s->resp), (int)left) : 0;
         if (n <= 0)
             return false;
         if (channel && n >= 4 && s->resp[0] >= 0x40 && s->resp[0] <= 0x7F) {
