@@ -237,11 +237,9 @@ int probe_main(int argc, char **argv, bool json)
      * enough); amplification on every UDP target, TLS on every turns: target. */
     probe_turn_checks(&p, &p.targets[0]);
     for (int i = 0; i < p.ntargets; i++) {
-        if (!(reachable & (1 << i)))
-            continue;
-        if (!p.targets[i].stream)
+        if (!p.targets[i].stream && (reachable & (1 << i)))
             probe_amplification(&p, &p.targets[i]);
-        if (p.targets[i].tls)
+        if (p.targets[i].tls) /* also when TURN did not answer: a TLS listener is still there */
             probe_tls_checks(&p, &p.targets[i]);
     }
     return finish(&p, PROBE_EXIT_PASS);

@@ -148,6 +148,39 @@ def test_uturn_ipv6_only():
         expect(rows, udp, "peer 127.0.0.1", "SKIP", "error 440")
 
 
+def test_tls_check_can_fail():
+    """Negative control for the TLS rows: a TLS listener that still takes TLS 1.0 and 1.1 (openssl
+    s_server at security level 0, not a TURN server: its Binding FAILs) gets FAIL rows, so the
+    PASS "refused" on uturn and coturn is the server refusing, not the prober unable to offer."""
+    d = tempfile.mkdtemp()
+    cert, key = make_cert(os.path.join(d, "s"), "localhost")
+    port = free_port()
+    srv = subprocess.Popen(["openssl", "s_server", "-accept", "127.0.0.1:%d" % port, "-cert", cert,
+                            "-key", key, "-cipher", "ALL:@SECLEVEL=0", "-quiet"],
+                           stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    try:
+        def listening():
+            with socket.socket() as s:
+                return s.connect_ex(("127.0.0.1", port)) == 0
+        wait_for(listening, 10, "openssl s_server listening")
+        with Uturnd(conf=USERS) as u:
+            tls = "turns:127.0.0.1:%d" % port
+            rc, rep, rows, _ = probe_json(["turn:127.0.0.1:%d" % u.port, tls] + AUTH +
+                                          ["--ca", cert, "--max-allocations", "1",
+                                           "--timeout", "1000"])
+            check(rc == 1, "exit %d" % rc)
+            expect(rows, tls, "binding", "FAIL", "no answer")
+            expect(rows, tls, "tls-1.0", "FAIL", "TLS 1.0 negotiated")
+            expect(rows, tls, "tls-1.1", "FAIL", "TLS 1.1 negotiated")
+            expect(rows, tls, "tls-1.2", "PASS", "negotiated")
+            expect(rows, tls, "tls-cert-chain", "PASS")
+    finally:
+        srv.kill()
+        srv.wait(5)
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def test_exit_codes():
     rc, _, err = probe([])
     check(rc == 2 and "usage" in err, "no arguments: %d %r" % (rc, err))
@@ -278,4 +311,4 @@ def test_coturn_known_gaps():
 
 if __name__ == "__main__":
     run([test_exit_codes, test_uturn_reports_no_fail, test_uturn_default_peer_rules_skip_round_trip,
-         test_uturn_ipv6_only, test_coturn_known_gaps])
+         test_uturn_ipv6_only, test_tls_check_can_fail, test_coturn_known_gaps])
