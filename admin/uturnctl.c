@@ -17,6 +17,8 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include "probe.h"
+
 #define EXIT_API 1
 #define EXIT_USAGE 2
 #define EXIT_CONNECT 3
@@ -49,6 +51,9 @@ static void usage(FILE *f)
             "  credentials [USER] [--ttl SECONDS]\n"
             "  revoke USERNAME                revoke an ephemeral username (EXPIRY:NAME)\n"
             "  drain | reload\n"
+            "  probe turn:HOST:PORT[?transport=udp|tcp] [turns:HOST:PORT] --user U --password P\n"
+            "                                 check any TURN server (docs/PROBE.md; exit 0 no\n"
+            "                                 FAIL, 1 a FAIL, 2 usage/unreachable)\n"
             "URL and token: flags, else UTURN_URL / UTURN_TOKEN, else ~/.config/uturnctl.conf.\n"
             "Exit: 0 ok, 1 API error, 2 usage, 3 cannot connect.\n");
 }
@@ -610,6 +615,8 @@ static int cmd_action(const char *what)
 static int dispatch(int argc, char **argv)
 {
     const char *c = argv[0];
+    if (strcmp(c, "probe") == 0) /* talks to a TURN server, not to the admin API */
+        return probe_main(argc - 1, argv + 1, opt.json);
     if (strcmp(c, "stats") == 0 && argc == 1)
         return cmd_stats();
     if (strcmp(c, "health") == 0 && argc == 1)

@@ -4,7 +4,8 @@
  * computed from the already SASLprep'd password, SASLprep itself is tested in test_saslprep); RFC
  * 8489 §14.6 MESSAGE-INTEGRITY-SHA256 built and verified, truncation refused unless allowed; §9.2.2
  * and §14.4 key and USERHASH vectors; the coturn Redis key and TURN REST vectors from the fact
- * sheet; hex encoding of stored keys and the constant-time compare.
+ * sheet; RFC 8489 Appendix B.1 (erratum 6268); hex encoding of stored keys and the constant-time
+ * compare.
  */
 #include "stun_auth.h"
 #include "stun_build.h"
@@ -197,9 +198,45 @@ static void test_hex_and_ct(void)
     CHECK_INT(stun_auth_ct_equal("", "x", 0), 0);
 }
 
+/* RFC 8489 Appendix B.1 as corrected by erratum 6268: the SHA-256 integrity verifies with the
+ * SHA-256 long-term key of the SASLprep'd password, the USERHASH matches, and rebuilding the
+ * request from its parts gives the same 164 bytes. */
+static void test_rfc8489_b1(void)
+{
+    stun_msg_t m;
+    uint8_t key[STUN_KEY_SHA256_LEN], uh[STUN_USERHASH_LEN], buf[256];
+    const char *realm = "example.org", *nonce = "obMatJos2AAACf//499k954d6OL34oL9FSTvy64sA";
+    CHECK_INT(stun_msg_decode(rfc8489_b1, sizeof(rfc8489_b1), &m), 0);
+    stun_auth_key_sha256(RFC5769_LONG_USERNAME, strlen(RFC5769_LONG_USERNAME), realm, 11,
+                         "TheMatrIX", 9, key);
+    CHECK_INT(stun_auth_verify_integrity_sha256(&m, key, sizeof(key), 0), 0);
+    key[0] ^= 1;
+    CHECK_INT(stun_auth_verify_integrity_sha256(&m, key, sizeof(key), 0), -1);
+    key[0] ^= 1;
+    stun_auth_userhash(RFC5769_LONG_USERNAME, strlen(RFC5769_LONG_USERNAME), realm, 11, uh);
+    const stun_attr_t *a = stun_msg_find(&m, STUN_ATTR_USERHASH);
+    CHECK(a && a->len == 32 && memcmp(stun_attr_value(&m, a), uh, 32) == 0);
+    uint16_t alg = 0;
+    a = stun_msg_find(&m, STUN_ATTR_PASSWORD_ALGORITHM);
+    CHECK(a && stun_attr_get_password_alg(&m, a, &alg) == 0);
+    CHECK_INT(alg, STUN_PASSWORD_ALG_SHA256);
+
+    stun_build_t b;
+    stun_build_init(&b, buf, sizeof(buf), stun_type(STUN_METHOD_BINDING, STUN_CLASS_REQUEST),
+                    rfc8489_b1 + 8);
+    stun_build_attr(&b, STUN_ATTR_USERHASH, uh, sizeof(uh));
+    stun_build_attr(&b, STUN_ATTR_NONCE, nonce, strlen(nonce));
+    stun_build_attr(&b, STUN_ATTR_REALM, realm, strlen(realm));
+    stun_build_password_alg(&b, STUN_PASSWORD_ALG_SHA256);
+    stun_build_integrity_sha256(&b, key, sizeof(key));
+    CHECK_INT(stun_build_finish(&b), (int)sizeof(rfc8489_b1));
+    CHECK(memcmp(buf, rfc8489_b1, sizeof(rfc8489_b1)) == 0);
+}
+
 int main(void)
 {
     test_vectors();
+    test_rfc8489_b1();
     test_keys();
     test_sha256_roundtrip();
     test_sha256_truncated();
