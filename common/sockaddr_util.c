@@ -102,6 +102,20 @@ void sa_set_port(struct sockaddr *sa, uint16_t port)
 
 /* The IPv6 scope id is deliberately not compared: addresses decoded from STUN attributes never
  * carry one, while the kernel sets it on link-local sources, and a permission must still match. */
+const uint8_t *sa_ip_bytes(const struct sockaddr *sa, size_t *n)
+{
+    if (sa->sa_family == AF_INET) {
+        *n = 4;
+        return (const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr;
+    }
+    if (sa->sa_family == AF_INET6) {
+        *n = 16;
+        return (const uint8_t *)&((const struct sockaddr_in6 *)sa)->sin6_addr;
+    }
+    *n = 0;
+    return NULL;
+}
+
 int sa_equal_ip(const struct sockaddr *a, const struct sockaddr *b)
 {
     if (a->sa_family != b->sa_family)

@@ -27,5 +27,8 @@ void sa_set_port(struct sockaddr *sa, uint16_t port);
 int sa_equal(const struct sockaddr *a, const struct sockaddr *b);
 /* 1 when same family and address (ports ignored). */
 int sa_equal_ip(const struct sockaddr *a, const struct sockaddr *b);
+/* The address bytes of an AF_INET (4) or AF_INET6 (16) address, their count in *n; NULL (and *n 0)
+ * for any other family. Points into `sa`. */
+const uint8_t *sa_ip_bytes(const struct sockaddr *sa, size_t *n);
 
 #endif

@@ -155,12 +155,11 @@ void alloc_remove(alloc_table_t *t, alloc_t *a)
 
 static void peer_ip(const struct sockaddr *sa, uint8_t *family, uint8_t ip[16])
 {
+    size_t n;
+    const uint8_t *p = sa_ip_bytes(sa, &n);
     memset(ip, 0, 16);
+    memcpy(ip, p, n);
     *family = (uint8_t)sa->sa_family;
-    if (sa->sa_family == AF_INET)
-        memcpy(ip, &((const struct sockaddr_in *)sa)->sin_addr, 4);
-    else
-        memcpy(ip, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
 }
 
 /* The next capacity of a table holding `cap` (< max) entries: doubled, at least `first`, at most
@@ -246,15 +245,8 @@ int alloc_perm_fits(const alloc_t *a, const sa_any_t *peers, int n, uint64_t now
 
 int alloc_perm_check(const alloc_t *a, const struct sockaddr *peer, uint64_t now_ms)
 {
-    const uint8_t *ip;
     size_t n;
-    if (peer->sa_family == AF_INET) {
-        ip = (const uint8_t *)&((const struct sockaddr_in *)peer)->sin_addr;
-        n = 4;
-    } else {
-        ip = (const uint8_t *)&((const struct sockaddr_in6 *)peer)->sin6_addr;
-        n = 16;
-    }
+    const uint8_t *ip = sa_ip_bytes(peer, &n);
     for (uint32_t i = 0; i < a->nperms; i++) {
         const alloc_perm_t *p = &a->perms[i];
         if (p->family == peer->sa_family && p->expires_ms > now_ms && memcmp(p->ip, ip, n) == 0)

@@ -32,6 +32,7 @@
 #include "creds_int.h"
 #include "creds_redis.h"
 #include "log.h"
+#include "sockaddr_util.h"
 #include "stats.h"
 #include "stun_auth.h"
 #include "turn_auth.h"
@@ -297,17 +298,10 @@ static void lru_touch(creds_t *c, entry_t *e)
 
 static src_t *src_get(creds_t *c, const struct sockaddr *sa)
 {
-    const uint8_t *ip;
-    uint8_t len;
-    if (sa->sa_family == AF_INET) {
-        ip = (const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr;
-        len = 4;
-    } else if (sa->sa_family == AF_INET6) {
-        ip = (const uint8_t *)&((const struct sockaddr_in6 *)sa)->sin6_addr;
-        len = 16;
-    } else {
+    size_t len;
+    const uint8_t *ip = sa_ip_bytes(sa, &len);
+    if (!ip)
         return NULL;
-    }
     uint32_t h = (uint32_t)siphash(c->seed, ip, len);
     src_t **b = &c->srcs[h & (SRC_BUCKETS - 1)];
     for (src_t *s = *b; s; s = s->next)
@@ -317,7 +311,7 @@ static src_t *src_get(creds_t *c, const struct sockaddr *sa)
     if (!s)
         return NULL;
     s->hash = h;
-    s->len = len;
+    s->len = (uint8_t)len;
     memcpy(s->ip, ip, len);
     s->next = *b;
     *b = s;

@@ -125,15 +125,8 @@ static size_t bucket(const struct dtls_table *t, const struct sockaddr *sa, cons
 
 static dtls_ip_t **ip_slot(struct dtls_table *t, const struct sockaddr *sa)
 {
-    const uint8_t *p;
     size_t n;
-    if (sa->sa_family == AF_INET6) {
-        p = (const uint8_t *)&((const struct sockaddr_in6 *)sa)->sin6_addr;
-        n = 16;
-    } else {
-        p = (const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr;
-        n = 4;
-    }
+    const uint8_t *p = sa_ip_bytes(sa, &n);
     uint64_t h = t->seed;
     for (size_t i = 0; i < n; i++)
         h = (h ^ p[i]) * 0x100000001b3ULL;

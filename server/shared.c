@@ -335,28 +335,26 @@ int shared_init(shared_t *s, const cfg_t *cfg, const struct sockaddr_storage *li
     return -1;
 }
 
+/* A per-user count table (quotas, peer connections) and every entry in it; NULL is fine. */
+static void free_counts(shared_user_count_t **buckets, size_t n)
+{
+    for (size_t i = 0; buckets && i < n; i++) {
+        shared_user_count_t *next;
+        for (shared_user_count_t *u = buckets[i]; u; u = next) {
+            next = u->next;
+            free(u->user);
+            free(u);
+        }
+    }
+    free(buckets);
+}
+
 void shared_close(shared_t *s)
 {
     if (s->user_counts) {
         tls_close(&s->tls);
-        for (size_t i = 0; i < s->user_buckets; i++) {
-            shared_user_count_t *next;
-            for (shared_user_count_t *u = s->user_counts[i]; u; u = next) {
-                next = u->next;
-                free(u->user);
-                free(u);
-            }
-        }
-        free(s->user_counts);
-        for (size_t i = 0; i < s->user_buckets && s->peer_counts; i++) {
-            shared_user_count_t *next;
-            for (shared_user_count_t *u = s->peer_counts[i]; u; u = next) {
-                next = u->next;
-                free(u->user);
-                free(u);
-            }
-        }
-        free(s->peer_counts);
+        free_counts(s->user_counts, s->user_buckets);
+        free_counts(s->peer_counts, s->user_buckets);
         uv_mutex_destroy(&s->peer_lock);
         uv_mutex_destroy(&s->quota_lock);
         uv_mutex_destroy(&s->resv_lock);

@@ -63,15 +63,8 @@ typedef struct {
 
 static unsigned ip_hash(const struct sockaddr *sa)
 {
-    const uint8_t *p;
     size_t n;
-    if (sa->sa_family == AF_INET6) {
-        p = (const uint8_t *)&((const struct sockaddr_in6 *)sa)->sin6_addr;
-        n = 16;
-    } else {
-        p = (const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr;
-        n = 4;
-    }
+    const uint8_t *p = sa_ip_bytes(sa, &n);
     uint32_t h = 2166136261u; /* FNV-1a: spreading, not secrecy; per-worker and bounded by fds */
     for (size_t i = 0; i < n; i++)
         h = (h ^ p[i]) * 16777619u;

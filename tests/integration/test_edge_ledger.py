@@ -33,6 +33,21 @@ def _binding_ok(s):
     check(xor_address(get_attr(attrs, 0x0020), txid) == s.getsockname()[:2], "bad XOR-MAPPED-ADDRESS")
 
 
+def _relay_round_trip(c, peer, payload):
+    """Allocate with c, permit the peer, and relay payload to it and an answer back."""
+    code, _ = c.allocate()
+    check(code == 0, "allocate: %s" % code)
+    code, _ = c.create_permission(peer.getsockname())
+    check(code == 0, "permission: %s" % code)
+    c.send_indication(*peer.getsockname(), payload)
+    peer.settimeout(3)
+    data, relayed = peer.recvfrom(2048)
+    check(data == payload, "peer got %r" % data)
+    peer.sendto(b"back", relayed)
+    got = c.receive_data()
+    check(got is not None and got[2] == b"back", "client got %r" % (got,))
+
+
 def _open_fds(u):
     return len(os.listdir("/proc/%d/fd" % u.proc.pid))
 
@@ -42,7 +57,6 @@ def test_tcp_per_ip_default_cap():
     and 127.0.0.2 is served and can relay while 127.0.0.1 holds all of its 256."""
     peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     peer.bind(("127.0.0.1", 0))
-    peer_port = peer.getsockname()[1]
     with Uturnd(conf=["user = alice:secret", "allow-loopback-peers = true"], threads=1) as u:
         base_fds = _open_fds(u)
         held = []
@@ -62,17 +76,7 @@ def test_tcp_per_ip_default_cap():
             c = TurnClient(u, "alice", "secret", transport="tcp")
             c.sock.close()
             c.sock = _conn(u, "127.0.0.2")
-            code, _ = c.allocate()
-            check(code == 0, "allocate from another IP at the cap: %s" % code)
-            code, _ = c.create_permission(("127.0.0.1", peer_port))
-            check(code == 0, "permission: %s" % code)
-            c.send_indication("127.0.0.1", peer_port, b"ledger-tcp")
-            peer.settimeout(3)
-            data, relayed = peer.recvfrom(2048)
-            check(data == b"ledger-tcp", "peer got %r" % data)
-            peer.sendto(b"back", relayed)
-            got = c.receive_data()
-            check(got is not None and got[2] == b"back", "client got %r" % (got,))
+            _relay_round_trip(c, peer, b"ledger-tcp")
             c.close()
         finally:
             for s in held:
@@ -125,7 +129,6 @@ def test_tcp_total_default_cap_keeps_fds_for_relays():
     connections are served again once the flood goes."""
     peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     peer.bind(("127.0.0.1", 0))
-    peer_port = peer.getsockname()[1]
     with FdCappedUturnd(conf=["user = alice:secret", "allow-loopback-peers = true"]) as u:
         base_fds = _open_fds(u)
         held, refused = [], 0
@@ -143,17 +146,7 @@ def test_tcp_total_default_cap_keeps_fds_for_relays():
             check(len(held) >= FD_LIMIT // 2 - 8, "only %d served below the cap" % len(held))
             check("too many TCP connections in all" in u.log(), "no refusal logged")
             c = TurnClient(u, "alice", "secret")
-            code, _ = c.allocate()
-            check(code == 0, "UDP allocate with the TCP flood held: %s" % code)
-            code, _ = c.create_permission(("127.0.0.1", peer_port))
-            check(code == 0, "permission: %s" % code)
-            c.send_indication("127.0.0.1", peer_port, b"ledger-total")
-            peer.settimeout(3)
-            data, relayed = peer.recvfrom(2048)
-            check(data == b"ledger-total", "peer got %r" % data)
-            peer.sendto(b"back", relayed)
-            got = c.receive_data()
-            check(got is not None and got[2] == b"back", "client got %r" % (got,))
+            _relay_round_trip(c, peer, b"ledger-total")
             c.refresh(0)
             c.close()
         finally:
