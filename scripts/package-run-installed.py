@@ -7,23 +7,30 @@ uturnd starts as the "uturn" user with no capabilities (setpriv), reading the pa
 the relay check), with a NOTIFY_SOCKET of our own, under strace -f. Then:
   READY=1 arrives; a STUN Binding from coturn's turnutils_stunclient is answered;
   TURN relaying with turnutils_uclient to turnutils_peer over UDP and TCP loses nothing;
+  a STUN Binding over TLS (a throw-away certificate) and the admin API's /api/v1/stats answer;
   SIGHUP gives RELOADING=1 then READY=1; SIGTERM gives STOPPING=1 and exit status 0;
   every system call uturnd made (after its execve) is one the unit's SystemCallFilter allows:
-  @system-service without @privileged and @resources, as systemd-analyze expands them.
+  @system-service without @privileged and @resources, as systemd-analyze expands them, and every
+  socket it opened is of a family in the unit's RestrictAddressFamilies.
 Prints one line per check; exits 1 on the first failure.
 Usage: package-run-installed.py WORKDIR UNITFILE
 """
+import json
 import os
+import pwd
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
+import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
                                 "integration"))
-from uturn import free_port, start_peer, uclient  # noqa: E402  (the test harness's helpers)
+from uturn import (binding_request, free_port, make_cert, parse, read_frame,  # noqa: E402
+                   start_peer, uclient)  # the test harness's helpers
 
 UTURND = "/usr/sbin/uturnd"
 
@@ -50,6 +57,15 @@ def expand(group, seen=None):
             continue
         names |= expand(w, seen) if w.startswith("@") else {w}
     return names
+
+
+def unit_families(unit):
+    fams = set()
+    for line in open(unit):
+        m = re.match(r"\s*RestrictAddressFamilies=(.*)", line)
+        if m:
+            fams.update(m.group(1).split())
+    return fams
 
 
 def unit_filter(unit):
@@ -93,13 +109,19 @@ def main():
     trace = os.path.join(d, "strace.txt")
     port, tls_port = free_port(), free_port()
     user, password = "pkgtest", "pkgtest-password-1"
+    admin_port, token = free_port(), "pkgtest-admin-token-0123456789"
+    cert, key = make_cert(os.path.join(d, "tls"), "localhost")
+    uid = pwd.getpwnam("uturn")
+    os.chown(key, uid.pw_uid, uid.pw_gid)  # as an admin would give the service its key
     peer, pport = start_peer()
     cmd = ["strace", "-f", "-qq", "-o", trace,
            "setpriv", "--reuid=uturn", "--regid=uturn", "--init-groups", "--inh-caps=-all",
            UTURND, "-c", "/etc/uturn/uturnd.conf", "--listening-ip", "127.0.0.1",
            "--listening-port", str(port), "--tls-listening-port", str(tls_port),
            "--relay-threads", "2", "--pidfile", pidfile, "--user", "%s:%s" % (user, password),
-           "--allow-loopback-peers", "--min-port", "41000", "--max-port", "41999"]
+           "--allow-loopback-peers", "--min-port", "41000", "--max-port", "41999",
+           "--cert", cert, "--pkey", key, "--admin-listen", "127.0.0.1:%d" % admin_port,
+           "--admin-token", token]
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "NOTIFY_SOCKET": notify.path}
     p = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE)
     try:
@@ -120,6 +142,21 @@ def main():
                                                                   text[-2000:]), p)
             print("TURN relay over %s (turnutils_uclient): sent %d, received %d" % (label, sent,
                                                                                     recv))
+        ctx = ssl.create_default_context()
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        with ctx.wrap_socket(socket.create_connection(("127.0.0.1", tls_port), timeout=10)) as t:
+            txid, req = binding_request()
+            t.sendall(req)
+            resp = parse(read_frame(t, timeout=10))
+            if resp[0] != 0x0101 or resp[1] != txid:
+                die("no TLS Binding answer", p)
+            print("STUN Binding over %s answered" % t.version())
+        rq = urllib.request.Request("http://127.0.0.1:%d/api/v1/stats" % admin_port,
+                                    headers={"Authorization": "Bearer " + token})
+        with urllib.request.urlopen(rq, timeout=10) as r:
+            stats = json.load(r)
+        print("admin API /api/v1/stats answered (%d keys)" % len(stats))
+
         with open(pidfile) as f:
             pid = int(f.read())
         os.kill(pid, signal.SIGHUP)
@@ -139,7 +176,7 @@ def main():
         peer.wait()
 
     allowed = unit_filter(unit)
-    used, seen_exec = set(), False
+    used, families, seen_exec = set(), set(), False
     for line in open(trace):
         if not seen_exec:
             seen_exec = ('execve("%s"' % UTURND) in line and "= 0" in line
@@ -147,13 +184,19 @@ def main():
         m = re.match(r"\d+\s+(?:<\.\.\. )?([a-z0-9_]+)[( ]", line)
         if m and m.group(1) not in ("exited", "killed"):
             used.add(m.group(1))
+        f = re.match(r"\d+\s+socket\((AF_[A-Z0-9]+)", line)
+        if f:
+            families.add(f.group(1))
     if not seen_exec or not used:
         die("no execve of %s in the trace" % UTURND)
     outside = sorted(used - allowed)
     if outside:
         die("system calls outside the unit's SystemCallFilter: %s" % " ".join(outside))
-    print("%d distinct system calls, all inside the unit's SystemCallFilter (%d allowed)"
-          % (len(used), len(allowed)))
+    fams_outside = sorted(families - unit_families(unit))
+    if fams_outside:
+        die("sockets outside the unit's RestrictAddressFamilies: %s" % " ".join(fams_outside))
+    print("%d distinct system calls, all inside the unit's SystemCallFilter (%d allowed); "
+          "socket families %s, all allowed" % (len(used), len(allowed), " ".join(sorted(families))))
 
 
 if __name__ == "__main__":
