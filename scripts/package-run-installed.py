@@ -13,12 +13,13 @@ the relay check), with a NOTIFY_SOCKET of our own, under strace -f. Then:
   @system-service without @privileged and @resources, as systemd-analyze expands them, and every
   socket it opened is of a family in the unit's RestrictAddressFamilies.
 Prints one line per check; exits 1 on the first failure.
-Usage: package-run-installed.py WORKDIR UNITFILE
+Usage: package-run-installed.py UNITFILE   (its files go to a temporary directory in /tmp)
 """
 import json
 import os
 import pwd
 import re
+import shutil
 import signal
 import socket
 import ssl
@@ -101,9 +102,18 @@ class Notify:
 
 
 def main():
-    work, unit = sys.argv[1], sys.argv[2]
-    d = tempfile.mkdtemp(prefix="run-", dir=work)
+    unit = sys.argv[1]
+    # In /tmp, not under the checkout: the "uturn" user must reach the socket, the key and the pid
+    # file, and a checkout can sit under a home directory it cannot enter.
+    d = tempfile.mkdtemp(prefix="uturn-pkg-run-")
     os.chmod(d, 0o777)
+    try:
+        run(d, unit)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def run(d, unit):
     notify = Notify(d)
     pidfile = os.path.join(d, "uturnd.pid")
     trace = os.path.join(d, "strace.txt")
