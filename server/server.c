@@ -18,6 +18,7 @@
 #include "admin.h"
 #include "config.h"
 #include "log.h"
+#include "notify.h"
 #include "sockaddr_util.h"
 
 static int add_addr(server_t *s, const struct sockaddr *sa)
@@ -115,6 +116,7 @@ static void stop_all(server_t *s, const char *why)
     if (s->stopping)
         return;
     s->stopping = 1;
+    notify_stopping();
     LOGI("stop", "%s: stopping %d workers", why, s->nworkers);
     for (int i = 0; i < s->nworkers; i++)
         worker_stop(&s->workers[i]);
@@ -178,12 +180,16 @@ static void on_signal(uv_signal_t *h, int signum)
         return;
     }
     if (signum == SIGHUP) {
+        /* systemd's ExecReload sends SIGHUP: RELOADING=1 first, READY=1 after, applied or not
+         * (a refused file leaves the old configuration serving, which is ready). */
+        notify_reloading();
         char report[1024];
         int rc = server_reload(s, report, sizeof(report));
         if (rc == 0)
             LOGI("reload", "SIGHUP: %s", report[0] ? report : "nothing changed");
         else
             LOGW("reload", "SIGHUP: not reloaded: %s", report);
+        notify_ready(rc == 0 ? "reloaded" : "reload refused: the old configuration serves");
         return;
     }
     stop_all(s, signum == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -198,8 +204,13 @@ static void log_ready(server_t *s)
         used += (size_t)snprintf(list + used, sizeof(list) - used, "%s%s", i ? " " : "",
                                  sa_format((struct sockaddr *)&s->addrs[i], a, sizeof(a)));
     }
+    char status[256];
+    snprintf(status, sizeof(status), "ready: %d workers, %zu addresses", s->nworkers, s->naddrs);
     LOGI("ready", "uturnd %s ready: %d workers, %s%s on %s", PACKAGE_VERSION, s->nworkers,
          s->cfg->no_udp ? "" : "udp ", s->cfg->no_tcp ? "" : "tcp", list);
+    /* Every listener (workers, admin) is bound and every worker thread runs: a request sent now
+     * is queued in a bound socket and answered. */
+    notify_ready(status);
 }
 
 int server_start(server_t *s, const cfg_t *cfg, int argc, char **argv, char *err, size_t errlen)
