@@ -69,7 +69,4 @@ void notify_reloading(void)
     (void)notify_send(msg);
 }
 
-void notify_stopping(void)
-{
-    (void)notify_send("STOPPING=1");
-}
+void notify_stopping(void) { (void)notify_send("STOPPING=1"); }

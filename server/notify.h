@@ -11,7 +11,8 @@
 #define UTURN_NOTIFY_H
 
 /* Send one notification: newline-separated KEY=VALUE assignments ("READY=1\nSTATUS=..."). Returns
- * 1 when sent, 0 when there is no $NOTIFY_SOCKET, or -errno (logged by nobody: callers ignore it). */
+ * 1 when sent, 0 when there is no $NOTIFY_SOCKET, or -errno (logged by nobody: callers ignore it).
+ */
 int notify_send(const char *state);
 /* The built-in writer (notify_send without libsystemd): one datagram with `state` to the socket at
  * `path` ("/..." a file, "@..." an abstract name). Returns 1 when sent, 0 when `path` is NULL or
