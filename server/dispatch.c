@@ -452,14 +452,17 @@ void dispatch_alloc_gauges(dispatch_t *d, const alloc_t *a, int64_t delta)
                         delta);
 }
 
-void dispatch_alloc_delete(dispatch_t *d, alloc_t *a, int expired)
+void dispatch_alloc_delete(dispatch_t *d, alloc_t *a, int why)
 {
     if (a->dead)
         return;
     alloc_remove(&d->allocs, a);
     if (a->counted_quota)
         shared_quota_release(d->shared, a->username, a->username_len);
-    stats_inc(expired ? &d->stats->alloc_expired : &d->stats->alloc_deleted);
+    if (why == DISPATCH_GONE_EXPIRED)
+        stats_inc(&d->stats->alloc_expired);
+    else if (why == DISPATCH_GONE_DELETED)
+        stats_inc(&d->stats->alloc_deleted);
     stats_gauge_add(&d->stats->allocations, -1);
     dispatch_alloc_gauges(d, a, -1);
     if (d->relay.close)
@@ -492,7 +495,7 @@ void dispatch_sweep(dispatch_t *d)
     for (alloc_t *a = d->allocs.all; a; a = next) {
         next = a->next;
         if (alloc_expire(a, d->now_ms))
-            dispatch_alloc_delete(d, a, 1);
+            dispatch_alloc_delete(d, a, DISPATCH_GONE_EXPIRED);
     }
     shared_resv_expire(d->shared, d->unix_ms);
 }

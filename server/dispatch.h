@@ -167,7 +167,10 @@ void dispatch_tcp_bind_refuse(dispatch_t *d, const dispatch_conn_t *conn, const 
 /* Size of the authentication context tcp_connect receives. */
 size_t dispatch_auth_size(void);
 
-/* Delete an allocation now (Refresh 0, expiry, admin). */
-void dispatch_alloc_delete(dispatch_t *d, alloc_t *a, int expired);
+/* Why an allocation goes, for the counters: deleted (Refresh 0, admin, its connection closed),
+ * expired, or never created (its relay could not be opened: counted as failed, not deleted). */
+enum { DISPATCH_GONE_DELETED = 0, DISPATCH_GONE_EXPIRED = 1, DISPATCH_GONE_FAILED = 2 };
+/* Delete an allocation now; `why` one of DISPATCH_GONE_*. */
+void dispatch_alloc_delete(dispatch_t *d, alloc_t *a, int why);
 
 #endif

@@ -414,7 +414,7 @@ void dispatch_allocate(dispatch_t *d, const dispatch_conn_t *conn, const stun_ms
     if (code != 0) {
         stats_inc(&d->stats->alloc_failed);
         dispatch_alloc_gauges(d, a, 1); /* dispatch_alloc_delete takes them back */
-        dispatch_alloc_delete(d, a, 0);
+        dispatch_alloc_delete(d, a, DISPATCH_GONE_FAILED);
         stats_inc(&d->stats->turn_errors);
         dispatch_error(d, conn, msg, code, &auth);
         return;

@@ -37,11 +37,15 @@ static int sink(void *ctx, const struct sockaddr *to, const uint8_t *buf, size_t
     return 0;
 }
 
+static int open_fails; /* fake_open refuses while set (ports exhausted, fds out) */
+
 static int fake_open(void *env, alloc_t *a, alloc_relay_t *r, int fd, int df)
 {
     (void)env, (void)a, (void)df;
     if (fd >= 0)
         close(fd); /* a redeemed reservation's socket: the fake relay has no use for it */
+    if (open_fails)
+        return -EMFILE;
     r->handle = r;
     return 0;
 }
@@ -544,6 +548,26 @@ static void test_unauth_limit(void)
     env_teardown();
 }
 
+/* An Allocate whose relay cannot be opened counts as failed only: created, deleted and expired
+ * stay as they were, so created - deleted - expired is always the number of live allocations. */
+static void test_failed_allocate_counters(void)
+{
+    env_setup(NULL);
+    uint64_t created = atomic_load(&stats.alloc_created),
+             deleted = atomic_load(&stats.alloc_deleted);
+    open_fails = 1;
+    CHECK(allocate("alice", "secret") != 0);
+    open_fails = 0;
+    CHECK_INT((long)atomic_load(&stats.alloc_failed), 1);
+    CHECK_INT((long)(atomic_load(&stats.alloc_created) - created), 0);
+    CHECK_INT((long)(atomic_load(&stats.alloc_deleted) - deleted), 0);
+    CHECK_INT((long)atomic_load(&stats.allocations), 0);
+    CHECK_INT(allocate("alice", "secret"), 0);
+    CHECK_INT((long)(atomic_load(&stats.alloc_created) - created), 1);
+    CHECK_INT((long)atomic_load(&stats.allocations), 1);
+    env_teardown();
+}
+
 int main(void)
 {
     test_auth_ladder();
@@ -555,5 +579,6 @@ int main(void)
     test_connection_bind_rules();
     test_peer_connection_quota();
     test_unauth_limit();
+    test_failed_allocate_counters();
     return unit_done("test_dispatch");
 }
