@@ -151,6 +151,47 @@ class Dtls:
         self.sock.close()
 
 
+def dtls_abandon(host, port, src_ip, flights):
+    """A DTLS client that sends `flights` handshake flights (1: ClientHello without a cookie,
+    2: with the cookie, 3: the key exchange and Finished) and then vanishes without a word."""
+    from OpenSSL import SSL
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((src_ip, 0))
+    sock.connect((host, port))
+    ctx = SSL.Context(SSL.DTLS_METHOD)
+    ctx.set_verify(SSL.VERIFY_NONE, lambda *a: True)
+    conn = SSL.Connection(ctx, None)
+    conn.set_connect_state()
+    sent = 0
+    try:
+        for _ in range(flights):
+            try:
+                conn.do_handshake()
+            except SSL.WantReadError:
+                pass
+            while True:
+                try:
+                    data = conn.bio_read(65536)
+                except SSL.WantReadError:
+                    break
+                sock.send(data)
+            sent += 1
+            sock.settimeout(0.5)
+            try:
+                conn.bio_write(sock.recv(65536))
+                # the server's flight may span several datagrams
+                sock.settimeout(0.05)
+                while True:
+                    conn.bio_write(sock.recv(65536))
+            except (socket.timeout, ConnectionRefusedError):
+                pass
+    except SSL.Error:
+        pass
+    finally:
+        sock.close()
+    return sent
+
+
 class ChaosConn(TurnClient):
     """TurnClient over udp, tcp, tls or dtls from a chosen source address."""
 

@@ -31,7 +31,8 @@ import threading
 import time
 import traceback
 
-from chaosnet import (ChaosConn, Closed, StreamParser, make_payload, parse_payload, stream_frame)
+from chaosnet import (ChaosConn, Closed, StreamParser, dtls_abandon, make_payload, parse_payload,
+                      stream_frame)
 from uturn import (A_DATA, A_PEER, M_ALLOCATE, M_CHANNEL, M_DATA, M_PERMISSION, M_REFRESH,
                    SANITIZER_PATTERNS, SRCDIR,
                    TestFailure, Uturnd, attr, error_code, free_port, get_attr, make_cert, message,
@@ -58,6 +59,8 @@ OPS = [  # (name, weight): the weights decide the plan, so changing them changes
     ("send", 10), ("chandata", 10), ("peer_send", 12), ("peer_unpermitted", 3), ("connect", 6),
     ("peer_connect", 4), ("tcp_data", 10), ("cb_control", 3), ("cb_wrong", 3), ("stale", 2),
     ("truncated", 2), ("vanish", 3), ("binding", 2), ("garbage", 2), ("idle", 2),
+    ("spray", 3), ("peer_vanish", 3), ("even_port", 3), ("redeem", 2), ("bad_allocate", 2),
+    ("dtls_abandon", 2),
 ]
 OP_NAMES = [o for o, _ in OPS]
 # Operations to leave out (comma-separated names), to tell which one a failure needs: the plan stays
@@ -100,6 +103,7 @@ class World:
         self.seq = collections.Counter()
         self.stats_all = collections.Counter()
         self.wave = 0
+        self.transient = {}  # peer id -> UdpPeer that one client made and closes again
 
     def new_wave(self, wave):
         """Per-wave state; sequence numbers and relayed ports stay unique across waves."""
@@ -207,6 +211,15 @@ class PeerLoop(threading.Thread):
                     break
                 if cmd == "add" and not ps.dead:
                     self.sel.register(ps.sock, selectors.EVENT_READ, ("stream", ps))
+                elif cmd == "add_udp":
+                    self.sel.register(ps.sock, selectors.EVENT_READ, ("udp", ps))
+                elif cmd == "close_udp":
+                    try:
+                        self.sel.unregister(ps.sock)
+                    except (KeyError, ValueError):
+                        pass
+                    ps.sock.close()
+                    ps.closed.set()
                 elif cmd == "close":
                     self._drop(ps)
             try:
@@ -333,6 +346,8 @@ class Client(threading.Thread):
         self.graveyard = []  # UDP and DTLS 5-tuples left with an allocation (cleaned up at the end)
         self.perm_ips_ever = set()
         self.chans_ever = set()
+        self.tokens = []  # (RESERVATION-TOKEN, the even port it reserves the next of)
+        self.transient_n = 0
         self.attempts = []
         self.cb_on_conn = False
         self.serial = 0  # allocations made so far (the admin API's kills are told apart by it)
@@ -519,7 +534,7 @@ class Client(threading.Thread):
             w.violation(who, "relayed data that is not ours via %s: %r" % (how, data[:32]))
             return
         seed, sender, receiver, seq, port = t
-        peer = w.peers.get(sender)
+        peer = w.peers.get(sender) or w.transient.get(sender)
         if seed != w.seed & 0xFFFFFFFF or peer is None:
             w.violation(who, "payload %s (seed %d) from no peer of this seed via %s" % ((sender, seq), seed, how))
             return
@@ -988,6 +1003,158 @@ class Client(threading.Thread):
         self.pump(p.uniform(0.05, 0.3))
         return "idle"
 
+    # more peers, ports and reservations
+    def op_spray(self, p):
+        """A peer sends to relayed ports that clients hold or held: stale, killed, abandoned or
+        stranded allocations, and ports that now belong to someone else (who may take it only with
+        a permission for that peer)."""
+        with self.w.lock:
+            ports = sorted((cid, port) for cid, ps in self.w.relays_ever.items() for port in ps)
+        if not ports:
+            return "no ports yet"
+        peer = p.choice(self.peers("udp"))
+        out = []
+        for _ in range(p.randint(1, 4)):
+            cid, port = p.choice(ports)
+            seq = self.w.next_seq(peer.id)
+            peer.sock.sendto(make_payload(self.w.seed, peer.id, cid, seq, port, p.randrange(0, 200), p),
+                             (self.w.u.host, port))
+            out.append(port)
+        return "peer %d to %s" % (peer.id, out)
+
+    def op_peer_vanish(self, p):
+        """A UDP peer that appears, gets a permission (or a channel), talks both ways and goes away;
+        later sends to it draw ICMP port-unreachable onto the relayed socket."""
+        if not self.ensure_alloc(p, "udp"):
+            return "no UDP allocation"
+        self.transient_n += 1
+        pid = 1000 + 100 * self.id + self.transient_n % 100
+        peer = UdpPeer(pid, "127.0.2.%d" % (16 + self.id))
+        peer.closed = threading.Event()
+        with self.w.lock:
+            self.w.transient[pid] = peer
+        self.pl.cmds.put(("add_udp", peer))
+        self.perm_ips_ever.add(peer.addr[0])
+        num = None
+        if p.random() < 0.5:
+            num = 0x7000 + (self.id << 4) + self.transient_n % 16
+            self.chans_ever.add((num, tuple(peer.addr)))
+            code = self.conn.channel_bind(num, *peer.addr)[0]
+            if code == 0:
+                self.alloc["chans"][num] = peer
+        else:
+            code = self.conn.create_permission(tuple(peer.addr))[0]
+        self.code("peer_vanish_setup", code)
+        if code != 0:
+            self.pl.cmds.put(("close_udp", peer))
+            return "setup %s" % code
+        self.alloc["perms"].add(peer.addr[0])
+        relay = tuple(self.alloc["relay"])
+        for _ in range(p.randint(1, 3)):
+            seq, data = self.payload(pid, relay[1], p)
+            self.conn.send_indication(peer.addr[0], peer.addr[1], data)
+            seq = self.w.next_seq(pid)
+            peer.sock.sendto(make_payload(self.w.seed, pid, self.id, seq, relay[1], 64, p), relay)
+        self.pump(0.02)
+        self.pl.cmds.put(("close_udp", peer))
+        peer.closed.wait(2)
+        for _ in range(p.randint(0, 3)):  # into the void
+            seq, data = self.payload(pid, relay[1], p)
+            if num is not None and num in self.alloc["chans"]:
+                self.conn.channel_data(num, data)
+            else:
+                self.conn.send_indication(peer.addr[0], peer.addr[1], data)
+        return "peer %d %s came and went" % (pid, peer.addr)
+
+    def side_conn(self, p):
+        return ChaosConn(self.w.u, self.user, self.password, p.choice(["udp", "tcp", "tls", "dtls"]),
+                         self.src_ip)
+
+    def op_even_port(self, p):
+        """Allocate with EVEN-PORT on another 5-tuple: an even port; with R=1 (not in the last wave,
+        where a reservation would outlive the drain) also a RESERVATION-TOKEN for the next port."""
+        reserve = p.random() < 0.6 and self.w.wave < WAVES
+        c = self.side_conn(p)
+        try:
+            code, attrs, raw = c.allocate(extra=attr(0x0018, b"\x80" if reserve else b"\x00"),
+                                          raw_response=True)
+            self.code("even_port_r%d" % reserve, code)
+            if code != 0:
+                return "even-port %s" % code
+            port = relayed_addresses(raw)[0][1]
+            with self.w.lock:
+                self.w.relays_ever[self.id].add(port)
+            if port % 2:
+                self.w.violation(self.user, "EVEN-PORT allocation got the odd port %d" % port)
+            tok = get_attr(attrs, 0x0022)
+            if reserve and tok is None:
+                self.w.violation(self.user, "EVEN-PORT R=1 answered without a RESERVATION-TOKEN")
+            if tok is not None:
+                self.tokens.append((tok, port))
+            c.refresh(0)
+            return "even port %d%s" % (port, " token " + tok.hex() if tok else "")
+        finally:
+            c.close()
+
+    def redeem(self, c, tok, port):
+        code, _, raw = c.allocate(extra=attr(0x0022, tok), raw_response=True)
+        self.code("redeem", code)
+        if code != 0:
+            return "redeem %s" % code
+        got = relayed_addresses(raw)[0][1]
+        with self.w.lock:
+            self.w.relays_ever[self.id].add(got)
+        if got != port + 1:
+            self.w.violation(self.user, "RESERVATION-TOKEN for port %d gave port %d" % (port + 1, got))
+        c.refresh(0)
+        return "redeemed %d" % got
+
+    def op_redeem(self, p):
+        if not self.tokens:
+            return self.op_even_port(p)
+        tok, port = self.tokens.pop(p.randrange(len(self.tokens)))
+        c = self.side_conn(p)
+        try:
+            if p.random() < 0.2:
+                # Twice: the second must fail.
+                out = self.redeem(c, tok, port)
+                c.close()
+                c = self.side_conn(p)
+                code = self.code("redeem_twice", c.allocate(extra=attr(0x0022, tok))[0])
+                if code == 0:
+                    self.w.violation(self.user, "a RESERVATION-TOKEN was redeemed twice")
+                    c.refresh(0)
+                return out + ", again %s" % code
+            return self.redeem(c, tok, port)
+        finally:
+            c.close()
+
+    def op_bad_allocate(self, p):
+        """Allocate requests that must fail: an unknown transport, an unknown address family,
+        EVEN-PORT with a RESERVATION-TOKEN, a token nobody issued."""
+        which = p.choice(["transport", "family", "both", "token"])
+        c = self.side_conn(p)
+        try:
+            if which == "transport":
+                code = c.allocate(transport=p.choice([0, 1, 58, 99, 255]))[0]
+            elif which == "family":
+                code = c.allocate(extra=attr(0x0017, bytes([p.choice([0, 3, 255]), 0, 0, 0])))[0]
+            elif which == "both":
+                code = c.allocate(extra=attr(0x0018, b"\x80") + attr(0x0022, p.randbytes(8)))[0]
+            else:
+                code = c.allocate(extra=attr(0x0022, p.randbytes(8)))[0]
+            self.code("bad_allocate_" + which, code)
+            if code == 0:
+                self.w.violation(self.user, "a bad Allocate (%s) succeeded" % which)
+                c.refresh(0)
+            return "%s -> %s" % (which, code)
+        finally:
+            c.close()
+
+    def op_dtls_abandon(self, p):
+        n = dtls_abandon(self.w.u.host, self.w.u.tls_port, self.src_ip, p.randint(1, 3))
+        return "DTLS client gone after %d flights" % n
+
     # -- the end --
     def settle(self):
         try:
@@ -1011,6 +1178,16 @@ class Client(threading.Thread):
         self.data = []
         for c in conns + ([self.conn] if self.conn else []):
             c.close()
+        # Reservations nobody redeemed would hold their sockets for 30 s: redeem and delete them.
+        for tok, port in self.tokens:
+            c = ChaosConn(self.w.u, self.user, self.password, "udp", self.src_ip)
+            c.timeout = 1.0
+            try:
+                self.redeem(c, tok, port)
+            except (Closed, TestFailure, OSError):
+                pass
+            c.close()
+        self.tokens = []
         self.conn, self.alloc, self.graveyard = None, None, []
 
 
@@ -1189,6 +1366,8 @@ def run_wave(w, wave, waves, pl, fd_base):
         wait_for(lambda: stats_current(w)["current"] == 0, 20, "every allocation gone")
     except TestFailure as e:
         problems.append("after the clients left: %s (%s)" % (e, stats_current(w)))
+        info.update(fd_end=fd_count(u.proc.pid), rss_end=u.rss_kib())
+        return problems, info  # the fds are held by those allocations: no baseline to come back to
     info["allocs_s"] = time.monotonic() - t_alloc
     t_fd = time.monotonic()
     try:
