@@ -852,9 +852,15 @@ class Client(threading.Thread):
                 if a[1] is not None and tuple(a[1]) == tuple(local):
                     found = a
         if found is None:
+            refused = ps.dead  # uturnd closed the peer's connection: a cap, not a lost attempt
             self.pl.close_stream(ps)
-            if self.conn is None or self.alloc is None:
+            with self.w.lock:
+                killed = self.serial in self.w.killed[self.id]
+            if self.conn is None or self.alloc is None or killed:
                 return "allocation gone before ConnectionAttempt"
+            if refused:
+                self.w.stats["peer_conn_refused"] += 1
+                return "peer connection refused"
             self.w.violation(self.user, "no ConnectionAttempt for peer connection from %s" % (local,))
             return "no attempt"
         self.attempts.remove(found)
@@ -1152,7 +1158,8 @@ class Client(threading.Thread):
             c.close()
 
     def op_dtls_abandon(self, p):
-        n = dtls_abandon(self.w.u.host, self.w.u.tls_port, self.src_ip, p.randint(1, 3))
+        # From an address of its own, so that a per-IP cap on DTLS sessions never hits the client.
+        n = dtls_abandon(self.w.u.host, self.w.u.tls_port, "127.0.4.%d" % self.id, p.randint(1, 3))
         return "DTLS client gone after %d flights" % n
 
     # -- the end --
@@ -1273,7 +1280,9 @@ def fd_count(pid):
 
 def server_conf(cert, key, admin_port, log_path):
     users = ["user = c%d:pw-%d" % (i, i) for i in range(1, CLIENTS + 1)]
+    # Quotas well above what the clients hold (abandoned UDP and DTLS 5-tuples keep theirs).
     return users + ["realm = " + REALM, "allow-loopback-peers", "min-port = 52000", "max-port = 53999",
+                    "user-quota = 1000", "total-quota = 100000",
                     "cert = " + cert, "pkey = " + key, "tcp-idle-timeout = 5", "tcp-frame-timeout = 3",
                     "admin-listen = 127.0.0.1:%d" % admin_port, "admin-token = " + TOKEN]
 
@@ -1369,6 +1378,7 @@ def run_wave(w, wave, waves, pl, fd_base):
         info.update(fd_end=fd_count(u.proc.pid), rss_end=u.rss_kib())
         return problems, info  # the fds are held by those allocations: no baseline to come back to
     info["allocs_s"] = time.monotonic() - t_alloc
+    info["notes"] = counter_notes(w)
     t_fd = time.monotonic()
     try:
         wait_for(lambda: fd_count(u.proc.pid) <= fd_base + FD_SLACK, FD_WAIT, "fds back to baseline",
@@ -1378,6 +1388,24 @@ def run_wave(w, wave, waves, pl, fd_base):
                         % (fd_count(u.proc.pid), fd_base, FD_SLACK, FD_WAIT, fd_list(u.proc.pid)))
     info.update(fd_end=fd_count(u.proc.pid), fd_secs=time.monotonic() - t_fd, rss_end=u.rss_kib())
     return problems, info
+
+
+def counter_notes(w):
+    """The allocation counters must add up: created = current + deleted + expired. Reported, not
+    failed (see the README: failed Allocates are also counted as deleted today)."""
+    st, text = admin(w, "GET", "/metrics")
+    if st != 200:
+        return ["/metrics answered %s" % st]
+    vals = {}
+    for line in text.splitlines():
+        for k in ("created", "deleted", "expired", "failed"):
+            if line.startswith("uturn_allocations_%s_total " % k):
+                vals[k] = int(float(line.split()[1]))
+    cur = stats_current(w)["current"]
+    if len(vals) == 4 and vals["created"] != cur + vals["deleted"] + vals["expired"]:
+        return ["allocation counters do not add up: created %(created)d, deleted %(deleted)d, expired "
+                "%(expired)d, failed %(failed)d" % vals + ", current %d" % cur]
+    return []
 
 
 def run_seed(seed, cert, key, logroot):
@@ -1453,6 +1481,9 @@ def run_seed(seed, cert, key, logroot):
                  chaos_summary(i["chaos"].log), i.get("cleanup_s", 0), fd_base,
                  i.get("fd_end", "?"), i.get("fd_secs", 0), rss_base, i.get("rss_end", "?")), flush=True)
     print("seed %d: %d operations (plan %s), %.1f s" % (seed, ops, digest, time.monotonic() - t_start))
+    for n, i in enumerate(infos, 1):
+        for note in i.get("notes", []):
+            print("  NOTE wave %d: %s" % (n, note))
     print("  stats: %s" % dict(sorted((w.stats_all + w.stats).items())), flush=True)
     print("  codes: %s" % ", ".join("%s=%s:%d" % (op, code, n) for (op, code), n in sorted(w.codes.items(),
                                                                                      key=str)), flush=True)
