@@ -91,7 +91,9 @@ class World:
         self.forbidden = set()  # (sender, seq): sent where no permission exists
         self.delivered = set()
         self.relays_ever = collections.defaultdict(set)  # client id -> relayed ports it held
-        self.killed = collections.defaultdict(set)  # client id -> allocation serials the admin API ended
+        # client id -> allocation serials whose payloads need not arrive: ended by the admin API, or
+        # by the client closing its stream
+        self.killed = collections.defaultdict(set)
         self.clients = {}
         self.cids = []  # (connection id bytes, client id)
         self.accepted = {}  # (peer id, relay addr) -> PeerStream
@@ -386,6 +388,12 @@ class Client(threading.Thread):
         if not self.conn.stream() and self.alloc is not None and not self.conn.closed:
             self.graveyard.append(self.conn)  # its allocation lives on: keep the 5-tuple
         else:
+            if self.alloc is not None:
+                # Closing a stream that the server may not have read to the end (unread data on
+                # our side makes close() send RST, which discards the server's receive queue):
+                # what we sent last need not be relayed.
+                with self.w.lock:
+                    self.w.killed[self.id].add(self.serial)
             self.conn.close(notify)
         self.note("drop conn (%s)" % why)
         self.conn, self.alloc = None, None
@@ -1333,11 +1341,14 @@ def run_wave(w, wave, waves, pl, fd_base):
     with w.lock:
         exp, dlv, killed = dict(w.expected), set(w.delivered), dict(w.killed)
     udp_total = udp_got = 0
+    lost = []
     for key, (cid, serial, kind) in exp.items():
         if kind == "stream" or serial in killed.get(cid, ()):
             continue
         udp_total += 1
         udp_got += key in dlv
+        if key not in dlv:
+            lost.append("%s (c%d, %s)" % (key, cid, kind))
     if alive:
         for c in clients:
             for dc in c.data:
@@ -1347,6 +1358,8 @@ def run_wave(w, wave, waves, pl, fd_base):
                     problems.append("%s data conn %s: %d payloads to the peer and %d to the client never "
                                     "arrived" % (c.user, dc.cid.hex(), len(dc.ps.c2p), len(dc.ps.p2c)))
     ratio = udp_got / udp_total if udp_total else 1.0
+    with open(os.path.join(w.logdir, "wave%d-undelivered.txt" % wave), "w") as f:
+        f.write("\n".join(lost) + "\n")
     info.update(udp_total=udp_total, udp_got=udp_got, ratio=ratio,
                 streams=w.stats["peer_rx_tcp"] + w.stats["client_rx_tcp"])
     t_clean = time.monotonic()
@@ -1365,8 +1378,8 @@ def run_wave(w, wave, waves, pl, fd_base):
     problems += ["peer loop: " + e for e in w.internal]
     problems += w.violations
     if alive and udp_total >= 20 and ratio < MIN_RATIO:
-        problems.append("UDP-path delivery ratio %.3f < %.2f (%d of %d)" % (ratio, MIN_RATIO, udp_got,
-                                                                         udp_total))
+        problems.append("UDP-path delivery ratio %.3f < %.2f (%d of %d); lost: %s"
+                        % (ratio, MIN_RATIO, udp_got, udp_total, ", ".join(lost[:20])))
     if not alive:
         problems.append("uturnd died during the run (exit %s)" % u.proc.poll())
         return problems, info
