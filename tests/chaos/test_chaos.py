@@ -1304,7 +1304,10 @@ def replay_cmd(seed):
 
 
 def stats_current(w):
-    st, doc = admin(w, "GET", "/api/v1/stats")
+    try:
+        st, doc = admin(w, "GET", "/api/v1/stats")
+    except OSError as e:
+        return {"current": -1, "error": str(e)}
     return doc["allocations"] if st == 200 else {"current": -1, "status": st}
 
 
@@ -1432,6 +1435,7 @@ def run_seed(seed, cert, key, logroot):
     w.admin_port = admin_port
     problems, infos = [], []
     pl = None
+    fd_base = rss_base = 0
     try:
         wait_for(lambda: admin(w, "GET", "/readyz")[0] == 200, 10, "admin API ready")
         # Warm up every transport once (OpenSSL and the workers allocate lazily), then take the
@@ -1467,6 +1471,8 @@ def run_seed(seed, cert, key, logroot):
         if len(ends) > 1 and ends[-1] - ends[0] > RSS_WAVE_KIB:
             problems.append("uturnd RSS grew %d KiB from the first wave to the last (%s KiB; %d allowed): "
                             "a leak that lasts until exit" % (ends[-1] - ends[0], ends, RSS_WAVE_KIB))
+    except Exception as e:  # noqa: BLE001 - the sanitizer check below still runs
+        problems.append("harness: %s\n%s" % (e, traceback.format_exc()))
     finally:
         if pl:
             pl.stop.set()
