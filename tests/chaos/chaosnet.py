@@ -9,6 +9,7 @@ Every relayed payload carries a tag: the seed, sender id, receiver id, sequence 
 relayed port the sender aimed at (or sent from), so whoever receives it can tell whether it was
 meant for it.
 """
+import errno
 import os
 import socket
 import ssl
@@ -24,6 +25,22 @@ TAG = struct.Struct("!4sIHHIH")  # magic, seed, sender, receiver, seq, relayed p
 TAG_MAGIC = b"CHX1"
 STREAM_HDR = struct.Struct("!4sH")  # magic, length of what follows (tag + body): RFC 6062 data
 STREAM_MAGIC = b"CHS1"
+
+
+def bind_src(sock, src_ip, ports=None):
+    """Bind to src_ip and the next free port from ports() (deterministic source ports make the
+    kernel's SO_REUSEPORT choice of worker repeat on a replay), or an ephemeral port."""
+    if ports is not None:
+        if sock.type == socket.SOCK_STREAM:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT
+        for _ in range(50):
+            try:
+                sock.bind((src_ip, ports()))
+                return
+            except OSError as e:
+                if e.errno != errno.EADDRINUSE:
+                    raise
+    sock.bind((src_ip, 0))
 
 
 class Closed(Exception):
@@ -69,12 +86,12 @@ class Dtls:
     """A DTLS 1.2 client over a connected UDP socket (pyOpenSSL memory BIOs; OpenSSL does the
     cookie exchange and the retransmissions, driven by DTLSv1_handle_timeout)."""
 
-    def __init__(self, host, port, src_ip, timeout=5.0):
+    def __init__(self, host, port, src_ip, timeout=5.0, ports=None):
         from OpenSSL import SSL
         from OpenSSL._util import lib
         self.SSL, self.lib = SSL, lib
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind((src_ip, 0))
+        bind_src(self.sock, src_ip, ports)
         self.sock.connect((host, port))
         ctx = SSL.Context(SSL.DTLS_METHOD)
         ctx.set_verify(SSL.VERIFY_NONE, lambda *a: True)  # a throw-away self-signed certificate
@@ -151,12 +168,12 @@ class Dtls:
         self.sock.close()
 
 
-def dtls_abandon(host, port, src_ip, flights):
+def dtls_abandon(host, port, src_ip, flights, ports=None):
     """A DTLS client that sends `flights` handshake flights (1: ClientHello without a cookie,
     2: with the cookie, 3: the key exchange and Finished) and then vanishes without a word."""
     from OpenSSL import SSL
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind((src_ip, 0))
+    bind_src(sock, src_ip, ports)
     sock.connect((host, port))
     ctx = SSL.Context(SSL.DTLS_METHOD)
     ctx.set_verify(SSL.VERIFY_NONE, lambda *a: True)
@@ -195,7 +212,7 @@ def dtls_abandon(host, port, src_ip, flights):
 class ChaosConn(TurnClient):
     """TurnClient over udp, tcp, tls or dtls from a chosen source address."""
 
-    def __init__(self, server, user, password, transport, src_ip):
+    def __init__(self, server, user, password, transport, src_ip, ports=None):
         self.server = server
         self.user, self.password = user, password
         self.transport = transport
@@ -208,13 +225,13 @@ class ChaosConn(TurnClient):
         self.timeout = 3.0  # for a response
         if transport == "udp":
             self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            self.sock.bind((src_ip, 0))
+            bind_src(self.sock, src_ip, ports)
         elif transport == "dtls":
-            self.dtls = Dtls(server.host, server.tls_port, src_ip)
+            self.dtls = Dtls(server.host, server.tls_port, src_ip, ports=ports)
             self.sock = self.dtls.sock
         else:
             raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            raw.bind((src_ip, 0))
+            bind_src(raw, src_ip, ports)
             raw.settimeout(5)
             port = server.tls_port if transport == "tls" else server.port
             raw.connect((server.host, port))

@@ -350,6 +350,7 @@ class Client(threading.Thread):
         self.chans_ever = set()
         self.tokens = []  # (RESERVATION-TOKEN, the even port it reserves the next of)
         self.transient_n = 0
+        self.port_n = 0
         self.attempts = []
         self.cb_on_conn = False
         self.serial = 0  # allocations made so far (the admin API's kills are told apart by it)
@@ -360,6 +361,11 @@ class Client(threading.Thread):
         self.failed = None
 
     # -- helpers --
+    def next_port(self):
+        """Source ports in order, in a window of their own per wave (each client has its own IP)."""
+        self.port_n += 1
+        return 10000 + ((self.w.wave - 1) * 5000 + self.port_n) % 20000
+
     def note(self, text):
         now = time.time()
         self.log.append("%s.%03dZ %s" % (time.strftime("%H:%M:%S", time.gmtime(now)), int(now * 1000) % 1000,
@@ -371,7 +377,7 @@ class Client(threading.Thread):
 
     def open_conn(self, p):
         transport = p.choice(["udp", "tcp", "tls", "dtls"])
-        self.conn = ChaosConn(self.w.u, self.user, self.password, transport, self.src_ip)
+        self.conn = ChaosConn(self.w.u, self.user, self.password, transport, self.src_ip, self.next_port)
         self.deleted = False
         self.cb_on_conn = False
         self.perm_ips_ever, self.chans_ever = set(), set()
@@ -772,7 +778,7 @@ class Client(threading.Thread):
             if self.conn is not None:
                 self.drop_conn(notify=True, why="want a TCP allocation")
             self.conn = ChaosConn(self.w.u, self.user, self.password, p.choice(["tcp", "tls"]),
-                                  self.src_ip)
+                                  self.src_ip, self.next_port)
             self.deleted = False
             self.cb_on_conn = False
             self.perm_ips_ever, self.chans_ever = set(), set()
@@ -780,7 +786,7 @@ class Client(threading.Thread):
         return self.do_allocate(p, "tcp")
 
     def _bind_data(self, cid, ps, p):
-        d = ChaosConn(self.w.u, self.user, self.password, self.conn.transport, self.src_ip)
+        d = ChaosConn(self.w.u, self.user, self.password, self.conn.transport, self.src_ip, self.next_port)
         d.realm, d.nonce = self.conn.realm, self.conn.nonce
         try:
             code = self.code("connection_bind", d.request(M_CONNECTION_BIND, attr(A_CONNECTION_ID, cid))[0])
@@ -929,8 +935,10 @@ class Client(threading.Thread):
             top = {"w0": 0, "w1": 1, "w2": 2, "wff": 0xFF}.get(which, 1)
             cid = struct.pack("!I", (top << 24) | p.randrange(1 << 24))
         self.cb_on_conn = True
+        desc = None if self.alloc is None else (self.alloc["kind"], self.alloc["relay"], sorted(self.alloc["perms"]),
+                                                sorted("0x%04x" % n for n in self.alloc["chans"]))
         self.note("ConnectionBind %s on control connection %s %s (allocation %s)"
-                  % (cid.hex(), self.conn.transport, self.conn.local(), self.alloc))
+                  % (cid.hex(), self.conn.transport, self.conn.local(), desc))
         code = self.code("cb_control", self.conn.request(M_CONNECTION_BIND, attr(A_CONNECTION_ID, cid))[0])
         if code == 0:
             self.w.violation(self.user, "ConnectionBind on a control connection (%s) succeeded" % cid.hex())
@@ -945,7 +953,7 @@ class Client(threading.Thread):
             cid, which = p.choice(foreign), "foreign"
         else:
             cid, which = struct.pack("!I", (p.randrange(3) << 24) | p.randrange(1 << 24)), "random"
-        d = ChaosConn(self.w.u, self.user, self.password, transport, self.src_ip)
+        d = ChaosConn(self.w.u, self.user, self.password, transport, self.src_ip, self.next_port)
         try:
             code = self.code("cb_wrong_" + which, d.request(M_CONNECTION_BIND, attr(A_CONNECTION_ID, cid))[0])
         finally:
@@ -1082,7 +1090,7 @@ class Client(threading.Thread):
 
     def side_conn(self, p):
         return ChaosConn(self.w.u, self.user, self.password, p.choice(["udp", "tcp", "tls", "dtls"]),
-                         self.src_ip)
+                         self.src_ip, self.next_port)
 
     def op_even_port(self, p):
         """Allocate with EVEN-PORT on another 5-tuple: an even port; with R=1 (not in the last wave,
@@ -1167,7 +1175,8 @@ class Client(threading.Thread):
 
     def op_dtls_abandon(self, p):
         # From an address of its own, so that a per-IP cap on DTLS sessions never hits the client.
-        n = dtls_abandon(self.w.u.host, self.w.u.tls_port, "127.0.4.%d" % self.id, p.randint(1, 3))
+        n = dtls_abandon(self.w.u.host, self.w.u.tls_port, "127.0.4.%d" % self.id, p.randint(1, 3),
+                         self.next_port)
         return "DTLS client gone after %d flights" % n
 
     # -- the end --
@@ -1195,7 +1204,7 @@ class Client(threading.Thread):
             c.close()
         # Reservations nobody redeemed would hold their sockets for 30 s: redeem and delete them.
         for tok, port in self.tokens:
-            c = ChaosConn(self.w.u, self.user, self.password, "udp", self.src_ip)
+            c = ChaosConn(self.w.u, self.user, self.password, "udp", self.src_ip, self.next_port)
             c.timeout = 1.0
             try:
                 self.redeem(c, tok, port)
@@ -1424,12 +1433,36 @@ def counter_notes(w):
     return []
 
 
+def port_free(port):
+    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+        s = socket.socket(socket.AF_INET, kind)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        finally:
+            s.close()
+    return True
+
+
+def server_ports(seed):
+    """uturnd's ports from the seed (below the ephemeral range): with the clients' source ports
+    also fixed, SO_REUSEPORT spreads connections over the workers the same way on a replay (on the
+    same machine: the kernel's hash has a per-boot secret)."""
+    for k in range(50):
+        base = 30000 + ((seed + 97 * k) % 1000) * 2
+        if port_free(base) and port_free(base + 1):
+            return base, base + 1
+    return free_port(), free_port()
+
+
 def run_seed(seed, cert, key, logroot):
     t_start = time.monotonic()
     logdir = os.path.join(logroot, "seed-%d" % seed)
     os.makedirs(logdir, exist_ok=True)
     admin_port = free_port()
-    u = Uturnd(conf=server_conf(cert, key, admin_port, logdir), threads=2,
+    port, tls_port = server_ports(seed)
+    u = Uturnd(conf=server_conf(cert, key, admin_port, logdir), threads=2, port=port, tls_port=tls_port,
                env={"ASAN_OPTIONS": "quarantine_size_mb=16"})
     w = World(seed, u, logdir)
     w.admin_port = admin_port
