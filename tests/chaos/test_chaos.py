@@ -3,8 +3,8 @@ one real uturnd (2 workers, the build under test, ASan in CI) while peers come a
 configuration is reloaded, allocations are killed through the admin API and the node drains.
 
 Per seed: one uturnd (UDP, TCP, TLS, DTLS, admin API), CLIENTS client threads (each with its own
-RNG derived from the seed, its own user and its own 127.0.1.x source address), UDP and TCP peers
-on 127.0.2.x and 127.0.3.x, and one chaos thread. Invariants, checked as it runs and at the end:
+RNG derived from the seed, its own user and its own 127.NET.1.x source address), UDP and TCP peers
+on 127.NET.2.x and 127.NET.3.x, and one chaos thread. Invariants, checked as it runs and at the end:
   - uturnd stays alive and its stderr has no sanitizer report;
   - every relayed payload (tagged: seed, sender, receiver, sequence, relayed port) reaches only the
     party it was meant for, from the address it must come from, only with a permission, never
@@ -82,6 +82,7 @@ class World:
 
     def __init__(self, seed, server, logdir):
         self.seed, self.u, self.logdir = seed, server, logdir
+        self.net = 10 + seed % 240
         self.lock = threading.Lock()
         self.violations = []
         self.internal = []
@@ -106,6 +107,12 @@ class World:
         self.stats_all = collections.Counter()
         self.wave = 0
         self.transient = {}  # peer id -> UdpPeer that one client made and closes again
+
+    def ip(self, kind, n):
+        """The test's loopback addresses: 127.NET.1.N clients, .2.x UDP peers, .3.x TCP peers,
+        .4.N abandoned DTLS handshakes. NET comes from the seed, so that a chaos run beside another
+        one (other seeds) never shares a peer address, hence a permission, with it."""
+        return "127.%d.%d.%d" % (self.net, kind, n)
 
     def new_wave(self, wave):
         """Per-wave state; sequence numbers and relayed ports stay unique across waves."""
@@ -339,7 +346,7 @@ class Client(threading.Thread):
         self.w, self.idx, self.pl = world, idx, peerloop
         self.id = idx + 1
         self.user, self.password = "c%d" % self.id, "pw-%d" % self.id
-        self.src_ip = "127.0.1.%d" % self.id
+        self.src_ip = world.ip(1, self.id)
         self.rng = random.Random("uturn-chaos/%d/%d/%d" % (world.seed, world.wave, idx))
         self.conn = None
         self.alloc = None  # {"kind": "udp"|"tcp", "relay": (ip, port), "perms": set, "chans": {}}
@@ -1051,7 +1058,7 @@ class Client(threading.Thread):
             return "no UDP allocation"
         self.transient_n += 1
         pid = 1000 + 100 * self.id + self.transient_n % 100
-        peer = UdpPeer(pid, "127.0.2.%d" % (16 + self.id))
+        peer = UdpPeer(pid, self.w.ip(2, 16 + self.id))
         peer.closed = threading.Event()
         with self.w.lock:
             self.w.transient[pid] = peer
@@ -1175,7 +1182,7 @@ class Client(threading.Thread):
 
     def op_dtls_abandon(self, p):
         # From an address of its own, so that a per-IP cap on DTLS sessions never hits the client.
-        n = dtls_abandon(self.w.u.host, self.w.u.tls_port, "127.0.4.%d" % self.id, p.randint(1, 3),
+        n = dtls_abandon(self.w.u.host, self.w.u.tls_port, self.w.ip(4, self.id), p.randint(1, 3),
                          self.next_port)
         return "DTLS client gone after %d flights" % n
 
@@ -1262,8 +1269,20 @@ class Chaos(threading.Thread):
         w = self.w
         pick = self.rng.random()
         if kind == "sighup":
+            # Half the reloads change reloadable caps under the clients' feet (lowered below what
+            # some allocations already hold, or raised again).
+            change = ""
+            if pick < 0.5:
+                n = self.rng.choice([2, 4, 64])
+                with open(w.u.conf_path) as f:
+                    lines = [ln for ln in f.read().splitlines()
+                             if not ln.startswith(("max-permissions", "max-channels"))]
+                lines += ["max-permissions = %d" % n, "max-channels = %d" % n]
+                with open(w.u.conf_path, "w") as f:
+                    f.write("\n".join(lines) + "\n")
+                change = " with max-permissions and max-channels %d" % n
             w.u.proc.send_signal(signal.SIGHUP)
-            return "sent"
+            return "sent" + change
         if kind == "drain":
             st, doc = admin(w, "POST", "/api/v1/drain")
             w.drained = True
@@ -1301,6 +1320,7 @@ def server_conf(cert, key, admin_port, log_path):
     return users + ["realm = " + REALM, "allow-loopback-peers", "min-port = 52000", "max-port = 53999",
                     "user-quota = 1000", "total-quota = 100000",
                     "cert = " + cert, "pkey = " + key, "tcp-idle-timeout = 5", "tcp-frame-timeout = 3",
+                    "stale-nonce = 5",  # 438 and a new nonce in the middle of everything
                     "admin-listen = 127.0.0.1:%d" % admin_port, "admin-token = " + TOKEN]
 
 
@@ -1485,9 +1505,9 @@ def run_seed(seed, cert, key, logroot):
         time.sleep(0.2)  # the warm-up's closes finish in the workers' next loop iteration
         fd_base, rss_base = fd_count(u.proc.pid), u.rss_kib()
         for i in range(UDP_PEERS):
-            w.peers[100 + i] = UdpPeer(100 + i, "127.0.2.%d" % (i + 1))
+            w.peers[100 + i] = UdpPeer(100 + i, w.ip(2, i + 1))
         for i in range(TCP_PEERS):
-            w.peers[200 + i] = TcpPeer(200 + i, "127.0.3.%d" % (i + 1))
+            w.peers[200 + i] = TcpPeer(200 + i, w.ip(3, i + 1))
         pl = PeerLoop(w)
         pl.start()
         for wave in range(1, WAVES + 1):
