@@ -17,6 +17,7 @@ A failing seed is replayed with the command printed; see tests/chaos/README.md.
 import collections
 import hashlib
 import http.client
+import itertools
 import json
 import os
 import queue
@@ -66,7 +67,7 @@ OP_NAMES = [o for o, _ in OPS]
 # Operations to leave out (comma-separated names), to tell which one a failure needs: the plan stays
 # the same, a left-out step only logs "skipped".
 SKIP = set(x for x in os.environ.get("UTURN_CHAOS_SKIP", "").split(",") if x)
-OP_CUM = list(__import__("itertools").accumulate(w for _, w in OPS))
+OP_CUM = list(itertools.accumulate(w for _, w in OPS))
 
 
 def choose_op(rng):
