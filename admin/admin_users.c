@@ -20,7 +20,7 @@
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
 
-#include "shared.h"
+#include "rand.h"
 #include "stun_auth.h"
 
 #define KEY_MAX 1200
@@ -416,7 +416,7 @@ void admin_h_secret_add(admin_req_t *r)
         }
     } else {
         uint8_t raw[32];
-        shared_random(raw, sizeof(raw));
+        rand_bytes(raw, sizeof(raw));
         stun_auth_hex_encode(raw, sizeof(raw), gen);
         OPENSSL_cleanse(raw, sizeof(raw));
     }

@@ -25,13 +25,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <netinet/in.h>
-#include <sys/random.h>
 
 #include <openssl/crypto.h>
 
 #include "creds_int.h"
 #include "creds_redis.h"
 #include "log.h"
+#include "rand.h"
 #include "sockaddr_util.h"
 #include "stats.h"
 #include "stun_auth.h"
@@ -907,10 +907,7 @@ int creds_new(uv_loop_t *loop, const creds_shared_t *shared, creds_stats_t *stat
     c->sh = shared;
     c->stats = stats ? stats : &c->own_stats;
     c->ready_tail = &c->ready;
-    if (getrandom(c->seed, sizeof(c->seed), 0) != (ssize_t)sizeof(c->seed)) {
-        uint64_t t = uv_hrtime(); /* hash-flooding resistance only; never fails in practice */
-        memcpy(c->seed, &t, sizeof(t));
-    }
+    rand_bytes(c->seed, sizeof(c->seed)); /* the cache hash's key: hash-flooding resistance */
     atomic_store_explicit(&c->stats->redis_state, -1, memory_order_relaxed);
     if (shared->has_redis) {
         int rc = creds_redis_new(loop, &shared->redis, c->stats, &c->redis);

@@ -15,6 +15,7 @@
 #include "config.h"
 #include "dispatch_int.h"
 #include "frame.h"
+#include "rand.h"
 #include "sockaddr_util.h"
 #include "stun_build.h"
 #include "turn_auth.h"
@@ -75,8 +76,8 @@ int dispatch_init(dispatch_t *d, const cfg_t *cfg, shared_t *shared, stats_t *st
     if (relay)
         d->relay = *relay;
     uint64_t seed;
-    shared_random(&seed, sizeof(seed));
-    shared_random(&d->limit_seed, sizeof(d->limit_seed));
+    rand_bytes(&seed, sizeof(seed));
+    rand_bytes(&d->limit_seed, sizeof(d->limit_seed));
     /* Every nonce has one length: known up front, a challenge's size is too (dispatch_auth.c). */
     uint8_t secret[TURN_NONCE_SECRET_LEN] = {0};
     struct sockaddr_in sin = {.sin_family = AF_INET};

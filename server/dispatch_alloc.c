@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "dispatch_int.h"
+#include "rand.h"
 #include "sockaddr_util.h"
 
 #define PORT_TRIES 64
@@ -34,7 +35,7 @@ static uint32_t lifetime_for(const dispatch_t *d, const stun_msg_t *msg, int ref
 static uint16_t random_port(const cfg_t *c, int even)
 {
     uint32_t r;
-    shared_random(&r, sizeof(r));
+    rand_bytes(&r, sizeof(r));
     uint32_t span = (uint32_t)(c->max_port - c->min_port + 1);
     uint16_t p = (uint16_t)(c->min_port + r % span);
     /* Stay inside the range: min-port = max-port = 65535 made p + 1 wrap to port 0 (any port). A

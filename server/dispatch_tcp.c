@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "dispatch_int.h"
+#include "rand.h"
 #include "sockaddr_util.h"
 
 size_t dispatch_auth_size(void) { return sizeof(dispatch_auth_t); }
@@ -69,7 +70,7 @@ void dispatch_tcp_connect_done(dispatch_t *d, alloc_t *a, const stun_msg_t *req,
 void dispatch_tcp_attempt(dispatch_t *d, alloc_t *a, const struct sockaddr *peer, uint32_t id)
 {
     uint8_t tid[12];
-    shared_random(tid, sizeof(tid));
+    rand_bytes(tid, sizeof(tid));
     stun_build_t b;
     stun_build_init(&b, d->out, sizeof(d->out),
                     stun_type(STUN_METHOD_CONNECTION_ATTEMPT, STUN_CLASS_INDICATION), tid);

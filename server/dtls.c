@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "rand.h"
 #include "sockaddr_util.h"
 #include "tls.h"
 
@@ -110,7 +111,7 @@ int dtls_init(worker_t *w)
     w->dtls = calloc(1, sizeof(*w->dtls));
     if (!w->dtls || !out_method)
         return -ENOMEM;
-    shared_random(&w->dtls->seed, sizeof(w->dtls->seed));
+    rand_bytes(&w->dtls->seed, sizeof(w->dtls->seed));
     return 0;
 }
 

@@ -8,11 +8,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
 #include "log.h"
+#include "rand.h"
 #include "sockaddr_util.h"
 
 struct shared_user_count {
@@ -23,23 +23,6 @@ struct shared_user_count {
 };
 
 #define USER_BUCKETS 4096
-
-void shared_random(void *buf, size_t n)
-{
-    uint8_t *p = buf;
-    while (n > 0) {
-        ssize_t r = getrandom(p, n, 0);
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            /* Nonces, ports and tokens from a weak source would be a silent security hole. */
-            LOGE("random", "getrandom failed: %s", strerror(errno));
-            abort();
-        }
-        p += r;
-        n -= (size_t)r;
-    }
-}
 
 static int parse_ranges(const cfg_t *c, const cfg_list_t *l, const char *key, peer_range_t **out,
                         char *err, size_t errlen)
@@ -302,7 +285,7 @@ static int init(shared_t *s, const cfg_t *cfg, const struct sockaddr_storage *li
         SHA256((const unsigned char *)cfg->nonce_secret, strlen(cfg->nonce_secret),
                s->nonce_secret);
     else
-        shared_random(s->nonce_secret, sizeof(s->nonce_secret));
+        rand_bytes(s->nonce_secret, sizeof(s->nonce_secret));
     s->nonce_features = TURN_NONCE_FEAT_PASSWORD_ALGS;
     if (cfg->userhash)
         s->nonce_features |= TURN_NONCE_FEAT_USERHASH;
@@ -453,7 +436,7 @@ uint64_t shared_resv_add(shared_t *s, int fd, const struct sockaddr *addr, uint6
         r->ulen = ulen;
     }
     do
-        shared_random(&r->token, sizeof(r->token));
+        rand_bytes(&r->token, sizeof(r->token));
     while (r->token == 0);
     r->fd = fd;
     memcpy(&r->addr, addr, sa_len(addr));

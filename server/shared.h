@@ -136,7 +136,4 @@ void shared_resv_expire(shared_t *s, uint64_t now_unix_ms);
 int shared_tcp_port_take(shared_t *s, const struct sockaddr *addr);
 void shared_tcp_port_release(shared_t *s, const struct sockaddr *addr);
 
-/* Random bytes from the kernel CSPRNG (getrandom); aborts if it cannot (no weak fallback). */
-void shared_random(void *buf, size_t n);
-
 #endif

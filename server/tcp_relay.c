@@ -21,6 +21,7 @@
 
 #include "dispatch.h"
 #include "log.h"
+#include "rand.h"
 #include "sockaddr_util.h"
 #include "stun_msg.h"
 #include "worker.h"
@@ -169,7 +170,7 @@ static tcp_pipe_t *pipe_new(worker_t *w, tcp_rel_t *rel, const struct sockaddr *
     /* The id names the worker that owns the pipe: a ConnectionBind landing elsewhere finds it. */
     do {
         uint32_t r;
-        shared_random(&r, sizeof(r));
+        rand_bytes(&r, sizeof(r));
         p->id = ((uint32_t)w->id << 24) | (r & 0xFFFFFF);
         for (tcp_pipe_t *q = w->pipes; q; q = q->next)
             if (q->id == p->id)

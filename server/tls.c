@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "log.h"
-#include "shared.h"
+#include "rand.h"
 #include "sockaddr_util.h"
 #include "stun_auth.h"
 
@@ -116,7 +116,7 @@ static int enabled(const cfg_t *cfg)
     return cfg->cert && cfg->pkey && !(cfg->no_tls && cfg->no_dtls);
 }
 
-static void new_cookie_secret(void) { shared_random(cookie_secret, sizeof(cookie_secret)); }
+static void new_cookie_secret(void) { rand_bytes(cookie_secret, sizeof(cookie_secret)); }
 
 int tls_init(tls_t *t, const cfg_t *cfg, char *err, size_t errlen)
 {
