@@ -13,10 +13,6 @@
 #include "creds_redis.h"
 #include "stun_auth.h"
 
-/* Write a message into err (like snprintf) and return -1: for config errors. */
-__attribute__((format(printf, 3, 4))) int creds_fail(char *err, size_t errlen, const char *fmt,
-                                                     ...);
-
 #define USER_MAX 512 /* coturn's limit too; longer names are nobody */
 #define REALM_MAX 255
 

@@ -8,7 +8,6 @@
 
 #include <ctype.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +16,7 @@
 #include <openssl/crypto.h>
 
 #include "creds_int.h"
+#include "errbuf.h"
 #include "stun_auth.h"
 
 #define REDIS_DEFAULT_PORT 6379
@@ -55,8 +55,8 @@ static int set_port(creds_redis_cfg_t *o, const char *v, size_t n, char *err, si
 {
     long p;
     if (parse_num(v, n, 1, 65535, &p) != 0)
-        return creds_fail(err, errlen, "'redis-userdb': bad port '%.*s' (1-65535)",
-                          (int)(n > 16 ? 16 : n), v);
+        return err_set(err, errlen, "'redis-userdb': bad port '%.*s' (1-65535)",
+                       (int)(n > 16 ? 16 : n), v);
     o->port = (int)p;
     return 0;
 }
@@ -65,8 +65,8 @@ static int set_db(creds_redis_cfg_t *o, const char *v, size_t n, char *err, size
 {
     long d;
     if (parse_num(v, n, 0, INT_MAX, &d) != 0)
-        return creds_fail(err, errlen, "'redis-userdb': bad database number '%.*s'",
-                          (int)(n > 16 ? 16 : n), v);
+        return err_set(err, errlen, "'redis-userdb': bad database number '%.*s'",
+                       (int)(n > 16 ? 16 : n), v);
     o->db = (int)d;
     return 0;
 }
@@ -82,29 +82,29 @@ static int set_field(creds_redis_cfg_t *o, const char *k, size_t kn, const char 
 {
     long t;
     if (vn == 0)
-        return creds_fail(err, errlen, "'redis-userdb': empty value for '%.*s'", (int)kn, k);
+        return err_set(err, errlen, "'redis-userdb': empty value for '%.*s'", (int)kn, k);
     if (field_is(k, kn, "ip") || field_is(k, kn, "host")) {
         if (vn > HOST_MAX)
-            return creds_fail(err, errlen, "'redis-userdb': host longer than %d bytes", HOST_MAX);
-        return set_str(&o->host, v, vn) ? creds_fail(err, errlen, "out of memory") : 0;
+            return err_set(err, errlen, "'redis-userdb': host longer than %d bytes", HOST_MAX);
+        return set_str(&o->host, v, vn) ? err_set(err, errlen, "out of memory") : 0;
     }
     if (field_is(k, kn, "port"))
         return set_port(o, v, vn, err, errlen);
     if (field_is(k, kn, "dbname") || field_is(k, kn, "db") || field_is(k, kn, "database"))
         return set_db(o, v, vn, err, errlen);
     if (field_is(k, kn, "user") || field_is(k, kn, "username"))
-        return set_str(&o->user, v, vn) ? creds_fail(err, errlen, "out of memory") : 0;
+        return set_str(&o->user, v, vn) ? err_set(err, errlen, "out of memory") : 0;
     if (field_is(k, kn, "password"))
-        return set_str(&o->password, v, vn) ? creds_fail(err, errlen, "out of memory") : 0;
+        return set_str(&o->password, v, vn) ? err_set(err, errlen, "out of memory") : 0;
     if (field_is(k, kn, "connect_timeout")) {
         if (parse_num(v, vn, 1, 3600, &t) != 0)
-            return creds_fail(err, errlen, "'redis-userdb': bad connect_timeout (1-3600 seconds)");
+            return err_set(err, errlen, "'redis-userdb': bad connect_timeout (1-3600 seconds)");
         o->connect_timeout_ms =
             t * 1000 < CREDS_REDIS_TIMEOUT_MS ? (int)t * 1000 : CREDS_REDIS_TIMEOUT_MS;
         return 0;
     }
-    return creds_fail(err, errlen, "'redis-userdb': unknown field '%.*s'", (int)(kn > 32 ? 32 : kn),
-                      k);
+    return err_set(err, errlen, "'redis-userdb': unknown field '%.*s'", (int)(kn > 32 ? 32 : kn),
+                   k);
 }
 
 static int parse_fields(const char *s, creds_redis_cfg_t *o, char *err, size_t errlen)
@@ -123,7 +123,7 @@ static int parse_fields(const char *s, creds_redis_cfg_t *o, char *err, size_t e
         field++;
         /* Do not echo the token: it may be half of a password that contained a space. */
         if (!eq || eq == tok)
-            return creds_fail(err, errlen, "'redis-userdb': field %d is not key=value", field);
+            return err_set(err, errlen, "'redis-userdb': field %d is not key=value", field);
         size_t kn = (size_t)(eq - tok);
         if (set_field(o, tok, kn, eq + 1, n - kn - 1, err, errlen) != 0)
             return -1;
@@ -164,11 +164,11 @@ static int parse_userinfo(const char *u, size_t n, creds_redis_cfg_t *o, char *e
 {
     const char *colon = memchr(u, ':', n);
     if (!colon)
-        return creds_fail(err, errlen, "'redis-userdb': expected redis://[user]:password@host");
+        return err_set(err, errlen, "'redis-userdb': expected redis://[user]:password@host");
     size_t un = (size_t)(colon - u);
     if ((un && set_decoded(&o->user, u, un) != 0) ||
         set_decoded(&o->password, colon + 1, n - un - 1) != 0)
-        return creds_fail(err, errlen, "'redis-userdb': bad %%-escape in the user or password");
+        return err_set(err, errlen, "'redis-userdb': bad %%-escape in the user or password");
     return 0;
 }
 
@@ -179,23 +179,23 @@ static int parse_hostpart(const char *h, creds_redis_cfg_t *o, char *err, size_t
     if (*h == '[') {
         const char *rb = memchr(h, ']', (size_t)(end - h));
         if (!rb)
-            return creds_fail(err, errlen, "'redis-userdb': missing ']' after the IPv6 host");
+            return err_set(err, errlen, "'redis-userdb': missing ']' after the IPv6 host");
         hs = h + 1;
         he = rb;
         if (rb + 1 < end && rb[1] != ':')
-            return creds_fail(err, errlen, "'redis-userdb': unexpected text after ']'");
+            return err_set(err, errlen, "'redis-userdb': unexpected text after ']'");
         port = rb + 1 < end ? rb + 2 : NULL;
     } else {
         const char *colon = memchr(h, ':', (size_t)(end - h));
         if (colon && memchr(colon + 1, ':', (size_t)(end - colon - 1)))
-            return creds_fail(err, errlen, "'redis-userdb': an IPv6 host needs [brackets]");
+            return err_set(err, errlen, "'redis-userdb': an IPv6 host needs [brackets]");
         he = colon ? colon : end;
         port = colon ? colon + 1 : NULL;
     }
     if (he == hs || he - hs > HOST_MAX)
-        return creds_fail(err, errlen, "'redis-userdb': missing or too long host");
+        return err_set(err, errlen, "'redis-userdb': missing or too long host");
     if (set_str(&o->host, hs, (size_t)(he - hs)) != 0)
-        return creds_fail(err, errlen, "out of memory");
+        return err_set(err, errlen, "out of memory");
     if (port && set_port(o, port, (size_t)(end - port), err, errlen) != 0)
         return -1;
     if (*end == '/' && end[1] && set_db(o, end + 1, strlen(end + 1), err, errlen) != 0)
@@ -220,17 +220,17 @@ int creds_redis_cfg_parse(const char *s, creds_redis_cfg_t *out, char *err, size
     out->connect_timeout_ms = CREDS_REDIS_TIMEOUT_MS;
     int rc;
     if (strncasecmp(s, "rediss://", 9) == 0)
-        rc = creds_fail(err, errlen, "'redis-userdb': rediss:// (TLS) is not supported");
+        rc = err_set(err, errlen, "'redis-userdb': rediss:// (TLS) is not supported");
     else if (strncasecmp(s, "redis://", 8) == 0)
         rc = parse_url(s, out, err, errlen);
     else if (strstr(s, "://"))
-        rc = creds_fail(err, errlen, "'redis-userdb': only redis:// URLs are supported");
+        rc = err_set(err, errlen, "'redis-userdb': only redis:// URLs are supported");
     else
         rc = parse_fields(s, out, err, errlen);
     if (rc == 0 && !out->host && !(out->host = strdup("127.0.0.1")))
-        rc = creds_fail(err, errlen, "out of memory");
+        rc = err_set(err, errlen, "out of memory");
     if (rc == 0 && out->user && !out->password)
-        rc = creds_fail(err, errlen, "'redis-userdb': a user needs a password");
+        rc = err_set(err, errlen, "'redis-userdb': a user needs a password");
     if (rc != 0)
         creds_redis_cfg_free(out);
     return rc;

@@ -5,7 +5,6 @@
  * redis-userdb settings. Every worker reads it without locks once it is built.
  */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,17 +12,9 @@
 #include <openssl/crypto.h>
 
 #include "creds_int.h"
+#include "errbuf.h"
 #include "log.h"
 #include "turn_auth.h"
-
-int creds_fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 void creds_secret_clear(secret_t *s)
 {
@@ -122,7 +113,7 @@ static int parse_user(creds_shared_t *sh, const cfg_t *cfg, size_t i, char *err,
         return cfg_fail(cfg, "user", i, err, errlen, "empty password");
     suser_t *u = &sh->users[sh->nusers];
     if (!(u->name = strndup(line, nlen)))
-        return creds_fail(err, errlen, "out of memory");
+        return err_set(err, errlen, "out of memory");
     u->len = nlen;
     sh->nusers++;
     /* As coturn: "0x" and at least 32 more characters is a key, anything shorter a password. */
@@ -131,7 +122,7 @@ static int parse_user(creds_shared_t *sh, const cfg_t *cfg, size_t i, char *err,
             return cfg_fail(cfg, "user", i, err, errlen, "a 0x key must be 32 hex digits (MD5)");
         u->key.has_md5 = true;
     } else if (password_key(sh, u, pw, plen) != 0) {
-        return creds_fail(err, errlen, "out of memory");
+        return err_set(err, errlen, "out of memory");
     }
     stun_auth_userhash(u->name, nlen, sh->realm, sh->rlen, u->hash);
     return 0;
@@ -157,7 +148,7 @@ static int parse_users(creds_shared_t *sh, const cfg_t *cfg, char *err, size_t e
     sh->users = calloc(list->n, sizeof(*sh->users));
     sh->by_hash = calloc(list->n, sizeof(*sh->by_hash));
     if (!sh->users || !sh->by_hash)
-        return creds_fail(err, errlen, "out of memory");
+        return err_set(err, errlen, "out of memory");
     for (size_t i = 0; i < list->n; i++)
         if (parse_user(sh, cfg, i, err, errlen) != 0)
             return -1;
@@ -180,13 +171,13 @@ static int parse_secrets(creds_shared_t *sh, const cfg_t *cfg, char *err, size_t
     if (list->n == 0)
         return 0;
     if (!(sh->secrets = calloc(list->n, sizeof(*sh->secrets))))
-        return creds_fail(err, errlen, "out of memory");
+        return err_set(err, errlen, "out of memory");
     for (size_t i = 0; i < list->n; i++) {
         /* An empty HMAC key would let anyone mint credentials. */
         if (!list->v[i][0])
             return cfg_fail(cfg, "static-auth-secret", i, err, errlen, "empty secret");
         if (!(sh->secrets[i].s = strdup(list->v[i])))
-            return creds_fail(err, errlen, "out of memory");
+            return err_set(err, errlen, "out of memory");
         sh->secrets[i].len = strlen(list->v[i]);
         sh->nsecrets++;
     }
@@ -231,7 +222,7 @@ int creds_shared_new(const cfg_t *cfg, creds_shared_t **out, char *err, size_t e
     *out = sh;
     return 0;
 oom:
-    creds_fail(err, errlen, "out of memory");
+    err_set(err, errlen, "out of memory");
 bad:
     creds_shared_free(sh);
     return -1;
