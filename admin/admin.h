@@ -16,12 +16,13 @@
 struct admin;
 
 /* Start the API on the config's admin-listen address (IP[:PORT], [IPv6][:PORT]; port 8089 when
- * omitted) once the workers run. Needs at least one admin-token. Returns 0 and *out, or -errno with
- * a message naming the setting or address at fault in `err` (nothing is left running). Main
- * thread. `s` must outlive the admin. */
+ * omitted) once the workers run (after server_start, before server_run, which sends READY=1). Needs
+ * at least one admin-token. Returns 0 and *out, or -errno with a message naming the setting or
+ * address at fault in `err` (nothing is left running). Main thread. `s` must outlive the admin. */
 int admin_start(server_t *s, struct admin **out, char *err, size_t errlen);
-/* The admin settings' own checks (admin-listen's syntax; admin-token is cfg_validate's), for
- * server_check: 0, or -1 with "FILE:LINE: 'admin-listen': ..." in `err`. Any thread. */
+/* The admin settings' own checks (admin-listen's syntax; admin-token is cfg_validate's), given to
+ * server_start and server_check as their server_check_fn so the start, --check-config and every
+ * reload run them: 0, or -1 with "FILE:LINE: 'admin-listen': ..." in `err`. Any thread. */
 int admin_check(const cfg_t *cfg, char *err, size_t errlen);
 /* Stop accepting, wait for requests in progress (each bounded by its own timeouts), free. NULL is
  * a no-op. Main thread, before the workers stop. */

@@ -1,6 +1,8 @@
-/* main.c - uturnd's entry point: load the configuration, set up logging and the pid file, run the
- * server until SIGTERM/SIGINT, exit 0 on an orderly stop and 1 on a startup error (the message
- * names the key or address at fault).
+/* main.c - uturnd's entry point and composition root: load the configuration, set up logging and
+ * the pid file, start the server and then the admin API on top of it, run until SIGTERM/SIGINT (or
+ * drain-exit), stop them in the reverse order, exit 0 on an orderly stop and 1 on a startup error
+ * (the message names the key or address at fault). Only this file knows both server/ and admin/:
+ * the admin reaches the server through server.h, and the server never calls up into the admin.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -8,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "cfg.h"
 #include "config.h"
 #include "log.h"
@@ -45,7 +48,7 @@ int main(int argc, char **argv)
     if (cli.check_config) {
         /* The start's own checks (server_check), short of binding: a file that passes here is
          * one the start accepts. */
-        if (server_check(&cfg, err, sizeof(err)) != 0) {
+        if (server_check(&cfg, admin_check, err, sizeof(err)) != 0) {
             fprintf(stderr, "uturnd: %s\n", err);
             cfg_free(&cfg);
             return 1;
@@ -70,13 +73,20 @@ int main(int argc, char **argv)
         return 1;
     }
     server_t srv;
+    struct admin *admin = NULL;
     int status = 0;
-    if (server_start(&srv, &cfg, argc, argv, err, sizeof(err)) != 0) {
+    /* The admin binds after the workers and before server_run, which sends systemd READY=1: READY
+     * comes only once every listener, the admin's included, is bound. */
+    if (server_start(&srv, &cfg, admin_check, argc, argv, err, sizeof(err)) != 0 ||
+        (cfg.admin_listen && admin_start(&srv, &admin, err, sizeof(err)) != 0)) {
         LOGE("start", "%s", err);
         status = 1;
     } else {
         server_run(&srv);
     }
+    /* The admin first: a request in progress may be waiting on a worker, which must still
+     * answer. */
+    admin_stop(admin);
     server_close(&srv);
     if (status == 0)
         LOGI("exit", "stopped cleanly");

@@ -15,7 +15,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "admin.h"
 #include "config.h"
 #include "log.h"
 #include "notify.h"
@@ -89,12 +88,12 @@ static int resolve_addrs(server_t *s, char *err, size_t errlen)
     return 0;
 }
 
-int server_check(const cfg_t *cfg, char *err, size_t errlen)
+int server_check(const cfg_t *cfg, server_check_fn check, char *err, size_t errlen)
 {
     server_t s; /* only cfg and addrs are used */
     memset(&s, 0, sizeof(s));
     s.cfg = cfg;
-    if (admin_check(cfg, err, errlen) != 0)
+    if (check && check(cfg, err, errlen) != 0)
         return -1;
     int rc = resolve_addrs(&s, err, errlen);
     shared_t *sh = rc == 0 ? malloc(sizeof(*sh)) : NULL;
@@ -208,15 +207,17 @@ static void log_ready(server_t *s)
     snprintf(status, sizeof(status), "ready: %d workers, %zu addresses", s->nworkers, s->naddrs);
     LOGI("ready", "uturnd %s ready: %d workers, %s%s on %s", PACKAGE_VERSION, s->nworkers,
          s->cfg->no_udp ? "" : "udp ", s->cfg->no_tcp ? "" : "tcp", list);
-    /* Every listener (workers, admin) is bound and every worker thread runs: a request sent now
-     * is queued in a bound socket and answered. */
+    /* Every listener (the workers' here, the admin's by main before server_run) is bound and every
+     * worker thread runs: a request sent now is queued in a bound socket and answered. */
     notify_ready(status);
 }
 
-int server_start(server_t *s, const cfg_t *cfg, int argc, char **argv, char *err, size_t errlen)
+int server_start(server_t *s, const cfg_t *cfg, server_check_fn check, int argc, char **argv,
+                 char *err, size_t errlen)
 {
     memset(s, 0, sizeof(*s));
     s->cfg = cfg;
+    s->check = check;
     s->argc = argc;
     s->argv = argv;
     s->live = cfg;
@@ -227,7 +228,7 @@ int server_start(server_t *s, const cfg_t *cfg, int argc, char **argv, char *err
         return rc;
     }
     /* The checks of server_check, in the same order and words (shared_init below is the rest). */
-    if (admin_check(cfg, err, errlen) != 0)
+    if (check && check(cfg, err, errlen) != 0)
         return -EINVAL;
     if ((rc = resolve_addrs(s, err, errlen)) != 0 || (rc = probe_ports(s, err, errlen)) != 0)
         return rc;
@@ -256,9 +257,12 @@ int server_start(server_t *s, const cfg_t *cfg, int argc, char **argv, char *err
             snprintf(err, errlen, "cannot start worker thread: %s", uv_strerror(rc));
             return rc;
         }
-    if (cfg->admin_listen && (rc = admin_start(s, &s->admin, err, errlen)) != 0)
-        return rc;
     signal(SIGPIPE, SIG_IGN);
+    return 0;
+}
+
+int server_run(server_t *s)
+{
     uv_signal_t *sigs[] = {&s->sig_term, &s->sig_int, &s->sig_hup, &s->sig_usr1};
     int nums[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1};
     for (int i = 0; i < 4; i++) {
@@ -270,20 +274,12 @@ int server_start(server_t *s, const cfg_t *cfg, int argc, char **argv, char *err
     s->tick.data = s;
     uv_timer_start(&s->tick, on_tick, 1000, 1000);
     log_ready(s);
-    return 0;
-}
-
-int server_run(server_t *s)
-{
     uv_run(&s->loop, UV_RUN_DEFAULT);
     return 0;
 }
 
 void server_close(server_t *s)
 {
-    /* First: the admin API may be waiting on workers, which must still answer. */
-    admin_stop(s->admin);
-    s->admin = NULL;
     for (int i = 0; i < s->nworkers; i++)
         worker_stop(&s->workers[i]);
     for (int i = 0; i < s->nworkers; i++)
@@ -408,7 +404,7 @@ int server_reload(server_t *s, char *report, size_t cap)
     /* The start's checks too (server_check): a file the next start would refuse is refused now,
      * with the same FILE:LINE, and nothing of it is applied. */
     if (cfg_load(next, s->argc, s->argv, &cli, err, sizeof(err)) != 0 ||
-        server_check(next, err, sizeof(err)) != 0) {
+        server_check(next, s->check, err, sizeof(err)) != 0) {
         snprintf(report, cap, "%s (nothing applied%s)", err,
                  s->shared.tls.tls || s->shared.tls.dtls ? "; kept the old certificate" : "");
         cfg_free(next);

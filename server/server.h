@@ -14,6 +14,11 @@
 #include "stats.h"
 #include "worker.h"
 
+/* The checks of settings owned by a module above the server (uturnd passes admin_check): 0, or -1
+ * with "FILE:LINE: 'key': reason" in `err`. Run first by the start, --check-config and every
+ * reload, so the three refuse the same files. */
+typedef int (*server_check_fn)(const cfg_t *cfg, char *err, size_t errlen);
+
 typedef struct {
     const cfg_t *cfg;
     shared_t shared;
@@ -32,21 +37,30 @@ typedef struct {
     cfg_t **retired; /* configs replaced by reloads: workers may still read them, freed at exit */
     size_t nretired;
     const cfg_t *live;
-    struct admin *admin;
+    server_check_fn check; /* as given to server_start */
 } server_t;
 
-/* Resolve listening addresses, create and bind every worker, start their threads. argc/argv are
- * kept for reloads (they must outlive the server). Returns 0 or -errno with a message in `err`
- * naming what failed (nothing is left running on failure). */
-int server_start(server_t *s, const cfg_t *cfg, int argc, char **argv, char *err, size_t errlen);
-/* Check a loaded config as far as it can be without binding: everything shared_init builds from
- * it (users, secrets, Redis settings, peer ranges, alternates, certificates, relay addresses) is
- * built and freed again. The start runs the same code, so --check-config, the start and a reload
- * refuse the same files with the same "FILE:LINE: 'key': reason". 0, or -1 with `err`. */
-int server_check(const cfg_t *cfg, char *err, size_t errlen);
-/* Run until SIGTERM/SIGINT, then stop the workers and return 0. */
+/* Resolve listening addresses, create and bind every worker, start their threads; `check` (may be
+ * NULL) runs first and is kept for reloads. argc/argv are kept for reloads (they must outlive the
+ * server). Returns 0 or -errno with a message in `err` naming what failed (nothing is left running
+ * on failure). Signals are not taken yet (server_run does), so the caller can start more
+ * listeners (the admin API) in between. */
+int server_start(server_t *s, const cfg_t *cfg, server_check_fn check, int argc, char **argv,
+                 char *err, size_t errlen);
+/* Check a loaded config as far as it can be without binding: `check` (may be NULL) first, then
+ * everything shared_init builds from it (users, secrets, Redis settings, peer ranges, alternates,
+ * certificates, relay addresses) is built and freed again. The start runs the same code, so
+ * --check-config, the start and a reload refuse the same files with the same
+ * "FILE:LINE: 'key': reason". 0, or -1 with `err`. */
+int server_check(const cfg_t *cfg, server_check_fn check, char *err, size_t errlen);
+/* Take SIGTERM/SIGINT (stop), SIGHUP (reload) and SIGUSR1 (drain), start the drain-exit timer, log
+ * "ready" and send systemd READY=1: the caller must have bound every other listener (the admin
+ * API) by now. Then run until SIGTERM/SIGINT or drain-exit, having asked the workers to stop, and
+ * return 0. Main thread, once, after a successful server_start. */
 int server_run(server_t *s);
-/* Free everything server_start made (after server_run, or after a failed start). */
+/* Free everything server_start made (after server_run, or after a failed start). Anything that
+ * calls into the workers (the admin API) must be stopped before: it may be waiting on a worker,
+ * which must still answer. */
 void server_close(server_t *s);
 /* Sum of every worker's counters (any thread). */
 void server_stats(const server_t *s, stats_snapshot_t *out);

@@ -1,7 +1,7 @@
 /* admin_env.c - see admin_env.h. The server is configured from a command line we keep (server_t
  * holds argv for reloads, so POST /api/v1/reload re-reads the same settings and swaps nothing), and
- * started with the real server_start. Its main loop never runs here: the signal watchers it
- * installs are closed again and the fuzzer's own handlers (SIGINT, SIGTERM) put back.
+ * started as uturnd's main.c starts it: server_start, then admin_start. server_run never runs
+ * here, so the server takes no signals and the fuzzer keeps its own handlers (SIGINT, SIGTERM).
  */
 #include "admin_env.h"
 
@@ -11,7 +11,6 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sched.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +37,7 @@
 #define TURN_WAIT_MS 2000
 
 static server_t srv;
+static struct admin *admin; /* what admin_start gave */
 static cfg_t cfg;
 static bool started;
 static char port_arg[32], admin_arg[48], redis_arg[80];
@@ -281,7 +281,7 @@ int admin_env_connect(void)
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
         abort();
-    if (admin_add_connection(srv.admin, sv[1]) != 0) {
+    if (admin_add_connection(admin, sv[1]) != 0) {
         fprintf(stderr, "admin_env: admin_add_connection failed\n");
         abort();
     }
@@ -293,7 +293,7 @@ void admin_env_wait_idle(int64_t deadline_ms)
 {
     for (int spins = 0;; spins++) {
         const union MHD_DaemonInfo *i =
-            MHD_get_daemon_info(srv.admin->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+            MHD_get_daemon_info(admin->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
         if (!i || i->num_connections == 0)
             return;
         if (admin_env_now_ms() > deadline_ms) {
@@ -388,6 +388,7 @@ static void redis_start(int port)
 
 static void env_close(void)
 {
+    admin_stop(admin); /* first, as in main.c: a request may be waiting on a worker */
     server_close(&srv);
     if (prov)
         redisFree(prov);
@@ -418,22 +419,11 @@ static void start(void)
         fprintf(stderr, "admin_env: %s\n", err);
         abort();
     }
-    /* server_start takes SIGINT/SIGTERM/SIGHUP/SIGUSR1 for a loop that never runs here. */
-    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGUSR1};
-    struct sigaction old[4];
-    for (int i = 0; i < 4; i++)
-        sigaction(sigs[i], NULL, &old[i]);
-    if (server_start(&srv, &cfg, NARGS, args, err, sizeof(err)) != 0) {
+    if (server_start(&srv, &cfg, admin_check, NARGS, args, err, sizeof(err)) != 0 ||
+        admin_start(&srv, &admin, err, sizeof(err)) != 0) {
         fprintf(stderr, "admin_env: %s\n", err);
         abort();
     }
-    uv_close((uv_handle_t *)&srv.sig_term, NULL);
-    uv_close((uv_handle_t *)&srv.sig_int, NULL);
-    uv_close((uv_handle_t *)&srv.sig_hup, NULL);
-    uv_close((uv_handle_t *)&srv.sig_usr1, NULL);
-    uv_close((uv_handle_t *)&srv.tick, NULL);
-    for (int i = 0; i < 4; i++)
-        sigaction(sigs[i], &old[i], NULL);
     atexit(env_close);
     turn_open_all();
 }
@@ -457,11 +447,11 @@ void admin_env_setup(void)
 
 void admin_env_redis(bool on)
 {
-    if (!on && srv.admin->redis) {
-        admin_redis = srv.admin->redis;
-        srv.admin->redis = NULL;
+    if (!on && admin->redis) {
+        admin_redis = admin->redis;
+        admin->redis = NULL;
     } else if (on && admin_redis) {
-        srv.admin->redis = admin_redis;
+        admin->redis = admin_redis;
         admin_redis = NULL;
     }
 }
