@@ -11,8 +11,8 @@ import socket
 import tempfile
 import time
 
-from uturn import (BUILDDIR, Uturnd, binding_request, check, parse, read_frame, run, udp_transact,
-                   wait_for)
+from uturn import (BUILDDIR, Uturnd, binding_request, check, free_port, parse, read_frame, run,
+                   udp_transact, wait_for)
 
 
 class Manager:
@@ -162,9 +162,68 @@ def test_failed_start_sends_no_ready():
         m.close()
 
 
+ADMIN_TOKEN = "notify-test-token-0123456789abcdef"
+
+
+def _admin_conf(admin_port):
+    return ["admin-listen = 127.0.0.1:%d" % admin_port, "admin-token = " + ADMIN_TOKEN]
+
+
+def test_ready_after_admin_bound():
+    """main.c binds the admin API between the workers and READY=1: the moment READY=1 arrives,
+    the admin's /healthz answers too."""
+    m = Manager()
+    admin_port = free_port()
+    u = Uturnd(env=m.env(), expect_start=False, conf=_admin_conf(admin_port))
+    try:
+        ready = m.recv(20)
+        check(ready.get("READY") == "1", "first notification is not READY=1: %r" % ready)
+        c = socket.create_connection(("127.0.0.1", admin_port), timeout=2)
+        c.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        c.settimeout(2)
+        answer = b""
+        while True:
+            chunk = c.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+        c.close()
+        check(answer.startswith(b"HTTP/1.1 200"), "admin /healthz at READY=1: %r" % answer[:80])
+        _binding_udp(u)
+        check(u.stop() == 0, "exit status after SIGTERM")
+        u.assert_clean()
+    finally:
+        if u.alive():
+            u.stop()
+        m.close()
+
+
+def test_failed_admin_start_sends_no_ready():
+    """The admin's port is held: the workers bound, but the start fails at the admin, exits 1 and
+    never sends READY=1."""
+    holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    m = Manager()
+    try:
+        u = Uturnd(expect_start=False, env=m.env(), conf=_admin_conf(holder.getsockname()[1]))
+        rc = u.proc.wait(20)
+        check(rc == 1, "exit status %d with the admin port taken:\n%s" % (rc, u.log()))
+        check("admin" in u.log(), "no message naming the admin:\n" + u.log())
+        got = m.pending()
+        check(not any(re.search(rb"^READY=1$", g, re.M) for g in got),
+              "READY=1 from a start whose admin failed: %r" % got)
+        u.stderr.close()
+        u.assert_clean()
+    finally:
+        holder.close()
+        m.close()
+
+
 if __name__ == "__main__":
     with open(os.path.join(BUILDDIR, "config.h")) as f:
         lib = "libsystemd" if "#define HAVE_SYSTEMD 1" in f.read() else "built-in writer"
     print("sd_notify through the %s" % lib)
     run([test_ready_reload_stop_path, test_ready_reload_stop_abstract,
-         test_failed_start_sends_no_ready])
+         test_failed_start_sends_no_ready, test_ready_after_admin_bound,
+         test_failed_admin_start_sends_no_ready])
