@@ -11,9 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <openssl/rand.h>
-
 #include "probe.h"
+#include "probe_sess.h"
 #include "sockaddr_util.h"
 #include "stun.h"
 #include "stun_auth.h"
@@ -87,7 +86,7 @@ int probe_binding(probe_t *p, const probe_target_t *t)
         return -1;
     }
     uint8_t tid[STUN_TID_LEN], req[64], resp[2048];
-    RAND_bytes(tid, sizeof(tid));
+    probe_tid(tid);
     stun_build_t b;
     stun_build_init(&b, req, sizeof(req), stun_type(STUN_METHOD_BINDING, STUN_CLASS_REQUEST), tid);
     stun_build_fingerprint(&b);
@@ -141,7 +140,7 @@ void probe_amplification(probe_t *p, const probe_target_t *t)
     int answers = 0;
     for (int i = 0; i < 2 * BURST; i++) {
         uint8_t tid[STUN_TID_LEN], req[64];
-        RAND_bytes(tid, sizeof(tid));
+        probe_tid(tid);
         stun_build_t b;
         bool alloc = i % 2 == 1;
         stun_build_init(

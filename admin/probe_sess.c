@@ -6,6 +6,7 @@
  * §14.5-14.6 (MESSAGE-INTEGRITY, MESSAGE-INTEGRITY-SHA256), RFC 8656 §8 (LIFETIME 0 deletes).
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/rand.h>
@@ -59,11 +60,19 @@ static void key_for(const probe_sess_t *s, const probe_sess_auth_t *a, uint8_t *
     }
 }
 
+void probe_tid(uint8_t tid[STUN_TID_LEN])
+{
+    if (RAND_bytes(tid, STUN_TID_LEN) != 1) {
+        fprintf(stderr, "uturnctl probe: no random bytes for a transaction id\n");
+        exit(2);
+    }
+}
+
 static int build_req(probe_sess_t *s, uint16_t method, probe_sess_add_fn add, const void *arg,
                      const probe_sess_auth_t *a, uint8_t *out, size_t cap)
 {
     uint8_t tid[STUN_TID_LEN];
-    RAND_bytes(tid, sizeof(tid));
+    probe_tid(tid);
     stun_build_t b;
     stun_build_init(&b, out, cap, stun_type(method, STUN_CLASS_REQUEST), tid);
     if (add)

@@ -73,6 +73,8 @@ int probe_sess_req(probe_sess_t *s, uint16_t method, probe_sess_add_fn add, cons
 const char *probe_sess_integrity(probe_sess_t *s, const probe_sess_auth_t *a);
 /* Delete the allocation (LIFETIME 0, RFC 8656 §8) if there is one, and close. */
 void probe_sess_close(probe_sess_t *s);
+/* A new random transaction id (OpenSSL's CSPRNG); exits the prober if none can be had. */
+void probe_tid(uint8_t tid[STUN_TID_LEN]);
 /* "success", "error N" or "no answer" for a probe_sess_req result. */
 const char *probe_sess_code_str(int cls, int code, char *buf, size_t cap);
 

@@ -13,8 +13,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <openssl/rand.h>
-
 #include "probe_sess.h"
 #include "sockaddr_util.h"
 #include "stun.h"
@@ -151,7 +149,7 @@ static void round_trips(probe_sess_t *s, const probe_sess_auth_t *a)
     /* Send indication -> peer -> Data indication (RFC 8656 §11). */
     uint8_t buf[2048];
     uint8_t tid[STUN_TID_LEN];
-    RAND_bytes(tid, sizeof(tid));
+    probe_tid(tid);
     stun_build_t b;
     stun_build_init(&b, buf, sizeof(buf), stun_type(STUN_METHOD_SEND, STUN_CLASS_INDICATION), tid);
     stun_build_xor_addr(&b, STUN_ATTR_XOR_PEER_ADDRESS, (struct sockaddr *)&peer);
