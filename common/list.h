@@ -22,13 +22,16 @@ typedef struct list {
 
 static inline void list_init(list_t *head) { head->prev = head->next = head; }
 
-static inline bool list_empty(const list_t *head) { return head->next == head; }
+/* A zeroed head (a calloc'd owner whose init failed or never ran) reads as empty, so close paths
+ * need no "was it initialised" flag; inserting into one is still a bug. */
+static inline bool list_empty(const list_t *head) { return !head->next || head->next == head; }
 
 /* Whether a node is on a list (see the top of the file). */
 static inline bool list_linked(const list_t *node) { return node->next != NULL; }
 
 static inline void list_insert_between(list_t *node, list_t *prev, list_t *next)
 {
+    assert(prev && next);       /* the head was list_init'ed */
     assert(!list_linked(node)); /* already on a list: inserting again would corrupt both */
     node->prev = prev;
     node->next = next;
@@ -62,10 +65,12 @@ static inline void list_remove(list_t *node)
     (list_empty(head) ? NULL : container_of((head)->prev, type, member))
 
 /* Each node from head to tail; the body must not remove `pos` (use LIST_FOREACH_SAFE). */
-#define LIST_FOREACH(pos, head) for (list_t *pos = (head)->next; pos != (head); pos = pos->next)
+#define LIST_FOREACH(pos, head)                                                                    \
+    for (list_t *pos = (head)->next; pos && pos != (head); pos = pos->next)
 
 /* Each node from head to tail; the body may remove `pos` (but not the node after it). */
 #define LIST_FOREACH_SAFE(pos, tmp, head)                                                          \
-    for (list_t *pos = (head)->next, *tmp = pos->next; pos != (head); pos = tmp, tmp = pos->next)
+    for (list_t *pos = (head)->next, *tmp = pos ? pos->next : NULL; pos && pos != (head);          \
+         pos = tmp, tmp = pos->next)
 
 #endif

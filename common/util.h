@@ -8,6 +8,6 @@
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 /* The object of type `type` whose member `member` is at `ptr`. */
-#define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+#define container_of(ptr, type, member) ((type *)(void *)(((char *)(ptr)) - offsetof(type, member)))
 
 #endif

@@ -27,7 +27,7 @@
 #define LIMIT_EXCESS_PER_S 512.0f
 
 struct dispatch_pending {
-    dispatch_pending_t *prev, *next;
+    list_t link; /* on dispatch_t.pending */
     dispatch_t *d;
     dispatch_conn_t conn;
     sa_any_t remote;
@@ -74,26 +74,23 @@ int dispatch_init(dispatch_t *d, const cfg_t *cfg, shared_t *shared, stats_t *st
     d->creds = creds;
     if (relay)
         d->relay = *relay;
-    uint64_t seed;
-    shared_random(&seed, sizeof(seed));
+    list_init(&d->pending);
+    uint8_t key[SIPHASH_KEY_LEN];
+    shared_random(key, sizeof(key));
     shared_random(&d->limit_seed, sizeof(d->limit_seed));
+    shared_random(d->limit_key, sizeof(d->limit_key));
     /* Every nonce has one length: known up front, a challenge's size is too (dispatch_auth.c). */
     uint8_t secret[TURN_NONCE_SECRET_LEN] = {0};
     struct sockaddr_in sin = {.sin_family = AF_INET};
     char nonce[TURN_NONCE_MAX + 1];
     int nlen = turn_nonce_make(secret, 0, 0, (const struct sockaddr *)&sin, nonce, sizeof(nonce));
     d->nonce_len = nlen > 0 ? (size_t)nlen : 0;
-    return alloc_table_init(&d->allocs, seed, id_base);
+    return alloc_table_init(&d->allocs, key, id_base);
 }
 
 static void pending_unlink(dispatch_t *d, dispatch_pending_t *p)
 {
-    if (p->prev)
-        p->prev->next = p->next;
-    else
-        d->pending = p->next;
-    if (p->next)
-        p->next->prev = p->prev;
+    list_remove(&p->link);
     d->npending--;
 }
 
@@ -107,10 +104,10 @@ static void pending_free(dispatch_t *d, dispatch_pending_t *p)
 
 void dispatch_close(dispatch_t *d)
 {
-    while (d->pending)
-        pending_free(d, d->pending);
-    while (d->allocs.all)
-        dispatch_alloc_delete(d, d->allocs.all, 0);
+    while (!list_empty(&d->pending))
+        pending_free(d, LIST_FIRST(&d->pending, dispatch_pending_t, link));
+    while (!list_empty(&d->allocs.all))
+        dispatch_alloc_delete(d, LIST_FIRST(&d->allocs.all, alloc_t, link), 0);
     free(d->allocs.buckets);
     d->allocs.buckets = NULL;
 }
@@ -175,16 +172,9 @@ int dispatch_finish(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t
  * too few. */
 static int source_take(dispatch_t *d, const struct sockaddr *sa, float n, int take)
 {
-    uint64_t h = d->limit_seed;
-    if (sa->sa_family == AF_INET) {
-        h ^= ((const struct sockaddr_in *)sa)->sin_addr.s_addr;
-    } else {
-        uint64_t w[2];
-        memcpy(w, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
-        h ^= w[0] * 0x9e3779b97f4a7c15ULL ^ w[1]; /* a /64 shares a bucket with itself anyway */
-    }
-    h *= 0xbf58476d1ce4e5b9ULL;
-    h ^= h >> 31;
+    size_t iplen;
+    const uint8_t *ip = sa_ip_bytes(sa, &iplen);
+    uint64_t h = siphash(d->limit_key, ip, iplen);
     dispatch_bucket_t *bk = &d->limits[h % DISPATCH_LIMIT_BUCKETS];
     uint32_t now_s = (uint32_t)(d->now_ms / 1000);
     if (bk->last_s == 0) {
@@ -424,17 +414,13 @@ dispatch_pending_t *dispatch_pending_new(dispatch_t *d, const dispatch_conn_t *c
     p->conn.remote = &p->remote.sa;
     p->len = msg->len;
     memcpy(p->data, msg->buf, msg->len);
-    p->prev = p->next = NULL;
+    p->link.prev = p->link.next = NULL; /* on no list until dispatch_pending_start */
     return p;
 }
 
 void dispatch_pending_start(dispatch_t *d, dispatch_pending_t *p)
 {
-    p->prev = NULL;
-    p->next = d->pending;
-    if (d->pending)
-        d->pending->prev = p;
-    d->pending = p;
+    list_insert_head(&d->pending, &p->link);
     d->npending++;
 }
 
@@ -473,9 +459,9 @@ void dispatch_alloc_delete(dispatch_t *d, alloc_t *a, int why)
 
 void dispatch_conn_gone(dispatch_t *d, const dispatch_conn_t *conn)
 {
-    dispatch_pending_t *next;
-    for (dispatch_pending_t *p = d->pending; p; p = next) {
-        next = p->next;
+    LIST_FOREACH_SAFE(n, tmp, &d->pending)
+    {
+        dispatch_pending_t *p = container_of(n, dispatch_pending_t, link);
         if (p->conn.send_ctx == conn->send_ctx)
             pending_free(d, p);
     }
@@ -491,9 +477,9 @@ int dispatch_has_allocation(dispatch_t *d, const dispatch_conn_t *conn)
 
 void dispatch_sweep(dispatch_t *d)
 {
-    alloc_t *next;
-    for (alloc_t *a = d->allocs.all; a; a = next) {
-        next = a->next;
+    LIST_FOREACH_SAFE(n, tmp, &d->allocs.all)
+    {
+        alloc_t *a = container_of(n, alloc_t, link);
         if (alloc_expire(a, d->now_ms))
             dispatch_alloc_delete(d, a, DISPATCH_GONE_EXPIRED);
     }
