@@ -68,9 +68,11 @@ static inline void list_remove(list_t *node)
 #define LIST_FOREACH(pos, head)                                                                    \
     for (list_t *pos = (head)->next; pos && pos != (head); pos = pos->next)
 
-/* Each node from head to tail; the body may remove `pos` (but not the node after it). */
+/* Each node from head to tail; the body may remove `pos`. If it also removes the node after it
+ * (a close that cascades), the walk ends there, at that node's NULL next: a sweep picks up the
+ * rest on its next round, as it did with the hand-written lists this replaces. */
 #define LIST_FOREACH_SAFE(pos, tmp, head)                                                          \
     for (list_t *pos = (head)->next, *tmp = pos ? pos->next : NULL; pos && pos != (head);          \
-         pos = tmp, tmp = pos->next)
+         pos = tmp, tmp = pos ? pos->next : NULL)
 
 #endif

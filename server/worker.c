@@ -247,6 +247,9 @@ int worker_init(worker_t *w, int id, const cfg_t *cfg, shared_t *shared,
     w->id = id;
     w->cfg = cfg;
     w->shared = shared;
+    list_init(&w->conns);
+    list_init(&w->pipes);
+    shared_random(w->ip_key, sizeof(w->ip_key));
     int rc = uv_loop_init(&w->loop);
     if (rc != 0) {
         snprintf(err, errlen, "worker %d: uv_loop_init: %s", id, uv_strerror(rc));

@@ -16,7 +16,9 @@
 #include "cfg.h"
 #include "creds.h"
 #include "dispatch.h"
+#include "list.h"
 #include "shared.h"
+#include "siphash.h"
 #include "tls.h"
 #include "stats.h"
 
@@ -65,7 +67,7 @@ struct worker {
     creds_stats_t creds_stats;
     tls_t *tls;              /* the server's contexts (NULL members when TLS/DTLS are off) */
     struct dtls_table *dtls; /* this worker's DTLS sessions */
-    tcp_pipe_t *pipes;       /* RFC 6062 peer data connections of this worker's allocations */
+    list_t pipes;            /* tcp_pipe_t: RFC 6062 peer data connections of its allocations */
     worker_t *siblings;      /* every worker (by id), for handing connections over */
     int nsiblings;           /* the credential store's counters, readable by any thread */
     int64_t unix_offset_ms;  /* wall clock minus loop clock, refreshed by the sweep */
@@ -86,8 +88,9 @@ struct worker {
     size_t nudp;
     tcp_listener_t *tcp;
     size_t ntcp;
-    tcp_conn_t *conns; /* every client TCP connection, for sweeps and shutdown */
+    list_t conns; /* tcp_conn_t: every client TCP connection, for sweeps and shutdown */
     ip_count_t *ip_counts[WORKER_IP_BUCKETS];
+    uint8_t ip_key[SIPHASH_KEY_LEN]; /* keys the hash of ip_counts (client-chosen addresses) */
     uint8_t *udp_buf;
     /* The send batch (worker_tx): entries point into udp_buf, valid until the next read. */
     struct mmsghdr tx_msgs[WORKER_TX_MAX];
