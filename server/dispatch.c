@@ -18,6 +18,7 @@
 #include "sockaddr_util.h"
 #include "stun_build.h"
 #include "turn_auth.h"
+#include "util.h"
 
 #define SOFTWARE_NAME "uturn/" PACKAGE_VERSION
 #define DISPATCH_MAX_PENDING 1024
@@ -279,10 +280,10 @@ static void handle_request(dispatch_t *d, const dispatch_conn_t *conn, const stu
 {
     uint16_t unknown[16];
     const uint16_t *known = known_required;
-    size_t nknown = sizeof(known_required) / sizeof(known_required[0]);
+    size_t nknown = ARRAY_SIZE(known_required);
     /* RFC 5780 §6: its request attributes are understood only where the usage is served; elsewhere
      * CHANGE-REQUEST (and RESPONSE-PORT, PADDING) get 420. */
-    uint16_t known5780[sizeof(known_required) / sizeof(known_required[0]) + 3];
+    uint16_t known5780[ARRAY_SIZE(known_required) + 3];
     if (msg->method == STUN_METHOD_BINDING && dispatch_binding_rfc5780(d, conn)) {
         memcpy(known5780, known_required, sizeof(known_required));
         known5780[nknown++] = STUN_ATTR_CHANGE_REQUEST;
@@ -290,8 +291,7 @@ static void handle_request(dispatch_t *d, const dispatch_conn_t *conn, const stu
         known5780[nknown++] = STUN_ATTR_PADDING;
         known = known5780;
     }
-    int n = stun_msg_unknown_required(msg, known, nknown, unknown,
-                                      sizeof(unknown) / sizeof(unknown[0]));
+    int n = stun_msg_unknown_required(msg, known, nknown, unknown, ARRAY_SIZE(unknown));
     if (n > 0) {
         reply_unknown(d, conn, msg, unknown, n < 16 ? (size_t)n : 16);
         return;
