@@ -6,6 +6,7 @@
  */
 #include "alloc.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,8 +74,10 @@ alloc_t *alloc_find(const alloc_table_t *t, int transport, const struct sockaddr
 {
     uint64_t h = tuple_hash(t, transport, remote, local);
     for (alloc_t *a = t->buckets[h & (t->nbuckets - 1)]; a; a = a->hnext)
-        if (same_tuple(a, transport, remote, local))
+        if (same_tuple(a, transport, remote, local)) {
+            assert(!a->dead); /* alloc_remove takes it out of its chain */
             return a;
+        }
     return NULL;
 }
 
@@ -164,6 +167,7 @@ static long perm_slot(const alloc_t *a, uint8_t fam, const uint8_t ip[16])
 
 int alloc_perm_install(alloc_t *a, const struct sockaddr *peer, uint64_t now_ms, unsigned max)
 {
+    assert(!a->dead); /* a removed allocation waits only for its sockets to close */
     uint8_t fam, ip[16];
     peer_ip(peer, &fam, ip);
     long held = perm_slot(a, fam, ip);
@@ -255,6 +259,7 @@ alloc_chan_t *alloc_chan_by_peer(const alloc_t *a, const struct sockaddr *peer, 
 int alloc_chan_bind(alloc_t *a, uint16_t number, const struct sockaddr *peer, uint64_t now_ms,
                     unsigned max)
 {
+    assert(!a->dead);
     alloc_chan_t *by_num = alloc_chan_by_number(a, number, now_ms);
     alloc_chan_t *by_peer = alloc_chan_by_peer(a, peer, now_ms);
     /* RFC 8656 §12.2: a number bound to another peer, or a peer bound to another number, is 400. */

@@ -356,6 +356,7 @@ static void read_records(worker_t *w, dtls_sess_t *s)
 void dtls_input(worker_t *w, udp_listener_t *l, const struct sockaddr *from, const uint8_t *buf,
                 size_t len)
 {
+    ASSERT_ON_WORKER(w);
     if (!w->dtls)
         return;
     dtls_sess_t *s = find(w->dtls, from, l);

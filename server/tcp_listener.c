@@ -335,6 +335,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     tcp_conn_t *c = s->data;
     worker_t *w = c->w;
+    ASSERT_ON_WORKER(w);
     if (nread < 0) {
         conn_close(c, nread == UV_EOF ? "eof" : uv_strerror((int)nread));
         return;
@@ -395,6 +396,7 @@ static void on_connection(uv_stream_t *server, int status)
 {
     tcp_listener_t *l = server->data;
     worker_t *w = l->w;
+    ASSERT_ON_WORKER(w);
     if (status < 0) {
         LOGD("tcp_accept", "accept error: %s", uv_strerror(status));
         return;
@@ -478,6 +480,7 @@ static int conn_has_allocation(tcp_conn_t *c)
 
 void tcp_listener_sweep(worker_t *w, uint64_t now_ms)
 {
+    ASSERT_ON_WORKER(w);
     uint64_t stall = (uint64_t)w->cfg->tcp_frame_timeout * 1000;
     uint64_t idle = (uint64_t)w->cfg->tcp_idle_timeout * 1000;
     LIST_FOREACH_SAFE(n, tmp, &w->conns)
@@ -578,6 +581,7 @@ int tcp_conn_detach(tcp_conn_t *c, tcp_handoff_t *h)
 
 tcp_conn_t *tcp_conn_adopt(worker_t *w, tcp_handoff_t *h)
 {
+    ASSERT_ON_WORKER(w); /* the adopting worker, in the task the old one posted to it */
     tcp_listener_t *l = NULL;
     for (size_t i = 0; i < w->ntcp && !l; i++)
         if (w->tcp[i].secure == h->secure &&

@@ -184,6 +184,7 @@ static void peer_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 static void peer_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     tcp_pipe_t *p = s->data;
+    ASSERT_ON_WORKER(p->w);
     if (nread < 0) {
         pipe_close(p, nread == UV_EOF ? "peer eof" : uv_strerror((int)nread));
         return;
@@ -425,6 +426,7 @@ static void on_listener_closed(uv_handle_t *h) { rel_release(h->data); }
 
 void tcp_relay_close_alloc(worker_t *w, alloc_t *a)
 {
+    ASSERT_ON_WORKER(w);
     tcp_rel_t *rel = a->tcp_state;
     if (!rel) {
         alloc_free(a);

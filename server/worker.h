@@ -7,7 +7,9 @@
 #ifndef UTURN_WORKER_H
 #define UTURN_WORKER_H
 
+#include <assert.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/uio.h>
 #include <sys/socket.h>
@@ -82,6 +84,11 @@ struct worker {
     int closed;       /* close_all ran: listeners, connections and allocations are gone */
     int loop_ready;
     int thread_started;
+    /* The loop's thread, written by that thread (worker_main) and cleared by worker_join after the
+     * join: ASSERT_ON_WORKER reads it. While unset (before start, after join, or when the worker
+     * never started) the one thread holding the worker is its owner. */
+    uv_thread_t owner;
+    int owned;
     stats_t stats;
     dispatch_t dispatch;
     udp_listener_t *udp;
@@ -106,6 +113,18 @@ static inline uv_buf_t worker_cbuf(const void *p, size_t n)
 {
     return uv_buf_init((char *)(uintptr_t)p, (unsigned)n);
 }
+
+/* Whether the calling thread may touch the worker's objects (see worker_t.owner). */
+static inline bool worker_on_thread(const worker_t *w)
+{
+    uv_thread_t self = uv_thread_self();
+    return !w->owned || uv_thread_equal(&self, &w->owner);
+}
+
+/* At entry points that only the worker's own thread may use ("nothing a worker owns is touched by
+ * another thread", above): a call from another thread is a programmer error, and without this
+ * check it is a data race that only TSan would see. */
+#define ASSERT_ON_WORKER(w) assert(worker_on_thread(w))
 
 /* Create the loop and bind a UDP and/or TCP listener on every address (on the calling thread; the
  * loop is not running yet). Returns 0 or -errno with `err` naming the address that failed. */
