@@ -101,7 +101,9 @@ static void list_task(worker_t *w, const void *argp, void *slotp)
 {
     const list_arg_t *arg = argp;
     list_slot_t *slot = slotp;
-    for (const alloc_t *a = w->dispatch.allocs.all; a; a = a->next) {
+    LIST_FOREACH(n, &w->dispatch.allocs.all)
+    {
+        const alloc_t *a = container_of(n, alloc_t, link);
         if (a->dead || (arg->by_user && !user_is(a, arg->user, arg->ulen)))
             continue;
         slot->matched++;
@@ -129,9 +131,12 @@ typedef struct {
 
 static alloc_t *find_id(worker_t *w, uint64_t id)
 {
-    for (alloc_t *a = w->dispatch.allocs.all; a; a = a->next)
+    LIST_FOREACH(n, &w->dispatch.allocs.all)
+    {
+        alloc_t *a = container_of(n, alloc_t, link);
         if (a->id == id && !a->dead)
             return a;
+    }
     return NULL;
 }
 
@@ -196,9 +201,9 @@ static void forget_task(worker_t *w, const void *argp, void *slotp)
     creds_forget(w->creds, arg->has_user ? arg->user : NULL, arg->ulen);
     if (!arg->terminate || !arg->has_user)
         return;
-    alloc_t *next;
-    for (alloc_t *a = w->dispatch.allocs.all; a; a = next) {
-        next = a->next;
+    LIST_FOREACH_SAFE(node, tmp, &w->dispatch.allocs.all)
+    {
+        alloc_t *a = container_of(node, alloc_t, link);
         if (!a->dead && user_is(a, arg->user, arg->ulen)) {
             dispatch_alloc_delete(&w->dispatch, a, 0);
             (*n)++;

@@ -8,6 +8,7 @@
  * right rate. The ring is behind a mutex held for a copy only; a request renders outside it.
  */
 #include "admin_int.h"
+#include "util.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -185,7 +186,7 @@ void admin_h_history(admin_req_t *r)
     size_t cap = h->cap;
     uv_mutex_unlock(&h->lock);
     json_t *names = json_array();
-    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+    for (size_t i = 0; i < ARRAY_SIZE(fields); i++)
         json_array_append_new(names, json_string(fields[i]));
     json_t *rows = json_array();
     for (size_t i = 0; i < n; i++) {

@@ -17,6 +17,7 @@
 #include "sockaddr_util.h"
 #include "stun.h"
 #include "stun_build.h"
+#include "util.h"
 
 #define RFC_LT "RFC 8489 §9.2.4"
 
@@ -212,7 +213,7 @@ static void peer_rules(probe_sess_t *s4, probe_sess_t *s6, const char *why4, con
                        const probe_sess_auth_t *a)
 {
     probe_t *p = s4->p;
-    for (size_t i = 0; i < sizeof(deny_peers) / sizeof(deny_peers[0]); i++) {
+    for (size_t i = 0; i < ARRAY_SIZE(deny_peers); i++) {
         struct sockaddr_storage peer;
         char name[48], d[40];
         snprintf(name, sizeof(name), "peer %s", deny_peers[i].ip);

@@ -46,6 +46,7 @@ typedef struct {
 } peer_iana6_t;
 
 #include "peer_policy_iana.h"
+#include "util.h"
 /* fd00:ec2::254, the AWS instance metadata service over IPv6. */
 static const uint8_t aws_metadata6[16] = {0xfd, 0, 0x0e, 0xc2, 0, 0, 0,    0,
                                           0,    0, 0,    0,    0, 0, 0x02, 0x54};
@@ -159,7 +160,7 @@ size_t peer_embedded_ipv4(const struct sockaddr *sa, struct sockaddr_storage *ou
  * prefix first), 0 when that block is globally reachable or none holds it. */
 static unsigned iana4(uint32_t a)
 {
-    for (size_t i = 0; i < sizeof(peer_iana4) / sizeof(peer_iana4[0]); i++) {
+    for (size_t i = 0; i < ARRAY_SIZE(peer_iana4); i++) {
         const peer_iana4_t *e = &peer_iana4[i];
         uint32_t mask = e->bits ? 0xffffffffu << (32 - e->bits) : 0;
         if ((a & mask) == e->net)
@@ -180,7 +181,7 @@ static unsigned iana6(const uint8_t a[16])
         hi = hi << 8 | a[i];
         lo = lo << 8 | a[8 + i];
     }
-    for (size_t i = 0; i < sizeof(peer_iana6) / sizeof(peer_iana6[0]); i++) {
+    for (size_t i = 0; i < ARRAY_SIZE(peer_iana6); i++) {
         const peer_iana6_t *e = &peer_iana6[i];
         unsigned lo_bits = e->bits > 64 ? e->bits - 64u : 0;
         if ((hi & mask64(e->bits)) == e->hi && (lo & mask64(lo_bits)) == e->lo)
@@ -418,7 +419,7 @@ int peer_policy_check(const peer_policy_t *p, const struct sockaddr *sa)
         return -1;
     /* RFC 8656 §21: a translator or tunnel on the path would deliver to the embedded IPv4
      * host, so judge it as if it had been named directly. */
-    size_t n = peer_embedded_ipv4(cs, emb, sizeof(emb) / sizeof(emb[0]));
+    size_t n = peer_embedded_ipv4(cs, emb, ARRAY_SIZE(emb));
     for (size_t i = 0; i < n; i++)
         if (denied(p, (const struct sockaddr *)&emb[i]))
             return -1;

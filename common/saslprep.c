@@ -16,10 +16,10 @@
 #include <string.h>
 
 #include "saslprep_table.h"
+#include "util.h"
 
 #define SASLPREP_MAX_IN 1024
 #define SASLPREP_MAX_CP (SASLPREP_MAX_IN * SASLPREP_EXPAND_MAX)
-#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 /* UAX #15 §16 (Hangul syllable composition and decomposition). */
 #define HANGUL_S_BASE 0xAC00u
@@ -49,7 +49,7 @@ static int in_ranges(const saslprep_range_t *t, size_t n, uint32_t cp)
 
 static uint8_t combining_class(uint32_t cp)
 {
-    size_t lo = 0, hi = ARRAY_LEN(saslprep_ccc);
+    size_t lo = 0, hi = ARRAY_SIZE(saslprep_ccc);
     if (cp < 0x300) /* no combining marks below U+0300 */
         return 0;
     while (lo < hi) {
@@ -114,7 +114,7 @@ static int decompose(uint32_t cp, uint32_t *buf, uint8_t *cc, size_t *n)
         seq = hangul;
         len = (s % HANGUL_T_COUNT) ? 3 : 2;
     } else if (cp >= saslprep_decomp_cp[0]) {
-        size_t lo = 0, hi = ARRAY_LEN(saslprep_decomp_cp);
+        size_t lo = 0, hi = ARRAY_SIZE(saslprep_decomp_cp);
         while (lo < hi) {
             size_t mid = lo + (hi - lo) / 2;
             if (cp < saslprep_decomp_cp[mid]) {
@@ -161,7 +161,7 @@ static void reorder(uint32_t *buf, uint8_t *cc, size_t n)
 /* The primary composite of (a, b), or 0 if there is none. */
 static uint32_t compose_pair(uint32_t a, uint32_t b)
 {
-    size_t lo = 0, hi = ARRAY_LEN(saslprep_comp);
+    size_t lo = 0, hi = ARRAY_SIZE(saslprep_comp);
 
     if (a - HANGUL_L_BASE < HANGUL_L_COUNT && b - HANGUL_V_BASE < HANGUL_V_COUNT)
         return HANGUL_S_BASE +
@@ -215,15 +215,15 @@ static int check_output(const uint32_t *buf, size_t n)
     int has_ral = 0, has_l = 0;
 
     for (size_t i = 0; i < n; i++) {
-        if (in_ranges(saslprep_prohibited, ARRAY_LEN(saslprep_prohibited), buf[i]))
+        if (in_ranges(saslprep_prohibited, ARRAY_SIZE(saslprep_prohibited), buf[i]))
             return -1;
-        if (in_ranges(saslprep_d1, ARRAY_LEN(saslprep_d1), buf[i]))
+        if (in_ranges(saslprep_d1, ARRAY_SIZE(saslprep_d1), buf[i]))
             has_ral = 1;
-        else if (in_ranges(saslprep_d2, ARRAY_LEN(saslprep_d2), buf[i]))
+        else if (in_ranges(saslprep_d2, ARRAY_SIZE(saslprep_d2), buf[i]))
             has_l = 1;
     }
-    if (has_ral && (has_l || !in_ranges(saslprep_d1, ARRAY_LEN(saslprep_d1), buf[0]) ||
-                    !in_ranges(saslprep_d1, ARRAY_LEN(saslprep_d1), buf[n - 1])))
+    if (has_ral && (has_l || !in_ranges(saslprep_d1, ARRAY_SIZE(saslprep_d1), buf[0]) ||
+                    !in_ranges(saslprep_d1, ARRAY_SIZE(saslprep_d1), buf[n - 1])))
         return -1;
     return 0;
 }
@@ -285,9 +285,9 @@ int stun_auth_saslprep(const char *in, size_t inlen, char *out, size_t cap)
             return -1;
         i += len;
         if (cp >= 0xA0) {
-            if (in_ranges(saslprep_b1, ARRAY_LEN(saslprep_b1), cp))
+            if (in_ranges(saslprep_b1, ARRAY_SIZE(saslprep_b1), cp))
                 continue;
-            if (in_ranges(saslprep_c12, ARRAY_LEN(saslprep_c12), cp))
+            if (in_ranges(saslprep_c12, ARRAY_SIZE(saslprep_c12), cp))
                 cp = 0x20;
         }
         if (decompose(cp, buf, cc, &n) < 0)

@@ -7,6 +7,7 @@
 #include <stddef.h>
 
 #include "stun.h"
+#include "util.h"
 
 static const struct {
     int code;
@@ -37,7 +38,7 @@ static const struct {
 
 const char *stun_error_reason(int code)
 {
-    for (size_t i = 0; i < sizeof(stun_reasons) / sizeof(stun_reasons[0]); i++) {
+    for (size_t i = 0; i < ARRAY_SIZE(stun_reasons); i++) {
         if (stun_reasons[i].code == code)
             return stun_reasons[i].reason;
     }

@@ -6,6 +6,7 @@
  */
 #include "alloc.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,40 +15,34 @@
 
 #define ALLOC_INITIAL_BUCKETS 1024
 
-static uint64_t mix(uint64_t h)
-{
-    /* splitmix64 finaliser: good avalanche for a keyed table (not a cryptographic MAC). */
-    h ^= h >> 30;
-    h *= 0xbf58476d1ce4e5b9ULL;
-    h ^= h >> 27;
-    h *= 0x94d049bb133111ebULL;
-    return h ^ (h >> 31);
-}
-
-static uint64_t tuple_hash(uint64_t seed, int transport, const struct sockaddr *remote,
+/* The 5-tuple's hash: transport, the listening socket (by address: one per worker), and the
+ * client's IP and port, under the table's SipHash key. */
+static uint64_t tuple_hash(const alloc_table_t *t, int transport, const struct sockaddr *remote,
                            const struct sockaddr *local)
 {
-    uint64_t h = seed ^ (uint64_t)transport ^ ((uint64_t)(uintptr_t)local << 8);
-    if (remote->sa_family == AF_INET) {
-        const struct sockaddr_in *s = (const struct sockaddr_in *)remote;
-        h = mix(h ^ ((uint64_t)s->sin_addr.s_addr << 16) ^ s->sin_port);
-    } else {
-        const struct sockaddr_in6 *s = (const struct sockaddr_in6 *)remote;
-        uint64_t w[2];
-        memcpy(w, &s->sin6_addr, 16);
-        h = mix(mix(h ^ w[0]) ^ w[1] ^ s->sin6_port);
-    }
-    return h;
+    uint8_t buf[1 + sizeof(uintptr_t) + 2 + 16];
+    size_t n = 0, iplen;
+    const uint8_t *ip = sa_ip_bytes(remote, &iplen);
+    uintptr_t l = (uintptr_t)local;
+    uint16_t port = sa_port(remote);
+    buf[n++] = (uint8_t)transport;
+    memcpy(buf + n, &l, sizeof(l));
+    n += sizeof(l);
+    memcpy(buf + n, &port, sizeof(port));
+    n += sizeof(port);
+    memcpy(buf + n, ip, iplen);
+    return siphash(t->key, buf, n + iplen);
 }
 
-int alloc_table_init(alloc_table_t *t, uint64_t seed, uint64_t id_base)
+int alloc_table_init(alloc_table_t *t, const uint8_t key[SIPHASH_KEY_LEN], uint64_t id_base)
 {
     memset(t, 0, sizeof(*t));
+    list_init(&t->all);
     t->buckets = calloc(ALLOC_INITIAL_BUCKETS, sizeof(*t->buckets));
     if (!t->buckets)
         return -ENOMEM;
     t->nbuckets = ALLOC_INITIAL_BUCKETS;
-    t->seed = seed;
+    memcpy(t->key, key, sizeof(t->key));
     t->next_id = id_base + 1;
     return 0;
 }
@@ -62,11 +57,7 @@ void alloc_free(alloc_t *a)
 
 void alloc_table_free(alloc_table_t *t)
 {
-    alloc_t *next;
-    for (alloc_t *a = t->all; a; a = next) {
-        next = a->next;
-        alloc_free(a);
-    }
+    LIST_FOREACH_SAFE(n, tmp, &t->all) { alloc_free(container_of(n, alloc_t, link)); }
     free(t->buckets);
     memset(t, 0, sizeof(*t));
 }
@@ -81,10 +72,12 @@ static int same_tuple(const alloc_t *a, int transport, const struct sockaddr *re
 alloc_t *alloc_find(const alloc_table_t *t, int transport, const struct sockaddr *remote,
                     const struct sockaddr *local)
 {
-    uint64_t h = tuple_hash(t->seed, transport, remote, local);
+    uint64_t h = tuple_hash(t, transport, remote, local);
     for (alloc_t *a = t->buckets[h & (t->nbuckets - 1)]; a; a = a->hnext)
-        if (same_tuple(a, transport, remote, local))
+        if (same_tuple(a, transport, remote, local)) {
+            assert(!a->dead); /* alloc_remove takes it out of its chain */
             return a;
+        }
     return NULL;
 }
 
@@ -99,8 +92,7 @@ static void grow(alloc_table_t *t)
         alloc_t *next;
         for (alloc_t *a = t->buckets[i]; a; a = next) {
             next = a->hnext;
-            uint64_t h =
-                tuple_hash(t->seed, a->client.transport, &a->client.remote.sa, a->client.local);
+            uint64_t h = tuple_hash(t, a->client.transport, &a->client.remote.sa, a->client.local);
             a->hnext = nb[h & (n - 1)];
             nb[h & (n - 1)] = a;
         }
@@ -120,14 +112,11 @@ alloc_t *alloc_insert(alloc_table_t *t, const alloc_client_t *client, uint64_t n
     a->created_ms = now_ms;
     if (t->count >= t->nbuckets)
         grow(t);
-    uint64_t h = tuple_hash(t->seed, client->transport, &client->remote.sa, client->local);
+    uint64_t h = tuple_hash(t, client->transport, &client->remote.sa, client->local);
     size_t b = h & (t->nbuckets - 1);
     a->hnext = t->buckets[b];
     t->buckets[b] = a;
-    a->next = t->all;
-    if (t->all)
-        t->all->prev = a;
-    t->all = a;
+    list_insert_head(&t->all, &a->link);
     t->count++;
     return a;
 }
@@ -136,19 +125,14 @@ void alloc_remove(alloc_table_t *t, alloc_t *a)
 {
     if (a->dead)
         return;
-    uint64_t h = tuple_hash(t->seed, a->client.transport, &a->client.remote.sa, a->client.local);
+    uint64_t h = tuple_hash(t, a->client.transport, &a->client.remote.sa, a->client.local);
     for (alloc_t **pp = &t->buckets[h & (t->nbuckets - 1)]; *pp; pp = &(*pp)->hnext)
         if (*pp == a) {
             *pp = a->hnext;
             break;
         }
-    if (a->prev)
-        a->prev->next = a->next;
-    else
-        t->all = a->next;
-    if (a->next)
-        a->next->prev = a->prev;
-    a->prev = a->next = a->hnext = NULL;
+    list_remove(&a->link);
+    a->hnext = NULL;
     a->dead = true;
     t->count--;
 }
@@ -183,6 +167,7 @@ static long perm_slot(const alloc_t *a, uint8_t fam, const uint8_t ip[16])
 
 int alloc_perm_install(alloc_t *a, const struct sockaddr *peer, uint64_t now_ms, unsigned max)
 {
+    assert(!a->dead); /* a removed allocation waits only for its sockets to close */
     uint8_t fam, ip[16];
     peer_ip(peer, &fam, ip);
     long held = perm_slot(a, fam, ip);
@@ -274,6 +259,7 @@ alloc_chan_t *alloc_chan_by_peer(const alloc_t *a, const struct sockaddr *peer, 
 int alloc_chan_bind(alloc_t *a, uint16_t number, const struct sockaddr *peer, uint64_t now_ms,
                     unsigned max)
 {
+    assert(!a->dead);
     alloc_chan_t *by_num = alloc_chan_by_number(a, number, now_ms);
     alloc_chan_t *by_peer = alloc_chan_by_peer(a, peer, now_ms);
     /* RFC 8656 §12.2: a number bound to another peer, or a peer bound to another number, is 400. */

@@ -18,6 +18,8 @@
 #include <sys/socket.h>
 
 #include "creds.h"
+#include "list.h"
+#include "siphash.h"
 
 #define ALLOC_PERMISSION_MS (300 * 1000) /* RFC 8656 §9: exactly 300 s */
 #define ALLOC_CHANNEL_MS (600 * 1000)    /* RFC 8656 §12: 10 minutes */
@@ -88,7 +90,7 @@ struct alloc {
     uint64_t rx_bytes, rx_packets; /* client -> peer */
     uint64_t tx_bytes, tx_packets; /* peer -> client */
     alloc_t *hnext;                /* 5-tuple hash chain */
-    alloc_t *prev, *next;          /* all allocations, for sweeps and listings */
+    list_t link;                   /* on alloc_table_t.all, for sweeps and listings */
     bool dead;                     /* removed from the table, waiting for its sockets to close */
     bool tcp;                      /* RFC 6062 TCP relay: relay[0] is a listening socket */
     void *tcp_state;               /* the worker's RFC 6062 state (peer connections) */
@@ -98,13 +100,15 @@ typedef struct {
     alloc_t **buckets;
     size_t nbuckets; /* power of two */
     size_t count;
-    uint64_t seed; /* keyed hash: peers choose their ports, so keep chains short for them */
-    alloc_t *all;
+    /* SipHash key: clients choose their addresses and ports, so keep their chains short. */
+    uint8_t key[SIPHASH_KEY_LEN];
+    list_t all; /* alloc_t.link, newest first */
     uint64_t next_id;
 } alloc_table_t;
 
-/* 0 or -ENOMEM. `id_base` is or-ed into allocation ids (worker number << 48). */
-int alloc_table_init(alloc_table_t *t, uint64_t seed, uint64_t id_base);
+/* 0 or -ENOMEM. `key` is the table's random hash key; `id_base` is or-ed into allocation ids
+ * (worker number << 48). */
+int alloc_table_init(alloc_table_t *t, const uint8_t key[SIPHASH_KEY_LEN], uint64_t id_base);
 /* Frees every allocation's memory; the caller has closed their sockets. */
 void alloc_table_free(alloc_table_t *t);
 

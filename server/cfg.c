@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "sockaddr_util.h"
+#include "util.h"
 
 #define CFG_LINE_MAX 4096
 
@@ -40,12 +41,12 @@ static int parse_bool(const char *v, bool *out)
         *out = true;
         return 0;
     }
-    for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++)
+    for (size_t i = 0; i < ARRAY_SIZE(yes); i++)
         if (strcasecmp(v, yes[i]) == 0) {
             *out = true;
             return 0;
         }
-    for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
+    for (size_t i = 0; i < ARRAY_SIZE(no); i++)
         if (strcasecmp(v, no[i]) == 0) {
             *out = false;
             return 0;

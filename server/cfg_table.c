@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "util.h"
 
 #define OFF(f) offsetof(cfg_t, f)
 
@@ -184,8 +185,8 @@ const cfg_entry_t cfg_table[] = {
     {"simple-log", CFG_BOOL, 0, NULL, 0, 0, NULL, CFG_F_NOOP, "coturn: see log-file"},
 };
 
-const size_t cfg_table_len = sizeof(cfg_table) / sizeof(cfg_table[0]);
-_Static_assert(sizeof(cfg_table) / sizeof(cfg_table[0]) <= CFG_KEYS_MAX,
+const size_t cfg_table_len = ARRAY_SIZE(cfg_table);
+_Static_assert(ARRAY_SIZE(cfg_table) <= CFG_KEYS_MAX,
                "cfg_t.origin needs room for every key: raise CFG_KEYS_MAX");
 
 const cfg_entry_t *cfg_table_find(const char *name)

@@ -30,8 +30,10 @@
 
 #include "creds_int.h"
 #include "creds_redis.h"
+#include "list.h"
 #include "log.h"
 #include "rand.h"
+#include "siphash.h"
 #include "sockaddr_util.h"
 #include "stats.h"
 #include "stun_auth.h"
@@ -70,15 +72,15 @@ enum { ENT_USER = 0, ENT_HASH = 1 };
 enum { LRU_OTHER = 0, LRU_KNOWN = 1 };
 
 typedef struct {
-    struct entry *oldest, *newest;
+    list_t order; /* entry_t.lru, oldest first */
     size_t n;
 } lru_t;
 
 /* What Redis said about one username (ENT_USER) or one USERHASH (ENT_HASH). */
 typedef struct entry {
-    struct entry *hnext;         /* bucket chain */
-    struct entry *older, *newer; /* LRU order */
-    struct entry *qprev, *qnext; /* in-flight list */
+    struct entry *hnext; /* bucket chain */
+    list_t lru;          /* on creds_t.lru[list].order */
+    list_t qlink;        /* on creds_t.inflight while a query fills it */
     creds_t *c;
     src_t *qsrc; /* the source charged for the query in flight, or NULL */
     waiter_t *wait_head, **wait_tail;
@@ -106,7 +108,7 @@ struct creds {
     uint8_t seed[16];
     entry_t **buckets;
     lru_t lru[2];
-    entry_t *inflight;
+    list_t inflight; /* entry_t.qlink */
     size_t ninflight, nwaiters;
     src_t **srcs;      /* SRC_BUCKETS chains */
     creds_asker_t lim; /* the bounds of the current call */
@@ -202,58 +204,8 @@ static enum creds_status verdict(const uinfo_t *ui, bool revoked, const creds_ke
 
 /* ---- cache ---- */
 
-static uint64_t rotl(uint64_t x, int b) { return (x << b) | (x >> (64 - b)); }
-
-#define SIPROUND                                                                                   \
-    do {                                                                                           \
-        v0 += v1;                                                                                  \
-        v1 = rotl(v1, 13) ^ v0;                                                                    \
-        v0 = rotl(v0, 32);                                                                         \
-        v2 += v3;                                                                                  \
-        v3 = rotl(v3, 16) ^ v2;                                                                    \
-        v0 += v3;                                                                                  \
-        v3 = rotl(v3, 21) ^ v0;                                                                    \
-        v2 += v1;                                                                                  \
-        v1 = rotl(v1, 17) ^ v2;                                                                    \
-        v2 = rotl(v2, 32);                                                                         \
-    } while (0)
-
-static uint64_t le64(const uint8_t *p, size_t n)
-{
-    uint64_t v = 0;
-    for (size_t i = 0; i < n; i++)
-        v |= (uint64_t)p[i] << (8 * i);
-    return v;
-}
-
 /* SipHash-2-4 with a per-worker random key: usernames are chosen by clients, and a predictable
  * hash would let one flood a bucket (hash flooding) and make every lookup a long list walk. */
-static uint64_t siphash(const uint8_t key[16], const uint8_t *in, size_t n)
-{
-    uint64_t k0 = le64(key, 8), k1 = le64(key + 8, 8);
-    uint64_t v0 = k0 ^ 0x736f6d6570736575ULL, v1 = k1 ^ 0x646f72616e646f6dULL;
-    uint64_t v2 = k0 ^ 0x6c7967656e657261ULL, v3 = k1 ^ 0x7465646279746573ULL;
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t m = le64(in + i, 8);
-        v3 ^= m;
-        SIPROUND;
-        SIPROUND;
-        v0 ^= m;
-    }
-    uint64_t last = ((uint64_t)n << 56) | le64(in + i, n - i);
-    v3 ^= last;
-    SIPROUND;
-    SIPROUND;
-    v0 ^= last;
-    v2 ^= 0xff;
-    SIPROUND;
-    SIPROUND;
-    SIPROUND;
-    SIPROUND;
-    return v0 ^ v1 ^ v2 ^ v3;
-}
-
 static uint32_t key_hash(const creds_t *c, int kind, const void *k, size_t n)
 {
     uint64_t h = siphash(c->seed, k, n);
@@ -271,21 +223,14 @@ static entry_t *cache_find(creds_t *c, int kind, const void *k, size_t n)
 
 static void lru_unlink(creds_t *c, entry_t *e)
 {
-    lru_t *l = &c->lru[e->list];
-    *(e->older ? &e->older->newer : &l->oldest) = e->newer;
-    *(e->newer ? &e->newer->older : &l->newest) = e->older;
-    e->older = e->newer = NULL;
-    l->n--;
+    list_remove(&e->lru);
+    c->lru[e->list].n--;
 }
 
 static void lru_push(creds_t *c, entry_t *e)
 {
-    lru_t *l = &c->lru[e->list];
-    e->older = l->newest;
-    e->newer = NULL;
-    *(l->newest ? &l->newest->newer : &l->oldest) = e;
-    l->newest = e;
-    l->n++;
+    list_insert_tail(&c->lru[e->list].order, &e->lru);
+    c->lru[e->list].n++;
 }
 
 static void lru_touch(creds_t *c, entry_t *e)
@@ -361,6 +306,7 @@ static void entry_free(entry_t *e)
 /* Out of its bucket and its LRU list, and freed. */
 static void entry_remove(creds_t *c, entry_t *e)
 {
+    assert(!e->inflight); /* its query's reply still points at it (cache_drop defers) */
     entry_t **pp = &c->buckets[e->hash & (CACHE_BUCKETS - 1)];
     while (*pp != e)
         pp = &(*pp)->hnext;
@@ -384,12 +330,18 @@ static size_t lru_cap(const creds_t *c, int list)
 static bool lru_make_room(creds_t *c, int list)
 {
     while (c->lru[list].n >= lru_cap(c, list)) {
-        entry_t *e = c->lru[list].oldest;
-        while (e && e->inflight)
-            e = e->newer;
-        if (!e)
+        entry_t *victim = NULL;
+        LIST_FOREACH(n, &c->lru[list].order)
+        {
+            entry_t *e = container_of(n, entry_t, lru);
+            if (!e->inflight) {
+                victim = e;
+                break;
+            }
+        }
+        if (!victim)
             return false;
-        entry_remove(c, e);
+        entry_remove(c, victim);
     }
     return true;
 }
@@ -480,11 +432,7 @@ static entry_t *start_query(creds_t *c, int kind, const void *k, size_t n, entry
     if (rc != 0)
         return NULL;
     e->inflight = true;
-    e->qprev = NULL;
-    e->qnext = c->inflight;
-    if (c->inflight)
-        c->inflight->qprev = e;
-    c->inflight = e;
+    list_insert_head(&c->inflight, &e->qlink);
     c->ninflight++;
     stats_inc(&c->stats->redis_queries);
     return e;
@@ -492,10 +440,7 @@ static entry_t *start_query(creds_t *c, int kind, const void *k, size_t n, entry
 
 static void query_done(creds_t *c, entry_t *e)
 {
-    *(e->qprev ? &e->qprev->qnext : &c->inflight) = e->qnext;
-    if (e->qnext)
-        e->qnext->qprev = e->qprev;
-    e->qprev = e->qnext = NULL;
+    list_remove(&e->qlink);
     e->inflight = false;
     c->ninflight--;
     if (e->qsrc) {
@@ -851,8 +796,11 @@ static void drop_arg(creds_t *c, waiter_t **head, waiter_t ***tail, const void *
 
 void creds_cancel(creds_t *c, void *arg)
 {
-    for (entry_t *e = c->inflight; e; e = e->qnext)
+    LIST_FOREACH(n, &c->inflight)
+    {
+        entry_t *e = container_of(n, entry_t, qlink);
         drop_arg(c, &e->wait_head, &e->wait_tail, arg);
+    }
     drop_arg(c, &c->ready, &c->ready_tail, arg);
 }
 
@@ -880,10 +828,10 @@ void creds_forget(creds_t *c, const char *user, size_t ulen)
         cache_drop(c, e);
     /* USERHASH answers that name the user (at most CACHE_MAX entries: an admin action, not a
      * per-packet one). */
-    entry_t *next;
     for (int l = 0; l < 2; l++) {
-        for (e = c->lru[l].oldest; e; e = next) {
-            next = e->newer;
+        LIST_FOREACH_SAFE(n, tmp, &c->lru[l].order)
+        {
+            e = container_of(n, entry_t, lru);
             if (e->kind == ENT_HASH && e->alias && e->alias_len == ulen &&
                 memcmp(e->alias, user, ulen) == 0)
                 cache_drop(c, e);
@@ -907,6 +855,9 @@ int creds_new(uv_loop_t *loop, const creds_shared_t *shared, creds_stats_t *stat
     c->sh = shared;
     c->stats = stats ? stats : &c->own_stats;
     c->ready_tail = &c->ready;
+    list_init(&c->lru[LRU_OTHER].order);
+    list_init(&c->lru[LRU_KNOWN].order);
+    list_init(&c->inflight);
     rand_bytes(c->seed, sizeof(c->seed)); /* the cache hash's key: hash-flooding resistance */
     atomic_store_explicit(&c->stats->redis_state, -1, memory_order_relaxed);
     if (shared->has_redis) {

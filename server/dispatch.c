@@ -19,6 +19,7 @@
 #include "sockaddr_util.h"
 #include "stun_build.h"
 #include "turn_auth.h"
+#include "util.h"
 
 #define SOFTWARE_NAME "uturn/" PACKAGE_VERSION
 #define DISPATCH_MAX_PENDING 1024
@@ -28,7 +29,7 @@
 #define LIMIT_EXCESS_PER_S 512.0f
 
 struct dispatch_pending {
-    dispatch_pending_t *prev, *next;
+    list_t link; /* on dispatch_t.pending */
     dispatch_t *d;
     dispatch_conn_t conn;
     sa_any_t remote;
@@ -75,26 +76,23 @@ int dispatch_init(dispatch_t *d, const cfg_t *cfg, shared_t *shared, stats_t *st
     d->creds = creds;
     if (relay)
         d->relay = *relay;
-    uint64_t seed;
-    rand_bytes(&seed, sizeof(seed));
+    list_init(&d->pending);
+    uint8_t key[SIPHASH_KEY_LEN];
+    rand_bytes(key, sizeof(key));
     rand_bytes(&d->limit_seed, sizeof(d->limit_seed));
+    rand_bytes(d->limit_key, sizeof(d->limit_key));
     /* Every nonce has one length: known up front, a challenge's size is too (dispatch_auth.c). */
     uint8_t secret[TURN_NONCE_SECRET_LEN] = {0};
     struct sockaddr_in sin = {.sin_family = AF_INET};
     char nonce[TURN_NONCE_MAX + 1];
     int nlen = turn_nonce_make(secret, 0, 0, (const struct sockaddr *)&sin, nonce, sizeof(nonce));
     d->nonce_len = nlen > 0 ? (size_t)nlen : 0;
-    return alloc_table_init(&d->allocs, seed, id_base);
+    return alloc_table_init(&d->allocs, key, id_base);
 }
 
 static void pending_unlink(dispatch_t *d, dispatch_pending_t *p)
 {
-    if (p->prev)
-        p->prev->next = p->next;
-    else
-        d->pending = p->next;
-    if (p->next)
-        p->next->prev = p->prev;
+    list_remove(&p->link);
     d->npending--;
 }
 
@@ -108,10 +106,10 @@ static void pending_free(dispatch_t *d, dispatch_pending_t *p)
 
 void dispatch_close(dispatch_t *d)
 {
-    while (d->pending)
-        pending_free(d, d->pending);
-    while (d->allocs.all)
-        dispatch_alloc_delete(d, d->allocs.all, 0);
+    while (!list_empty(&d->pending))
+        pending_free(d, LIST_FIRST(&d->pending, dispatch_pending_t, link));
+    while (!list_empty(&d->allocs.all))
+        dispatch_alloc_delete(d, LIST_FIRST(&d->allocs.all, alloc_t, link), 0);
     free(d->allocs.buckets);
     d->allocs.buckets = NULL;
 }
@@ -176,16 +174,9 @@ int dispatch_finish(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t
  * too few. */
 static int source_take(dispatch_t *d, const struct sockaddr *sa, float n, int take)
 {
-    uint64_t h = d->limit_seed;
-    if (sa->sa_family == AF_INET) {
-        h ^= ((const struct sockaddr_in *)sa)->sin_addr.s_addr;
-    } else {
-        uint64_t w[2];
-        memcpy(w, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
-        h ^= w[0] * 0x9e3779b97f4a7c15ULL ^ w[1]; /* a /64 shares a bucket with itself anyway */
-    }
-    h *= 0xbf58476d1ce4e5b9ULL;
-    h ^= h >> 31;
+    size_t iplen;
+    const uint8_t *ip = sa_ip_bytes(sa, &iplen);
+    uint64_t h = siphash(d->limit_key, ip, iplen);
     dispatch_bucket_t *bk = &d->limits[h % DISPATCH_LIMIT_BUCKETS];
     uint32_t now_s = (uint32_t)(d->now_ms / 1000);
     if (bk->last_s == 0) {
@@ -290,10 +281,10 @@ static void handle_request(dispatch_t *d, const dispatch_conn_t *conn, const stu
 {
     uint16_t unknown[16];
     const uint16_t *known = known_required;
-    size_t nknown = sizeof(known_required) / sizeof(known_required[0]);
+    size_t nknown = ARRAY_SIZE(known_required);
     /* RFC 5780 §6: its request attributes are understood only where the usage is served; elsewhere
      * CHANGE-REQUEST (and RESPONSE-PORT, PADDING) get 420. */
-    uint16_t known5780[sizeof(known_required) / sizeof(known_required[0]) + 3];
+    uint16_t known5780[ARRAY_SIZE(known_required) + 3];
     if (msg->method == STUN_METHOD_BINDING && dispatch_binding_rfc5780(d, conn)) {
         memcpy(known5780, known_required, sizeof(known_required));
         known5780[nknown++] = STUN_ATTR_CHANGE_REQUEST;
@@ -301,8 +292,7 @@ static void handle_request(dispatch_t *d, const dispatch_conn_t *conn, const stu
         known5780[nknown++] = STUN_ATTR_PADDING;
         known = known5780;
     }
-    int n = stun_msg_unknown_required(msg, known, nknown, unknown,
-                                      sizeof(unknown) / sizeof(unknown[0]));
+    int n = stun_msg_unknown_required(msg, known, nknown, unknown, ARRAY_SIZE(unknown));
     if (n > 0) {
         reply_unknown(d, conn, msg, unknown, n < 16 ? (size_t)n : 16);
         return;
@@ -425,17 +415,13 @@ dispatch_pending_t *dispatch_pending_new(dispatch_t *d, const dispatch_conn_t *c
     p->conn.remote = &p->remote.sa;
     p->len = msg->len;
     memcpy(p->data, msg->buf, msg->len);
-    p->prev = p->next = NULL;
+    p->link.prev = p->link.next = NULL; /* on no list until dispatch_pending_start */
     return p;
 }
 
 void dispatch_pending_start(dispatch_t *d, dispatch_pending_t *p)
 {
-    p->prev = NULL;
-    p->next = d->pending;
-    if (d->pending)
-        d->pending->prev = p;
-    d->pending = p;
+    list_insert_head(&d->pending, &p->link);
     d->npending++;
 }
 
@@ -474,9 +460,9 @@ void dispatch_alloc_delete(dispatch_t *d, alloc_t *a, int why)
 
 void dispatch_conn_gone(dispatch_t *d, const dispatch_conn_t *conn)
 {
-    dispatch_pending_t *next;
-    for (dispatch_pending_t *p = d->pending; p; p = next) {
-        next = p->next;
+    LIST_FOREACH_SAFE(n, tmp, &d->pending)
+    {
+        dispatch_pending_t *p = container_of(n, dispatch_pending_t, link);
         if (p->conn.send_ctx == conn->send_ctx)
             pending_free(d, p);
     }
@@ -492,9 +478,9 @@ int dispatch_has_allocation(dispatch_t *d, const dispatch_conn_t *conn)
 
 void dispatch_sweep(dispatch_t *d)
 {
-    alloc_t *next;
-    for (alloc_t *a = d->allocs.all; a; a = next) {
-        next = a->next;
+    LIST_FOREACH_SAFE(n, tmp, &d->allocs.all)
+    {
+        alloc_t *a = container_of(n, alloc_t, link);
         if (alloc_expire(a, d->now_ms))
             dispatch_alloc_delete(d, a, DISPATCH_GONE_EXPIRED);
     }

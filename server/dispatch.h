@@ -16,8 +16,10 @@
 #include "alloc.h"
 #include "cfg.h"
 #include "creds.h"
+#include "list.h"
 #include "log.h"
 #include "shared.h"
+#include "siphash.h"
 #include "stats.h"
 #include "stun.h"
 #include "stun_msg.h"
@@ -109,9 +111,10 @@ typedef struct {
                                      * CHANGE-REQUEST that needs another source is dropped */
     uint64_t now_ms;  /* the worker's loop time, set by the caller before each batch */
     uint64_t unix_ms; /* wall clock in ms, for nonces, REST expiry, reservations */
-    dispatch_pending_t *pending;
+    list_t pending;   /* requests waiting for credentials, newest first */
     unsigned npending;
-    uint64_t limit_seed;
+    uint64_t limit_seed;                /* seeds Data indication transaction ids */
+    uint8_t limit_key[SIPHASH_KEY_LEN]; /* keys the hash of `limits` (chosen source IPs) */
     dispatch_bucket_t limits[DISPATCH_LIMIT_BUCKETS];
     size_t nonce_len; /* the length of every nonce we make */
     double budget;    /* bytes of unauthenticated answers that may go now (max-unauth-answer-bps) */

@@ -13,10 +13,11 @@
 #include "sockaddr_util.h"
 #include "stun_auth.h"
 #include "turn_auth.h"
+#include "util.h"
 
 /* What we offer in PASSWORD-ALGORITHMS, in preference order; a client must echo it exactly. */
 static const uint16_t offered_algs[] = {STUN_PASSWORD_ALG_SHA256, STUN_PASSWORD_ALG_MD5};
-#define NOFFERED (sizeof(offered_algs) / sizeof(offered_algs[0]))
+#define NOFFERED (ARRAY_SIZE(offered_algs))
 
 static void challenge(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg, int code)
 {

@@ -13,8 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "list.h"
 #include "log.h"
 #include "rand.h"
+#include "siphash.h"
 #include "sockaddr_util.h"
 #include "tls.h"
 
@@ -32,7 +34,8 @@ struct dtls_sess {
     uint64_t started_ms, last_ms;
     int established;
     int closing;
-    dtls_sess_t *hnext, *prev, *next;
+    dtls_sess_t *hnext; /* bucket chain */
+    list_t link;        /* on dtls_table.all */
 };
 
 /* Where our write BIO sends: a session, or (for the cookie exchange) a listener and address. */
@@ -53,9 +56,9 @@ struct dtls_ip {
 struct dtls_table {
     dtls_sess_t *buckets[DTLS_BUCKETS];
     dtls_ip_t *ips[DTLS_IP_BUCKETS];
-    dtls_sess_t *all;
+    list_t all; /* dtls_sess_t.link, newest first */
     unsigned count;
-    uint64_t seed;
+    uint8_t key[SIPHASH_KEY_LEN]; /* both tables are indexed by addresses senders choose */
     uint8_t plain[DTLS_PLAIN_MAX];
 };
 
@@ -111,27 +114,29 @@ int dtls_init(worker_t *w)
     w->dtls = calloc(1, sizeof(*w->dtls));
     if (!w->dtls || !out_method)
         return -ENOMEM;
-    rand_bytes(&w->dtls->seed, sizeof(w->dtls->seed));
+    list_init(&w->dtls->all);
+    rand_bytes(w->dtls->key, sizeof(w->dtls->key));
     return 0;
 }
 
 static size_t bucket(const struct dtls_table *t, const struct sockaddr *sa, const udp_listener_t *l)
 {
-    uint64_t h = t->seed ^ (uint64_t)(uintptr_t)l;
-    const uint8_t *p = (const uint8_t *)sa;
-    for (socklen_t i = 0; i < sa_len(sa); i++)
-        h = (h ^ p[i]) * 0x100000001b3ULL;
-    return (size_t)(h % DTLS_BUCKETS);
+    uint8_t buf[sizeof(uintptr_t) + 2 + 16];
+    size_t iplen;
+    const uint8_t *ip = sa_ip_bytes(sa, &iplen);
+    uintptr_t lp = (uintptr_t)l;
+    uint16_t port = sa_port(sa);
+    memcpy(buf, &lp, sizeof(lp));
+    memcpy(buf + sizeof(lp), &port, sizeof(port));
+    memcpy(buf + sizeof(lp) + sizeof(port), ip, iplen);
+    return (size_t)(siphash(t->key, buf, sizeof(lp) + sizeof(port) + iplen) % DTLS_BUCKETS);
 }
 
 static dtls_ip_t **ip_slot(struct dtls_table *t, const struct sockaddr *sa)
 {
     size_t n;
     const uint8_t *p = sa_ip_bytes(sa, &n);
-    uint64_t h = t->seed;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ p[i]) * 0x100000001b3ULL;
-    dtls_ip_t **pp = &t->ips[h % DTLS_IP_BUCKETS];
+    dtls_ip_t **pp = &t->ips[siphash(t->key, p, n) % DTLS_IP_BUCKETS];
     while (*pp && !sa_equal_ip(&(*pp)->ip.sa, sa))
         pp = &(*pp)->next;
     return pp; /* the entry for this IP, or the NULL link to append one at */
@@ -210,12 +215,7 @@ static void sess_free(worker_t *w, dtls_sess_t *s, const char *why)
             *pp = s->hnext;
             break;
         }
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        t->all = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
+    list_remove(&s->link);
     t->count--;
     ip_del(t, &s->remote.sa);
     stats_gauge_add(&w->stats.dtls_sessions, -1);
@@ -233,8 +233,8 @@ void dtls_close_all(worker_t *w)
 {
     if (!w->dtls)
         return;
-    while (w->dtls->all)
-        sess_free(w, w->dtls->all, "shutdown");
+    while (!list_empty(&w->dtls->all))
+        sess_free(w, LIST_FIRST(&w->dtls->all, dtls_sess_t, link), "shutdown");
     free(w->dtls);
     w->dtls = NULL;
 }
@@ -323,10 +323,7 @@ static void hello(worker_t *w, udp_listener_t *l, const struct sockaddr *from, c
     size_t b = bucket(t, from, l);
     s->hnext = t->buckets[b];
     t->buckets[b] = s;
-    s->next = t->all;
-    if (t->all)
-        t->all->prev = s;
-    t->all = s;
+    list_insert_head(&t->all, &s->link);
     t->count++;
     stats_gauge_add(&w->stats.dtls_sessions, 1);
     /* The memory BIO cannot peek: the verified ClientHello was consumed by DTLSv1_listen, so feed
@@ -360,6 +357,7 @@ static void read_records(worker_t *w, dtls_sess_t *s)
 void dtls_input(worker_t *w, udp_listener_t *l, const struct sockaddr *from, const uint8_t *buf,
                 size_t len)
 {
+    ASSERT_ON_WORKER(w);
     if (!w->dtls)
         return;
     dtls_sess_t *s = find(w->dtls, from, l);
@@ -390,9 +388,9 @@ void dtls_sweep(worker_t *w, uint64_t now_ms)
         return;
     uint64_t stall = (uint64_t)w->cfg->tcp_frame_timeout * 1000;
     uint64_t idle = (uint64_t)w->cfg->tcp_idle_timeout * 1000;
-    dtls_sess_t *next;
-    for (dtls_sess_t *s = w->dtls->all; s; s = next) {
-        next = s->next;
+    LIST_FOREACH_SAFE(n, tmp, &w->dtls->all)
+    {
+        dtls_sess_t *s = container_of(n, dtls_sess_t, link);
         if (!s->established) {
             if (now_ms - s->started_ms >= stall) {
                 sess_free(w, s, "handshake timeout");

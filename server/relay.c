@@ -40,6 +40,7 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
 {
     relay_sock_t *rs = h->data;
     worker_t *w = rs->w;
+    ASSERT_ON_WORKER(w);
     if (flags & UV_UDP_MMSG_FREE) {
         worker_tx_flush(w); /* the end of a recvmmsg batch */
         return;

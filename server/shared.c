@@ -266,6 +266,7 @@ static int init(shared_t *s, const cfg_t *cfg, const struct sockaddr_storage *li
     uv_mutex_init(&s->peer_lock);
     s->tcp_conns_max = tcp_conns_max(cfg);
     s->user_buckets = USER_BUCKETS;
+    rand_bytes(s->user_key, sizeof(s->user_key));
     s->user_counts = calloc(USER_BUCKETS, sizeof(*s->user_counts));
     if (!s->user_counts) {
         snprintf(err, errlen, "out of memory");
@@ -362,10 +363,7 @@ void shared_close(shared_t *s)
 
 static size_t user_bucket(const shared_t *s, const char *user, size_t ulen)
 {
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < ulen; i++)
-        h = (h ^ (uint8_t)user[i]) * 1099511628211ULL;
-    return h % s->user_buckets;
+    return siphash(s->user_key, user, ulen) % s->user_buckets;
 }
 
 int shared_quota_take(shared_t *s, const char *user, size_t ulen)

@@ -16,6 +16,7 @@
 #include "cfg.h"
 #include "creds.h"
 #include "peer_policy.h"
+#include "siphash.h"
 #include "tls.h"
 #include "turn_auth.h"
 
@@ -66,6 +67,7 @@ typedef struct {
     uv_mutex_t quota_lock;
     shared_user_count_t **user_counts; /* hash buckets */
     size_t user_buckets;
+    uint8_t user_key[SIPHASH_KEY_LEN]; /* keys the hash of user_counts and peer_counts */
     _Atomic long total_allocs;
     /* Client TCP/TLS connections on every worker, against max-tcp-connections (resolved at start:
      * a flood of connections from many sources must leave descriptors for relay sockets). */

@@ -17,7 +17,9 @@
 #include <openssl/ssl.h>
 
 #include "frame.h"
+#include "list.h"
 #include "log.h"
+#include "siphash.h"
 #include "sockaddr_util.h"
 #include "stream.h"
 #include "stun.h"
@@ -45,7 +47,7 @@ struct tcp_conn {
     int carried;      /* a frame other than ConnectionBind came: not a new data connection */
     int closing;
     int counted; /* in shared->tcp_conns until its handle is closed */
-    tcp_conn_t *prev, *next;
+    list_t link; /* on worker_t.conns */
 };
 
 struct ip_count {
@@ -61,20 +63,17 @@ typedef struct {
     uint8_t data[];
 } tcp_write_t;
 
-static unsigned ip_hash(const struct sockaddr *sa)
+static unsigned ip_hash(const worker_t *w, const struct sockaddr *sa)
 {
     size_t n;
     const uint8_t *p = sa_ip_bytes(sa, &n);
-    uint32_t h = 2166136261u; /* FNV-1a: spreading, not secrecy; per-worker and bounded by fds */
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ p[i]) * 16777619u;
-    return h % WORKER_IP_BUCKETS;
+    return (unsigned)(siphash(w->ip_key, p, n) % WORKER_IP_BUCKETS);
 }
 
 /* Count one more connection from this IP; returns the new count, or 0 on allocation failure. */
 static unsigned ip_count_add(worker_t *w, const struct sockaddr *sa)
 {
-    ip_count_t **b = &w->ip_counts[ip_hash(sa)];
+    ip_count_t **b = &w->ip_counts[ip_hash(w, sa)];
     for (ip_count_t *c = *b; c; c = c->next)
         if (sa_equal_ip((const struct sockaddr *)&c->ip, sa))
             return ++c->count;
@@ -90,7 +89,7 @@ static unsigned ip_count_add(worker_t *w, const struct sockaddr *sa)
 
 static void ip_count_del(worker_t *w, const struct sockaddr *sa)
 {
-    for (ip_count_t **pp = &w->ip_counts[ip_hash(sa)]; *pp; pp = &(*pp)->next) {
+    for (ip_count_t **pp = &w->ip_counts[ip_hash(w, sa)]; *pp; pp = &(*pp)->next) {
         ip_count_t *c = *pp;
         if (sa_equal_ip((const struct sockaddr *)&c->ip, sa)) {
             if (--c->count == 0) {
@@ -128,12 +127,7 @@ static void conn_close(tcp_conn_t *c, const char *why)
         c->pipe = NULL;
         tcp_relay_client_closed(p);
     }
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        w->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    list_remove(&c->link);
     ip_count_del(w, (const struct sockaddr *)&c->remote);
     stats_inc(&w->stats.tcp_closed);
     stats_gauge_add(&w->stats.tcp_connections, -1);
@@ -341,6 +335,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     tcp_conn_t *c = s->data;
     worker_t *w = c->w;
+    ASSERT_ON_WORKER(w);
     if (nread < 0) {
         conn_close(c, nread == UV_EOF ? "eof" : uv_strerror((int)nread));
         return;
@@ -401,6 +396,7 @@ static void on_connection(uv_stream_t *server, int status)
 {
     tcp_listener_t *l = server->data;
     worker_t *w = l->w;
+    ASSERT_ON_WORKER(w);
     if (status < 0) {
         LOGD("tcp_accept", "accept error: %s", uv_strerror(status));
         return;
@@ -423,10 +419,7 @@ static void on_connection(uv_stream_t *server, int status)
     unsigned n = ip_count_add(w, (const struct sockaddr *)&c->remote);
     long total = atomic_fetch_add(&w->shared->tcp_conns, 1) + 1;
     c->counted = 1;
-    c->next = w->conns;
-    if (w->conns)
-        w->conns->prev = c;
-    w->conns = c;
+    list_insert_head(&w->conns, &c->link);
     stats_inc(&w->stats.tcp_accepted);
     stats_gauge_add(&w->stats.tcp_connections, 1);
     if (n == 0 || n > (unsigned)w->cfg->max_tcp_per_ip) {
@@ -487,11 +480,12 @@ static int conn_has_allocation(tcp_conn_t *c)
 
 void tcp_listener_sweep(worker_t *w, uint64_t now_ms)
 {
+    ASSERT_ON_WORKER(w);
     uint64_t stall = (uint64_t)w->cfg->tcp_frame_timeout * 1000;
     uint64_t idle = (uint64_t)w->cfg->tcp_idle_timeout * 1000;
-    tcp_conn_t *next;
-    for (tcp_conn_t *c = w->conns; c; c = next) {
-        next = c->next;
+    LIST_FOREACH_SAFE(n, tmp, &w->conns)
+    {
+        tcp_conn_t *c = container_of(n, tcp_conn_t, link);
         if (c->frame_since_ms && now_ms - c->frame_since_ms >= stall) {
             stats_inc(&w->stats.tcp_closed_stall);
             conn_close(c, "stalled mid-frame");
@@ -504,8 +498,8 @@ void tcp_listener_sweep(worker_t *w, uint64_t now_ms)
 
 void tcp_listener_close_all(worker_t *w)
 {
-    while (w->conns)
-        conn_close(w->conns, "shutdown");
+    while (!list_empty(&w->conns))
+        conn_close(LIST_FIRST(&w->conns, tcp_conn_t, link), "shutdown");
     for (size_t i = 0; i < WORKER_IP_BUCKETS; i++) {
         while (w->ip_counts[i]) {
             ip_count_t *c = w->ip_counts[i];
@@ -587,6 +581,7 @@ int tcp_conn_detach(tcp_conn_t *c, tcp_handoff_t *h)
 
 tcp_conn_t *tcp_conn_adopt(worker_t *w, tcp_handoff_t *h)
 {
+    ASSERT_ON_WORKER(w); /* the adopting worker, in the task the old one posted to it */
     tcp_listener_t *l = NULL;
     for (size_t i = 0; i < w->ntcp && !l; i++)
         if (w->tcp[i].secure == h->secure &&
@@ -618,10 +613,7 @@ tcp_conn_t *tcp_conn_adopt(worker_t *w, tcp_handoff_t *h)
     (void)ip_count_add(w, (const struct sockaddr *)&c->remote);
     atomic_fetch_add(&w->shared->tcp_conns, 1);
     c->counted = 1;
-    c->next = w->conns;
-    if (w->conns)
-        w->conns->prev = c;
-    w->conns = c;
+    list_insert_head(&w->conns, &c->link);
     stats_gauge_add(&w->stats.tcp_connections, 1);
     c->last_rx_ms = uv_now(&w->loop);
     uint8_t *p;

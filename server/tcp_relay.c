@@ -56,8 +56,8 @@ struct tcp_pipe {
     tcp_conn_t *client;
     size_t peer_pending;
     int peer_paused;
-    int counted;             /* holds a place in rel->npeers and in the user's peer count */
-    tcp_pipe_t *prev, *next; /* the worker's list */
+    int counted; /* holds a place in rel->npeers and in the user's peer count */
+    list_t link; /* on worker_t.pipes */
 };
 
 typedef struct {
@@ -113,18 +113,6 @@ static void on_pipe_closed(uv_handle_t *h)
     rel_release(rel);
 }
 
-static void unlink_pipe(tcp_pipe_t *p)
-{
-    worker_t *w = p->w;
-    if (p->prev)
-        p->prev->next = p->next;
-    else if (w->pipes == p)
-        w->pipes = p->next;
-    if (p->next)
-        p->next->prev = p->prev;
-    p->prev = p->next = NULL;
-}
-
 static void answer_connect(tcp_pipe_t *p, int code)
 {
     stun_msg_t m;
@@ -148,7 +136,7 @@ static void pipe_close(tcp_pipe_t *p, const char *why)
         p->counted = 0;
         peer_unadmit(p->w, p->rel); /* uv_close below closes the socket at once */
     }
-    unlink_pipe(p);
+    list_remove(&p->link);
     LOGD("tcp_relay", "connection 0x%08x closed: %s", (unsigned)p->id, why);
     if (p->client) {
         tcp_conn_t *c = p->client;
@@ -172,17 +160,16 @@ static tcp_pipe_t *pipe_new(worker_t *w, tcp_rel_t *rel, const struct sockaddr *
         uint32_t r;
         rand_bytes(&r, sizeof(r));
         p->id = ((uint32_t)w->id << 24) | (r & 0xFFFFFF);
-        for (tcp_pipe_t *q = w->pipes; q; q = q->next)
-            if (q->id == p->id)
+        LIST_FOREACH(n, &w->pipes)
+        {
+            if (container_of(n, tcp_pipe_t, link)->id == p->id)
                 p->id = 0;
+        }
     } while ((p->id & 0xFFFFFF) == 0);
     uv_tcp_init(&w->loop, &p->peer);
     p->peer.data = p;
     rel->open_handles++;
-    p->next = w->pipes;
-    if (w->pipes)
-        w->pipes->prev = p;
-    w->pipes = p;
+    list_insert_head(&w->pipes, &p->link);
     return p;
 }
 
@@ -198,6 +185,7 @@ static void peer_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 static void peer_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     tcp_pipe_t *p = s->data;
+    ASSERT_ON_WORKER(p->w);
     if (nread < 0) {
         pipe_close(p, nread == UV_EOF ? "peer eof" : uv_strerror((int)nread));
         return;
@@ -323,9 +311,12 @@ static int tcp_connect(void *env, alloc_t *a, const struct sockaddr *peer, const
     worker_t *w = env;
     tcp_rel_t *rel = a->tcp_state;
     /* RFC 6062 §5.2: one connection per peer address at a time. */
-    for (tcp_pipe_t *q = w->pipes; q; q = q->next)
+    LIST_FOREACH(n, &w->pipes)
+    {
+        tcp_pipe_t *q = container_of(n, tcp_pipe_t, link);
         if (q->rel == rel && sa_equal(&q->peer_addr.sa, peer))
             return STUN_ERR_CONNECTION_ALREADY_EXISTS;
+    }
     if (peer_admit(w, rel) != 0) {
         /* 508: a capacity limit, as for Allocate (RFC 8656 §7.2). */
         stats_inc(&w->stats.drop_peer_conn_limit);
@@ -436,14 +427,15 @@ static void on_listener_closed(uv_handle_t *h) { rel_release(h->data); }
 
 void tcp_relay_close_alloc(worker_t *w, alloc_t *a)
 {
+    ASSERT_ON_WORKER(w);
     tcp_rel_t *rel = a->tcp_state;
     if (!rel) {
         alloc_free(a);
         return;
     }
-    tcp_pipe_t *next;
-    for (tcp_pipe_t *p = w->pipes; p; p = next) {
-        next = p->next;
+    LIST_FOREACH_SAFE(n, tmp, &w->pipes)
+    {
+        tcp_pipe_t *p = container_of(n, tcp_pipe_t, link);
         if (p->rel == rel)
             pipe_close(p, "allocation ended");
     }
@@ -459,9 +451,15 @@ static void bind_here(worker_t *w, tcp_conn_t *c, const uint8_t *req, size_t len
     if (stun_msg_decode(req, len, &m) != 0)
         return;
     worker_clock(w);
-    tcp_pipe_t *p = w->pipes;
-    while (p && !(p->id == id && p->state == PIPE_WAIT_BIND))
-        p = p->next;
+    tcp_pipe_t *p = NULL;
+    LIST_FOREACH(n, &w->pipes)
+    {
+        tcp_pipe_t *q = container_of(n, tcp_pipe_t, link);
+        if (q->id == id && q->state == PIPE_WAIT_BIND) {
+            p = q;
+            break;
+        }
+    }
     if (!p) {
         dispatch_tcp_bind_refuse(&w->dispatch, conn, &m, STUN_ERR_BAD_REQUEST); /* §5.4 */
         return;
@@ -550,9 +548,9 @@ static int peer_gone(tcp_pipe_t *p)
 
 void tcp_relay_sweep(worker_t *w, uint64_t now_ms)
 {
-    tcp_pipe_t *next;
-    for (tcp_pipe_t *p = w->pipes; p; p = next) {
-        next = p->next;
+    LIST_FOREACH_SAFE(n, tmp, &w->pipes)
+    {
+        tcp_pipe_t *p = container_of(n, tcp_pipe_t, link);
         if (p->state == PIPE_CONNECTING && now_ms - p->since_ms >= TCP_CONNECT_MS)
             pipe_close(p, "connect timeout"); /* answers 447 */
         else if (p->state == PIPE_WAIT_BIND && now_ms - p->since_ms >= TCP_BIND_MS)
@@ -564,8 +562,8 @@ void tcp_relay_sweep(worker_t *w, uint64_t now_ms)
 
 void tcp_relay_close_all(worker_t *w)
 {
-    while (w->pipes)
-        pipe_close(w->pipes, "shutdown");
+    while (!list_empty(&w->pipes))
+        pipe_close(LIST_FIRST(&w->pipes, tcp_pipe_t, link), "shutdown");
 }
 
 void tcp_relay_ops(worker_t *w, dispatch_relay_ops_t *ops)

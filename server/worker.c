@@ -18,6 +18,7 @@
 
 #include "dtls.h"
 #include "log.h"
+#include "rand.h"
 #include "sockaddr_util.h"
 
 #define SWEEP_MS 1000
@@ -60,6 +61,7 @@ void worker_clock(worker_t *w)
 static void on_sweep(uv_timer_t *t)
 {
     worker_t *w = t->data;
+    ASSERT_ON_WORKER(w);
     uv_update_time(&w->loop);
     w->unix_offset_ms = wall_ms() - (int64_t)uv_now(&w->loop);
     worker_clock(w);
@@ -98,6 +100,7 @@ static void close_all(worker_t *w)
 
 int worker_tx(worker_t *w, int fd, const struct sockaddr *to, const uint8_t *data, size_t len)
 {
+    ASSERT_ON_WORKER(w);
     if (data < w->udp_buf || data + len > w->udp_buf + WORKER_UDP_BUF) {
         /* Bytes that may not outlive this call (a reply buffer, a stream): send now. */
         ssize_t n = sendto(fd, data, len, 0, to, sa_len(to));
@@ -191,6 +194,7 @@ int worker_post(worker_t *w, worker_task_fn fn, void *arg)
 static void on_wakeup(uv_async_t *a)
 {
     worker_t *w = a->data;
+    ASSERT_ON_WORKER(w);
     run_tasks(w);
     /* The flag, not the number of wakeups, says whether to stop. */
     if (atomic_load(&w->stop_requested))
@@ -247,6 +251,9 @@ int worker_init(worker_t *w, int id, const cfg_t *cfg, shared_t *shared,
     w->id = id;
     w->cfg = cfg;
     w->shared = shared;
+    list_init(&w->conns);
+    list_init(&w->pipes);
+    rand_bytes(w->ip_key, sizeof(w->ip_key));
     int rc = uv_loop_init(&w->loop);
     if (rc != 0) {
         snprintf(err, errlen, "worker %d: uv_loop_init: %s", id, uv_strerror(rc));
@@ -315,6 +322,8 @@ int worker_init(worker_t *w, int id, const cfg_t *cfg, shared_t *shared,
 static void worker_main(void *arg)
 {
     worker_t *w = arg;
+    w->owner = uv_thread_self();
+    w->owned = 1;
     uv_run(&w->loop, UV_RUN_DEFAULT);
 }
 
@@ -341,6 +350,7 @@ void worker_join(worker_t *w)
     if (w->thread_started) {
         uv_thread_join(&w->thread);
         w->thread_started = 0;
+        w->owned = 0; /* joined: the joining thread holds the worker now */
     } else {
         /* Never started (startup failed): close handles and drain the loop here. */
         close_all(w);

@@ -7,7 +7,9 @@
 #ifndef UTURN_WORKER_H
 #define UTURN_WORKER_H
 
+#include <assert.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/uio.h>
 #include <sys/socket.h>
@@ -16,7 +18,9 @@
 #include "cfg.h"
 #include "creds.h"
 #include "dispatch.h"
+#include "list.h"
 #include "shared.h"
+#include "siphash.h"
 #include "tls.h"
 #include "stats.h"
 
@@ -65,7 +69,7 @@ struct worker {
     creds_stats_t creds_stats;
     tls_t *tls;              /* the server's contexts (NULL members when TLS/DTLS are off) */
     struct dtls_table *dtls; /* this worker's DTLS sessions */
-    tcp_pipe_t *pipes;       /* RFC 6062 peer data connections of this worker's allocations */
+    list_t pipes;            /* tcp_pipe_t: RFC 6062 peer data connections of its allocations */
     worker_t *siblings;      /* every worker (by id), for handing connections over */
     int nsiblings;           /* the credential store's counters, readable by any thread */
     int64_t unix_offset_ms;  /* wall clock minus loop clock, refreshed by the sweep */
@@ -80,14 +84,20 @@ struct worker {
     int closed;       /* close_all ran: listeners, connections and allocations are gone */
     int loop_ready;
     int thread_started;
+    /* The loop's thread, written by that thread (worker_main) and cleared by worker_join after the
+     * join: ASSERT_ON_WORKER reads it. While unset (before start, after join, or when the worker
+     * never started) the one thread holding the worker is its owner. */
+    uv_thread_t owner;
+    int owned;
     stats_t stats;
     dispatch_t dispatch;
     udp_listener_t *udp;
     size_t nudp;
     tcp_listener_t *tcp;
     size_t ntcp;
-    tcp_conn_t *conns; /* every client TCP connection, for sweeps and shutdown */
+    list_t conns; /* tcp_conn_t: every client TCP connection, for sweeps and shutdown */
     ip_count_t *ip_counts[WORKER_IP_BUCKETS];
+    uint8_t ip_key[SIPHASH_KEY_LEN]; /* keys the hash of ip_counts (client-chosen addresses) */
     uint8_t *udp_buf;
     /* The send batch (worker_tx): entries point into udp_buf, valid until the next read. */
     struct mmsghdr tx_msgs[WORKER_TX_MAX];
@@ -103,6 +113,18 @@ static inline uv_buf_t worker_cbuf(const void *p, size_t n)
 {
     return uv_buf_init((char *)(uintptr_t)p, (unsigned)n);
 }
+
+/* Whether the calling thread may touch the worker's objects (see worker_t.owner). */
+static inline bool worker_on_thread(const worker_t *w)
+{
+    uv_thread_t self = uv_thread_self();
+    return !w->owned || uv_thread_equal(&self, &w->owner);
+}
+
+/* At entry points that only the worker's own thread may use ("nothing a worker owns is touched by
+ * another thread", above): a call from another thread is a programmer error, and without this
+ * check it is a data race that only TSan would see. */
+#define ASSERT_ON_WORKER(w) assert(worker_on_thread(w))
 
 /* Create the loop and bind a UDP and/or TCP listener on every address (on the calling thread; the
  * loop is not running yet). Returns 0 or -errno with `err` naming the address that failed. */

@@ -28,6 +28,7 @@
 #include "stun_build.h"
 #include "stun_msg.h"
 #include "turn_auth.h"
+#include "util.h"
 
 #define REALM "fuzz.example"
 #define USER "fuzz"
@@ -61,7 +62,7 @@ static const char *const arg_text[] = {
     "--log-level=error",
     redis_arg,
 };
-#define NARGS ((int)(sizeof(arg_text) / sizeof(arg_text[0])))
+#define NARGS ((int)ARRAY_SIZE(arg_text))
 static char *args[NARGS];
 
 /* Redis: users and secrets of our realm, enough users for SCAN to page, a revoked user, a realm

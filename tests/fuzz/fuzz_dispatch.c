@@ -138,13 +138,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             dispatch_sweep(d);
             break;
         case 3: {
-            if (take_u8(&c, &len) != 0 || take(&c, len, &p) != 0 || !d->allocs.all)
+            if (take_u8(&c, &len) != 0 || take(&c, len, &p) != 0 || list_empty(&d->allocs.all))
                 return 0;
             static uint8_t buf[DISPATCH_HEADROOM + 256 + DISPATCH_TAILROOM];
             memcpy(buf + DISPATCH_HEADROOM, p, len);
             struct sockaddr_in peer = {.sin_family = AF_INET, .sin_port = htons(5000 + (who & 7))};
             peer.sin_addr.s_addr = htonl(0xCB007132u + (who >> 3)); /* 203.0.113.50 + n */
-            alloc_t *a = d->allocs.all;
+            alloc_t *a = LIST_FIRST(&d->allocs.all, alloc_t, link);
             dispatch_relay_input(d, a, &a->relay[0], (struct sockaddr *)&peer,
                                  buf + DISPATCH_HEADROOM, len);
             break;

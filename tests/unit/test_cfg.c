@@ -18,6 +18,7 @@
 #include "cfg.h"
 #include "turn_auth.h"
 #include "unit.h"
+#include "util.h"
 
 typedef struct {
     const char *key;
@@ -52,7 +53,7 @@ static const set_case_t set_cases[] = {
 
 static void test_set_table(void)
 {
-    for (size_t i = 0; i < sizeof(set_cases) / sizeof(set_cases[0]); i++) {
+    for (size_t i = 0; i < ARRAY_SIZE(set_cases); i++) {
         const set_case_t *t = &set_cases[i];
         cfg_t c;
         cfg_init(&c);
@@ -298,7 +299,7 @@ static void test_bounds_fit_their_users(void)
         /* The max-bps bucket is a double: exact up to 2^53. */
         {"max-bps", 1L << 53},
     };
-    for (size_t i = 0; i < sizeof(holds) / sizeof(holds[0]); i++) {
+    for (size_t i = 0; i < ARRAY_SIZE(holds); i++) {
         const cfg_entry_t *e = cfg_table_find(holds[i].key);
         CHECK(e != NULL);
         if (!e)

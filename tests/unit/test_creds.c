@@ -36,6 +36,7 @@
 #include "stun_auth.h"
 #include "turn_auth.h"
 #include "unit.h"
+#include "util.h"
 
 #define REALM "north.gov"
 #define REST_USER "1266890800:mbzrxpgjys"
@@ -287,7 +288,7 @@ static const shared_case_t shared_cases[] = {
 
 static void test_shared_errors(void)
 {
-    for (size_t i = 0; i < sizeof(shared_cases) / sizeof(shared_cases[0]); i++) {
+    for (size_t i = 0; i < ARRAY_SIZE(shared_cases); i++) {
         const shared_case_t *t = &shared_cases[i];
         char err[256] = "";
         creds_shared_t *sh = shared_from(t->kv, err, sizeof(err));
@@ -333,7 +334,7 @@ static const url_case_t url_cases[] = {
 
 static void test_redis_cfg(void)
 {
-    for (size_t i = 0; i < sizeof(url_cases) / sizeof(url_cases[0]); i++) {
+    for (size_t i = 0; i < ARRAY_SIZE(url_cases); i++) {
         const url_case_t *t = &url_cases[i];
         creds_redis_cfg_t cfg;
         char err[256] = "";
@@ -607,7 +608,7 @@ static void test_hostile_names(creds_t *c)
     rec_t r = {0};
     int pending;
 
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+    for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
         uint8_t md5[16];
         provision_md5(names[i], "pw");
         CHECK_INT(look_wait(c, names[i], REST_BEFORE, &k, NULL), CREDS_FOUND);

@@ -304,7 +304,7 @@ static void test_expiry(void)
     CHECK_INT(request(STUN_METHOD_CREATE_PERMISSION, "alice", "secret", add_peer, &p1), 0);
     chan_arg_t ch = {0x4001, &p2};
     CHECK_INT(request(STUN_METHOD_CHANNEL_BIND, "alice", "secret", add_channel, &ch), 0);
-    alloc_t *a = d.allocs.all;
+    alloc_t *a = LIST_FIRST(&d.allocs.all, alloc_t, link);
     CHECK(a != NULL);
     if (!a)
         return;
@@ -331,7 +331,7 @@ static void test_relay_paths(void)
 {
     env_setup(NULL);
     CHECK_INT(allocate("alice", "secret"), 0);
-    alloc_t *a = d.allocs.all;
+    alloc_t *a = LIST_FIRST(&d.allocs.all, alloc_t, link);
     if (!a)
         return;
     struct sockaddr_in p1 = peer_addr("203.0.113.50", 5000);

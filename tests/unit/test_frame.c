@@ -7,6 +7,7 @@
  */
 #include "frame.h"
 #include "unit.h"
+#include "util.h"
 
 static void test_classify(void)
 {
@@ -22,7 +23,7 @@ static void test_classify(void)
     };
     int seen[256] = {0};
 
-    for (size_t r = 0; r < sizeof(ranges) / sizeof(ranges[0]); r++) {
+    for (size_t r = 0; r < ARRAY_SIZE(ranges); r++) {
         for (int b = ranges[r].lo; b <= ranges[r].hi; b++) {
             seen[b]++;
             if (frame_classify((uint8_t)b) != ranges[r].kind)
@@ -70,7 +71,7 @@ static void test_stream_len(void)
         {"rtp", {0x80, 0x60, 0x00, 0x04}, 4, 4096, -1},
     };
 
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
         long got = frame_stream_len(cases[i].hdr, cases[i].avail, cases[i].max);
         if (got != cases[i].expect)
             fprintf(stderr, "case \"%s\"\n", cases[i].name);

@@ -13,6 +13,7 @@
 #include "peer_policy.h"
 #include "sockaddr_util.h"
 #include "unit.h"
+#include "util.h"
 
 /* Parses an address literal; a typo in a table is a test bug, so it aborts the check loudly. */
 static struct sockaddr_storage addr(const char *s, uint16_t port)
@@ -51,7 +52,7 @@ static void test_canonicalize(void)
     };
     char buf[SA_STRLEN];
 
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
         struct sockaddr_storage in = addr(cases[i].in, 3478), out;
         CHECK_INT(peer_canonicalize((const struct sockaddr *)&in, &out), 0);
         CHECK_STR(fmt(&out, buf), cases[i].out);
@@ -114,7 +115,7 @@ static void test_embedded(void)
     };
     char buf[SA_STRLEN];
 
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
         struct sockaddr_storage in = addr(cases[i].in, 1), out[PEER_EMBEDDED_MAX];
         size_t n = peer_embedded_ipv4((const struct sockaddr *)&in, out, PEER_EMBEDDED_MAX);
         if (n != cases[i].n)
@@ -204,7 +205,7 @@ static void test_classify(void)
         {"2606:4700::1111", 0},
     };
 
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
         struct sockaddr_storage in = addr(cases[i].in, 1);
         unsigned got = peer_classify((const struct sockaddr *)&in);
         if (got != cases[i].classes)
@@ -284,7 +285,7 @@ static void test_range_parse(void)
     };
     char buf[INET6_ADDRSTRLEN];
 
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
         peer_range_t r;
         memset(&r, 0xaa, sizeof(r));
         int rc = peer_range_parse(cases[i].in, &r);
@@ -336,7 +337,7 @@ static void test_range_contains(void)
         {"2001:db9::", 0, 0},
         {"2001:db7:ffff::", 0, 0},
     };
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
         struct sockaddr_storage a = addr(cases[i].in, 1);
         if (peer_range_contains(&v4, (const struct sockaddr *)&a) != cases[i].in_v4 ||
             peer_range_contains(&v6, (const struct sockaddr *)&a) != cases[i].in_v6)

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "unit.h"
+#include "util.h"
 
 struct vector {
     const char *name;
@@ -117,7 +118,7 @@ static const struct vector vectors[] = {
 
 static void test_vectors(void)
 {
-    for (size_t i = 0; i < sizeof(vectors) / sizeof(vectors[0]); i++) {
+    for (size_t i = 0; i < ARRAY_SIZE(vectors); i++) {
         const struct vector *v = &vectors[i];
         size_t len = v->inlen ? v->inlen : strlen(v->in);
         char out[256];

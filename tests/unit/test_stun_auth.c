@@ -11,6 +11,7 @@
 #include "stun_build.h"
 #include "unit.h"
 #include "vectors.h"
+#include "util.h"
 
 static void check_hex(const uint8_t *got, size_t n, const char *want_hex)
 {
@@ -48,7 +49,7 @@ static void test_vectors(void)
     /* Any covered byte changed breaks it (2.4 has no FINGERPRINT, so it still decodes). */
     uint8_t b[sizeof(rfc5769_req_long)];
     static const size_t flips[] = {1, 8, 19, 30, 60, 90, 99};
-    for (size_t i = 0; i < sizeof(flips) / sizeof(flips[0]); i++) {
+    for (size_t i = 0; i < ARRAY_SIZE(flips); i++) {
         memcpy(b, rfc5769_req_long, sizeof(b));
         b[flips[i]] ^= 0x01;
         CHECK_INT(stun_msg_decode(b, sizeof(b), &m), 0);
@@ -185,7 +186,7 @@ static void test_hex_and_ct(void)
         {"0", 4},  {"abc", 4}, {"0g", 4}, {"g0", 4}, {"0:", 4},         {" 0", 4},
         {"0/", 4}, {"@0", 4},  {"0`", 4}, {"0G", 4}, {"0011223344", 4}, {"00", 0},
     };
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
         if (stun_auth_hex_decode(bad[i].in, strlen(bad[i].in), out, bad[i].cap) != -1)
             fprintf(stderr, "hex \"%s\" accepted\n", bad[i].in);
         CHECK_INT(stun_auth_hex_decode(bad[i].in, strlen(bad[i].in), out, bad[i].cap), -1);

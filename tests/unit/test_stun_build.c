@@ -14,6 +14,7 @@
 #include "stun_msg.h"
 #include "unit.h"
 #include "vectors.h"
+#include "util.h"
 
 static const uint8_t tid_5769[12] = {0xb7, 0xe7, 0xa7, 0x01, 0xbc, 0x34,
                                      0xd6, 0x86, 0xfa, 0x87, 0xdf, 0xae};
@@ -333,7 +334,7 @@ static void test_error_reason(void)
     CHECK(code == 699 && rlen == 0);
 
     static const int codes[] = {400, 401, 403, 420, 437, 438, 440, 441, 442, 443, 486, 500, 508};
-    for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
+    for (size_t i = 0; i < ARRAY_SIZE(codes); i++)
         CHECK(strlen(stun_error_reason(codes[i])) > 0);
     CHECK_STR(stun_error_reason(401), "Unauthorized");
     CHECK_STR(stun_error_reason(442), "Unsupported Transport Protocol");

@@ -14,6 +14,7 @@
 #include "stun_msg.h"
 #include "unit.h"
 #include "vectors.h"
+#include "util.h"
 
 /* A header of type Binding request with a fixed transaction id and the given body length. */
 static size_t put_header(uint8_t *out, uint16_t type, size_t body_len)
@@ -122,7 +123,7 @@ static void test_header_errors(void)
         {"fingerprint crc", sizeof(b) - 1, 0x97, STUN_MSG_E_FINGERPRINT},
         {"body byte under crc", 30, 0x00, STUN_MSG_E_FINGERPRINT},
     };
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
         memcpy(b, rfc5769_resp_ipv4, sizeof(b));
         b[cases[i].pos] = cases[i].val;
         int rc = stun_msg_decode(b, sizeof(b), &m);
@@ -213,7 +214,7 @@ static void test_body_errors(void)
     uint8_t b[20 + 80];
     stun_msg_t m;
 
-    for (size_t i = 0; i < sizeof(body_cases) / sizeof(body_cases[0]); i++) {
+    for (size_t i = 0; i < ARRAY_SIZE(body_cases); i++) {
         const body_case_t *c = &body_cases[i];
         size_t n = mk(b, c->body, c->body_len, c->delta);
         int rc = stun_msg_decode(b, n, &m);
@@ -402,7 +403,7 @@ static void test_addr_getters(void)
     struct sockaddr_storage ss;
     char s[SA_STRLEN];
 
-    for (size_t i = 0; i < sizeof(addr_cases) / sizeof(addr_cases[0]); i++) {
+    for (size_t i = 0; i < ARRAY_SIZE(addr_cases); i++) {
         const addr_case_t *c = &addr_cases[i];
         const stun_attr_t *a = one(&m, b, c->body, c->len);
         CHECK(a != NULL);
@@ -549,7 +550,7 @@ static void test_scalar_getters(void)
     uint8_t b[20 + 24];
     stun_msg_t m;
 
-    for (size_t i = 0; i < sizeof(scalar_cases) / sizeof(scalar_cases[0]); i++) {
+    for (size_t i = 0; i < ARRAY_SIZE(scalar_cases); i++) {
         const scalar_case_t *c = &scalar_cases[i];
         const stun_attr_t *a = one(&m, b, c->body, c->len);
         uint64_t v = 0;
@@ -586,7 +587,7 @@ static void test_error_getter(void)
     uint8_t b[20 + 16];
     stun_msg_t m;
 
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
         const stun_attr_t *a = one(&m, b, cases[i].body, cases[i].len);
         const uint8_t *reason = NULL;
         size_t rlen = 0;
@@ -664,7 +665,7 @@ static void test_sockaddr_util(void)
     CHECK(!sa_equal_ip((struct sockaddr *)&a, (struct sockaddr *)&b)); /* families differ */
     static const char *const bad[] = {"",     "1.2.3", "1.2.3.256", "[1.2.3.4]", "[::1",
                                       "::1]", "host",  "[]",        "1.2.3.4:80"};
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
         if (sa_parse_ip(bad[i], 1, &a) != -1)
             fprintf(stderr, "parsed \"%s\"\n", bad[i]);
         CHECK_INT(sa_parse_ip(bad[i], 1, &a), -1);

@@ -12,6 +12,7 @@
 #include "sockaddr_util.h"
 #include "turn_auth.h"
 #include "unit.h"
+#include "util.h"
 
 static const struct {
     const char *raw, *std, *url;
@@ -35,7 +36,7 @@ static void test_b64_vectors(void)
     char enc[32];
     uint8_t dec[32];
 
-    for (size_t i = 0; i < sizeof(b64_vectors) / sizeof(b64_vectors[0]); i++) {
+    for (size_t i = 0; i < ARRAY_SIZE(b64_vectors); i++) {
         const uint8_t *raw = (const uint8_t *)b64_vectors[i].raw;
         size_t n = strlen(b64_vectors[i].raw);
         const char *std = b64_vectors[i].std, *url = b64_vectors[i].url;
@@ -149,7 +150,7 @@ static void test_nonce_format(void)
     struct sockaddr_storage c = addr("192.0.2.1", 54321);
     char nonce[TURN_NONCE_MAX + 1];
 
-    for (size_t i = 0; i < sizeof(cookies) / sizeof(cookies[0]); i++) {
+    for (size_t i = 0; i < ARRAY_SIZE(cookies); i++) {
         CHECK_INT(
             turn_nonce_make(secret, 1700000000, cookies[i].features, SA(c), nonce, sizeof(nonce)),
             35);
@@ -200,7 +201,7 @@ static void test_nonce_binding(void)
         {"192.0.2.1", 54322},  {"192.0.2.2", 54321},   {"::ffff:192.0.2.1", 54321},
         {"::c000:201", 54321}, {"2001:db8::1", 54321},
     };
-    for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
+    for (size_t i = 0; i < ARRAY_SIZE(others); i++) {
         struct sockaddr_storage o = addr(others[i].ip, others[i].port);
         CHECK_INT(turn_nonce_check(secret, nonce, 35, now, SA(o), &f), TURN_NONCE_BAD);
     }
@@ -271,7 +272,7 @@ static void test_nonce_expiry(void)
     };
     char nonce[TURN_NONCE_MAX + 1];
 
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
         uint32_t exp = (uint32_t)(now + cases[i].delta), f = 0;
         CHECK_INT(
             turn_nonce_make(secret, exp, TURN_NONCE_FEAT_USERHASH, SA(c), nonce, sizeof(nonce)),
@@ -341,7 +342,7 @@ static void test_rest_expiry(void)
         {"alice:-1700000000", -1, 0},
     };
 
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
         int64_t e = -42;
         int rc = turn_rest_expiry(cases[i].user, strlen(cases[i].user), &e);
         if (rc != cases[i].rc)

@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "util.h"
+
 /* §2.1 Sample request: SOFTWARE, PRIORITY, ICE-CONTROLLED, USERNAME, MESSAGE-INTEGRITY,
  * FINGERPRINT. */
 static const uint8_t rfc5769_req_short[] = {
@@ -91,7 +93,7 @@ static const rfc5769_vector_t rfc5769_vectors[] = {
     {"rfc5769 2.4 long-term request", rfc5769_req_long, sizeof(rfc5769_req_long), rfc5769_long_key,
      sizeof(rfc5769_long_key), 0},
 };
-#define RFC5769_NVECTORS (sizeof(rfc5769_vectors) / sizeof(rfc5769_vectors[0]))
+#define RFC5769_NVECTORS (ARRAY_SIZE(rfc5769_vectors))
 
 /* RFC 8489 Appendix B.1 as corrected by erratum 6268: a Binding request with USERHASH, NONCE,
  * REALM, PASSWORD-ALGORITHM (SHA-256) and MESSAGE-INTEGRITY-SHA256; 164 bytes, header length
