@@ -546,49 +546,18 @@ static mhd_result_t on_access(void *cls, struct MHD_Connection *conn, const char
 
 /* ---- start and stop ---- */
 
-/* admin-listen: "IP", "IP:PORT", "[IPv6]", "[IPv6]:PORT", or a bare IPv6 address. */
+/* admin-listen: "IP", "IP:PORT", "[IPv6]", "[IPv6]:PORT", a bare IPv6 address (sa_parse_hostport),
+ * or "localhost[:PORT]" for 127.0.0.1. */
 static int parse_listen(const char *v, struct sockaddr_storage *ss)
 {
-    char host[128];
-    long port = ADMIN_DEFAULT_PORT;
-    const char *p = NULL;
-    if (v[0] == '[') {
-        const char *e = strchr(v, ']');
-        if (!e || (size_t)(e - v - 1) >= sizeof(host))
+    char buf[64];
+    size_t ln = strlen("localhost");
+    if (strncmp(v, "localhost", ln) == 0 && (v[ln] == '\0' || v[ln] == ':')) {
+        if (snprintf(buf, sizeof(buf), "127.0.0.1%s", v + ln) >= (int)sizeof(buf))
             return -1;
-        memcpy(host, v + 1, (size_t)(e - v - 1));
-        host[e - v - 1] = 0;
-        if (e[1] == ':')
-            p = e + 2;
-        else if (e[1])
-            return -1;
-    } else {
-        const char *c = strchr(v, ':');
-        if (c && strchr(c + 1, ':')) { /* a bare IPv6 address */
-            if (strlen(v) >= sizeof(host))
-                return -1;
-            strcpy(host, v);
-        } else {
-            size_t n = c ? (size_t)(c - v) : strlen(v);
-            if (n >= sizeof(host))
-                return -1;
-            memcpy(host, v, n);
-            host[n] = 0;
-            if (c)
-                p = c + 1;
-        }
+        v = buf;
     }
-    if (p) {
-        char *end;
-        if (!*p || !isdigit((unsigned char)*p))
-            return -1;
-        port = strtol(p, &end, 10);
-        if (*end || port < 1 || port > 65535)
-            return -1;
-    }
-    if (strcmp(host, "localhost") == 0)
-        strcpy(host, "127.0.0.1");
-    return sa_parse_ip(host, (uint16_t)port, ss) == 0 ? 0 : -1;
+    return sa_parse_hostport(v, ADMIN_DEFAULT_PORT, ss);
 }
 
 int admin_check(const cfg_t *cfg, char *err, size_t errlen)

@@ -235,7 +235,7 @@ void admin_h_credential_revoke(admin_req_t *r)
     const char *user = r->seg[3];
     size_t ulen = r->seglen[3];
     int64_t expiry;
-    if (admin_check_name(r, "username", user, ulen, ADMIN_NAME_MAX) != 0)
+    if (admin_check_name(r, "username", user, ulen, STUN_USERNAME_MAX) != 0)
         return;
     if (turn_rest_expiry(user, ulen, &expiry) != 0) {
         admin_reply_error(r, 400, "bad_field",

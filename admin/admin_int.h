@@ -20,11 +20,11 @@
 
 #include "admin.h"
 #include "server.h"
+#include "stun.h"
 
 #define ADMIN_DEFAULT_PORT 8089
 #define ADMIN_MAX_BODY (64 * 1024) /* request bodies above this get 413 */
 #define ADMIN_MAX_SEGS 8
-#define ADMIN_NAME_MAX 512 /* user names (as creds.c: coturn's limit) */
 #define ADMIN_REALM_MAX 255
 #define ADMIN_WORKER_WAIT_MS 2000 /* how long a request waits for the workers' answers */
 #define ADMIN_REDIS_TIMEOUT_MS 1000

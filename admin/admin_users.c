@@ -113,7 +113,7 @@ static const char *path_realm(admin_req_t *r)
 
 static const char *path_user(admin_req_t *r)
 {
-    if (admin_check_name(r, "user", r->seg[5], r->seglen[5], ADMIN_NAME_MAX) != 0)
+    if (admin_check_name(r, "user", r->seg[5], r->seglen[5], STUN_USERNAME_MAX) != 0)
         return NULL;
     return r->seg[5];
 }

@@ -74,6 +74,68 @@ int sa_parse_ip(const char *s, uint16_t port, struct sockaddr_storage *out)
     return -1;
 }
 
+int sa_parse_hostport(const char *s, uint16_t default_port, struct sockaddr_storage *out)
+{
+    char host[INET6_ADDRSTRLEN];
+    const char *port = NULL;
+    size_t hn;
+    int v6 = 0;
+
+    memset(out, 0, sizeof(*out));
+    if (s[0] == '[') {
+        const char *rb = strchr(s, ']');
+        if (!rb || (rb[1] && rb[1] != ':'))
+            return -1;
+        hn = (size_t)(rb - s - 1);
+        port = rb[1] == ':' ? rb + 2 : NULL;
+        v6 = 1;
+        if (hn >= sizeof(host))
+            return -1;
+        memcpy(host, s + 1, hn);
+    } else {
+        const char *c = strchr(s, ':');
+        if (c && strchr(c + 1, ':')) { /* two or more colons: a bare IPv6 address, no port */
+            c = NULL;
+            v6 = 1;
+        }
+        hn = c ? (size_t)(c - s) : strlen(s);
+        if (hn >= sizeof(host))
+            return -1;
+        memcpy(host, s, hn);
+        port = c ? c + 1 : NULL;
+    }
+    host[hn] = '\0';
+    unsigned long p = default_port;
+    if (port) {
+        size_t n = strlen(port);
+        if (n == 0 || n > 5)
+            return -1;
+        p = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (port[i] < '0' || port[i] > '9')
+                return -1;
+            p = p * 10 + (unsigned long)(port[i] - '0');
+        }
+        if (p < 1 || p > 65535)
+            return -1;
+    }
+    int fam = v6 ? AF_INET6 : AF_INET;
+    void *dst = v6 ? (void *)&((struct sockaddr_in6 *)out)->sin6_addr
+                   : (void *)&((struct sockaddr_in *)out)->sin_addr;
+    if (!v6 && inet_pton(AF_INET, host, dst) != 1) {
+        /* one colon or none and not IPv4: a bare IPv6 with no colon cannot exist, so refuse */
+        memset(out, 0, sizeof(*out));
+        return -1;
+    }
+    if (v6 && inet_pton(AF_INET6, host, dst) != 1) {
+        memset(out, 0, sizeof(*out));
+        return -1;
+    }
+    out->ss_family = (sa_family_t)fam;
+    sa_set_port((struct sockaddr *)out, (uint16_t)p);
+    return 0;
+}
+
 socklen_t sa_len(const struct sockaddr *sa)
 {
     if (sa->sa_family == AF_INET)

@@ -19,6 +19,12 @@ char *sa_format(const struct sockaddr *sa, char *out, size_t cap);
 char *sa_format_ip(const struct sockaddr *sa, char *out, size_t cap);
 /* Parse an IP literal (v4 or v6, optional [brackets]) with the given port. 0 or -1. */
 int sa_parse_ip(const char *s, uint16_t port, struct sockaddr_storage *out);
+/* Parse a transport address as written in the config: "A.B.C.D", "A.B.C.D:PORT", "[IPv6]",
+ * "[IPv6]:PORT" or a bare IPv6 address (no port: "::1:80" is the address ::1:80, never ::1 port 80;
+ * write "[::1]:80" for that). PORT is 1-65535 in decimal digits only (no sign, no spaces, nothing
+ * after it); default_port is used when there is none. Brackets hold an IPv6 address only. No host
+ * names. 0 or -1 (out zeroed on -1). */
+int sa_parse_hostport(const char *s, uint16_t default_port, struct sockaddr_storage *out);
 /* Size of the concrete sockaddr for its family (0 for unknown). */
 socklen_t sa_len(const struct sockaddr *sa);
 uint16_t sa_port(const struct sockaddr *sa);

@@ -16,6 +16,11 @@
 #define STUN_MAX_MSG_LEN 4096
 /* Attributes indexed per message; a message with more is rejected (bounded work per packet). */
 #define STUN_MAX_ATTRS 48
+/* Longest USERNAME value in bytes. RFC 8489 §14.3: "MUST contain a UTF-8-encoded sequence of fewer
+ * than 509 bytes" (RFC 5389 said "less than 513 bytes"); we keep 512, the larger legacy bound and
+ * coturn's, so no name a deployed client sends is refused. Buffers holding the name as a C string
+ * need STUN_USERNAME_MAX + 1. */
+#define STUN_USERNAME_MAX 512
 
 /* Message classes (2 bits). */
 enum stun_class {

@@ -20,11 +20,13 @@
 #include "creds.h"
 #include "list.h"
 #include "siphash.h"
+#include "stun.h"
 
 #define ALLOC_PERMISSION_MS (300 * 1000) /* RFC 8656 §9: exactly 300 s */
 #define ALLOC_CHANNEL_MS (600 * 1000)    /* RFC 8656 §12: 10 minutes */
 #define ALLOC_DEFAULT_LIFETIME 600       /* RFC 8656 §7.2 */
-#define ALLOC_MAX_USERNAME 513
+/* Old name of STUN_USERNAME_MAX, kept only while admin/admin_allocs.c (another branch) uses it. */
+#define ALLOC_MAX_USERNAME STUN_USERNAME_MAX
 
 typedef union {
     struct sockaddr sa;
@@ -68,7 +70,7 @@ struct alloc {
     alloc_relay_t relay[2];
     int nrelay;
     uint64_t created_ms, expires_ms;
-    char username[ALLOC_MAX_USERNAME + 1];
+    char username[STUN_USERNAME_MAX + 1];
     uint16_t username_len;
     creds_key_t key;    /* the key that authenticated the Allocate */
     bool key_is_sha256; /* answer with MESSAGE-INTEGRITY-SHA256 */

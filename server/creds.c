@@ -530,7 +530,7 @@ static bool needs_query(const creds_t *c, const uinfo_t *ui, const entry_t *e, u
  * so the asker's second call finds both answers and is final. */
 static void hash_follow(creds_t *c, entry_t *e, uint64_t now)
 {
-    char name[USER_MAX + 1];
+    char name[STUN_USERNAME_MAX + 1];
     size_t len = e->alias_len;
     uinfo_t ui;
 
@@ -665,7 +665,7 @@ static enum creds_status lookup_name(creds_t *c, const creds_asker_t *who, const
 
     out->n = 0;
     /* A NUL cannot be part of a key name, and no real username is this long. */
-    if (ul == 0 || ul > USER_MAX || memchr(u, '\0', ul))
+    if (ul == 0 || ul > STUN_USERNAME_MAX || memchr(u, '\0', ul))
         return CREDS_UNKNOWN;
     uinfo_init(c->sh, u, ul, unix_now, &ui);
     if (c->redis && (e = cache_find(c, ENT_USER, u, ul)))

@@ -11,9 +11,9 @@
 
 #include "creds.h"
 #include "creds_redis.h"
+#include "stun.h"
 #include "stun_auth.h"
 
-#define USER_MAX 512 /* coturn's limit too; longer names are nobody */
 #define REALM_MAX 255
 
 typedef struct {

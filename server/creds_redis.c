@@ -29,13 +29,13 @@
 
 #include "log.h"
 #include "stats.h"
+#include "stun.h"
 #include "stun_auth.h"
 
 #define BACKOFF_MIN_MS 500
 #define BACKOFF_MAX_MS 30000
 #define CONNECT_POLL_MS 50 /* how often a connect in progress is checked for failure */
-#define USER_MAX 512
-#define KEYNAME_MAX 1024 /* "turn/realm/" + realm (<= 255) + "/user/" + name + suffix fits */
+#define KEYNAME_MAX 1024   /* "turn/realm/" + realm (<= 255) + "/user/" + name + suffix fits */
 #define MAX_ARGS 4
 
 /* ---- connection ---- */
@@ -659,7 +659,7 @@ int creds_redis_fetch_user(creds_redis_t *r, const char *realm, const char *name
 
     /* The name is an argument of snprintf, never its format, and then one whole argv element:
      * no quoting and no protocol injection, whatever bytes it holds. */
-    if (strlen(name) > USER_MAX ||
+    if (strlen(name) > STUN_USERNAME_MAX ||
         !cmd_key(&cmd[0], "GET", kmd5,
                  snprintf(kmd5, sizeof(kmd5), CREDS_REDIS_KEY_MD5, realm, name)) ||
         !cmd_key(&cmd[1], "GET", ksha,
@@ -695,7 +695,7 @@ static void on_alias_batch(void *arg, redisReply *const *rep, int n)
         f->cb.alias(f->arg, 1, NULL, 0);
     } else if (a->type == REDIS_REPLY_NIL) {
         f->cb.alias(f->arg, 0, NULL, 0);
-    } else if (a->len == 0 || a->len > USER_MAX || memchr(a->str, '\0', a->len)) {
+    } else if (a->len == 0 || a->len > STUN_USERNAME_MAX || memchr(a->str, '\0', a->len)) {
         warn_data(f->r, "a userhash entry names an invalid username; ignored");
         f->cb.alias(f->arg, 0, NULL, 0);
     } else {

@@ -107,8 +107,9 @@ static int parse_user(creds_shared_t *sh, const cfg_t *cfg, size_t i, char *err,
     size_t nlen = (size_t)(colon - line);
     const char *pw = colon + 1;
     size_t plen = strlen(pw);
-    if (nlen == 0 || nlen > USER_MAX)
-        return cfg_fail(cfg, "user", i, err, errlen, "the name must be 1 to %d bytes", USER_MAX);
+    if (nlen == 0 || nlen > STUN_USERNAME_MAX)
+        return cfg_fail(cfg, "user", i, err, errlen, "the name must be 1 to %d bytes",
+                        STUN_USERNAME_MAX);
     if (plen == 0)
         return cfg_fail(cfg, "user", i, err, errlen, "empty password");
     suser_t *u = &sh->users[sh->nusers];

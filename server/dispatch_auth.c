@@ -191,7 +191,7 @@ static int precheck(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t
     const stun_attr_t *ra = stun_msg_find(msg, STUN_ATTR_REALM);
     const stun_attr_t *na = stun_msg_find(msg, STUN_ATTR_NONCE);
     if ((!ua && !(uh && uh->len == STUN_USERHASH_LEN)) || !ra || !na ||
-        (ua && ua->len > ALLOC_MAX_USERNAME)) {
+        (ua && ua->len > STUN_USERNAME_MAX)) {
         stats_inc(&d->stats->auth_bad_request);
         dispatch_error(d, conn, msg, STUN_ERR_BAD_REQUEST, NULL);
         return 1;

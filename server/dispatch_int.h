@@ -8,6 +8,7 @@
 
 #include "dispatch.h"
 #include "frame.h"
+#include "stun.h"
 #include "stun_build.h"
 
 /* Result of authenticating a request (RFC 8489 §9.2.4). */
@@ -17,7 +18,7 @@ typedef struct {
     bool mi_sha256;  /* the request used MESSAGE-INTEGRITY-SHA256: answer with it too */
     const char *user;
     size_t ulen;
-    char userbuf[ALLOC_MAX_USERNAME + 1]; /* for USERHASH lookups */
+    char userbuf[STUN_USERNAME_MAX + 1]; /* for USERHASH lookups */
 } dispatch_auth_t;
 
 enum dispatch_auth_result {

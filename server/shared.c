@@ -98,7 +98,7 @@ bad:
                     v);
 }
 
-/* alternate-server = IP, IP:PORT, [IPv6]:PORT or a bare IPv6 address. */
+/* alternate-server = IP, IP:PORT, [IPv6]:PORT or a bare IPv6 address (sa_parse_hostport). */
 static int parse_alternate_list(const cfg_t *cfg, const cfg_list_t *l, const char *key,
                                 sa_any_t **out, size_t *nout, char *err, size_t errlen)
 {
@@ -110,37 +110,12 @@ static int parse_alternate_list(const cfg_t *cfg, const cfg_list_t *l, const cha
         return -1;
     }
     for (size_t i = 0; i < l->n; i++) {
-        char host[128];
-        long port = 3478;
-        const char *v = l->v[i];
-        const char *colon = strrchr(v, ':');
-        int bracketed = v[0] == '[';
-        if (bracketed) {
-            const char *end = strchr(v, ']');
-            if (!end || (end[1] && end[1] != ':'))
-                goto bad;
-            snprintf(host, sizeof(host), "%.*s", (int)(end - v - 1), v + 1);
-            colon = end[1] == ':' ? end + 1 : NULL;
-        } else if (colon && strchr(v, ':') == colon) {
-            snprintf(host, sizeof(host), "%.*s", (int)(colon - v), v);
-        } else {
-            snprintf(host, sizeof(host), "%s", v); /* IPv4 without port, or bare IPv6 */
-            colon = NULL;
-        }
-        if (colon) {
-            char *end;
-            port = strtol(colon + 1, &end, 10);
-            if (*end || port < 1 || port > 65535)
-                goto bad;
-        }
         struct sockaddr_storage ss;
-        if (sa_parse_ip(host, (uint16_t)port, &ss) != 0)
-            goto bad;
+        if (sa_parse_hostport(l->v[i], 3478, &ss) != 0)
+            return cfg_fail(cfg, key, i, err, errlen,
+                            "'%s' is not IP, IP:PORT, [IPv6]:PORT or IPv6 (PORT 1-65535)", l->v[i]);
         memcpy(&(*out)[i], &ss, sa_len((struct sockaddr *)&ss));
         (*nout)++;
-        continue;
-    bad:
-        return cfg_fail(cfg, key, i, err, errlen, "'%s' is not IP, IP:PORT or [IPv6]:PORT", v);
     }
     return 0;
 }
