@@ -74,6 +74,22 @@ int sa_parse_ip(const char *s, uint16_t port, struct sockaddr_storage *out)
     return -1;
 }
 
+int sa_parse_port(const char *s, size_t n, uint16_t *out)
+{
+    unsigned long p = 0;
+    if (n == 0 || n > 5)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        p = p * 10 + (unsigned long)(s[i] - '0');
+    }
+    if (p < 1 || p > 65535)
+        return -1;
+    *out = (uint16_t)p;
+    return 0;
+}
+
 int sa_parse_hostport(const char *s, uint16_t default_port, struct sockaddr_storage *out)
 {
     char host[INET6_ADDRSTRLEN];
@@ -105,20 +121,9 @@ int sa_parse_hostport(const char *s, uint16_t default_port, struct sockaddr_stor
         port = c ? c + 1 : NULL;
     }
     host[hn] = '\0';
-    unsigned long p = default_port;
-    if (port) {
-        size_t n = strlen(port);
-        if (n == 0 || n > 5)
-            return -1;
-        p = 0;
-        for (size_t i = 0; i < n; i++) {
-            if (port[i] < '0' || port[i] > '9')
-                return -1;
-            p = p * 10 + (unsigned long)(port[i] - '0');
-        }
-        if (p < 1 || p > 65535)
-            return -1;
-    }
+    uint16_t p = default_port;
+    if (port && sa_parse_port(port, strlen(port), &p) != 0)
+        return -1;
     int fam = v6 ? AF_INET6 : AF_INET;
     void *dst = v6 ? (void *)&((struct sockaddr_in6 *)out)->sin6_addr
                    : (void *)&((struct sockaddr_in *)out)->sin_addr;
@@ -132,7 +137,7 @@ int sa_parse_hostport(const char *s, uint16_t default_port, struct sockaddr_stor
         return -1;
     }
     out->ss_family = (sa_family_t)fam;
-    sa_set_port((struct sockaddr *)out, (uint16_t)p);
+    sa_set_port((struct sockaddr *)out, p);
     return 0;
 }
 

@@ -25,6 +25,8 @@ int sa_parse_ip(const char *s, uint16_t port, struct sockaddr_storage *out);
  * after it); default_port is used when there is none. Brackets hold an IPv6 address only. No host
  * names. 0 or -1 (out zeroed on -1). */
 int sa_parse_hostport(const char *s, uint16_t default_port, struct sockaddr_storage *out);
+/* A port as sa_parse_hostport reads it: s[0..n) is 1 to 5 decimal digits worth 1-65535. 0 or -1. */
+int sa_parse_port(const char *s, size_t n, uint16_t *out);
 /* Size of the concrete sockaddr for its family (0 for unknown). */
 socklen_t sa_len(const struct sockaddr *sa);
 uint16_t sa_port(const struct sockaddr *sa);

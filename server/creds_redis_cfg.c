@@ -17,6 +17,7 @@
 
 #include "creds_int.h"
 #include "errbuf.h"
+#include "sockaddr_util.h"
 #include "stun_auth.h"
 
 #define REDIS_DEFAULT_PORT 6379
@@ -53,8 +54,8 @@ static int set_str(char **dst, const char *v, size_t n)
 
 static int set_port(creds_redis_cfg_t *o, const char *v, size_t n, char *err, size_t errlen)
 {
-    long p;
-    if (parse_num(v, n, 1, 65535, &p) != 0)
+    uint16_t p;
+    if (sa_parse_port(v, n, &p) != 0) /* the rule of every host:port value */
         return err_set(err, errlen, "'redis-userdb': bad port '%.*s' (1-65535)",
                        (int)(n > 16 ? 16 : n), v);
     o->port = (int)p;

@@ -46,6 +46,7 @@ static const char *const refused[] = {
     "1.2.3.4:65536",
     "1.2.3.4:99999",
     "1.2.3.4:123456",
+    "1.2.3.4:000080", /* at most 5 digits, leading zeros included */
     "1.2.3.4:+80",
     "1.2.3.4:-80",
     "1.2.3.4: 80",
@@ -115,5 +116,18 @@ int main(void)
     CHECK_INT(sa_port((struct sockaddr *)&ss), 8089);
     CHECK_INT(sa_parse_hostport("[::1]", 1, &ss), 0);
     CHECK_INT(sa_port((struct sockaddr *)&ss), 1);
+    /* sa_parse_port, also redis-userdb's port rule: counted bytes, digits only. */
+    uint16_t port = 7;
+    CHECK_INT(sa_parse_port("6379/0", 4, &port), 0);
+    CHECK_INT(port, 6379);
+    CHECK_INT(sa_parse_port("65535", 5, &port), 0);
+    CHECK_INT(port, 65535);
+    static const char *const bad_ports[] = {"",    "0",   "65536", "+80",   "-1",
+                                            " 80", "80 ", "8a",    "000080"};
+    for (size_t i = 0; i < sizeof(bad_ports) / sizeof(bad_ports[0]); i++) {
+        port = 7;
+        CHECK_INT(sa_parse_port(bad_ports[i], strlen(bad_ports[i]), &port), -1);
+        CHECK_INT(port, 7); /* untouched on failure */
+    }
     return unit_done("test_sockaddr");
 }
