@@ -19,6 +19,7 @@
 #include "log.h"
 #include "notify.h"
 #include "sockaddr_util.h"
+#include "worker.h"
 
 static int add_addr(server_t *s, const struct sockaddr *sa)
 {

@@ -12,7 +12,8 @@
 #include "cfg.h"
 #include "shared.h"
 #include "stats.h"
-#include "worker.h"
+
+typedef struct worker worker_t; /* worker.h: the server's own; others see none of it */
 
 /* The checks of settings owned by a module above the server (uturnd passes admin_check): 0, or -1
  * with "FILE:LINE: 'key': reason" in `err`. Run first by the start, --check-config and every
