@@ -455,8 +455,7 @@ long server_forget_user(server_t *s, const char *user, size_t ulen, bool termina
         arg.ulen = (uint16_t)ulen;
         memcpy(arg.user, user, ulen);
     }
-    call_t *call =
-        call_workers(s, -1, forget_task, &arg, sizeof(arg), sizeof(long), NULL, &err);
+    call_t *call = call_workers(s, -1, forget_task, &arg, sizeof(arg), sizeof(long), NULL, &err);
     if (!call)
         return err;
     long n = 0;
