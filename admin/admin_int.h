@@ -4,8 +4,9 @@
  *
  * Threading: route handlers run on libmicrohttpd's pool threads, several at once. They read the
  * server through server_stats(), the workers' atomic counters and the immutable config snapshots
- * (shared.live), never a worker's objects; anything about allocations goes through
- * admin_call_workers(). The Redis connection is one per admin, behind its own mutex.
+ * (shared.live), never a worker's objects; anything about allocations goes through the read-only
+ * view of server/alloc_view.h (copies made on the owning worker). The Redis connection is one per
+ * admin, behind its own mutex.
  */
 #ifndef UTURN_ADMIN_INT_H
 #define UTURN_ADMIN_INT_H
@@ -19,6 +20,7 @@
 #include <uv.h>
 
 #include "admin.h"
+#include "alloc_view.h"
 #include "server.h"
 #include "stun.h"
 
@@ -26,7 +28,7 @@
 #define ADMIN_MAX_BODY (64 * 1024) /* request bodies above this get 413 */
 #define ADMIN_MAX_SEGS 8
 #define ADMIN_REALM_MAX 255
-#define ADMIN_WORKER_WAIT_MS 2000 /* how long a request waits for the workers' answers */
+#define ADMIN_WORKER_WAIT_MS SERVER_CALL_WAIT_MS /* how long a request waits for the workers */
 #define ADMIN_REDIS_TIMEOUT_MS 1000
 
 typedef struct admin_redis admin_redis_t;
@@ -137,28 +139,9 @@ const char *admin_body_str(admin_req_t *r, const char *field, size_t *len, bool 
 void admin_iso8601(int64_t unix_ms, char *out, size_t cap);
 int64_t admin_unix_ms(void);
 
-/* ---- the workers (admin_call.c) ---- */
+/* ---- the workers (admin_allocs.c) ---- */
 
-/* Runs on worker `w`'s loop thread (w->closed is 0). Writes its answer into `slot` (one per worker,
- * owned by the call; allocate into it as needed). */
-typedef void (*admin_call_fn)(worker_t *w, const void *arg, void *slot);
-/* Frees what a slot holds (any thread, once, after every task has run). */
-typedef void (*admin_slot_free_fn)(void *slot);
-
-typedef struct admin_call admin_call_t;
-
-/* Post fn(w, arg, slot_i) to every worker (only = -1) or to worker `only`, and wait up to
- * ADMIN_WORKER_WAIT_MS for the answers. `arg` (arg_len bytes) is copied. Returns the call (read
- * the slots with admin_call_slot, then admin_call_release), or NULL: *err is -ETIMEDOUT (a worker
- * did not answer in time), -ESHUTDOWN (stopping) or -ENOMEM. A task that runs after the wait gave
- * up writes into memory the call still owns; the last of the call's owners frees it. */
-admin_call_t *admin_call_workers(admin_t *a, int only, admin_call_fn fn, const void *arg,
-                                 size_t arg_len, size_t slot_size, admin_slot_free_fn slot_free,
-                                 int *err);
-/* Slot of worker i (NULL when that worker was not asked or was already closed). */
-void *admin_call_slot(admin_call_t *c, int i);
-void admin_call_release(admin_call_t *c);
-/* Answer 503/500 for a failed admin_call_workers. */
+/* Answer 503/500 for a failed server_alloc_* call (-ETIMEDOUT, -ESHUTDOWN, -ENOMEM). */
 void admin_call_error(admin_req_t *r, int err);
 
 /* ---- Redis (admin_redis.c) ---- */

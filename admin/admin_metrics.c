@@ -3,7 +3,7 @@
  * Prometheus text exposition format 0.0.4: counters end in _total, sizes are bytes and times
  * seconds, every metric has HELP and TYPE, and labels come from fixed sets (transport, family,
  * direction, reason, result) plus `worker`, bounded by relay-threads (at most 256). All figures
- * come from the workers' single-writer counters (server_stats() and stats_accumulate() per
+ * come from the workers' single-writer counters (server_stats() and server_worker_stats() per
  * worker), so a scrape costs no worker anything.
  */
 #include "admin_int.h"
@@ -274,7 +274,7 @@ static void render_workers(out_t *o, server_t *s)
         return;
     }
     for (int i = 0; i < s->nworkers; i++)
-        stats_accumulate(&s->workers[i].stats, &ws[i]);
+        (void)server_worker_stats(s, i, &ws[i]);
     head(o, "uturn_worker_allocations", "gauge", "Current allocations per worker.");
     for (int i = 0; i < s->nworkers; i++)
         put(o, "uturn_worker_allocations{worker=\"%d\"} %lld\n", i, (long long)ws[i].allocations);
@@ -338,8 +338,7 @@ void admin_h_stats(admin_req_t *r)
     json_t *workers = json_array();
     for (int i = 0; i < a->s->nworkers; i++) {
         stats_snapshot_t w;
-        memset(&w, 0, sizeof(w));
-        stats_accumulate(&a->s->workers[i].stats, &w);
+        (void)server_worker_stats(a->s, i, &w);
         json_array_append_new(workers, json_pack("{s:i,s:I,s:I,s:I}", "worker", i, "allocations",
                                                  (json_int_t)w.allocations, "udp_rx_packets",
                                                  (json_int_t)w.udp_rx_packets, "relay_packets",

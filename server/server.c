@@ -19,6 +19,7 @@
 #include "log.h"
 #include "notify.h"
 #include "sockaddr_util.h"
+#include "worker.h"
 
 static int add_addr(server_t *s, const struct sockaddr *sa)
 {
@@ -300,6 +301,15 @@ void server_close(server_t *s)
     free(s->addrs);
     s->workers = NULL;
     s->addrs = NULL;
+}
+
+int server_worker_stats(const server_t *s, int i, stats_snapshot_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (i < 0 || i >= s->nworkers)
+        return -1;
+    stats_accumulate(&s->workers[i].stats, out);
+    return 0;
 }
 
 void server_stats(const server_t *s, stats_snapshot_t *out)

@@ -12,14 +12,15 @@
 #include "cfg.h"
 #include "shared.h"
 #include "stats.h"
-#include "worker.h"
+
+typedef struct worker worker_t; /* worker.h: the server's own; others see none of it */
 
 /* The checks of settings owned by a module above the server (uturnd passes admin_check): 0, or -1
  * with "FILE:LINE: 'key': reason" in `err`. Run first by the start, --check-config and every
  * reload, so the three refuse the same files. */
 typedef int (*server_check_fn)(const cfg_t *cfg, char *err, size_t errlen);
 
-typedef struct {
+typedef struct server {
     const cfg_t *cfg;
     shared_t shared;
     int shared_ready;
@@ -64,6 +65,9 @@ int server_run(server_t *s);
 void server_close(server_t *s);
 /* Sum of every worker's counters (any thread). */
 void server_stats(const server_t *s, stats_snapshot_t *out);
+/* Worker i's own counters (any thread; single-writer atomics, no lock). 0, or -1 when there is no
+ * worker i. */
+int server_worker_stats(const server_t *s, int i, stats_snapshot_t *out);
 
 /* Drain: from now on new Allocates are refused (300 Try Alternate with ALTERNATE-SERVER when
  * alternate-server is set, else 508); existing allocations live until they end; with drain-exit the
