@@ -25,8 +25,6 @@
 #define ALLOC_PERMISSION_MS (300 * 1000) /* RFC 8656 §9: exactly 300 s */
 #define ALLOC_CHANNEL_MS (600 * 1000)    /* RFC 8656 §12: 10 minutes */
 #define ALLOC_DEFAULT_LIFETIME 600       /* RFC 8656 §7.2 */
-/* Old name of STUN_USERNAME_MAX, kept only while admin/admin_allocs.c (another branch) uses it. */
-#define ALLOC_MAX_USERNAME STUN_USERNAME_MAX
 
 typedef union {
     struct sockaddr sa;

@@ -20,8 +20,6 @@
 #include "sockaddr_util.h"
 #include "worker.h"
 
-_Static_assert(ALLOC_VIEW_USER_MAX >= ALLOC_MAX_USERNAME, "alloc_view_t.user holds any user name");
-
 /* ---- asking the workers ---- */
 
 /* Runs on worker `w`'s loop thread (w->closed is 0); writes its answer into `slot`. */
@@ -213,7 +211,7 @@ typedef struct {
     size_t limit;
     bool by_user;
     uint16_t ulen;
-    char user[ALLOC_MAX_USERNAME + 1];
+    char user[STUN_USERNAME_MAX + 1];
 } list_arg_t;
 
 typedef struct {
@@ -309,7 +307,7 @@ typedef struct {
     bool terminate;
     bool has_user; /* false: forget the REST secret set */
     uint16_t ulen;
-    char user[ALLOC_MAX_USERNAME + 1];
+    char user[STUN_USERNAME_MAX + 1];
 } forget_arg_t;
 
 static void forget_task(worker_t *w, const void *argp, void *slotp)
@@ -348,7 +346,7 @@ int server_alloc_foreach(server_t *s, const alloc_filter_t *f, alloc_view_fn fn,
     if (total)
         *total = 0;
     if (f->by_user) {
-        if (f->ulen > ALLOC_MAX_USERNAME)
+        if (f->ulen > STUN_USERNAME_MAX)
             return 0; /* no allocation can have such a name */
         arg.by_user = true;
         arg.ulen = (uint16_t)f->ulen;
@@ -449,7 +447,7 @@ long server_forget_user(server_t *s, const char *user, size_t ulen, bool termina
     memset(&arg, 0, sizeof(arg));
     arg.terminate = terminate;
     if (user) {
-        if (ulen > ALLOC_MAX_USERNAME)
+        if (ulen > STUN_USERNAME_MAX)
             return 0; /* no allocation or cache entry can have such a name */
         arg.has_user = true;
         arg.ulen = (uint16_t)ulen;

@@ -21,8 +21,10 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "stun.h"
+
 #define SERVER_CALL_WAIT_MS 2000
-#define ALLOC_VIEW_USER_MAX 513 /* = alloc.h's ALLOC_MAX_USERNAME (checked at compile time) */
+#define ALLOC_VIEW_USER_MAX STUN_USERNAME_MAX
 
 typedef struct server server_t;
 
