@@ -121,85 +121,25 @@ struct creds {
     bool closing;
 };
 
-/* ---- keys ---- */
-
-/* What the username itself says about REST. */
-typedef struct {
-    const char *name;
-    size_t len;
-    bool rest;    /* REST-shaped and not expired: each secret gives a key */
-    bool expired; /* REST-shaped and past its timestamp */
-} uinfo_t;
-
-static void uinfo_init(const creds_shared_t *sh, const char *u, size_t ul, int64_t unix_now,
-                       uinfo_t *ui)
-{
-    int64_t expiry;
-    ui->name = u;
-    ui->len = ul;
-    ui->rest = ui->expired = false;
-    if (!sh->rest || turn_rest_expiry(u, ul, &expiry) != 0)
-        return;
-    /* coturn: accepted while timestamp >= now. */
-    if (expiry < unix_now)
-        ui->expired = true;
-    else
-        ui->rest = true;
-}
-
-static void keys_add(creds_keys_t *out, const creds_key_t *k)
-{
-    for (int i = 0; i < out->n; i++)
-        if (memcmp(&out->k[i], k, sizeof(*k)) == 0)
-            return; /* the same secret in the config and in Redis */
-    if (out->n < CREDS_MAX_KEYS)
-        out->k[out->n++] = *k;
-}
-
-static void rest_key(const creds_shared_t *sh, const uinfo_t *ui, const secret_t *s,
-                     creds_keys_t *out)
-{
-    char pw[32];
-    creds_key_t k;
-    int n = turn_rest_password(s->s, s->len, ui->name, ui->len, pw, sizeof(pw));
-    if (n < 0)
-        return;
-    memset(&k, 0, sizeof(k));
-    stun_auth_key_md5(ui->name, ui->len, sh->realm, sh->rlen, pw, (size_t)n, k.md5);
-    stun_auth_key_sha256(ui->name, ui->len, sh->realm, sh->rlen, pw, (size_t)n, k.sha256);
-    k.has_md5 = k.has_sha256 = true;
-    keys_add(out, &k);
-    OPENSSL_cleanse(pw, sizeof(pw));
-    OPENSSL_cleanse(&k, sizeof(k));
-}
+/* ---- keys (the candidates; derivation is in creds_keys.c) ---- */
 
 /* Candidates from the Redis answer `e` (may be NULL) and the secrets; returns whether `e` says
  * the user is revoked (then neither Redis nor REST keys count). */
-static bool gather(const creds_t *c, const uinfo_t *ui, const entry_t *e, bool rsec_ok,
+static bool gather(const creds_t *c, const creds_uinfo_t *ui, const entry_t *e, bool rsec_ok,
                    creds_keys_t *out)
 {
     bool revoked = e && e->revoked;
     if (revoked)
         return true;
     if (e && e->has_rkey)
-        keys_add(out, &e->rkey);
+        creds_keys_add(out, &e->rkey);
     if (!ui->rest)
         return false;
     for (size_t i = 0; i < c->sh->nsecrets; i++)
-        rest_key(c->sh, ui, &c->sh->secrets[i], out);
+        creds_rest_key(c->sh, ui, &c->sh->secrets[i], out);
     for (size_t i = 0; rsec_ok && i < c->nrsec; i++)
-        rest_key(c->sh, ui, &c->rsec[i], out);
+        creds_rest_key(c->sh, ui, &c->rsec[i], out);
     return false;
-}
-
-static enum creds_status verdict(const uinfo_t *ui, bool revoked, const creds_keys_t *out,
-                                 enum creds_status none)
-{
-    if (out->n > 0)
-        return CREDS_FOUND;
-    if (ui->expired && !revoked)
-        return CREDS_EXPIRED;
-    return none;
 }
 
 /* ---- cache ---- */
@@ -386,7 +326,7 @@ static entry_t *cache_add(creds_t *c, int kind, const void *k, size_t n)
  * it, and callers' clocks may differ by a little (coalesced askers); never let that wrap. */
 static uint64_t age(uint64_t now, uint64_t t) { return now > t ? now - t : 0; }
 
-static bool entry_fresh(const creds_t *c, const entry_t *e, const uinfo_t *ui, uint64_t now)
+static bool entry_fresh(const creds_t *c, const entry_t *e, const creds_uinfo_t *ui, uint64_t now)
 {
     if (!e->filled || age(now, e->fetched_ms) >= (e->positive ? TTL_POS_MS : TTL_NEG_MS))
         return false;
@@ -489,7 +429,7 @@ static void on_user_reply(void *arg, const creds_redis_user_t *u)
     /* Stamped with the asker's clock (not the reply's): never fresher than it is, and the
      * asker's second call, made with the same clock, sees it fresh. */
     uint64_t now = e->asked_ms;
-    uinfo_t ui;
+    creds_uinfo_t ui;
 
     query_done(c, e);
     if (e->forgotten) {
@@ -504,7 +444,7 @@ static void on_user_reply(void *arg, const creds_redis_user_t *u)
         e->rkey = u->key;
         e->has_rkey = u->key.has_md5 || u->key.has_sha256;
         e->revoked = u->revoked;
-        uinfo_init(c->sh, e->key, e->klen, e->unix_now, &ui);
+        creds_uinfo_init(c->sh, e->key, e->klen, e->unix_now, &ui);
         e->positive = !e->revoked && (e->has_rkey || ui.rest);
         entry_classify(c, e);
         e->filled = true;
@@ -517,7 +457,7 @@ static void on_user_reply(void *arg, const creds_redis_user_t *u)
     waiters_ready(c, e);
 }
 
-static bool needs_query(const creds_t *c, const uinfo_t *ui, const entry_t *e, uint64_t now)
+static bool needs_query(const creds_t *c, const creds_uinfo_t *ui, const entry_t *e, uint64_t now)
 {
     if (!c->redis || creds_static_find(c->sh, ui->name, ui->len))
         return false;
@@ -532,10 +472,10 @@ static void hash_follow(creds_t *c, entry_t *e, uint64_t now)
 {
     char name[STUN_USERNAME_MAX + 1];
     size_t len = e->alias_len;
-    uinfo_t ui;
+    creds_uinfo_t ui;
 
     memcpy(name, e->alias, len + 1);
-    uinfo_init(c->sh, name, len, e->unix_now, &ui);
+    creds_uinfo_init(c->sh, name, len, e->unix_now, &ui);
     entry_t *ue = cache_find(c, ENT_USER, name, len);
     if (!needs_query(c, &ui, ue, now))
         return;
@@ -589,8 +529,8 @@ static void on_hash_reply(void *arg, int failed, const char *name, size_t len)
 
 /* The answer without asking Redis: static users, REST from the secrets we have, and the cached
  * Redis answer `e`: fresh, or up to an hour old when Redis cannot be asked. */
-static enum creds_status answer_user(creds_t *c, const uinfo_t *ui, const entry_t *e, uint64_t now,
-                                     creds_keys_t *out)
+static enum creds_status answer_user(creds_t *c, const creds_uinfo_t *ui, const entry_t *e,
+                                     uint64_t now, creds_keys_t *out)
 {
     const suser_t *su = creds_static_find(c->sh, ui->name, ui->len);
     bool rsec_fresh = c->rsec_filled && age(now, c->rsec_ms) < SECRETS_TTL_MS;
@@ -598,17 +538,18 @@ static enum creds_status answer_user(creds_t *c, const uinfo_t *ui, const entry_
 
     if (su || !c->redis) {
         if (su)
-            keys_add(out, &su->key);
+            creds_keys_add(out, &su->key);
         gather(c, ui, NULL, rsec_fresh, out);
-        return verdict(ui, false, out, CREDS_UNKNOWN);
+        return creds_verdict(ui, false, out, CREDS_UNKNOWN);
     }
     if (e && entry_fresh(c, e, ui, now)) {
         stats_inc(&c->stats->cache_hits);
-        return verdict(ui, gather(c, ui, e, true, out), out, CREDS_UNKNOWN);
+        return creds_verdict(ui, gather(c, ui, e, true, out), out, CREDS_UNKNOWN);
     }
     /* Redis cannot be asked. REST names still work from the static secrets (the revocation list
      * is then unchecked: availability over a best-effort extension). */
-    return verdict(ui, gather(c, ui, entry_stale(e, now), rsec_old, out), out, CREDS_UNAVAILABLE);
+    return creds_verdict(ui, gather(c, ui, entry_stale(e, now), rsec_old, out), out,
+                         CREDS_UNAVAILABLE);
 }
 
 /* Park the caller on the query for `e` (joined, or started). Refuse rather than queue: a flood of
@@ -661,13 +602,13 @@ static enum creds_status lookup_name(creds_t *c, const creds_asker_t *who, const
                                      creds_ready_cb cb, void *arg)
 {
     entry_t *e = NULL;
-    uinfo_t ui;
+    creds_uinfo_t ui;
 
     out->n = 0;
     /* A NUL cannot be part of a key name, and no real username is this long. */
     if (ul == 0 || ul > STUN_USERNAME_MAX || memchr(u, '\0', ul))
         return CREDS_UNKNOWN;
-    uinfo_init(c->sh, u, ul, unix_now, &ui);
+    creds_uinfo_init(c->sh, u, ul, unix_now, &ui);
     if (c->redis && (e = cache_find(c, ENT_USER, u, ul)))
         lru_touch(c, e);
     if (needs_query(c, &ui, e, now)) {

@@ -48,4 +48,24 @@ const suser_t *creds_static_find(const creds_shared_t *sh, const char *u, size_t
 /* The static user whose USERHASH is `hash`, or NULL. */
 const suser_t *creds_static_find_hash(const creds_shared_t *sh, const uint8_t *hash);
 
+/* What the username itself says about REST. */
+typedef struct {
+    const char *name;
+    size_t len;
+    bool rest;    /* REST-shaped and not expired: each secret gives a key */
+    bool expired; /* REST-shaped and past its timestamp */
+} creds_uinfo_t;
+
+/* What `u` (ul bytes) says about REST at `unix_now`: REST-shaped and live, expired, or neither. */
+void creds_uinfo_init(const creds_shared_t *sh, const char *u, size_t ul, int64_t unix_now,
+                      creds_uinfo_t *ui);
+/* Add `k` to `out` unless it is there already or `out` is full. */
+void creds_keys_add(creds_keys_t *out, const creds_key_t *k);
+/* The REST key that secret `s` gives the user `ui` (MD5 and SHA-256), added to `out`. */
+void creds_rest_key(const creds_shared_t *sh, const creds_uinfo_t *ui, const secret_t *s,
+                    creds_keys_t *out);
+/* FOUND with keys; EXPIRED for an expired REST name that is not revoked; else `none`. */
+enum creds_status creds_verdict(const creds_uinfo_t *ui, bool revoked, const creds_keys_t *out,
+                                enum creds_status none);
+
 #endif
