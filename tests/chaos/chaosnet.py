@@ -285,6 +285,10 @@ class ChaosConn(TurnClient):
         if self.rbuf:
             data, self.rbuf = self.rbuf, b""
             return data
+        return self._recv_stream(timeout)
+
+    def _recv_stream(self, timeout):
+        """One read from the stream socket: bytes, None on timeout; Closed on EOF or error."""
         self.sock.settimeout(max(0.001, timeout))
         try:
             data = self.sock.recv(65536)
@@ -332,15 +336,9 @@ class ChaosConn(TurnClient):
             left = deadline - time.monotonic()
             if left <= 0:
                 return None
-            self.sock.settimeout(max(0.001, left))
-            try:
-                data = self.sock.recv(65536)
-            except (socket.timeout, ssl.SSLWantReadError):
+            data = self._recv_stream(left)
+            if data is None:
                 return None
-            except (ConnectionResetError, BrokenPipeError, ssl.SSLError, OSError) as e:
-                raise Closed("recv: %s" % e)
-            if not data:
-                raise Closed("EOF")
             self.rbuf += data
 
     def channel_data(self, number, data):
