@@ -12,7 +12,7 @@
 #include "turn_auth.h"
 
 void creds_uinfo_init(const creds_shared_t *sh, const char *u, size_t ul, int64_t unix_now,
-                       creds_uinfo_t *ui)
+                      creds_uinfo_t *ui)
 {
     int64_t expiry;
     ui->name = u;
@@ -37,7 +37,7 @@ void creds_keys_add(creds_keys_t *out, const creds_key_t *k)
 }
 
 void creds_rest_key(const creds_shared_t *sh, const creds_uinfo_t *ui, const secret_t *s,
-                     creds_keys_t *out)
+                    creds_keys_t *out)
 {
     char pw[32];
     creds_key_t k;
@@ -54,7 +54,7 @@ void creds_rest_key(const creds_shared_t *sh, const creds_uinfo_t *ui, const sec
 }
 
 enum creds_status creds_verdict(const creds_uinfo_t *ui, bool revoked, const creds_keys_t *out,
-                                 enum creds_status none)
+                                enum creds_status none)
 {
     if (out->n > 0)
         return CREDS_FOUND;
