@@ -22,6 +22,7 @@ import json
 import os
 import queue
 import random
+import re
 import selectors
 import signal
 import socket
@@ -771,11 +772,23 @@ class Client(threading.Thread):
             return "every peer permitted"
         peer = p.choice(others)
         relay = tuple(self.alloc["relay"])
-        for _ in range(p.randint(1, 3)):
+        before = no_permission_drops(self.w)
+        n = p.randint(1, 3)
+        for _ in range(n):
             seq = self.w.next_seq(peer.id)
             with self.w.lock:
                 self.w.forbidden.add((peer.id, seq))
             peer.sock.sendto(make_payload(self.w.seed, peer.id, self.id, seq, relay[1], 40, p), relay)
+        # uturnd checks the permission when it reads a datagram, not when the kernel queues it: wait
+        # until it has dropped these, so a permission this client installs next cannot let a queued
+        # one through (seen once under CI load: two such payloads delivered after a CreatePermission
+        # 4 ms later). Other clients' drops may end the wait early; then the race is only narrower.
+        deadline = time.monotonic() + 2.0
+        while before is not None and time.monotonic() < deadline:
+            now = no_permission_drops(self.w)
+            if now is None or now >= before + n:
+                break
+            time.sleep(0.005)
         return "peer %d without permission" % peer.id
 
     # RFC 6062
@@ -1224,6 +1237,17 @@ class Client(threading.Thread):
 
 
 # ---- chaos: reloads, admin kills, drain ----
+
+def no_permission_drops(w):
+    """uturn_dropped_total{reason="no_permission"} from /metrics, or None when it cannot be read."""
+    try:
+        st, text = admin(w, "GET", "/metrics")
+    except OSError:
+        return None
+    m = re.search(r'^uturn_dropped_total\{reason="no_permission"\} (\d+)$', text, re.M) \
+        if st == 200 and isinstance(text, str) else None
+    return int(m.group(1)) if m else None
+
 
 def admin(w, method, path):
     conn = http.client.HTTPConnection("127.0.0.1", w.admin_port, timeout=10)
