@@ -13,7 +13,7 @@ import uturn
 from uturn import (Uturnd, binding_request, check, get_attr, parse, read_frame, run,
                    wait_closed, wait_for, xor_address, TurnClient)
 
-DEFAULT_TCP_PER_IP = 256  # server/cfg_table.c: max-tcp-connections-per-ip
+DEFAULT_TCP_PER_IP = 256  # server/base/cfg_table.c: max-tcp-connections-per-ip
 
 
 def _conn(u, src):

@@ -12,7 +12,7 @@ import time
 from uturn import (A_REQ_TRANSPORT, TurnClient, Uturnd, attr, check, error_code, free_port, parse,
                    run, tid, uclient, start_peer)
 
-K = 4  # DISPATCH_UNAUTH_RATIO in server/dispatch.h
+K = 4  # DISPATCH_UNAUTH_RATIO in server/turn/dispatch.h
 USER, PASS = "victim", "victim-pass"
 BASE = ["user = %s:%s" % (USER, PASS), "realm = uturn.test", "allow-loopback-peers",
         "min-port = 47000", "max-port = 47999"]
