@@ -10,6 +10,13 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+/* Room for either family's transport address, used as its generic view (`.sa`) or by family. */
+typedef union {
+    struct sockaddr sa;
+    struct sockaddr_in in;
+    struct sockaddr_in6 in6;
+} sa_any_t;
+
 /* Longest "[v6]:port" plus NUL. */
 #define SA_STRLEN 64
 

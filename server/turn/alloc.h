@@ -20,17 +20,12 @@
 #include "creds.h"
 #include "list.h"
 #include "siphash.h"
+#include "sockaddr_util.h"
 #include "stun.h"
 
 #define ALLOC_PERMISSION_MS (300 * 1000) /* RFC 8656 §9: exactly 300 s */
 #define ALLOC_CHANNEL_MS (600 * 1000)    /* RFC 8656 §12: 10 minutes */
 #define ALLOC_DEFAULT_LIFETIME 600       /* RFC 8656 §7.2 */
-
-typedef union {
-    struct sockaddr sa;
-    struct sockaddr_in in;
-    struct sockaddr_in6 in6;
-} sa_any_t;
 
 typedef struct {
     uint8_t family; /* AF_INET / AF_INET6 */
