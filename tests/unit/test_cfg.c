@@ -51,7 +51,7 @@ static const set_case_t set_cases[] = {
     {"max-bps", "-1", 0, "out of range"},
 };
 
-static void test_set_table(void)
+UNIT_TEST(set_table)
 {
     for (size_t i = 0; i < ARRAY_SIZE(set_cases); i++) {
         const set_case_t *t = &set_cases[i];
@@ -72,7 +72,7 @@ static void test_set_table(void)
     }
 }
 
-static void test_defaults(void)
+UNIT_TEST(defaults)
 {
     cfg_t c;
     cfg_init(&c);
@@ -106,7 +106,7 @@ static char *write_tmp(const char *text)
     return path;
 }
 
-static void test_file_forms(void)
+UNIT_TEST(file_forms)
 {
     const char *text = "# a comment\n"
                        "   # indented comment\n"
@@ -162,7 +162,7 @@ static void test_file_forms(void)
     unlink(path);
 }
 
-static void test_validate(void)
+UNIT_TEST(validate)
 {
     cfg_t c;
     char err[256];
@@ -205,7 +205,7 @@ static char **mkargv(argv_t *a, const char *const *words)
     return a->v;
 }
 
-static void test_argv(void)
+UNIT_TEST(argv)
 {
     static const char *const good[] = {"uturnd",
                                        "--listening-port",
@@ -245,7 +245,7 @@ static void test_argv(void)
     cfg_free(&c);
 }
 
-static void test_table_consistent(void)
+UNIT_TEST(table_consistent)
 {
     /* Every row has a help text; names are unique; defaults parse (cfg_init would have failed). */
     for (size_t i = 0; i < cfg_table_len; i++) {
@@ -273,7 +273,7 @@ typedef struct {
     long hold; /* the largest value its users can take */
 } hold_t;
 
-static void test_bounds_fit_their_users(void)
+UNIT_TEST(bounds_fit_their_users)
 {
     const alloc_t *a = NULL;
     (void)a;
@@ -325,7 +325,7 @@ static void test_bounds_fit_their_users(void)
 
 /* A nonce made with the largest stale-nonce is one the check accepts (it refuses expiries too far
  * ahead as a clock gone backwards): otherwise every request would get 438 forever. */
-static void test_stale_nonce_max_accepted(void)
+UNIT_TEST(stale_nonce_max_accepted)
 {
     const cfg_entry_t *e = cfg_table_find("stale-nonce");
     CHECK(e != NULL);
@@ -349,7 +349,7 @@ static void test_stale_nonce_max_accepted(void)
 
 /* The permission table at the largest max-permissions, past the old wrap at 32768, and the
  * channel table at its largest max-channels: every entry is kept and found. */
-static void test_tables_at_max(void)
+UNIT_TEST(tables_at_max)
 {
     const cfg_entry_t *pe = cfg_table_find("max-permissions");
     const cfg_entry_t *ce = cfg_table_find("max-channels");
@@ -393,7 +393,7 @@ static void test_tables_at_max(void)
 }
 
 /* Every message names where the value came from: FILE:LINE, "command line" or "default". */
-static void test_where(void)
+UNIT_TEST(where)
 {
     char *path = write_tmp("# c\nrealm = r.example\nuser = a:b\n\nuser = broken\n");
     CHECK(path != NULL);
@@ -437,7 +437,7 @@ static void test_where(void)
 }
 
 /* A NUL byte is named as such, not as a long line; a long line still is one. */
-static void test_nul_and_long_lines(void)
+UNIT_TEST(nul_and_long_lines)
 {
     static const char text[] = "realm = a\nuser = x\0y:z\n";
     char path[] = "/tmp/uturn-test-cfg-XXXXXX";
@@ -472,18 +472,4 @@ static void test_nul_and_long_lines(void)
     unlink(p);
 }
 
-int main(void)
-{
-    test_set_table();
-    test_defaults();
-    test_file_forms();
-    test_validate();
-    test_argv();
-    test_table_consistent();
-    test_bounds_fit_their_users();
-    test_tables_at_max();
-    test_stale_nonce_max_accepted();
-    test_where();
-    test_nul_and_long_lines();
-    return unit_done("test_cfg");
-}
+UNIT_MAIN("test_cfg")

@@ -44,7 +44,7 @@ static const shared_case_t shared_cases[] = {
     {{"redis-userdb", "redis://user:@h", NULL}, "a user needs a password"},
 };
 
-static void test_shared_errors(void)
+UNIT_TEST(shared_errors)
 {
     for (size_t i = 0; i < ARRAY_SIZE(shared_cases); i++) {
         const shared_case_t *t = &shared_cases[i];
@@ -90,7 +90,7 @@ static const url_case_t url_cases[] = {
     {"REDIS://h:1/", "h", 1, 0, NULL, NULL, 2000},
 };
 
-static void test_redis_cfg(void)
+UNIT_TEST(redis_cfg)
 {
     for (size_t i = 0; i < ARRAY_SIZE(url_cases); i++) {
         const url_case_t *t = &url_cases[i];
@@ -113,9 +113,4 @@ static void test_redis_cfg(void)
     }
 }
 
-int main(void)
-{
-    test_shared_errors();
-    test_redis_cfg();
-    return unit_done("test_creds_cfg");
-}
+UNIT_MAIN("test_creds_cfg")

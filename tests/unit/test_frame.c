@@ -9,7 +9,7 @@
 #include "unit.h"
 #include "util.h"
 
-static void test_classify(void)
+UNIT_TEST(classify)
 {
     /* RFC 7983 §7 ranges, with 0x50-0x7F widened to ChannelData as frame.h documents. */
     static const struct {
@@ -36,7 +36,7 @@ static void test_classify(void)
     CHECK_INT(frame_classify(0x16), FRAME_DTLS); /* a (D)TLS handshake record */
 }
 
-static void test_stream_len(void)
+UNIT_TEST(stream_len)
 {
     static const struct {
         const char *name;
@@ -79,7 +79,7 @@ static void test_stream_len(void)
     }
 }
 
-static void test_channel_parse(void)
+UNIT_TEST(channel_parse)
 {
     static const uint8_t exact[] = {0x40, 0x01, 0x00, 0x03, 'a', 'b', 'c'};
     static const uint8_t padded[] = {0x40, 0x01, 0x00, 0x03, 'a', 'b', 'c', 0};
@@ -101,7 +101,7 @@ static void test_channel_parse(void)
     CHECK_INT(frame_channel_parse(short_data, sizeof(short_data), &ch, &data, &dlen), -1);
 }
 
-static void test_channel_header(void)
+UNIT_TEST(channel_header)
 {
     uint8_t hdr[4];
 
@@ -115,11 +115,4 @@ static void test_channel_header(void)
     CHECK_INT(frame_channel_pad(65535), 1);
 }
 
-int main(void)
-{
-    test_classify();
-    test_stream_len();
-    test_channel_parse();
-    test_channel_header();
-    return unit_done("test_frame");
-}
+UNIT_MAIN("test_frame")

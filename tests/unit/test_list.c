@@ -25,7 +25,7 @@ static size_t order(const list_t *head, int *out, size_t max)
     return n;
 }
 
-static void test_insert_remove(void)
+UNIT_TEST(insert_remove)
 {
     list_t head;
     list_init(&head);
@@ -61,7 +61,7 @@ static void test_insert_remove(void)
     CHECK(LIST_LAST(&head, item_t, node) == &it[2]);
 }
 
-static void test_foreach_safe(void)
+UNIT_TEST(foreach_safe)
 {
     list_t head;
     list_init(&head);
@@ -87,9 +87,4 @@ static void test_foreach_safe(void)
     CHECK_INT(ARRAY_SIZE(it), 6);
 }
 
-int main(void)
-{
-    test_insert_remove();
-    test_foreach_safe();
-    return unit_done("test_list");
-}
+UNIT_MAIN("test_list")

@@ -47,7 +47,7 @@ static void expect_message(int fd, const char *want)
     CHECK_STR(buf, want);
 }
 
-static void test_path(void)
+UNIT_TEST(path)
 {
     char dir[] = "/tmp/uturn-notify-XXXXXX";
     CHECK(mkdtemp(dir) != NULL);
@@ -66,7 +66,7 @@ static void test_path(void)
     rmdir(dir);
 }
 
-static void test_abstract(void)
+UNIT_TEST(abstract)
 {
     char name[64];
     snprintf(name, sizeof(name), "@uturn-notify-unit-%ld", (long)getpid());
@@ -77,7 +77,7 @@ static void test_abstract(void)
     close(fd);
 }
 
-static void test_refused_forms(void)
+UNIT_TEST(refused_forms)
 {
     CHECK_INT(notify_send_socket(NULL, "READY=1"), 0);
     CHECK_INT(notify_send_socket("", "READY=1"), 0);
@@ -89,10 +89,4 @@ static void test_refused_forms(void)
     CHECK_INT(notify_send_socket(longp, "READY=1"), -EINVAL);
 }
 
-int main(void)
-{
-    test_path();
-    test_abstract();
-    test_refused_forms();
-    return unit_done("test_notify");
-}
+UNIT_MAIN("test_notify")

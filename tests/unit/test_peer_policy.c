@@ -31,7 +31,7 @@ static const char *fmt(const struct sockaddr_storage *ss, char *buf)
     return sa_format((const struct sockaddr *)ss, buf, SA_STRLEN);
 }
 
-static void test_canonicalize(void)
+UNIT_TEST(canonicalize)
 {
     static const struct {
         const char *in, *out; /* formatted with port */
@@ -75,7 +75,7 @@ static void test_canonicalize(void)
     CHECK_INT(peer_classify((const struct sockaddr *)&unix_sa), 0);
 }
 
-static void test_embedded(void)
+UNIT_TEST(embedded)
 {
     static const struct {
         const char *in;
@@ -138,7 +138,7 @@ static void test_embedded(void)
     CHECK_INT(peer_embedded_ipv4((const struct sockaddr *)&local, two, 2), 2);
 }
 
-static void test_classify(void)
+UNIT_TEST(classify)
 {
     static const struct {
         const char *in;
@@ -214,7 +214,7 @@ static void test_classify(void)
     }
 }
 
-static void test_range_parse(void)
+UNIT_TEST(range_parse)
 {
     static const struct {
         const char *in;
@@ -316,7 +316,7 @@ static void test_range_parse(void)
     CHECK_INT(peer_range_parse(s, &r), -1);
 }
 
-static void test_range_contains(void)
+UNIT_TEST(range_contains)
 {
     peer_range_t v4, v6;
 
@@ -369,7 +369,7 @@ static void check_table(const peer_policy_t *p, const char *name, const char *co
     }
 }
 
-static void test_policy_default(void)
+UNIT_TEST(policy_default)
 {
     /* Every spelling of an internal destination we know of. */
     static const char *const denied[] = {
@@ -452,7 +452,7 @@ static void test_policy_default(void)
     CHECK_INT(peer_policy_check(&p, (const struct sockaddr *)&unix_sa), -1);
 }
 
-static void test_policy_rules(void)
+UNIT_TEST(policy_rules)
 {
     peer_range_t allow[2], deny[2];
 
@@ -532,7 +532,7 @@ static const char *block_end(const char *cidr, int last, char *buf, size_t cap)
  * (not read from the generated table, so a generator bug shows): the first and last address of
  * each not-globally-reachable block is denied, of each globally reachable block inside one
  * allowed. */
-static void test_registry_blocks(void)
+UNIT_TEST(registry_blocks)
 {
     static const char *const denied[] = {
         "0.0.0.0/8",      "0.0.0.0/32",     "10.0.0.0/8",         "100.64.0.0/10",
@@ -636,7 +636,7 @@ static void test_registry_blocks(void)
  * do tunnelled forms of the allowed addresses. An allow rule names destinations the operator
  * trusts as written: allowing 64:ff9b:1::/48 (their own NAT64) allows all of it, whatever IPv4
  * address its translator would reach, as allowing 64:ff9b::/96 always did. */
-static void test_policy_optin(void)
+UNIT_TEST(policy_optin)
 {
     static const char *const rules[] = {"198.18.0.0/15", "203.0.113.0/24", "2001:db8::/32",
                                         "64:ff9b:1::/48", "192.0.0.192"};
@@ -661,16 +661,4 @@ static void test_policy_optin(void)
     check_table(&p, "allowed-peer-ip opt-in", d, a);
 }
 
-int main(void)
-{
-    test_canonicalize();
-    test_embedded();
-    test_classify();
-    test_range_parse();
-    test_range_contains();
-    test_policy_default();
-    test_policy_rules();
-    test_registry_blocks();
-    test_policy_optin();
-    return unit_done("test_peer_policy");
-}
+UNIT_MAIN("test_peer_policy")

@@ -116,7 +116,7 @@ static const struct vector vectors[] = {
     {"U+10FFFF noncharacter", u8"\U0010FFFF", 0, NULL},
 };
 
-static void test_vectors(void)
+UNIT_TEST(vectors)
 {
     for (size_t i = 0; i < ARRAY_SIZE(vectors); i++) {
         const struct vector *v = &vectors[i];
@@ -140,7 +140,7 @@ static void test_vectors(void)
 }
 
 /* The output and its NUL must fit in cap; the fast and the full path agree on that. */
-static void test_capacity(void)
+UNIT_TEST(capacity)
 {
     char out[64];
 
@@ -164,7 +164,7 @@ static void test_capacity(void)
 
 /* Inputs up to 1024 bytes are accepted; the worst expansion (U+FDFA, 3 bytes to 18 code points)
  * and the longest run of combining marks still fit the fixed buffers. */
-static void test_limits(void)
+UNIT_TEST(limits)
 {
     static char in[1100];
     static char out[16000];
@@ -209,10 +209,4 @@ static void test_limits(void)
     CHECK_MEM(out, want, 3 + 4 * 510);
 }
 
-int main(void)
-{
-    test_vectors();
-    test_capacity();
-    test_limits();
-    return unit_done("test_saslprep");
-}
+UNIT_MAIN("test_saslprep")

@@ -10,7 +10,7 @@
 #include "unit.h"
 #include "util.h"
 
-static void test_vectors(void)
+UNIT_TEST(vectors)
 {
     static const struct {
         size_t len;
@@ -51,7 +51,7 @@ static void test_vectors(void)
 }
 
 /* The key matters: one flipped key bit changes the hash (what makes the tables flood-proof). */
-static void test_key(void)
+UNIT_TEST(key)
 {
     uint8_t k1[SIPHASH_KEY_LEN] = {0}, k2[SIPHASH_KEY_LEN] = {0};
     k2[15] = 0x80;
@@ -59,9 +59,4 @@ static void test_key(void)
     CHECK(siphash(k1, "alice", 5) == siphash(k1, "alice", 5));
 }
 
-int main(void)
-{
-    test_vectors();
-    test_key();
-    return unit_done("test_siphash");
-}
+UNIT_MAIN("test_siphash")

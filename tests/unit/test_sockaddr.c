@@ -83,7 +83,7 @@ static const char *const refused[] = {
     "[0000:0000:0000:0000:0000:0000:0000:0000:0000:0000:0001]:80", /* too long */
 };
 
-int main(void)
+UNIT_TEST(accepted)
 {
     for (size_t i = 0; i < sizeof(accepted) / sizeof(accepted[0]); i++) {
         struct sockaddr_storage ss;
@@ -101,6 +101,10 @@ int main(void)
         CHECK(got && memcmp(got, want, n) == 0);
         CHECK_INT(n, accepted[i].family == AF_INET ? 4 : 16);
     }
+}
+
+UNIT_TEST(refused)
+{
     for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
         struct sockaddr_storage ss;
         memset(&ss, 0xAB, sizeof(ss));
@@ -110,13 +114,21 @@ int main(void)
         CHECK_INT(rc, -1);
         CHECK_INT(ss.ss_family, 0); /* zeroed on failure */
     }
-    /* The default port is the caller's. */
+}
+
+/* The default port is the caller's. */
+UNIT_TEST(default_port)
+{
     struct sockaddr_storage ss;
     CHECK_INT(sa_parse_hostport("127.0.0.1", 8089, &ss), 0);
     CHECK_INT(sa_port((struct sockaddr *)&ss), 8089);
     CHECK_INT(sa_parse_hostport("[::1]", 1, &ss), 0);
     CHECK_INT(sa_port((struct sockaddr *)&ss), 1);
-    /* sa_parse_port, also redis-userdb's port rule: counted bytes, digits only. */
+}
+
+/* sa_parse_port, also redis-userdb's port rule: counted bytes, digits only. */
+UNIT_TEST(parse_port)
+{
     uint16_t port = 7;
     CHECK_INT(sa_parse_port("6379/0", 4, &port), 0);
     CHECK_INT(port, 6379);
@@ -129,5 +141,6 @@ int main(void)
         CHECK_INT(sa_parse_port(bad_ports[i], strlen(bad_ports[i]), &port), -1);
         CHECK_INT(port, 7); /* untouched on failure */
     }
-    return unit_done("test_sockaddr");
 }
+
+UNIT_MAIN("test_sockaddr")

@@ -21,7 +21,7 @@ static void check_hex(const uint8_t *got, size_t n, const char *want_hex)
     CHECK_STR(hex, want_hex);
 }
 
-static void test_vectors(void)
+UNIT_TEST(vectors)
 {
     stun_msg_t m;
     static const uint8_t wrong[] = "VOkJxbRl1RmTxUk/WvJxBu";
@@ -62,7 +62,7 @@ static void test_vectors(void)
     CHECK_INT(stun_auth_verify_integrity(&m, key, sizeof(key)), -1);
 }
 
-static void test_keys(void)
+UNIT_TEST(keys)
 {
     uint8_t md5[STUN_KEY_MD5_LEN], sha[STUN_KEY_SHA256_LEN], uh[STUN_USERHASH_LEN];
 
@@ -92,7 +92,7 @@ static void test_keys(void)
 static const uint8_t tid[12] = {0xb7, 0xe7, 0xa7, 0x01, 0xbc, 0x34,
                                 0xd6, 0x86, 0xfa, 0x87, 0xdf, 0xae};
 
-static void test_sha256_roundtrip(void)
+UNIT_TEST(sha256_roundtrip)
 {
     uint8_t buf[256], key[STUN_KEY_SHA256_LEN];
     stun_build_t b;
@@ -125,7 +125,7 @@ static void test_sha256_roundtrip(void)
 }
 
 /* A 16-byte MESSAGE-INTEGRITY-SHA256, built by hand: the builder only makes full-length ones. */
-static void test_sha256_truncated(void)
+UNIT_TEST(sha256_truncated)
 {
     uint8_t buf[128], mac[32], key[4] = {1, 2, 3, 4};
     stun_build_t b;
@@ -148,7 +148,7 @@ static void test_sha256_truncated(void)
 }
 
 /* An empty short-term password is odd but legal: the HMAC key is then empty. */
-static void test_empty_key(void)
+UNIT_TEST(empty_key)
 {
     uint8_t buf[64];
     stun_build_t b;
@@ -163,7 +163,7 @@ static void test_empty_key(void)
     CHECK_INT(stun_auth_verify_integrity(&m, (const uint8_t *)"x", 1), -1);
 }
 
-static void test_hex_and_ct(void)
+UNIT_TEST(hex_and_ct)
 {
     uint8_t out[4];
     char hex[9];
@@ -202,7 +202,7 @@ static void test_hex_and_ct(void)
 /* RFC 8489 Appendix B.1 as corrected by erratum 6268: the SHA-256 integrity verifies with the
  * SHA-256 long-term key of the SASLprep'd password, the USERHASH matches, and rebuilding the
  * request from its parts gives the same 164 bytes. */
-static void test_rfc8489_b1(void)
+UNIT_TEST(rfc8489_b1)
 {
     stun_msg_t m;
     uint8_t key[STUN_KEY_SHA256_LEN], uh[STUN_USERHASH_LEN], buf[256];
@@ -234,14 +234,4 @@ static void test_rfc8489_b1(void)
     CHECK(memcmp(buf, rfc8489_b1, sizeof(rfc8489_b1)) == 0);
 }
 
-int main(void)
-{
-    test_vectors();
-    test_rfc8489_b1();
-    test_keys();
-    test_sha256_roundtrip();
-    test_sha256_truncated();
-    test_empty_key();
-    test_hex_and_ct();
-    return unit_done("test_stun_auth");
-}
+UNIT_MAIN("test_stun_auth")

@@ -80,7 +80,7 @@ static void finish_vector(stun_build_t *b, const rfc5769_vector_t *v)
  * builder, decodes and verifies with the vector's key; (3) after copying the vector's padding bytes
  * into the builder's buffer, the builder's MESSAGE-INTEGRITY and FINGERPRINT make the whole message
  * byte-identical to the vector. */
-static void test_reencode_vectors(void)
+UNIT_TEST(reencode_vectors)
 {
     for (size_t i = 0; i < RFC5769_NVECTORS; i++) {
         const rfc5769_vector_t *v = &rfc5769_vectors[i];
@@ -160,7 +160,7 @@ static void build_everything(stun_build_t *b, uint8_t *buf, size_t cap)
     stun_build_fingerprint(b);
 }
 
-static void test_roundtrip(void)
+UNIT_TEST(roundtrip)
 {
     uint8_t buf[512];
     stun_build_t b;
@@ -231,7 +231,7 @@ static void test_roundtrip(void)
 
 /* Every capacity short of the full size fails with -ENOBUFS and leaves the bytes past `cap` alone;
  * the exact size succeeds with the same bytes. */
-static void test_overflow(void)
+UNIT_TEST(overflow)
 {
     uint8_t full[512], buf[512 + 16];
     stun_build_t b;
@@ -265,7 +265,7 @@ static void test_overflow(void)
     CHECK_INT(stun_build_finish(&b), -ENOBUFS);
 }
 
-static void test_layout(void)
+UNIT_TEST(layout)
 {
     uint8_t buf[64];
     stun_build_t b;
@@ -290,7 +290,7 @@ static void test_layout(void)
     CHECK_MEM(buf + 2, "\x00\x2c", 2);
 }
 
-static void test_error_reason(void)
+UNIT_TEST(error_reason)
 {
     uint8_t buf[1024];
     char reason[400];
@@ -341,7 +341,7 @@ static void test_error_reason(void)
     CHECK_STR(stun_error_reason(123), "");
 }
 
-static void test_bad_arguments(void)
+UNIT_TEST(bad_arguments)
 {
     uint8_t buf[64];
     stun_build_t b;
@@ -376,13 +376,4 @@ static void test_bad_arguments(void)
     CHECK_INT(stun_build_finish(&b), -ENOBUFS);
 }
 
-int main(void)
-{
-    test_reencode_vectors();
-    test_roundtrip();
-    test_overflow();
-    test_layout();
-    test_error_reason();
-    test_bad_arguments();
-    return unit_done("test_stun_build");
-}
+UNIT_MAIN("test_stun_build")

@@ -38,7 +38,7 @@ static size_t mk(uint8_t *out, const uint8_t *body, size_t body_len, int delta)
     return 20 + body_len;
 }
 
-static void test_vectors(void)
+UNIT_TEST(vectors)
 {
     stun_msg_t m;
     struct sockaddr_storage ss;
@@ -97,7 +97,7 @@ static void test_vectors(void)
 }
 
 /* Header-level failures: every prefix shorter than a header, then single-byte corruptions. */
-static void test_header_errors(void)
+UNIT_TEST(header_errors)
 {
     stun_msg_t m;
     uint8_t b[sizeof(rfc5769_resp_ipv4)];
@@ -209,7 +209,7 @@ static const body_case_t body_cases[] = {
      STUN_MSG_E_FINGERPRINT},
 };
 
-static void test_body_errors(void)
+UNIT_TEST(body_errors)
 {
     uint8_t b[20 + 80];
     stun_msg_t m;
@@ -234,7 +234,7 @@ static void put_fp(uint8_t *b)
 }
 
 /* A FINGERPRINT with the right CRC that is followed by one more attribute is still rejected. */
-static void test_fingerprint_not_last_valid_crc(void)
+UNIT_TEST(fingerprint_not_last_valid_crc)
 {
     uint8_t b[20 + 16];
     stun_msg_t m;
@@ -250,7 +250,7 @@ static void test_fingerprint_not_last_valid_crc(void)
     CHECK_INT(m.fp_idx, 0);
 }
 
-static void test_too_many(void)
+UNIT_TEST(too_many)
 {
     uint8_t b[20 + 4 * (STUN_MAX_ATTRS + 1)];
     stun_msg_t m;
@@ -274,7 +274,7 @@ static void test_too_many(void)
 
 /* RFC 8489 §14.5-14.6: after MI only MI256 and FINGERPRINT are indexed; after MI256 only
  * FINGERPRINT. Attributes after them are skipped, not rejected. */
-static void test_ordering(void)
+UNIT_TEST(ordering)
 {
     uint8_t b[20 + 80];
     stun_msg_t m;
@@ -299,7 +299,7 @@ static void test_ordering(void)
     CHECK(stun_msg_find(&m, STUN_ATTR_MESSAGE_INTEGRITY) == NULL);
 }
 
-static void test_strerror_and_is_stun(void)
+UNIT_TEST(strerror_and_is_stun)
 {
     for (int e = STUN_MSG_E_TOO_BIG; e <= 0; e++)
         CHECK(strcmp(stun_msg_strerror(e), "unknown error") != 0);
@@ -315,7 +315,7 @@ static void test_strerror_and_is_stun(void)
     CHECK(!stun_msg_is_stun(b, 20));
 }
 
-static void test_unknown_required(void)
+UNIT_TEST(unknown_required)
 {
     uint8_t b[20 + 40];
     stun_msg_t m;
@@ -396,7 +396,7 @@ static const addr_case_t addr_cases[] = {
     {"v4 len 12", {0x00, 0x01, 0x00, 0x0c, 0x00, 0x01}, 16, 0, NULL},
 };
 
-static void test_addr_getters(void)
+UNIT_TEST(addr_getters)
 {
     uint8_t b[20 + 40];
     stun_msg_t m;
@@ -545,7 +545,7 @@ static int call_scalar(const stun_msg_t *m, const stun_attr_t *a, enum getter g,
     return rc;
 }
 
-static void test_scalar_getters(void)
+UNIT_TEST(scalar_getters)
 {
     uint8_t b[20 + 24];
     stun_msg_t m;
@@ -566,7 +566,7 @@ static void test_scalar_getters(void)
     }
 }
 
-static void test_error_getter(void)
+UNIT_TEST(error_getter)
 {
     static const struct {
         const char *name;
@@ -607,7 +607,7 @@ static void test_error_getter(void)
     }
 }
 
-static void test_list_getters(void)
+UNIT_TEST(list_getters)
 {
     uint8_t b[20 + 40];
     stun_msg_t m;
@@ -643,7 +643,7 @@ static void test_list_getters(void)
     CHECK(a && stun_attr_get_unknown(&m, a, out, 4, &n) == -1);
 }
 
-static void test_sockaddr_util(void)
+UNIT_TEST(sockaddr_util)
 {
     struct sockaddr_storage a, b;
     char s[SA_STRLEN];
@@ -679,20 +679,4 @@ static void test_sockaddr_util(void)
     CHECK_STR(sa_format((struct sockaddr *)&a, s, 12), "[2001:db8::"); /* truncated, terminated */
 }
 
-int main(void)
-{
-    test_vectors();
-    test_header_errors();
-    test_body_errors();
-    test_fingerprint_not_last_valid_crc();
-    test_too_many();
-    test_ordering();
-    test_strerror_and_is_stun();
-    test_unknown_required();
-    test_addr_getters();
-    test_scalar_getters();
-    test_error_getter();
-    test_list_getters();
-    test_sockaddr_util();
-    return unit_done("test_stun_msg");
-}
+UNIT_MAIN("test_stun_msg")

@@ -31,7 +31,7 @@ static const struct {
     {"\xff\xff\xff", "////", "____"},
 };
 
-static void test_b64_vectors(void)
+UNIT_TEST(b64_vectors)
 {
     char enc[32];
     uint8_t dec[32];
@@ -62,7 +62,7 @@ static void test_b64_vectors(void)
     }
 }
 
-static void test_b64_strict(void)
+UNIT_TEST(b64_strict)
 {
     static const char *const bad_std[] = {
         "Zg=",      /* not whole quanta */
@@ -134,7 +134,7 @@ static struct sockaddr_storage addr(const char *s, uint16_t port)
 
 #define SA(ss) ((const struct sockaddr *)&(ss))
 
-static void test_nonce_format(void)
+UNIT_TEST(nonce_format)
 {
     static const struct {
         uint32_t features;
@@ -179,7 +179,7 @@ static void test_nonce_format(void)
     CHECK_INT(turn_nonce_make(secret, 1, 0, SA(unix_sa), nonce, sizeof(nonce)), -1);
 }
 
-static void test_nonce_binding(void)
+UNIT_TEST(nonce_binding)
 {
     const uint32_t now = 1700000000, exp = now + 600;
     struct sockaddr_storage c = addr("192.0.2.1", 54321);
@@ -252,7 +252,7 @@ static void test_nonce_binding(void)
               TURN_NONCE_BAD);
 }
 
-static void test_nonce_expiry(void)
+UNIT_TEST(nonce_expiry)
 {
     const uint32_t now = 1700000000;
     struct sockaddr_storage c = addr("2001:db8::7", 5000);
@@ -290,7 +290,7 @@ static void test_nonce_expiry(void)
     CHECK_INT(turn_nonce_check(secret, nonce, 35, 0, SA(c), NULL), TURN_NONCE_STALE);
 }
 
-static void test_rest_password(void)
+UNIT_TEST(rest_password)
 {
     char out[64];
     static const char user[] = "1266890800:mbzrxpgjys";
@@ -308,7 +308,7 @@ static void test_rest_password(void)
     CHECK(strcmp(out, "nbRcrnq5h6xXhyNhlwk+lDLvVVo=") != 0);
 }
 
-static void test_rest_expiry(void)
+UNIT_TEST(rest_expiry)
 {
     static const struct {
         const char *user;
@@ -362,14 +362,4 @@ static void test_rest_expiry(void)
     CHECK_INT(turn_rest_expiry(NULL, 0, &e), -1);
 }
 
-int main(void)
-{
-    test_b64_vectors();
-    test_b64_strict();
-    test_nonce_format();
-    test_nonce_binding();
-    test_nonce_expiry();
-    test_rest_password();
-    test_rest_expiry();
-    return unit_done("test_turn_auth");
-}
+UNIT_MAIN("test_turn_auth")
