@@ -28,8 +28,8 @@ import time
 import urllib.parse
 
 from test_turn_redis import Redis
-from uturn import (BUILDDIR, TurnClient, Uturnd, check, free_port, relayed_addresses, run,
-                   start_peer, uclient, wait_for)
+from uturn import (BUILDDIR, TurnClient, Uturnd, check, free_port, relayed_addresses, run, start_peer,
+                   tests_to_run, uclient, wait_for)
 
 REALM = "uturn.test"
 TOKEN = "f00dfeed0123456789abcdef00112233"
@@ -145,6 +145,53 @@ def relay_check(user, password, peer_port, extra=()):
 
 # ---- tests ----
 
+def test_start_refused_without_token():
+    u = Uturnd(conf=["admin-listen = 127.0.0.1:%d" % free_port()], expect_start=False)
+    try:
+        wait_for(lambda: u.proc.poll() is not None, 10, "uturnd to refuse the config")
+        check(u.proc.returncode == 1 and "admin-token" in u.log(),
+              "admin-listen without admin-token: rc %s\n%s" % (u.proc.returncode, u.log()))
+    finally:
+        u.stop()
+    u = Uturnd(conf=["admin-listen = 127.0.0.1:%d" % free_port(), "admin-token = short"],
+               expect_start=False)
+    try:
+        wait_for(lambda: u.proc.poll() is not None, 10, "uturnd to refuse the short token")
+        check(u.proc.returncode == 1 and "at least 16" in u.log(), "short token: %s" % u.log())
+    finally:
+        u.stop()
+
+
+def test_errors_without_redis_or_rest():
+    # A node with no Redis and no use-auth-secret: 409 and 503 with clear messages.
+    aport = free_port()
+    with Uturnd(conf=server_conf(aport)) as u:
+        srv = ("127.0.0.1", aport)
+        expect_error(api("POST", "/api/v1/credentials", body={"username": "a"}, server=srv), 409,
+                     "rest_disabled")
+        expect_error(api("DELETE", "/api/v1/credentials/%d:a" % (time.time() + 60), server=srv),
+                     503, "redis_not_configured")
+        expect_error(api("PUT", "/api/v1/realms/%s/users/a" % REALM, body={"password": "pw"},
+                         server=srv), 503, "redis_not_configured")
+        st, _, doc = api("GET", "/readyz", server=srv)
+        check(st == 200 and doc["status"] == "ready", "readyz without Redis: %d %r" % (st, doc))
+        check(u.alive(), "uturnd died")
+    # A node whose Redis is unreachable: 503 redis_unavailable, and /readyz says why.
+    aport, dead = free_port(), free_port()
+    with Uturnd(conf=server_conf(aport, dead)) as u:
+        srv = ("127.0.0.1", aport)
+        expect_error(api("PUT", "/api/v1/realms/%s/users/a" % REALM, body={"password": "pw"},
+                         server=srv), 503, "redis_unavailable")
+        expect_error(api("GET", "/api/v1/realms/%s/users" % REALM, server=srv), 503,
+                     "redis_unavailable")
+        st, _, doc = api("GET", "/readyz", server=srv)
+        check(st == 503 and any("redis" in r for r in doc["reasons"]),
+              "readyz with Redis down: %d %r" % (st, doc))
+        rc, out, err = ctl("ready", url="http://127.0.0.1:%d" % aport)
+        check(rc == 1 and "redis" in out + err, "uturnctl ready, Redis down: %d %s %s"
+              % (rc, out, err))
+
+
 def test_auth_and_error_statuses():
     st, _, doc = api("GET", "/healthz", token=None)
     check(st == 200 and doc == {"status": "ok"}, "healthz: %d %r" % (st, doc))
@@ -211,53 +258,6 @@ def test_auth_and_error_statuses():
                   % (extra, rc, code, body[:200], err))
             check(json.loads(body)["error"]["code"] == "body_too_large", "413 body: %r" % body)
     check(U.alive(), "uturnd died")
-
-
-def test_errors_without_redis_or_rest():
-    # A node with no Redis and no use-auth-secret: 409 and 503 with clear messages.
-    aport = free_port()
-    with Uturnd(conf=server_conf(aport)) as u:
-        srv = ("127.0.0.1", aport)
-        expect_error(api("POST", "/api/v1/credentials", body={"username": "a"}, server=srv), 409,
-                     "rest_disabled")
-        expect_error(api("DELETE", "/api/v1/credentials/%d:a" % (time.time() + 60), server=srv),
-                     503, "redis_not_configured")
-        expect_error(api("PUT", "/api/v1/realms/%s/users/a" % REALM, body={"password": "pw"},
-                         server=srv), 503, "redis_not_configured")
-        st, _, doc = api("GET", "/readyz", server=srv)
-        check(st == 200 and doc["status"] == "ready", "readyz without Redis: %d %r" % (st, doc))
-        check(u.alive(), "uturnd died")
-    # A node whose Redis is unreachable: 503 redis_unavailable, and /readyz says why.
-    aport, dead = free_port(), free_port()
-    with Uturnd(conf=server_conf(aport, dead)) as u:
-        srv = ("127.0.0.1", aport)
-        expect_error(api("PUT", "/api/v1/realms/%s/users/a" % REALM, body={"password": "pw"},
-                         server=srv), 503, "redis_unavailable")
-        expect_error(api("GET", "/api/v1/realms/%s/users" % REALM, server=srv), 503,
-                     "redis_unavailable")
-        st, _, doc = api("GET", "/readyz", server=srv)
-        check(st == 503 and any("redis" in r for r in doc["reasons"]),
-              "readyz with Redis down: %d %r" % (st, doc))
-        rc, out, err = ctl("ready", url="http://127.0.0.1:%d" % aport)
-        check(rc == 1 and "redis" in out + err, "uturnctl ready, Redis down: %d %s %s"
-              % (rc, out, err))
-
-
-def test_start_refused_without_token():
-    u = Uturnd(conf=["admin-listen = 127.0.0.1:%d" % free_port()], expect_start=False)
-    try:
-        wait_for(lambda: u.proc.poll() is not None, 10, "uturnd to refuse the config")
-        check(u.proc.returncode == 1 and "admin-token" in u.log(),
-              "admin-listen without admin-token: rc %s\n%s" % (u.proc.returncode, u.log()))
-    finally:
-        u.stop()
-    u = Uturnd(conf=["admin-listen = 127.0.0.1:%d" % free_port(), "admin-token = short"],
-               expect_start=False)
-    try:
-        wait_for(lambda: u.proc.poll() is not None, 10, "uturnd to refuse the short token")
-        check(u.proc.returncode == 1 and "at least 16" in u.log(), "short token: %s" % u.log())
-    finally:
-        u.stop()
 
 
 def test_provision_user_then_relay():
@@ -646,12 +646,7 @@ def test_reload_then_drain():
 
 def main():
     global R, U, ADMIN
-    tests = [test_start_refused_without_token, test_errors_without_redis_or_rest,
-             test_auth_and_error_statuses, test_provision_user_then_relay,
-             test_delete_user_ends_allocation, test_kill_allocation, test_ephemeral_credentials_ice,
-             test_revoke_ephemeral, test_rest_secrets, test_metrics_move_and_promtool,
-             test_thousand_concurrent_requests, test_slowloris_while_relaying,
-             test_uturnctl_exit_codes, test_reload_then_drain]
+    tests = tests_to_run()  # before Redis and uturnd: --list, a bad name
     with Redis() as r:
         aport = free_port()
         conf = server_conf(aport, r.port, ["use-auth-secret", "static-auth-secret = " + SECRET])

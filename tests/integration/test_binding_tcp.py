@@ -141,7 +141,4 @@ def test_per_ip_connection_cap():
 
 
 if __name__ == "__main__":
-    run([test_one_message, test_two_messages_one_write, test_one_message_three_writes,
-         test_channeldata_frames_keep_sync, test_garbage_closes_only_that_connection,
-         test_stall_mid_frame_closed_after_bound, test_idle_connection_closed,
-         test_per_ip_connection_cap])
+    run()

@@ -121,6 +121,4 @@ def test_many_sources_every_worker_answers():
 
 
 if __name__ == "__main__":
-    run([test_turnutils_stunclient, test_xor_mapped_and_fingerprint,
-         test_unknown_required_attribute_420, test_indication_not_answered,
-         test_software_attribute_opt_in, test_ipv6, test_many_sources_every_worker_answers])
+    run()

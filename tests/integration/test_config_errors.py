@@ -114,6 +114,4 @@ def test_second_instance_refused_and_restart_after_tcp():
 
 
 if __name__ == "__main__":
-    run([test_unknown_key_names_file_and_line, test_bad_values, test_command_line_errors_and_override,
-         test_sample_config_and_help, test_json_log_lines, test_unbindable_address_fails_clearly,
-         test_second_instance_refused_and_restart_after_tcp])
+    run()

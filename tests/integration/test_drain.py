@@ -112,6 +112,4 @@ def test_sighup_reload_report():
 
 
 if __name__ == "__main__":
-    run([test_drain_redirects_and_keeps_existing, test_drain_over_tls_names_domain,
-         test_total_quota_redirects, test_drain_exit_after_last_allocation,
-         test_sighup_reload_report])
+    run()

@@ -342,10 +342,4 @@ def test_reload_refuses_with_file_line():
 
 
 if __name__ == "__main__":
-    run([test_max_permissions_at_maximum_past_old_wrap, test_even_port_stays_in_a_one_port_range,
-         test_default_quotas_effective,
-         test_default_user_quota_486_others_unaffected, test_total_quota_reached_508_and_300,
-         test_default_max_permissions_64_costs_others_nothing,
-         test_default_max_channels_64_costs_others_nothing,
-         test_check_config_refuses_what_start_refuses, test_nul_byte_named_as_such,
-         test_reload_refuses_with_file_line])
+    run()

@@ -227,5 +227,4 @@ def test_unfinished_and_idle_sessions_expire():
 
 
 if __name__ == "__main__":
-    run([test_sessions_per_ip_capped_at_default, test_worker_cap_and_other_ips,
-         test_unfinished_and_idle_sessions_expire])
+    run()

@@ -162,4 +162,4 @@ def test_tcp_total_default_cap_keeps_fds_for_relays():
 
 
 if __name__ == "__main__":
-    run([test_tcp_per_ip_default_cap, test_tcp_total_default_cap_keeps_fds_for_relays])
+    run()

@@ -193,4 +193,4 @@ def test_global_budget():
 
 
 if __name__ == "__main__":
-    run([test_spoofer_cannot_silence_victim, test_real_client_behind_a_flooded_ip, test_global_budget])
+    run()

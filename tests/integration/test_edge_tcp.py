@@ -400,6 +400,4 @@ def _free_admin_port():
 
 
 if __name__ == "__main__":
-    run([test_connection_bind_on_control_connection, test_connection_bind_only_first_on_new_connection,
-         test_peer_flood_default_cap, test_user_default_cap, test_closed_peers_freed_promptly,
-         test_connect_beyond_cap, test_caps_reload])
+    run()

@@ -176,4 +176,4 @@ def test_unauthenticated_flood_from_many_sources():
 
 
 if __name__ == "__main__":
-    run([test_fd_cap, test_reload_and_drain_during_traffic, test_unauthenticated_flood_from_many_sources])
+    run()

@@ -110,4 +110,4 @@ def test_tcp_junk_then_binding():
 
 
 if __name__ == "__main__":
-    run([test_udp_barrage_then_binding, test_tcp_junk_then_binding])
+    run()

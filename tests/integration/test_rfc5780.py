@@ -365,7 +365,4 @@ def test_turnutils_natdiscovery():
 
 
 if __name__ == "__main__":
-    run([test_other_address_and_response_origin, test_change_request_every_combination,
-         test_response_port, test_padding, test_padding_with_response_port_400,
-         test_amplification_limit, test_tcp_answers_on_the_connection, test_off_by_default_420,
-         test_startup_checks, test_turnutils_natdiscovery])
+    run()

@@ -51,4 +51,4 @@ def test_sigint_and_pidfile():
 
 
 if __name__ == "__main__":
-    run([test_sigterm_with_open_connections, test_sigint_and_pidfile])
+    run()

@@ -7,7 +7,7 @@ import socket
 import threading
 import time
 
-from uturn import TurnClient, Uturnd, check, run
+from uturn import TurnClient, Uturnd, check, run, timeout
 
 SECONDS = float(os.environ.get("UTURN_SOAK_SECONDS", "90"))
 
@@ -32,6 +32,7 @@ def _cycle(u, transport, peer, stats):
         c.close()
 
 
+@timeout(SECONDS + 300)  # runs for SECONDS by design
 def test_churn_with_traffic():
     with Uturnd(conf=["user = alice:alice-pass", "realm = uturn.test", "allow-loopback-peers",
                       "min-port = 52000", "max-port = 52999"],
@@ -89,4 +90,4 @@ def test_churn_with_traffic():
 
 
 if __name__ == "__main__":
-    run([test_churn_with_traffic])
+    run()

@@ -173,5 +173,4 @@ def test_peer_that_stops_reading():
 
 
 if __name__ == "__main__":
-    run([test_uclient_tcp_relay, test_connect_and_attempt_with_real_tcp_peer,
-         test_errors_and_unbound_data_connection, test_peer_that_stops_reading])
+    run()

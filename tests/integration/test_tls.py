@@ -199,5 +199,4 @@ def dtls_client_hello():
 
 
 if __name__ == "__main__":
-    run([test_uclient_tls_and_dtls, test_alpn_and_tls_floor, test_cert_reload_keeps_live_client,
-         test_aioice_over_turn_tls, test_hostile_tls_and_dtls])
+    run()

@@ -127,4 +127,4 @@ def test_ice_relay_over_turn_tcp():
 
 
 if __name__ == "__main__":
-    run([test_ice_relay_over_turn_udp, test_ice_relay_over_turn_tcp])
+    run()

@@ -285,5 +285,4 @@ def test_revoked_user_401():
 
 
 if __name__ == "__main__":
-    run([test_redis_user_coturn_layout_relays, test_rest_secret_from_redis,
-         test_redis_down_at_start_then_up, test_redis_killed_mid_run, test_revoked_user_401])
+    run()

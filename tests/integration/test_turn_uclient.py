@@ -64,4 +64,4 @@ def test_wrong_password_relays_nothing():
 
 
 if __name__ == "__main__":
-    run([test_static_user_all_modes, test_rest_credentials, test_wrong_password_relays_nothing])
+    run()

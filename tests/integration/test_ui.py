@@ -35,7 +35,8 @@ import time
 import urllib.parse
 
 from test_turn_redis import Redis
-from uturn import BUILDDIR, TurnClient, Uturnd, check, free_port, run, start_peer, wait_for
+from uturn import (BUILDDIR, TurnClient, Uturnd, check, free_port, run, start_peer, tests_to_run,
+                   wait_for)
 
 REALM = "ui.test"
 TOKEN = "dashboard-full-0123456789abcdef"
@@ -338,6 +339,28 @@ def test_page_headers_without_token():
           "whoami (read-only)")
 
 
+def test_history_shape_and_bounds():
+    global EARLY
+    srv = HIST[1]
+    doc = wait_for(lambda: (lambda d: d if d["samples"] else None)(
+        get("/api/v1/history", server=srv)), 5, "a first sample")
+    EARLY = doc["samples"]
+    check(set(doc) == {"interval_seconds", "capacity", "now", "fields", "samples"}
+          and doc["interval_seconds"] == 1 and doc["capacity"] == HISTORY_CAP
+          and doc["fields"] == ["t", "allocations", "tcp_connections", "relay_bits_per_second",
+                                "relay_packets_per_second", "requests_per_second",
+                                "errors_per_second"], "history shape: %r" % doc)
+    for row in doc["samples"]:
+        check(len(row) == len(doc["fields"]) and all(isinstance(v, int) and v >= 0 for v in row),
+              "history row: %r" % row)
+    for q, field in (("seconds=0", "seconds"), ("seconds=%d" % (HISTORY_CAP + 1), "seconds"),
+                     ("since=-1", "since"), ("seconds=x", "seconds")):
+        st, _, err = api("GET", "/api/v1/history?" + q, token=RO_TOKEN, server=srv)
+        check(st == 400 and err["error"]["code"] == "bad_parameter"
+              and "'%s'" % field in err["error"]["message"], "history?%s: %d %r" % (q, st, err))
+    check(api("GET", "/api/v1/history", token=None, server=srv)[0] == 401, "history without token")
+
+
 def test_page_matches_api():
     relay_traffic()
     login(TOKEN)
@@ -554,26 +577,25 @@ def test_nothing_from_outside():
     check(not bad, "console errors or CSP reports: %r" % bad[:5])
 
 
-def test_history_shape_and_bounds():
-    global EARLY
-    srv = HIST[1]
-    doc = wait_for(lambda: (lambda d: d if d["samples"] else None)(
-        get("/api/v1/history", server=srv)), 5, "a first sample")
-    EARLY = doc["samples"]
-    check(set(doc) == {"interval_seconds", "capacity", "now", "fields", "samples"}
-          and doc["interval_seconds"] == 1 and doc["capacity"] == HISTORY_CAP
-          and doc["fields"] == ["t", "allocations", "tcp_connections", "relay_bits_per_second",
-                                "relay_packets_per_second", "requests_per_second",
-                                "errors_per_second"], "history shape: %r" % doc)
-    for row in doc["samples"]:
-        check(len(row) == len(doc["fields"]) and all(isinstance(v, int) and v >= 0 for v in row),
-              "history row: %r" % row)
-    for q, field in (("seconds=0", "seconds"), ("seconds=%d" % (HISTORY_CAP + 1), "seconds"),
-                     ("since=-1", "since"), ("seconds=x", "seconds")):
-        st, _, err = api("GET", "/api/v1/history?" + q, token=RO_TOKEN, server=srv)
-        check(st == 400 and err["error"]["code"] == "bad_parameter"
-              and "'%s'" % field in err["error"]["message"], "history?%s: %d %r" % (q, st, err))
-    check(api("GET", "/api/v1/history", token=None, server=srv)[0] == 401, "history without token")
+def test_history_rates_add_up():
+    """The relayed bit rates times their intervals, summed over the samples, are the relay byte
+    counter's growth (the traffic ran well after the sampler started, and is over now)."""
+    st = get("/api/v1/stats")
+    t_read = time.time() * 1000
+    total = st["relay"]["bytes"]["client_to_peer"] + st["relay"]["bytes"]["peer_to_client"]
+    doc = wait_for(lambda: (lambda d: d if d["samples"][-1:] and d["samples"][-1][0] > t_read + 20
+                            else None)(get("/api/v1/history")), 5,
+                   "a sample after the counter read")
+    col = doc["fields"].index("relay_bits_per_second")
+    rows = doc["samples"]
+    # A sample's rate covers the interval since the one before; the first's, the first tick (1 s).
+    dts = [1000] + [b[0] - a[0] for a, b in zip(rows, rows[1:])]
+    summed = sum(r[col] / 8 * dt / 1000 for r, dt in zip(rows, dts))
+    check(total > 50000 and abs(summed - total) <= 0.1 * total + 2000,
+          "rates sum to %.0f bytes, the counter says %d (%d samples over %d ms)"
+          % (summed, total, len(rows), rows[-1][0] - rows[0][0]))
+    print("relayed %d bytes; the history's rates times their intervals sum to %.0f"
+          % (total, summed))
 
 
 def test_history_ring_wraps():
@@ -599,37 +621,13 @@ def test_history_ring_wraps():
     check(none == [], "since in the future: %r" % none)
 
 
-def test_history_rates_add_up():
-    """The relayed bit rates times their intervals, summed over the samples, are the relay byte
-    counter's growth (the traffic ran well after the sampler started, and is over now)."""
-    st = get("/api/v1/stats")
-    t_read = time.time() * 1000
-    total = st["relay"]["bytes"]["client_to_peer"] + st["relay"]["bytes"]["peer_to_client"]
-    doc = wait_for(lambda: (lambda d: d if d["samples"][-1:] and d["samples"][-1][0] > t_read + 20
-                            else None)(get("/api/v1/history")), 5,
-                   "a sample after the counter read")
-    col = doc["fields"].index("relay_bits_per_second")
-    rows = doc["samples"]
-    # A sample's rate covers the interval since the one before; the first's, the first tick (1 s).
-    dts = [1000] + [b[0] - a[0] for a, b in zip(rows, rows[1:])]
-    summed = sum(r[col] / 8 * dt / 1000 for r, dt in zip(rows, dts))
-    check(total > 50000 and abs(summed - total) <= 0.1 * total + 2000,
-          "rates sum to %.0f bytes, the counter says %d (%d samples over %d ms)"
-          % (summed, total, len(rows), rows[-1][0] - rows[0][0]))
-    print("relayed %d bytes; the history's rates times their intervals sum to %.0f"
-          % (total, summed))
-
-
 def main():
     global U, ADMIN, HIST, B, PEER_PORT
+    tests = tests_to_run()  # before the browser and servers: --list, a bad name
     path = chromium_path()
     if not path:
         print("SKIP: chromium is not installed (apt-get install chromium; scripts/deps.sh test)")
         sys.exit(77)
-    tests = [test_page_headers_without_token, test_history_shape_and_bounds, test_page_matches_api,
-             test_kill_from_page, test_users_and_secrets_from_page, test_mint_reload_drain,
-             test_read_only_view,
-             test_nothing_from_outside, test_history_rates_add_up, test_history_ring_wraps]
     hport = free_port()
     with Redis() as r, Uturnd(conf=["realm = other.test", "admin-listen = 127.0.0.1:%d" % hport,
                                     "admin-token = ro:" + RO_TOKEN,

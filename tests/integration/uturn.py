@@ -307,20 +307,112 @@ def wait_closed(sock, timeout):
     return False
 
 
-def run(tests):
-    """Run test functions in order; print one line each and exit non-zero on any failure."""
+# ---- running tests: discovered, selectable by name, each under a deadline ----
+
+# Seconds a test may take unless it says otherwise (@timeout): generous beside the slowest today
+# (about 30 s, under ASan or TSan), as CI machines are shared. UTURN_TEST_TIMEOUT changes it
+# (0: none); under valgrind it grows with the other deadlines.
+DEFAULT_TEST_TIMEOUT = float(os.environ.get("UTURN_TEST_TIMEOUT", "300")) * SLOW
+
+
+class TestTimeout(TestFailure):
+    pass
+
+
+def timeout(seconds):
+    """Decorator: this test's deadline is `seconds` instead of DEFAULT_TEST_TIMEOUT (still 0 when
+    UTURN_TEST_TIMEOUT=0)."""
+    def mark(fn):
+        fn.timeout = seconds
+        return fn
+    return mark
+
+
+class deadline:
+    """Context manager: raise TestTimeout("<what>: ...") in the main thread if the block runs longer
+    than `seconds` (SIGALRM; 0 or None: no deadline). Main thread only; not nestable."""
+
+    def __init__(self, seconds, what):
+        self.seconds, self.what = seconds, what
+
+    def _expired(self, signum, frame):
+        raise TestTimeout("%s: deadline of %.0f s passed" % (self.what, self.seconds))
+
+    def __enter__(self):
+        if self.seconds:
+            self.old = signal.signal(signal.SIGALRM, self._expired)
+            signal.setitimer(signal.ITIMER_REAL, self.seconds)
+        return self
+
+    def __exit__(self, et, ev, tb):
+        if self.seconds:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, self.old)
+        return False
+
+
+def discover():
+    """The test_* functions the running script (__main__) defines, in definition order."""
+    mod = sys.modules["__main__"]
+    fns = [v for k, v in vars(mod).items()
+           if k.startswith("test_") and callable(v) and getattr(v, "__module__", None) == "__main__"]
+    return sorted(fns, key=lambda f: f.__code__.co_firstlineno)
+
+
+def tests_to_run(tests=None):
+    """The tests to run: `tests` (default: discover()) narrowed to the names on the command line,
+    in definition order. `--list` prints the names and exits 0; an unknown name exits 2. Scripts
+    with a fixture call it before starting one, so a bad name costs nothing."""
+    tests = discover() if tests is None else list(tests)
+    args = sys.argv[1:]
+    if "--list" in args:
+        for fn in tests:
+            print(fn.__name__)
+        sys.exit(0)
+    by_name = {fn.__name__: fn for fn in tests}
+    unknown = [a for a in args if a not in by_name and "test_" + a not in by_name]
+    if unknown:
+        print("no test named %s in %s (--list shows them)" % (", ".join(unknown), sys.argv[0]),
+              file=sys.stderr)
+        sys.exit(2)
+    if not args:
+        return tests
+    wanted = set(a if a in by_name else "test_" + a for a in args)
+    return [fn for fn in tests if fn.__name__ in wanted]
+
+
+def _stuck(signum, frame):
+    print("still running %.0f s after a test's deadline (a thread it started?): exiting"
+          % (60 * SLOW), flush=True)
+    os._exit(1)
+
+
+def run(tests=None):
+    """Run the script's tests (discovered unless given; narrowed by the command line) in order, each
+    under its deadline; print one line each, then "N passed, M failed", and exit non-zero on any
+    failure."""
+    tests = tests_to_run(tests)
     failed = 0
+    timed_out = False
     for fn in tests:
         start = time.monotonic()
+        limit = getattr(fn, "timeout", DEFAULT_TEST_TIMEOUT / SLOW) * SLOW if DEFAULT_TEST_TIMEOUT else 0
         try:
-            fn()
+            with deadline(limit, fn.__name__):
+                fn()
             print("PASS %s (%.2fs)" % (fn.__name__, time.monotonic() - start), flush=True)
         except Exception as e:  # noqa: BLE001 - report every failure, go on with the next test
             failed += 1
+            timed_out |= isinstance(e, TestTimeout)
             import traceback
             traceback.print_exc()
             print("FAIL %s: %s" % (fn.__name__, e), flush=True)
-    print("%d passed, %d failed" % (len(tests) - failed, failed))
+    print("%d passed, %d failed" % (len(tests) - failed, failed), flush=True)
+    if timed_out:
+        # A test cut off by its deadline may have left a thread running that would keep the
+        # interpreter from exiting: give the callers' cleanup a minute, then go.
+        signal.signal(signal.SIGALRM, _stuck)
+        signal.alarm(60 * SLOW)
     sys.exit(1 if failed else 0)
 
 

@@ -447,5 +447,4 @@ def test_double_nat_turn():
 
 
 if __name__ == "__main__":
-    run([test_symmetric_nats_need_turn, test_port_restricted_cone_nats_stun_only,
-         test_udp_blocked_turn_tcp_and_tls, test_double_nat_turn])
+    run()

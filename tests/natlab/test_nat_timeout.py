@@ -283,4 +283,4 @@ def test_udp_timeout_idle_client_loses_path_keepalive_keeps_it():
 
 
 if __name__ == "__main__":
-    run([test_udp_timeout_idle_client_loses_path_keepalive_keeps_it])
+    run()

@@ -153,4 +153,4 @@ def test_symmetric_nat():
 
 
 if __name__ == "__main__":
-    run([test_no_nat_control, test_endpoint_independent_nat, test_full_cone_nat, test_symmetric_nat])
+    run()
