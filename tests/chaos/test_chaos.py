@@ -38,7 +38,7 @@ from chaosnet import (ChaosConn, Closed, StreamParser, dtls_abandon, make_payloa
 from uturn import (A_DATA, A_PEER, M_ALLOCATE, M_CHANNEL, M_DATA, M_PERMISSION, M_REFRESH,
                    SANITIZER_PATTERNS, SRCDIR,
                    TestFailure, Uturnd, attr, error_code, free_port, get_attr, make_cert, message,
-                   mtype, parse, relayed_addresses, tid, wait_for, xor_addr_value, xor_address)
+                   mtype, parse, relayed_addresses, tid, wait_for, xor_addr_value, xor_address, deadline)
 
 A_CONNECTION_ID = 0x002A
 M_CONNECT, M_CONNECTION_BIND, M_CONNECTION_ATTEMPT = 0x00A, 0x00B, 0x00C
@@ -54,6 +54,10 @@ RSS_SLACK_KIB = 48 * 1024  # ASan's quarantine is capped at 16 MiB below; the re
 RSS_WAVE_KIB = 16 * 1024  # growth allowed from the middle wave (the first of two) to the last
 WAVES = int(os.environ.get("UTURN_CHAOS_WAVES", "2"))
 FD_WAIT = 45  # an unbound RFC 6062 peer connection is kept 30 s
+# Each seed's deadline (a seed takes 20-30 s at the defaults): grows with the work asked for, and
+# UTURN_CHAOS_SEED_TIMEOUT sets it (0: none). A seed past it fails with its replay line.
+SEED_TIMEOUT = float(os.environ.get("UTURN_CHAOS_SEED_TIMEOUT",
+                                    300 * max(1.0, CLIENTS * STEPS * WAVES / (8 * 300 * 2))))
 SETTLE = 3.0  # seconds to wait for payloads still in flight
 
 OPS = [  # (name, weight): the weights decide the plan, so changing them changes every seed
@@ -1643,7 +1647,8 @@ def main():
         i += 1
         t0 = time.monotonic()
         try:
-            problems, ops = run_seed(seed, cert, key, logroot)
+            with deadline(SEED_TIMEOUT, "seed %d" % seed):
+                problems, ops = run_seed(seed, cert, key, logroot)
         except Exception as e:  # noqa: BLE001 - a seed that breaks the harness still names its replay
             problems, ops = ["%s\n%s" % (e, traceback.format_exc())], 0
         total_ops += ops
