@@ -8,6 +8,11 @@
  * reused; alloc_perm_fits agrees with what installing would do); a channel number and a peer
  * transport address are bound one-to-one for 600 s (RFC 8656 §12.2), up to `max`; alloc_expire
  * drops what has expired and says when the allocation has.
+ *
+ * Out of memory (after nghttp2's failmalloc; the code is ours): the program is linked with
+ * -Wl,--wrap=calloc,--wrap=realloc (Makefile.am), so every allocation alloc.c makes can be made to
+ * fail. One scenario runs again and again with its k-th allocation failing, for every k: each call
+ * must fail as alloc.h says (NULL, -ENOMEM) and leave the table whole (ASan checks the memory).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -18,6 +23,26 @@
 
 #include "alloc.h"
 #include "unit.h"
+
+/* ---- failmalloc: the k-th calloc/realloc from now fails ---- */
+
+void *__real_calloc(size_t n, size_t size);
+void *__real_realloc(void *p, size_t size);
+void *__wrap_calloc(size_t n, size_t size);
+void *__wrap_realloc(void *p, size_t size);
+
+static long fail_countdown; /* 0: off; else the allocation that fails (1: the next one) */
+static long allocs_seen;
+
+static int fail_now(void)
+{
+    allocs_seen++;
+    return fail_countdown > 0 && --fail_countdown == 0;
+}
+
+void *__wrap_calloc(size_t n, size_t size) { return fail_now() ? NULL : __real_calloc(n, size); }
+
+void *__wrap_realloc(void *p, size_t size) { return fail_now() ? NULL : __real_realloc(p, size); }
 
 static const uint8_t KEY[SIPHASH_KEY_LEN] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
 
@@ -433,6 +458,112 @@ UNIT_TEST(relay_for_family)
     a->nrelay = 1;
     CHECK(alloc_relay_for(a, AF_INET) == NULL);
     alloc_table_free(&t);
+}
+
+/* One run of the out-of-memory scenario: a table grown past its first 1024 buckets, permissions
+ * and channels on some allocations. Every call either works or fails as alloc.h says; whatever
+ * worked is all there afterwards. Returns the number of calls that failed; *bad counts what broke
+ * those promises (each said on stderr), so the thousand runs cost one check each, not thousands. */
+static int oom_scenario(int *bad)
+{
+    enum { N = 1100, WITH_PEERS = 8 };
+    static alloc_t *as[N];
+    alloc_table_t t;
+    int failed = 0, inserted = 0;
+#define OOM_EXPECT(cond)                                                                           \
+    do {                                                                                           \
+        if (!(cond) && (*bad)++ < 5)                                                               \
+            fprintf(stderr, "%s:%d: %s broken\n", __FILE__, __LINE__, #cond);                      \
+    } while (0)
+
+    if (alloc_table_init(&t, KEY, 0) != 0)
+        return 1; /* -ENOMEM, nothing to free */
+    for (int i = 0; i < N; i++) {
+        sa_any_t c = v4("192.0.2.1", (uint16_t)(20000 + i));
+        as[i] = insert(&t, 0, &c, &listen_a.sa, 0);
+        failed += as[i] == NULL;
+        inserted += as[i] != NULL;
+    }
+    int perms_ok[WITH_PEERS][5], chans_ok[WITH_PEERS][3];
+    for (int i = 0; i < WITH_PEERS; i++) {
+        alloc_t *a = as[i * 100];
+        memset(perms_ok[i], 0, sizeof(perms_ok[i]));
+        memset(chans_ok[i], 0, sizeof(chans_ok[i]));
+        if (!a)
+            continue; /* its insert was the failed call */
+        for (int k = 0; k < 5; k++) {
+            sa_any_t p = v4("198.51.100.1", 1);
+            p.in.sin_addr.s_addr = htonl(0xC6336400u + (uint32_t)k);
+            int rc = alloc_perm_install(a, &p.sa, 0, 8);
+            OOM_EXPECT(rc == 0 || rc == -ENOMEM);
+            perms_ok[i][k] = rc == 0;
+            failed += rc != 0;
+        }
+        for (int k = 0; k < 3; k++) {
+            sa_any_t p = v4("198.51.100.1", (uint16_t)(1000 + k));
+            int rc = alloc_chan_bind(a, (uint16_t)(0x4000 + k), &p.sa, 0, 8);
+            OOM_EXPECT(rc == 0 || rc == -ENOMEM);
+            chans_ok[i][k] = rc == 0;
+            failed += rc != 0;
+        }
+    }
+    /* Everything that worked is there; nothing that failed is. */
+    OOM_EXPECT(t.count == (size_t)inserted);
+    size_t listed = 0;
+    LIST_FOREACH(n, &t.all) { listed++; }
+    OOM_EXPECT(listed == (size_t)inserted);
+    for (int i = 0; i < N; i++) {
+        sa_any_t c = v4("192.0.2.1", (uint16_t)(20000 + i));
+        OOM_EXPECT(find(&t, 0, &c, &listen_a.sa) == as[i]);
+    }
+    for (int i = 0; i < WITH_PEERS; i++) {
+        alloc_t *a = as[i * 100];
+        if (!a)
+            continue;
+        for (int k = 0; k < 5; k++) {
+            sa_any_t p = v4("198.51.100.1", 1);
+            p.in.sin_addr.s_addr = htonl(0xC6336400u + (uint32_t)k);
+            OOM_EXPECT(alloc_perm_check(a, &p.sa, 0) == perms_ok[i][k]);
+        }
+        for (int k = 0; k < 3; k++) {
+            sa_any_t p = v4("198.51.100.1", (uint16_t)(1000 + k));
+            alloc_chan_t *ch = alloc_chan_by_number(a, (uint16_t)(0x4000 + k), 0);
+            OOM_EXPECT((ch != NULL) == chans_ok[i][k]);
+            OOM_EXPECT(alloc_chan_by_peer(a, &p.sa, 0) == ch);
+        }
+    }
+#undef OOM_EXPECT
+    alloc_table_free(&t);
+    return failed;
+}
+
+/* The scenario with its k-th allocation failing, for every k until a run needs no failure. A
+ * failed grow (the 1025th insert's second allocation) is not a failed call: the table keeps its
+ * buckets and its longer chains. */
+UNIT_TEST_TIMEOUT(out_of_memory, 300)
+{
+    int bad = 0;
+    allocs_seen = 0;
+    fail_countdown = 0;
+    CHECK_INT(oom_scenario(&bad), 0);
+    CHECK_INT(bad, 0);
+    long total = allocs_seen;
+    CHECK(total > 1100);
+    long runs = 0, quiet = 0, loud = 0;
+    for (long k = 1; k <= total && bad == 0; k++) {
+        fail_countdown = k;
+        int failed = oom_scenario(&bad);
+        fail_countdown = 0;
+        runs++;
+        quiet += failed == 0;
+        loud += failed == 1; /* one allocation failed: one call says so */
+        if (bad)
+            fprintf(stderr, "  with allocation %ld of %ld failing\n", k, total);
+    }
+    CHECK_INT(bad, 0);
+    CHECK_INT(runs, total);
+    CHECK_INT(loud, total - 1);
+    CHECK_INT(quiet, 1); /* only the bucket doubling fails without a failed call */
 }
 
 UNIT_MAIN("test_alloc")
