@@ -28,6 +28,7 @@
 #include <hiredis/hiredis.h>
 
 #include "creds.h"
+#include "log.h"
 #include "redis_sentinel.h"
 
 struct admin_redis {
@@ -232,8 +233,10 @@ int admin_redis_run(admin_redis_t *rd, int n, const int argc[], const char **con
     bool again;
     uv_mutex_lock(&rd->lock);
     int rc = run_once(rd, n, argc, argv, argvlen, out, &again, err, errlen);
-    if (rc != 0 && again)
+    if (rc != 0 && again) {
+        LOGI("admin_redis_master", "admin: %s; asking the sentinels for the master again", err);
         rc = run_once(rd, n, argc, argv, argvlen, out, &again, err, errlen);
+    }
     uv_mutex_unlock(&rd->lock);
     return rc;
 }

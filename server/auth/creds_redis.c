@@ -314,7 +314,7 @@ static void on_role_reply(redisAsyncContext *ac, void *reply, void *priv)
     if (!rep) /* the connection failed: on_connect / on_disconnect say so */
         return;
     if (rep->type != REDIS_REPLY_ERROR && !redis_sentinel_role_is_master(rep)) {
-        set_state(r, CREDS_REDIS_DOWN, "a replica, not the master; asking the sentinels again");
+        set_state(r, CREDS_REDIS_DOWN, "a replica, not the master");
         redisAsyncDisconnect(ac);
         return;
     }
@@ -468,16 +468,16 @@ static bool same_addr(const redis_sentinel_addr_t *a, const redis_sentinel_addr_
 static void connect_master(creds_redis_t *r, const redis_sentinel_addr_t *a, const char *how)
 {
     char was[HOST_STR_MAX];
+    if (r->ac) /* logged under the server it was connected to */
+        drop(r, "the sentinels name another master");
     if (!r->master_known || !same_addr(&r->master, a)) {
-        snprintf(was, sizeof(was), "%s", r->target);
+        snprintf(was, sizeof(was), "%s", r->master_known ? r->target : "unknown");
         r->master = *a;
+        r->master_known = true;
         set_target(r, a->ip, a->port);
         LOGI("redis_master", "redis: master '%s' is %s (was %s; from %s)", r->cfg->sentinel.master,
-             r->target, r->master_known ? was : "unknown", how);
-        r->master_known = true;
+             r->target, was, how);
     }
-    if (r->ac)
-        drop(r, "following the master");
     uv_timer_stop(&r->retry);
     r->backoff_ms = BACKOFF_MIN_MS;
     connect_ip(r, a->ip, a->port);

@@ -71,14 +71,15 @@ def cli(port, *args, timeout=5):
 
 
 class Fleet:
-    """redis-server master + replica and three sentinels, each in one temp dir. Context manager:
-    every process is killed and the dir removed on exit, whatever happened."""
+    """redis-server master + replica and (unless told not to) three sentinels, each in one temp
+    dir. Context manager: every process is killed and the dir removed on exit, whatever
+    happened."""
 
-    def __init__(self):
+    def __init__(self, sentinels=True):
         self.dir = tempfile.mkdtemp(prefix="uturn-sentinel-")
         self.procs = {}
         try:
-            self._start()
+            self._start(sentinels)
         except BaseException:
             self.close()
             raise
@@ -105,7 +106,7 @@ class Fleet:
                  name + " PONG")
         check(self.procs[name].poll() is None, name + " exited at start:\n" + self.log(name))
 
-    def _start(self):
+    def _start(self, sentinels):
         binary, flag = sentinel_command()
         self.master_port, self.replica_port = free_port(), free_port()
         self._server("master", self.master_port)
@@ -114,6 +115,8 @@ class Fleet:
         wait_for(lambda: "master_link_status:up" in cli(self.replica_port, "info", "replication")[1],
                  10, "the replica in sync")
         self.sentinel_ports = []
+        if not sentinels:
+            return
         for i in range(3):
             port = free_port()
             conf = os.path.join(self.dir, "sentinel%d.conf" % i)
@@ -160,6 +163,102 @@ class Fleet:
     def __exit__(self, et, ev, tb):
         self.close()
         return False
+
+
+class FakeSentinel:
+    """A stand-in sentinel (RESP over TCP on 127.0.0.1) whose answers the test sets: real sentinels
+    never name a replica on purpose, so this is how a replica named as the master, a demotion
+    under a live connection, and a +switch-master are made to happen exactly when the test wants.
+    It answers AUTH, PING, SENTINEL get-master-addr-by-name (self.master) and SUBSCRIBE, and
+    counts the questions."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.master = None
+        self.asked = 0
+        self.subscribers = []
+        self.conns = []
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.port = self.listener.getsockname()[1]
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self.closed:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.conns.append(conn)
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _bulk(s):
+        b = s.encode() if isinstance(s, str) else s
+        return b"$%d\r\n%s\r\n" % (len(b), b)
+
+    def _serve(self, conn):
+        f = conn.makefile("rb")
+        try:
+            while True:
+                line = f.readline()
+                if not line.startswith(b"*"):
+                    return
+                args = []
+                for _ in range(int(line[1:])):
+                    n = int(f.readline()[1:])
+                    args.append(f.read(n + 2)[:n].decode())
+                verb = args[0].upper()
+                if verb == "AUTH":
+                    conn.sendall(b"+OK\r\n")
+                elif verb == "PING":
+                    conn.sendall(b"+PONG\r\n")
+                elif verb == "SENTINEL" and args[1].lower() == "get-master-addr-by-name":
+                    with self.lock:
+                        self.asked += 1
+                        m = self.master
+                    conn.sendall(b"*2\r\n" + self._bulk(m[0]) + self._bulk(str(m[1])) if m
+                                 else b"*-1\r\n")
+                elif verb == "SUBSCRIBE":
+                    with self.lock:
+                        conn.sendall(b"*3\r\n" + self._bulk("subscribe") + self._bulk(args[1])
+                                     + b":1\r\n")
+                        self.subscribers.append(conn)
+                else:
+                    conn.sendall(b"-ERR unknown command\r\n")
+        except (OSError, ValueError, IndexError):
+            return
+        finally:
+            f.close()
+
+    def switch(self, old, new):
+        """Publish +switch-master to every subscriber; returns how many got it."""
+        msg = "%s %s %d %s %d" % (MASTER, old[0], old[1], new[0], new[1])
+        frame = (b"*3\r\n" + self._bulk("message") + self._bulk("+switch-master")
+                 + self._bulk(msg))
+        n = 0
+        with self.lock:
+            for c in self.subscribers:
+                try:
+                    c.sendall(frame)
+                    n += 1
+                except OSError:
+                    pass
+        return n
+
+    def close(self):
+        self.closed = True
+        self.listener.close()
+        with self.lock:
+            for c in self.conns:
+                try:
+                    c.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                c.close()
 
 
 def md5_key(user, password):
@@ -354,5 +453,72 @@ def test_failover_followed():
     print("test took %.1fs" % (time.monotonic() - t_start))
 
 
+def test_replica_left_readonly_retried_switch_followed():
+    """With a stand-in sentinel over real redis-servers: a sentinel that names the replica is
+    caught by ROLE and asked again (both workers); the admin API, whose connection to the master
+    sees that master demoted under it, gets READONLY, asks again and writes to the new master;
+    a +switch-master moves both workers at once."""
+    with Fleet(sentinels=False) as fl:
+        fake = FakeSentinel()
+        try:
+            M, R = ("127.0.0.1", fl.master_port), ("127.0.0.1", fl.replica_port)
+            fake.master = R  # wrong on purpose: a replica
+            admin_port = free_port()
+            conf = ["realm = %s" % REALM, "allow-loopback-peers", "min-port = %d" % MIN_PORT,
+                    "max-port = %d" % MAX_PORT,
+                    'redis-userdb = "redis-sentinel://127.0.0.1:%d/%s"' % (fake.port, MASTER),
+                    "admin-listen = 127.0.0.1:%d" % admin_port, "admin-token = %s" % TOKEN]
+            admin = ("127.0.0.1", admin_port)
+            with Uturnd(conf=conf, threads=2) as u:
+                wait_for(lambda: u.log().count("a replica, not the master") >= 2, 10,
+                         "both workers to find that the named master is a replica")
+                check(metric(admin, "uturn_redis_connections_up") == 0,
+                      "a worker is up on a replica")
+                asked = fake.asked
+                fake.master = M
+                wait_for(lambda: metric(admin, "uturn_redis_connections_up") == 2, 10,
+                         "both workers on the real master after asking again")
+                check(fake.asked > asked, "the workers did not ask the sentinel again")
+                check(re.search(r"redis_up: redis 127\.0\.0\.1:%d " % M[1], u.log()),
+                      "no redis_up for the master:\n" + u.log()[-2000:])
+                add_user(M[1], "one", "one-pass")
+                check(allocate(u, "one", "one-pass") == 0, "the user in the master was refused")
+                st, body = api(admin, "PUT", "/api/v1/realms/%s/users/adm1" % REALM,
+                               {"password": "adm1-pass"})
+                check(st in (200, 201), "admin PUT: %d %s" % (st, body))
+                check(cli(M[1], "GET", "turn/realm/%s/user/adm1/key" % REALM)[1]
+                      == md5_key("adm1", "adm1-pass"), "the admin's user is not in the master")
+
+                # Swap the roles under the live connections: R becomes the master, M its replica.
+                check(cli(R[1], "REPLICAOF", "NO", "ONE")[1] == "OK", "REPLICAOF NO ONE")
+                check(cli(M[1], "REPLICAOF", R[0], str(R[1]))[1] == "OK", "REPLICAOF R")
+                wait_for(lambda: cli(M[1], "ROLE")[1].split("\n")[0] == "slave", 10,
+                         "the old master to be a replica")
+                fake.master = R
+                st, body = api(admin, "PUT", "/api/v1/realms/%s/users/adm2" % REALM,
+                               {"password": "adm2-pass"})
+                check(st in (200, 201), "admin PUT after the demotion: %d %s" % (st, body))
+                check("READONLY" in u.log() and "admin_redis_master" in u.log(),
+                      "the admin did not meet READONLY and ask again (its connection was not "
+                      "reused?):\n" + u.log()[-2000:])
+                check(cli(R[1], "GET", "turn/realm/%s/user/adm2/key" % REALM)[1]
+                      == md5_key("adm2", "adm2-pass"), "the admin's user is not in the new master")
+
+                # +switch-master: both workers move now, not at their next failure.
+                check(fake.switch(M, R) == 2, "the two workers are not subscribed")
+                wait_for(lambda: len(re.findall(r"redis_master.*127\.0\.0\.1:%d.*\+switch-master"
+                                                % R[1], u.log())) == 2, 10,
+                         "both workers to follow +switch-master")
+                wait_for(lambda: metric(admin, "uturn_redis_connections_up") == 2, 10,
+                         "both workers on the new master")
+                add_user(R[1], "two", "two-pass")
+                for i in range(4):
+                    check(allocate(u, "two", "two-pass") == 0,
+                          "the user in the new master was refused (try %d)" % i)
+                print("sentinel questions answered: %d" % fake.asked)
+        finally:
+            fake.close()
+
+
 if __name__ == "__main__":
-    run([test_failover_followed])
+    run([test_failover_followed, test_replica_left_readonly_retried_switch_followed])
