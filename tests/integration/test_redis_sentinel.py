@@ -378,6 +378,8 @@ def test_failover_followed():
         traffic = None
         with Uturnd(conf=conf, threads=2) as u:
             c = TurnClient(u, "before", "before-pass")
+            # Room for seconds of traffic should the test itself be slow to read (CI load).
+            c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
             try:
                 wait_for(lambda: metric(admin, "uturn_redis_connections_up") == 2, 10,
                          "both workers connected to the master")
@@ -395,17 +397,19 @@ def test_failover_followed():
 
                 # The failover.
                 t_kill = time.monotonic()
+                at_kill = traffic.sent_c2p, traffic.sent_p2c
                 fl.kill("master")
                 new = ("127.0.0.1", fl.replica_port)
                 wait_for(lambda: all(fl.master_of(p) == new for p in fl.sentinel_ports),
                          FAILOVER_DEADLINE, "the sentinels to promote the replica", interval=0.05)
                 t_promoted = time.monotonic()
-                wait_for(lambda: re.search(r"redis_master.*127\.0\.0\.1:%d" % fl.replica_port,
+                wait_for(lambda: re.search(r"redis_master: .* is 127\.0\.0\.1:%d " % fl.replica_port,
                                            u.log()) is not None,
                          FOLLOW_DEADLINE, "uturnd's log line about the new master")
                 wait_for(lambda: metric(admin, "uturn_redis_connections_up") == 2, FOLLOW_DEADLINE,
                          "both workers connected to the new master")
                 t_followed = time.monotonic()
+                at_followed = traffic.sent_c2p, traffic.sent_p2c
                 lines = [ln for ln in u.log().splitlines() if "redis_" in ln]
                 print("uturnd: " + "\n        ".join(lines[-12:]))
 
@@ -432,7 +436,9 @@ def test_failover_followed():
                       "after SIGKILL; writes done %.2fs after SIGKILL"
                       % (t_promoted - t_kill, t_followed - t_kill, t_end_writes - t_kill))
                 print("datagrams client->peer: sent %d received %d; peer->client: sent %d "
-                      "received %d" % (sc, gc, sp, gp))
+                      "received %d; of them sent between SIGKILL and uturnd on the new master: "
+                      "%d and %d" % (sc, gc, sp, gp, at_followed[0] - at_kill[0],
+                                     at_followed[1] - at_kill[1]))
                 check(gc == sc, "client->peer: %d of %d datagrams lost across the failover "
                       "(missing %s)" % (sc - gc, sc, sorted(set(range(sc)) - traffic.got_c2p)[:20]))
                 check(gp == sp, "peer->client: %d of %d datagrams lost across the failover "
