@@ -36,7 +36,7 @@ struct admin_redis {
     redisContext *c;
     creds_redis_settings_t cfg; /* strings borrowed from the creds_shared_t, which outlives us */
     int sentinel_next;          /* with Sentinel: the sentinel to ask first */
-    char where[REDIS_SENTINEL_IP_MAX + 8]; /* host:port of c, for messages */
+    char where[300];            /* host:port of c (a host name up to 255 bytes), for messages */
 };
 
 admin_redis_t *admin_redis_new(const creds_shared_t *creds)
