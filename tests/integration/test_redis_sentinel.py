@@ -5,6 +5,7 @@ On 127.0.0.1 (free ports): a redis-server master, a replica of it (replicaof), a
 redis-sentinel processes monitoring it (quorum 2, down-after-milliseconds 1000). uturnd (two
 workers) and its admin API get `redis-userdb = "sentinel=... master=mymaster"`.
 
+- The first sentinel in the list is dead: the questions go on to the next one.
 - A user provisioned in the master allocates, and its allocation relays both ways (ChannelData to a
   UDP peer and back) while a background thread keeps 100 datagrams a second flowing each way.
 - SIGKILL the master: the sentinels promote the replica (waited for with a deadline on
@@ -365,7 +366,9 @@ def test_failover_followed():
     with Fleet() as fl:
         add_user(fl.master_port, "before", "before-pass")
         admin_port = free_port()
-        sentinels = ",".join("127.0.0.1:%d" % p for p in fl.sentinel_ports)
+        # The first sentinel listed is dead (nothing listens there): each question, the workers'
+        # and the admin's, must go on to the next.
+        sentinels = ",".join("127.0.0.1:%d" % p for p in [free_port()] + fl.sentinel_ports)
         conf = ["realm = %s" % REALM, "allow-loopback-peers", "min-port = %d" % MIN_PORT,
                 "max-port = %d" % MAX_PORT,
                 'redis-userdb = "sentinel=%s master=%s"' % (sentinels, MASTER),
