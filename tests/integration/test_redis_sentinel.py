@@ -8,7 +8,8 @@ workers) and its admin API get `redis-userdb = "sentinel=... master=mymaster"`.
 - The first sentinel in the list is dead: the questions go on to the next one.
 - A user provisioned in the master allocates, and its allocation relays both ways (ChannelData to a
   UDP peer and back) while a background thread keeps 100 datagrams a second flowing each way.
-- SIGKILL the master: the sentinels promote the replica (waited for with a deadline on
+- SIGKILL the sentinel the workers subscribed to: both subscribe to another.
+- SIGKILL the master: the two sentinels left promote the replica (waited for with a deadline on
   SENTINEL get-master-addr-by-name); uturnd logs that it followed the switch (a "redis_master"
   line naming the new master) and every worker's connection is up again (/metrics).
 - The live allocation relays through and after the failover: every datagram sent either way after
@@ -398,12 +399,21 @@ def test_failover_followed():
                 wait_for(lambda: len(traffic.got_c2p) > 20 and len(traffic.got_p2c) > 20, 5,
                          "traffic both ways before the failover")
 
-                # The failover.
+                # The sentinel the workers listen to (the first live one) dies: they must listen
+                # to another before the failover, or they would only learn of it by failing.
+                fl.kill("sentinel0")
+                others = "|".join(str(p) for p in fl.sentinel_ports[1:])
+                wait_for(lambda: len(re.findall(r"redis_sentinel_up: redis sentinel 127\.0\.0\.1:"
+                                                r"(%s):" % others, u.log())) >= 2, 10,
+                         "both workers to follow another sentinel")
+                live = fl.sentinel_ports[1:]
+
+                # The failover (two sentinels of three left: still a quorum and a majority).
                 t_kill = time.monotonic()
                 at_kill = traffic.sent_c2p, traffic.sent_p2c
                 fl.kill("master")
                 new = ("127.0.0.1", fl.replica_port)
-                wait_for(lambda: all(fl.master_of(p) == new for p in fl.sentinel_ports),
+                wait_for(lambda: all(fl.master_of(p) == new for p in live),
                          FAILOVER_DEADLINE, "the sentinels to promote the replica", interval=0.05)
                 t_promoted = time.monotonic()
                 wait_for(lambda: re.search(r"redis_master: .* is 127\.0\.0\.1:%d " % fl.replica_port,
