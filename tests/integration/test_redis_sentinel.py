@@ -22,6 +22,13 @@ workers) and its admin API get `redis-userdb = "sentinel=... master=mymaster"`.
 - uturnd's longest worker loop stall (uturn_loop_stall_max_seconds, when it exports it) stays under
   250 ms across the whole run.
 
+A second test puts a stand-in sentinel (a few lines of RESP in this file) in front of a real
+master and replica, to make happen on cue what real sentinels only do in race windows: the
+sentinel names the replica (both workers see ROLE say so, are not up, ask again and connect to the
+master once it is named); the master is demoted under the admin API's open connection (its next
+write meets READONLY, and it asks again and writes to the new master); a +switch-master moves both
+workers at once.
+
 Everything started is killed and its directory removed even when the test fails (and killed by the
 kernel if this script dies: PR_SET_PDEATHSIG). Without /usr/bin/redis-sentinel the test falls back
 to `redis-server CONF --sentinel`; without either it skips, saying why.
