@@ -198,6 +198,9 @@ static void render_net(out_t *o, const stats_snapshot_t *st)
     u64(o, "uturn_turn_requests_total", "counter", "TURN requests.", st->turn_requests);
     u64(o, "uturn_turn_errors_total", "counter", "TURN requests answered with an error.",
         st->turn_errors);
+    head(o, "uturn_loop_stall_max_seconds", "gauge",
+         "Longest a worker's loop went without polling its sockets, since start.");
+    put(o, "uturn_loop_stall_max_seconds %.6f\n", (double)st->loop_stall_max_us / 1e6);
 
     head(o, "uturn_udp_packets_total", "counter", "Client datagrams on the UDP listeners.");
     lab(o, "uturn_udp_packets_total", "direction", "rx", st->udp_rx_packets);

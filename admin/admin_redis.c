@@ -8,6 +8,14 @@
  * SELECT first. Every command goes as argv (redisAppendCommandArgv): user input never reaches a
  * format string (DESIGN.md). Requests queue on the mutex; each one holds it for at most a few
  * round trips.
+ *
+ * With Redis Sentinel (redis_sentinel.h) each new connection starts by asking the sentinels for
+ * the master and checks ROLE on it after AUTH and SELECT, so a server that answers as a replica is
+ * never written to. A pipeline that meets READONLY (the master was demoted under us), or whose
+ * reused connection turns out to be dead (the master was killed since the last request), is run
+ * once more on a fresh connection to whatever the sentinels name now: the admin's commands are
+ * idempotent writes (SET, DEL, SADD, SREM, MULTI/EXEC of those), and a READONLY pipeline wrote
+ * nothing. A timeout is not retried (it would double the wait of a request that already failed).
  */
 #include "admin_int.h"
 
@@ -20,11 +28,15 @@
 #include <hiredis/hiredis.h>
 
 #include "creds.h"
+#include "log.h"
+#include "redis_sentinel.h"
 
 struct admin_redis {
     uv_mutex_t lock;
     redisContext *c;
     creds_redis_settings_t cfg; /* strings borrowed from the creds_shared_t, which outlives us */
+    int sentinel_next;          /* with Sentinel: the sentinel to ask first */
+    char where[300];            /* host:port of c (a host name up to 255 bytes), for messages */
 };
 
 admin_redis_t *admin_redis_new(const creds_shared_t *creds)
@@ -80,6 +92,27 @@ static redisReply *setup_cmd(admin_redis_t *rd, int argc, const char **argv, con
     return rep;
 }
 
+/* With Sentinel: the connection must be to the master (see the top of the file). */
+static int check_role(admin_redis_t *rd, char *err, size_t errlen)
+{
+    const char *av[1] = {"ROLE"};
+    redisReply *rep = redisCommandArgv(rd->c, 1, av, NULL);
+    if (!rep) {
+        snprintf(err, errlen, "redis ROLE: %s", rd->c->errstr[0] ? rd->c->errstr : "failed");
+        return -1;
+    }
+    /* An ACL that refuses ROLE: take the sentinels at their word. */
+    int ok = rep->type == REDIS_REPLY_ERROR || redis_sentinel_role_is_master(rep);
+    freeReplyObject(rep);
+    if (!ok)
+        snprintf(err, errlen,
+                 "redis at %s is a replica, not the master (the sentinels have not "
+                 "caught up yet)",
+                 rd->where);
+    return ok ? 0 : -1;
+}
+
+/* 1 when ensure made a new connection, 0 when it kept the one it had, -1 on failure. */
 static int ensure(admin_redis_t *rd, char *err, size_t errlen)
 {
     if (rd->c && !rd->c->err)
@@ -91,9 +124,26 @@ static int ensure(admin_redis_t *rd, char *err, size_t errlen)
         tv.tv_sec = ms / 1000;
         tv.tv_usec = (ms % 1000) * 1000;
     }
-    rd->c = redisConnectWithTimeout(rd->cfg.host, rd->cfg.port, tv);
+    redis_sentinel_addr_t m;
+    const char *host = rd->cfg.host;
+    int port = rd->cfg.port;
+    if (rd->cfg.sentinel) {
+        char why[256];
+        int tms = (int)(tv.tv_sec * 1000 + tv.tv_usec / 1000);
+        if (redis_sentinel_ask_sync(rd->cfg.sentinel, tms, &rd->sentinel_next, &m, why,
+                                    sizeof(why)) != 0) {
+            snprintf(err, errlen, "cannot find the Redis master '%s': %s", rd->cfg.sentinel->master,
+                     why);
+            return -1;
+        }
+        host = m.ip;
+        port = m.port;
+    }
+    bool v6 = strchr(host, ':') != NULL;
+    snprintf(rd->where, sizeof(rd->where), "%s%s%s:%d", v6 ? "[" : "", host, v6 ? "]" : "", port);
+    rd->c = redisConnectWithTimeout(host, port, tv);
     if (!rd->c || rd->c->err) {
-        snprintf(err, errlen, "cannot reach Redis at %s:%d: %s", rd->cfg.host, rd->cfg.port,
+        snprintf(err, errlen, "cannot reach Redis at %s: %s", rd->where,
                  rd->c ? rd->c->errstr : "out of memory");
         drop(rd);
         return -1;
@@ -121,15 +171,28 @@ static int ensure(admin_redis_t *rd, char *err, size_t errlen)
         }
         freeReplyObject(rep);
     }
-    return 0;
+    if (rd->cfg.sentinel && check_role(rd, err, errlen) != 0) {
+        drop(rd);
+        return -1;
+    }
+    return 1;
 }
 
-int admin_redis_run(admin_redis_t *rd, int n, const int argc[], const char **const argv[],
-                    const size_t *const argvlen[], redisReply **out, char *err, size_t errlen)
+static bool is_readonly(const redisReply *rep)
+{
+    return rep->type == REDIS_REPLY_ERROR && rep->str && strncmp(rep->str, "READONLY", 8) == 0;
+}
+
+/* One attempt under the lock. On -1, *again says whether a fresh connection may succeed where
+ * this one failed (Sentinel only: see the top of the file). */
+static int run_once(admin_redis_t *rd, int n, const int argc[], const char **const argv[],
+                    const size_t *const argvlen[], redisReply **out, bool *again, char *err,
+                    size_t errlen)
 {
     int got = 0;
-    uv_mutex_lock(&rd->lock);
-    if (ensure(rd, err, errlen) != 0)
+    int fresh = ensure(rd, err, errlen);
+    *again = false;
+    if (fresh < 0)
         goto fail;
     for (int i = 0; i < n; i++)
         if (redisAppendCommandArgv(rd->c, argc[i], argv[i], argvlen[i]) != REDIS_OK) {
@@ -139,20 +202,43 @@ int admin_redis_run(admin_redis_t *rd, int n, const int argc[], const char **con
     for (got = 0; got < n; got++) {
         void *rep = NULL;
         if (redisGetReply(rd->c, &rep) != REDIS_OK || !rep) {
-            snprintf(err, errlen, "redis at %s:%d: %s", rd->cfg.host, rd->cfg.port,
+            int e = errno;
+            bool timeout = rd->c->err == REDIS_ERR_IO &&
+                           (e == EAGAIN || e == EWOULDBLOCK || e == ETIMEDOUT || e == EINTR);
+            *again = rd->cfg.sentinel && !fresh && !timeout &&
+                     (rd->c->err == REDIS_ERR_EOF || rd->c->err == REDIS_ERR_IO);
+            snprintf(err, errlen, "redis at %s: %s", rd->where,
                      rd->c->errstr[0] ? rd->c->errstr : "no reply");
             goto fail;
         }
         out[got] = rep;
     }
-    uv_mutex_unlock(&rd->lock);
+    for (int i = 0; rd->cfg.sentinel && i < n; i++)
+        if (is_readonly(out[i])) {
+            snprintf(err, errlen, "redis at %s: %.160s", rd->where, out[i]->str);
+            *again = true;
+            goto fail;
+        }
     return 0;
 fail:
     for (int i = 0; i < got; i++)
         freeReplyObject(out[i]);
     drop(rd); /* a pipeline cut in the middle leaves replies we would misread later */
-    uv_mutex_unlock(&rd->lock);
     return -1;
+}
+
+int admin_redis_run(admin_redis_t *rd, int n, const int argc[], const char **const argv[],
+                    const size_t *const argvlen[], redisReply **out, char *err, size_t errlen)
+{
+    bool again;
+    uv_mutex_lock(&rd->lock);
+    int rc = run_once(rd, n, argc, argv, argvlen, out, &again, err, errlen);
+    if (rc != 0 && again) {
+        LOGI("admin_redis_master", "admin: %s; asking the sentinels for the master again", err);
+        rc = run_once(rd, n, argc, argv, argvlen, out, &again, err, errlen);
+    }
+    uv_mutex_unlock(&rd->lock);
+    return rc;
 }
 
 redisReply *admin_redis_cmd(admin_redis_t *rd, int argc, const char **argv, const size_t *argvlen,

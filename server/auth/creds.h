@@ -66,15 +66,19 @@ void creds_shared_free(creds_shared_t *s);
 /* 1 when any source exists (static users, REST secrets or Redis). */
 int creds_shared_any(const creds_shared_t *s);
 
+struct redis_sentinel_cfg;
+
 /* The parsed `redis-userdb` settings, for another client of the same store (the admin API's own
  * synchronous connection). Strings are borrowed from `s` (NULL when absent). Any thread. */
 typedef struct {
-    const char *host;
+    const char *host; /* NULL with Sentinel */
     int port;
     int db;
     const char *user;     /* ACL user for AUTH, or NULL */
     const char *password; /* NULL: no AUTH */
     int connect_timeout_ms;
+    /* The sentinels to ask for the master (redis_sentinel.h), or NULL: connect to host:port. */
+    const struct redis_sentinel_cfg *sentinel;
 } creds_redis_settings_t;
 /* 0 and the settings when redis-userdb is set; -1 (out zeroed) when it is not. */
 int creds_shared_redis(const creds_shared_t *s, creds_redis_settings_t *out);

@@ -11,6 +11,13 @@
  * through a backoff timer (0.5 s doubling to 30 s); state changes are logged once each, not once
  * per attempt. Host names are resolved with uv_getaddrinfo because hiredis would call a blocking
  * getaddrinfo on the loop thread. A username reaches Redis only as one argv element.
+ *
+ * With Redis Sentinel (redis_sentinel.h) every connect attempt starts by asking the sentinels for
+ * the master, and ROLE joins AUTH and SELECT in the setup pipeline: a "master" that answers as a
+ * replica (a sentinel not yet caught up, or a demoted master) is left and the sentinels asked again
+ * after the backoff. A +switch-master, or a re-ask that names another master, drops the connection
+ * and connects to the new master at once; replies lost with the old connection fail their lookups,
+ * which the caller answers as it does for any Redis outage (creds.c: cache, then 'unavailable').
  */
 #include "creds_redis.h"
 
@@ -28,6 +35,7 @@
 #include <openssl/crypto.h>
 
 #include "log.h"
+#include "redis_sentinel.h"
 #include "stats.h"
 #include "stun.h"
 #include "stun_auth.h"
@@ -37,6 +45,7 @@
 #define CONNECT_POLL_MS 50 /* how often a connect in progress is checked for failure */
 #define KEYNAME_MAX 1024   /* "turn/realm/" + realm (<= 255) + "/user/" + name + suffix fits */
 #define MAX_ARGS 4
+#define HOST_STR_MAX 280 /* "[" host (<= 255) "]:" port, or "master 'NAME'" */
 
 /* ---- connection ---- */
 
@@ -58,6 +67,10 @@ struct creds_redis {
     uv_timer_t watchdog, retry;
     uv_getaddrinfo_t gai;
     log_limit_t lim, data_lim;
+    redis_sentinel_t *sent;       /* NULL without Sentinel */
+    redis_sentinel_addr_t master; /* with Sentinel: the master connected or being connected to */
+    bool master_known;            /* master is set */
+    char target[HOST_STR_MAX];    /* the server as logged: host:port, or the sentinels' name */
 };
 
 /* One command of a pipeline. Arguments are (pointer, length) pairs so attacker bytes never meet a
@@ -90,10 +103,15 @@ static void connect_start(creds_redis_t *r);
 
 static void stat_add(_Atomic uint64_t *ctr, uint64_t n) { stats_add(ctr, n); }
 
+static void set_target(creds_redis_t *r, const char *host, int port)
+{
+    bool v6 = strchr(host, ':') != NULL;
+    snprintf(r->target, sizeof(r->target), "%s%s%s:%d", v6 ? "[" : "", host, v6 ? "]" : "", port);
+}
+
 static void set_state(creds_redis_t *r, enum creds_redis_state st, const char *why)
 {
     const creds_redis_cfg_t *cfg = r->cfg;
-    bool v6 = strchr(cfg->host, ':') != NULL;
     int up = st == CREDS_REDIS_UP;
 
     r->state = st;
@@ -106,11 +124,9 @@ static void set_state(creds_redis_t *r, enum creds_redis_state st, const char *w
     if (!log_limit_take(&r->lim, uv_now(r->loop), 0.1, 6))
         return;
     if (up)
-        LOGI("redis_up", "redis %s%s%s:%d db %d: connected", v6 ? "[" : "", cfg->host,
-             v6 ? "]" : "", cfg->port, cfg->db);
+        LOGI("redis_up", "redis %s db %d: connected", r->target, cfg->db);
     else
-        LOGW("redis_down", "redis %s%s%s:%d: %s; retrying with backoff", v6 ? "[" : "", cfg->host,
-             v6 ? "]" : "", cfg->port, why ? why : "down");
+        LOGW("redis_down", "redis %s: %s; retrying with backoff", r->target, why ? why : "down");
 }
 
 static void unref(creds_redis_t *r)
@@ -283,6 +299,29 @@ static void on_select_reply(redisAsyncContext *ac, void *reply, void *priv)
     setup_reply(ac, reply, "SELECT");
 }
 
+/* With Sentinel: the server the sentinels named must say it is the master. One that says otherwise
+ * is left (the backoff paces the next question); one that refuses ROLE (an ACL without it) is
+ * taken at the sentinels' word. */
+static void on_role_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+    creds_redis_t *r = ac->data;
+    const redisReply *rep = reply;
+    (void)priv;
+
+    if (!r || r->ac != ac)
+        return;
+    note_reply(r);
+    if (!rep) /* the connection failed: on_connect / on_disconnect say so */
+        return;
+    if (rep->type != REDIS_REPLY_ERROR && !redis_sentinel_role_is_master(rep)) {
+        set_state(r, CREDS_REDIS_DOWN, "a replica, not the master");
+        redisAsyncDisconnect(ac);
+        return;
+    }
+    if (--r->setup_pending == 0 && r->connected)
+        became_up(r);
+}
+
 /* AUTH and SELECT go first in the pipeline, so every later command runs authenticated. */
 static int send_setup(creds_redis_t *r)
 {
@@ -318,6 +357,14 @@ static int send_setup(creds_redis_t *r)
         r->setup_pending++;
         note_sent(r);
     }
+    if (r->sent) {
+        argv[0] = "ROLE";
+        len[0] = 4;
+        if (redisAsyncCommandArgv(r->ac, on_role_reply, NULL, 1, argv, len) != REDIS_OK)
+            return -1;
+        r->setup_pending++;
+        note_sent(r);
+    }
     return 0;
 }
 
@@ -328,9 +375,9 @@ static void connect_failed(creds_redis_t *r, const char *why)
     schedule_retry(r);
 }
 
-static void connect_ip(creds_redis_t *r, const char *ip)
+static void connect_ip(creds_redis_t *r, const char *ip, int port)
 {
-    redisAsyncContext *ac = redisAsyncConnect(ip, r->cfg->port);
+    redisAsyncContext *ac = redisAsyncConnect(ip, port);
     char why[160];
 
     if (!ac || ac->err || redisLibuvAttach(ac, r->loop) != REDIS_OK) {
@@ -379,7 +426,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     if (!ip[0])
         connect_failed(r, status < 0 ? uv_strerror(status) : "host has no address");
     else
-        connect_ip(r, ip);
+        connect_ip(r, ip, r->cfg->port);
 }
 
 static void connect_start(creds_redis_t *r)
@@ -388,8 +435,14 @@ static void connect_start(creds_redis_t *r)
     unsigned char buf[sizeof(struct in6_addr)];
     struct addrinfo hints;
 
+    if (r->sent) {
+        /* on_sentinel connects when the answer comes (or schedules the next try). */
+        set_state(r, CREDS_REDIS_CONNECTING, NULL);
+        redis_sentinel_ask(r->sent);
+        return;
+    }
     if (inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1) {
-        connect_ip(r, host);
+        connect_ip(r, host, r->cfg->port);
         return;
     }
     memset(&hints, 0, sizeof(hints));
@@ -406,12 +459,73 @@ static void connect_start(creds_redis_t *r)
     set_state(r, CREDS_REDIS_CONNECTING, NULL);
 }
 
+static bool same_addr(const redis_sentinel_addr_t *a, const redis_sentinel_addr_t *b)
+{
+    return a->port == b->port && strcmp(a->ip, b->ip) == 0;
+}
+
+/* Connect to `a` now (the sentinels named it), leaving any connection to another server. */
+static void connect_master(creds_redis_t *r, const redis_sentinel_addr_t *a, const char *how)
+{
+    char was[HOST_STR_MAX];
+    if (r->ac) /* logged under the server it was connected to */
+        drop(r, "the sentinels name another master");
+    if (!r->master_known || !same_addr(&r->master, a)) {
+        snprintf(was, sizeof(was), "%s", r->master_known ? r->target : "unknown");
+        r->master = *a;
+        r->master_known = true;
+        set_target(r, a->ip, a->port);
+        LOGI("redis_master", "redis: master '%s' is %s (was %s; from %s)", r->cfg->sentinel.master,
+             r->target, was, how);
+    }
+    uv_timer_stop(&r->retry);
+    r->backoff_ms = BACKOFF_MIN_MS;
+    connect_ip(r, a->ip, a->port);
+}
+
+/* Called from the sentinels' connections and timers, never from inside one of r->ac's callbacks,
+ * so dropping r->ac here is allowed. */
+static void on_sentinel(void *arg, enum redis_sentinel_event ev, const redis_sentinel_addr_t *a,
+                        const char *why)
+{
+    creds_redis_t *r = arg;
+    if (r->closing)
+        return;
+    switch (ev) {
+    case REDIS_SENTINEL_RESYNC:
+        redis_sentinel_ask(r->sent);
+        break;
+    case REDIS_SENTINEL_FAILED:
+        if (!r->ac) /* connected: a re-ask that failed changes nothing */
+            connect_failed(r, why);
+        break;
+    case REDIS_SENTINEL_MASTER:
+    case REDIS_SENTINEL_SWITCH:
+        if (r->ac && same_addr(&r->master, a))
+            break; /* already there (or on the way) */
+        connect_master(r, a,
+                       ev == REDIS_SENTINEL_SWITCH ? "+switch-master" : "asking the sentinels");
+        break;
+    }
+}
+
 int creds_redis_new(uv_loop_t *loop, const creds_redis_cfg_t *cfg, creds_stats_t *stats,
                     creds_redis_t **out)
 {
     creds_redis_t *r = calloc(1, sizeof(*r));
     if (!r)
         return -ENOMEM;
+    if (cfg->sentinel.n > 0) {
+        int rc = redis_sentinel_new(loop, &cfg->sentinel, cfg->connect_timeout_ms, on_sentinel, r,
+                                    &r->sent);
+        if (rc != 0) {
+            free(r);
+            return rc;
+        }
+        snprintf(r->target, sizeof(r->target), "master '%s'", cfg->sentinel.master);
+    } else {
+        set_target(r, cfg->host, cfg->port);
+    }
     r->loop = loop;
     r->cfg = cfg;
     r->stats = stats;
@@ -434,6 +548,8 @@ void creds_redis_close(creds_redis_t *r)
     if (!r)
         return;
     r->closing = true;
+    redis_sentinel_close(r->sent);
+    r->sent = NULL;
     if (r->resolving)
         uv_cancel((uv_req_t *)&r->gai); /* on_resolved still runs and lets go of r */
     if (r->ac) {
@@ -572,7 +688,7 @@ typedef struct {
 static void warn_data(creds_redis_t *r, const char *what)
 {
     if (log_limit_take(&r->data_lim, uv_now(r->loop), 0.2, 5))
-        LOGW("redis_data", "redis %s:%d: %s", r->cfg->host, r->cfg->port, what);
+        LOGW("redis_data", "redis %s: %s", r->target, what);
 }
 
 static bool cmd_key(cmd_t *cmd, const char *verb, const char *key, int n)

@@ -3,10 +3,16 @@
  * the store holds for a username or a USERHASH (coturn's key layout plus ours, see creds.h).
  *
  * The connection string is coturn's "ip=... port=... dbname=... password=... connect_timeout=..."
- * or a URL "redis://[[user]:password@]host[:port][/db]". The connection authenticates (AUTH, with
- * a user for Redis 6 ACLs) and selects the database before anything else, pipelined; it times out
- * a connect or a silent server after 2 s and reconnects with exponential backoff (0.5 s .. 30 s).
- * Everything here runs on the owning worker's loop thread.
+ * or a URL "redis://[[user]:password@]host[:port][/db]", or, for a master that Redis Sentinel
+ * watches, "sentinel=IP[:PORT],IP[:PORT],... master=NAME [password=...] [sentinel-password=...]
+ * [dbname=N]" or "redis-sentinel://[[user]:password@]IP[:PORT],IP[:PORT],.../NAME[/db]
+ * [?sentinel-password=...]" (sentinel ports default to 26379; redis_sentinel.h). The connection
+ * authenticates (AUTH, with a user for Redis 6 ACLs) and selects the database before anything
+ * else, pipelined (with Sentinel, ROLE follows: a master that turns out to be a replica is left
+ * and the sentinels asked again); it times out a connect or a silent server after 2 s and
+ * reconnects with exponential backoff (0.5 s .. 30 s), asking the sentinels before each attempt;
+ * a +switch-master from the sentinels moves it to the new master at once. Everything here runs on
+ * the owning worker's loop thread.
  */
 #ifndef UTURN_CREDS_REDIS_H
 #define UTURN_CREDS_REDIS_H
@@ -18,17 +24,20 @@
 #include <uv.h>
 
 #include "creds.h"
+#include "redis_sentinel.h"
 
 /* Connect and command timeout; coturn's connect_timeout can only lower it. */
 #define CREDS_REDIS_TIMEOUT_MS 2000
 
 typedef struct {
-    char *host; /* IP literal (IPv6 without brackets) or a name resolved with uv_getaddrinfo */
-    int port;
+    char *host; /* IP literal (IPv6 without brackets) or a name resolved with uv_getaddrinfo;
+                 * NULL with Sentinel (the sentinels name the master) */
+    int port;   /* 0 with Sentinel */
     int db;
     char *user;     /* ACL user for AUTH, or NULL */
     char *password; /* or NULL: no AUTH */
     int connect_timeout_ms;
+    redis_sentinel_cfg_t sentinel; /* sentinel.n > 0: ask these for the master */
 } creds_redis_cfg_t;
 
 /* Parse a `redis-userdb` value. Returns 0, or -1 with a message naming the key and the bad part

@@ -1,8 +1,12 @@
 /* creds_redis_cfg.c - the `redis-userdb` connection string (creds_redis.h): coturn's
  * "ip=... port=... dbname=... password=... connect_timeout=..." (turndb/dbd_redis.c's names, so
- * existing deployments keep their setting) or "redis://[[user]:password@]host[:port][/db]".
- * Bounded and strict: digits only in numbers, a host of at most 255 bytes, percent-decoding in the
- * URL's user and password; errors name the key and the bad part, never the password.
+ * existing deployments keep their setting) or "redis://[[user]:password@]host[:port][/db]"; and
+ * for Redis Sentinel the same fields with "sentinel=IP[:PORT],... master=NAME
+ * [sentinel-password=...]" instead of ip/port, or
+ * "redis-sentinel://[[user]:password@]IP[:PORT],IP[:PORT],.../NAME[/db][?sentinel-password=...]".
+ * Bounded and strict: digits only in numbers, a host of at most 255 bytes, sentinels as IP
+ * literals (at most 8), percent-decoding in the URL's user and passwords; errors name the key and
+ * the bad part, never a password.
  */
 #include "creds_redis.h"
 
@@ -22,6 +26,7 @@
 
 #define REDIS_DEFAULT_PORT 6379
 #define HOST_MAX 255
+#define SENTINEL_ENTRY_MAX 80 /* "[v6]:port" */
 
 /* Decimal s[0..n) within [min, max]; digits only (no sign, no spaces). */
 static int parse_num(const char *s, size_t n, long min, long max, long *out)
@@ -77,6 +82,52 @@ static bool field_is(const char *k, size_t kn, const char *name)
     return strlen(name) == kn && memcmp(k, name, kn) == 0;
 }
 
+/* "IP[:PORT],IP[:PORT],..." (bare IPv6 without a port, or [IPv6]:PORT), appended to the list. */
+static int set_sentinels(creds_redis_cfg_t *o, const char *v, size_t n, char *err, size_t errlen)
+{
+    redis_sentinel_cfg_t *sc = &o->sentinel;
+    const char *end = v + n;
+    while (v <= end) {
+        const char *comma = memchr(v, ',', (size_t)(end - v));
+        const char *e = comma ? comma : end;
+        size_t len = (size_t)(e - v);
+        char buf[SENTINEL_ENTRY_MAX];
+        struct sockaddr_storage ss;
+        if (len == 0)
+            return err_set(err, errlen, "'redis-userdb': empty entry in 'sentinel'");
+        if (sc->n == REDIS_SENTINEL_MAX)
+            return err_set(err, errlen, "'redis-userdb': more than %d sentinels",
+                           REDIS_SENTINEL_MAX);
+        if (len >= sizeof(buf))
+            return err_set(err, errlen, "'redis-userdb': sentinel entry %d is too long", sc->n + 1);
+        memcpy(buf, v, len);
+        buf[len] = '\0';
+        if (sa_parse_hostport(buf, REDIS_SENTINEL_DEFAULT_PORT, &ss) != 0)
+            return err_set(err, errlen,
+                           "'redis-userdb': sentinel '%s' is not IP[:PORT] or [IPv6]:PORT", buf);
+        redis_sentinel_addr_t *a = &sc->addr[sc->n++];
+        sa_format_ip((const struct sockaddr *)&ss, a->ip, sizeof(a->ip));
+        a->port = sa_port((const struct sockaddr *)&ss);
+        if (!comma)
+            break;
+        v = comma + 1;
+    }
+    return 0;
+}
+
+/* The name the sentinels monitor: 1-128 of [A-Za-z0-9._-] (it goes into the log and, as one
+ * argument, to the sentinels). */
+static int set_master(creds_redis_cfg_t *o, const char *v, size_t n, char *err, size_t errlen)
+{
+    bool ok = n > 0 && n <= REDIS_SENTINEL_NAME_MAX;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = isalnum((unsigned char)v[i]) || v[i] == '.' || v[i] == '_' || v[i] == '-';
+    if (!ok)
+        return err_set(err, errlen, "'redis-userdb': bad master name (1-%d of A-Z a-z 0-9 . _ -)",
+                       REDIS_SENTINEL_NAME_MAX);
+    return set_str(&o->sentinel.master, v, n) ? err_set(err, errlen, "out of memory") : 0;
+}
+
 /* One coturn-style key=value field. */
 static int set_field(creds_redis_cfg_t *o, const char *k, size_t kn, const char *v, size_t vn,
                      char *err, size_t errlen)
@@ -97,6 +148,12 @@ static int set_field(creds_redis_cfg_t *o, const char *k, size_t kn, const char 
         return set_str(&o->user, v, vn) ? err_set(err, errlen, "out of memory") : 0;
     if (field_is(k, kn, "password"))
         return set_str(&o->password, v, vn) ? err_set(err, errlen, "out of memory") : 0;
+    if (field_is(k, kn, "sentinel"))
+        return set_sentinels(o, v, vn, err, errlen);
+    if (field_is(k, kn, "master"))
+        return set_master(o, v, vn, err, errlen);
+    if (field_is(k, kn, "sentinel-password"))
+        return set_str(&o->sentinel.password, v, vn) ? err_set(err, errlen, "out of memory") : 0;
     if (field_is(k, kn, "connect_timeout")) {
         if (parse_num(v, vn, 1, 3600, &t) != 0)
             return err_set(err, errlen, "'redis-userdb': bad connect_timeout (1-3600 seconds)");
@@ -204,6 +261,45 @@ static int parse_hostpart(const char *h, creds_redis_cfg_t *o, char *err, size_t
     return 0;
 }
 
+/* redis-sentinel://[[user]:password@]IP[:PORT],.../NAME[/db][?sentinel-password=...]. Passwords
+ * are percent-encoded; the query ends the URL at its first '?', the userinfo at its last '@'. */
+static int parse_sentinel_url(const char *s, creds_redis_cfg_t *o, char *err, size_t errlen)
+{
+    const char *rest = s + strlen("redis-sentinel://");
+    const char *q = strchr(rest, '?');
+    const char *end = q ? q : rest + strlen(rest);
+    const char *at = NULL;
+    for (const char *p = rest; p < end; p++)
+        if (*p == '@')
+            at = p;
+    if (at && parse_userinfo(rest, (size_t)(at - rest), o, err, errlen) != 0)
+        return -1;
+    const char *hosts = at ? at + 1 : rest;
+    const char *slash = memchr(hosts, '/', (size_t)(end - hosts));
+    if (!slash || slash == hosts)
+        return err_set(err, errlen,
+                       "'redis-userdb': expected redis-sentinel://IP[:PORT],.../MASTER-NAME");
+    if (set_sentinels(o, hosts, (size_t)(slash - hosts), err, errlen) != 0)
+        return -1;
+    const char *name = slash + 1;
+    const char *db = memchr(name, '/', (size_t)(end - name));
+    if (set_master(o, name, (size_t)((db ? db : end) - name), err, errlen) != 0)
+        return -1;
+    if (db && db + 1 < end && set_db(o, db + 1, (size_t)(end - db - 1), err, errlen) != 0)
+        return -1;
+    if (q) {
+        static const char key[] = "sentinel-password=";
+        if (strncmp(q + 1, key, strlen(key)) != 0)
+            return err_set(err, errlen,
+                           "'redis-userdb': the only URL parameter is "
+                           "'sentinel-password'");
+        const char *v = q + 1 + strlen(key);
+        if (strchr(v, '&') || set_decoded(&o->sentinel.password, v, strlen(v)) != 0)
+            return err_set(err, errlen, "'redis-userdb': bad 'sentinel-password' parameter");
+    }
+    return 0;
+}
+
 static int parse_url(const char *s, creds_redis_cfg_t *o, char *err, size_t errlen)
 {
     const char *rest = s + strlen("redis://");
@@ -214,22 +310,49 @@ static int parse_url(const char *s, creds_redis_cfg_t *o, char *err, size_t errl
     return parse_hostpart(at ? at + 1 : rest, o, err, errlen);
 }
 
+/* What the fields say together: Sentinel or one server, never both. */
+static int check_mode(creds_redis_cfg_t *o, char *err, size_t errlen)
+{
+    const redis_sentinel_cfg_t *sc = &o->sentinel;
+    if (sc->n == 0 && sc->master)
+        return err_set(err, errlen, "'redis-userdb': 'master' needs 'sentinel=IP:PORT,...'");
+    if (sc->n == 0 && sc->password)
+        return err_set(err, errlen, "'redis-userdb': 'sentinel-password' needs 'sentinel'");
+    if (sc->n > 0 && !sc->master)
+        return err_set(err, errlen,
+                       "'redis-userdb': 'sentinel' needs 'master=NAME' (the name the sentinels "
+                       "monitor)");
+    if (sc->n > 0 && (o->host || o->port))
+        return err_set(err, errlen,
+                       "'redis-userdb': 'ip', 'host' and 'port' cannot be used with 'sentinel' "
+                       "(the sentinels name the master)");
+    if (sc->n > 0)
+        return 0;
+    if (!o->port)
+        o->port = REDIS_DEFAULT_PORT;
+    if (!o->host && !(o->host = strdup("127.0.0.1")))
+        return err_set(err, errlen, "out of memory");
+    return 0;
+}
+
 int creds_redis_cfg_parse(const char *s, creds_redis_cfg_t *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof(*out));
-    out->port = REDIS_DEFAULT_PORT;
     out->connect_timeout_ms = CREDS_REDIS_TIMEOUT_MS;
     int rc;
     if (strncasecmp(s, "rediss://", 9) == 0)
         rc = err_set(err, errlen, "'redis-userdb': rediss:// (TLS) is not supported");
     else if (strncasecmp(s, "redis://", 8) == 0)
         rc = parse_url(s, out, err, errlen);
+    else if (strncasecmp(s, "redis-sentinel://", 17) == 0)
+        rc = parse_sentinel_url(s, out, err, errlen);
     else if (strstr(s, "://"))
-        rc = err_set(err, errlen, "'redis-userdb': only redis:// URLs are supported");
+        rc = err_set(err, errlen,
+                     "'redis-userdb': only redis:// URLs (and redis-sentinel://) are supported");
     else
         rc = parse_fields(s, out, err, errlen);
-    if (rc == 0 && !out->host && !(out->host = strdup("127.0.0.1")))
-        rc = err_set(err, errlen, "out of memory");
+    if (rc == 0)
+        rc = check_mode(out, err, errlen);
     if (rc == 0 && out->user && !out->password)
         rc = err_set(err, errlen, "'redis-userdb': a user needs a password");
     if (rc != 0)
@@ -244,5 +367,6 @@ void creds_redis_cfg_free(creds_redis_cfg_t *cfg)
     free(cfg->host);
     free(cfg->user);
     free(cfg->password);
+    redis_sentinel_cfg_free(&cfg->sentinel);
     memset(cfg, 0, sizeof(*cfg));
 }

@@ -264,5 +264,6 @@ int creds_shared_redis(const creds_shared_t *s, creds_redis_settings_t *out)
     out->user = s->redis.user;
     out->password = s->redis.password;
     out->connect_timeout_ms = s->redis.connect_timeout_ms;
+    out->sentinel = s->redis.sentinel.n > 0 ? &s->redis.sentinel : NULL;
     return 0;
 }

@@ -59,7 +59,11 @@ const cfg_entry_t cfg_table[] = {
     {"static-auth-secret", CFG_LIST, OFF(static_auth_secret), NULL, 0, 0, NULL, CFG_F_SECRET,
      "REST API shared secret (repeatable, for rotation)"},
     {"redis-userdb", CFG_STR, OFF(redis_userdb), NULL, 0, 0, NULL, CFG_F_SECRET,
-     "Redis user database: \"ip=... port=... dbname=... password=...\" or redis://"},
+     "Redis user database: \"ip=... port=... dbname=... password=...\" or "
+     "redis://[[user]:password@]host[:port][/db]; with Redis Sentinel \"sentinel=IP[:PORT],... "
+     "master=NAME [password=...] [sentinel-password=...] [dbname=N]\" or "
+     "redis-sentinel://[[user]:password@]IP[:PORT],.../NAME[/db][?sentinel-password=...] "
+     "(sentinel ports default to 26379; uturnd follows the master through a failover)"},
     {"stale-nonce", CFG_INT, OFF(stale_nonce), "600", 1, 86400, NULL, CFG_F_RELOAD,
      "nonce lifetime in seconds"},
     {"max-allocate-lifetime", CFG_INT, OFF(max_allocate_lifetime), "3600", 600, 86400, NULL,

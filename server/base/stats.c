@@ -15,6 +15,9 @@ void stats_accumulate(const stats_t *s, stats_snapshot_t *out)
 #undef STATS_GAUGE_SUM
     for (int i = 0; i < STATS_NERR; i++)
         out->errors_by_code[i] += atomic_load_explicit(&s->errors_by_code[i], memory_order_relaxed);
+    uint64_t stall = atomic_load_explicit(&s->loop_stall_max_us, memory_order_relaxed);
+    if (stall > out->loop_stall_max_us)
+        out->loop_stall_max_us = stall;
 }
 
 static const int error_codes[] = {

@@ -125,6 +125,7 @@ typedef struct {
     STATS_GAUGES(STATS_GAUGE_FIELD)
 #undef STATS_GAUGE_FIELD
     _Atomic uint64_t errors_by_code[STATS_NERR]; /* see stats_error_slot */
+    _Atomic uint64_t loop_stall_max_us; /* longest the loop went without polling (worker.c) */
 } stats_t;
 
 typedef struct {
@@ -139,6 +140,7 @@ typedef struct {
     STATS_GAUGES(STATS_GAUGE_FIELD)
 #undef STATS_GAUGE_FIELD
     uint64_t errors_by_code[STATS_NERR];
+    uint64_t loop_stall_max_us; /* the longest of the workers', not a sum */
     /* Credential store (server_stats fills these from each worker's creds_stats). */
     uint64_t creds_lookups, creds_cache_hits, redis_queries, redis_errors, redis_reconnects;
     uint64_t creds_pending, creds_refused_per_ip, creds_refused_total; /* per-source bounds */

@@ -71,6 +71,23 @@ static void on_sweep(uv_timer_t *t)
     tcp_relay_sweep(w, uv_now(&w->loop));
 }
 
+/* Runs just before every poll. The time since the previous one, less what that poll waited, is
+ * how long the loop went without looking at its sockets: a callback that blocked (a synchronous
+ * Redis call would show here), a burst that took long, or the thread not being scheduled. */
+static void on_stall_prepare(uv_prepare_t *p)
+{
+    worker_t *w = p->data;
+    uint64_t now = uv_hrtime(), idle = uv_metrics_idle_time(&w->loop);
+    if (w->stall_last_ns) {
+        uint64_t span = now - w->stall_last_ns, waited = idle - w->stall_idle_ns;
+        uint64_t busy_us = span > waited ? (span - waited) / 1000 : 0;
+        if (busy_us > atomic_load_explicit(&w->stats.loop_stall_max_us, memory_order_relaxed))
+            atomic_store_explicit(&w->stats.loop_stall_max_us, busy_us, memory_order_relaxed);
+    }
+    w->stall_last_ns = now;
+    w->stall_idle_ns = idle;
+}
+
 static void close_all(worker_t *w)
 {
     if (w->closed)
@@ -94,6 +111,8 @@ static void close_all(worker_t *w)
         uv_close((uv_handle_t *)&w->tx_check, NULL);
     if (!uv_is_closing((uv_handle_t *)&w->sweep))
         uv_close((uv_handle_t *)&w->sweep, NULL);
+    if (!uv_is_closing((uv_handle_t *)&w->stall_prep))
+        uv_close((uv_handle_t *)&w->stall_prep, NULL);
     if (!uv_is_closing((uv_handle_t *)&w->wakeup))
         uv_close((uv_handle_t *)&w->wakeup, NULL);
 }
@@ -271,6 +290,12 @@ int worker_init(worker_t *w, int id, const cfg_t *cfg, shared_t *shared,
     w->tx_check.data = w;
     uv_check_start(&w->tx_check, on_tx_check);
     uv_unref((uv_handle_t *)&w->tx_check);
+    /* The loop's idle time (what a poll waited) makes the stall measure: see on_stall_prepare. */
+    uv_loop_configure(&w->loop, UV_METRICS_IDLE_TIME);
+    uv_prepare_init(&w->loop, &w->stall_prep);
+    w->stall_prep.data = w;
+    uv_prepare_start(&w->stall_prep, on_stall_prepare);
+    uv_unref((uv_handle_t *)&w->stall_prep);
     w->unix_offset_ms = wall_ms() - (int64_t)uv_now(&w->loop);
     if ((rc = creds_new(&w->loop, shared->creds, &w->creds_stats, &w->creds)) != 0) {
         snprintf(err, errlen, "worker %d: credential store: %s", id, strerror(-rc));

@@ -77,6 +77,9 @@ struct worker {
     uv_thread_t thread;
     uv_async_t wakeup;
     uv_timer_t sweep;
+    uv_prepare_t stall_prep; /* measures the loop's longest stretch without polling */
+    uint64_t stall_last_ns;  /* uv_hrtime at the last prepare callback (0: none yet) */
+    uint64_t stall_idle_ns;  /* uv_metrics_idle_time then */
     _Atomic int stop_requested;
     uv_mutex_t task_lock;
     worker_task_t *tasks, **tasks_tail;
