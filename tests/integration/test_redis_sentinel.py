@@ -547,4 +547,4 @@ def test_replica_left_readonly_retried_switch_followed():
 
 
 if __name__ == "__main__":
-    run([test_failover_followed, test_replica_left_readonly_retried_switch_followed])
+    run()
