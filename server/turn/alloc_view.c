@@ -156,11 +156,11 @@ static void *call_slot(call_t *c, int i)
 static const char *transport_name(int t)
 {
     switch (t) {
-    case DISPATCH_TCP:
+    case TURN_TCP:
         return "tcp";
-    case DISPATCH_TLS:
+    case TURN_TLS:
         return "tls";
-    case DISPATCH_DTLS:
+    case TURN_DTLS:
         return "dtls";
     default:
         return "udp";
@@ -180,7 +180,7 @@ static void copy_view(const worker_t *w, const alloc_t *a, alloc_view_t *v)
     v->id = a->id;
     v->worker = (int)(a->id >> 48);
     v->transport = transport_name(a->client.transport);
-    copy_addr(&v->client, &a->client.remote.sa);
+    copy_addr(&v->client, a->client.remote);
     copy_addr(&v->server, a->client.local);
     v->nrelay = a->nrelay < 2 ? a->nrelay : 2;
     for (int i = 0; i < v->nrelay; i++) {

@@ -15,6 +15,7 @@
 
 #include "alloc.h"
 #include "cfg.h"
+#include "conn.h"
 #include "creds.h"
 #include "list.h"
 #include "log.h"
@@ -23,25 +24,6 @@
 #include "stats.h"
 #include "stun.h"
 #include "stun_msg.h"
-
-enum dispatch_transport {
-    DISPATCH_UDP = 0,
-    DISPATCH_TCP = 1,
-    DISPATCH_TLS = 2,
-    DISPATCH_DTLS = 3,
-};
-
-/* The client side of a 5-tuple as the listener saw it. `local` and `send_ctx` outlive any message
- * (a listener, or a connection that tells dispatch_conn_gone before it goes). */
-typedef struct {
-    enum dispatch_transport transport;
-    const struct sockaddr *remote;
-    const struct sockaddr *local;
-    /* Send `len` bytes to `to` on this 5-tuple. Returns 0 or -errno; bytes are copied or sent
-     * before it returns. */
-    int (*send)(void *ctx, const struct sockaddr *to, const uint8_t *buf, size_t len);
-    void *send_ctx;
-} dispatch_conn_t;
 
 /* Relay sockets, as the worker (libuv) or a test provides them. */
 typedef struct {
@@ -66,7 +48,7 @@ typedef struct {
                        const void *auth);
     /* A ConnectionBind arrived on the client connection behind `conn` (not yet authenticated). The
      * callee answers it, possibly on another worker. */
-    void (*tcp_bind)(void *env, const dispatch_conn_t *conn, const stun_msg_t *req,
+    void (*tcp_bind)(void *env, const turn_conn_t *conn, const stun_msg_t *req,
                      uint32_t connection_id);
     void *env;
 } dispatch_relay_ops_t;
@@ -135,7 +117,7 @@ enum dispatch_result {
 };
 
 /* Handle one whole message from a client. */
-int dispatch_message(dispatch_t *d, const dispatch_conn_t *conn, const uint8_t *buf, size_t len);
+int dispatch_message(dispatch_t *d, const turn_conn_t *conn, const uint8_t *buf, size_t len);
 
 /* A datagram from `peer` arrived on relay `r` of `a`. `data` must have DISPATCH_HEADROOM writable
  * bytes before it and DISPATCH_TAILROOM after it: the ChannelData or Data indication for the client
@@ -146,9 +128,9 @@ void dispatch_relay_input(dispatch_t *d, alloc_t *a, alloc_relay_t *r, const str
 /* The connection behind `send_ctx` (a TCP/TLS client) is closing: delete the allocation of its
  * 5-tuple (RFC 8656 §3.1: the allocation lives as long as the connection) and forget its pending
  * requests. */
-void dispatch_conn_gone(dispatch_t *d, const dispatch_conn_t *conn);
+void dispatch_conn_gone(dispatch_t *d, const turn_conn_t *conn);
 /* 1 when the 5-tuple has an allocation (a stream with one is not idle). */
-int dispatch_has_allocation(dispatch_t *d, const dispatch_conn_t *conn);
+int dispatch_has_allocation(dispatch_t *d, const turn_conn_t *conn);
 
 /* Expire permissions, channels and allocations (the worker's 1 s sweep). */
 void dispatch_sweep(dispatch_t *d);
@@ -161,11 +143,11 @@ void dispatch_tcp_connect_done(dispatch_t *d, alloc_t *a, const stun_msg_t *req,
 void dispatch_tcp_attempt(dispatch_t *d, alloc_t *a, const struct sockaddr *peer, uint32_t id);
 /* Authenticate a ConnectionBind against allocation `a` and answer on `conn`. Returns 0 when it
  * succeeded (the caller turns the connection into a pipe), or -1 (answered with an error). */
-int dispatch_tcp_bind_check(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *req,
+int dispatch_tcp_bind_check(dispatch_t *d, const turn_conn_t *conn, const stun_msg_t *req,
                             alloc_t *a);
 /* Refuse a ConnectionBind (400 when its CONNECTION-ID is not pending, 500 when it could not be
  * handed to its worker). */
-void dispatch_tcp_bind_refuse(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *req,
+void dispatch_tcp_bind_refuse(dispatch_t *d, const turn_conn_t *conn, const stun_msg_t *req,
                               int code);
 /* Size of the authentication context tcp_connect receives. */
 size_t dispatch_auth_size(void);

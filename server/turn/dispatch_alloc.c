@@ -180,7 +180,7 @@ static void count_new(dispatch_t *d, alloc_t *a)
     stats_inc(&d->stats->alloc_created);
     stats_gauge_add(&d->stats->allocations, 1);
     dispatch_alloc_gauges(d, a, 1);
-    stats_inc(a->client.transport == DISPATCH_UDP || a->client.transport == DISPATCH_DTLS
+    stats_inc(a->client.transport == TURN_UDP || a->client.transport == TURN_DTLS
                   ? &d->stats->alloc_udp
                   : &d->stats->alloc_tcp);
     for (int i = 0; i < a->nrelay; i++)
@@ -190,7 +190,7 @@ static void count_new(dispatch_t *d, alloc_t *a)
 
 /* Checks of RFC 8656 §7.2 and RFC 6062 §5.1 that need no resources. Returns 0 or the error code
  * to answer; *tcp says a TCP relay was asked for. */
-static int allocate_checks(const dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg,
+static int allocate_checks(const dispatch_t *d, const turn_conn_t *conn, const stun_msg_t *msg,
                            int *fam1, int *fam2, int *tcp)
 {
     const stun_attr_t *rt = stun_msg_find(msg, STUN_ATTR_REQUESTED_TRANSPORT);
@@ -200,7 +200,7 @@ static int allocate_checks(const dispatch_t *d, const dispatch_conn_t *conn, con
         return STUN_ERR_BAD_REQUEST;
     if (proto == STUN_TRANSPORT_TCP) {
         /* RFC 6062 §5.1: only over a TCP/TLS control connection, without UDP-only attributes. */
-        if (conn->transport != DISPATCH_TCP && conn->transport != DISPATCH_TLS)
+        if (conn->transport != TURN_TCP && conn->transport != TURN_TLS)
             return STUN_ERR_BAD_REQUEST;
         if (stun_msg_find(msg, STUN_ATTR_DONT_FRAGMENT) ||
             stun_msg_find(msg, STUN_ATTR_EVEN_PORT) ||
@@ -280,7 +280,7 @@ static int allocate_relays(dispatch_t *d, const stun_msg_t *msg, alloc_t *a, int
     return 0;
 }
 
-static void allocate_success(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg,
+static void allocate_success(dispatch_t *d, const turn_conn_t *conn, const stun_msg_t *msg,
                              alloc_t *a, uint32_t lifetime, uint64_t token, int addr_err,
                              const dispatch_auth_t *auth)
 {
@@ -333,10 +333,10 @@ static int quota_take(dispatch_t *d, const stun_msg_t *msg, const dispatch_auth_
 
 /* RFC 8489 §10 / RFC 8656 §7.2: a full or draining server redirects authenticated Allocates with
  * 300 Try Alternate; the answer carries integrity, so the client can trust the redirect. */
-static int try_alternate(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg,
+static int try_alternate(dispatch_t *d, const turn_conn_t *conn, const stun_msg_t *msg,
                          const dispatch_auth_t *auth)
 {
-    int secure = conn->transport == DISPATCH_TLS || conn->transport == DISPATCH_DTLS;
+    int secure = conn->transport == TURN_TLS || conn->transport == TURN_DTLS;
     const struct sockaddr *alt = shared_alternate(d->shared, secure);
     if (!alt)
         return 0;
@@ -353,7 +353,7 @@ static int try_alternate(dispatch_t *d, const dispatch_conn_t *conn, const stun_
     return 1;
 }
 
-void dispatch_allocate(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg)
+void dispatch_allocate(dispatch_t *d, const turn_conn_t *conn, const stun_msg_t *msg)
 {
     alloc_t *a = alloc_find(&d->allocs, conn->transport, conn->remote, conn->local);
     if (a && a->alloc_resp && memcmp(a->alloc_tid, msg->tid, sizeof(a->alloc_tid)) == 0) {
@@ -388,9 +388,7 @@ void dispatch_allocate(dispatch_t *d, const dispatch_conn_t *conn, const stun_ms
         dispatch_error(d, conn, msg, code, &auth);
         return;
     }
-    alloc_client_t client = {conn->transport, {{0}}, conn->local, conn->send, conn->send_ctx};
-    memcpy(&client.remote, conn->remote, sa_len(conn->remote));
-    a = alloc_insert(&d->allocs, &client, d->now_ms);
+    a = alloc_insert(&d->allocs, conn, d->now_ms);
     if (!a) {
         shared_quota_release(d->shared, auth.user, auth.ulen);
         if (resv_unit)
@@ -427,7 +425,7 @@ void dispatch_allocate(dispatch_t *d, const dispatch_conn_t *conn, const stun_ms
     allocate_success(d, conn, msg, a, lifetime, token, addr_err, &auth);
 }
 
-void dispatch_refresh(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg, alloc_t *a)
+void dispatch_refresh(dispatch_t *d, const turn_conn_t *conn, const stun_msg_t *msg, alloc_t *a)
 {
     dispatch_auth_t auth;
     if (dispatch_authenticate(d, conn, msg, a, &auth) != DISPATCH_AUTH_OK)

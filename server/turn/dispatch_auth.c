@@ -19,7 +19,7 @@
 static const uint16_t offered_algs[] = {STUN_PASSWORD_ALG_SHA256, STUN_PASSWORD_ALG_MD5};
 #define NOFFERED (ARRAY_SIZE(offered_algs))
 
-static void challenge(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg, int code)
+static void challenge(dispatch_t *d, const turn_conn_t *conn, const stun_msg_t *msg, int code)
 {
     /* Its size is known before the nonce is made: a flood that the limit drops costs no HMAC. */
     size_t realm_len = strlen(d->cfg->realm);
@@ -44,8 +44,8 @@ static void challenge(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg
     (void)dispatch_finish(d, conn, msg, &b, NULL);
 }
 
-static void auth_fail_log(dispatch_t *d, const dispatch_conn_t *conn, const char *why,
-                          const char *user, size_t ulen)
+static void auth_fail_log(dispatch_t *d, const turn_conn_t *conn, const char *why, const char *user,
+                          size_t ulen)
 {
     if (!log_limit_take(&d->auth_log, d->now_ms, 5.0, 20.0))
         return;
@@ -104,7 +104,7 @@ static void no_wait(void *arg) { (void)arg; }
 
 /* Keys for the request's user: from the allocation, or the credential sources. Returns a creds
  * status; CREDS_PENDING means the request was parked (or dropped as busy). */
-static enum creds_status lookup(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg,
+static enum creds_status lookup(dispatch_t *d, const turn_conn_t *conn, const stun_msg_t *msg,
                                 const stun_attr_t *ua, const stun_attr_t *uh, dispatch_auth_t *out,
                                 creds_keys_t *keys)
 {
@@ -147,7 +147,7 @@ static enum creds_status lookup(dispatch_t *d, const dispatch_conn_t *conn, cons
 }
 
 /* Map a final creds status to the answer; returns 1 when answered. */
-static int answer_status(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg,
+static int answer_status(dispatch_t *d, const turn_conn_t *conn, const stun_msg_t *msg,
                          enum creds_status st, const dispatch_auth_t *out)
 {
     switch (st) {
@@ -178,7 +178,7 @@ static int answer_status(dispatch_t *d, const dispatch_conn_t *conn, const stun_
 }
 
 /* The checks before any key is needed. Returns 1 when answered. */
-static int precheck(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg,
+static int precheck(dispatch_t *d, const turn_conn_t *conn, const stun_msg_t *msg,
                     enum turn_nonce_result *nres, dispatch_auth_t *out)
 {
     if (msg->mi_idx < 0 && msg->mi256_idx < 0) {
@@ -222,7 +222,7 @@ static int precheck(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t
     return 0;
 }
 
-enum dispatch_auth_result dispatch_authenticate(dispatch_t *d, const dispatch_conn_t *conn,
+enum dispatch_auth_result dispatch_authenticate(dispatch_t *d, const turn_conn_t *conn,
                                                 const stun_msg_t *msg, alloc_t *a,
                                                 dispatch_auth_t *out)
 {

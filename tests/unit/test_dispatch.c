@@ -72,8 +72,7 @@ static void fake_close(void *env, alloc_t *a)
     alloc_free(a);
 }
 static int tcp_binds;
-static void fake_tcp_bind(void *env, const dispatch_conn_t *conn, const stun_msg_t *req,
-                          uint32_t id)
+static void fake_tcp_bind(void *env, const turn_conn_t *conn, const stun_msg_t *req, uint32_t id)
 {
     (void)env, (void)conn, (void)req, (void)id;
     tcp_binds++; /* the worker would answer; here nothing comes back */
@@ -141,12 +140,12 @@ static void advance(uint64_t ms)
 
 static char nonce[128];
 static size_t nonce_len;
-static enum dispatch_transport transport = DISPATCH_UDP;
+static enum turn_transport transport = TURN_UDP;
 
 static int deliver(const uint8_t *buf, size_t len)
 {
-    dispatch_conn_t conn = {transport, (struct sockaddr *)&client, (struct sockaddr *)&local, sink,
-                            NULL};
+    turn_conn_t conn = {transport, (struct sockaddr *)&client, (struct sockaddr *)&local, sink,
+                        NULL};
     last_len = 0;
     return dispatch_message(&d, &conn, buf, len);
 }
@@ -464,17 +463,17 @@ static void test_connection_bind_rules(void)
     uint32_t id = 0x00123456;
     tcp_binds = 0;
     CHECK_INT(request(STUN_METHOD_CONNECTION_BIND, NULL, NULL, add_connection_id, &id), 400);
-    transport = DISPATCH_TCP;
+    transport = TURN_TCP;
     CHECK_INT(request(STUN_METHOD_CONNECTION_BIND, NULL, NULL, add_connection_id, NULL), 400);
     CHECK_INT(tcp_binds, 0);
     CHECK_INT(request(STUN_METHOD_CONNECTION_BIND, NULL, NULL, add_connection_id, &id), -1);
     CHECK_INT(tcp_binds, 1); /* a new connection: handed to the relay */
     CHECK_INT(allocate("alice", "secret"), 0);
     CHECK_INT(request(STUN_METHOD_CONNECTION_BIND, "alice", "secret", add_connection_id, &id), 400);
-    transport = DISPATCH_TLS; /* the same addresses over TLS are another 5-tuple */
+    transport = TURN_TLS; /* the same addresses over TLS are another 5-tuple */
     CHECK_INT(request(STUN_METHOD_CONNECTION_BIND, NULL, NULL, add_connection_id, &id), -1);
     CHECK_INT(tcp_binds, 2);
-    transport = DISPATCH_UDP;
+    transport = TURN_UDP;
     env_teardown();
 }
 
