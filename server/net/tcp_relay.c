@@ -75,7 +75,7 @@ static int peer_admit(worker_t *w, tcp_rel_t *rel)
 {
     if (rel->npeers >= w->cfg->max_peer_connections)
         return -ENOSPC;
-    int rc = shared_peer_conn_take(w->shared, rel->a->username, rel->a->username_len);
+    int rc = quota_peer_conn_take(&w->shared->turn.quota, rel->a->username, rel->a->username_len);
     if (rc != 0)
         return rc;
     rel->npeers++;
@@ -88,7 +88,7 @@ static void peer_unadmit(worker_t *w, tcp_rel_t *rel)
 {
     rel->npeers--;
     stats_gauge_add(&w->stats.peer_connections, -1);
-    shared_peer_conn_release(w->shared, rel->a->username, rel->a->username_len);
+    quota_peer_conn_release(&w->shared->turn.quota, rel->a->username, rel->a->username_len);
 }
 
 static void rel_release(tcp_rel_t *rel)

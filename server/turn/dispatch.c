@@ -66,8 +66,8 @@ static const uint16_t known_required[] = {
     STUN_ATTR_CONNECTION_ID,
 };
 
-int dispatch_init(dispatch_t *d, const cfg_t *cfg, shared_t *shared, stats_t *stats, creds_t *creds,
-                  const dispatch_relay_ops_t *relay, uint64_t id_base)
+int dispatch_init(dispatch_t *d, const cfg_t *cfg, turn_shared_t *shared, stats_t *stats,
+                  creds_t *creds, const dispatch_relay_ops_t *relay, uint64_t id_base)
 {
     memset(d, 0, sizeof(*d));
     d->cfg = cfg;
@@ -444,7 +444,7 @@ void dispatch_alloc_delete(dispatch_t *d, alloc_t *a, int why)
         return;
     alloc_remove(&d->allocs, a);
     if (a->counted_quota)
-        shared_quota_release(d->shared, a->username, a->username_len);
+        quota_release(&d->shared->quota, a->username, a->username_len);
     if (why == DISPATCH_GONE_EXPIRED)
         stats_inc(&d->stats->alloc_expired);
     else if (why == DISPATCH_GONE_DELETED)
@@ -483,7 +483,7 @@ void dispatch_sweep(dispatch_t *d)
         if (alloc_expire(a, d->now_ms))
             dispatch_alloc_delete(d, a, DISPATCH_GONE_EXPIRED);
     }
-    shared_resv_expire(d->shared, d->unix_ms);
+    resv_expire(&d->shared->resv, d->unix_ms);
 }
 
 int dispatch_bps_ok(dispatch_t *d, alloc_t *a, size_t bytes)

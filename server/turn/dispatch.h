@@ -19,11 +19,11 @@
 #include "creds.h"
 #include "list.h"
 #include "log.h"
-#include "shared.h"
 #include "siphash.h"
 #include "stats.h"
 #include "stun.h"
 #include "stun_msg.h"
+#include "turn_shared.h"
 
 /* Relay sockets, as the worker (libuv) or a test provides them. */
 typedef struct {
@@ -84,7 +84,7 @@ typedef struct {
 
 typedef struct {
     const cfg_t *cfg;
-    shared_t *shared;
+    turn_shared_t *shared;
     stats_t *stats;
     creds_t *creds; /* NULL: only static and REST credentials (tests) */
     alloc_table_t allocs;
@@ -106,8 +106,8 @@ typedef struct {
 } dispatch_t;
 
 /* 0 or -ENOMEM. `id_base` tags allocation ids with the worker. */
-int dispatch_init(dispatch_t *d, const cfg_t *cfg, shared_t *shared, stats_t *stats, creds_t *creds,
-                  const dispatch_relay_ops_t *relay, uint64_t id_base);
+int dispatch_init(dispatch_t *d, const cfg_t *cfg, turn_shared_t *shared, stats_t *stats,
+                  creds_t *creds, const dispatch_relay_ops_t *relay, uint64_t id_base);
 /* Delete every allocation (closing their relays) and drop pending work. */
 void dispatch_close(dispatch_t *d);
 

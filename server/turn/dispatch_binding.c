@@ -58,7 +58,7 @@ static int binding_send(void *ctx, const struct sockaddr *to, const uint8_t *buf
 int dispatch_binding_rfc5780(const dispatch_t *d, const turn_conn_t *conn)
 {
     sa_any_t from, other;
-    return shared_rfc5780_addrs(d->shared, conn->local, 0, 0, &from, &other) == 0;
+    return addrs_rfc5780(&d->shared->addrs, conn->local, 0, 0, &from, &other) == 0;
 }
 
 /* The RFC 5780 answer. Returns 0, or the STUN error code to answer instead. */
@@ -82,8 +82,8 @@ static int binding_rfc5780(dispatch_t *d, const turn_conn_t *conn, const stun_ms
         rp = NULL;
     }
     sa_any_t from, other;
-    if (shared_rfc5780_addrs(d->shared, conn->local, (flags & STUN_CHANGE_IP) != 0,
-                             (flags & STUN_CHANGE_PORT) != 0, &from, &other) != 0)
+    if (addrs_rfc5780(&d->shared->addrs, conn->local, (flags & STUN_CHANGE_IP) != 0,
+                      (flags & STUN_CHANGE_PORT) != 0, &from, &other) != 0)
         return STUN_ERR_SERVER_ERROR; /* dispatch_binding checked: cannot happen */
     sa_any_t to;
     memcpy(&to, conn->remote, sa_len(conn->remote));

@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include "frame.h"
+#include "shared.h"
 #include "stun_msg.h"
 
 static int fake_open(void *env, alloc_t *a, alloc_relay_t *r, int fd, int df)
@@ -87,7 +88,7 @@ dispatch_t *fuzz_env_dispatch(void)
     }
     dispatch_relay_ops_t ops = {
         .open = fake_open, .hold = fake_hold, .send = fake_send, .close = fake_close};
-    if (dispatch_init(&d, &cfg, &shared, &stats, creds, &ops, 0) != 0)
+    if (dispatch_init(&d, &cfg, &shared.turn, &stats, creds, &ops, 0) != 0)
         abort();
     clock_ms += 7000;
     d.now_ms = clock_ms;

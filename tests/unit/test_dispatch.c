@@ -14,6 +14,7 @@
 
 #include "dispatch.h"
 #include "frame.h"
+#include "shared.h"
 #include "stun_auth.h"
 #include "stun_build.h"
 #include "stun_msg.h"
@@ -109,7 +110,7 @@ static void env_setup(const char *const *extra)
                                 .close = fake_close,
                                 .tcp_bind = fake_tcp_bind};
     memset(&stats, 0, sizeof(stats));
-    CHECK_INT(dispatch_init(&d, &cfg, &shared, &stats, creds, &ops, 0), 0);
+    CHECK_INT(dispatch_init(&d, &cfg, &shared.turn, &stats, creds, &ops, 0), 0);
     d.now_ms = 1000000;
     d.unix_ms = 1700000000000ULL;
     client.sin_family = AF_INET;
@@ -482,24 +483,25 @@ static void test_peer_connection_quota(void)
 {
     static const char *const extra[] = {"user-peer-connection-quota", "2", NULL};
     env_setup(extra);
-    CHECK_INT(shared_peer_conn_take(&shared, "alice", 5), 0);
-    CHECK_INT(shared_peer_conn_take(&shared, "alice", 5), 0);
-    CHECK_INT(shared_peer_conn_take(&shared, "alice", 5), -EDQUOT);
-    CHECK_INT(shared_peer_conn_take(&shared, "bob", 3), 0);
-    shared_peer_conn_release(&shared, "alice", 5);
-    CHECK_INT(shared_peer_conn_take(&shared, "alice", 5), 0);
-    CHECK_INT(shared_peer_conn_take(&shared, "alice", 5), -EDQUOT);
-    shared_peer_conn_release(&shared, "alice", 5);
-    shared_peer_conn_release(&shared, "bob", 3);
-    shared_peer_conn_take(&shared, "bob", 3);
-    shared_peer_conn_release(&shared, "bob", 3); /* an entry at 0 is gone: taken again from 0 */
-    CHECK_INT(shared_peer_conn_take(&shared, "alice", 5), 0);
-    CHECK_INT(shared_peer_conn_take(&shared, "alice", 5), -EDQUOT);
+    CHECK_INT(quota_peer_conn_take(&shared.turn.quota, "alice", 5), 0);
+    CHECK_INT(quota_peer_conn_take(&shared.turn.quota, "alice", 5), 0);
+    CHECK_INT(quota_peer_conn_take(&shared.turn.quota, "alice", 5), -EDQUOT);
+    CHECK_INT(quota_peer_conn_take(&shared.turn.quota, "bob", 3), 0);
+    quota_peer_conn_release(&shared.turn.quota, "alice", 5);
+    CHECK_INT(quota_peer_conn_take(&shared.turn.quota, "alice", 5), 0);
+    CHECK_INT(quota_peer_conn_take(&shared.turn.quota, "alice", 5), -EDQUOT);
+    quota_peer_conn_release(&shared.turn.quota, "alice", 5);
+    quota_peer_conn_release(&shared.turn.quota, "bob", 3);
+    quota_peer_conn_take(&shared.turn.quota, "bob", 3);
+    quota_peer_conn_release(&shared.turn.quota, "bob",
+                            3); /* an entry at 0 is gone: taken again from 0 */
+    CHECK_INT(quota_peer_conn_take(&shared.turn.quota, "alice", 5), 0);
+    CHECK_INT(quota_peer_conn_take(&shared.turn.quota, "alice", 5), -EDQUOT);
     env_teardown(); /* alice's two still counted: shared_close frees the table (LeakSanitizer) */
     static const char *const unlimited[] = {"user-peer-connection-quota", "0", NULL};
     env_setup(unlimited);
     for (int i = 0; i < 1000; i++)
-        CHECK_INT(shared_peer_conn_take(&shared, "alice", 5), 0);
+        CHECK_INT(quota_peer_conn_take(&shared.turn.quota, "alice", 5), 0);
     env_teardown();
     cfg_init(&cfg); /* the shipped default */
     CHECK_INT(cfg.user_peer_conn_quota, 256);
