@@ -278,7 +278,9 @@ int worker_init(worker_t *w, int id, const cfg_t *cfg, shared_t *shared,
     }
     dispatch_relay_ops_t ops;
     relay_ops(w, &ops);
-    if ((rc = dispatch_init(&w->dispatch, cfg, &shared->turn, &w->stats, w->creds, &ops,
+    creds_ops_t cops;
+    creds_ops(w->creds, &cops);
+    if ((rc = dispatch_init(&w->dispatch, cfg, &shared->turn, &w->stats, &cops, &ops,
                             (uint64_t)id << 48)) != 0) {
         snprintf(err, errlen, "worker %d: out of memory", id);
         return rc;

@@ -18,7 +18,7 @@
 #include <sys/socket.h>
 
 #include "conn.h"
-#include "creds.h"
+#include "creds_ops.h"
 #include "list.h"
 #include "siphash.h"
 #include "sockaddr_util.h"

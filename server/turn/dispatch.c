@@ -67,13 +67,14 @@ static const uint16_t known_required[] = {
 };
 
 int dispatch_init(dispatch_t *d, const cfg_t *cfg, turn_shared_t *shared, stats_t *stats,
-                  creds_t *creds, const dispatch_relay_ops_t *relay, uint64_t id_base)
+                  const creds_ops_t *creds, const dispatch_relay_ops_t *relay, uint64_t id_base)
 {
     memset(d, 0, sizeof(*d));
     d->cfg = cfg;
     d->shared = shared;
     d->stats = stats;
-    d->creds = creds;
+    if (creds)
+        d->creds = *creds;
     if (relay)
         d->relay = *relay;
     list_init(&d->pending);
@@ -99,8 +100,8 @@ static void pending_unlink(dispatch_t *d, dispatch_pending_t *p)
 static void pending_free(dispatch_t *d, dispatch_pending_t *p)
 {
     pending_unlink(d, p);
-    if (d->creds)
-        creds_cancel(d->creds, p);
+    if (d->creds.cancel)
+        d->creds.cancel(d->creds.env, p);
     free(p);
 }
 

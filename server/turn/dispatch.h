@@ -16,7 +16,7 @@
 #include "alloc.h"
 #include "cfg.h"
 #include "conn.h"
-#include "creds.h"
+#include "creds_ops.h"
 #include "list.h"
 #include "log.h"
 #include "siphash.h"
@@ -86,7 +86,7 @@ typedef struct {
     const cfg_t *cfg;
     turn_shared_t *shared;
     stats_t *stats;
-    creds_t *creds; /* NULL: only static and REST credentials (tests) */
+    creds_ops_t creds; /* where keys come from (NULL members: none; every lookup is 500) */
     alloc_table_t allocs;
     dispatch_relay_ops_t relay;
     dispatch_binding_ops_t binding; /* set by the owner after dispatch_init; NULL send_from: a
@@ -107,7 +107,7 @@ typedef struct {
 
 /* 0 or -ENOMEM. `id_base` tags allocation ids with the worker. */
 int dispatch_init(dispatch_t *d, const cfg_t *cfg, turn_shared_t *shared, stats_t *stats,
-                  creds_t *creds, const dispatch_relay_ops_t *relay, uint64_t id_base);
+                  const creds_ops_t *creds, const dispatch_relay_ops_t *relay, uint64_t id_base);
 /* Delete every allocation (closing their relays) and drop pending work. */
 void dispatch_close(dispatch_t *d);
 

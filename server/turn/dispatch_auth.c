@@ -108,7 +108,7 @@ static enum creds_status lookup(dispatch_t *d, const turn_conn_t *conn, const st
                                 const stun_attr_t *ua, const stun_attr_t *uh, dispatch_auth_t *out,
                                 creds_keys_t *keys)
 {
-    if (!d->creds)
+    if (!d->creds.lookup || !d->creds.lookup_userhash)
         return CREDS_UNAVAILABLE;
     dispatch_pending_t *p = dispatch_pending_new(d, conn, msg);
     int64_t unix_s = (int64_t)(d->unix_ms / 1000);
@@ -122,11 +122,11 @@ static enum creds_status lookup(dispatch_t *d, const turn_conn_t *conn, const st
         conn->remote, (unsigned)d->cfg->redis_pending_per_ip, (unsigned)d->cfg->redis_pending_max,
         (unsigned)d->cfg->redis_cache_users, (unsigned)d->cfg->redis_cache_unknown};
     if (ua) {
-        st = creds_lookup(d->creds, &who, (const char *)stun_attr_value(msg, ua), ua->len,
-                          d->now_ms, unix_s, keys, cb, arg);
+        st = d->creds.lookup(d->creds.env, &who, (const char *)stun_attr_value(msg, ua), ua->len,
+                             d->now_ms, unix_s, keys, cb, arg);
     } else {
-        st = creds_lookup_userhash(d->creds, &who, stun_attr_value(msg, uh), d->now_ms, unix_s,
-                                   out->userbuf, sizeof(out->userbuf), keys, cb, arg);
+        st = d->creds.lookup_userhash(d->creds.env, &who, stun_attr_value(msg, uh), d->now_ms,
+                                      unix_s, out->userbuf, sizeof(out->userbuf), keys, cb, arg);
         if (st == CREDS_FOUND) {
             out->user = out->userbuf;
             out->ulen = strlen(out->userbuf);
@@ -137,7 +137,8 @@ static enum creds_status lookup(dispatch_t *d, const turn_conn_t *conn, const st
             dispatch_pending_start(d, p);
         } else {
             /* No room to park it: the client will retransmit. */
-            creds_cancel(d->creds, d);
+            if (d->creds.cancel)
+                d->creds.cancel(d->creds.env, d);
             stats_inc(&d->stats->drop_auth_busy);
         }
         return CREDS_PENDING;

@@ -10,13 +10,13 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <uv.h>
+#include <unistd.h>
 
 #include "dispatch.h"
 #include "frame.h"
-#include "shared.h"
 #include "stun_auth.h"
 #include "stun_build.h"
+#include "static_creds.h"
 #include "stun_msg.h"
 #include "unit.h"
 
@@ -80,9 +80,8 @@ static void fake_tcp_bind(void *env, const turn_conn_t *conn, const stun_msg_t *
 }
 
 static cfg_t cfg;
-static shared_t shared;
+static turn_shared_t shared;
 static stats_t stats;
-static creds_t *creds;
 static dispatch_t d;
 static struct sockaddr_in client, local;
 
@@ -101,16 +100,17 @@ static void env_setup(const char *const *extra)
     for (; extra && *extra; extra += 2)
         if (cfg_set(&cfg, extra[0], extra[1], "t", err, sizeof(err)) != 0)
             fprintf(stderr, "setup: %s\n", err);
-    if (shared_init(&shared, &cfg, NULL, 0, err, sizeof(err)) != 0)
-        fprintf(stderr, "shared_init: %s\n", err);
-    CHECK_INT(creds_new(uv_default_loop(), shared.creds, NULL, &creds), 0);
+    if (turn_shared_init(&shared, &cfg, NULL, 0, err, sizeof(err)) != 0)
+        fprintf(stderr, "turn_shared_init: %s\n", err);
+    creds_ops_t creds;
+    static_creds_ops(&cfg, &creds);
     dispatch_relay_ops_t ops = {.open = fake_open,
                                 .hold = fake_hold,
                                 .send = fake_send,
                                 .close = fake_close,
                                 .tcp_bind = fake_tcp_bind};
     memset(&stats, 0, sizeof(stats));
-    CHECK_INT(dispatch_init(&d, &cfg, &shared.turn, &stats, creds, &ops, 0), 0);
+    CHECK_INT(dispatch_init(&d, &cfg, &shared, &stats, &creds, &ops, 0), 0);
     d.now_ms = 1000000;
     d.unix_ms = 1700000000000ULL;
     client.sin_family = AF_INET;
@@ -124,9 +124,7 @@ static void env_setup(const char *const *extra)
 static void env_teardown(void)
 {
     dispatch_close(&d);
-    creds_close(creds);
-    uv_run(uv_default_loop(), UV_RUN_NOWAIT);
-    shared_close(&shared);
+    turn_shared_close(&shared);
     cfg_free(&cfg);
 }
 
@@ -483,25 +481,26 @@ static void test_peer_connection_quota(void)
 {
     static const char *const extra[] = {"user-peer-connection-quota", "2", NULL};
     env_setup(extra);
-    CHECK_INT(quota_peer_conn_take(&shared.turn.quota, "alice", 5), 0);
-    CHECK_INT(quota_peer_conn_take(&shared.turn.quota, "alice", 5), 0);
-    CHECK_INT(quota_peer_conn_take(&shared.turn.quota, "alice", 5), -EDQUOT);
-    CHECK_INT(quota_peer_conn_take(&shared.turn.quota, "bob", 3), 0);
-    quota_peer_conn_release(&shared.turn.quota, "alice", 5);
-    CHECK_INT(quota_peer_conn_take(&shared.turn.quota, "alice", 5), 0);
-    CHECK_INT(quota_peer_conn_take(&shared.turn.quota, "alice", 5), -EDQUOT);
-    quota_peer_conn_release(&shared.turn.quota, "alice", 5);
-    quota_peer_conn_release(&shared.turn.quota, "bob", 3);
-    quota_peer_conn_take(&shared.turn.quota, "bob", 3);
-    quota_peer_conn_release(&shared.turn.quota, "bob",
+    CHECK_INT(quota_peer_conn_take(&shared.quota, "alice", 5), 0);
+    CHECK_INT(quota_peer_conn_take(&shared.quota, "alice", 5), 0);
+    CHECK_INT(quota_peer_conn_take(&shared.quota, "alice", 5), -EDQUOT);
+    CHECK_INT(quota_peer_conn_take(&shared.quota, "bob", 3), 0);
+    quota_peer_conn_release(&shared.quota, "alice", 5);
+    CHECK_INT(quota_peer_conn_take(&shared.quota, "alice", 5), 0);
+    CHECK_INT(quota_peer_conn_take(&shared.quota, "alice", 5), -EDQUOT);
+    quota_peer_conn_release(&shared.quota, "alice", 5);
+    quota_peer_conn_release(&shared.quota, "bob", 3);
+    quota_peer_conn_take(&shared.quota, "bob", 3);
+    quota_peer_conn_release(&shared.quota, "bob",
                             3); /* an entry at 0 is gone: taken again from 0 */
-    CHECK_INT(quota_peer_conn_take(&shared.turn.quota, "alice", 5), 0);
-    CHECK_INT(quota_peer_conn_take(&shared.turn.quota, "alice", 5), -EDQUOT);
-    env_teardown(); /* alice's two still counted: shared_close frees the table (LeakSanitizer) */
+    CHECK_INT(quota_peer_conn_take(&shared.quota, "alice", 5), 0);
+    CHECK_INT(quota_peer_conn_take(&shared.quota, "alice", 5), -EDQUOT);
+    env_teardown(); /* alice's two still counted: turn_shared_close frees the table (LeakSanitizer)
+                     */
     static const char *const unlimited[] = {"user-peer-connection-quota", "0", NULL};
     env_setup(unlimited);
     for (int i = 0; i < 1000; i++)
-        CHECK_INT(quota_peer_conn_take(&shared.turn.quota, "alice", 5), 0);
+        CHECK_INT(quota_peer_conn_take(&shared.quota, "alice", 5), 0);
     env_teardown();
     cfg_init(&cfg); /* the shipped default */
     CHECK_INT(cfg.user_peer_conn_quota, 256);
