@@ -20,7 +20,7 @@
 #include <uv.h>
 
 #include "admin.h"
-#include "alloc_view.h"
+#include "alloc_query.h"
 #include "server.h"
 #include "stun.h"
 

@@ -54,8 +54,7 @@ static int64_t wall_ms(void)
 void worker_clock(worker_t *w)
 {
     uint64_t now = uv_now(&w->loop);
-    w->dispatch.now_ms = now;
-    w->dispatch.unix_ms = (uint64_t)((int64_t)now + w->unix_offset_ms);
+    dispatch_clock(&w->dispatch, now, (uint64_t)((int64_t)now + w->unix_offset_ms));
 }
 
 static void on_sweep(uv_timer_t *t)

@@ -82,7 +82,7 @@ typedef struct {
 #define DISPATCH_HEADROOM 48
 #define DISPATCH_TAILROOM 4
 
-typedef struct {
+typedef struct dispatch {
     const cfg_t *cfg;
     turn_shared_t *shared;
     stats_t *stats;
@@ -91,8 +91,9 @@ typedef struct {
     dispatch_relay_ops_t relay;
     dispatch_binding_ops_t binding; /* set by the owner after dispatch_init; NULL send_from: a
                                      * CHANGE-REQUEST that needs another source is dropped */
-    uint64_t now_ms;  /* the worker's loop time, set by the caller before each batch */
-    uint64_t unix_ms; /* wall clock in ms, for nonces, REST expiry, reservations */
+    /* The engine's clock (dispatch_clock): it never reads one itself. */
+    uint64_t now_ms;  /* monotonic ms: expiry of allocations, permissions, channels; rates */
+    uint64_t unix_ms; /* wall clock in ms since 1970: nonces, REST expiry, reservations */
     list_t pending;   /* requests waiting for credentials, newest first */
     unsigned npending;
     uint64_t limit_seed;                /* seeds Data indication transaction ids */
@@ -110,6 +111,18 @@ int dispatch_init(dispatch_t *d, const cfg_t *cfg, turn_shared_t *shared, stats_
                   const creds_ops_t *creds, const dispatch_relay_ops_t *relay, uint64_t id_base);
 /* Delete every allocation (closing their relays) and drop pending work. */
 void dispatch_close(dispatch_t *d);
+
+/* Set the engine's clock; the caller does so before each batch of calls (a loop callback, a
+ * test step), and nothing in the engine reads a clock of its own, so tests and fuzzers drive
+ * every expiry with a fixed one. `now_ms` is monotonic (any epoch; it never goes back: the
+ * worker's loop time), `unix_ms` the wall clock in ms since 1970 (it may jump; only compared with
+ * timestamps that travel, like nonce and REST expiry, and with reservation deadlines). Randomness
+ * is the other input from outside: rand_bytes (base/rand.h). */
+static inline void dispatch_clock(dispatch_t *d, uint64_t now_ms, uint64_t unix_ms)
+{
+    d->now_ms = now_ms;
+    d->unix_ms = unix_ms;
+}
 
 enum dispatch_result {
     DISPATCH_OK = 0,        /* handled (answered, or dropped and counted as the RFC says) */

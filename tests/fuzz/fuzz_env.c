@@ -90,7 +90,6 @@ dispatch_t *fuzz_env_dispatch(void)
     if (dispatch_init(&d, &cfg, &shared, &stats, &creds, &ops, 0) != 0)
         abort();
     clock_ms += 7000;
-    d.now_ms = clock_ms;
-    d.unix_ms = 1700000000000ULL + clock_ms;
+    dispatch_clock(&d, clock_ms, 1700000000000ULL + clock_ms);
     return &d;
 }

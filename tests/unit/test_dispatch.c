@@ -111,8 +111,7 @@ static void env_setup(const char *const *extra)
                                 .tcp_bind = fake_tcp_bind};
     memset(&stats, 0, sizeof(stats));
     CHECK_INT(dispatch_init(&d, &cfg, &shared, &stats, &creds, &ops, 0), 0);
-    d.now_ms = 1000000;
-    d.unix_ms = 1700000000000ULL;
+    dispatch_clock(&d, 1000000, 1700000000000ULL);
     client.sin_family = AF_INET;
     client.sin_port = htons(40000);
     inet_pton(AF_INET, "203.0.113.7", &client.sin_addr);
