@@ -1,4 +1,2 @@
-/* jansson.h - poison (see server/poison/README): base/ and turn/ find this header before the
- * system's. */
-#error                                                                                             \
-    "the engine (server/turn) and base (server/base) must not include <jansson.h>: JSON belongs to admin/"
+/* jansson.h - poison for base/ and turn/ (server/poison/README). */
+#error "the engine (server/turn, server/base) must not include <jansson.h>: JSON is admin/"

@@ -1,4 +1,2 @@
-/* uv.h - poison (see server/poison/README): base/ and turn/ find this header before the system's.
- */
-#error                                                                                             \
-    "the engine (server/turn) and base (server/base) must not include <uv.h>: libuv belongs to net/ and core/; the engine takes its clock and sockets from its caller (dispatch_clock, dispatch_relay_ops_t)"
+/* uv.h - poison for base/ and turn/ (server/poison/README). */
+#error "the engine (server/turn, server/base) must not include <uv.h>: libuv is net/, core/"

@@ -1,4 +1,2 @@
-/* hiredis/hiredis.h - poison (see server/poison/README): base/ and turn/ find this header before
- * the system's. */
-#error                                                                                             \
-    "the engine (server/turn) and base (server/base) must not include <hiredis/hiredis.h>: Redis belongs to auth/; the engine asks for keys through creds_ops_t"
+/* hiredis/hiredis.h - poison for base/ and turn/ (server/poison/README). */
+#error "the engine (server/turn, server/base) must not include <hiredis/hiredis.h>: Redis is auth/"

@@ -1,4 +1,2 @@
-/* openssl/ssl.h - poison (see server/poison/README): base/ and turn/ find this header before the
- * system's. */
-#error                                                                                             \
-    "the engine (server/turn) and base (server/base) must not include <openssl/ssl.h>: TLS belongs to net/; the engine sees whole messages (libcrypto's hashes are fine)"
+/* openssl/ssl.h - poison for base/ and turn/ (server/poison/README). */
+#error "the engine (server/turn, server/base) must not include <openssl/ssl.h>: TLS is net/"
