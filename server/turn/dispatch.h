@@ -1,10 +1,12 @@
 /* dispatch.h - what uturnd does with one message from a client, and with one datagram from a peer.
  *
  * The dispatcher sees whole messages (a UDP datagram, or one frame cut from a TCP/TLS stream) and
- * answers through the connection's send callback; it reaches relay sockets only through
- * dispatch_relay_ops_t. It knows nothing of libuv, so the fuzzers and tests drive the very same
- * code with fake sinks, fake relays and a fixed clock. One dispatch_t per worker; only that
- * worker's thread calls it.
+ * answers through the connection's send callback. It reaches the world only through ops tables:
+ * relay sockets (dispatch_relay_ops_t), RFC 5780 sends (dispatch_binding_ops_t) and credentials
+ * (creds_ops_t); its clock is the caller's (dispatch_clock). It knows nothing of libuv or libssl
+ * (server/turn is built without them: Makefile.am, server/poison/), so the fuzzers and tests
+ * drive the very same code with fake sinks, fake relays, static credentials and a fixed clock.
+ * One dispatch_t per worker; only that worker's thread calls it.
  */
 #ifndef UTURN_DISPATCH_H
 #define UTURN_DISPATCH_H
@@ -106,7 +108,8 @@ typedef struct dispatch {
     uint8_t out[STUN_MAX_MSG_LEN];
 } dispatch_t;
 
-/* 0 or -ENOMEM. `id_base` tags allocation ids with the worker. */
+/* 0 or -ENOMEM. `shared` outlives d; `creds` and `relay` are copied (NULL: none; credentials then
+ * answer 500, see creds_ops_t). `id_base` tags allocation ids with the worker. */
 int dispatch_init(dispatch_t *d, const cfg_t *cfg, turn_shared_t *shared, stats_t *stats,
                   const creds_ops_t *creds, const dispatch_relay_ops_t *relay, uint64_t id_base);
 /* Delete every allocation (closing their relays) and drop pending work. */
