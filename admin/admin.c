@@ -180,7 +180,7 @@ enum auth_result { AUTH_NONE = 0, AUTH_RO = 1, AUTH_FULL = 2 };
 /* Compare `got` with every configured token, always all of them, on digests. */
 static enum auth_result check_token(const admin_t *a, const char *got, size_t glen)
 {
-    const cfg_t *cfg = atomic_load(&a->s->shared.live);
+    const cfg_t *cfg = atomic_load(&a->s->shared.turn.live);
     uint8_t hg[SHA256_DIGEST_LENGTH], ht[SHA256_DIGEST_LENGTH];
     enum auth_result res = AUTH_NONE;
     SHA256((const unsigned char *)got, glen, hg);

@@ -4,8 +4,9 @@
  *
  * Threading: route handlers run on libmicrohttpd's pool threads, several at once. They read the
  * server through server_stats(), the workers' atomic counters and the immutable config snapshots
- * (shared.live), never a worker's objects; anything about allocations goes through the read-only
- * view of server/alloc_view.h (copies made on the owning worker). The Redis connection is one per
+ * (shared.turn.live), never a worker's objects; anything about allocations goes through the
+ * read-only views of server/core/alloc_query.h (copies made on the owning worker by
+ * server/turn/alloc_view.c). The Redis connection is one per
  * admin, behind its own mutex.
  */
 #ifndef UTURN_ADMIN_INT_H
@@ -20,7 +21,7 @@
 #include <uv.h>
 
 #include "admin.h"
-#include "alloc_view.h"
+#include "alloc_query.h"
 #include "server.h"
 #include "stun.h"
 

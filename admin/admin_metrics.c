@@ -29,7 +29,7 @@ static void figures(admin_t *a, figures_t *f)
     server_stats(s, &f->all);
     f->uptime_s = (double)(uv_hrtime() - a->start_hr) / 1e9;
     long span = (long)s->cfg->max_port - s->cfg->min_port + 1;
-    f->ports_total = span * (s->shared.nrelay4 + s->shared.nrelay6);
+    f->ports_total = span * (s->shared.turn.addrs.nrelay4 + s->shared.turn.addrs.nrelay6);
     f->ports_free = f->ports_total - (long)f->all.relay_sockets;
     if (f->ports_free < 0)
         f->ports_free = 0;

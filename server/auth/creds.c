@@ -746,6 +746,32 @@ void creds_cancel(creds_t *c, void *arg)
 }
 
 /* Take `e` out of the cache now, or, while a query fills it, make that answer count for nothing. */
+/* creds_ops_t members: the same calls with the store as `env`. */
+static enum creds_status ops_lookup(void *env, const creds_asker_t *who, const char *user,
+                                    size_t ulen, uint64_t now_ms, int64_t unix_now,
+                                    creds_keys_t *out, creds_ready_cb cb, void *arg)
+{
+    return creds_lookup(env, who, user, ulen, now_ms, unix_now, out, cb, arg);
+}
+
+static enum creds_status ops_lookup_userhash(void *env, const creds_asker_t *who,
+                                             const uint8_t hash[32], uint64_t now_ms,
+                                             int64_t unix_now, char *user, size_t cap,
+                                             creds_keys_t *out, creds_ready_cb cb, void *arg)
+{
+    return creds_lookup_userhash(env, who, hash, now_ms, unix_now, user, cap, out, cb, arg);
+}
+
+static void ops_cancel(void *env, void *arg) { creds_cancel(env, arg); }
+
+void creds_ops(creds_t *c, creds_ops_t *out)
+{
+    out->lookup = ops_lookup;
+    out->lookup_userhash = ops_lookup_userhash;
+    out->cancel = ops_cancel;
+    out->env = c;
+}
+
 static void cache_drop(creds_t *c, entry_t *e)
 {
     if (e->inflight) {

@@ -19,34 +19,11 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
-#include <uv.h>
 
 #include "cfg.h"
+#include "creds_ops.h"
 
-/* Candidate keys for one username: every source that knows the name contributes, and every REST
- * secret gives its own key (rotation); the dispatcher tries each against the message integrity. */
-#define CREDS_MAX_KEYS 8
-
-typedef struct {
-    uint8_t md5[16];
-    uint8_t sha256[32];
-    bool has_md5, has_sha256;
-} creds_key_t;
-
-typedef struct {
-    int n;
-    creds_key_t k[CREDS_MAX_KEYS];
-} creds_keys_t;
-
-enum creds_status {
-    CREDS_FOUND = 0,   /* out holds >= 1 key */
-    CREDS_UNKNOWN = 1, /* no source knows this user (or it was revoked) */
-    CREDS_EXPIRED = 2, /* a REST username whose timestamp has passed, and no other source */
-    CREDS_PENDING = 3, /* asking Redis: cb(arg) comes once, later, on this loop; then ask again */
-    CREDS_UNAVAILABLE =
-        4,          /* the answer depends on Redis, which is unreachable, and nothing cached */
-    CREDS_BUSY = 5, /* too many lookups in flight on this worker: refuse, do not queue */
-};
+struct uv_loop_s;
 
 /* Redis key names (our extensions sit beside coturn's). `%s` are realm and user / hex hash. */
 #define CREDS_REDIS_KEY_MD5 "turn/realm/%s/user/%s/key"
@@ -88,34 +65,11 @@ typedef struct creds_stats creds_stats_t;
 /* A worker's view: its Redis connection (if configured) on `loop`, its cache. Counters go to
  * `stats` (caller's storage, so other threads may read it after creds_close), or to storage of its
  * own when NULL. `cb` given to lookups must not be NULL. 0 or -errno. */
-int creds_new(uv_loop_t *loop, const creds_shared_t *shared, creds_stats_t *stats, creds_t **out);
+int creds_new(struct uv_loop_s *loop, const creds_shared_t *shared, creds_stats_t *stats,
+              creds_t **out);
 /* Close the Redis connection and free (on the worker's thread, before its loop ends). Pending
  * callbacks are never called after this. */
 void creds_close(creds_t *c);
-
-typedef void (*creds_ready_cb)(void *arg);
-
-/* Who asks, and the bounds that apply (from the caller's live config, so a reload takes effect at
- * the next lookup). Lookups that must wait for Redis are what an unauthenticated sender can make
- * us hold: each one parks a request and may start a query. Beyond a bound the lookup is refused
- * with CREDS_BUSY (nothing is queued; the caller drops the request and counts it, and a UDP client
- * retransmits). The cache keeps known users and unknown names apart: a name Redis does not know
- * (or whose answer is not in yet) only ever evicts another such name, never a known user. */
-typedef struct {
-    const struct sockaddr *addr; /* the request's source; NULL: bounded only in total */
-    unsigned pending_per_ip;     /* lookups of one source IP waiting for Redis (and queries it
-                                  * started), per worker; redis-pending-per-ip */
-    unsigned pending_max;        /* lookups waiting (and queries in flight) per worker */
-    unsigned cache_users;        /* known users (and USERHASH names) cached per worker */
-    unsigned cache_unknown;      /* unknown names and answers not in yet; at least
-                                  * pending_max + 1 are kept so a query always has a slot */
-} creds_asker_t;
-
-/* The built-in bounds (what `who` NULL means): the config keys' defaults. */
-#define CREDS_PENDING_PER_IP 32
-#define CREDS_PENDING_MAX 256
-#define CREDS_CACHE_USERS 4096
-#define CREDS_CACHE_UNKNOWN 1024
 
 /* Keys for `user` (bytes as received in USERNAME, not NUL-terminated) at `now_ms` (the loop's
  * clock) with `unix_now` for REST expiry, asked by `who` (NULL: the built-in bounds, no source). On
@@ -142,6 +96,10 @@ void creds_forget(creds_t *c, const char *user, size_t ulen);
 
 /* Forget every pending callback registered with `arg` (its owner is going away). */
 void creds_cancel(creds_t *c, void *arg);
+
+/* The engine's view of `c` (creds_lookup, creds_lookup_userhash, creds_cancel with env = c), for
+ * dispatch_init: filled into `out`, valid while c lives. Worker thread only, like c. */
+void creds_ops(creds_t *c, creds_ops_t *out);
 
 /* Counters, single writer (the worker), read by any thread. */
 struct creds_stats {

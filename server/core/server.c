@@ -131,8 +131,9 @@ static void stop_all(server_t *s, const char *why)
 static void on_tick(uv_timer_t *t)
 {
     server_t *s = t->data;
-    const cfg_t *live = atomic_load(&s->shared.live); /* a reload may swap it from another thread */
-    if (live->drain_exit && server_draining(s) && atomic_load(&s->shared.total_allocs) == 0)
+    const cfg_t *live =
+        atomic_load(&s->shared.turn.live); /* a reload may swap it from another thread */
+    if (live->drain_exit && server_draining(s) && atomic_load(&s->shared.turn.quota.total) == 0)
         stop_all(s, "drained");
 }
 
@@ -342,13 +343,13 @@ void server_stats(const server_t *s, stats_snapshot_t *out)
 
 void server_drain(server_t *s)
 {
-    if (atomic_exchange(&s->shared.draining, 1) == 0)
+    if (atomic_exchange(&s->shared.turn.draining, 1) == 0)
         LOGI("drain", "draining: new allocations are refused, existing ones live on");
 }
 
 int server_draining(const server_t *s)
 {
-    return atomic_load(&((server_t *)(uintptr_t)s)->shared.draining);
+    return atomic_load(&((server_t *)(uintptr_t)s)->shared.turn.draining);
 }
 
 static void apply_cfg(worker_t *w, void *arg)
@@ -440,7 +441,7 @@ int server_reload(server_t *s, char *report, size_t cap)
         s->retired = r;
         s->retired[s->nretired++] = next; /* freed at exit: a worker may hold the old one */
         s->live = next;
-        atomic_store(&s->shared.live, next);
+        atomic_store(&s->shared.turn.live, next);
         log_set_level((enum log_level)next->log_level);
         for (int i = 0; i < s->nworkers; i++)
             (void)worker_post(&s->workers[i], apply_cfg, next);

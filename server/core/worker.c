@@ -54,8 +54,7 @@ static int64_t wall_ms(void)
 void worker_clock(worker_t *w)
 {
     uint64_t now = uv_now(&w->loop);
-    w->dispatch.now_ms = now;
-    w->dispatch.unix_ms = (uint64_t)((int64_t)now + w->unix_offset_ms);
+    dispatch_clock(&w->dispatch, now, (uint64_t)((int64_t)now + w->unix_offset_ms));
 }
 
 static void on_sweep(uv_timer_t *t)
@@ -303,7 +302,9 @@ int worker_init(worker_t *w, int id, const cfg_t *cfg, shared_t *shared,
     }
     dispatch_relay_ops_t ops;
     relay_ops(w, &ops);
-    if ((rc = dispatch_init(&w->dispatch, cfg, shared, &w->stats, w->creds, &ops,
+    creds_ops_t cops;
+    creds_ops(w->creds, &cops);
+    if ((rc = dispatch_init(&w->dispatch, cfg, &shared->turn, &w->stats, &cops, &ops,
                             (uint64_t)id << 48)) != 0) {
         snprintf(err, errlen, "worker %d: out of memory", id);
         return rc;

@@ -172,7 +172,7 @@ typedef struct {
 /* Make `c` a raw pipe to `p` (after a successful ConnectionBind). */
 int tcp_conn_pipe(tcp_conn_t *c, tcp_pipe_t *p);
 int tcp_conn_write(tcp_conn_t *c, const uint8_t *data, size_t len);
-void tcp_conn_describe(tcp_conn_t *c, dispatch_conn_t *out);
+void tcp_conn_describe(tcp_conn_t *c, turn_conn_t *out);
 size_t tcp_conn_pending(const tcp_conn_t *c);
 void tcp_conn_pause(tcp_conn_t *c, int pause);
 void tcp_conn_close(tcp_conn_t *c, const char *why);

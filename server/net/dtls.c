@@ -194,9 +194,9 @@ static int dtls_send(void *ctx, const struct sockaddr *to, const uint8_t *buf, s
     return 0;
 }
 
-static void describe(dtls_sess_t *s, dispatch_conn_t *c)
+static void describe(dtls_sess_t *s, turn_conn_t *c)
 {
-    c->transport = DISPATCH_DTLS;
+    c->transport = TURN_DTLS;
     c->remote = &s->remote.sa;
     c->local = (const struct sockaddr *)&s->l->local;
     c->send = dtls_send;
@@ -207,7 +207,7 @@ static void sess_free(worker_t *w, dtls_sess_t *s, const char *why)
 {
     struct dtls_table *t = w->dtls;
     s->closing = 1;
-    dispatch_conn_t c;
+    turn_conn_t c;
     describe(s, &c);
     dispatch_conn_gone(&w->dispatch, &c);
     for (dtls_sess_t **pp = &t->buckets[bucket(t, &s->remote.sa, s->l)]; *pp; pp = &(*pp)->hnext)
@@ -346,7 +346,7 @@ static void read_records(worker_t *w, dtls_sess_t *s)
                 sess_free(w, s, e == SSL_ERROR_ZERO_RETURN ? "close_notify" : "TLS error");
             return;
         }
-        dispatch_conn_t c;
+        turn_conn_t c;
         describe(s, &c);
         (void)dispatch_message(&w->dispatch, &c, t->plain, (size_t)n);
         if (s->closing)
@@ -400,7 +400,7 @@ void dtls_sweep(worker_t *w, uint64_t now_ms)
             ERR_clear_error();
             continue;
         }
-        dispatch_conn_t c;
+        turn_conn_t c;
         describe(s, &c);
         if (now_ms - s->last_ms >= idle && !dispatch_has_allocation(&w->dispatch, &c))
             sess_free(w, s, "idle");

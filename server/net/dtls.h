@@ -8,7 +8,7 @@
  * max-dtls-sessions-per-ip from one IP; a ClientHello beyond either is dropped before any SSL
  * object exists and counted. A handshake unfinished after tcp-frame-timeout, or a session idle
  * for tcp-idle-timeout without an allocation, is closed. Sessions belong to the worker; the
- * dispatcher sees them as DISPATCH_DTLS connections.
+ * dispatcher sees them as TURN_DTLS connections.
  */
 #ifndef UTURN_DTLS_H
 #define UTURN_DTLS_H

@@ -111,7 +111,7 @@ static void on_conn_closed(uv_handle_t *h)
     free(c);
 }
 
-static void conn_describe(tcp_conn_t *c, dispatch_conn_t *out);
+static void conn_describe(tcp_conn_t *c, turn_conn_t *out);
 
 static void conn_close(tcp_conn_t *c, const char *why)
 {
@@ -119,7 +119,7 @@ static void conn_close(tcp_conn_t *c, const char *why)
         return;
     c->closing = 1;
     worker_t *w = c->w;
-    dispatch_conn_t dc;
+    turn_conn_t dc;
     conn_describe(c, &dc);
     dispatch_conn_gone(&w->dispatch, &dc);
     if (c->pipe) {
@@ -225,9 +225,9 @@ static int tcp_send(void *ctx, const struct sockaddr *to, const uint8_t *data, s
 /* The 5-tuple as the dispatcher knows it. The transport comes from the listener, never from state
  * that changes (c->ssl leaves with a handed-over connection): closing must find the allocation
  * under the same key the Allocate stored it. */
-static void conn_describe(tcp_conn_t *c, dispatch_conn_t *out)
+static void conn_describe(tcp_conn_t *c, turn_conn_t *out)
 {
-    out->transport = c->listener->secure ? DISPATCH_TLS : DISPATCH_TCP;
+    out->transport = c->listener->secure ? TURN_TLS : TURN_TCP;
     out->remote = (const struct sockaddr *)&c->remote;
     out->local = (const struct sockaddr *)&c->listener->local;
     out->send = tcp_send;
@@ -246,7 +246,7 @@ static int on_frame(void *arg, const uint8_t *frame, size_t len)
 {
     tcp_conn_t *c = arg;
     worker_t *w = c->w;
-    dispatch_conn_t conn;
+    turn_conn_t conn;
     conn_describe(c, &conn);
     c->frame_end = (size_t)(frame - c->rx.buf) + len;
     /* Marked before dispatching: a request parked for the credential store still counts. A
@@ -473,7 +473,7 @@ void tcp_listener_close(tcp_listener_t *l)
 
 static int conn_has_allocation(tcp_conn_t *c)
 {
-    dispatch_conn_t dc;
+    turn_conn_t dc;
     conn_describe(c, &dc);
     return dispatch_has_allocation(&c->w->dispatch, &dc);
 }
@@ -524,7 +524,7 @@ int tcp_conn_pipe(tcp_conn_t *c, tcp_pipe_t *p)
     return 0;
 }
 
-void tcp_conn_describe(tcp_conn_t *c, dispatch_conn_t *out) { conn_describe(c, out); }
+void tcp_conn_describe(tcp_conn_t *c, turn_conn_t *out) { conn_describe(c, out); }
 
 int tcp_conn_fresh(tcp_conn_t *c)
 {

@@ -75,7 +75,7 @@ static int peer_admit(worker_t *w, tcp_rel_t *rel)
 {
     if (rel->npeers >= w->cfg->max_peer_connections)
         return -ENOSPC;
-    int rc = shared_peer_conn_take(w->shared, rel->a->username, rel->a->username_len);
+    int rc = quota_peer_conn_take(&w->shared->turn.quota, rel->a->username, rel->a->username_len);
     if (rc != 0)
         return rc;
     rel->npeers++;
@@ -88,7 +88,7 @@ static void peer_unadmit(worker_t *w, tcp_rel_t *rel)
 {
     rel->npeers--;
     stats_gauge_add(&w->stats.peer_connections, -1);
-    shared_peer_conn_release(w->shared, rel->a->username, rel->a->username_len);
+    quota_peer_conn_release(&w->shared->turn.quota, rel->a->username, rel->a->username_len);
 }
 
 static void rel_release(tcp_rel_t *rel)
@@ -445,7 +445,7 @@ void tcp_relay_close_alloc(worker_t *w, alloc_t *a)
 /* ---- ConnectionBind ---- */
 
 static void bind_here(worker_t *w, tcp_conn_t *c, const uint8_t *req, size_t len, uint32_t id,
-                      const dispatch_conn_t *conn)
+                      const turn_conn_t *conn)
 {
     stun_msg_t m;
     if (stun_msg_decode(req, len, &m) != 0)
@@ -492,14 +492,14 @@ static void bind_task(worker_t *w, void *arg)
     }
     tcp_conn_t *c = tcp_conn_adopt(w, &t->h);
     if (c) {
-        dispatch_conn_t conn;
+        turn_conn_t conn;
         tcp_conn_describe(c, &conn);
         bind_here(w, c, t->req, t->len, t->id, &conn);
     }
     free(t);
 }
 
-static void tcp_bind(void *env, const dispatch_conn_t *conn, const stun_msg_t *req, uint32_t id)
+static void tcp_bind(void *env, const turn_conn_t *conn, const stun_msg_t *req, uint32_t id)
 {
     worker_t *w = env;
     tcp_conn_t *c = conn->send_ctx;

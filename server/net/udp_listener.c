@@ -69,8 +69,8 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
         dtls_input(w, l, addr, (const uint8_t *)buf->base, (size_t)nread);
         return;
     }
-    dispatch_conn_t conn = {
-        .transport = DISPATCH_UDP,
+    turn_conn_t conn = {
+        .transport = TURN_UDP,
         .remote = addr,
         .local = (const struct sockaddr *)&l->local,
         .send = udp_send,

@@ -17,8 +17,8 @@
 
 /* The 5-tuple's hash: transport, the listening socket (by address: one per worker), and the
  * client's IP and port, under the table's SipHash key. */
-static uint64_t tuple_hash(const alloc_table_t *t, int transport, const struct sockaddr *remote,
-                           const struct sockaddr *local)
+static uint64_t tuple_hash(const alloc_table_t *t, enum turn_transport transport,
+                           const struct sockaddr *remote, const struct sockaddr *local)
 {
     uint8_t buf[1 + sizeof(uintptr_t) + 2 + 16];
     size_t n = 0, iplen;
@@ -62,15 +62,15 @@ void alloc_table_free(alloc_table_t *t)
     memset(t, 0, sizeof(*t));
 }
 
-static int same_tuple(const alloc_t *a, int transport, const struct sockaddr *remote,
-                      const struct sockaddr *local)
+static int same_tuple(const alloc_t *a, enum turn_transport transport,
+                      const struct sockaddr *remote, const struct sockaddr *local)
 {
     return a->client.transport == transport && a->client.local == local &&
-           sa_equal(&a->client.remote.sa, remote);
+           sa_equal(a->client.remote, remote);
 }
 
-alloc_t *alloc_find(const alloc_table_t *t, int transport, const struct sockaddr *remote,
-                    const struct sockaddr *local)
+alloc_t *alloc_find(const alloc_table_t *t, enum turn_transport transport,
+                    const struct sockaddr *remote, const struct sockaddr *local)
 {
     uint64_t h = tuple_hash(t, transport, remote, local);
     for (alloc_t *a = t->buckets[h & (t->nbuckets - 1)]; a; a = a->hnext)
@@ -92,7 +92,7 @@ static void grow(alloc_table_t *t)
         alloc_t *next;
         for (alloc_t *a = t->buckets[i]; a; a = next) {
             next = a->hnext;
-            uint64_t h = tuple_hash(t, a->client.transport, &a->client.remote.sa, a->client.local);
+            uint64_t h = tuple_hash(t, a->client.transport, a->client.remote, a->client.local);
             a->hnext = nb[h & (n - 1)];
             nb[h & (n - 1)] = a;
         }
@@ -102,17 +102,20 @@ static void grow(alloc_table_t *t)
     t->nbuckets = n;
 }
 
-alloc_t *alloc_insert(alloc_table_t *t, const alloc_client_t *client, uint64_t now_ms)
+alloc_t *alloc_insert(alloc_table_t *t, const turn_conn_t *client, uint64_t now_ms)
 {
     alloc_t *a = calloc(1, sizeof(*a));
     if (!a)
         return NULL;
     a->client = *client;
+    memset(&a->client_addr, 0, sizeof(a->client_addr));
+    memcpy(&a->client_addr, client->remote, sa_len(client->remote));
+    a->client.remote = &a->client_addr.sa;
     a->id = t->next_id++;
     a->created_ms = now_ms;
     if (t->count >= t->nbuckets)
         grow(t);
-    uint64_t h = tuple_hash(t, client->transport, &client->remote.sa, client->local);
+    uint64_t h = tuple_hash(t, client->transport, client->remote, client->local);
     size_t b = h & (t->nbuckets - 1);
     a->hnext = t->buckets[b];
     t->buckets[b] = a;
@@ -125,7 +128,7 @@ void alloc_remove(alloc_table_t *t, alloc_t *a)
 {
     if (a->dead)
         return;
-    uint64_t h = tuple_hash(t, a->client.transport, &a->client.remote.sa, a->client.local);
+    uint64_t h = tuple_hash(t, a->client.transport, a->client.remote, a->client.local);
     for (alloc_t **pp = &t->buckets[h & (t->nbuckets - 1)]; *pp; pp = &(*pp)->hnext)
         if (*pp == a) {
             *pp = a->hnext;

@@ -17,7 +17,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#include "creds.h"
+#include "conn.h"
+#include "creds_ops.h"
 #include "list.h"
 #include "siphash.h"
 #include "sockaddr_util.h"
@@ -47,19 +48,13 @@ typedef struct {
     void *handle;
 } alloc_relay_t;
 
-/* The client side: how to reach the client that owns this allocation. */
-typedef struct {
-    int transport; /* enum dispatch_transport */
-    sa_any_t remote;
-    const struct sockaddr *local; /* the listener's address: lives as long as the worker */
-    int (*send)(void *ctx, const struct sockaddr *to, const uint8_t *buf, size_t len);
-    void *send_ctx; /* udp listener or tcp connection */
-} alloc_client_t;
-
 typedef struct alloc alloc_t;
 struct alloc {
     uint64_t id; /* unique per process: worker id in the top bits */
-    alloc_client_t client;
+    /* How to reach the client that owns this allocation: a copy of the connection that made it,
+     * whose `remote` points at client_addr. */
+    turn_conn_t client;
+    sa_any_t client_addr;
     alloc_relay_t relay[2];
     int nrelay;
     uint64_t created_ms, expires_ms;
@@ -108,10 +103,11 @@ int alloc_table_init(alloc_table_t *t, const uint8_t key[SIPHASH_KEY_LEN], uint6
 void alloc_table_free(alloc_table_t *t);
 
 /* The allocation of a 5-tuple, or NULL. */
-alloc_t *alloc_find(const alloc_table_t *t, int transport, const struct sockaddr *remote,
-                    const struct sockaddr *local);
-/* A new, empty allocation in the table for `client` (copied). NULL on ENOMEM. */
-alloc_t *alloc_insert(alloc_table_t *t, const alloc_client_t *client, uint64_t now_ms);
+alloc_t *alloc_find(const alloc_table_t *t, enum turn_transport transport,
+                    const struct sockaddr *remote, const struct sockaddr *local);
+/* A new, empty allocation in the table for `client` (copied, its remote address too). NULL on
+ * ENOMEM. */
+alloc_t *alloc_insert(alloc_table_t *t, const turn_conn_t *client, uint64_t now_ms);
 /* Take `a` out of the table (and the list); the caller frees it with alloc_free once its sockets
  * are closed. */
 void alloc_remove(alloc_table_t *t, alloc_t *a);

@@ -1,166 +1,24 @@
-/* alloc_view.c - the admin's read-only view of the allocations (alloc_view.h).
- *
- * A call posts a task to each worker concerned (worker_post) and waits, bounded, for their
- * answers. The call object is reference-counted: the caller holds one reference and every posted
- * task one, so a task that runs after the caller gave up (a stalled or stopping worker) still
- * writes into live memory, and whoever drops the last reference frees it. worker_post runs a task
- * exactly once, also while a worker stops; then w->closed is set and the task touches nothing of
- * the worker.
+/* alloc_view.c - copies of one worker's allocations for the admin (alloc_view.h): on the thread
+ * that owns the dispatch_t, nothing shared, no I/O.
  */
 #include "alloc_view.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "alloc.h"
 #include "dispatch.h"
 #include "list.h"
-#include "server.h"
 #include "sockaddr_util.h"
-#include "worker.h"
 
-/* ---- asking the workers ---- */
-
-/* Runs on worker `w`'s loop thread (w->closed is 0); writes its answer into `slot`. */
-typedef void (*call_fn)(worker_t *w, const void *arg, void *slot);
-typedef void (*slot_free_fn)(void *slot);
-
-typedef struct {
-    uv_mutex_t lock;
-    uv_cond_t cond;
-    int refs;    /* the caller's + one per task not yet finished */
-    int pending; /* tasks not yet finished */
-    int n;
-    call_fn fn;
-    void *arg;
-    size_t slot_size;
-    slot_free_fn slot_free;
-    uint8_t *slots;
-    uint8_t *filled; /* per worker: the task ran on a live worker and wrote its slot */
-} call_t;
-
-static void call_unref(call_t *c)
-{
-    uv_mutex_lock(&c->lock);
-    int last = --c->refs == 0;
-    uv_mutex_unlock(&c->lock);
-    if (!last)
-        return;
-    for (int i = 0; i < c->n; i++)
-        if (c->filled[i] && c->slot_free)
-            c->slot_free(c->slots + (size_t)i * c->slot_size);
-    uv_cond_destroy(&c->cond);
-    uv_mutex_destroy(&c->lock);
-    free(c->arg);
-    free(c->slots);
-    free(c->filled);
-    free(c);
-}
-
-static void call_task(worker_t *w, void *arg)
-{
-    call_t *c = arg;
-    int i = w->id;
-    if (!w->closed && i >= 0 && i < c->n) {
-        c->fn(w, c->arg, c->slots + (size_t)i * c->slot_size);
-        c->filled[i] = 1;
-    }
-    uv_mutex_lock(&c->lock);
-    c->pending--;
-    uv_cond_signal(&c->cond);
-    uv_mutex_unlock(&c->lock);
-    call_unref(c);
-}
-
-/* Post fn(w, arg, slot_i) to every worker (only = -1) or to worker `only`, and wait up to
- * SERVER_CALL_WAIT_MS. `arg` is copied. The call (read slots with call_slot, then call_unref), or
- * NULL with *err. */
-static call_t *call_workers(server_t *s, int only, call_fn fn, const void *arg, size_t arg_len,
-                            size_t slot_size, slot_free_fn slot_free, int *err)
-{
-    call_t *c = calloc(1, sizeof(*c));
-    *err = -ENOMEM;
-    if (!c)
-        return NULL;
-    c->n = s->nworkers;
-    c->fn = fn;
-    c->slot_size = slot_size ? slot_size : 1;
-    c->slot_free = slot_free;
-    c->slots = calloc((size_t)(c->n ? c->n : 1), c->slot_size);
-    c->filled = calloc((size_t)(c->n ? c->n : 1), 1);
-    c->arg = malloc(arg_len ? arg_len : 1);
-    if (!c->slots || !c->filled || !c->arg) {
-        free(c->slots);
-        free(c->filled);
-        free(c->arg);
-        free(c);
-        return NULL;
-    }
-    if (arg_len)
-        memcpy(c->arg, arg, arg_len);
-    uv_mutex_init(&c->lock);
-    uv_cond_init(&c->cond);
-    c->refs = 1;
-    int posted = 0;
-    for (int i = 0; i < c->n; i++) {
-        if (only >= 0 && i != only)
-            continue;
-        uv_mutex_lock(&c->lock);
-        c->refs++;
-        c->pending++;
-        uv_mutex_unlock(&c->lock);
-        if (worker_post(&s->workers[i], call_task, c) != 0) {
-            uv_mutex_lock(&c->lock);
-            c->refs--;
-            c->pending--;
-            uv_mutex_unlock(&c->lock);
-            continue;
-        }
-        posted++;
-    }
-    if (posted == 0) {
-        call_unref(c);
-        *err = -ESHUTDOWN;
-        return NULL;
-    }
-    uint64_t deadline = uv_hrtime() + (uint64_t)SERVER_CALL_WAIT_MS * 1000000;
-    uv_mutex_lock(&c->lock);
-    while (c->pending > 0) {
-        uint64_t now = uv_hrtime();
-        if (now >= deadline)
-            break;
-        (void)uv_cond_timedwait(&c->cond, &c->lock, deadline - now);
-    }
-    int late = c->pending > 0;
-    uv_mutex_unlock(&c->lock);
-    if (late) {
-        call_unref(c);
-        *err = -ETIMEDOUT;
-        return NULL;
-    }
-    *err = 0;
-    return c;
-}
-
-/* Slot of worker i (NULL when that worker was not asked or was already closed). */
-static void *call_slot(call_t *c, int i)
-{
-    if (i < 0 || i >= c->n || !c->filled[i])
-        return NULL;
-    return c->slots + (size_t)i * c->slot_size;
-}
-
-/* ---- on the worker ---- */
-
-static const char *transport_name(int t)
+static const char *transport_name(enum turn_transport t)
 {
     switch (t) {
-    case DISPATCH_TCP:
+    case TURN_TCP:
         return "tcp";
-    case DISPATCH_TLS:
+    case TURN_TLS:
         return "tls";
-    case DISPATCH_DTLS:
+    case TURN_DTLS:
         return "dtls";
     default:
         return "udp";
@@ -173,22 +31,28 @@ static void copy_addr(struct sockaddr_storage *out, const struct sockaddr *sa)
         memcpy(out, sa, sa_len(sa));
 }
 
-static void copy_view(const worker_t *w, const alloc_t *a, alloc_view_t *v)
+/* Wall-clock ms of the engine's monotonic `t` (the offset between the two clocks it was given). */
+static int64_t unix_of(const dispatch_t *d, uint64_t t)
 {
-    uint64_t now = w->dispatch.now_ms;
+    return (int64_t)t + ((int64_t)d->unix_ms - (int64_t)d->now_ms);
+}
+
+void alloc_view_fill(const dispatch_t *d, const alloc_t *a, alloc_view_t *v)
+{
+    uint64_t now = d->now_ms;
     memset(v, 0, sizeof(*v));
     v->id = a->id;
     v->worker = (int)(a->id >> 48);
     v->transport = transport_name(a->client.transport);
-    copy_addr(&v->client, &a->client.remote.sa);
+    copy_addr(&v->client, a->client.remote);
     copy_addr(&v->server, a->client.local);
     v->nrelay = a->nrelay < 2 ? a->nrelay : 2;
     for (int i = 0; i < v->nrelay; i++) {
         copy_addr(&v->relay[i], &a->relay[i].addr.sa);
         copy_addr(&v->announced[i], &a->relay[i].announced.sa);
     }
-    v->created_ms = (int64_t)a->created_ms + w->unix_offset_ms;
-    v->expires_ms = (int64_t)a->expires_ms + w->unix_offset_ms;
+    v->created_ms = unix_of(d, a->created_ms);
+    v->expires_ms = unix_of(d, a->expires_ms);
     v->ulen = a->username_len;
     memcpy(v->user, a->username, a->username_len);
     for (unsigned i = 0; i < a->nperms; i++)
@@ -201,267 +65,57 @@ static void copy_view(const worker_t *w, const alloc_t *a, alloc_view_t *v)
     v->tx_packets = a->tx_packets;
 }
 
-static bool user_is(const alloc_t *a, const char *u, size_t ulen)
+void alloc_view_detail(const dispatch_t *d, const alloc_t *a, alloc_detail_t *out)
 {
-    return a->username_len == ulen && memcmp(a->username, u, ulen) == 0;
+    uint64_t now = d->now_ms;
+    memset(out, 0, sizeof(*out));
+    alloc_view_fill(d, a, &out->v);
+    if (a->nperms && (out->perms = calloc(a->nperms, sizeof(alloc_perm_view_t))))
+        for (unsigned i = 0; i < a->nperms; i++) {
+            if (a->perms[i].expires_ms <= now)
+                continue;
+            alloc_perm_view_t *p = &out->perms[out->nperms++];
+            p->family = a->perms[i].family;
+            memcpy(p->ip, a->perms[i].ip, 16);
+            p->expires_ms = unix_of(d, a->perms[i].expires_ms);
+        }
+    if (a->nchans && (out->chans = calloc(a->nchans, sizeof(alloc_chan_view_t))))
+        for (unsigned i = 0; i < a->nchans; i++) {
+            if (a->chans[i].expires_ms <= now)
+                continue;
+            alloc_chan_view_t *c = &out->chans[out->nchans++];
+            c->number = a->chans[i].number;
+            copy_addr(&c->peer, &a->chans[i].peer.sa);
+            c->expires_ms = unix_of(d, a->chans[i].expires_ms);
+        }
 }
 
-typedef struct {
-    uint64_t before;
-    size_t limit;
-    bool by_user;
-    uint16_t ulen;
-    char user[STUN_USERNAME_MAX + 1];
-} list_arg_t;
-
-typedef struct {
-    alloc_view_t *views;
-    size_t n;
-    size_t matched;
-} list_slot_t;
-
-static void list_task(worker_t *w, const void *argp, void *slotp)
+void alloc_view_detail_free(alloc_detail_t *out)
 {
-    const list_arg_t *arg = argp;
-    list_slot_t *slot = slotp;
-    LIST_FOREACH(n, &w->dispatch.allocs.all)
+    free(out->perms);
+    free(out->chans);
+    out->perms = NULL;
+    out->chans = NULL;
+    out->nperms = out->nchans = 0;
+}
+
+void alloc_view_foreach(dispatch_t *d, alloc_view_each_fn fn, void *arg)
+{
+    LIST_FOREACH_SAFE(n, tmp, &d->allocs.all)
     {
-        const alloc_t *a = container_of(n, alloc_t, link);
-        if (a->dead || (arg->by_user && !user_is(a, arg->user, arg->ulen)))
-            continue;
-        slot->matched++;
-        if ((arg->before && a->id >= arg->before) || slot->n >= arg->limit)
-            continue;
-        if (!slot->views && !(slot->views = malloc(arg->limit * sizeof(alloc_view_t))))
-            continue; /* out of memory: the listing comes back short */
-        copy_view(w, a, &slot->views[slot->n++]);
+        alloc_t *a = container_of(n, alloc_t, link);
+        if (!a->dead)
+            fn(a, arg);
     }
 }
 
-static void list_free(void *slotp) { free(((list_slot_t *)slotp)->views); }
-
-typedef struct {
-    uint64_t id;
-} one_arg_t;
-
-typedef struct {
-    bool found;
-    alloc_detail_t d;
-} one_slot_t;
-
-static alloc_t *find_id(worker_t *w, uint64_t id)
+alloc_t *alloc_view_find(dispatch_t *d, uint64_t id)
 {
-    LIST_FOREACH(n, &w->dispatch.allocs.all)
+    LIST_FOREACH(n, &d->allocs.all)
     {
         alloc_t *a = container_of(n, alloc_t, link);
         if (a->id == id && !a->dead)
             return a;
     }
     return NULL;
-}
-
-static void get_task(worker_t *w, const void *argp, void *slotp)
-{
-    const one_arg_t *arg = argp;
-    one_slot_t *slot = slotp;
-    alloc_t *a = find_id(w, arg->id);
-    if (!a)
-        return;
-    uint64_t now = w->dispatch.now_ms;
-    alloc_detail_t *d = &slot->d;
-    slot->found = true;
-    copy_view(w, a, &d->v);
-    if (a->nperms && (d->perms = calloc(a->nperms, sizeof(alloc_perm_view_t))))
-        for (unsigned i = 0; i < a->nperms; i++) {
-            if (a->perms[i].expires_ms <= now)
-                continue;
-            alloc_perm_view_t *p = &d->perms[d->nperms++];
-            p->family = a->perms[i].family;
-            memcpy(p->ip, a->perms[i].ip, 16);
-            p->expires_ms = (int64_t)a->perms[i].expires_ms + w->unix_offset_ms;
-        }
-    if (a->nchans && (d->chans = calloc(a->nchans, sizeof(alloc_chan_view_t))))
-        for (unsigned i = 0; i < a->nchans; i++) {
-            if (a->chans[i].expires_ms <= now)
-                continue;
-            alloc_chan_view_t *c = &d->chans[d->nchans++];
-            c->number = a->chans[i].number;
-            copy_addr(&c->peer, &a->chans[i].peer.sa);
-            c->expires_ms = (int64_t)a->chans[i].expires_ms + w->unix_offset_ms;
-        }
-}
-
-static void get_free(void *slotp) { server_alloc_detail_free(&((one_slot_t *)slotp)->d); }
-
-static void kill_task(worker_t *w, const void *argp, void *slotp)
-{
-    const one_arg_t *arg = argp;
-    alloc_t *a = find_id(w, arg->id);
-    if (!a)
-        return;
-    dispatch_alloc_delete(&w->dispatch, a, 0);
-    *(bool *)slotp = true;
-}
-
-typedef struct {
-    bool terminate;
-    bool has_user; /* false: forget the REST secret set */
-    uint16_t ulen;
-    char user[STUN_USERNAME_MAX + 1];
-} forget_arg_t;
-
-static void forget_task(worker_t *w, const void *argp, void *slotp)
-{
-    const forget_arg_t *arg = argp;
-    long *n = slotp;
-    creds_forget(w->creds, arg->has_user ? arg->user : NULL, arg->ulen);
-    if (!arg->terminate || !arg->has_user)
-        return;
-    LIST_FOREACH_SAFE(node, tmp, &w->dispatch.allocs.all)
-    {
-        alloc_t *a = container_of(node, alloc_t, link);
-        if (!a->dead && user_is(a, arg->user, arg->ulen)) {
-            dispatch_alloc_delete(&w->dispatch, a, 0);
-            (*n)++;
-        }
-    }
-}
-
-/* ---- on the caller's thread ---- */
-
-static int cmp_desc(const void *x, const void *y)
-{
-    const alloc_view_t *a = x, *b = y;
-    return a->id < b->id ? 1 : a->id > b->id ? -1 : 0;
-}
-
-int server_alloc_foreach(server_t *s, const alloc_filter_t *f, alloc_view_fn fn, void *fnarg,
-                         size_t *total)
-{
-    list_arg_t arg;
-    int err;
-    memset(&arg, 0, sizeof(arg));
-    arg.before = f->before;
-    arg.limit = f->limit ? f->limit : 1;
-    if (total)
-        *total = 0;
-    if (f->by_user) {
-        if (f->ulen > STUN_USERNAME_MAX)
-            return 0; /* no allocation can have such a name */
-        arg.by_user = true;
-        arg.ulen = (uint16_t)f->ulen;
-        memcpy(arg.user, f->user, f->ulen);
-    }
-    call_t *call =
-        call_workers(s, -1, list_task, &arg, sizeof(arg), sizeof(list_slot_t), list_free, &err);
-    if (!call)
-        return err;
-    size_t matched = 0, n = 0;
-    for (int i = 0; i < s->nworkers; i++) {
-        list_slot_t *sl = call_slot(call, i);
-        if (sl) {
-            matched += sl->matched;
-            n += sl->n;
-        }
-    }
-    alloc_view_t *all = malloc((n ? n : 1) * sizeof(alloc_view_t));
-    if (!all) {
-        call_unref(call);
-        return -ENOMEM;
-    }
-    size_t k = 0;
-    for (int i = 0; i < s->nworkers; i++) {
-        list_slot_t *sl = call_slot(call, i);
-        if (sl && sl->n) {
-            memcpy(all + k, sl->views, sl->n * sizeof(alloc_view_t));
-            k += sl->n;
-        }
-    }
-    call_unref(call);
-    qsort(all, n, sizeof(alloc_view_t), cmp_desc);
-    for (size_t i = 0; i < n; i++)
-        fn(&all[i], fnarg);
-    free(all);
-    if (total)
-        *total = matched;
-    return 0;
-}
-
-/* The worker that owns `id`, or -1. */
-static int owner(const server_t *s, uint64_t id)
-{
-    int w = (int)(id >> 48);
-    return w < s->nworkers ? w : -1;
-}
-
-int server_alloc_get(server_t *s, uint64_t id, alloc_detail_t *out)
-{
-    one_arg_t arg = {id};
-    int err, worker = owner(s, id);
-    memset(out, 0, sizeof(*out));
-    if (worker < 0)
-        return -ENOENT;
-    call_t *call =
-        call_workers(s, worker, get_task, &arg, sizeof(arg), sizeof(one_slot_t), get_free, &err);
-    if (!call)
-        return err;
-    one_slot_t *sl = call_slot(call, worker);
-    if (!sl || !sl->found) {
-        call_unref(call);
-        return -ENOENT;
-    }
-    *out = sl->d; /* the copies move to the caller */
-    memset(&sl->d, 0, sizeof(sl->d));
-    call_unref(call);
-    return 0;
-}
-
-void server_alloc_detail_free(alloc_detail_t *d)
-{
-    free(d->perms);
-    free(d->chans);
-    d->perms = NULL;
-    d->chans = NULL;
-    d->nperms = d->nchans = 0;
-}
-
-int server_alloc_kill(server_t *s, uint64_t id)
-{
-    one_arg_t arg = {id};
-    int err, worker = owner(s, id);
-    if (worker < 0)
-        return -ENOENT;
-    call_t *call = call_workers(s, worker, kill_task, &arg, sizeof(arg), sizeof(bool), NULL, &err);
-    if (!call)
-        return err;
-    bool *found = call_slot(call, worker);
-    bool ok = found && *found;
-    call_unref(call);
-    return ok ? 0 : -ENOENT;
-}
-
-long server_forget_user(server_t *s, const char *user, size_t ulen, bool terminate)
-{
-    forget_arg_t arg;
-    int err;
-    memset(&arg, 0, sizeof(arg));
-    arg.terminate = terminate;
-    if (user) {
-        if (ulen > STUN_USERNAME_MAX)
-            return 0; /* no allocation or cache entry can have such a name */
-        arg.has_user = true;
-        arg.ulen = (uint16_t)ulen;
-        memcpy(arg.user, user, ulen);
-    }
-    call_t *call = call_workers(s, -1, forget_task, &arg, sizeof(arg), sizeof(long), NULL, &err);
-    if (!call)
-        return err;
-    long n = 0;
-    for (int i = 0; i < s->nworkers; i++) {
-        long *v = call_slot(call, i);
-        if (v)
-            n += *v;
-    }
-    call_unref(call);
-    return n;
 }

@@ -1,17 +1,11 @@
-/* alloc_view.h - a read-only view of the allocations for the admin API: plain copies, listed,
- * looked up and ended by id, so the admin never sees alloc_t or worker_t.
+/* alloc_view.h - a read-only view of one worker's allocations: plain copies (alloc_view_t,
+ * alloc_detail_t) that the admin formats, so it never sees alloc_t, dispatch_t or worker_t; and the
+ * engine's functions that fill them.
  *
- * Threading: any thread but a worker's own (the admin's pool threads). An allocation and a
- * worker's credential cache belong to that worker's loop thread alone (DESIGN.md), so every call
- * here posts a task to the worker(s) concerned (worker_post) that copies what the view needs into
- * memory the call owns, and waits on a condition variable up to SERVER_CALL_WAIT_MS for the
- * answers. No lock of a worker is taken and no pointer into a worker leaves it. A task that runs
- * after the caller gave up (a stalled or stopping worker) still writes into live memory: the call
- * is reference-counted and freed by whoever drops it last. Callbacks run on the caller's thread,
- * over copies, after every worker has answered.
- *
- * Errors (negative): -ETIMEDOUT (a worker did not answer within SERVER_CALL_WAIT_MS),
- * -ESHUTDOWN (the workers are stopping), -ENOMEM; -ENOENT where an id names no allocation.
+ * The functions run on the thread that owns the dispatch_t (a worker, through worker_post: see
+ * core/alloc_query.h, which gathers the views of every worker for the admin). Only the types are
+ * for other threads. Times in a view are UNIX milliseconds: the engine's monotonic time turned
+ * into wall-clock time with the offset between its two clocks (dispatch_clock).
  */
 #ifndef UTURN_ALLOC_VIEW_H
 #define UTURN_ALLOC_VIEW_H
@@ -23,10 +17,7 @@
 
 #include "stun.h"
 
-#define SERVER_CALL_WAIT_MS 2000
 #define ALLOC_VIEW_USER_MAX STUN_USERNAME_MAX
-
-typedef struct server server_t;
 
 /* One allocation as the admin shows it. Times are UNIX milliseconds (the worker's loop clock
  * turned into wall-clock time with that worker's offset). Addresses an allocation does not have
@@ -58,7 +49,7 @@ typedef struct {
     int64_t expires_ms;
 } alloc_chan_view_t;
 
-/* An allocation with its live permissions and channels (server_alloc_get). */
+/* An allocation with its live permissions and channels (alloc_view_detail, server_alloc_get). */
 typedef struct {
     alloc_view_t v;
     alloc_perm_view_t *perms;
@@ -66,33 +57,23 @@ typedef struct {
     unsigned nperms, nchans;
 } alloc_detail_t;
 
-/* Which allocations server_alloc_foreach visits. */
-typedef struct {
-    uint64_t before; /* only ids below this (a paging cursor); 0: from the newest */
-    size_t limit;    /* at most this many copied per worker (>= 1) */
-    bool by_user;
-    const char *user; /* with by_user: exactly these ulen bytes */
-    size_t ulen;
-} alloc_filter_t;
+struct alloc;
+struct dispatch;
 
-typedef void (*alloc_view_fn)(const alloc_view_t *v, void *arg);
+/* Copy allocation `a` of `d` into *v (live permissions and channels counted, not listed). */
+void alloc_view_fill(const struct dispatch *d, const struct alloc *a, alloc_view_t *v);
+/* Copy `a` with its live permissions and channels into *out (free with alloc_view_detail_free;
+ * out of memory, the lists come back short). */
+void alloc_view_detail(const struct dispatch *d, const struct alloc *a, alloc_detail_t *out);
+/* Free the lists of a detail (any thread); NULL lists are fine. */
+void alloc_view_detail_free(alloc_detail_t *out);
 
-/* Visit, newest first (ids descending), the allocations that match `f`: at most f->limit from each
- * worker, so at most limit x workers calls; the caller shows the first `limit` and pages with the
- * last id shown. *total (may be NULL) receives how many match `f` ignoring `before` and `limit`.
- * 0 or a negative error (then fn was not called). */
-int server_alloc_foreach(server_t *s, const alloc_filter_t *f, alloc_view_fn fn, void *arg,
-                         size_t *total);
-/* The allocation `id` with its permissions and channels into *out (free with
- * server_alloc_detail_free). 0, -ENOENT or another negative error. */
-int server_alloc_get(server_t *s, uint64_t id, alloc_detail_t *out);
-void server_alloc_detail_free(alloc_detail_t *d);
-/* End allocation `id` now (as a DELETE by its client would, without a reply). 0, -ENOENT or
- * another negative error. */
-int server_alloc_kill(server_t *s, uint64_t id);
-/* Every worker forgets `user` (NULL: the REST secret set) in its credential cache and, with
- * `terminate` and a user, ends that user's allocations. Returns how many ended, or a negative
- * error. */
-long server_forget_user(server_t *s, const char *user, size_t ulen, bool terminate);
+/* Called by alloc_view_foreach for each live allocation; it may end the one it is given
+ * (dispatch_alloc_delete). */
+typedef void (*alloc_view_each_fn)(struct alloc *a, void *arg);
+/* Visit every live allocation of `d`, newest first (ids descending). */
+void alloc_view_foreach(struct dispatch *d, alloc_view_each_fn fn, void *arg);
+/* The live allocation `id` of `d`, or NULL. */
+struct alloc *alloc_view_find(struct dispatch *d, uint64_t id);
 
 #endif

@@ -31,7 +31,7 @@
 struct dispatch_pending {
     list_t link; /* on dispatch_t.pending */
     dispatch_t *d;
-    dispatch_conn_t conn;
+    turn_conn_t conn;
     sa_any_t remote;
     size_t len;
     uint8_t data[];
@@ -66,14 +66,15 @@ static const uint16_t known_required[] = {
     STUN_ATTR_CONNECTION_ID,
 };
 
-int dispatch_init(dispatch_t *d, const cfg_t *cfg, shared_t *shared, stats_t *stats, creds_t *creds,
-                  const dispatch_relay_ops_t *relay, uint64_t id_base)
+int dispatch_init(dispatch_t *d, const cfg_t *cfg, turn_shared_t *shared, stats_t *stats,
+                  const creds_ops_t *creds, const dispatch_relay_ops_t *relay, uint64_t id_base)
 {
     memset(d, 0, sizeof(*d));
     d->cfg = cfg;
     d->shared = shared;
     d->stats = stats;
-    d->creds = creds;
+    if (creds)
+        d->creds = *creds;
     if (relay)
         d->relay = *relay;
     list_init(&d->pending);
@@ -99,8 +100,8 @@ static void pending_unlink(dispatch_t *d, dispatch_pending_t *p)
 static void pending_free(dispatch_t *d, dispatch_pending_t *p)
 {
     pending_unlink(d, p);
-    if (d->creds)
-        creds_cancel(d->creds, p);
+    if (d->creds.cancel)
+        d->creds.cancel(d->creds.env, p);
     free(p);
 }
 
@@ -130,11 +131,11 @@ static size_t finish_extra(const dispatch_t *d, const stun_msg_t *msg)
     return n;
 }
 
-int dispatch_unauth_plan(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg,
-                         int code, size_t len, const char **reason)
+int dispatch_unauth_plan(dispatch_t *d, const turn_conn_t *conn, const stun_msg_t *msg, int code,
+                         size_t len, const char **reason)
 {
     *reason = NULL;
-    if (conn->transport != DISPATCH_UDP)
+    if (conn->transport != TURN_UDP)
         return 1;
     len += finish_extra(d, msg);
     size_t full = len + pad4(strlen(stun_error_reason(code)));
@@ -145,8 +146,8 @@ int dispatch_unauth_plan(dispatch_t *d, const dispatch_conn_t *conn, const stun_
     return dispatch_limit_precheck(d, conn, msg->len, len);
 }
 
-int dispatch_finish(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg,
-                    stun_build_t *b, const dispatch_auth_t *auth)
+int dispatch_finish(dispatch_t *d, const turn_conn_t *conn, const stun_msg_t *msg, stun_build_t *b,
+                    const dispatch_auth_t *auth)
 {
     if (d->cfg->software_attribute)
         stun_build_attr(b, STUN_ATTR_SOFTWARE, SOFTWARE_NAME, strlen(SOFTWARE_NAME));
@@ -205,10 +206,9 @@ static void budget_refill(dispatch_t *d)
     }
 }
 
-int dispatch_limit_precheck(dispatch_t *d, const dispatch_conn_t *conn, size_t req_len,
-                            size_t min_len)
+int dispatch_limit_precheck(dispatch_t *d, const turn_conn_t *conn, size_t req_len, size_t min_len)
 {
-    if (conn->transport != DISPATCH_UDP)
+    if (conn->transport != TURN_UDP)
         return 1;
     budget_refill(d);
     if (d->budget < (double)min_len) {
@@ -231,9 +231,9 @@ int dispatch_limit_precheck(dispatch_t *d, const dispatch_conn_t *conn, size_t r
  * that IP, silencing the victim's 401s. Only the bytes beyond the ratio are metered per source IP
  * (a fixed table keyed by a secret hash: no state per source), and every unauthenticated answer
  * byte counts against the worker's max-unauth-answer-bps, so the total is bounded as well. */
-int dispatch_limit_ok(dispatch_t *d, const dispatch_conn_t *conn, size_t req_len, size_t ans_len)
+int dispatch_limit_ok(dispatch_t *d, const turn_conn_t *conn, size_t req_len, size_t ans_len)
 {
-    if (conn->transport != DISPATCH_UDP)
+    if (conn->transport != TURN_UDP)
         return 1; /* a stream's or DTLS session's source address is proven by its handshake */
     budget_refill(d);
     if (d->budget < (double)ans_len) {
@@ -249,7 +249,7 @@ int dispatch_limit_ok(dispatch_t *d, const dispatch_conn_t *conn, size_t req_len
     return 1;
 }
 
-void dispatch_error(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg, int code,
+void dispatch_error(dispatch_t *d, const turn_conn_t *conn, const stun_msg_t *msg, int code,
                     const dispatch_auth_t *auth)
 {
     const char *reason = NULL;
@@ -262,7 +262,7 @@ void dispatch_error(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t
     (void)dispatch_finish(d, conn, msg, &b, auth);
 }
 
-static void reply_unknown(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg,
+static void reply_unknown(dispatch_t *d, const turn_conn_t *conn, const stun_msg_t *msg,
                           const uint16_t *unknown, size_t n)
 {
     const char *reason;
@@ -277,7 +277,7 @@ static void reply_unknown(dispatch_t *d, const dispatch_conn_t *conn, const stun
     (void)dispatch_finish(d, conn, msg, &b, NULL);
 }
 
-static void handle_request(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg)
+static void handle_request(dispatch_t *d, const turn_conn_t *conn, const stun_msg_t *msg)
 {
     uint16_t unknown[16];
     const uint16_t *known = known_required;
@@ -338,7 +338,7 @@ static void handle_request(dispatch_t *d, const dispatch_conn_t *conn, const stu
     }
 }
 
-static int handle_stun(dispatch_t *d, const dispatch_conn_t *conn, const uint8_t *buf, size_t len)
+static int handle_stun(dispatch_t *d, const turn_conn_t *conn, const uint8_t *buf, size_t len)
 {
     stun_msg_t msg;
     int rc = stun_msg_decode(buf, len, &msg);
@@ -369,7 +369,7 @@ static int handle_stun(dispatch_t *d, const dispatch_conn_t *conn, const uint8_t
     }
 }
 
-int dispatch_message(dispatch_t *d, const dispatch_conn_t *conn, const uint8_t *buf, size_t len)
+int dispatch_message(dispatch_t *d, const turn_conn_t *conn, const uint8_t *buf, size_t len)
 {
     if (len == 0) {
         stats_inc(&d->stats->drop_not_stun);
@@ -382,7 +382,7 @@ int dispatch_message(dispatch_t *d, const dispatch_conn_t *conn, const uint8_t *
     case FRAME_STUN:
         if (len < STUN_HEADER_LEN) {
             stats_inc(&d->stats->drop_malformed);
-            return conn->transport == DISPATCH_UDP ? DISPATCH_OK : DISPATCH_NOT_TURN;
+            return conn->transport == TURN_UDP ? DISPATCH_OK : DISPATCH_NOT_TURN;
         }
         return handle_stun(d, conn, buf, len);
     default:
@@ -401,7 +401,7 @@ void dispatch_pending_ready(void *arg)
     free(p);
 }
 
-dispatch_pending_t *dispatch_pending_new(dispatch_t *d, const dispatch_conn_t *conn,
+dispatch_pending_t *dispatch_pending_new(dispatch_t *d, const turn_conn_t *conn,
                                          const stun_msg_t *msg)
 {
     if (d->npending >= DISPATCH_MAX_PENDING)
@@ -428,10 +428,10 @@ void dispatch_pending_start(dispatch_t *d, dispatch_pending_t *p)
 void dispatch_alloc_gauges(dispatch_t *d, const alloc_t *a, int64_t delta)
 {
     stats_t *st = d->stats;
-    _Atomic int64_t *g = a->client.transport == DISPATCH_TCP    ? &st->alloc_cur_tcp
-                         : a->client.transport == DISPATCH_TLS  ? &st->alloc_cur_tls
-                         : a->client.transport == DISPATCH_DTLS ? &st->alloc_cur_dtls
-                                                                : &st->alloc_cur_udp;
+    _Atomic int64_t *g = a->client.transport == TURN_TCP    ? &st->alloc_cur_tcp
+                         : a->client.transport == TURN_TLS  ? &st->alloc_cur_tls
+                         : a->client.transport == TURN_DTLS ? &st->alloc_cur_dtls
+                                                            : &st->alloc_cur_udp;
     stats_gauge_add(g, delta);
     for (int i = 0; i < a->nrelay; i++)
         stats_gauge_add(a->relay[i].addr.sa.sa_family == AF_INET ? &st->alloc_cur_ipv4
@@ -445,7 +445,7 @@ void dispatch_alloc_delete(dispatch_t *d, alloc_t *a, int why)
         return;
     alloc_remove(&d->allocs, a);
     if (a->counted_quota)
-        shared_quota_release(d->shared, a->username, a->username_len);
+        quota_release(&d->shared->quota, a->username, a->username_len);
     if (why == DISPATCH_GONE_EXPIRED)
         stats_inc(&d->stats->alloc_expired);
     else if (why == DISPATCH_GONE_DELETED)
@@ -458,7 +458,7 @@ void dispatch_alloc_delete(dispatch_t *d, alloc_t *a, int why)
         alloc_free(a);
 }
 
-void dispatch_conn_gone(dispatch_t *d, const dispatch_conn_t *conn)
+void dispatch_conn_gone(dispatch_t *d, const turn_conn_t *conn)
 {
     LIST_FOREACH_SAFE(n, tmp, &d->pending)
     {
@@ -471,7 +471,7 @@ void dispatch_conn_gone(dispatch_t *d, const dispatch_conn_t *conn)
         dispatch_alloc_delete(d, a, 0);
 }
 
-int dispatch_has_allocation(dispatch_t *d, const dispatch_conn_t *conn)
+int dispatch_has_allocation(dispatch_t *d, const turn_conn_t *conn)
 {
     return alloc_find(&d->allocs, conn->transport, conn->remote, conn->local) != NULL;
 }
@@ -484,7 +484,7 @@ void dispatch_sweep(dispatch_t *d)
         if (alloc_expire(a, d->now_ms))
             dispatch_alloc_delete(d, a, DISPATCH_GONE_EXPIRED);
     }
-    shared_resv_expire(d->shared, d->unix_ms);
+    resv_expire(&d->shared->resv, d->unix_ms);
 }
 
 int dispatch_bps_ok(dispatch_t *d, alloc_t *a, size_t bytes)

@@ -1,10 +1,12 @@
 /* dispatch.h - what uturnd does with one message from a client, and with one datagram from a peer.
  *
  * The dispatcher sees whole messages (a UDP datagram, or one frame cut from a TCP/TLS stream) and
- * answers through the connection's send callback; it reaches relay sockets only through
- * dispatch_relay_ops_t. It knows nothing of libuv, so the fuzzers and tests drive the very same
- * code with fake sinks, fake relays and a fixed clock. One dispatch_t per worker; only that
- * worker's thread calls it.
+ * answers through the connection's send callback. It reaches the world only through ops tables:
+ * relay sockets (dispatch_relay_ops_t), RFC 5780 sends (dispatch_binding_ops_t) and credentials
+ * (creds_ops_t); its clock is the caller's (dispatch_clock). It knows nothing of libuv or libssl
+ * (server/turn is built without them: Makefile.am, server/poison/), so the fuzzers and tests
+ * drive the very same code with fake sinks, fake relays, static credentials and a fixed clock.
+ * One dispatch_t per worker; only that worker's thread calls it.
  */
 #ifndef UTURN_DISPATCH_H
 #define UTURN_DISPATCH_H
@@ -15,33 +17,15 @@
 
 #include "alloc.h"
 #include "cfg.h"
-#include "creds.h"
+#include "conn.h"
+#include "creds_ops.h"
 #include "list.h"
 #include "log.h"
-#include "shared.h"
 #include "siphash.h"
 #include "stats.h"
 #include "stun.h"
 #include "stun_msg.h"
-
-enum dispatch_transport {
-    DISPATCH_UDP = 0,
-    DISPATCH_TCP = 1,
-    DISPATCH_TLS = 2,
-    DISPATCH_DTLS = 3,
-};
-
-/* The client side of a 5-tuple as the listener saw it. `local` and `send_ctx` outlive any message
- * (a listener, or a connection that tells dispatch_conn_gone before it goes). */
-typedef struct {
-    enum dispatch_transport transport;
-    const struct sockaddr *remote;
-    const struct sockaddr *local;
-    /* Send `len` bytes to `to` on this 5-tuple. Returns 0 or -errno; bytes are copied or sent
-     * before it returns. */
-    int (*send)(void *ctx, const struct sockaddr *to, const uint8_t *buf, size_t len);
-    void *send_ctx;
-} dispatch_conn_t;
+#include "turn_shared.h"
 
 /* Relay sockets, as the worker (libuv) or a test provides them. */
 typedef struct {
@@ -66,7 +50,7 @@ typedef struct {
                        const void *auth);
     /* A ConnectionBind arrived on the client connection behind `conn` (not yet authenticated). The
      * callee answers it, possibly on another worker. */
-    void (*tcp_bind)(void *env, const dispatch_conn_t *conn, const stun_msg_t *req,
+    void (*tcp_bind)(void *env, const turn_conn_t *conn, const stun_msg_t *req,
                      uint32_t connection_id);
     void *env;
 } dispatch_relay_ops_t;
@@ -100,17 +84,18 @@ typedef struct {
 #define DISPATCH_HEADROOM 48
 #define DISPATCH_TAILROOM 4
 
-typedef struct {
+typedef struct dispatch {
     const cfg_t *cfg;
-    shared_t *shared;
+    turn_shared_t *shared;
     stats_t *stats;
-    creds_t *creds; /* NULL: only static and REST credentials (tests) */
+    creds_ops_t creds; /* where keys come from (NULL members: none; every lookup is 500) */
     alloc_table_t allocs;
     dispatch_relay_ops_t relay;
     dispatch_binding_ops_t binding; /* set by the owner after dispatch_init; NULL send_from: a
                                      * CHANGE-REQUEST that needs another source is dropped */
-    uint64_t now_ms;  /* the worker's loop time, set by the caller before each batch */
-    uint64_t unix_ms; /* wall clock in ms, for nonces, REST expiry, reservations */
+    /* The engine's clock (dispatch_clock): it never reads one itself. */
+    uint64_t now_ms;  /* monotonic ms: expiry of allocations, permissions, channels; rates */
+    uint64_t unix_ms; /* wall clock in ms since 1970: nonces, REST expiry, reservations */
     list_t pending;   /* requests waiting for credentials, newest first */
     unsigned npending;
     uint64_t limit_seed;                /* seeds Data indication transaction ids */
@@ -123,11 +108,24 @@ typedef struct {
     uint8_t out[STUN_MAX_MSG_LEN];
 } dispatch_t;
 
-/* 0 or -ENOMEM. `id_base` tags allocation ids with the worker. */
-int dispatch_init(dispatch_t *d, const cfg_t *cfg, shared_t *shared, stats_t *stats, creds_t *creds,
-                  const dispatch_relay_ops_t *relay, uint64_t id_base);
+/* 0 or -ENOMEM. `shared` outlives d; `creds` and `relay` are copied (NULL: none; credentials then
+ * answer 500, see creds_ops_t). `id_base` tags allocation ids with the worker. */
+int dispatch_init(dispatch_t *d, const cfg_t *cfg, turn_shared_t *shared, stats_t *stats,
+                  const creds_ops_t *creds, const dispatch_relay_ops_t *relay, uint64_t id_base);
 /* Delete every allocation (closing their relays) and drop pending work. */
 void dispatch_close(dispatch_t *d);
+
+/* Set the engine's clock; the caller does so before each batch of calls (a loop callback, a
+ * test step), and nothing in the engine reads a clock of its own, so tests and fuzzers drive
+ * every expiry with a fixed one. `now_ms` is monotonic (any epoch; it never goes back: the
+ * worker's loop time), `unix_ms` the wall clock in ms since 1970 (it may jump; only compared with
+ * timestamps that travel, like nonce and REST expiry, and with reservation deadlines). Randomness
+ * is the other input from outside: rand_bytes (base/rand.h). */
+static inline void dispatch_clock(dispatch_t *d, uint64_t now_ms, uint64_t unix_ms)
+{
+    d->now_ms = now_ms;
+    d->unix_ms = unix_ms;
+}
 
 enum dispatch_result {
     DISPATCH_OK = 0,        /* handled (answered, or dropped and counted as the RFC says) */
@@ -135,7 +133,7 @@ enum dispatch_result {
 };
 
 /* Handle one whole message from a client. */
-int dispatch_message(dispatch_t *d, const dispatch_conn_t *conn, const uint8_t *buf, size_t len);
+int dispatch_message(dispatch_t *d, const turn_conn_t *conn, const uint8_t *buf, size_t len);
 
 /* A datagram from `peer` arrived on relay `r` of `a`. `data` must have DISPATCH_HEADROOM writable
  * bytes before it and DISPATCH_TAILROOM after it: the ChannelData or Data indication for the client
@@ -146,9 +144,9 @@ void dispatch_relay_input(dispatch_t *d, alloc_t *a, alloc_relay_t *r, const str
 /* The connection behind `send_ctx` (a TCP/TLS client) is closing: delete the allocation of its
  * 5-tuple (RFC 8656 §3.1: the allocation lives as long as the connection) and forget its pending
  * requests. */
-void dispatch_conn_gone(dispatch_t *d, const dispatch_conn_t *conn);
+void dispatch_conn_gone(dispatch_t *d, const turn_conn_t *conn);
 /* 1 when the 5-tuple has an allocation (a stream with one is not idle). */
-int dispatch_has_allocation(dispatch_t *d, const dispatch_conn_t *conn);
+int dispatch_has_allocation(dispatch_t *d, const turn_conn_t *conn);
 
 /* Expire permissions, channels and allocations (the worker's 1 s sweep). */
 void dispatch_sweep(dispatch_t *d);
@@ -161,11 +159,11 @@ void dispatch_tcp_connect_done(dispatch_t *d, alloc_t *a, const stun_msg_t *req,
 void dispatch_tcp_attempt(dispatch_t *d, alloc_t *a, const struct sockaddr *peer, uint32_t id);
 /* Authenticate a ConnectionBind against allocation `a` and answer on `conn`. Returns 0 when it
  * succeeded (the caller turns the connection into a pipe), or -1 (answered with an error). */
-int dispatch_tcp_bind_check(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *req,
+int dispatch_tcp_bind_check(dispatch_t *d, const turn_conn_t *conn, const stun_msg_t *req,
                             alloc_t *a);
 /* Refuse a ConnectionBind (400 when its CONNECTION-ID is not pending, 500 when it could not be
  * handed to its worker). */
-void dispatch_tcp_bind_refuse(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *req,
+void dispatch_tcp_bind_refuse(dispatch_t *d, const turn_conn_t *conn, const stun_msg_t *req,
                               int code);
 /* Size of the authentication context tcp_connect receives. */
 size_t dispatch_auth_size(void);

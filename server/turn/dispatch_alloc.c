@@ -52,9 +52,9 @@ static uint16_t random_port(const cfg_t *c, int even)
  * (a->username). Returns 0, -EAFNOSUPPORT (no relay IP: 440) or another -errno (508). */
 static int open_relay(dispatch_t *d, alloc_t *a, int family, int even, uint64_t *token, int df)
 {
-    const shared_t *sh = d->shared;
-    const shared_relay_ip_t *ips = family == AF_INET ? sh->relay4 : sh->relay6;
-    int nips = family == AF_INET ? sh->nrelay4 : sh->nrelay6;
+    const turn_shared_t *sh = d->shared;
+    const addrs_relay_ip_t *ips = family == AF_INET ? sh->addrs.relay4 : sh->addrs.relay6;
+    int nips = family == AF_INET ? sh->addrs.nrelay4 : sh->addrs.nrelay6;
     if (nips == 0)
         return -EAFNOSUPPORT;
     const cfg_t *c = d->cfg;
@@ -66,7 +66,7 @@ static int open_relay(dispatch_t *d, alloc_t *a, int family, int even, uint64_t 
             start = i;
     alloc_relay_t *r = &a->relay[a->nrelay];
     for (int t = 0; t < PORT_TRIES; t++) {
-        const shared_relay_ip_t *ip = &ips[(start + t) % nips];
+        const addrs_relay_ip_t *ip = &ips[(start + t) % nips];
         uint16_t port = random_port(c, even || token);
         if ((token && port + 1 > c->max_port) || ((even || token) && (port & 1)))
             continue;
@@ -89,8 +89,8 @@ static int open_relay(dispatch_t *d, alloc_t *a, int family, int even, uint64_t 
             if (token) {
                 sa_any_t next = r->addr;
                 sa_set_port(&next.sa, (uint16_t)(port + 1));
-                *token = shared_resv_add(d->shared, held, &next.sa, d->unix_ms, a->username,
-                                         a->username_len);
+                *token = resv_add(&d->shared->resv, held, &next.sa, d->unix_ms, a->username,
+                                  a->username_len);
                 if (*token == 0)
                     close(held); /* out of memory: the allocation goes on without a reservation */
             }
@@ -108,16 +108,16 @@ static int open_relay(dispatch_t *d, alloc_t *a, int family, int even, uint64_t 
 static int open_reserved(dispatch_t *d, alloc_t *a, uint64_t token, int df)
 {
     sa_any_t addr;
-    int fd = shared_resv_take(d->shared, token, &addr, d->unix_ms);
+    int fd = resv_take(&d->shared->resv, token, &addr, d->unix_ms);
     if (fd < 0)
         return -ENOENT;
     alloc_relay_t *r = &a->relay[0];
     memset(r, 0, sizeof(*r));
     r->addr = addr;
     r->announced = addr;
-    const shared_relay_ip_t *ips =
-        addr.sa.sa_family == AF_INET ? d->shared->relay4 : d->shared->relay6;
-    int nips = addr.sa.sa_family == AF_INET ? d->shared->nrelay4 : d->shared->nrelay6;
+    const addrs_relay_ip_t *ips =
+        addr.sa.sa_family == AF_INET ? d->shared->addrs.relay4 : d->shared->addrs.relay6;
+    int nips = addr.sa.sa_family == AF_INET ? d->shared->addrs.nrelay4 : d->shared->addrs.nrelay6;
     for (int i = 0; i < nips; i++)
         if (sa_equal_ip(&ips[i].addr.sa, &addr.sa)) {
             r->announced = ips[i].announced;
@@ -180,7 +180,7 @@ static void count_new(dispatch_t *d, alloc_t *a)
     stats_inc(&d->stats->alloc_created);
     stats_gauge_add(&d->stats->allocations, 1);
     dispatch_alloc_gauges(d, a, 1);
-    stats_inc(a->client.transport == DISPATCH_UDP || a->client.transport == DISPATCH_DTLS
+    stats_inc(a->client.transport == TURN_UDP || a->client.transport == TURN_DTLS
                   ? &d->stats->alloc_udp
                   : &d->stats->alloc_tcp);
     for (int i = 0; i < a->nrelay; i++)
@@ -190,7 +190,7 @@ static void count_new(dispatch_t *d, alloc_t *a)
 
 /* Checks of RFC 8656 §7.2 and RFC 6062 §5.1 that need no resources. Returns 0 or the error code
  * to answer; *tcp says a TCP relay was asked for. */
-static int allocate_checks(const dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg,
+static int allocate_checks(const dispatch_t *d, const turn_conn_t *conn, const stun_msg_t *msg,
                            int *fam1, int *fam2, int *tcp)
 {
     const stun_attr_t *rt = stun_msg_find(msg, STUN_ATTR_REQUESTED_TRANSPORT);
@@ -200,7 +200,7 @@ static int allocate_checks(const dispatch_t *d, const dispatch_conn_t *conn, con
         return STUN_ERR_BAD_REQUEST;
     if (proto == STUN_TRANSPORT_TCP) {
         /* RFC 6062 §5.1: only over a TCP/TLS control connection, without UDP-only attributes. */
-        if (conn->transport != DISPATCH_TCP && conn->transport != DISPATCH_TLS)
+        if (conn->transport != TURN_TCP && conn->transport != TURN_TLS)
             return STUN_ERR_BAD_REQUEST;
         if (stun_msg_find(msg, STUN_ATTR_DONT_FRAGMENT) ||
             stun_msg_find(msg, STUN_ATTR_EVEN_PORT) ||
@@ -219,14 +219,14 @@ static int allocate_checks(const dispatch_t *d, const dispatch_conn_t *conn, con
 /* A TCP relayed address: a listening socket on a free port of the family's relay IPs. */
 static int open_tcp_relay(dispatch_t *d, alloc_t *a, int family)
 {
-    const shared_t *sh = d->shared;
-    const shared_relay_ip_t *ips = family == AF_INET ? sh->relay4 : sh->relay6;
-    int nips = family == AF_INET ? sh->nrelay4 : sh->nrelay6;
+    const turn_shared_t *sh = d->shared;
+    const addrs_relay_ip_t *ips = family == AF_INET ? sh->addrs.relay4 : sh->addrs.relay6;
+    int nips = family == AF_INET ? sh->addrs.nrelay4 : sh->addrs.nrelay6;
     if (nips == 0)
         return STUN_ERR_ADDRESS_FAMILY_NOT_SUPPORTED;
     alloc_relay_t *r = &a->relay[0];
     for (int t = 0; t < PORT_TRIES; t++) {
-        const shared_relay_ip_t *ip = &ips[t % nips];
+        const addrs_relay_ip_t *ip = &ips[t % nips];
         uint16_t port = random_port(d->cfg, 0);
         memset(r, 0, sizeof(*r));
         r->addr = ip->addr;
@@ -280,7 +280,7 @@ static int allocate_relays(dispatch_t *d, const stun_msg_t *msg, alloc_t *a, int
     return 0;
 }
 
-static void allocate_success(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg,
+static void allocate_success(dispatch_t *d, const turn_conn_t *conn, const stun_msg_t *msg,
                              alloc_t *a, uint32_t lifetime, uint64_t token, int addr_err,
                              const dispatch_auth_t *auth)
 {
@@ -310,21 +310,21 @@ static int wants_reservation(const stun_msg_t *msg)
  * port as surely as an allocation, so it counts as one: R=1 takes a second unit (*resv_unit = 1),
  * which the reservation keeps until redeemed or expired. Redeeming the user's own reservation
  * takes that reservation's unit instead of a new one. Returns 0, -EDQUOT or -ENOSPC. */
-static int quota_take(dispatch_t *d, const stun_msg_t *msg, const dispatch_auth_t *auth,
+static int take_units(dispatch_t *d, const stun_msg_t *msg, const dispatch_auth_t *auth,
                       int *resv_unit)
 {
     const stun_attr_t *tok = stun_msg_find(msg, STUN_ATTR_RESERVATION_TOKEN);
     uint64_t t;
     *resv_unit = 0;
     if (tok && stun_attr_get_token(msg, tok, &t) == 0 &&
-        shared_resv_adopt_unit(d->shared, t, auth->user, auth->ulen, d->unix_ms))
+        resv_adopt_unit(&d->shared->resv, t, auth->user, auth->ulen, d->unix_ms))
         return 0;
-    int q = shared_quota_take(d->shared, auth->user, auth->ulen);
+    int q = quota_take(&d->shared->quota, auth->user, auth->ulen);
     if (q != 0 || !wants_reservation(msg))
         return q;
-    q = shared_quota_take(d->shared, auth->user, auth->ulen);
+    q = quota_take(&d->shared->quota, auth->user, auth->ulen);
     if (q != 0) {
-        shared_quota_release(d->shared, auth->user, auth->ulen);
+        quota_release(&d->shared->quota, auth->user, auth->ulen);
         return q;
     }
     *resv_unit = 1;
@@ -333,11 +333,11 @@ static int quota_take(dispatch_t *d, const stun_msg_t *msg, const dispatch_auth_
 
 /* RFC 8489 §10 / RFC 8656 §7.2: a full or draining server redirects authenticated Allocates with
  * 300 Try Alternate; the answer carries integrity, so the client can trust the redirect. */
-static int try_alternate(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg,
+static int try_alternate(dispatch_t *d, const turn_conn_t *conn, const stun_msg_t *msg,
                          const dispatch_auth_t *auth)
 {
-    int secure = conn->transport == DISPATCH_TLS || conn->transport == DISPATCH_DTLS;
-    const struct sockaddr *alt = shared_alternate(d->shared, secure);
+    int secure = conn->transport == TURN_TLS || conn->transport == TURN_DTLS;
+    const struct sockaddr *alt = addrs_alternate(&d->shared->addrs, secure);
     if (!alt)
         return 0;
     stun_build_t b;
@@ -353,7 +353,7 @@ static int try_alternate(dispatch_t *d, const dispatch_conn_t *conn, const stun_
     return 1;
 }
 
-void dispatch_allocate(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg)
+void dispatch_allocate(dispatch_t *d, const turn_conn_t *conn, const stun_msg_t *msg)
 {
     alloc_t *a = alloc_find(&d->allocs, conn->transport, conn->remote, conn->local);
     if (a && a->alloc_resp && memcmp(a->alloc_tid, msg->tid, sizeof(a->alloc_tid)) == 0) {
@@ -376,7 +376,7 @@ void dispatch_allocate(dispatch_t *d, const dispatch_conn_t *conn, const stun_ms
     }
     int resv_unit = 0;
     if (code == 0) {
-        int q = quota_take(d, msg, &auth, &resv_unit);
+        int q = take_units(d, msg, &auth, &resv_unit);
         if (q == -ENOSPC && try_alternate(d, conn, msg, &auth))
             return;
         code = q == -EDQUOT ? STUN_ERR_ALLOCATION_QUOTA
@@ -388,13 +388,11 @@ void dispatch_allocate(dispatch_t *d, const dispatch_conn_t *conn, const stun_ms
         dispatch_error(d, conn, msg, code, &auth);
         return;
     }
-    alloc_client_t client = {conn->transport, {{0}}, conn->local, conn->send, conn->send_ctx};
-    memcpy(&client.remote, conn->remote, sa_len(conn->remote));
-    a = alloc_insert(&d->allocs, &client, d->now_ms);
+    a = alloc_insert(&d->allocs, conn, d->now_ms);
     if (!a) {
-        shared_quota_release(d->shared, auth.user, auth.ulen);
+        quota_release(&d->shared->quota, auth.user, auth.ulen);
         if (resv_unit)
-            shared_quota_release(d->shared, auth.user, auth.ulen);
+            quota_release(&d->shared->quota, auth.user, auth.ulen);
         dispatch_error(d, conn, msg, STUN_ERR_SERVER_ERROR, &auth);
         return;
     }
@@ -411,7 +409,7 @@ void dispatch_allocate(dispatch_t *d, const dispatch_conn_t *conn, const stun_ms
     /* The unit taken for an EVEN-PORT reservation now belongs to the reservation; none made, the
      * unit goes back. */
     if (resv_unit && token == 0)
-        shared_quota_release(d->shared, auth.user, auth.ulen);
+        quota_release(&d->shared->quota, auth.user, auth.ulen);
     if (code != 0) {
         stats_inc(&d->stats->alloc_failed);
         dispatch_alloc_gauges(d, a, 1); /* dispatch_alloc_delete takes them back */
@@ -427,7 +425,7 @@ void dispatch_allocate(dispatch_t *d, const dispatch_conn_t *conn, const stun_ms
     allocate_success(d, conn, msg, a, lifetime, token, addr_err, &auth);
 }
 
-void dispatch_refresh(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg, alloc_t *a)
+void dispatch_refresh(dispatch_t *d, const turn_conn_t *conn, const stun_msg_t *msg, alloc_t *a)
 {
     dispatch_auth_t auth;
     if (dispatch_authenticate(d, conn, msg, a, &auth) != DISPATCH_AUTH_OK)

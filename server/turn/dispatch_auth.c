@@ -19,7 +19,7 @@
 static const uint16_t offered_algs[] = {STUN_PASSWORD_ALG_SHA256, STUN_PASSWORD_ALG_MD5};
 #define NOFFERED (ARRAY_SIZE(offered_algs))
 
-static void challenge(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg, int code)
+static void challenge(dispatch_t *d, const turn_conn_t *conn, const stun_msg_t *msg, int code)
 {
     /* Its size is known before the nonce is made: a flood that the limit drops costs no HMAC. */
     size_t realm_len = strlen(d->cfg->realm);
@@ -44,8 +44,8 @@ static void challenge(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg
     (void)dispatch_finish(d, conn, msg, &b, NULL);
 }
 
-static void auth_fail_log(dispatch_t *d, const dispatch_conn_t *conn, const char *why,
-                          const char *user, size_t ulen)
+static void auth_fail_log(dispatch_t *d, const turn_conn_t *conn, const char *why, const char *user,
+                          size_t ulen)
 {
     if (!log_limit_take(&d->auth_log, d->now_ms, 5.0, 20.0))
         return;
@@ -104,11 +104,11 @@ static void no_wait(void *arg) { (void)arg; }
 
 /* Keys for the request's user: from the allocation, or the credential sources. Returns a creds
  * status; CREDS_PENDING means the request was parked (or dropped as busy). */
-static enum creds_status lookup(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg,
+static enum creds_status lookup(dispatch_t *d, const turn_conn_t *conn, const stun_msg_t *msg,
                                 const stun_attr_t *ua, const stun_attr_t *uh, dispatch_auth_t *out,
                                 creds_keys_t *keys)
 {
-    if (!d->creds)
+    if (!d->creds.lookup || !d->creds.lookup_userhash)
         return CREDS_UNAVAILABLE;
     dispatch_pending_t *p = dispatch_pending_new(d, conn, msg);
     int64_t unix_s = (int64_t)(d->unix_ms / 1000);
@@ -122,11 +122,11 @@ static enum creds_status lookup(dispatch_t *d, const dispatch_conn_t *conn, cons
         conn->remote, (unsigned)d->cfg->redis_pending_per_ip, (unsigned)d->cfg->redis_pending_max,
         (unsigned)d->cfg->redis_cache_users, (unsigned)d->cfg->redis_cache_unknown};
     if (ua) {
-        st = creds_lookup(d->creds, &who, (const char *)stun_attr_value(msg, ua), ua->len,
-                          d->now_ms, unix_s, keys, cb, arg);
+        st = d->creds.lookup(d->creds.env, &who, (const char *)stun_attr_value(msg, ua), ua->len,
+                             d->now_ms, unix_s, keys, cb, arg);
     } else {
-        st = creds_lookup_userhash(d->creds, &who, stun_attr_value(msg, uh), d->now_ms, unix_s,
-                                   out->userbuf, sizeof(out->userbuf), keys, cb, arg);
+        st = d->creds.lookup_userhash(d->creds.env, &who, stun_attr_value(msg, uh), d->now_ms,
+                                      unix_s, out->userbuf, sizeof(out->userbuf), keys, cb, arg);
         if (st == CREDS_FOUND) {
             out->user = out->userbuf;
             out->ulen = strlen(out->userbuf);
@@ -137,7 +137,8 @@ static enum creds_status lookup(dispatch_t *d, const dispatch_conn_t *conn, cons
             dispatch_pending_start(d, p);
         } else {
             /* No room to park it: the client will retransmit. */
-            creds_cancel(d->creds, d);
+            if (d->creds.cancel)
+                d->creds.cancel(d->creds.env, d);
             stats_inc(&d->stats->drop_auth_busy);
         }
         return CREDS_PENDING;
@@ -147,7 +148,7 @@ static enum creds_status lookup(dispatch_t *d, const dispatch_conn_t *conn, cons
 }
 
 /* Map a final creds status to the answer; returns 1 when answered. */
-static int answer_status(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg,
+static int answer_status(dispatch_t *d, const turn_conn_t *conn, const stun_msg_t *msg,
                          enum creds_status st, const dispatch_auth_t *out)
 {
     switch (st) {
@@ -178,7 +179,7 @@ static int answer_status(dispatch_t *d, const dispatch_conn_t *conn, const stun_
 }
 
 /* The checks before any key is needed. Returns 1 when answered. */
-static int precheck(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg,
+static int precheck(dispatch_t *d, const turn_conn_t *conn, const stun_msg_t *msg,
                     enum turn_nonce_result *nres, dispatch_auth_t *out)
 {
     if (msg->mi_idx < 0 && msg->mi256_idx < 0) {
@@ -222,7 +223,7 @@ static int precheck(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t
     return 0;
 }
 
-enum dispatch_auth_result dispatch_authenticate(dispatch_t *d, const dispatch_conn_t *conn,
+enum dispatch_auth_result dispatch_authenticate(dispatch_t *d, const turn_conn_t *conn,
                                                 const stun_msg_t *msg, alloc_t *a,
                                                 dispatch_auth_t *out)
 {

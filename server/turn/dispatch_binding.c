@@ -35,10 +35,10 @@
 #define BINDING_PADDING_MAX 1200
 #define BINDING_MIN_RESPONSE_PORT 1024
 
-/* How one RFC 5780 answer goes out: the dispatch_conn_t handed to dispatch_finish points here. */
+/* How one RFC 5780 answer goes out: the turn_conn_t handed to dispatch_finish points here. */
 typedef struct {
     dispatch_t *d;
-    const dispatch_conn_t *conn; /* where the request came from */
+    const turn_conn_t *conn;     /* where the request came from */
     const struct sockaddr *from; /* another of our addresses, or NULL: the request's own socket */
     int redirected;              /* RESPONSE-PORT: the answer goes to another port */
 } binding_tx_t;
@@ -55,14 +55,14 @@ static int binding_send(void *ctx, const struct sockaddr *to, const uint8_t *buf
     return tx->d->binding.send_from(tx->d->binding.env, tx->from, to, buf, len);
 }
 
-int dispatch_binding_rfc5780(const dispatch_t *d, const dispatch_conn_t *conn)
+int dispatch_binding_rfc5780(const dispatch_t *d, const turn_conn_t *conn)
 {
     sa_any_t from, other;
-    return shared_rfc5780_addrs(d->shared, conn->local, 0, 0, &from, &other) == 0;
+    return addrs_rfc5780(&d->shared->addrs, conn->local, 0, 0, &from, &other) == 0;
 }
 
 /* The RFC 5780 answer. Returns 0, or the STUN error code to answer instead. */
-static int binding_rfc5780(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg)
+static int binding_rfc5780(dispatch_t *d, const turn_conn_t *conn, const stun_msg_t *msg)
 {
     const stun_attr_t *cr = stun_msg_find(msg, STUN_ATTR_CHANGE_REQUEST);
     const stun_attr_t *rp = stun_msg_find(msg, STUN_ATTR_RESPONSE_PORT);
@@ -76,14 +76,14 @@ static int binding_rfc5780(dispatch_t *d, const dispatch_conn_t *conn, const stu
     if (rp &&
         (stun_attr_get_response_port(msg, rp, &rport) != 0 || rport < BINDING_MIN_RESPONSE_PORT))
         return STUN_ERR_BAD_REQUEST;
-    int udp = conn->transport == DISPATCH_UDP;
+    int udp = conn->transport == TURN_UDP;
     if (!udp) {
         flags = 0; /* a stream's answer can only leave on its own connection */
         rp = NULL;
     }
     sa_any_t from, other;
-    if (shared_rfc5780_addrs(d->shared, conn->local, (flags & STUN_CHANGE_IP) != 0,
-                             (flags & STUN_CHANGE_PORT) != 0, &from, &other) != 0)
+    if (addrs_rfc5780(&d->shared->addrs, conn->local, (flags & STUN_CHANGE_IP) != 0,
+                      (flags & STUN_CHANGE_PORT) != 0, &from, &other) != 0)
         return STUN_ERR_SERVER_ERROR; /* dispatch_binding checked: cannot happen */
     sa_any_t to;
     memcpy(&to, conn->remote, sa_len(conn->remote));
@@ -109,7 +109,7 @@ static int binding_rfc5780(dispatch_t *d, const dispatch_conn_t *conn, const stu
         .from = sa_equal(&from.sa, conn->local) ? NULL : &from.sa,
         .redirected = rp != NULL,
     };
-    dispatch_conn_t out = *conn;
+    turn_conn_t out = *conn;
     out.remote = &to.sa;
     out.send = binding_send;
     out.send_ctx = &tx;
@@ -117,7 +117,7 @@ static int binding_rfc5780(dispatch_t *d, const dispatch_conn_t *conn, const stu
     return 0;
 }
 
-void dispatch_binding(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg)
+void dispatch_binding(dispatch_t *d, const turn_conn_t *conn, const stun_msg_t *msg)
 {
     stats_inc(&d->stats->stun_binding_requests);
     if (dispatch_binding_rfc5780(d, conn)) {

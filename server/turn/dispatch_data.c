@@ -14,10 +14,7 @@
 #include "peer_policy.h"
 #include "sockaddr_util.h"
 
-static int is_stream(int transport)
-{
-    return transport == DISPATCH_TCP || transport == DISPATCH_TLS;
-}
+static int is_stream(int transport) { return transport == TURN_TCP || transport == TURN_TLS; }
 
 static void relay_to_peer(dispatch_t *d, alloc_t *a, const struct sockaddr *peer,
                           const uint8_t *data, size_t len)
@@ -39,8 +36,7 @@ static void relay_to_peer(dispatch_t *d, alloc_t *a, const struct sockaddr *peer
     stats_add(&d->stats->relay_client_to_peer_bytes, len);
 }
 
-void dispatch_channel_data(dispatch_t *d, const dispatch_conn_t *conn, const uint8_t *buf,
-                           size_t len)
+void dispatch_channel_data(dispatch_t *d, const turn_conn_t *conn, const uint8_t *buf, size_t len)
 {
     uint16_t ch;
     const uint8_t *data;
@@ -64,7 +60,7 @@ void dispatch_channel_data(dispatch_t *d, const dispatch_conn_t *conn, const uin
     relay_to_peer(d, a, &c->peer.sa, data, dlen);
 }
 
-void dispatch_send_indication(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg)
+void dispatch_send_indication(dispatch_t *d, const turn_conn_t *conn, const stun_msg_t *msg)
 {
     alloc_t *a = alloc_find(&d->allocs, conn->transport, conn->remote, conn->local);
     if (!a || a->tcp) {
@@ -110,7 +106,7 @@ static void send_channel_data(dispatch_t *d, alloc_t *a, uint16_t number, uint8_
         memset(data + len, 0, pad);
         total += pad;
     }
-    if (a->client.send(a->client.send_ctx, &a->client.remote.sa, hdr, total) == 0)
+    if (a->client.send(a->client.send_ctx, a->client.remote, hdr, total) == 0)
         stats_inc(&d->stats->relay_channeldata_out);
 }
 
@@ -128,7 +124,7 @@ static void send_data_indication(dispatch_t *d, alloc_t *a, const struct sockadd
     int total = stun_build_finish(&b);
     if (!p || total < 0 || p != data)
         return; /* over 64 KiB: cannot be described in one STUN message */
-    if (a->client.send(a->client.send_ctx, &a->client.remote.sa, data - hdr, (size_t)total) == 0)
+    if (a->client.send(a->client.send_ctx, a->client.remote, data - hdr, (size_t)total) == 0)
         stats_inc(&d->stats->relay_data_indications);
 }
 

@@ -33,7 +33,7 @@ int dispatch_check_peer(dispatch_t *d, alloc_t *a, const stun_msg_t *msg, const 
 #define MAX_PEERS_PER_REQUEST 16
 
 /* CreatePermission and ChannelBind answer alike: an error with `code`, or an empty success. */
-static void answer(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg, int code,
+static void answer(dispatch_t *d, const turn_conn_t *conn, const stun_msg_t *msg, int code,
                    const dispatch_auth_t *auth)
 {
     if (code != 0) {
@@ -46,7 +46,7 @@ static void answer(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t 
     (void)dispatch_finish(d, conn, msg, &b, auth);
 }
 
-void dispatch_create_permission(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg,
+void dispatch_create_permission(dispatch_t *d, const turn_conn_t *conn, const stun_msg_t *msg,
                                 alloc_t *a)
 {
     dispatch_auth_t auth;
@@ -76,7 +76,7 @@ void dispatch_create_permission(dispatch_t *d, const dispatch_conn_t *conn, cons
     answer(d, conn, msg, code, &auth);
 }
 
-void dispatch_channel_bind(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg,
+void dispatch_channel_bind(dispatch_t *d, const turn_conn_t *conn, const stun_msg_t *msg,
                            alloc_t *a)
 {
     dispatch_auth_t auth;

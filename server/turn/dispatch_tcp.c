@@ -14,7 +14,7 @@
 
 size_t dispatch_auth_size(void) { return sizeof(dispatch_auth_t); }
 
-void dispatch_connect(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg, alloc_t *a)
+void dispatch_connect(dispatch_t *d, const turn_conn_t *conn, const stun_msg_t *msg, alloc_t *a)
 {
     dispatch_auth_t auth;
     if (dispatch_authenticate(d, conn, msg, a, &auth) != DISPATCH_AUTH_OK)
@@ -34,12 +34,12 @@ void dispatch_connect(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg
     }
 }
 
-void dispatch_connection_bind(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *msg)
+void dispatch_connection_bind(dispatch_t *d, const turn_conn_t *conn, const stun_msg_t *msg)
 {
     const stun_attr_t *ci = stun_msg_find(msg, STUN_ATTR_CONNECTION_ID);
     uint32_t id;
     /* §5.4, and a control connection (a 5-tuple with an allocation) is never a data connection. */
-    if ((conn->transport != DISPATCH_TCP && conn->transport != DISPATCH_TLS) || !ci ||
+    if ((conn->transport != TURN_TCP && conn->transport != TURN_TLS) || !ci ||
         stun_attr_get_u32(msg, ci, &id) != 0 || !d->relay.tcp_bind ||
         alloc_find(&d->allocs, conn->transport, conn->remote, conn->local)) {
         stats_inc(&d->stats->turn_errors);
@@ -54,17 +54,15 @@ void dispatch_tcp_connect_done(dispatch_t *d, alloc_t *a, const stun_msg_t *req,
 {
     if (a->dead)
         return;
-    dispatch_conn_t conn = {a->client.transport, &a->client.remote.sa, a->client.local,
-                            a->client.send, a->client.send_ctx};
     if (code != 0) {
         stats_inc(&d->stats->turn_errors);
-        dispatch_error(d, &conn, req, code, auth);
+        dispatch_error(d, &a->client, req, code, auth);
         return;
     }
     stun_build_t b;
     dispatch_begin(d, &b, req, STUN_CLASS_SUCCESS);
     stun_build_u32(&b, STUN_ATTR_CONNECTION_ID, id);
-    (void)dispatch_finish(d, &conn, req, &b, auth);
+    (void)dispatch_finish(d, &a->client, req, &b, auth);
 }
 
 void dispatch_tcp_attempt(dispatch_t *d, alloc_t *a, const struct sockaddr *peer, uint32_t id)
@@ -78,16 +76,16 @@ void dispatch_tcp_attempt(dispatch_t *d, alloc_t *a, const struct sockaddr *peer
     stun_build_u32(&b, STUN_ATTR_CONNECTION_ID, id);
     int len = stun_build_finish(&b);
     if (len > 0)
-        (void)a->client.send(a->client.send_ctx, &a->client.remote.sa, d->out, (size_t)len);
+        (void)a->client.send(a->client.send_ctx, a->client.remote, d->out, (size_t)len);
 }
 
-int dispatch_tcp_bind_check(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *req,
+int dispatch_tcp_bind_check(dispatch_t *d, const turn_conn_t *conn, const stun_msg_t *req,
                             alloc_t *a)
 {
     /* The client reuses the nonce of its control connection (RFC 6062 §5.4: "same credentials"),
      * so check the nonce against that 5-tuple's address; answers still go on this connection. */
-    dispatch_conn_t ctl = *conn;
-    ctl.remote = &a->client.remote.sa;
+    turn_conn_t ctl = *conn;
+    ctl.remote = a->client.remote;
     dispatch_auth_t auth;
     if (dispatch_authenticate(d, &ctl, req, a, &auth) != DISPATCH_AUTH_OK)
         return -1;
@@ -96,7 +94,7 @@ int dispatch_tcp_bind_check(dispatch_t *d, const dispatch_conn_t *conn, const st
     return dispatch_finish(d, conn, req, &b, &auth) < 0 ? -1 : 0;
 }
 
-void dispatch_tcp_bind_refuse(dispatch_t *d, const dispatch_conn_t *conn, const stun_msg_t *req,
+void dispatch_tcp_bind_refuse(dispatch_t *d, const turn_conn_t *conn, const stun_msg_t *req,
                               int code)
 {
     stats_inc(&d->stats->turn_errors);

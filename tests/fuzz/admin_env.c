@@ -459,7 +459,7 @@ void admin_env_redis(bool on)
 
 void admin_env_reset(void)
 {
-    atomic_store(&srv.shared.draining, 0);
+    atomic_store(&srv.shared.turn.draining, 0);
     admin_env_redis(true);
     redis_load();
 }

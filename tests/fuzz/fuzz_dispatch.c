@@ -64,8 +64,8 @@ static int take_u8(cursor_t *c, uint8_t *v)
     return 0;
 }
 
-static void signed_request(dispatch_t *d, dispatch_conn_t *conn, uint8_t method,
-                           const uint8_t *attrs, size_t alen)
+static void signed_request(dispatch_t *d, turn_conn_t *conn, uint8_t method, const uint8_t *attrs,
+                           size_t alen)
 {
     uint8_t buf[2048], tid[12] = {0};
     static uint32_t n;
@@ -110,9 +110,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         const uint8_t *p;
         if (take_u8(&c, &op) != 0 || take_u8(&c, &who) != 0)
             break;
-        dispatch_conn_t conn = {(op % 6) == 5 ? DISPATCH_TCP : DISPATCH_UDP,
-                                (struct sockaddr *)&clients[who & 1], (struct sockaddr *)&local,
-                                sink, NULL};
+        turn_conn_t conn = {(op % 6) == 5 ? TURN_TCP : TURN_UDP,
+                            (struct sockaddr *)&clients[who & 1], (struct sockaddr *)&local, sink,
+                            NULL};
         switch (op % 6) {
         case 0:
         case 4:

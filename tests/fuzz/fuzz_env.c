@@ -6,9 +6,9 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <uv.h>
 
 #include "frame.h"
+#include "static_creds.h"
 #include "stun_msg.h"
 
 static int fake_open(void *env, alloc_t *a, alloc_relay_t *r, int fd, int df)
@@ -60,9 +60,9 @@ int fuzz_env_sink(void *ctx, const struct sockaddr *to, const uint8_t *buf, size
 dispatch_t *fuzz_env_dispatch(void)
 {
     static cfg_t cfg;
-    static shared_t shared;
+    static turn_shared_t shared;
     static stats_t stats;
-    static creds_t *creds;
+    static creds_ops_t creds;
     static dispatch_t d;
     static int ready;
     static uint64_t clock_ms = 1000000;
@@ -78,19 +78,18 @@ dispatch_t *fuzz_env_dispatch(void)
         (void)cfg_set(&cfg, "allowed-peer-ip", "203.0.113.0/24", "fuzz", err, sizeof(err));
         (void)cfg_set(&cfg, "allowed-peer-ip", "2001:db8::/32", "fuzz", err, sizeof(err));
         (void)cfg_set(&cfg, "nonce-secret", "fuzz", "fuzz", err, sizeof(err));
-        if (shared_init(&shared, &cfg, NULL, 0, err, sizeof(err)) != 0 ||
-            creds_new(uv_default_loop(), shared.creds, NULL, &creds) != 0)
+        if (turn_shared_init(&shared, &cfg, NULL, 0, err, sizeof(err)) != 0)
             abort();
+        static_creds_ops(&cfg, &creds);
         ready = 1;
     } else {
         dispatch_close(&d);
     }
     dispatch_relay_ops_t ops = {
         .open = fake_open, .hold = fake_hold, .send = fake_send, .close = fake_close};
-    if (dispatch_init(&d, &cfg, &shared, &stats, creds, &ops, 0) != 0)
+    if (dispatch_init(&d, &cfg, &shared, &stats, &creds, &ops, 0) != 0)
         abort();
     clock_ms += 7000;
-    d.now_ms = clock_ms;
-    d.unix_ms = 1700000000000ULL + clock_ms;
+    dispatch_clock(&d, clock_ms, 1700000000000ULL + clock_ms);
     return &d;
 }

@@ -1,6 +1,6 @@
 /* fuzz_env.h - a worker's dispatcher without libuv or sockets, for fuzz targets and tests: the real
- * config, shared state, credential store (static users; no Redis) and dispatcher, with fake relay
- * sockets that accept everything and a fixed clock.
+ * config, the engine's shared state and dispatcher, static users answered at once (no loop, no
+ * Redis: tests/common/static_creds.h), fake relay sockets that accept everything and a fixed clock.
  */
 #ifndef UTURN_FUZZ_ENV_H
 #define UTURN_FUZZ_ENV_H

@@ -19,7 +19,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 typedef struct {
     dispatch_t *d;
-    dispatch_conn_t *conn;
+    turn_conn_t *conn;
 } fuzz_ctx_t;
 
 static int on_frame(void *arg, const uint8_t *frame, size_t len)
@@ -43,8 +43,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct sockaddr_in local = {.sin_family = AF_INET, .sin_port = htons(3478)};
     local.sin_addr.s_addr = htonl(0xC6336401); /* 198.51.100.1 */
     fuzz_ctx_t f = {d, NULL};
-    dispatch_conn_t conn = {DISPATCH_TCP, (struct sockaddr *)&remote, (struct sockaddr *)&local,
-                            fuzz_env_sink, NULL};
+    turn_conn_t conn = {TURN_TCP, (struct sockaddr *)&remote, (struct sockaddr *)&local,
+                        fuzz_env_sink, NULL};
     f.conn = &conn;
 
     stream_rx_t rx;

@@ -70,10 +70,10 @@ static sa_any_t v6(const char *ip, uint16_t port)
 static alloc_t *insert(alloc_table_t *t, int transport, const sa_any_t *remote,
                        const struct sockaddr *local, uint64_t now_ms)
 {
-    alloc_client_t c;
+    turn_conn_t c;
     memset(&c, 0, sizeof(c));
-    c.transport = transport;
-    memcpy(&c.remote, remote, sizeof(c.remote));
+    c.transport = (enum turn_transport)transport;
+    c.remote = &remote->sa;
     c.local = local;
     return alloc_insert(t, &c, now_ms);
 }
@@ -84,7 +84,7 @@ static sa_any_t listen_a, listen_b;
 static alloc_t *find(const alloc_table_t *t, int transport, const sa_any_t *remote,
                      const struct sockaddr *local)
 {
-    return alloc_find(t, transport, &remote->sa, local);
+    return alloc_find(t, (enum turn_transport)transport, &remote->sa, local);
 }
 
 UNIT_TEST(table_insert_find_remove)

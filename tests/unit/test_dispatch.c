@@ -10,12 +10,13 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <uv.h>
+#include <unistd.h>
 
 #include "dispatch.h"
 #include "frame.h"
 #include "stun_auth.h"
 #include "stun_build.h"
+#include "static_creds.h"
 #include "stun_msg.h"
 #include "unit.h"
 
@@ -72,17 +73,15 @@ static void fake_close(void *env, alloc_t *a)
     alloc_free(a);
 }
 static int tcp_binds;
-static void fake_tcp_bind(void *env, const dispatch_conn_t *conn, const stun_msg_t *req,
-                          uint32_t id)
+static void fake_tcp_bind(void *env, const turn_conn_t *conn, const stun_msg_t *req, uint32_t id)
 {
     (void)env, (void)conn, (void)req, (void)id;
     tcp_binds++; /* the worker would answer; here nothing comes back */
 }
 
 static cfg_t cfg;
-static shared_t shared;
+static turn_shared_t shared;
 static stats_t stats;
-static creds_t *creds;
 static dispatch_t d;
 static struct sockaddr_in client, local;
 
@@ -101,18 +100,18 @@ static void env_setup(const char *const *extra)
     for (; extra && *extra; extra += 2)
         if (cfg_set(&cfg, extra[0], extra[1], "t", err, sizeof(err)) != 0)
             fprintf(stderr, "setup: %s\n", err);
-    if (shared_init(&shared, &cfg, NULL, 0, err, sizeof(err)) != 0)
-        fprintf(stderr, "shared_init: %s\n", err);
-    CHECK_INT(creds_new(uv_default_loop(), shared.creds, NULL, &creds), 0);
+    if (turn_shared_init(&shared, &cfg, NULL, 0, err, sizeof(err)) != 0)
+        fprintf(stderr, "turn_shared_init: %s\n", err);
+    creds_ops_t creds;
+    static_creds_ops(&cfg, &creds);
     dispatch_relay_ops_t ops = {.open = fake_open,
                                 .hold = fake_hold,
                                 .send = fake_send,
                                 .close = fake_close,
                                 .tcp_bind = fake_tcp_bind};
     memset(&stats, 0, sizeof(stats));
-    CHECK_INT(dispatch_init(&d, &cfg, &shared, &stats, creds, &ops, 0), 0);
-    d.now_ms = 1000000;
-    d.unix_ms = 1700000000000ULL;
+    CHECK_INT(dispatch_init(&d, &cfg, &shared, &stats, &creds, &ops, 0), 0);
+    dispatch_clock(&d, 1000000, 1700000000000ULL);
     client.sin_family = AF_INET;
     client.sin_port = htons(40000);
     inet_pton(AF_INET, "203.0.113.7", &client.sin_addr);
@@ -124,9 +123,7 @@ static void env_setup(const char *const *extra)
 static void env_teardown(void)
 {
     dispatch_close(&d);
-    creds_close(creds);
-    uv_run(uv_default_loop(), UV_RUN_NOWAIT);
-    shared_close(&shared);
+    turn_shared_close(&shared);
     cfg_free(&cfg);
 }
 
@@ -141,12 +138,12 @@ static void advance(uint64_t ms)
 
 static char nonce[128];
 static size_t nonce_len;
-static enum dispatch_transport transport = DISPATCH_UDP;
+static enum turn_transport transport = TURN_UDP;
 
 static int deliver(const uint8_t *buf, size_t len)
 {
-    dispatch_conn_t conn = {transport, (struct sockaddr *)&client, (struct sockaddr *)&local, sink,
-                            NULL};
+    turn_conn_t conn = {transport, (struct sockaddr *)&client, (struct sockaddr *)&local, sink,
+                        NULL};
     last_len = 0;
     return dispatch_message(&d, &conn, buf, len);
 }
@@ -464,17 +461,17 @@ static void test_connection_bind_rules(void)
     uint32_t id = 0x00123456;
     tcp_binds = 0;
     CHECK_INT(request(STUN_METHOD_CONNECTION_BIND, NULL, NULL, add_connection_id, &id), 400);
-    transport = DISPATCH_TCP;
+    transport = TURN_TCP;
     CHECK_INT(request(STUN_METHOD_CONNECTION_BIND, NULL, NULL, add_connection_id, NULL), 400);
     CHECK_INT(tcp_binds, 0);
     CHECK_INT(request(STUN_METHOD_CONNECTION_BIND, NULL, NULL, add_connection_id, &id), -1);
     CHECK_INT(tcp_binds, 1); /* a new connection: handed to the relay */
     CHECK_INT(allocate("alice", "secret"), 0);
     CHECK_INT(request(STUN_METHOD_CONNECTION_BIND, "alice", "secret", add_connection_id, &id), 400);
-    transport = DISPATCH_TLS; /* the same addresses over TLS are another 5-tuple */
+    transport = TURN_TLS; /* the same addresses over TLS are another 5-tuple */
     CHECK_INT(request(STUN_METHOD_CONNECTION_BIND, NULL, NULL, add_connection_id, &id), -1);
     CHECK_INT(tcp_binds, 2);
-    transport = DISPATCH_UDP;
+    transport = TURN_UDP;
     env_teardown();
 }
 
@@ -483,24 +480,26 @@ static void test_peer_connection_quota(void)
 {
     static const char *const extra[] = {"user-peer-connection-quota", "2", NULL};
     env_setup(extra);
-    CHECK_INT(shared_peer_conn_take(&shared, "alice", 5), 0);
-    CHECK_INT(shared_peer_conn_take(&shared, "alice", 5), 0);
-    CHECK_INT(shared_peer_conn_take(&shared, "alice", 5), -EDQUOT);
-    CHECK_INT(shared_peer_conn_take(&shared, "bob", 3), 0);
-    shared_peer_conn_release(&shared, "alice", 5);
-    CHECK_INT(shared_peer_conn_take(&shared, "alice", 5), 0);
-    CHECK_INT(shared_peer_conn_take(&shared, "alice", 5), -EDQUOT);
-    shared_peer_conn_release(&shared, "alice", 5);
-    shared_peer_conn_release(&shared, "bob", 3);
-    shared_peer_conn_take(&shared, "bob", 3);
-    shared_peer_conn_release(&shared, "bob", 3); /* an entry at 0 is gone: taken again from 0 */
-    CHECK_INT(shared_peer_conn_take(&shared, "alice", 5), 0);
-    CHECK_INT(shared_peer_conn_take(&shared, "alice", 5), -EDQUOT);
-    env_teardown(); /* alice's two still counted: shared_close frees the table (LeakSanitizer) */
+    CHECK_INT(quota_peer_conn_take(&shared.quota, "alice", 5), 0);
+    CHECK_INT(quota_peer_conn_take(&shared.quota, "alice", 5), 0);
+    CHECK_INT(quota_peer_conn_take(&shared.quota, "alice", 5), -EDQUOT);
+    CHECK_INT(quota_peer_conn_take(&shared.quota, "bob", 3), 0);
+    quota_peer_conn_release(&shared.quota, "alice", 5);
+    CHECK_INT(quota_peer_conn_take(&shared.quota, "alice", 5), 0);
+    CHECK_INT(quota_peer_conn_take(&shared.quota, "alice", 5), -EDQUOT);
+    quota_peer_conn_release(&shared.quota, "alice", 5);
+    quota_peer_conn_release(&shared.quota, "bob", 3);
+    quota_peer_conn_take(&shared.quota, "bob", 3);
+    quota_peer_conn_release(&shared.quota, "bob",
+                            3); /* an entry at 0 is gone: taken again from 0 */
+    CHECK_INT(quota_peer_conn_take(&shared.quota, "alice", 5), 0);
+    CHECK_INT(quota_peer_conn_take(&shared.quota, "alice", 5), -EDQUOT);
+    env_teardown(); /* alice's two still counted: turn_shared_close frees the table (LeakSanitizer)
+                     */
     static const char *const unlimited[] = {"user-peer-connection-quota", "0", NULL};
     env_setup(unlimited);
     for (int i = 0; i < 1000; i++)
-        CHECK_INT(shared_peer_conn_take(&shared, "alice", 5), 0);
+        CHECK_INT(quota_peer_conn_take(&shared.quota, "alice", 5), 0);
     env_teardown();
     cfg_init(&cfg); /* the shipped default */
     CHECK_INT(cfg.user_peer_conn_quota, 256);

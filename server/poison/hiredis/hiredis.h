@@ -1,0 +1,2 @@
+/* hiredis/hiredis.h - poison for base/ and turn/ (server/poison/README). */
+#error "the engine (server/turn, server/base) must not include <hiredis/hiredis.h>: Redis is auth/"
