@@ -170,7 +170,6 @@ typedef struct {
 int tcp_conn_pipe(tcp_conn_t *c, tcp_pipe_t *p);
 int tcp_conn_write(tcp_conn_t *c, const uint8_t *data, size_t len);
 void tcp_conn_describe(tcp_conn_t *c, dispatch_conn_t *out);
-size_t tcp_conn_pending(const tcp_conn_t *c);
 void tcp_conn_pause(tcp_conn_t *c, int pause);
 void tcp_conn_close(tcp_conn_t *c, const char *why);
 /* 1 when `c` is a new data connection (RFC 6062 §4.3): it carried nothing but ConnectionBind
@@ -184,7 +183,9 @@ int tcp_conn_detach(tcp_conn_t *c, tcp_handoff_t *h);
 tcp_conn_t *tcp_conn_adopt(worker_t *w, tcp_handoff_t *h);
 /* tcp_relay.c callbacks from a piped client connection. */
 void tcp_relay_from_client(tcp_pipe_t *p, const uint8_t *data, size_t len);
-void tcp_relay_client_drained(tcp_pipe_t *p);
+/* The client's write queue passed WQ_HIGH (high = 1: stop reading the peer) or fell back to WQ_LOW
+ * (0: read the peer again). */
+void tcp_relay_client_water(tcp_pipe_t *p, int high);
 void tcp_relay_client_closed(tcp_pipe_t *p);
 /* RFC 6062 relay ops (tcp_relay.c), added to the dispatcher's relay ops. */
 void tcp_relay_ops(worker_t *w, dispatch_relay_ops_t *ops);
