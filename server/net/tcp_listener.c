@@ -23,6 +23,8 @@
 #include "sockaddr_util.h"
 #include "stream.h"
 #include "stun.h"
+#include "tcp_listener.h"
+#include "tcp_relay.h"
 #include "worker.h"
 #include "wq.h"
 

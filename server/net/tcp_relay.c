@@ -24,6 +24,7 @@
 #include "rand.h"
 #include "sockaddr_util.h"
 #include "stun_msg.h"
+#include "tcp_relay.h"
 #include "worker.h"
 #include "wq.h"
 
