@@ -182,12 +182,21 @@ static int tcp_send(void *ctx, const struct sockaddr *to, const uint8_t *data, s
         return raw_send(c, data, len);
     if (c->closing || !c->ssl || !c->handshake_done)
         return -EPIPE; /* never plaintext on the TLS port, also once the TLS state moved away */
-    if (SSL_write(c->ssl, data, (int)len) <= 0) {
-        ERR_clear_error();
-        conn_close(c, "TLS write error");
-        return -EIO;
+    /* The contexts allow partial writes (tls.c): SSL_write may take one record (16 KiB of
+     * plaintext) and return, so a bigger write (an RFC 6062 pipe's 64 KiB read, a large Data
+     * indication) goes record by record, each onto the queue at once. */
+    for (size_t off = 0; off < len;) {
+        int n = SSL_write(c->ssl, data + off, (int)(len - off));
+        if (n <= 0) {
+            ERR_clear_error();
+            conn_close(c, "TLS write error");
+            return -EIO;
+        }
+        off += (size_t)n;
+        if (tls_flush(c) != 0)
+            return -EPIPE;
     }
-    return tls_flush(c) == 0 ? 0 : -EPIPE;
+    return 0;
 }
 
 /* The 5-tuple as the dispatcher knows it. The transport comes from the listener, never from state
