@@ -45,6 +45,8 @@ static void on_write_done(uv_write_t *req, int status)
 
 int wq_write(wq_t *q, const uint8_t *data, size_t len)
 {
+    if (uv_is_closing((uv_handle_t *)q->stream))
+        return -EPIPE;
     size_t off = 0;
     /* Straight to the socket only when nothing is queued: the bytes must leave in order. */
     if (q->pending == 0) {

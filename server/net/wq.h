@@ -58,9 +58,10 @@ struct wq {
 void wq_init(wq_t *q, uv_stream_t *stream, wq_water_cb on_water, wq_error_cb on_error, void *data);
 
 /* Write `len` bytes of `data` (borrowed: what is not written at once is copied). Returns 0 (written
- * or queued), -ENOBUFS when the bytes left to queue would take the queue past WQ_CAP, -ENOMEM, or
- * the libuv error of the write. After an error nothing of `data` is queued, but some of it may have
- * gone out: the stream is out of step and the caller closes it.
+ * or queued), -EPIPE when the stream is closing (nothing written), -ENOBUFS when the bytes left to
+ * queue would take the queue past WQ_CAP, -ENOMEM, or the libuv error of the write. After an error
+ * nothing of `data` is queued, but some of it may have gone out: the stream is out of step and the
+ * caller closes it.
  *
  * Closing: the owner uv_close()s the stream. libuv then calls every queued write back with
  * UV_ECANCELED before the close callback, and each is freed there; so the wq_t must live until the

@@ -3,7 +3,8 @@
  * when it passes WQ_HIGH; a write that would pass WQ_CAP is refused with -ENOBUFS and queues
  * nothing; reading drains it, the low-water callback fires once at or below WQ_LOW and every byte
  * arrives once and in order; a failed write is reported once and never as UV_ECANCELED; closing the
- * stream with writes queued frees them (ASan's leak check at exit). The integration tests
+ * stream with writes queued refuses further writes and frees the queued ones (ASan's leak check at
+ * exit). The integration tests
  * test_tcp_relay.py (a peer that stops reading) and test_tls.py drive the same queue in uturnd.
  */
 #include <errno.h>
@@ -227,8 +228,8 @@ static void test_write_error(void)
     CHECK_INT(uv_loop_close(&f.loop), 0);
 }
 
-/* Closing the stream with writes queued: every one is called back (UV_ECANCELED, not reported)
- * and freed; ASan reports a leak otherwise. */
+/* Closing the stream with writes queued: a write is refused at once, every queued one is called
+ * back (UV_ECANCELED, not reported) and freed; ASan reports a leak otherwise. */
 static void test_close_with_queue(void)
 {
     fx_t f;
@@ -236,6 +237,8 @@ static void test_close_with_queue(void)
     CHECK_INT(fill(&f), -ENOBUFS);
     CHECK(wq_pending(&f.q) > WQ_HIGH);
     int highs = f.highs;
+    uv_close((uv_handle_t *)&f.a, NULL);
+    CHECK_INT(wq_write(&f.q, (const uint8_t *)"x", 1), -EPIPE); /* closing: nothing more */
     fx_close(&f);
     CHECK_INT(wq_pending(&f.q), 0);
     CHECK_INT(f.errors, 0);
