@@ -19,7 +19,11 @@
 #include "dtls.h"
 #include "log.h"
 #include "rand.h"
+#include "relay.h"
 #include "sockaddr_util.h"
+#include "tcp_listener.h"
+#include "tcp_relay.h"
+#include "udp_listener.h"
 
 #define SWEEP_MS 1000
 

@@ -2,7 +2,9 @@
  * everything that belongs to the clients the kernel hashes to it.
  *
  * Nothing a worker owns is touched by another thread. Other threads talk to it only through
- * worker_stop() (uv_async) and read its counters through stats (see stats.h).
+ * worker_post() and worker_stop() (uv_async) and read its counters through stats (see stats.h).
+ * Its sockets are declared by their own modules: udp_listener.h, tcp_listener.h (client
+ * connections), tcp_relay.h (RFC 6062), relay.h (UDP relays), dtls.h.
  */
 #ifndef UTURN_WORKER_H
 #define UTURN_WORKER_H
@@ -25,8 +27,8 @@
 #include "stats.h"
 
 typedef struct worker worker_t;
-typedef struct tcp_conn tcp_conn_t;
-typedef struct tcp_pipe tcp_pipe_t;
+typedef struct udp_listener udp_listener_t; /* udp_listener.h */
+typedef struct tcp_listener tcp_listener_t; /* tcp_listener.h */
 
 /* A task another thread hands to a worker (worker_post). */
 typedef void (*worker_task_fn)(worker_t *w, void *arg);
@@ -36,20 +38,7 @@ typedef struct worker_task {
     struct worker_task *next;
 } worker_task_t;
 
-typedef struct udp_listener {
-    uv_udp_t handle;
-    worker_t *w;
-    struct sockaddr_storage local;
-    int secure; /* the TLS port: DTLS records here go to dtls.c, plain STUN/TURN still works */
-    int fd;     /* for batched sends (worker_tx) */
-} udp_listener_t;
-
-typedef struct tcp_listener {
-    uv_tcp_t handle;
-    worker_t *w;
-    struct sockaddr_storage local;
-    int secure; /* TLS */
-} tcp_listener_t;
+/* Connections from one client IP (tcp_listener.c), for max-tcp-per-ip. */
 typedef struct ip_count ip_count_t;
 
 /* Outgoing datagrams whose bytes live in the receive buffer are queued and sent with one sendmmsg
@@ -66,13 +55,13 @@ struct worker {
     const cfg_t *cfg;
     shared_t *shared;
     creds_t *creds;
-    creds_stats_t creds_stats;
-    tls_t *tls;              /* the server's contexts (NULL members when TLS/DTLS are off) */
-    struct dtls_table *dtls; /* this worker's DTLS sessions */
-    list_t pipes;            /* tcp_pipe_t: RFC 6062 peer data connections of its allocations */
-    worker_t *siblings;      /* every worker (by id), for handing connections over */
-    int nsiblings;           /* the credential store's counters, readable by any thread */
-    int64_t unix_offset_ms;  /* wall clock minus loop clock, refreshed by the sweep */
+    creds_stats_t creds_stats; /* the credential store's counters, readable by any thread */
+    tls_t *tls;                /* the server's contexts (NULL members when TLS/DTLS are off) */
+    struct dtls_table *dtls;   /* this worker's DTLS sessions */
+    list_t pipes;              /* tcp_pipe_t: RFC 6062 peer data connections of its allocations */
+    worker_t *siblings;        /* every worker (by id), for handing connections over */
+    int nsiblings;             /* entries in siblings */
+    int64_t unix_offset_ms;    /* wall clock minus loop clock, refreshed by the sweep */
     uv_loop_t loop;
     uv_thread_t thread;
     uv_async_t wakeup;
@@ -94,9 +83,9 @@ struct worker {
     int owned;
     stats_t stats;
     dispatch_t dispatch;
-    udp_listener_t *udp;
+    udp_listener_t *udp; /* nudp listeners (udp_listener.h) */
     size_t nudp;
-    tcp_listener_t *tcp;
+    tcp_listener_t *tcp; /* ntcp listeners (tcp_listener.h) */
     size_t ntcp;
     list_t conns; /* tcp_conn_t: every client TCP connection, for sweeps and shutdown */
     ip_count_t *ip_counts[WORKER_IP_BUCKETS];
@@ -146,55 +135,6 @@ void worker_stop(worker_t *w);
 /* Wait for the thread and free the loop (main thread, after worker_stop). */
 void worker_join(worker_t *w);
 
-/* Listener internals shared between worker.c, udp_listener.c and tcp_listener.c. */
-int udp_listener_open(worker_t *w, udp_listener_t *l, const struct sockaddr *addr);
-void udp_listener_close(udp_listener_t *l);
-/* dispatch_binding_ops_t.send_from (env: the worker): send from this worker's UDP listener bound
- * to `from` (RFC 5780 CHANGE-REQUEST). 0, -EADDRNOTAVAIL when none is, or the send's -errno. */
-int udp_listener_send_from(void *env, const struct sockaddr *from, const struct sockaddr *to,
-                           const uint8_t *buf, size_t len);
-int tcp_listener_open(worker_t *w, tcp_listener_t *l, const struct sockaddr *addr);
-void tcp_listener_close(tcp_listener_t *l);
-/* Close stalled or idle client connections (called by the worker's sweep timer). */
-void tcp_listener_sweep(worker_t *w, uint64_t now_ms);
-/* Close every client connection (shutdown). */
-void tcp_listener_close_all(worker_t *w);
-
-/* RFC 6062 client data connections (tcp_listener.c), for tcp_relay.c. */
-typedef struct {
-    int fd;
-    struct ssl_st *ssl;
-    int secure;
-    struct sockaddr_storage local, remote;
-    uint8_t *rest; /* bytes read behind the ConnectionBind */
-    size_t nrest;
-} tcp_handoff_t;
-/* Make `c` a raw pipe to `p` (after a successful ConnectionBind). */
-int tcp_conn_pipe(tcp_conn_t *c, tcp_pipe_t *p);
-int tcp_conn_write(tcp_conn_t *c, const uint8_t *data, size_t len);
-void tcp_conn_describe(tcp_conn_t *c, turn_conn_t *out);
-size_t tcp_conn_pending(const tcp_conn_t *c);
-void tcp_conn_pause(tcp_conn_t *c, int pause);
-void tcp_conn_close(tcp_conn_t *c, const char *why);
-/* 1 when `c` is a new data connection (RFC 6062 §4.3): it carried nothing but ConnectionBind
- * requests, holds no allocation and is no pipe yet. Only such a connection may be bound or moved.
- */
-int tcp_conn_fresh(tcp_conn_t *c);
-/* Give up `c` (its socket, TLS state and unread bytes) for another worker: -EPERM when it is not a
- * new data connection (tcp_conn_fresh), -EBUSY when bytes are still queued for it here. */
-int tcp_conn_detach(tcp_conn_t *c, tcp_handoff_t *h);
-/* Take over a detached connection on this worker; NULL on failure (everything freed). */
-tcp_conn_t *tcp_conn_adopt(worker_t *w, tcp_handoff_t *h);
-/* tcp_relay.c callbacks from a piped client connection. */
-void tcp_relay_from_client(tcp_pipe_t *p, const uint8_t *data, size_t len);
-void tcp_relay_client_drained(tcp_pipe_t *p);
-void tcp_relay_client_closed(tcp_pipe_t *p);
-/* RFC 6062 relay ops (tcp_relay.c), added to the dispatcher's relay ops. */
-void tcp_relay_ops(worker_t *w, dispatch_relay_ops_t *ops);
-void tcp_relay_close_alloc(worker_t *w, alloc_t *a);
-void tcp_relay_sweep(worker_t *w, uint64_t now_ms);
-void tcp_relay_close_all(worker_t *w);
-
 /* Send a datagram on `fd` to `to`: queued when the bytes are inside the worker's receive buffer
  * (sent by worker_tx_flush at the end of the receive batch), sent at once otherwise. Returns 0 or
  * -errno (at once) like a send. */
@@ -204,9 +144,6 @@ void worker_tx_flush(worker_t *w);
 
 /* Bring the dispatcher's clocks up to date (call at the top of every loop callback). */
 void worker_clock(worker_t *w);
-
-/* The libuv relay sockets (relay.c) as the dispatcher's relay ops. */
-void relay_ops(worker_t *w, dispatch_relay_ops_t *ops);
 
 /* A socket of `type` bound to `addr` with SO_REUSEPORT (and IPV6_V6ONLY for IPv6), non-blocking.
  * Returns the fd or -errno. */

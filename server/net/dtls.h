@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "udp_listener.h"
 #include "worker.h"
 
 /* Per-worker session table. 0 or -ENOMEM. */

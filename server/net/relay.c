@@ -13,7 +13,9 @@
 #include <unistd.h>
 
 #include "dispatch.h"
+#include "relay.h"
 #include "sockaddr_util.h"
+#include "tcp_relay.h"
 #include "worker.h"
 
 typedef struct {

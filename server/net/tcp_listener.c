@@ -23,12 +23,10 @@
 #include "sockaddr_util.h"
 #include "stream.h"
 #include "stun.h"
+#include "tcp_listener.h"
+#include "tcp_relay.h"
 #include "worker.h"
-
-/* Bytes we will queue for a client that reads slower than we answer before giving up on it. */
-#define TCP_MAX_PENDING (256 * 1024)
-/* RFC 6062 pipes: stop reading the other side above HIGH queued bytes, resume below LOW. */
-#define TCP_PIPE_LOW (64 * 1024)
+#include "wq.h"
 
 struct tcp_conn {
     uv_tcp_t handle;
@@ -38,7 +36,7 @@ struct tcp_conn {
     stream_rx_t rx;
     uint64_t last_rx_ms;
     uint64_t frame_since_ms; /* when the partial frame in rx began */
-    size_t pending;          /* bytes queued in uv_write requests */
+    wq_t wq;                 /* bytes for the client (ciphertext on TLS), bounded: wq.h */
     SSL *ssl;                /* TLS connections only */
     int handshake_done;
     tcp_pipe_t *pipe; /* RFC 6062 client data connection: raw bytes to/from this peer */
@@ -55,13 +53,6 @@ struct ip_count {
     unsigned count;
     ip_count_t *next;
 };
-
-typedef struct {
-    uv_write_t req;
-    tcp_conn_t *conn;
-    size_t len;
-    uint8_t data[];
-} tcp_write_t;
 
 static unsigned ip_hash(const worker_t *w, const struct sockaddr *sa)
 {
@@ -139,57 +130,34 @@ static void conn_close(tcp_conn_t *c, const char *why)
     uv_close((uv_handle_t *)&c->handle, on_conn_closed);
 }
 
-static void on_write_done(uv_write_t *req, int status)
+static void on_wq_error(wq_t *q, int status)
 {
-    tcp_write_t *wr = (tcp_write_t *)req;
-    tcp_conn_t *c = wr->conn;
-    c->pending -= wr->len;
-    free(wr);
-    if (status < 0 && status != UV_ECANCELED)
-        conn_close(c, "write error");
-    else if (c->pipe && !c->closing && c->pending <= TCP_PIPE_LOW)
-        tcp_relay_client_drained(c->pipe);
+    (void)status;
+    conn_close(q->data, "write error");
 }
 
-/* Write bytes to the socket now as far as it takes them, queue the rest (bounded). */
+/* The client's queue passed high water or drained: a pipe stops or resumes reading its peer. A
+ * control connection has nothing to pause; the queue's cap ends a client that does not read. */
+static void on_wq_water(wq_t *q, int high)
+{
+    tcp_conn_t *c = q->data;
+    if (c->pipe && !c->closing)
+        tcp_relay_client_water(c->pipe, high);
+}
+
+/* Write bytes to the socket now as far as it takes them, queue the rest (bounded: wq.h). */
 static int raw_send(tcp_conn_t *c, const uint8_t *data, size_t len)
 {
     if (c->closing)
         return -EPIPE;
-    size_t off = 0;
-    if (c->pending == 0) {
-        uv_buf_t b = worker_cbuf(data, len);
-        int n = uv_try_write((uv_stream_t *)&c->handle, &b, 1);
-        if (n > 0)
-            off = (size_t)n;
-        else if (n != UV_EAGAIN) {
-            conn_close(c, "write error");
-            return n;
-        }
-    }
-    stats_add(&c->w->stats.tcp_tx_bytes, len);
-    if (off == len)
-        return 0;
-    if (!c->pipe && c->pending + (len - off) > TCP_MAX_PENDING) {
-        conn_close(c, "client not reading");
-        return -ENOBUFS;
-    }
-    tcp_write_t *wr = malloc(sizeof(*wr) + (len - off));
-    if (!wr) {
-        conn_close(c, "out of memory");
-        return -ENOMEM;
-    }
-    wr->conn = c;
-    wr->len = len - off;
-    memcpy(wr->data, data + off, len - off);
-    uv_buf_t b = uv_buf_init((char *)wr->data, (unsigned)wr->len);
-    int rc = uv_write(&wr->req, (uv_stream_t *)&c->handle, &b, 1, on_write_done);
+    int rc = wq_write(&c->wq, data, len);
     if (rc != 0) {
-        free(wr);
-        conn_close(c, "write error");
+        conn_close(c, rc == -ENOBUFS  ? "client not reading"
+                      : rc == -ENOMEM ? "out of memory"
+                                      : "write error");
         return rc;
     }
-    c->pending += wr->len;
+    stats_add(&c->w->stats.tcp_tx_bytes, len);
     return 0;
 }
 
@@ -214,12 +182,21 @@ static int tcp_send(void *ctx, const struct sockaddr *to, const uint8_t *data, s
         return raw_send(c, data, len);
     if (c->closing || !c->ssl || !c->handshake_done)
         return -EPIPE; /* never plaintext on the TLS port, also once the TLS state moved away */
-    if (SSL_write(c->ssl, data, (int)len) <= 0) {
-        ERR_clear_error();
-        conn_close(c, "TLS write error");
-        return -EIO;
+    /* The contexts allow partial writes (tls.c): SSL_write may take one record (16 KiB of
+     * plaintext) and return, so a bigger write (an RFC 6062 pipe's 64 KiB read, a large Data
+     * indication) goes record by record, each onto the queue at once. */
+    for (size_t off = 0; off < len;) {
+        int n = SSL_write(c->ssl, data + off, (int)(len - off));
+        if (n <= 0) {
+            ERR_clear_error();
+            conn_close(c, "TLS write error");
+            return -EIO;
+        }
+        off += (size_t)n;
+        if (tls_flush(c) != 0)
+            return -EPIPE;
     }
-    return tls_flush(c) == 0 ? 0 : -EPIPE;
+    return 0;
 }
 
 /* The 5-tuple as the dispatcher knows it. The transport comes from the listener, never from state
@@ -408,6 +385,7 @@ static void on_connection(uv_stream_t *server, int status)
     c->listener = l;
     uv_tcp_init(&w->loop, &c->handle);
     c->handle.data = c;
+    wq_init(&c->wq, (uv_stream_t *)&c->handle, on_wq_water, on_wq_error, c);
     stream_rx_init(&c->rx);
     int len = sizeof(c->remote);
     if (uv_accept(server, (uv_stream_t *)&c->handle) != 0 ||
@@ -515,6 +493,10 @@ int tcp_conn_pipe(tcp_conn_t *c, tcp_pipe_t *p)
 {
     c->pipe = p;
     c->frame_since_ms = 0;
+    /* Answers queued before the bind (a client may send ConnectionBind again and again without
+     * reading them) already took the queue past high water: the peer starts paused. */
+    if (c->wq.high)
+        tcp_relay_client_water(p, 1);
     /* Bytes the client sent right behind its ConnectionBind belong to the peer. */
     if (c->rx.len > c->frame_end)
         tcp_relay_from_client(p, c->rx.buf + c->frame_end, c->rx.len - c->frame_end);
@@ -536,8 +518,6 @@ int tcp_conn_write(tcp_conn_t *c, const uint8_t *data, size_t len)
     return tcp_send(c, NULL, data, len);
 }
 
-size_t tcp_conn_pending(const tcp_conn_t *c) { return c->pending; }
-
 void tcp_conn_pause(tcp_conn_t *c, int pause)
 {
     if (c->closing || c->paused == pause)
@@ -557,7 +537,7 @@ int tcp_conn_detach(tcp_conn_t *c, tcp_handoff_t *h)
      * pipes on this worker that would be left pointing at it. */
     if (!tcp_conn_fresh(c))
         return -EPERM;
-    if (c->pending || (c->ssl && BIO_ctrl_pending(SSL_get_wbio(c->ssl))))
+    if (wq_pending(&c->wq) || (c->ssl && BIO_ctrl_pending(SSL_get_wbio(c->ssl))))
         return -EBUSY; /* bytes still on their way out through this worker */
     uv_os_fd_t fd;
     if (uv_fileno((uv_handle_t *)&c->handle, &fd) != 0 || (h->fd = dup(fd)) < 0)
@@ -598,6 +578,7 @@ tcp_conn_t *tcp_conn_adopt(worker_t *w, tcp_handoff_t *h)
     c->listener = l;
     uv_tcp_init(&w->loop, &c->handle);
     c->handle.data = c;
+    wq_init(&c->wq, (uv_stream_t *)&c->handle, on_wq_water, on_wq_error, c);
     stream_rx_init(&c->rx);
     memcpy(&c->remote, &h->remote, sizeof(c->remote));
     c->ssl = h->ssl;

@@ -6,12 +6,12 @@
  * that does not complete in 30 s is 447; a peer connection not bound within 30 s is closed; data is
  * not read from a peer until its client data connection is bound (the peer's TCP window fills
  * instead); closing either side closes the other; the allocation going closes them all. A side
- * whose outgoing queue passes PIPE_HIGH stops the other side's reading until it drains, so a slow
- * reader never makes us buffer without bound. Peer connections, pending or bound, are capped per
- * allocation (max-peer-connections) and per user on all workers (user-peer-connection-quota): past
- * a cap a peer connecting in is closed at accept and a Connect gets 508, so a flood of peers cannot
- * take the process's file descriptors. A pending peer that goes away with nothing unread is freed
- * by the next sweep, not when its 30 s are up.
+ * whose outgoing queue passes WQ_HIGH stops the other side's reading until it is back to WQ_LOW
+ * (wq.h), so a slow reader never makes us buffer without bound. Peer connections, pending or bound,
+ * are capped per allocation (max-peer-connections) and per user on all workers
+ * (user-peer-connection-quota): past a cap a peer connecting in is closed at accept and a Connect
+ * gets 508, so a flood of peers cannot take the process's file descriptors. A pending peer that
+ * goes away with nothing unread is freed by the next sweep, not when its 30 s are up.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -24,10 +24,10 @@
 #include "rand.h"
 #include "sockaddr_util.h"
 #include "stun_msg.h"
+#include "tcp_relay.h"
 #include "worker.h"
+#include "wq.h"
 
-#define PIPE_HIGH (256 * 1024)
-#define PIPE_LOW (64 * 1024)
 #define TCP_CONNECT_MS (30 * 1000) /* RFC 6062 §5.2: at least 30 s */
 #define TCP_BIND_MS (30 * 1000)    /* RFC 6062 §5.3 */
 
@@ -54,20 +54,15 @@ struct tcp_pipe {
     size_t req_len;
     void *auth;
     tcp_conn_t *client;
-    size_t peer_pending;
+    wq_t peer_wq; /* bytes for the peer, bounded: wq.h */
     int peer_paused;
     int counted; /* holds a place in rel->npeers and in the user's peer count */
     list_t link; /* on worker_t.pipes */
 };
 
-typedef struct {
-    uv_write_t req;
-    tcp_pipe_t *p;
-    size_t len;
-    uint8_t data[];
-} peer_write_t;
-
 static void pipe_close(tcp_pipe_t *p, const char *why);
+static void on_peer_wq_water(wq_t *q, int high);
+static void on_peer_wq_error(wq_t *q, int status);
 
 /* Take a place for one more peer connection of `rel`: 0, or -ENOSPC past max-peer-connections,
  * -EDQUOT past the user's user-peer-connection-quota (counted on every worker). */
@@ -168,6 +163,7 @@ static tcp_pipe_t *pipe_new(worker_t *w, tcp_rel_t *rel, const struct sockaddr *
     } while ((p->id & 0xFFFFFF) == 0);
     uv_tcp_init(&w->loop, &p->peer);
     p->peer.data = p;
+    wq_init(&p->peer_wq, (uv_stream_t *)&p->peer, on_peer_wq_water, on_peer_wq_error, p);
     rel->open_handles++;
     list_insert_head(&w->pipes, &p->link);
     return p;
@@ -193,30 +189,23 @@ static void peer_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (nread == 0 || !p->client)
         return;
     stats_add(&p->w->stats.relay_peer_to_client_bytes, (uint64_t)nread);
-    if (tcp_conn_write(p->client, (const uint8_t *)buf->base, (size_t)nread) != 0) {
+    /* A client that does not read pauses us (tcp_relay_client_water) before its cap is reached. */
+    if (tcp_conn_write(p->client, (const uint8_t *)buf->base, (size_t)nread) != 0)
         pipe_close(p, "client write failed");
-        return;
-    }
-    if (p->client && tcp_conn_pending(p->client) > PIPE_HIGH && !p->peer_paused) {
-        p->peer_paused = 1;
-        uv_read_stop((uv_stream_t *)&p->peer);
-    }
 }
 
-static void peer_write_done(uv_write_t *req, int status)
+/* The peer reads slowly: stop reading the client above high water, resume at low water. */
+static void on_peer_wq_water(wq_t *q, int high)
 {
-    peer_write_t *wr = (peer_write_t *)req;
-    tcp_pipe_t *p = wr->p;
-    p->peer_pending -= wr->len;
-    free(wr);
-    if (p->state != PIPE_OPEN)
-        return;
-    if (status < 0) {
-        pipe_close(p, "peer write failed");
-        return;
-    }
-    if (p->client && p->peer_pending <= PIPE_LOW)
-        tcp_conn_pause(p->client, 0);
+    tcp_pipe_t *p = q->data;
+    if (p->state == PIPE_OPEN && p->client)
+        tcp_conn_pause(p->client, high);
+}
+
+static void on_peer_wq_error(wq_t *q, int status)
+{
+    (void)status;
+    pipe_close(q->data, "peer write failed");
 }
 
 void tcp_relay_from_client(tcp_pipe_t *p, const uint8_t *data, size_t len)
@@ -224,44 +213,22 @@ void tcp_relay_from_client(tcp_pipe_t *p, const uint8_t *data, size_t len)
     if (p->state != PIPE_OPEN || len == 0)
         return;
     stats_add(&p->w->stats.relay_client_to_peer_bytes, len);
-    size_t off = 0;
-    if (p->peer_pending == 0) {
-        uv_buf_t b = worker_cbuf(data, len);
-        int n = uv_try_write((uv_stream_t *)&p->peer, &b, 1);
-        if (n > 0)
-            off = (size_t)n;
-        else if (n != UV_EAGAIN) {
-            pipe_close(p, "peer write failed");
-            return;
-        }
-    }
-    if (off == len)
-        return;
-    peer_write_t *wr = malloc(sizeof(*wr) + (len - off));
-    if (!wr) {
-        pipe_close(p, "out of memory");
-        return;
-    }
-    wr->p = p;
-    wr->len = len - off;
-    memcpy(wr->data, data + off, len - off);
-    uv_buf_t b = uv_buf_init((char *)wr->data, (unsigned)wr->len);
-    if (uv_write(&wr->req, (uv_stream_t *)&p->peer, &b, 1, peer_write_done) != 0) {
-        free(wr);
-        pipe_close(p, "peer write failed");
-        return;
-    }
-    p->peer_pending += wr->len;
-    if (p->peer_pending > PIPE_HIGH && p->client)
-        tcp_conn_pause(p->client, 1); /* the peer reads slowly: stop reading the client */
+    int rc = wq_write(&p->peer_wq, data, len);
+    if (rc != 0)
+        pipe_close(p, rc == -ENOBUFS  ? "peer not reading"
+                      : rc == -ENOMEM ? "out of memory"
+                                      : "peer write failed");
 }
 
-void tcp_relay_client_drained(tcp_pipe_t *p)
+void tcp_relay_client_water(tcp_pipe_t *p, int high)
 {
-    if (p->state == PIPE_OPEN && p->peer_paused) {
-        p->peer_paused = 0;
+    if (p->state != PIPE_OPEN || p->peer_paused == high)
+        return;
+    p->peer_paused = high;
+    if (high)
+        uv_read_stop((uv_stream_t *)&p->peer);
+    else
         uv_read_start((uv_stream_t *)&p->peer, peer_alloc, peer_read);
-    }
 }
 
 void tcp_relay_client_closed(tcp_pipe_t *p)
@@ -469,7 +436,7 @@ static void bind_here(worker_t *w, tcp_conn_t *c, const uint8_t *req, size_t len
     p->client = c;
     p->state = PIPE_OPEN;
     tcp_conn_pipe(c, p);
-    if (p->state == PIPE_OPEN)
+    if (p->state == PIPE_OPEN && !p->peer_paused)
         uv_read_start((uv_stream_t *)&p->peer, peer_alloc, peer_read);
 }
 

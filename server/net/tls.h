@@ -25,10 +25,13 @@ typedef struct {
 /* Build the contexts when `cert` and `pkey` are configured (else leave both NULL). Returns 0 or -1
  * with a message naming the file and OpenSSL's reason in `err`. */
 int tls_init(tls_t *t, const cfg_t *cfg, char *err, size_t errlen);
+/* Drop the server's references to the contexts (connections keep theirs) and the lock, once
+ * nothing uses `t` any more (shutdown). */
 void tls_close(tls_t *t);
 
-/* Reload from `cfg`'s files. Returns 0 (swapped; `what` says e.g. "cert: CN=..."), or -1 with the
- * reason in `err` and the old contexts kept. Any thread. */
+/* Reload from `cfg`'s files the contexts that exist (TLS and/or DTLS, as at start). Returns 0
+ * (swapped; t->subject names the new certificate), or -1 with the reason in `err` and the old
+ * contexts kept, also when TLS was off at start. Any thread. */
 int tls_reload(tls_t *t, const cfg_t *cfg, char *err, size_t errlen);
 
 /* The current context with a reference taken (SSL_CTX_free it when done), or NULL. */

@@ -13,6 +13,7 @@
 #include "frame.h"
 #include "log.h"
 #include "sockaddr_util.h"
+#include "udp_listener.h"
 #include "worker.h"
 
 /* Ask for big socket buffers so a burst does not overflow before the loop comes round. */
