@@ -175,7 +175,9 @@ const cfg_entry_t cfg_table[] = {
      "exit when draining and the last allocation ends (ours)"},
     /* usage ledger (ours, but for redis-statsdb) */
     {"redis-statsdb", CFG_STR, OFF(redis_statsdb), NULL, 0, 0, NULL, CFG_F_SECRET,
-     "Redis for the usage ledger (same forms as redis-userdb); default: redis-userdb"},
+     "Redis for the usage ledger (same forms as redis-userdb; default: redis-userdb). When set, "
+     "coturn's statistics layout is written there too: turn/realm/R/user/U/allocation/ID/status "
+     "keys and PUBLISHes of status, traffic and total_traffic"},
     {"usage-stream", CFG_STR, OFF(usage_stream), "turn/usage", 0, 0, NULL, 0,
      "Redis Stream key that allocation events are appended to (XADD); empty = off (ours)"},
     {"usage-stream-maxlen", CFG_INT, OFF(usage_stream_maxlen), "1000000", 1, 1000000000L, NULL, 0,

@@ -2,7 +2,8 @@
  * events (turn/usage.h, through dispatch_usage_ops_t), keeps them in a bounded queue and appends
  * them from the worker's loop to one Redis Stream (`usage-stream`, XADD MAXLEN ~ N), over an
  * asynchronous connection of its own to `redis-statsdb` (or `redis-userdb`), Sentinel included
- * (auth/creds_redis.h). Nothing on the packet path waits for Redis: while Redis is away, events
+ * (auth/creds_redis.h); with `redis-statsdb` set, coturn's status keys and PUBLISH channels as
+ * well (usage_writer.c). Nothing on the packet path waits for Redis: while Redis is away, events
  * queue up to `usage-queue-max` and newer ones are then dropped and counted
  * (uturn_usage_events_dropped_total). Delivery is at least once: events whose replies were lost
  * with a connection are sent again.
@@ -23,7 +24,8 @@
 typedef struct usage_writer usage_writer_t;
 
 /* A writer on `loop` for `cfg` (borrowed, outlives it), counting in `stats` (the worker's). With
- * no stream configured (usage-stream empty, or no Redis at all) *out is NULL and 0 is returned.
+ * nothing to write (usage-stream empty and no redis-statsdb, or no Redis at all) *out is NULL and
+ * 0 is returned.
  * Otherwise fills *ops with the hook for dispatch_t.usage. Returns 0, -EINVAL (a bad connection
  * string: `err` says why) or -ENOMEM. */
 int usage_writer_new(uv_loop_t *loop, const cfg_t *cfg, stats_t *stats, dispatch_usage_ops_t *ops,

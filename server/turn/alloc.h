@@ -81,12 +81,13 @@ struct alloc {
      * counters: only the owning worker writes them; the admin reads them through that worker
      * (alloc_view.h), so the packet path pays two adds. */
     usage_counts_t traffic;
-    uint64_t usage_last_ms; /* when the last usage event (created, periodic) was made */
-    alloc_t *hnext;         /* 5-tuple hash chain */
-    list_t link;            /* on alloc_table_t.all, for sweeps and listings */
-    bool dead;              /* removed from the table, waiting for its sockets to close */
-    bool tcp;               /* RFC 6062 TCP relay: relay[0] is a listening socket */
-    void *tcp_state;        /* the worker's RFC 6062 state (peer connections) */
+    uint64_t usage_last_ms;  /* when the last usage event (created, periodic) was made */
+    usage_counts_t reported; /* `traffic` as of the last periodic usage event */
+    alloc_t *hnext;          /* 5-tuple hash chain */
+    list_t link;             /* on alloc_table_t.all, for sweeps and listings */
+    bool dead;               /* removed from the table, waiting for its sockets to close */
+    bool tcp;                /* RFC 6062 TCP relay: relay[0] is a listening socket */
+    void *tcp_state;         /* the worker's RFC 6062 state (peer connections) */
 };
 
 typedef struct {

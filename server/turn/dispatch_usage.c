@@ -35,6 +35,12 @@ void dispatch_usage_event(dispatch_t *d, alloc_t *a, int kind, int reason)
     for (int i = 0; i < ev.nrelay; i++)
         ev.relay[i] = a->relay[i].announced;
     ev.c = a->traffic;
+    ev.delta.to_peer_bytes = a->traffic.to_peer_bytes - a->reported.to_peer_bytes;
+    ev.delta.to_peer_packets = a->traffic.to_peer_packets - a->reported.to_peer_packets;
+    ev.delta.from_peer_bytes = a->traffic.from_peer_bytes - a->reported.from_peer_bytes;
+    ev.delta.from_peer_packets = a->traffic.from_peer_packets - a->reported.from_peer_packets;
+    if (kind == USAGE_PERIODIC)
+        a->reported = a->traffic;
     ev.ulen = a->username_len;
     memcpy(ev.user, a->username, a->username_len);
     ev.user[ev.ulen] = '\0';

@@ -47,17 +47,18 @@ typedef struct {
 
 /* One event: a copy of everything a record needs, so it outlives the allocation. */
 typedef struct {
-    uint8_t kind;       /* enum usage_kind */
-    uint8_t reason;     /* enum usage_reason */
-    uint8_t transport;  /* enum turn_transport of the client's connection */
-    uint8_t nrelay;     /* 0..2 */
-    uint64_t id;        /* the allocation id (worker in the top 16 bits) */
-    int64_t ts_ms;      /* UNIX ms of the event */
-    int64_t created_ms; /* UNIX ms the allocation was made */
-    uint32_t lifetime;  /* seconds left (created/refreshed: the granted lifetime) */
-    sa_any_t client;    /* the client's address */
-    sa_any_t relay[2];  /* relayed addresses (as announced) */
-    usage_counts_t c;   /* totals since the allocation was made */
+    uint8_t kind;         /* enum usage_kind */
+    uint8_t reason;       /* enum usage_reason */
+    uint8_t transport;    /* enum turn_transport of the client's connection */
+    uint8_t nrelay;       /* 0..2 */
+    uint64_t id;          /* the allocation id (worker in the top 16 bits) */
+    int64_t ts_ms;        /* UNIX ms of the event */
+    int64_t created_ms;   /* UNIX ms the allocation was made */
+    uint32_t lifetime;    /* seconds left (created/refreshed: the granted lifetime) */
+    sa_any_t client;      /* the client's address */
+    sa_any_t relay[2];    /* relayed addresses (as announced) */
+    usage_counts_t c;     /* totals since the allocation was made */
+    usage_counts_t delta; /* since the previous periodic event (or creation) */
     uint16_t ulen;
     char user[STUN_USERNAME_MAX + 1]; /* ulen bytes, NUL-terminated */
 } usage_event_t;

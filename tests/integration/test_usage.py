@@ -413,5 +413,77 @@ def test_rest_tag_in_every_event():
             peer.close()
 
 
+def test_coturn_statsdb_layout():
+    """redis-statsdb: coturn's status keys (SET ... EX lifetime) and PUBLISH channels, as a
+    consumer written for coturn subscribes to them."""
+    with Redis() as r:
+        u, admin = server(r.port, ['redis-statsdb = "ip=127.0.0.1 port=%d dbname=0"' % r.port,
+                                   "usage-interval = 1", "user = frank:frank-pass"])
+        sub = Resp(r.port)
+        peer = Peer()
+        try:
+            check(sub.cmd("PSUBSCRIBE", "turn/realm/*/user/*/allocation/*") ==
+                  ["psubscribe", "turn/realm/*/user/*/allocation/*", 1], "PSUBSCRIBE")
+            msgs = []
+
+            def until(pred, what, timeout=10, whole=None):
+                deadline = time.monotonic() + timeout
+                while not (whole(msgs) if whole else any(pred(ch, data) for ch, data in msgs)):
+                    left = deadline - time.monotonic()
+                    check(left > 0, "no %s; got %s" % (what, msgs))
+                    sub.sock.settimeout(left)
+                    try:
+                        m = sub._reply()
+                    except socket.timeout:
+                        continue
+                    check(m[0] == "pmessage", "message %r" % (m,))
+                    msgs.append((m[2], m[3]))
+
+            with u:
+                c, rel = open_alloc(u, "frank", "frank-pass", "udp", peer)
+                aid = int(view_by_relay(admin, "frank")[rel]["id"], 16)
+                base = "turn/realm/%s/user/frank/allocation/%018d/" % (REALM, aid)
+                until(lambda ch, d: ch == base + "status" and d == "new lifetime=600", "new status")
+                probe = Resp(r.port)
+                try:
+                    check(probe.cmd("GET", base + "status") == "new lifetime=600", "status key")
+                    ttl = probe.cmd("TTL", base + "status")
+                    check(0 < ttl <= 600, "status TTL %s" % ttl)
+                    tb, fb = relay(c, peer, rel, [100, 23], [7, 8, 9])
+                    peer.drain(2)
+                    def traffic_sum(ms):
+                        # Deltas since the previous record: a sweep between the two directions
+                        # may split them over two records.
+                        t = [0, 0, 0, 0]
+                        for ch, d in ms:
+                            if ch == base + "traffic":
+                                vals = [int(kv.split("=")[1]) for kv in d.split(", ")]
+                                t = [a + b for a, b in zip(t, vals)]
+                        return t
+                    until(None, "traffic records summing to what was relayed",
+                          whole=lambda ms: traffic_sum(ms) == [2, 123, 3, 24])
+                    check(c.refresh(300)[0] == 0, "Refresh")
+                    until(lambda ch, d: ch == base + "status" and d == "refreshed lifetime=300",
+                          "refreshed status")
+                    check(probe.cmd("GET", base + "status") == "refreshed lifetime=300", "refreshed key")
+                    check(c.refresh(0)[0] == 0, "Refresh 0")
+                    until(lambda ch, d: ch == base + "status" and d == "deleted", "deleted status")
+                    until(lambda ch, d: ch == base + "total_traffic", "total_traffic")
+                    total = [d for ch, d in msgs if ch == base + "total_traffic"][0]
+                    traffic = [d for ch, d in msgs if ch == base + "traffic"]
+                    check(len(traffic) <= 2 and all(not d.startswith("rcvp=0, rcvb=0, sentp=0,")
+                                                    for d in traffic),
+                          "traffic records (coturn publishes none for a quiet period): %s" % traffic)
+                    check(total == "rcvp=2, rcvb=123, sentp=3, sentb=24", "total_traffic %r" % total)
+                    check(probe.cmd("EXISTS", base + "status") == 0, "status key deleted")
+                finally:
+                    probe.close()
+                print("statsdb messages: %s" % [(ch[len(base):], d) for ch, d in msgs])
+                c.close()
+        finally:
+            sub.close()
+            peer.close()
+
+
 if __name__ == "__main__":
     run()
