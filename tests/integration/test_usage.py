@@ -8,7 +8,9 @@ refreshed, periodic (usage-interval = 1) and deleted events whose totals equal w
 readable by XREADGROUP from a consumer group. With Redis away, each worker queues up to
 usage-queue-max events and counts every further one in uturn_usage_events_dropped_total (exactly),
 relaying goes on, and the queued ones reach the stream when Redis is back. A REST credential
-"expiry:userid:tag" puts its tag in every event.
+"expiry:userid:tag" puts its tag in every event. With redis-statsdb, coturn's status keys and
+PUBLISH channels carry the same figures to a PSUBSCRIBE consumer. RFC 6062 TCP peer connections
+count in their allocation's counters.
 """
 import base64
 import hashlib
@@ -483,6 +485,35 @@ def test_coturn_statsdb_layout():
         finally:
             sub.close()
             peer.close()
+
+
+def test_rfc6062_tcp_relay_counted():
+    """RFC 6062: what a TCP peer connection carries counts in the allocation's counters (bytes
+    exactly; a packet is one read)."""
+    from test_tcp_relay import A_CONNECTION_ID, M_CONNECT, _bind, _pipe_both_ways, _tcp_alloc
+    from uturn import A_PEER, attr, get_attr, tid, xor_addr_value
+    with Redis() as r:
+        u, admin = server(r.port, ["user = alice:alice-pass", "usage-interval = 0"])
+        with u:
+            c, relay_addr = _tcp_alloc(u)
+            srv = socket.socket()
+            srv.bind(("127.0.0.1", 0))
+            srv.listen(1)
+            txid = tid()
+            code, attrs = c.request(M_CONNECT, attr(A_PEER, xor_addr_value(
+                "127.0.0.1", srv.getsockname()[1], txid)), txid=txid)
+            check(code == 0, "Connect: %s" % code)
+            peer, _ = srv.accept()
+            d = _bind(u, c, get_attr(attrs, A_CONNECTION_ID))
+            _pipe_both_ways(d.sock, peer, 200000)
+            v = view_by_relay(admin, "alice")[tuple(relay_addr)]
+            check(v["to_peer_bytes"] == 200000 and v["from_peer_bytes"] == 200000,
+                  "RFC 6062 counters %s" % {f: v[f] for f in FIELDS})
+            check(v["to_peer_packets"] >= 1 and v["from_peer_packets"] >= 1, "reads counted")
+            print("RFC 6062 counters: %s" % {f: v[f] for f in FIELDS})
+            for s_ in (d.sock, peer, srv):
+                s_.close()
+            c.close()
 
 
 if __name__ == "__main__":
