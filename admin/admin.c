@@ -60,6 +60,7 @@ static const admin_route_t routes[] = {
     {ADMIN_GET, "/api/v1/allocations", ADMIN_R_RO, admin_h_allocs_list},
     {ADMIN_GET, "/api/v1/allocations/*", ADMIN_R_RO, admin_h_alloc_get},
     {ADMIN_DELETE, "/api/v1/allocations/*", 0, admin_h_alloc_delete},
+    {ADMIN_GET, "/api/v1/usage", ADMIN_R_RO, admin_h_usage},
     {ADMIN_GET, "/api/v1/realms/*/users", ADMIN_R_RO, admin_h_users_list},
     {ADMIN_GET, "/api/v1/realms/*/users/*", ADMIN_R_RO, admin_h_user_get},
     {ADMIN_PUT, "/api/v1/realms/*/users/*", ADMIN_R_BODY, admin_h_user_put},

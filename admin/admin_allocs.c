@@ -96,12 +96,18 @@ static json_t *view_json(const admin_t *adm, const alloc_view_t *r)
     put_time(o, "expires", r->expires_ms);
     json_object_set_new(o, "permissions", json_integer(r->nperms));
     json_object_set_new(o, "channels", json_integer(r->nchans));
+    /* The traffic relayed so far (turn/usage.h names the directions from the client's side). */
     json_object_set_new(o, "client_to_peer",
-                        json_pack("{s:I,s:I}", "bytes", (json_int_t)r->rx_bytes, "packets",
-                                  (json_int_t)r->rx_packets));
+                        json_pack("{s:I,s:I}", "bytes", (json_int_t)r->traffic.to_peer_bytes,
+                                  "packets", (json_int_t)r->traffic.to_peer_packets));
     json_object_set_new(o, "peer_to_client",
-                        json_pack("{s:I,s:I}", "bytes", (json_int_t)r->tx_bytes, "packets",
-                                  (json_int_t)r->tx_packets));
+                        json_pack("{s:I,s:I}", "bytes", (json_int_t)r->traffic.from_peer_bytes,
+                                  "packets", (json_int_t)r->traffic.from_peer_packets));
+    json_object_set_new(o, "to_peer_bytes", json_integer((json_int_t)r->traffic.to_peer_bytes));
+    json_object_set_new(o, "to_peer_packets", json_integer((json_int_t)r->traffic.to_peer_packets));
+    json_object_set_new(o, "from_peer_bytes", json_integer((json_int_t)r->traffic.from_peer_bytes));
+    json_object_set_new(o, "from_peer_packets",
+                        json_integer((json_int_t)r->traffic.from_peer_packets));
     return o;
 }
 
@@ -281,4 +287,42 @@ long admin_forget_user(admin_req_t *r, const char *user, size_t ulen, bool termi
         return -1;
     }
     return n;
+}
+
+static json_t *sum_json(const usage_sum_t *u)
+{
+    return json_pack("{s:I,s:I,s:I,s:I,s:I}", "allocations", (json_int_t)u->allocations,
+                     "to_peer_bytes", (json_int_t)u->c.to_peer_bytes, "to_peer_packets",
+                     (json_int_t)u->c.to_peer_packets, "from_peer_bytes",
+                     (json_int_t)u->c.from_peer_bytes, "from_peer_packets",
+                     (json_int_t)u->c.from_peer_packets);
+}
+
+void admin_h_usage(admin_req_t *r)
+{
+    char user[ALLOC_VIEW_USER_MAX + 1];
+    bool bad = false;
+    const char *u = admin_query(r, "user", user, sizeof(user), &bad);
+    if (bad || !u) {
+        admin_reply_error(r, 400, "bad_parameter",
+                          "'user' is required (and at most 512 bytes, well escaped)");
+        return;
+    }
+    usage_sum_t live, ended, total;
+    int err = server_usage_user(r->a->s, u, strlen(u), &live, &ended);
+    if (err != 0) {
+        admin_call_error(r, err);
+        return;
+    }
+    total = ended;
+    total.allocations += live.allocations;
+    total.c.to_peer_bytes += live.c.to_peer_bytes;
+    total.c.to_peer_packets += live.c.to_peer_packets;
+    total.c.from_peer_bytes += live.c.from_peer_bytes;
+    total.c.from_peer_packets += live.c.from_peer_packets;
+    const char *realm = r->a->s->cfg->realm ? r->a->s->cfg->realm : "";
+    admin_reply_json(r, 200,
+                     json_pack("{s:o,s:s,s:o,s:o,s:o}", "user", name_json(u, strlen(u)), "realm",
+                               realm, "live", sum_json(&live), "ended", sum_json(&ended), "total",
+                               sum_json(&total)));
 }

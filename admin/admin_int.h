@@ -177,6 +177,8 @@ void admin_h_reload(admin_req_t *r);
 /* admin_allocs.c */
 void admin_h_allocs_list(admin_req_t *r);
 void admin_h_alloc_get(admin_req_t *r);
+/* GET /api/v1/usage?user=NAME: a user's relayed traffic on this node, live and ended. */
+void admin_h_usage(admin_req_t *r);
 void admin_h_alloc_delete(admin_req_t *r);
 /* Forget `user` in every worker's credential cache (user NULL: the REST secret set) and, with
  * `terminate`, end that user's allocations on this node. Returns how many ended, or -1 after

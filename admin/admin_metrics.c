@@ -148,6 +148,14 @@ static void render_relay(out_t *o, const stats_snapshot_t *st)
         (unsigned long long)st->relay_data_indications);
     u64(o, "uturn_relay_send_errors_total", "counter", "Relay sends the kernel refused.",
         st->relay_send_errors);
+    u64(o, "uturn_usage_events_written_total", "counter",
+        "Usage events appended to the usage stream (Redis answered the XADD).",
+        st->usage_events_written);
+    u64(o, "uturn_usage_events_failed_total", "counter",
+        "Usage events Redis refused with an error reply (not retried).", st->usage_events_failed);
+    u64(o, "uturn_usage_events_dropped_total", "counter",
+        "Usage events dropped because the worker's queue was full (usage-queue-max).",
+        st->usage_events_dropped);
 }
 
 static void render_auth_drops(out_t *o, const stats_snapshot_t *st)

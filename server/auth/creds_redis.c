@@ -673,6 +673,46 @@ static int send_batch(creds_redis_t *r, const cmd_t *cmds, int n, done_cb cb, vo
     return 0;
 }
 
+/* One command of creds_redis_command: its callback, called with the reply's kind. */
+typedef struct {
+    creds_redis_t *r;
+    creds_redis_cmd_cb cb;
+    void *arg;
+} one_cmd_t;
+
+static void on_cmd_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+    one_cmd_t *c = priv;
+    if (ac == c->r->ac)
+        note_reply(c->r);
+    if (!c->r->closing && c->cb) {
+        const redisReply *rep = reply;
+        c->cb(c->arg, !rep                             ? CREDS_REDIS_CMD_LOST
+                      : rep->type == REDIS_REPLY_ERROR ? CREDS_REDIS_CMD_ERROR
+                                                       : CREDS_REDIS_CMD_OK);
+    }
+    free(c);
+}
+
+int creds_redis_command(creds_redis_t *r, int argc, const char **argv, const size_t *len,
+                        creds_redis_cmd_cb cb, void *arg)
+{
+    if (r->closing || !r->ac || r->state != CREDS_REDIS_UP || argc <= 0)
+        return -1;
+    one_cmd_t *c = malloc(sizeof(*c));
+    if (!c)
+        return -1;
+    c->r = r;
+    c->cb = cb;
+    c->arg = arg;
+    if (redisAsyncCommandArgv(r->ac, on_cmd_reply, c, argc, argv, len) != REDIS_OK) {
+        free(c);
+        return -1;
+    }
+    note_sent(r);
+    return 0;
+}
+
 /* ---- coturn's schema and ours ---- */
 
 typedef struct {

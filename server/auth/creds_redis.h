@@ -62,6 +62,23 @@ int creds_redis_new(uv_loop_t *loop, const creds_redis_cfg_t *cfg, creds_stats_t
 void creds_redis_close(creds_redis_t *r);
 enum creds_redis_state creds_redis_state(const creds_redis_t *r);
 
+/* How one command of creds_redis_command ended. */
+enum creds_redis_cmd_result {
+    CREDS_REDIS_CMD_OK = 0,    /* any reply but an error */
+    CREDS_REDIS_CMD_ERROR = 1, /* an error reply (the server refused the command) */
+    CREDS_REDIS_CMD_LOST = 2, /* the connection went before the reply: it may or may not have run */
+};
+/* Called once per command, on the loop thread, with an enum creds_redis_cmd_result; never after
+ * creds_redis_close. */
+typedef void (*creds_redis_cmd_cb)(void *arg, int result);
+/* Send one command (for writers besides the credential store, such as the usage ledger: a second
+ * connection of their own made with creds_redis_new). `argv`/`len` are (pointer, length) pairs
+ * copied when queued; commands are pipelined in order and their replies come in order. Only while
+ * the connection is UP (AUTH, SELECT and ROLE done). Returns 0 (cb comes once later) or -1 (not
+ * sent: not up, closing, out of memory; cb never comes). */
+int creds_redis_command(creds_redis_t *r, int argc, const char **argv, const size_t *len,
+                        creds_redis_cmd_cb cb, void *arg);
+
 /* What Redis holds for one username (coturn's layout and our keys beside it). */
 #define CREDS_REDIS_MAX_SECRETS 16
 typedef struct {

@@ -78,6 +78,13 @@ typedef struct cfg {
     cfg_list_t alternate_server, tls_alternate_server;
     char *alternate_domain;
     bool drain_exit;
+    /* usage ledger (turn/usage.h, core/usage_writer.c) */
+    char *redis_statsdb; /* where the usage stream goes; NULL: redis-userdb */
+    char *usage_stream;  /* Redis Stream key; "" or NULL: no stream */
+    long usage_stream_maxlen;
+    int usage_interval;    /* seconds between periodic usage records; 0: none */
+    int usage_queue_max;   /* events queued per worker while Redis is slow or away */
+    int usage_ended_users; /* users whose ended allocations' totals are kept, per worker */
     /* Where each scalar key was last set ("FILE:LINE", "command line"), by table index; NULL:
      * its default. Lists keep theirs per value. Read with cfg_where. */
     char *origin[CFG_KEYS_MAX];

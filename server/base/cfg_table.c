@@ -173,6 +173,23 @@ const cfg_entry_t cfg_table[] = {
      "name sent as ALTERNATE-DOMAIN to TLS/DTLS clients with 300 (ours; default: server-name)"},
     {"drain-exit", CFG_BOOL, OFF(drain_exit), "false", 0, 0, NULL, 0,
      "exit when draining and the last allocation ends (ours)"},
+    /* usage ledger (ours, but for redis-statsdb) */
+    {"redis-statsdb", CFG_STR, OFF(redis_statsdb), NULL, 0, 0, NULL, CFG_F_SECRET,
+     "Redis for the usage ledger (same forms as redis-userdb; default: redis-userdb). When set, "
+     "coturn's statistics layout is written there too: turn/realm/R/user/U/allocation/ID/status "
+     "keys and PUBLISHes of status, traffic and total_traffic"},
+    {"usage-stream", CFG_STR, OFF(usage_stream), "turn/usage", 0, 0, NULL, 0,
+     "Redis Stream key that allocation events are appended to (XADD); empty = off (ours)"},
+    {"usage-stream-maxlen", CFG_INT, OFF(usage_stream_maxlen), "1000000", 1, 1000000000L, NULL, 0,
+     "approximate cap of the usage stream (XADD MAXLEN ~ N) (ours)"},
+    {"usage-interval", CFG_INT, OFF(usage_interval), "60", 0, 86400, NULL, 0,
+     "seconds between periodic usage records of a live allocation; 0 = none (ours)"},
+    {"usage-queue-max", CFG_INT, OFF(usage_queue_max), "8192", 16, 1048576, NULL, 0,
+     "usage events queued per worker while Redis is slow or away; then new ones are dropped and "
+     "counted (ours)"},
+    {"usage-ended-users", CFG_INT, OFF(usage_ended_users), "10000", 0, 1000000, NULL, 0,
+     "users per worker whose ended allocations' totals the admin usage endpoint keeps (LRU) "
+     "(ours)"},
     /* coturn options that describe what uturn always does */
     {"fingerprint", CFG_BOOL, 0, NULL, 0, 0, NULL, CFG_F_NOOP,
      "coturn: FINGERPRINT is answered whenever the request had one"},

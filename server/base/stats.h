@@ -76,7 +76,10 @@
     X(dtls_hello_verify)                                                                           \
     X(dtls_handshakes)                                                                             \
     X(dtls_refused_per_ip)                                                                         \
-    X(dtls_refused_total)
+    X(dtls_refused_total)                                                                          \
+    X(usage_events_written)                                                                        \
+    X(usage_events_failed)                                                                         \
+    X(usage_events_dropped)
 
 /* Current allocations by client transport and relayed addresses by family (a dual-stack allocation
  * counts in both families); current RFC 6062 peer connections (pending or bound). Gauges,

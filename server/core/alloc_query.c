@@ -227,7 +227,7 @@ static void kill_task(worker_t *w, const void *argp, void *slotp)
     alloc_t *a = alloc_view_find(&w->dispatch, arg->id);
     if (!a)
         return;
-    dispatch_alloc_delete(&w->dispatch, a, 0);
+    dispatch_alloc_delete(&w->dispatch, a, DISPATCH_GONE_KILLED);
     *(bool *)slotp = true;
 }
 
@@ -248,7 +248,7 @@ static void forget_each(alloc_t *a, void *p)
 {
     forget_each_t *e = p;
     if (user_is(a, e->arg->user, e->arg->ulen)) {
-        dispatch_alloc_delete(&e->w->dispatch, a, 0);
+        dispatch_alloc_delete(&e->w->dispatch, a, DISPATCH_GONE_KILLED);
         (*e->n)++;
     }
 }
@@ -261,6 +261,17 @@ static void forget_task(worker_t *w, const void *argp, void *slotp)
         return;
     forget_each_t e = {w, arg, slotp};
     alloc_view_foreach(&w->dispatch, forget_each, &e);
+}
+
+typedef struct {
+    usage_sum_t live, ended;
+} usage_slot_t;
+
+static void usage_task(worker_t *w, const void *argp, void *slotp)
+{
+    const forget_arg_t *arg = argp;
+    usage_slot_t *slot = slotp;
+    dispatch_usage_user(&w->dispatch, arg->user, arg->ulen, &slot->live, &slot->ended);
 }
 
 /* ---- on the caller's thread ---- */
@@ -393,4 +404,41 @@ long server_forget_user(server_t *s, const char *user, size_t ulen, bool termina
     }
     call_unref(call);
     return n;
+}
+
+static void sum_add(usage_sum_t *to, const usage_sum_t *s)
+{
+    to->allocations += s->allocations;
+    to->c.to_peer_bytes += s->c.to_peer_bytes;
+    to->c.to_peer_packets += s->c.to_peer_packets;
+    to->c.from_peer_bytes += s->c.from_peer_bytes;
+    to->c.from_peer_packets += s->c.from_peer_packets;
+}
+
+int server_usage_user(server_t *s, const char *user, size_t ulen, usage_sum_t *live,
+                      usage_sum_t *ended)
+{
+    forget_arg_t arg;
+    int err;
+    memset(live, 0, sizeof(*live));
+    memset(ended, 0, sizeof(*ended));
+    if (ulen > STUN_USERNAME_MAX)
+        return 0; /* no allocation can have such a name */
+    memset(&arg, 0, sizeof(arg));
+    arg.has_user = true;
+    arg.ulen = (uint16_t)ulen;
+    memcpy(arg.user, user, ulen);
+    call_t *call =
+        call_workers(s, -1, usage_task, &arg, sizeof(arg), sizeof(usage_slot_t), NULL, &err);
+    if (!call)
+        return err;
+    for (int i = 0; i < s->nworkers; i++) {
+        usage_slot_t *sl = call_slot(call, i);
+        if (sl) {
+            sum_add(live, &sl->live);
+            sum_add(ended, &sl->ended);
+        }
+    }
+    call_unref(call);
+    return 0;
 }

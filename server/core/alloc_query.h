@@ -58,4 +58,10 @@ int server_alloc_kill(server_t *s, uint64_t id);
  * error. */
 long server_forget_user(server_t *s, const char *user, size_t ulen, bool terminate);
 
+/* `user`'s usage summed over every worker: its live allocations into *live, and the totals of its
+ * ended allocations that the workers' bounded tables still hold (usage-ended-users each, LRU)
+ * into *ended. 0 or a negative error. */
+int server_usage_user(server_t *s, const char *user, size_t ulen, usage_sum_t *live,
+                      usage_sum_t *ended);
+
 #endif

@@ -24,6 +24,7 @@
 #include "tcp_listener.h"
 #include "tcp_relay.h"
 #include "udp_listener.h"
+#include "usage_writer.h"
 
 #define SWEEP_MS 1000
 
@@ -105,6 +106,8 @@ static void close_all(worker_t *w)
     tcp_relay_close_all(w);
     dtls_close_all(w);
     dispatch_close(&w->dispatch);
+    usage_writer_close(w->usage);
+    w->usage = NULL;
     if (w->creds) {
         creds_close(w->creds);
         w->creds = NULL;
@@ -315,6 +318,9 @@ int worker_init(worker_t *w, int id, const cfg_t *cfg, shared_t *shared,
     }
     w->dispatch.binding.send_from = udp_listener_send_from;
     w->dispatch.binding.env = w;
+    if ((rc = usage_writer_new(&w->loop, cfg, &w->stats, &w->dispatch.usage, &w->usage, err,
+                               errlen)) != 0)
+        return rc;
     worker_clock(w);
 
     /* Room for a plain and a TLS/DTLS listener per address. */

@@ -189,6 +189,11 @@ static void peer_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (nread == 0 || !p->client)
         return;
     stats_add(&p->w->stats.relay_peer_to_client_bytes, (uint64_t)nread);
+    if (p->state == PIPE_OPEN) {
+        /* The usage ledger counts a stream's reads as its packets (turn/usage.h). */
+        p->rel->a->traffic.from_peer_bytes += (uint64_t)nread;
+        p->rel->a->traffic.from_peer_packets++;
+    }
     /* A client that does not read pauses us (tcp_relay_client_water) before its cap is reached. */
     if (tcp_conn_write(p->client, (const uint8_t *)buf->base, (size_t)nread) != 0)
         pipe_close(p, "client write failed");
@@ -213,6 +218,8 @@ void tcp_relay_from_client(tcp_pipe_t *p, const uint8_t *data, size_t len)
     if (p->state != PIPE_OPEN || len == 0)
         return;
     stats_add(&p->w->stats.relay_client_to_peer_bytes, len);
+    p->rel->a->traffic.to_peer_bytes += len;
+    p->rel->a->traffic.to_peer_packets++;
     int rc = wq_write(&p->peer_wq, data, len);
     if (rc != 0)
         pipe_close(p, rc == -ENOBUFS  ? "peer not reading"

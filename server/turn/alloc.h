@@ -23,6 +23,7 @@
 #include "siphash.h"
 #include "sockaddr_util.h"
 #include "stun.h"
+#include "usage.h"
 
 #define ALLOC_PERMISSION_MS (300 * 1000) /* RFC 8656 §9: exactly 300 s */
 #define ALLOC_CHANNEL_MS (600 * 1000)    /* RFC 8656 §12: 10 minutes */
@@ -76,14 +77,17 @@ struct alloc {
     /* max-bps token bucket (bytes), both directions together. */
     double bucket;
     uint64_t bucket_ms;
-    /* Counters (owned by the worker; read through the worker's snapshot). */
-    uint64_t rx_bytes, rx_packets; /* client -> peer */
-    uint64_t tx_bytes, tx_packets; /* peer -> client */
-    alloc_t *hnext;                /* 5-tuple hash chain */
-    list_t link;                   /* on alloc_table_t.all, for sweeps and listings */
-    bool dead;                     /* removed from the table, waiting for its sockets to close */
-    bool tcp;                      /* RFC 6062 TCP relay: relay[0] is a listening socket */
-    void *tcp_state;               /* the worker's RFC 6062 state (peer connections) */
+    /* Relayed traffic (usage.h: to_peer = client -> peer, from_peer = peer -> client). Plain
+     * counters: only the owning worker writes them; the admin reads them through that worker
+     * (alloc_view.h), so the packet path pays two adds. */
+    usage_counts_t traffic;
+    uint64_t usage_last_ms;  /* when the last usage event (created, periodic) was made */
+    usage_counts_t reported; /* `traffic` as of the last periodic usage event */
+    alloc_t *hnext;          /* 5-tuple hash chain */
+    list_t link;             /* on alloc_table_t.all, for sweeps and listings */
+    bool dead;               /* removed from the table, waiting for its sockets to close */
+    bool tcp;                /* RFC 6062 TCP relay: relay[0] is a listening socket */
+    void *tcp_state;         /* the worker's RFC 6062 state (peer connections) */
 };
 
 typedef struct {

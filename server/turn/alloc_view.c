@@ -59,10 +59,7 @@ void alloc_view_fill(const dispatch_t *d, const alloc_t *a, alloc_view_t *v)
         v->nperms += a->perms[i].expires_ms > now;
     for (unsigned i = 0; i < a->nchans; i++)
         v->nchans += a->chans[i].expires_ms > now;
-    v->rx_bytes = a->rx_bytes;
-    v->rx_packets = a->rx_packets;
-    v->tx_bytes = a->tx_bytes;
-    v->tx_packets = a->tx_packets;
+    v->traffic = a->traffic;
 }
 
 void alloc_view_detail(const dispatch_t *d, const alloc_t *a, alloc_detail_t *out)

@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 
 #include "stun.h"
+#include "usage.h"
 
 #define ALLOC_VIEW_USER_MAX STUN_USERNAME_MAX
 
@@ -33,8 +34,7 @@ typedef struct {
     uint16_t ulen;
     char user[ALLOC_VIEW_USER_MAX + 1]; /* ulen bytes, NUL-terminated (may hold any byte) */
     unsigned nperms, nchans;            /* live (unexpired) ones */
-    uint64_t rx_bytes, rx_packets;      /* client to peer */
-    uint64_t tx_bytes, tx_packets;      /* peer to client */
+    usage_counts_t traffic; /* relayed: to_peer (client -> peer), from_peer (peer -> client) */
 } alloc_view_t;
 
 typedef struct {

@@ -88,6 +88,9 @@ int dispatch_init(dispatch_t *d, const cfg_t *cfg, turn_shared_t *shared, stats_
     char nonce[TURN_NONCE_MAX + 1];
     int nlen = turn_nonce_make(secret, 0, 0, (const struct sockaddr *)&sin, nonce, sizeof(nonce));
     d->nonce_len = nlen > 0 ? (size_t)nlen : 0;
+    uint8_t ukey[SIPHASH_KEY_LEN];
+    rand_bytes(ukey, sizeof(ukey));
+    usage_ended_init(&d->ended, (size_t)cfg->usage_ended_users, ukey);
     return alloc_table_init(&d->allocs, key, id_base);
 }
 
@@ -110,9 +113,10 @@ void dispatch_close(dispatch_t *d)
     while (!list_empty(&d->pending))
         pending_free(d, LIST_FIRST(&d->pending, dispatch_pending_t, link));
     while (!list_empty(&d->allocs.all))
-        dispatch_alloc_delete(d, LIST_FIRST(&d->allocs.all, alloc_t, link), 0);
+        dispatch_alloc_delete(d, LIST_FIRST(&d->allocs.all, alloc_t, link), DISPATCH_GONE_KILLED);
     free(d->allocs.buckets);
     d->allocs.buckets = NULL;
+    usage_ended_free(&d->ended);
 }
 
 void dispatch_begin(dispatch_t *d, stun_build_t *b, const stun_msg_t *msg, enum stun_class cls)
@@ -448,8 +452,15 @@ void dispatch_alloc_delete(dispatch_t *d, alloc_t *a, int why)
         quota_release(&d->shared->quota, a->username, a->username_len);
     if (why == DISPATCH_GONE_EXPIRED)
         stats_inc(&d->stats->alloc_expired);
-    else if (why == DISPATCH_GONE_DELETED)
+    else if (why == DISPATCH_GONE_DELETED || why == DISPATCH_GONE_KILLED)
         stats_inc(&d->stats->alloc_deleted);
+    if (why != DISPATCH_GONE_FAILED) {
+        usage_ended_add(&d->ended, a->username, a->username_len, &a->traffic);
+        dispatch_usage_event(d, a, USAGE_DELETED,
+                             why == DISPATCH_GONE_EXPIRED  ? USAGE_REASON_EXPIRED
+                             : why == DISPATCH_GONE_KILLED ? USAGE_REASON_KILLED
+                                                           : USAGE_REASON_DELETED);
+    }
     stats_gauge_add(&d->stats->allocations, -1);
     dispatch_alloc_gauges(d, a, -1);
     if (d->relay.close)
@@ -478,11 +489,14 @@ int dispatch_has_allocation(dispatch_t *d, const turn_conn_t *conn)
 
 void dispatch_sweep(dispatch_t *d)
 {
+    uint64_t interval_ms = (uint64_t)d->cfg->usage_interval * 1000;
     LIST_FOREACH_SAFE(n, tmp, &d->allocs.all)
     {
         alloc_t *a = container_of(n, alloc_t, link);
         if (alloc_expire(a, d->now_ms))
             dispatch_alloc_delete(d, a, DISPATCH_GONE_EXPIRED);
+        else if (d->usage.event && interval_ms && d->now_ms - a->usage_last_ms >= interval_ms)
+            dispatch_usage_event(d, a, USAGE_PERIODIC, USAGE_REASON_NONE);
     }
     resv_expire(&d->shared->resv, d->unix_ms);
 }

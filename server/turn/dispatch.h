@@ -26,6 +26,7 @@
 #include "stun.h"
 #include "stun_msg.h"
 #include "turn_shared.h"
+#include "usage.h"
 
 /* Relay sockets, as the worker (libuv) or a test provides them. */
 typedef struct {
@@ -93,6 +94,8 @@ typedef struct dispatch {
     dispatch_relay_ops_t relay;
     dispatch_binding_ops_t binding; /* set by the owner after dispatch_init; NULL send_from: a
                                      * CHANGE-REQUEST that needs another source is dropped */
+    dispatch_usage_ops_t usage; /* set by the owner after dispatch_init; NULL event: no events */
+    usage_ended_t ended;        /* totals of ended allocations per user (usage-ended-users) */
     /* The engine's clock (dispatch_clock): it never reads one itself. */
     uint64_t now_ms;  /* monotonic ms: expiry of allocations, permissions, channels; rates */
     uint64_t unix_ms; /* wall clock in ms since 1970: nonces, REST expiry, reservations */
@@ -148,7 +151,8 @@ void dispatch_conn_gone(dispatch_t *d, const turn_conn_t *conn);
 /* 1 when the 5-tuple has an allocation (a stream with one is not idle). */
 int dispatch_has_allocation(dispatch_t *d, const turn_conn_t *conn);
 
-/* Expire permissions, channels and allocations (the worker's 1 s sweep). */
+/* Expire permissions, channels and allocations (the worker's 1 s sweep), and make the periodic
+ * usage events (usage-interval). */
 void dispatch_sweep(dispatch_t *d);
 
 /* RFC 6062 answers from the worker's TCP relay (dispatch_tcp.c). `req`/`auth` are what tcp_connect
@@ -168,10 +172,21 @@ void dispatch_tcp_bind_refuse(dispatch_t *d, const turn_conn_t *conn, const stun
 /* Size of the authentication context tcp_connect receives. */
 size_t dispatch_auth_size(void);
 
-/* Why an allocation goes, for the counters: deleted (Refresh 0, admin, its connection closed),
- * expired, or never created (its relay could not be opened: counted as failed, not deleted). */
-enum { DISPATCH_GONE_DELETED = 0, DISPATCH_GONE_EXPIRED = 1, DISPATCH_GONE_FAILED = 2 };
+/* Why an allocation goes, for the counters and the usage events: deleted (Refresh 0, its
+ * connection closed), expired, never created (its relay could not be opened: counted as failed,
+ * not deleted, and no event), or killed (the admin, or shutdown: counted as deleted). */
+enum {
+    DISPATCH_GONE_DELETED = 0,
+    DISPATCH_GONE_EXPIRED = 1,
+    DISPATCH_GONE_FAILED = 2,
+    DISPATCH_GONE_KILLED = 3,
+};
 /* Delete an allocation now; `why` one of DISPATCH_GONE_*. */
 void dispatch_alloc_delete(dispatch_t *d, alloc_t *a, int why);
+
+/* `user`'s usage on this worker: its live allocations summed into *live, and the totals of its
+ * ended ones the table still holds into *ended. Owning thread only. */
+void dispatch_usage_user(const dispatch_t *d, const char *user, size_t ulen, usage_sum_t *live,
+                         usage_sum_t *ended);
 
 #endif

@@ -422,6 +422,7 @@ void dispatch_allocate(dispatch_t *d, const turn_conn_t *conn, const stun_msg_t 
     count_new(d, a);
     uint32_t lifetime = lifetime_for(d, msg, 0);
     a->expires_ms = d->now_ms + (uint64_t)lifetime * 1000;
+    dispatch_usage_event(d, a, USAGE_CREATED, USAGE_REASON_NONE);
     allocate_success(d, conn, msg, a, lifetime, token, addr_err, &auth);
 }
 
@@ -446,7 +447,9 @@ void dispatch_refresh(dispatch_t *d, const turn_conn_t *conn, const stun_msg_t *
     /* Build the answer before a delete: `a` is gone after it. */
     if (lifetime == 0)
         dispatch_alloc_delete(d, a, 0);
-    else
+    else {
         a->expires_ms = d->now_ms + (uint64_t)lifetime * 1000;
+        dispatch_usage_event(d, a, USAGE_REFRESHED, USAGE_REASON_NONE);
+    }
     (void)dispatch_finish(d, conn, msg, &b, &auth);
 }

@@ -30,8 +30,8 @@ static void relay_to_peer(dispatch_t *d, alloc_t *a, const struct sockaddr *peer
         stats_inc(&d->stats->relay_send_errors);
         return;
     }
-    a->rx_packets++;
-    a->rx_bytes += len;
+    a->traffic.to_peer_packets++;
+    a->traffic.to_peer_bytes += len;
     stats_inc(&d->stats->relay_client_to_peer_packets);
     stats_add(&d->stats->relay_client_to_peer_bytes, len);
 }
@@ -141,8 +141,8 @@ void dispatch_relay_input(dispatch_t *d, alloc_t *a, alloc_relay_t *r, const str
     }
     if (!dispatch_bps_ok(d, a, len))
         return;
-    a->tx_packets++;
-    a->tx_bytes += len;
+    a->traffic.from_peer_packets++;
+    a->traffic.from_peer_bytes += len;
     stats_inc(&d->stats->relay_peer_to_client_packets);
     stats_add(&d->stats->relay_peer_to_client_bytes, len);
     alloc_chan_t *c = alloc_chan_by_peer(a, peer, d->now_ms);

@@ -99,6 +99,10 @@ static inline uint16_t dispatch_channel_max(const dispatch_t *d)
 /* Move the current-allocation gauges (by transport and relay family) of `a` by `delta`. */
 void dispatch_alloc_gauges(dispatch_t *d, const alloc_t *a, int64_t delta);
 
+/* Hand a usage event of kind `kind` (enum usage_kind) about `a` to d->usage (nothing when no hook
+ * is set); `reason` is an enum usage_reason. dispatch_usage.c. */
+void dispatch_usage_event(dispatch_t *d, alloc_t *a, int kind, int reason);
+
 /* max-bps: 1 when `bytes` may pass now. */
 int dispatch_bps_ok(dispatch_t *d, alloc_t *a, size_t bytes);
 

@@ -531,10 +531,12 @@ def test_replica_left_readonly_retried_switch_followed():
                       == md5_key("adm2", "adm2-pass"), "the admin's user is not in the new master")
 
                 # +switch-master: both workers move now, not at their next failure.
-                check(fake.switch(M, R) == 2, "the two workers are not subscribed")
+                # Each worker has two connections that follow the sentinels: the credential
+                # store's and the usage ledger's (usage-stream is on by default with Redis).
+                check(fake.switch(M, R) == 4, "the two workers' connections are not subscribed")
                 wait_for(lambda: len(re.findall(r"redis_master.*127\.0\.0\.1:%d.*\+switch-master"
-                                                % R[1], u.log())) == 2, 10,
-                         "both workers to follow +switch-master")
+                                                % R[1], u.log())) == 4, 10,
+                         "both workers' connections to follow +switch-master")
                 wait_for(lambda: metric(admin, "uturn_redis_connections_up") == 2, 10,
                          "both workers on the new master")
                 add_user(R[1], "two", "two-pass")

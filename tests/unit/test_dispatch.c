@@ -567,6 +567,94 @@ static void test_failed_allocate_counters(void)
     env_teardown();
 }
 
+/* The usage ledger's events (turn/usage.h): created, periodic every usage-interval, refreshed,
+ * deleted with the relayed totals and the reason (deleted, expired); none for an Allocate whose
+ * relay could not be opened; the ended totals per user. */
+static usage_event_t events[16];
+static int nevents;
+
+static void on_usage(void *env, const usage_event_t *ev)
+{
+    (void)env;
+    if (nevents < 16)
+        events[nevents] = *ev;
+    nevents++;
+}
+
+static void test_usage_events(void)
+{
+    static const char *const extra[] = {"usage-interval", "10", NULL};
+    env_setup(extra);
+    nevents = 0;
+    d.usage.event = on_usage;
+    open_fails = 1;
+    CHECK(allocate("alice", "secret") != 0);
+    open_fails = 0;
+    CHECK_INT(nevents, 0); /* a failed Allocate makes no event */
+    CHECK_INT(allocate("alice", "secret"), 0);
+    CHECK_INT(nevents, 1);
+    alloc_t *a = LIST_FIRST(&d.allocs.all, alloc_t, link);
+    if (!a)
+        return;
+    CHECK_INT(events[0].kind, USAGE_CREATED);
+    CHECK_INT((long)events[0].id, (long)a->id);
+    CHECK_INT(events[0].ulen, 5);
+    CHECK_STR(events[0].user, "alice");
+    CHECK_INT(events[0].nrelay, 1);
+    CHECK_INT((long)events[0].lifetime, 600);
+    CHECK_INT((long)events[0].ts_ms, (long)d.unix_ms);
+    struct sockaddr_in p1 = peer_addr("203.0.113.50", 5000);
+    CHECK_INT(request(STUN_METHOD_CREATE_PERMISSION, "alice", "secret", add_peer, &p1), 0);
+    chan_arg_t ch = {0x4001, &p1};
+    CHECK_INT(request(STUN_METHOD_CHANNEL_BIND, "alice", "secret", add_channel, &ch), 0);
+    uint8_t buf[256];
+    uint8_t *data = buf + DISPATCH_HEADROOM;
+    memset(data, 'p', 100);
+    dispatch_relay_input(&d, a, &a->relay[0], (struct sockaddr *)&p1, data, 100);
+    dispatch_relay_input(&d, a, &a->relay[0], (struct sockaddr *)&p1, data, 20);
+    uint8_t cd[12] = {0x40, 0x01, 0, 7, 'a', 'b', 'c', 'd', 'e', 'f', 'g', 0};
+    deliver(cd, sizeof(cd));
+    advance(9000);
+    CHECK_INT(nevents, 1); /* not yet 10 s */
+    advance(1000);
+    CHECK_INT(nevents, 2);
+    CHECK_INT(events[1].kind, USAGE_PERIODIC);
+    CHECK_INT((long)events[1].c.to_peer_bytes, 7);
+    CHECK_INT((long)events[1].c.to_peer_packets, 1);
+    CHECK_INT((long)events[1].c.from_peer_bytes, 120);
+    CHECK_INT((long)events[1].c.from_peer_packets, 2);
+    advance(1000);
+    CHECK_INT(nevents, 2); /* the next one is 10 s after this one */
+    uint32_t lt = 900, zero = 0;
+    CHECK_INT(request(STUN_METHOD_REFRESH, "alice", "secret", add_lifetime, &lt), 0);
+    CHECK_INT(nevents, 3);
+    CHECK_INT(events[2].kind, USAGE_REFRESHED);
+    CHECK_INT((long)events[2].lifetime, 900);
+    deliver(cd, sizeof(cd));
+    CHECK_INT(request(STUN_METHOD_REFRESH, "alice", "secret", add_lifetime, &zero), 0);
+    CHECK_INT(nevents, 4);
+    CHECK_INT(events[3].kind, USAGE_DELETED);
+    CHECK_INT(events[3].reason, USAGE_REASON_DELETED);
+    CHECK_INT((long)events[3].c.to_peer_bytes, 14);
+    CHECK_INT((long)events[3].c.to_peer_packets, 2);
+    CHECK_INT((long)events[3].c.from_peer_bytes, 120);
+    /* Expiry: deleted with reason expired. */
+    client.sin_port = htons(40100);
+    CHECK_INT(allocate("alice", "secret"), 0);
+    CHECK_INT(nevents, 5);
+    advance(601 * 1000);
+    CHECK_INT(events[nevents - 1].kind, USAGE_DELETED);
+    CHECK_INT(events[nevents - 1].reason, USAGE_REASON_EXPIRED);
+    /* The ended totals of alice's two allocations. */
+    usage_sum_t live, ended;
+    dispatch_usage_user(&d, "alice", 5, &live, &ended);
+    CHECK_INT((long)live.allocations, 0);
+    CHECK_INT((long)ended.allocations, 2);
+    CHECK_INT((long)ended.c.to_peer_bytes, 14);
+    CHECK_INT((long)ended.c.from_peer_packets, 2);
+    env_teardown();
+}
+
 int main(void)
 {
     test_auth_ladder();
@@ -579,5 +667,6 @@ int main(void)
     test_peer_connection_quota();
     test_unauth_limit();
     test_failed_allocate_counters();
+    test_usage_events();
     return unit_done("test_dispatch");
 }
