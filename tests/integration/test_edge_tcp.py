@@ -17,12 +17,10 @@ import tempfile
 import time
 import http.client
 
-from uturn import (A_PEER, TurnClient, Uturnd, attr, check, get_attr, make_cert, parse,
-                   relayed_addresses, run, tid, wait_closed, wait_for, xor_addr_value)
+from uturn import (A_CONNECTION_ID, M_CONNECTION_BIND, T_CONNECTION_ATTEMPT, TurnClient, Uturnd,
+                   attr, check, connect_peer, connection_bind, get_attr, make_cert, parse, run,
+                   tcp_allocate, udp_peer, wait_closed, wait_for)
 
-A_CONNECTION_ID = 0x002A
-M_CONNECT, M_CONNECTION_BIND = 0x00A, 0x00B
-T_CONNECTION_ATTEMPT = 0x001C  # indication class of method 0x00C
 USERS = ["user = alice:alice-pass", "user = bob:bob-pass", "user = carol:carol-pass"]
 BASE = USERS + ["realm = uturn.test", "allow-loopback-peers", "min-port = 48000",
                 "max-port = 48999"]
@@ -44,35 +42,6 @@ def _crash(u):
 
 def _fds(u):
     return len(os.listdir("/proc/%d/fd" % u.proc.pid))
-
-
-def _udp_peer():
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    s.settimeout(3)
-    return s
-
-
-def _tcp_alloc(u, user="alice", transport="tcp"):
-    c = TurnClient(u, user, user + "-pass", transport=transport)
-    code, _, raw = c.allocate(transport=6, raw_response=True)
-    check(code == 0, "%s: TCP Allocate failed: %s" % (user, code))
-    return c, tuple(relayed_addresses(raw)[0])
-
-
-def _bind(u, c, cid, expect=0):
-    d = TurnClient(u, c.user, c.password, transport="tcp")
-    d.realm, d.nonce = c.realm, c.nonce
-    code, _ = d.request(M_CONNECTION_BIND, attr(A_CONNECTION_ID, cid), retry=False)
-    check(code == expect, "ConnectionBind answered %s, not %s" % (code, expect or "success"))
-    return d
-
-
-def _connect(c, port):
-    txid = tid()
-    code, attrs = c.request(M_CONNECT, attr(A_PEER, xor_addr_value("127.0.0.1", port, txid)),
-                            txid=txid)
-    return code, get_attr(attrs, A_CONNECTION_ID)
 
 
 def _attempts(c, want, timeout):
@@ -125,17 +94,17 @@ def _others_still_served(u):
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
     srv.listen(1)
-    b, _ = _tcp_alloc(u, "bob")
-    code, cid = _connect(b, srv.getsockname()[1])
+    b, _ = tcp_allocate(u, "bob")
+    code, cid = connect_peer(b, srv.getsockname()[1])
     check(code == 0, "bob's Connect answered %s while alice was at her cap" % code)
     peer, _ = srv.accept()
-    d = _bind(u, b, cid)
+    d = connection_bind(u, b, cid)
     d.sock.sendall(b"bob over tcp")
     peer.settimeout(3)
     check(peer.recv(64) == b"bob over tcp", "bob's TCP relay did not carry data")
     e = TurnClient(u, "carol", "carol-pass")
     check(e.allocate()[0] == 0, "carol's UDP Allocate refused while alice was at her cap")
-    p = _udp_peer()
+    p = udp_peer()
     check(e.create_permission(p.getsockname())[0] == 0, "carol's CreatePermission failed")
     e.send_indication(*p.getsockname(), b"carol over udp")
     data, src = p.recvfrom(100)
@@ -158,7 +127,7 @@ def test_connection_bind_on_control_connection():
         for transport in ("tls", "tcp"):
             c = TurnClient(u, "alice", "alice-pass", transport=transport)
             check(c.allocate()[0] == 0, "%s: Allocate failed" % transport)
-            peer = _udp_peer()
+            peer = udp_peer()
             check(c.create_permission(peer.getsockname())[0] == 0, "CreatePermission failed")
             # One CONNECTION-ID names worker 0, the other worker 1: one of them is another worker.
             for cid in (b"\x00\x12\x34\x56", b"\x01\x12\x34\x56"):
@@ -198,7 +167,7 @@ def test_connection_bind_on_control_connection():
 
 def test_connection_bind_only_first_on_new_connection():
     with Uturnd(conf=BASE, threads=2) as u:
-        c, relay = _tcp_alloc(u)
+        c, relay = tcp_allocate(u)
         p = socket.socket()
         p.bind(("127.0.0.1", 0))
         check(c.create_permission(p.getsockname())[0] == 0, "CreatePermission failed")
@@ -219,7 +188,7 @@ def test_connection_bind_only_first_on_new_connection():
         code, _ = used.request(M_CONNECTION_BIND, attr(A_CONNECTION_ID, cid), retry=False)
         check(code == 400, "ConnectionBind after another request answered %s" % code)
         # A new data connection still binds the pending peer connection.
-        d = _bind(u, c, cid)
+        d = connection_bind(u, c, cid)
         d.sock.sendall(b"to peer")
         p.settimeout(3)
         check(p.recv(64) == b"to peer", "bound data connection does not reach the peer")
@@ -235,7 +204,7 @@ def test_peer_flood_default_cap():
     conf = BASE + ["user-quota = 1", "admin-listen = 127.0.0.1:%d" % admin,
                    "admin-token = " + TOKEN]
     with Uturnd(conf=conf, threads=2) as u:
-        c, relay = _tcp_alloc(u)
+        c, relay = tcp_allocate(u)
         check(c.create_permission(("127.0.0.1", 9))[0] == 0, "CreatePermission failed")
         base = _fds(u)
         n = DEFAULT_MAX_PEER + 200
@@ -274,7 +243,7 @@ def test_peer_flood_default_cap():
 def test_user_default_cap():
     # Five allocations of one user, 64 peers each: 320 would fit the allocations, the user gets 256.
     with Uturnd(conf=BASE + ["user-quota = 5"], threads=2) as u:
-        clients = [_tcp_alloc(u) for _ in range(5)]
+        clients = [tcp_allocate(u) for _ in range(5)]
         base = _fds(u)
         socks, total = [], 0
         for c, relay in clients:
@@ -294,7 +263,7 @@ def test_user_default_cap():
 
 def test_closed_peers_freed_promptly():
     with Uturnd(conf=BASE + ["max-peer-connections = 8"], threads=2) as u:
-        c, relay = _tcp_alloc(u)
+        c, relay = tcp_allocate(u)
         check(c.create_permission(("127.0.0.1", 9))[0] == 0, "CreatePermission failed")
         base = _fds(u)
         for rnd in range(2):
@@ -326,7 +295,7 @@ def test_closed_peers_freed_promptly():
         q.close()
         wait_for(lambda: _fds(u) <= base + 1, 5, "the peer that sent nothing to be freed")
         check(_fds(u) == base + 1, "the peer with unread bytes was dropped with them")
-        d = _bind(u, c, ids[0])
+        d = connection_bind(u, c, ids[0])
         d.sock.settimeout(3)
         check(d.sock.recv(64) == b"early bytes", "bytes of a peer that closed before the bind lost")
         check(wait_closed(d.sock, 5), "data connection of a closed peer not closed")
@@ -341,11 +310,11 @@ def test_connect_beyond_cap():
             s.bind(("127.0.0.1", 0))
             s.listen(4)
             srvs.append(s)
-        c, relay = _tcp_alloc(u)
+        c, relay = tcp_allocate(u)
         for i in range(3):
-            code, _ = _connect(c, srvs[i].getsockname()[1])
+            code, _ = connect_peer(c, srvs[i].getsockname()[1])
             check(code == 0, "Connect %d answered %s" % (i, code))
-        code, _ = _connect(c, srvs[3].getsockname()[1])
+        code, _ = connect_peer(c, srvs[3].getsockname()[1])
         check(code == 508, "Connect past max-peer-connections answered %s, not 508" % code)
         # Incoming peers count against the same cap: closed at accept.
         check(c.create_permission(("127.0.0.1", 9))[0] == 0, "CreatePermission failed")
@@ -355,18 +324,18 @@ def test_connect_beyond_cap():
         # A peer that goes away gives its place back within a sweep.
         conn0, _ = srvs[0].accept()
         conn0.close()
-        wait_for(lambda: _connect(c, srvs[4].getsockname()[1])[0] == 0, 5,
+        wait_for(lambda: connect_peer(c, srvs[4].getsockname()[1])[0] == 0, 5,
                  "a Connect once a peer closed")
         # Per user across allocations: the second allocation gets the 2 left of 5.
-        c2, _ = _tcp_alloc(u)
+        c2, _ = tcp_allocate(u)
         for i in (3, 5):
-            code, _ = _connect(c2, srvs[i].getsockname()[1])
+            code, _ = connect_peer(c2, srvs[i].getsockname()[1])
             check(code == 0, "second allocation: Connect to peer %d answered %s" % (i, code))
-        code, _ = _connect(c2, srvs[1].getsockname()[1])
+        code, _ = connect_peer(c2, srvs[1].getsockname()[1])
         check(code == 508, "Connect past user-peer-connection-quota answered %s, not 508" % code)
         # The other user is not affected.
-        b, _ = _tcp_alloc(u, "bob")
-        check(_connect(b, srvs[1].getsockname()[1])[0] == 0, "bob's Connect refused")
+        b, _ = tcp_allocate(u, "bob")
+        check(connect_peer(b, srvs[1].getsockname()[1])[0] == 0, "bob's Connect refused")
 
 
 def test_caps_reload():
@@ -378,17 +347,17 @@ def test_caps_reload():
             s.listen(1)
             srvs.append(s)
         ports = [s.getsockname()[1] for s in srvs]
-        c, _ = _tcp_alloc(u)
-        check(_connect(c, ports[0])[0] == 0, "first Connect failed")
-        check(_connect(c, ports[1])[0] == 508, "max-peer-connections = 1 not enforced")
+        c, _ = tcp_allocate(u)
+        check(connect_peer(c, ports[0])[0] == 0, "first Connect failed")
+        check(connect_peer(c, ports[1])[0] == 508, "max-peer-connections = 1 not enforced")
         for key, old, new in [("max-peer-connections", 1, 2), ("user-peer-connection-quota", 1, 3)]:
-            check(_connect(c, ports[1])[0] == 508, "a Connect past the caps before %s grew" % key)
+            check(connect_peer(c, ports[1])[0] == 508, "a Connect past the caps before %s grew" % key)
             with open(u.conf_path, "a") as f:
                 f.write("%s = %d\n" % (key, new))
             u.proc.send_signal(signal.SIGHUP)
             wait_for(lambda: "%s: %d -> %d" % (key, old, new) in u.log(), 10, "reload report")
-        wait_for(lambda: _connect(c, ports[1])[0] == 0, 5, "a second Connect after the reload")
-        check(_connect(c, ports[2])[0] == 508, "max-peer-connections = 2 not enforced")
+        wait_for(lambda: connect_peer(c, ports[1])[0] == 0, 5, "a second Connect after the reload")
+        check(connect_peer(c, ports[2])[0] == 508, "max-peer-connections = 2 not enforced")
 
 
 def _free_admin_port():

@@ -9,11 +9,10 @@ import struct
 import tempfile
 import time
 
-from uturn import (A_PEER, TurnClient, Uturnd, attr, check, get_attr, make_cert, relayed_addresses,
-                   run, tid, uclient, wait_closed, xor_addr_value, xor_address)
+from uturn import (A_CONNECTION_ID, A_PEER, M_CONNECT, M_CONNECTION_BIND, TurnClient, Uturnd, attr,
+                   check, connection_bind, get_attr, make_cert, run, tcp_allocate, tid, uclient,
+                   wait_closed, xor_addr_value, xor_address)
 
-A_CONNECTION_ID = 0x002A
-M_CONNECT, M_CONNECTION_BIND, M_CONNECTION_ATTEMPT = 0x00A, 0x00B, 0x00C
 BASE = ["user = alice:alice-pass", "realm = uturn.test", "allow-loopback-peers",
         "min-port = 47000", "max-port = 47999"]
 
@@ -28,21 +27,6 @@ def test_uclient_tcp_relay():
             check(sent > 0 and recv == sent and lost == 0,
                   "%s: sent %d received %d lost %d\n%s" % (label, sent, recv, lost, text[-2000:]))
             print("uclient -T over %s: sent %d received %d lost 0" % (label, sent, recv))
-
-
-def _tcp_alloc(u):
-    c = TurnClient(u, "alice", "alice-pass", transport="tcp")
-    code, attrs, raw = c.allocate(transport=6, raw_response=True)
-    check(code == 0, "TCP Allocate failed: %s" % code)
-    return c, relayed_addresses(raw)[0]
-
-
-def _bind(u, c, cid):
-    d = TurnClient(u, "alice", "alice-pass", transport="tcp")
-    d.realm, d.nonce = c.realm, c.nonce
-    code, _ = d.request(M_CONNECTION_BIND, attr(A_CONNECTION_ID, cid), retry=False)
-    check(code == 0, "ConnectionBind answered %s" % code)
-    return d
 
 
 def _pipe_both_ways(data_sock, peer_sock, size):
@@ -68,7 +52,7 @@ def _pipe_both_ways(data_sock, peer_sock, size):
 
 def test_connect_and_attempt_with_real_tcp_peer():
     with Uturnd(conf=BASE) as u:
-        c, relay = _tcp_alloc(u)
+        c, relay = tcp_allocate(u)
         srv = socket.socket()
         srv.bind(("127.0.0.1", 0))
         srv.listen(4)
@@ -84,7 +68,7 @@ def test_connect_and_attempt_with_real_tcp_peer():
         txid = tid()
         code, _ = c.request(M_CONNECT, attr(A_PEER, xor_addr_value("127.0.0.1", pport, txid)), txid=txid)
         check(code == 446, "duplicate Connect answered %s, not 446" % code)
-        d = _bind(u, c, cid)
+        d = connection_bind(u, c, cid)
         _pipe_both_ways(d.sock, peer, 300000)
         # Peer-initiated: a permission, then the peer connects to the relayed address.
         p2 = socket.socket()
@@ -101,7 +85,7 @@ def test_connect_and_attempt_with_real_tcp_peer():
         from uturn import parse
         _, mtid, mattrs = parse(msg)
         check(xor_address(get_attr(mattrs, A_PEER), mtid)[1] == p2.getsockname()[1], "wrong peer")
-        d2 = _bind(u, c, get_attr(mattrs, A_CONNECTION_ID))
+        d2 = connection_bind(u, c, get_attr(mattrs, A_CONNECTION_ID))
         _pipe_both_ways(d2.sock, p2, 100000)
         # Closing the peer closes the client's data connection.
         p2.close()
@@ -110,7 +94,7 @@ def test_connect_and_attempt_with_real_tcp_peer():
 
 def test_errors_and_unbound_data_connection():
     with Uturnd(conf=BASE + ["tcp-idle-timeout = 5"]) as u:
-        c, relay = _tcp_alloc(u)
+        c, relay = tcp_allocate(u)
         # 447: nothing listens on the peer port.
         s = socket.socket()
         s.bind(("127.0.0.1", 0))
@@ -137,7 +121,7 @@ def test_errors_and_unbound_data_connection():
 
 def test_peer_that_stops_reading():
     with Uturnd(conf=BASE) as u:
-        c, relay = _tcp_alloc(u)
+        c, relay = tcp_allocate(u)
         srv = socket.socket()
         srv.bind(("127.0.0.1", 0))
         srv.listen(1)
@@ -147,7 +131,7 @@ def test_peer_that_stops_reading():
         check(code == 0, "Connect failed")
         peer, _ = srv.accept()
         peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
-        d = _bind(u, c, get_attr(attrs, A_CONNECTION_ID))
+        d = connection_bind(u, c, get_attr(attrs, A_CONNECTION_ID))
         rss0 = u.rss_kib()
         d.sock.setblocking(False)
         sent, chunk = 0, b"x" * 65536

@@ -705,3 +705,55 @@ def relayed_addresses(raw):
     """Every XOR-RELAYED-ADDRESS in a raw Allocate response, as (ip, port)."""
     _, txid, attrs = parse(raw)
     return [xor_address(v, txid) for t, v in attrs if t == A_RELAYED]
+
+
+# ---- RFC 6062 TCP allocations: Connect, ConnectionBind, peers ----
+
+A_CONNECTION_ID = 0x002A
+M_CONNECT, M_CONNECTION_BIND = 0x00A, 0x00B
+T_CONNECTION_ATTEMPT = 0x001C  # ConnectionAttempt: method 0x00C, indication class
+
+
+def tcp_allocate(server, user="alice", transport="tcp"):
+    """A control connection over `transport` ("tcp" or "tls") holding a TCP allocation (RFC 6062
+    §5.1), as `user` with the tests' password convention (user + "-pass"). Returns (the TurnClient,
+    the relayed (ip, port))."""
+    c = TurnClient(server, user, user + "-pass", transport=transport)
+    code, _, raw = c.allocate(transport=6, raw_response=True)
+    check(code == 0, "%s over %s: TCP Allocate failed: %s" % (user, transport, code))
+    return c, tuple(relayed_addresses(raw)[0])
+
+
+def connect_peer(c, port, host="127.0.0.1"):
+    """Connect (RFC 6062 §5.2) on control connection c to the TCP peer host:port. Returns (0 or the
+    error code, the CONNECTION-ID or None)."""
+    txid = tid()
+    code, attrs = c.request(M_CONNECT, attr(A_PEER, xor_addr_value(host, port, txid)), txid=txid)
+    return code, get_attr(attrs, A_CONNECTION_ID)
+
+
+def connection_bind(server, c, cid, transport=None, expect=0):
+    """A new data connection (over c's transport unless `transport` says) that sends ConnectionBind
+    for `cid` with c's credentials, realm and nonce (RFC 6062 §5.4), checked to be answered `expect`
+    (0: success). Returns it: after a success its .sock carries the peer's bytes both ways."""
+    d = TurnClient(server, c.user, c.password, transport=transport or c.transport)
+    d.realm, d.nonce = c.realm, c.nonce
+    code, _ = d.request(M_CONNECTION_BIND, attr(A_CONNECTION_ID, cid), retry=False)
+    check(code == expect, "ConnectionBind answered %s, not %s" % (code, expect or "success"))
+    return d
+
+
+def tcp_peer_listener(host="127.0.0.1", backlog=4):
+    """A listening TCP socket on a free port of host: a peer for Connect to reach."""
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    s.bind((host, 0))
+    s.listen(backlog)
+    return s
+
+
+def udp_peer(host="127.0.0.1", timeout=3):
+    """A UDP socket on a free port of host, with a receive timeout: a peer of a UDP allocation."""
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((host, 0))
+    s.settimeout(timeout)
+    return s
