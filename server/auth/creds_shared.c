@@ -215,6 +215,18 @@ int creds_shared_new(const cfg_t *cfg, creds_shared_t **out, char *err, size_t e
         }
         sh->has_redis = true;
     }
+    /* The usage ledger's own database (core/usage_writer.c connects to it) takes the same forms:
+     * checked here too, so a start, --check-config and a reload refuse it with its key. */
+    if (cfg->redis_statsdb && *cfg->redis_statsdb) {
+        char why[256];
+        creds_redis_cfg_t stats_db;
+        if (creds_redis_cfg_parse(cfg->redis_statsdb, &stats_db, why, sizeof(why)) != 0) {
+            const char *p = strncmp(why, "'redis-userdb': ", 16) == 0 ? why + 16 : why;
+            cfg_fail(cfg, "redis-statsdb", 0, err, errlen, "%s", p);
+            goto bad;
+        }
+        creds_redis_cfg_free(&stats_db);
+    }
     if (sh->rest && !sh->nsecrets && !sh->has_redis) {
         cfg_fail(cfg, "use-auth-secret", 0, err, errlen,
                  "needs 'static-auth-secret' (the REST API shared secret) or 'redis-userdb'");

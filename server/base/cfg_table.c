@@ -180,7 +180,7 @@ const cfg_entry_t cfg_table[] = {
      "keys and PUBLISHes of status, traffic and total_traffic"},
     {"usage-stream", CFG_STR, OFF(usage_stream), "turn/usage", 0, 0, NULL, 0,
      "Redis Stream key that allocation events are appended to (XADD); empty = off (ours)"},
-    {"usage-stream-maxlen", CFG_INT, OFF(usage_stream_maxlen), "1000000", 1, 1000000000L, NULL, 0,
+    {"usage-stream-maxlen", CFG_INT, OFF(usage_stream_maxlen), "100000", 1, 1000000000L, NULL, 0,
      "approximate cap of the usage stream (XADD MAXLEN ~ N) (ours)"},
     {"usage-interval", CFG_INT, OFF(usage_interval), "60", 0, 86400, NULL, 0,
      "seconds between periodic usage records of a live allocation; 0 = none (ours)"},

@@ -281,6 +281,8 @@ def _bad_files(d):
         ("key of another certificate", ["cert = " + cert, "pkey = " + cert], 2, "pkey", cert),
         ("external-ip matching nothing", ["external-ip = 192.0.2.1/10.9.9.9"], 1, "external-ip",
          "matches no relay address"),
+        ("bad redis-statsdb", ['redis-statsdb = "sentinel=127.0.0.1:26379"'], 1, "redis-statsdb",
+         "'sentinel' needs 'master=NAME'"),
     ]
 
 
