@@ -1,0 +1,637 @@
+/* fleet.c - the fleet thread of one node (fleet.h): every FLEET_PERIOD_MS it writes this node's
+ * registry entry (SET turn/node/<id> PX FLEET_TTL_MS, ZADD turn/nodes), and every FLEET_READ_MS
+ * it reads every live node (ZRANGE turn/nodes, MGET the entries: an expired entry reads nil, so liveness is Redis' own TTL
+ * and no clock of ours is compared with another node's); between ticks it waits in poll() on its
+ * subscription to turn/fleet/events and applies each event as it arrives (server_forget_user), and
+ * on a wake-up pipe through which other threads hand it events to publish.
+ */
+#include "fleet_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+#include "alloc_query.h"
+#include "config.h"
+#include "log.h"
+#include "rand.h"
+#include "sockaddr_util.h"
+
+#define FLEET_QUEUE_MAX 256     /* events waiting to be published */
+#define FLEET_REDIS_MS 1000     /* connect and reply timeout of the fleet's connections */
+#define FLEET_BACKOFF_MIN 500   /* reconnect backoff, ms */
+#define FLEET_BACKOFF_MAX 5000
+#define FLEET_DUP_LOG_MS 10000 /* a node-id used twice is logged at most this often */
+
+struct fleet {
+    server_t *s;
+    bool enabled;
+    char id[FLEET_ID_MAX + 1];
+    char instance[FLEET_INSTANCE_LEN + 1];
+    int64_t started_ms;
+    creds_redis_cfg_t rc;
+    bool rc_ready;
+    pthread_t thread;
+    bool running;
+    int wake[2];
+    _Atomic int stop;
+    pthread_mutex_t lock; /* view and queue */
+    fleet_view_t *view;
+    char *queue[FLEET_QUEUE_MAX];
+    size_t nqueue;
+    /* The fleet thread's own. */
+    redisContext *cmd, *sub;
+    int next_sentinel;
+    bool outage_logged;
+    int backoff_ms;
+    int64_t retry_at, down_since;
+    int64_t prev_ms;
+    uint64_t prev_bytes, prev_cpu_us;
+    int64_t bps;
+    double cpu;
+    int64_t dup_logged_ms, bad_logged_ms;
+};
+
+static int64_t clock_ms(clockid_t id)
+{
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t mono_ms(void) { return clock_ms(CLOCK_MONOTONIC); }
+static int64_t unix_ms(void) { return clock_ms(CLOCK_REALTIME); }
+
+int fleet_enabled(const fleet_t *f) { return f && f->enabled; }
+const char *fleet_node_id(const fleet_t *f) { return f->id; }
+
+/* node-id, or the host name made into one (a host name's alphabet is a node-id's, save
+ * oddities). */
+static void node_id(const cfg_t *cfg, char out[FLEET_ID_MAX + 1])
+{
+    if (cfg->node_id) {
+        snprintf(out, FLEET_ID_MAX + 1, "%s", cfg->node_id);
+        return;
+    }
+    char h[256] = "";
+    if (gethostname(h, sizeof(h) - 1) != 0 || !h[0])
+        snprintf(h, sizeof(h), "uturn");
+    h[FLEET_ID_MAX] = 0;
+    for (char *p = h; *p; p++)
+        if (!fleet_id_valid(p, 1))
+            *p = '-';
+    snprintf(out, FLEET_ID_MAX + 1, "%s", h);
+}
+
+/* What clients reach for `sa`: external-ip's PUBLIC for PUBLIC/PRIVATE naming it, or a bare
+ * PUBLIC of the same family. */
+static void external(const cfg_t *cfg, sa_any_t *sa)
+{
+    for (size_t i = 0; i < cfg->external_ip.n; i++) {
+        char buf[128];
+        snprintf(buf, sizeof(buf), "%s", cfg->external_ip.v[i]);
+        char *slash = strchr(buf, '/');
+        struct sockaddr_storage pub, priv;
+        if (slash)
+            *slash = 0;
+        if (sa_parse_ip(buf, sa_port(&sa->sa), &pub) != 0 || pub.ss_family != sa->sa.sa_family)
+            continue;
+        if (slash && (sa_parse_ip(slash + 1, 0, &priv) != 0 ||
+                      !sa_equal_ip((struct sockaddr *)&priv, &sa->sa)))
+            continue;
+        memcpy(sa, &pub, sa_len((struct sockaddr *)&pub));
+        return;
+    }
+}
+
+static void add_addr(fleet_node_t *n, int t, const struct sockaddr *ip, int port, const cfg_t *cfg)
+{
+    if (n->naddr[t] >= FLEET_ADDRS_PER || port <= 0)
+        return;
+    sa_any_t sa;
+    memcpy(&sa, ip, sa_len(ip));
+    sa_set_port(&sa.sa, (uint16_t)port);
+    external(cfg, &sa);
+    char buf[SA_STRLEN];
+    sa_format(&sa.sa, buf, sizeof(buf));
+    for (int i = 0; i < n->naddr[t]; i++)
+        if (strcmp(n->addr[t][i], buf) == 0)
+            return;
+    snprintf(n->addr[t][n->naddr[t]++], FLEET_ADDR_MAX, "%s", buf);
+}
+
+void fleet_local(server_t *s, fleet_node_t *out)
+{
+    const cfg_t *c = s->cfg;
+    memset(out, 0, sizeof(*out));
+    node_id(c, out->id);
+    snprintf(out->version, sizeof(out->version), "%s", PACKAGE_VERSION);
+    stats_snapshot_t st;
+    server_stats(s, &st);
+    out->allocations = st.allocations > 0 ? (int64_t)st.allocations : 0;
+    out->draining = server_draining(s) != 0;
+    out->ts_ms = unix_ms();
+    for (size_t i = 0; i < s->naddrs; i++) {
+        const struct sockaddr *ip = (const struct sockaddr *)&s->addrs[i];
+        if (!c->no_udp)
+            add_addr(out, FLEET_UDP, ip, c->listening_port, c);
+        if (!c->no_tcp)
+            add_addr(out, FLEET_TCP, ip, c->listening_port, c);
+        if (s->shared.tls.tls)
+            add_addr(out, FLEET_TLS, ip, c->tls_listening_port, c);
+        if (s->shared.tls.dtls)
+            add_addr(out, FLEET_DTLS, ip, c->tls_listening_port, c);
+    }
+}
+
+/* ---- the view ---- */
+
+void fleet_view_put(fleet_view_t *v)
+{
+    if (v && atomic_fetch_sub(&v->refs, 1) == 1)
+        free(v);
+}
+
+fleet_view_t *fleet_view_get(fleet_t *f)
+{
+    if (!fleet_enabled(f))
+        return NULL;
+    pthread_mutex_lock(&f->lock);
+    fleet_view_t *v = f->view;
+    if (v)
+        atomic_fetch_add(&v->refs, 1);
+    pthread_mutex_unlock(&f->lock);
+    return v;
+}
+
+static void view_set(fleet_t *f, fleet_view_t *v)
+{
+    pthread_mutex_lock(&f->lock);
+    fleet_view_t *old = f->view;
+    f->view = v;
+    pthread_mutex_unlock(&f->lock);
+    fleet_view_put(old);
+}
+
+static int by_id(const void *a, const void *b)
+{
+    return strcmp(((const fleet_node_t *)a)->id, ((const fleet_node_t *)b)->id);
+}
+
+/* ---- the connections ---- */
+
+static void drop(fleet_t *f, const char *why)
+{
+    if (f->cmd)
+        redisFree(f->cmd);
+    if (f->sub)
+        redisFree(f->sub);
+    f->cmd = f->sub = NULL;
+    int64_t now = mono_ms();
+    if (!f->outage_logged) {
+        LOGW("fleet", "Redis lost: %s (retrying; the registry and revocations wait for it)", why);
+        f->outage_logged = true;
+        f->down_since = now;
+    }
+    f->retry_at = now + f->backoff_ms;
+    f->backoff_ms = f->backoff_ms * 2 > FLEET_BACKOFF_MAX ? FLEET_BACKOFF_MAX : f->backoff_ms * 2;
+}
+
+static int connect_all(fleet_t *f)
+{
+    char err[256];
+    f->cmd = fleet_redis_connect(&f->rc, FLEET_REDIS_MS, &f->next_sentinel, err, sizeof(err));
+    if (f->cmd)
+        f->sub = fleet_redis_connect(&f->rc, FLEET_REDIS_MS, &f->next_sentinel, err, sizeof(err));
+    if (!f->sub) {
+        drop(f, err);
+        return -1;
+    }
+    redisReply *rep = redisCommand(f->sub, "SUBSCRIBE %s", FLEET_CHANNEL);
+    bool ok = rep && rep->type == REDIS_REPLY_ARRAY;
+    if (rep)
+        freeReplyObject(rep);
+    if (!ok) {
+        drop(f, "SUBSCRIBE " FLEET_CHANNEL " failed");
+        return -1;
+    }
+    if (f->outage_logged)
+        LOGI("fleet", "Redis back after %lld ms", (long long)(mono_ms() - f->down_since));
+    else
+        LOGI("fleet", "node '%s' joined the fleet", f->id);
+    f->outage_logged = false;
+    f->backoff_ms = FLEET_BACKOFF_MIN;
+    return 0;
+}
+
+/* ---- events ---- */
+
+static void apply_event(fleet_t *f, const char *msg, size_t len)
+{
+    fleet_event_t e;
+    char err[160];
+    if (fleet_event_decode(msg, len, &e, err, sizeof(err)) != 0) {
+        int64_t now = mono_ms();
+        if (now - f->bad_logged_ms > FLEET_DUP_LOG_MS) {
+            LOGW("fleet", "ignored a malformed event on %s: %s", FLEET_CHANNEL, err);
+            f->bad_logged_ms = now;
+        }
+        return;
+    }
+    /* Its origin applied it already, at once (fleet_publish_forget's contract). */
+    if (strcmp(e.origin, f->instance) == 0)
+        return;
+    if (!f->s->cfg->realm || strcmp(e.realm, f->s->cfg->realm) != 0)
+        return;
+    long n = server_forget_user(f->s, e.has_user ? e.user : NULL, e.has_user ? e.ulen : 0,
+                                e.terminate);
+    LOGI("fleet", "event from instance %.8s: forgot %s%s%s; %ld allocation(s) ended", e.origin,
+         e.has_user ? "user '" : "the secret set", e.has_user ? e.user : "",
+         e.has_user ? "'" : "", n < 0 ? 0 : n);
+}
+
+static void read_sub(fleet_t *f)
+{
+    if (redisBufferRead(f->sub) != REDIS_OK) {
+        drop(f, f->sub->errstr[0] ? f->sub->errstr : "subscription closed");
+        return;
+    }
+    for (int i = 0; i < 1024; i++) {
+        void *r = NULL;
+        if (redisGetReplyFromReader(f->sub, &r) != REDIS_OK) {
+            drop(f, "subscription: protocol error");
+            return;
+        }
+        if (!r)
+            return;
+        redisReply *rep = r;
+        if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 3 &&
+            rep->element[0]->type == REDIS_REPLY_STRING &&
+            strcmp(rep->element[0]->str, "message") == 0 &&
+            rep->element[2]->type == REDIS_REPLY_STRING)
+            apply_event(f, rep->element[2]->str, rep->element[2]->len);
+        freeReplyObject(rep);
+    }
+}
+
+static void publish_queued(fleet_t *f)
+{
+    char *q[FLEET_QUEUE_MAX];
+    pthread_mutex_lock(&f->lock);
+    size_t n = f->nqueue;
+    memcpy(q, f->queue, n * sizeof(q[0]));
+    f->nqueue = 0;
+    pthread_mutex_unlock(&f->lock);
+    for (size_t i = 0; i < n; i++) {
+        if (f->cmd) {
+            redisReply *rep = redisCommand(f->cmd, "PUBLISH %s %s", FLEET_CHANNEL, q[i]);
+            if (!rep || rep->type == REDIS_REPLY_ERROR) {
+                LOGW("fleet", "an event was not published (other nodes forget within their cache "
+                              "time instead)");
+                if (!rep)
+                    drop(f, f->cmd->errstr);
+            }
+            if (rep)
+                freeReplyObject(rep);
+        }
+        free(q[i]);
+    }
+}
+
+void fleet_publish_forget(fleet_t *f, const char *user, size_t ulen, bool terminate)
+{
+    if (!fleet_enabled(f))
+        return;
+    fleet_event_t e = {.has_user = user != NULL, .terminate = terminate && user};
+    snprintf(e.origin, sizeof(e.origin), "%s", f->instance);
+    snprintf(e.realm, sizeof(e.realm), "%s", f->s->cfg->realm ? f->s->cfg->realm : "");
+    if (user) {
+        if (ulen > FLEET_USER_MAX || memchr(user, 0, ulen))
+            return;
+        memcpy(e.user, user, ulen);
+        e.user[ulen] = 0;
+        e.ulen = ulen;
+    }
+    char buf[FLEET_EVENT_MAX + 1];
+    int n = fleet_event_encode(&e, buf, sizeof(buf));
+    char *msg = n > 0 ? strdup(buf) : NULL;
+    if (!msg)
+        return;
+    pthread_mutex_lock(&f->lock);
+    bool queued = f->nqueue < FLEET_QUEUE_MAX;
+    if (queued)
+        f->queue[f->nqueue++] = msg;
+    pthread_mutex_unlock(&f->lock);
+    if (!queued) {
+        free(msg);
+        LOGW("fleet", "event queue full: an event was dropped");
+        return;
+    }
+    ssize_t w = write(f->wake[1], "e", 1);
+    (void)w; /* a full pipe already wakes the thread */
+}
+
+/* ---- the registry ---- */
+
+static void measure(fleet_t *f)
+{
+    int64_t now = mono_ms();
+    stats_snapshot_t st;
+    server_stats(f->s, &st);
+    uint64_t bytes = st.relay_client_to_peer_bytes + st.relay_peer_to_client_bytes;
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    uint64_t cpu_us = (uint64_t)ru.ru_utime.tv_sec * 1000000 + (uint64_t)ru.ru_utime.tv_usec +
+                      (uint64_t)ru.ru_stime.tv_sec * 1000000 + (uint64_t)ru.ru_stime.tv_usec;
+    int64_t dt = now - f->prev_ms;
+    if (f->prev_ms && dt > 0) {
+        f->bps = bytes >= f->prev_bytes ? (int64_t)((bytes - f->prev_bytes) * 8000 / (uint64_t)dt)
+                                        : 0;
+        double cpu = cpu_us >= f->prev_cpu_us ? (double)(cpu_us - f->prev_cpu_us) / (dt * 1000.0) : 0;
+        f->cpu = (double)(long long)(cpu * 1000 + 0.5) / 1000; /* a thousandth of a core */
+    }
+    f->prev_ms = now;
+    f->prev_bytes = bytes;
+    f->prev_cpu_us = cpu_us;
+}
+
+/* With `write`, write our entry; then read every member of turn/nodes. Returns the ids
+ * (freeReplyObject), or NULL (the connection was dropped). */
+static redisReply *write_entry(fleet_t *f, bool write)
+{
+    fleet_node_t me;
+    fleet_local(f->s, &me);
+    snprintf(me.id, sizeof(me.id), "%s", f->id);
+    snprintf(me.instance, sizeof(me.instance), "%s", f->instance);
+    me.started_ms = f->started_ms;
+    me.bps = f->bps;
+    me.cpu = f->cpu;
+    char json[FLEET_ENTRY_MAX + 1];
+    if (fleet_node_encode(&me, json, sizeof(json)) < 0) {
+        LOGW("fleet", "this node's entry does not fit in %d bytes", FLEET_ENTRY_MAX);
+        return NULL;
+    }
+    char key[sizeof(FLEET_KEY_NODE) + FLEET_ID_MAX], ttl[16], exp[24], old[24], max[16];
+    snprintf(key, sizeof(key), FLEET_KEY_NODE "%s", f->id);
+    snprintf(ttl, sizeof(ttl), "%d", FLEET_TTL_MS);
+    int64_t now = unix_ms();
+    snprintf(exp, sizeof(exp), "%lld", (long long)(now + FLEET_TTL_MS));
+    /* Members whose entries expired are removed by the readers that find them nil; this only
+     * sweeps what nobody read for a minute. */
+    snprintf(old, sizeof(old), "%lld", (long long)(now - 60000));
+    snprintf(max, sizeof(max), "%d", FLEET_NODES_MAX - 1);
+    const char *set[5] = {"SET", key, json, "PX", ttl};
+    const char *zadd[4] = {"ZADD", FLEET_KEY_NODES, exp, f->id};
+    const char *zrem[4] = {"ZREMRANGEBYSCORE", FLEET_KEY_NODES, "-inf", old};
+    const char *zrange[4] = {"ZRANGE", FLEET_KEY_NODES, "0", max};
+    int n = 0;
+    if (write) {
+        redisAppendCommandArgv(f->cmd, 5, set, NULL);
+        redisAppendCommandArgv(f->cmd, 4, zadd, NULL);
+        redisAppendCommandArgv(f->cmd, 4, zrem, NULL);
+        n = 3;
+    }
+    redisAppendCommandArgv(f->cmd, 4, zrange, NULL);
+    n++;
+    redisReply *rep[4] = {0};
+    const char *why = NULL;
+    for (int i = 0; i < n; i++) {
+        void *r = NULL;
+        if (redisGetReply(f->cmd, &r) != REDIS_OK) {
+            why = f->cmd->errstr[0] ? f->cmd->errstr : "no answer";
+            break;
+        }
+        rep[i] = r;
+        if (rep[i]->type == REDIS_REPLY_ERROR && !why)
+            why = rep[i]->str; /* READONLY: a demoted master */
+    }
+    redisReply *ids = NULL;
+    if (!why && rep[n - 1]->type == REDIS_REPLY_ARRAY) {
+        ids = rep[n - 1];
+        rep[n - 1] = NULL;
+    }
+    char buf[256];
+    if (why)
+        snprintf(buf, sizeof(buf), "%s", why);
+    for (int i = 0; i < 4; i++)
+        if (rep[i])
+            freeReplyObject(rep[i]);
+    if (why)
+        drop(f, buf);
+    return ids;
+}
+
+static void read_view(fleet_t *f, const redisReply *ids)
+{
+    size_t n = ids->elements;
+    const char **argv = calloc(n + 1, sizeof(*argv));
+    char(*keys)[sizeof(FLEET_KEY_NODE) + FLEET_ID_MAX + 1] = calloc(n + 1, sizeof(*keys));
+    fleet_view_t *v = calloc(1, sizeof(*v) + n * sizeof(fleet_node_t));
+    if (!argv || !keys || !v)
+        goto out;
+    argv[0] = "MGET";
+    size_t nk = 0;
+    for (size_t i = 0; i < n; i++) {
+        const redisReply *e = ids->element[i];
+        if (e->type != REDIS_REPLY_STRING || !fleet_id_valid(e->str, e->len))
+            continue;
+        snprintf(keys[nk], sizeof(keys[nk]), FLEET_KEY_NODE "%s", e->str);
+        argv[1 + nk] = keys[nk];
+        nk++;
+    }
+    redisReply *rep = nk ? redisCommandArgv(f->cmd, (int)nk + 1, argv, NULL) : NULL;
+    if (nk && !rep) {
+        drop(f, f->cmd->errstr);
+        goto out;
+    }
+    atomic_init(&v->refs, 1);
+    v->read_ms = unix_ms();
+    int64_t now = mono_ms();
+    for (size_t i = 0; rep && rep->type == REDIS_REPLY_ARRAY && i < rep->elements && i < nk; i++) {
+        const redisReply *e = rep->element[i];
+        const char *id = keys[i] + strlen(FLEET_KEY_NODE);
+        if (e->type != REDIS_REPLY_STRING) {
+            /* Expired: that node is gone. */
+            redisReply *z = redisCommand(f->cmd, "ZREM %s %s", FLEET_KEY_NODES, id);
+            if (z)
+                freeReplyObject(z);
+            continue;
+        }
+        fleet_node_t *node = &v->nodes[v->n];
+        char err[160];
+        if (fleet_node_decode(e->str, e->len, node, err, sizeof(err)) != 0 ||
+            strcmp(node->id, id) != 0) {
+            if (now - f->bad_logged_ms > FLEET_DUP_LOG_MS) {
+                LOGW("fleet", "ignored the registry entry of '%s': %s", id,
+                     strcmp(node->id, id) ? "its id is not its key's" : err);
+                f->bad_logged_ms = now;
+            }
+            continue;
+        }
+        if (strcmp(node->id, f->id) == 0 && strcmp(node->instance, f->instance) != 0 &&
+            now - f->dup_logged_ms > FLEET_DUP_LOG_MS) {
+            LOGE("fleet", "node-id '%s' is used by another process too (instance %s, ours %s): "
+                          "give every node its own node-id",
+                 f->id, node->instance, f->instance);
+            f->dup_logged_ms = now;
+        }
+        v->n++;
+    }
+    if (rep)
+        freeReplyObject(rep);
+    qsort(v->nodes, v->n, sizeof(v->nodes[0]), by_id);
+    view_set(f, v);
+    v = NULL;
+out:
+    free(v);
+    free(keys);
+    free(argv);
+}
+
+static void tick(fleet_t *f, bool write)
+{
+    if (write)
+        measure(f);
+    if (!f->cmd) {
+        /* No fresh view for longer than an entry lives: the last one would show dead nodes. */
+        if (f->outage_logged && mono_ms() - f->down_since > FLEET_TTL_MS)
+            view_set(f, NULL);
+        return;
+    }
+    redisReply *ids = write_entry(f, write);
+    if (ids) {
+        read_view(f, ids);
+        freeReplyObject(ids);
+    }
+}
+
+static void *run(void *arg)
+{
+    fleet_t *f = arg;
+    int64_t next_tick = mono_ms(), next_write = next_tick;
+    while (!atomic_load(&f->stop)) {
+        int64_t now = mono_ms();
+        if (!f->cmd && now >= f->retry_at)
+            connect_all(f);
+        now = mono_ms();
+        if (now >= next_tick) {
+            /* Half a read period early: ticks drift by the time they take. */
+            bool write = now + FLEET_READ_MS / 2 >= next_write;
+            tick(f, write);
+            next_tick = now + FLEET_READ_MS;
+            if (write)
+                next_write = now + FLEET_PERIOD_MS;
+        }
+        publish_queued(f);
+        now = mono_ms();
+        int64_t until = next_tick;
+        if (!f->cmd && f->retry_at < until)
+            until = f->retry_at;
+        int timeout = until > now ? (int)(until - now) : 0;
+        struct pollfd p[2] = {{.fd = f->wake[0], .events = POLLIN},
+                              {.fd = f->sub ? f->sub->fd : -1, .events = POLLIN}};
+        int rc = poll(p, 2, timeout);
+        if (rc <= 0)
+            continue;
+        if (p[0].revents) {
+            char b[64];
+            while (read(f->wake[0], b, sizeof(b)) > 0) {
+            }
+        }
+        if (f->sub && p[1].revents)
+            read_sub(f);
+    }
+    publish_queued(f);
+    if (f->cmd) {
+        /* An orderly stop leaves the registry at once, not after the TTL. */
+        redisReply *r = redisCommand(f->cmd, "DEL %s%s", FLEET_KEY_NODE, f->id);
+        if (r)
+            freeReplyObject(r);
+        r = redisCommand(f->cmd, "ZREM %s %s", FLEET_KEY_NODES, f->id);
+        if (r)
+            freeReplyObject(r);
+    }
+    if (f->cmd)
+        redisFree(f->cmd);
+    if (f->sub)
+        redisFree(f->sub);
+    f->cmd = f->sub = NULL;
+    return NULL;
+}
+
+int fleet_start(server_t *s, fleet_t **out, char *err, size_t errlen)
+{
+    fleet_t *f = calloc(1, sizeof(*f));
+    if (!f) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    f->s = s;
+    f->wake[0] = f->wake[1] = -1;
+    node_id(s->cfg, f->id);
+    uint8_t inst[FLEET_INSTANCE_LEN / 2];
+    rand_bytes(inst, sizeof(inst));
+    for (size_t i = 0; i < sizeof(inst); i++)
+        snprintf(f->instance + 2 * i, 3, "%02x", inst[i]);
+    f->started_ms = unix_ms();
+    f->backoff_ms = FLEET_BACKOFF_MIN;
+    pthread_mutex_init(&f->lock, NULL);
+    *out = f;
+    if (!s->cfg->redis_userdb)
+        return 0;
+    int rc;
+    if (creds_redis_cfg_parse(s->cfg->redis_userdb, &f->rc, err, errlen) != 0) {
+        rc = -EINVAL;
+        goto fail;
+    }
+    f->rc_ready = true;
+    if (pipe2(f->wake, O_NONBLOCK | O_CLOEXEC) != 0) {
+        rc = -errno;
+        snprintf(err, errlen, "fleet: pipe: %s", strerror(errno));
+        goto fail;
+    }
+    f->enabled = true;
+    if ((rc = -pthread_create(&f->thread, NULL, run, f)) != 0) {
+        snprintf(err, errlen, "fleet: cannot start its thread: %s", strerror(-rc));
+        goto fail;
+    }
+    f->running = true;
+    return 0;
+fail:
+    *out = NULL;
+    f->enabled = false;
+    fleet_stop(f);
+    return rc;
+}
+
+void fleet_stop(fleet_t *f)
+{
+    if (!f)
+        return;
+    if (f->running) {
+        atomic_store(&f->stop, 1);
+        ssize_t w = write(f->wake[1], "s", 1);
+        (void)w;
+        pthread_join(f->thread, NULL);
+    }
+    for (size_t i = 0; i < f->nqueue; i++)
+        free(f->queue[i]);
+    fleet_view_put(f->view);
+    if (f->wake[0] >= 0)
+        close(f->wake[0]);
+    if (f->wake[1] >= 0)
+        close(f->wake[1]);
+    if (f->rc_ready)
+        creds_redis_cfg_free(&f->rc);
+    pthread_mutex_destroy(&f->lock);
+    free(f);
+}

@@ -1,0 +1,198 @@
+"""The fleet (issue 13) with real services: one redis-server, three uturnd processes on 127.0.0.1
+(node-ids a, b, c; their own ports; the same redis-userdb and realm; no nonce-secret).
+
+- cluster: clients allocate once on a and twice on b; GET /api/v1/cluster on each of the three lists
+  a, b and c with 1, 2 and 0 allocations and the totals; `uturnctl cluster` prints the three rows;
+  /metrics has uturn_cluster_nodes 3 and the per-node allocation series.
+- nonce: no nonce-secret is configured, yet the nonce of node a's 401 is accepted by node b from
+  the same client address (the Allocate that carries it succeeds at once, no new 401 or 438), and
+  Redis holds the agreed secret.
+- revoke: a Redis user with a live allocation on node b is deleted through node c's admin API; the
+  allocation on b is gone within 1 s (measured from before the DELETE, printed), and b's own
+  Refresh from that client no longer succeeds.
+- kill: kill -9 node a; it is gone from b's and c's views within 3 s (measured, printed).
+
+The tests run in this order on one fleet (kill last: it takes node a away).
+"""
+import json
+import os
+import signal
+import subprocess
+import time
+
+from test_admin import api
+from test_turn_redis import Redis, add_user, userdb
+from uturn import (BUILDDIR, TurnClient, Uturnd, check, free_port, run, tests_to_run,
+                   wait_for)
+
+REALM = "uturn.test"
+TOKEN = "f00dfeed0123456789abcdef00112233"
+UTURNCTL = os.path.join(BUILDDIR, "uturnctl")
+NODES = {}  # id -> (Uturnd, (admin host, port))
+R = None
+
+
+def cluster(node):
+    st, _, doc = api("GET", "/api/v1/cluster", token=TOKEN, server=NODES[node][1])
+    check(st == 200, "GET /api/v1/cluster on %s: %d %r" % (node, st, doc))
+    return doc
+
+
+def counts(doc):
+    return {n["id"]: n["allocations"] for n in doc["nodes"]}
+
+
+def ctl(node, *args):
+    env = dict(os.environ)
+    env["UTURN_URL"] = "http://%s:%d" % NODES[node][1]
+    env["UTURN_TOKEN"] = TOKEN
+    out = subprocess.run([UTURNCTL] + list(args), capture_output=True, text=True, env=env,
+                         timeout=30)
+    return out.returncode, out.stdout, out.stderr
+
+
+def allocated(node, user, password):
+    c = TurnClient(NODES[node][0], user, password)
+    code, _ = c.allocate()
+    check(code == 0, "Allocate on %s as %s: %d" % (node, user, code))
+    return c
+
+
+def test_cluster():
+    clients = [allocated("a", "alice", "alice-pass"), allocated("b", "alice", "alice-pass"),
+               allocated("b", "carol", "carol-pass")]
+    want = {"a": 1, "b": 2, "c": 0}
+    try:
+        for node in "abc":
+            wait_for(lambda: counts(cluster(node)) == want, 5,
+                     "%s's view shows %r" % (node, want))
+            doc = cluster(node)
+            check(doc["fleet"] is True and doc["node"] == node and doc["redis_ok"] is True,
+                  "fleet fields on %s: %r" % (node, doc))
+            check(doc["totals"] == {"allocations": 3, "nodes": 3, "bps": doc["totals"]["bps"]},
+                  "totals on %s: %r" % (node, doc["totals"]))
+            for n in doc["nodes"]:
+                u = NODES[n["id"]][0]
+                check(n["addresses"]["udp"] == ["127.0.0.1:%d" % u.port]
+                      and n["addresses"]["tcp"] == ["127.0.0.1:%d" % u.port]
+                      and n["draining"] is False and isinstance(n["cpu"], float)
+                      and 0 <= n["age_ms"] < 3000 and n["version"] and n["started"],
+                      "entry of %s as %s sees it: %r" % (n["id"], node, n))
+        rc, out, err = ctl("c", "cluster")
+        check(rc == 0, "uturnctl cluster: %d %s %s" % (rc, out, err))
+        rows = {line.split()[0]: line.split()[1] for line in out.splitlines()[1:4]}
+        check(rows == {"a": "1", "b": "2", "c": "0"} and "3 node(s), 3 allocation(s)" in out,
+              "uturnctl cluster:\n%s" % out)
+        print(out, end="")
+        rc, out, err = ctl("b", "--json", "cluster")
+        check(rc == 0 and counts(json.loads(out)) == want, "uturnctl --json cluster: %s" % out)
+        st, _, metrics = api("GET", "/metrics", token=TOKEN, server=NODES["b"][1])
+        check(st == 200 and "\nuturn_cluster_nodes 3\n" in metrics
+              and 'uturn_cluster_node_allocations{node="b"} 2\n' in metrics
+              and 'uturn_cluster_node_allocations{node="a"} 1\n' in metrics,
+              "/metrics cluster series: %s" % [l for l in metrics.splitlines() if "cluster" in l])
+    finally:
+        for c in clients:
+            c.close()
+
+
+def test_nonce():
+    secret = R.cli("GET", "turn/nonce-secret")
+    check(len(secret) == 64 and all(ch in "0123456789abcdef" for ch in secret),
+          "turn/nonce-secret holds 64 hex digits: %r" % secret)
+    a = allocated("a", "alice", "alice-pass")
+    b = TurnClient(NODES["b"][0], "alice", "alice-pass")
+    try:
+        # Node a's nonce, carried from the same client address (a nonce is bound to it) to node b,
+        # as a request that lands on another node behind one DNS name would.
+        b.sock.close()
+        b.sock = a.sock
+        b.realm, b.nonce, b.algs = a.realm, a.nonce, a.algs
+        code, _ = b.allocate(retry=False)
+        check(code == 0, "node b answered %d to node a's nonce (want success, no new challenge)"
+              % code)
+    finally:
+        a.close()
+
+
+def allocs_of(node, user):
+    st, _, doc = api("GET", "/api/v1/allocations?user=" + user, token=TOKEN, server=NODES[node][1])
+    check(st == 200, "allocations on %s: %d %r" % (node, st, doc))
+    return doc["allocations"]
+
+
+def test_revoke():
+    add_user(R, "bob", "bob-pass")
+    c = allocated("b", "bob", "bob-pass")
+    try:
+        check(len(allocs_of("b", "bob")) == 1, "bob's allocation is listed on b")
+        t0 = time.monotonic()
+        st, _, doc = api("DELETE", "/api/v1/realms/%s/users/bob" % REALM, token=TOKEN,
+                         server=NODES["c"][1])
+        check(st == 200, "DELETE bob on c: %d %r" % (st, doc))
+        wait_for(lambda: not allocs_of("b", "bob"), 1.0,
+                 "bob's allocation on b ends within 1 s of the DELETE on c")
+        took = time.monotonic() - t0
+        print("revocation on c -> allocation on b gone in %.0f ms" % (took * 1000))
+        check(took < 1.0, "revocation took %.3f s" % took)
+        code, _ = c.refresh(600)
+        check(code != 0, "bob's Refresh on b succeeded after the revocation")
+    finally:
+        c.close()
+
+
+def test_kill():
+    for node in "bc":
+        check(set(counts(cluster(node))) == {"a", "b", "c"}, "a is in %s's view" % node)
+    u = NODES["a"][0]
+    u.proc.send_signal(signal.SIGKILL)
+    t0 = time.monotonic()
+    u.proc.wait(10)
+    gone = {}
+    deadline = t0 + 6
+    while len(gone) < 2 and time.monotonic() < deadline:
+        for node in "bc":
+            if node not in gone and "a" not in counts(cluster(node)):
+                gone[node] = time.monotonic() - t0
+        time.sleep(0.02)
+    print("kill -9 a: gone from b's view in %s ms, from c's in %s ms"
+          % tuple("%.0f" % (gone[n] * 1000) if n in gone else "never" for n in "bc"))
+    check(len(gone) == 2 and max(gone.values()) < 3.0, "a left the views within 3 s: %r" % gone)
+    check(set(counts(cluster("b"))) == {"b", "c"}, "b and c remain")
+
+
+def main():
+    global R
+    tests = tests_to_run()  # before Redis and uturnd: --list, a bad name
+    code = 1
+    with Redis() as r:
+        R = r
+        add_user(r, "alice", "alice-pass")
+        add_user(r, "carol", "carol-pass")
+        servers = []
+        try:
+            for node in "abc":
+                admin = ("127.0.0.1", free_port())
+                conf = ["realm = %s" % REALM, "node-id = %s" % node, userdb(r.port),
+                        "allow-loopback-peers", "admin-listen = %s:%d" % admin,
+                        "admin-token = %s" % TOKEN]
+                u = Uturnd(conf=conf, threads=1)
+                servers.append(u)
+                NODES[node] = (u, admin)
+            wait_for(lambda: all(len(cluster(n)["nodes"]) == 3 for n in "abc"), 10,
+                     "every node sees the three")
+            try:
+                run(tests)
+            except SystemExit as e:
+                code = e.code
+        finally:
+            for u in servers:
+                killed = u.proc.poll() is not None  # node a after test_kill
+                rc = u.stop()
+                u.assert_clean()
+                check(killed or rc == 0, "uturnd exit status %d:\n%s" % (rc, u.log()[-3000:]))
+    raise SystemExit(code)
+
+
+if __name__ == "__main__":
+    main()
