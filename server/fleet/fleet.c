@@ -1,9 +1,10 @@
 /* fleet.c - the fleet thread of one node (fleet.h): every FLEET_PERIOD_MS it writes this node's
  * registry entry (SET turn/node/<id> PX FLEET_TTL_MS, ZADD turn/nodes), and every FLEET_READ_MS
- * it reads every live node (ZRANGE turn/nodes, MGET the entries: an expired entry reads nil, so liveness is Redis' own TTL
- * and no clock of ours is compared with another node's); between ticks it waits in poll() on its
- * subscription to turn/fleet/events and applies each event as it arrives (server_forget_user), and
- * on a wake-up pipe through which other threads hand it events to publish.
+ * it reads every live node (ZRANGE turn/nodes, MGET the entries: an expired entry reads nil, so
+ * liveness is Redis' own TTL and no clock of ours is compared with another node's); between ticks
+ * it waits in poll() on its subscription to turn/fleet/events and applies each event as it arrives
+ * (server_forget_user), and on a wake-up pipe through which other threads hand it events to
+ * publish.
  */
 #include "fleet_int.h"
 
@@ -26,9 +27,9 @@
 #include "rand.h"
 #include "sockaddr_util.h"
 
-#define FLEET_QUEUE_MAX 256     /* events waiting to be published */
-#define FLEET_REDIS_MS 1000     /* connect and reply timeout of the fleet's connections */
-#define FLEET_BACKOFF_MIN 500   /* reconnect backoff, ms */
+#define FLEET_QUEUE_MAX 256   /* events waiting to be published */
+#define FLEET_REDIS_MS 1000   /* connect and reply timeout of the fleet's connections */
+#define FLEET_BACKOFF_MIN 500 /* reconnect backoff, ms */
 #define FLEET_BACKOFF_MAX 5000
 #define FLEET_DUP_LOG_MS 10000 /* a node-id used twice is logged at most this often */
 
@@ -252,11 +253,11 @@ static void apply_event(fleet_t *f, const char *msg, size_t len)
         return;
     if (!f->s->cfg->realm || strcmp(e.realm, f->s->cfg->realm) != 0)
         return;
-    long n = server_forget_user(f->s, e.has_user ? e.user : NULL, e.has_user ? e.ulen : 0,
-                                e.terminate);
+    long n =
+        server_forget_user(f->s, e.has_user ? e.user : NULL, e.has_user ? e.ulen : 0, e.terminate);
     LOGI("fleet", "event from instance %.8s: forgot %s%s%s; %ld allocation(s) ended", e.origin,
-         e.has_user ? "user '" : "the secret set", e.has_user ? e.user : "",
-         e.has_user ? "'" : "", n < 0 ? 0 : n);
+         e.has_user ? "user '" : "the secret set", e.has_user ? e.user : "", e.has_user ? "'" : "",
+         n < 0 ? 0 : n);
 }
 
 static void read_sub(fleet_t *f)
@@ -354,9 +355,10 @@ static void measure(fleet_t *f)
                       (uint64_t)ru.ru_stime.tv_sec * 1000000 + (uint64_t)ru.ru_stime.tv_usec;
     int64_t dt = now - f->prev_ms;
     if (f->prev_ms && dt > 0) {
-        f->bps = bytes >= f->prev_bytes ? (int64_t)((bytes - f->prev_bytes) * 8000 / (uint64_t)dt)
-                                        : 0;
-        double cpu = cpu_us >= f->prev_cpu_us ? (double)(cpu_us - f->prev_cpu_us) / (dt * 1000.0) : 0;
+        f->bps =
+            bytes >= f->prev_bytes ? (int64_t)((bytes - f->prev_bytes) * 8000 / (uint64_t)dt) : 0;
+        double cpu =
+            cpu_us >= f->prev_cpu_us ? (double)(cpu_us - f->prev_cpu_us) / (dt * 1000.0) : 0;
         f->cpu = (double)(long long)(cpu * 1000 + 0.5) / 1000; /* a thousandth of a core */
     }
     f->prev_ms = now;
@@ -479,8 +481,9 @@ static void read_view(fleet_t *f, const redisReply *ids)
         }
         if (strcmp(node->id, f->id) == 0 && strcmp(node->instance, f->instance) != 0 &&
             now - f->dup_logged_ms > FLEET_DUP_LOG_MS) {
-            LOGE("fleet", "node-id '%s' is used by another process too (instance %s, ours %s): "
-                          "give every node its own node-id",
+            LOGE("fleet",
+                 "node-id '%s' is used by another process too (instance %s, ours %s): "
+                 "give every node its own node-id",
                  f->id, node->instance, f->instance);
             f->dup_logged_ms = now;
         }

@@ -20,7 +20,7 @@ typedef struct redisContext redisContext;
  * some), each step bounded by timeout_ms; AUTH, SELECT, and with Sentinel ROLE must say master.
  * Returns the connection (commands then time out after timeout_ms too; redisFree it) or NULL with
  * a reason in err. Blocks: never on a worker's loop. */
-redisContext *fleet_redis_connect(const creds_redis_cfg_t *rc, int timeout_ms, int *next,
-                                  char *err, size_t errlen);
+redisContext *fleet_redis_connect(const creds_redis_cfg_t *rc, int timeout_ms, int *next, char *err,
+                                  size_t errlen);
 
 #endif

@@ -71,11 +71,11 @@ int fleet_node_encode(const fleet_node_t *n, char *out, size_t cap)
             json_array_append_new(a, json_string(n->addr[t][i]));
         json_object_set_new(addrs, transport_names[t], a);
     }
-    json_t *o = json_pack("{s:s,s:s,s:s,s:I,s:I,s:f,s:b,s:I,s:I,s:o}", "id", n->id, "instance",
-                          n->instance, "version", n->version, "allocations",
-                          (json_int_t)n->allocations, "bps", (json_int_t)n->bps, "cpu", n->cpu,
-                          "draining", n->draining, "started", (json_int_t)n->started_ms, "ts",
-                          (json_int_t)n->ts_ms, "addresses", addrs);
+    json_t *o =
+        json_pack("{s:s,s:s,s:s,s:I,s:I,s:f,s:b,s:I,s:I,s:o}", "id", n->id, "instance", n->instance,
+                  "version", n->version, "allocations", (json_int_t)n->allocations, "bps",
+                  (json_int_t)n->bps, "cpu", n->cpu, "draining", n->draining, "started",
+                  (json_int_t)n->started_ms, "ts", (json_int_t)n->ts_ms, "addresses", addrs);
     if (cap > FLEET_ENTRY_MAX)
         cap = FLEET_ENTRY_MAX;
     return dump(o, out, cap);

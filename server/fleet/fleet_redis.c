@@ -30,8 +30,8 @@ static redisReply *cmd(redisContext *c, int argc, const char **argv, char *err, 
     return rep;
 }
 
-redisContext *fleet_redis_connect(const creds_redis_cfg_t *rc, int timeout_ms, int *next,
-                                  char *err, size_t errlen)
+redisContext *fleet_redis_connect(const creds_redis_cfg_t *rc, int timeout_ms, int *next, char *err,
+                                  size_t errlen)
 {
     char host[REDIS_SENTINEL_IP_MAX];
     int port;
@@ -108,9 +108,8 @@ int fleet_nonce_agree(const cfg_t *cfg, int timeout_ms, char out[65], char *err,
         return -1;
     int next = 0;
     /* Each connect and reply is bounded; a Sentinel lookup tries each sentinel once. */
-    redisContext *c =
-        fleet_redis_connect(&rc, rc.sentinel.n > 0 ? timeout_ms / 2 : timeout_ms, &next, err,
-                            errlen);
+    redisContext *c = fleet_redis_connect(&rc, rc.sentinel.n > 0 ? timeout_ms / 2 : timeout_ms,
+                                          &next, err, errlen);
     int ret = -1;
     if (c) {
         uint8_t b[32];

@@ -205,7 +205,8 @@ UNIT_TEST(event_hostile)
 {
     fleet_event_t e;
     char err[160];
-#define EV(body) "{\"v\":1,\"type\":\"forget\",\"origin\":\"0123456789abcdef0123456789abcdef\"," body "}"
+#define EV(body)                                                                                   \
+    "{\"v\":1,\"type\":\"forget\",\"origin\":\"0123456789abcdef0123456789abcdef\"," body "}"
     static const char *const good = EV("\"realm\":\"r\",\"user\":\"u\",\"terminate\":true");
     CHECK_INT(fleet_event_decode(good, strlen(good), &e, err, sizeof(err)), 0);
     static const char *const bad[] = {
@@ -218,14 +219,14 @@ UNIT_TEST(event_hostile)
         "\"realm\":\"r\",\"user\":\"u\",\"terminate\":true}",
         "{\"v\":1,\"type\":\"forget\",\"origin\":\"xyz\",\"realm\":\"r\",\"user\":\"u\","
         "\"terminate\":true}",
-        EV("\"user\":\"u\",\"terminate\":true"),                 /* no realm */
-        EV("\"realm\":\"r\",\"terminate\":true"),                /* no user (null needed) */
-        EV("\"realm\":\"r\",\"user\":\"u\""),                    /* no terminate */
-        EV("\"realm\":\"r\",\"user\":5,\"terminate\":true"),     /* wrong type */
-        EV("\"realm\":\"r\",\"user\":\"u\",\"terminate\":1"),    /* wrong type */
-        EV("\"realm\":7,\"user\":\"u\",\"terminate\":true"),     /* wrong type */
-        EV("\"realm\":\"r\",\"user\":\"\",\"terminate\":true"),  /* empty user */
-        EV("\"realm\":\"r\",\"user\":null,\"terminate\":true"),  /* ending "every" user */
+        EV("\"user\":\"u\",\"terminate\":true"),                         /* no realm */
+        EV("\"realm\":\"r\",\"terminate\":true"),                        /* no user (null needed) */
+        EV("\"realm\":\"r\",\"user\":\"u\""),                            /* no terminate */
+        EV("\"realm\":\"r\",\"user\":5,\"terminate\":true"),             /* wrong type */
+        EV("\"realm\":\"r\",\"user\":\"u\",\"terminate\":1"),            /* wrong type */
+        EV("\"realm\":7,\"user\":\"u\",\"terminate\":true"),             /* wrong type */
+        EV("\"realm\":\"r\",\"user\":\"\",\"terminate\":true"),          /* empty user */
+        EV("\"realm\":\"r\",\"user\":null,\"terminate\":true"),          /* ending "every" user */
         EV("\"realm\":\"r\",\"user\":\"a\\u0000b\",\"terminate\":true"), /* NUL inside */
         EV("\"realm\":\"r\",\"user\":\"u\",\"user\":\"v\",\"terminate\":true"), /* twice */
     };
