@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fleet.h"
 #include "sockaddr_util.h"
 
 #define LIST_MAX 1000
@@ -275,6 +276,8 @@ void admin_h_alloc_delete(admin_req_t *r)
 
 long admin_forget_user(admin_req_t *r, const char *user, size_t ulen, bool terminate)
 {
+    /* The other nodes first: their round trip through Redis overlaps ours to the workers. */
+    fleet_publish_forget(r->a->fleet, user, ulen, terminate);
     long n = server_forget_user(r->a->s, user, ulen, terminate);
     if (n < 0) {
         admin_call_error(r, (int)n);

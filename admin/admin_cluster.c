@@ -24,8 +24,8 @@ static json_t *node_json(const fleet_node_t *n, int64_t now_ms)
         admin_iso8601(n->started_ms, started, sizeof(started));
     int64_t age = now_ms - n->ts_ms;
     return json_pack("{s:s,s:I,s:b,s:o,s:I,s:f,s:s,s:s?,s:I}", "id", n->id, "allocations",
-                     (json_int_t)n->allocations, "draining", n->draining, "addresses", addrs,
-                     "bps", (json_int_t)n->bps, "cpu", n->cpu, "version", n->version, "started",
+                     (json_int_t)n->allocations, "draining", n->draining, "addresses", addrs, "bps",
+                     (json_int_t)n->bps, "cpu", n->cpu, "version", n->version, "started",
                      started[0] ? started : NULL, "age_ms", (json_int_t)(age > 0 ? age : 0));
 }
 
@@ -48,10 +48,10 @@ void admin_h_cluster(admin_req_t *r)
         allocs += nodes[i].allocations;
         bps += nodes[i].bps;
     }
-    json_t *o = json_pack("{s:b,s:s,s:o,s:{s:I,s:I,s:I}}", "fleet", fleet_enabled(a->fleet),
-                          "node", a->fleet ? fleet_node_id(a->fleet) : me.id, "nodes", arr,
-                          "totals", "allocations", (json_int_t)allocs, "nodes", (json_int_t)n,
-                          "bps", (json_int_t)bps);
+    json_t *o =
+        json_pack("{s:b,s:s,s:o,s:{s:I,s:I,s:I}}", "fleet", fleet_enabled(a->fleet), "node",
+                  a->fleet ? fleet_node_id(a->fleet) : me.id, "nodes", arr, "totals", "allocations",
+                  (json_int_t)allocs, "nodes", (json_int_t)n, "bps", (json_int_t)bps);
     if (o && fleet_enabled(a->fleet))
         json_object_set_new(o, "redis_ok", json_boolean(v != NULL));
     fleet_view_put(v);
