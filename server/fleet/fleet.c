@@ -190,8 +190,10 @@ static int by_id(const void *a, const void *b)
 
 /* ---- the connections ---- */
 
-static void drop(fleet_t *f, const char *why)
+static void drop(fleet_t *f, const char *reason)
 {
+    char why[256]; /* `reason` may point into a context freed below */
+    snprintf(why, sizeof(why), "%s", reason && *reason ? reason : "connection lost");
     if (f->cmd)
         redisFree(f->cmd);
     if (f->sub)
