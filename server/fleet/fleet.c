@@ -21,6 +21,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "addrs.h"
 #include "alloc_query.h"
 #include "config.h"
 #include "log.h"
@@ -139,6 +140,7 @@ void fleet_local(server_t *s, fleet_node_t *out)
     stats_snapshot_t st;
     server_stats(s, &st);
     out->allocations = st.allocations > 0 ? (int64_t)st.allocations : 0;
+    out->quota = atomic_load(&s->shared.turn.live)->total_quota;
     out->draining = server_draining(s) != 0;
     out->ts_ms = unix_ms();
     for (size_t i = 0; i < s->naddrs; i++) {
@@ -174,8 +176,52 @@ fleet_view_t *fleet_view_get(fleet_t *f)
     return v;
 }
 
+/* The engine's 300 Try Alternate names, per client family and transport, the live node with the
+ * most headroom (total-quota less allocations; no quota counts as FLEET_ROOM_UNLIMITED), this
+ * one and draining ones left out; ties go to the lowest id. No view: none (the static lists). */
+#define FLEET_ROOM_UNLIMITED 1000000000
+static void pick_alternates(fleet_t *f, const fleet_view_t *v)
+{
+    sa_any_t alt[2][ADDRS_TRANSPORTS];
+    bool has[2][ADDRS_TRANSPORTS];
+    int64_t best[2][ADDRS_TRANSPORTS];
+    memset(alt, 0, sizeof(alt));
+    memset(has, 0, sizeof(has));
+    memset(best, 0, sizeof(best));
+    /* FLEET_UDP..FLEET_DTLS are the engine's TURN_UDP..TURN_DTLS, in order. */
+    for (size_t i = 0; v && i < v->n; i++) {
+        const fleet_node_t *n = &v->nodes[i];
+        int64_t room = (n->quota > 0 ? n->quota : FLEET_ROOM_UNLIMITED) - n->allocations;
+        if (strcmp(n->id, f->id) == 0 || n->draining || room <= 0)
+            continue;
+        for (int t = 0; t < FLEET_NTRANSPORTS && t < ADDRS_TRANSPORTS; t++) {
+            for (int k = 0; k < n->naddr[t]; k++) {
+                struct sockaddr_storage ss;
+                size_t nb;
+                if (sa_parse_hostport(n->addr[t][k], 0, &ss) != 0)
+                    continue;
+                const uint8_t *b = sa_ip_bytes((struct sockaddr *)&ss, &nb);
+                size_t zero = 0;
+                while (b && zero < nb && b[zero] == 0)
+                    zero++;
+                if (!b || zero == nb || sa_port((struct sockaddr *)&ss) == 0)
+                    continue; /* a wildcard or no port names nobody */
+                int fi = ss.ss_family == AF_INET6 ? 1 : 0;
+                if (!has[fi][t] || room > best[fi][t]) {
+                    memcpy(&alt[fi][t], &ss, sa_len((struct sockaddr *)&ss));
+                    has[fi][t] = true;
+                    best[fi][t] = room;
+                }
+            }
+        }
+    }
+    addrs_fleet_set(&f->s->shared.turn.addrs, (const sa_any_t(*)[ADDRS_TRANSPORTS])alt,
+                    (const bool(*)[ADDRS_TRANSPORTS])has);
+}
+
 static void view_set(fleet_t *f, fleet_view_t *v)
 {
+    pick_alternates(f, v);
     pthread_mutex_lock(&f->lock);
     fleet_view_t *old = f->view;
     f->view = v;
@@ -627,6 +673,7 @@ void fleet_stop(fleet_t *f)
         ssize_t w = write(f->wake[1], "s", 1);
         (void)w;
         pthread_join(f->thread, NULL);
+        pick_alternates(f, NULL); /* the workers outlive us: back to the static lists */
     }
     for (size_t i = 0; i < f->nqueue; i++)
         free(f->queue[i]);

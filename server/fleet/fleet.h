@@ -59,8 +59,9 @@ typedef struct {
     char instance[FLEET_INSTANCE_LEN + 1];
     char version[32];
     int64_t allocations;
-    int64_t bps; /* relayed bits per second, both ways, over the last period */
-    double cpu;  /* the process's CPU use over the last period, in cores (1.0: one core busy) */
+    int64_t quota; /* total-quota: 0 unlimited (headroom for redirects) */
+    int64_t bps;   /* relayed bits per second, both ways, over the last period */
+    double cpu;    /* the process's CPU use over the last period, in cores (1.0: one core busy) */
     bool draining;
     int64_t started_ms; /* UNIX ms of the process's start */
     int64_t ts_ms;      /* UNIX ms when the entry was written */

@@ -3,7 +3,7 @@
  * bounded before parsing, every field is checked for type and range, strings for length and
  * alphabet, and anything off is refused whole (the caller skips that entry or event).
  *
- * Entry: {"id":"a","instance":"<32 hex>","version":"0.1","allocations":N,"bps":N,"cpu":F,
+ * Entry: {"id":"a","instance":"<32 hex>","version":"0.1","allocations":N,"quota":N,"bps":N,"cpu":F,
  *         "draining":B,"started":MS,"ts":MS,"addresses":{"udp":["ip:port",...],"tcp":[...],
  *         "tls":[...],"dtls":[...]}}
  * Event: {"v":1,"type":"forget","origin":"<32 hex>","realm":"r","user":"u"|null,"terminate":B}
@@ -71,11 +71,11 @@ int fleet_node_encode(const fleet_node_t *n, char *out, size_t cap)
             json_array_append_new(a, json_string(n->addr[t][i]));
         json_object_set_new(addrs, transport_names[t], a);
     }
-    json_t *o =
-        json_pack("{s:s,s:s,s:s,s:I,s:I,s:f,s:b,s:I,s:I,s:o}", "id", n->id, "instance", n->instance,
-                  "version", n->version, "allocations", (json_int_t)n->allocations, "bps",
-                  (json_int_t)n->bps, "cpu", n->cpu, "draining", n->draining, "started",
-                  (json_int_t)n->started_ms, "ts", (json_int_t)n->ts_ms, "addresses", addrs);
+    json_t *o = json_pack(
+        "{s:s,s:s,s:s,s:I,s:I,s:I,s:f,s:b,s:I,s:I,s:o}", "id", n->id, "instance", n->instance,
+        "version", n->version, "allocations", (json_int_t)n->allocations, "quota",
+        (json_int_t)n->quota, "bps", (json_int_t)n->bps, "cpu", n->cpu, "draining", n->draining,
+        "started", (json_int_t)n->started_ms, "ts", (json_int_t)n->ts_ms, "addresses", addrs);
     if (cap > FLEET_ENTRY_MAX)
         cap = FLEET_ENTRY_MAX;
     return dump(o, out, cap);
@@ -204,6 +204,10 @@ int fleet_node_decode(const char *s, size_t len, fleet_node_t *out, char *err, s
         goto out;
     }
     out->cpu = json_number_value(cpu);
+    /* "quota" is optional: 0 (unlimited) when absent. */
+    if (json_object_get(o, "quota") &&
+        get_int(o, "quota", 0, INT32_MAX, &out->quota, err, errlen) != 0)
+        goto out;
     if (get_int(o, "allocations", 0, INT32_MAX, &out->allocations, err, errlen) != 0 ||
         get_int(o, "bps", 0, INT64_MAX, &out->bps, err, errlen) != 0 ||
         get_bool(o, "draining", &out->draining, err, errlen) != 0 ||

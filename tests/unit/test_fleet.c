@@ -19,6 +19,7 @@ static fleet_node_t sample_node(void)
     snprintf(n.instance, sizeof(n.instance), "%s", INST);
     snprintf(n.version, sizeof(n.version), "0.9.0");
     n.allocations = 42;
+    n.quota = 1000;
     n.bps = 123456789;
     n.cpu = 0.25;
     n.draining = true;
@@ -44,6 +45,7 @@ UNIT_TEST(node_round_trip)
     CHECK_STR(back.instance, INST);
     CHECK_STR(back.version, "0.9.0");
     CHECK_INT(back.allocations, 42);
+    CHECK_INT(back.quota, 1000);
     CHECK_INT(back.bps, 123456789);
     CHECK(back.cpu > 0.249 && back.cpu < 0.251);
     CHECK_INT(back.draining, 1);
@@ -70,6 +72,7 @@ UNIT_TEST(node_hostile)
     char err[160];
     CHECK_INT(fleet_node_decode(GOOD, strlen(GOOD), &n, err, sizeof(err)), 0);
     CHECK_INT(n.allocations, 3);
+    CHECK_INT(n.quota, 0); /* optional: unlimited when absent */
     static const char *const bad[] = {
         "",
         "[]",
@@ -95,6 +98,9 @@ UNIT_TEST(node_hostile)
         "{\"id\":\"b\",\"instance\":\"0123456789abcdef0123456789abcdef\",\"version\":\"1\","
         "\"allocations\":3,\"bps\":0,\"cpu\":0.5,\"draining\":false,\"started\":1,\"ts\":2,"
         "\"addresses\":{\"udp\":[7]}}",
+        "{\"id\":\"b\",\"instance\":\"0123456789abcdef0123456789abcdef\",\"version\":\"1\","
+        "\"allocations\":3,\"quota\":\"many\",\"bps\":0,\"cpu\":0.5,\"draining\":false,"
+        "\"started\":1,\"ts\":2,\"addresses\":{}}",
         /* missing fields */
         "{\"instance\":\"0123456789abcdef0123456789abcdef\",\"version\":\"1\","
         "\"allocations\":3,\"bps\":0,\"cpu\":0.5,\"draining\":false,\"started\":1,\"ts\":2,"
