@@ -10,20 +10,29 @@
 - revoke: a Redis user with a live allocation on node b is deleted through node c's admin API; the
   allocation on b is gone within 1 s (measured from before the DELETE, printed), and b's own
   Refresh from that client no longer succeeds.
+- redirect: node c drains; its Allocates (UDP and TCP) get 300 naming the live node with the
+  fewest allocations (a or b, whichever the view says); loaded past the other, the redirect moves
+  to the other within a read period.
 - kill: kill -9 node a; it is gone from b's and c's views within 3 s (measured, printed).
+- Redis away: once c has had no fresh view for longer than an entry lives, GET /api/v1/cluster
+  lists c alone with redis_ok false and c's 300 names its static alternate-server again.
 
-The tests run in this order on one fleet (kill last: it takes node a away).
+The tests run in this order on one fleet (kill and Redis away last: they take a and Redis away).
 """
 import json
 import os
 import signal
+import socket
+import struct
 import subprocess
 import time
 
 from test_admin import api
 from test_turn_redis import Redis, add_user, userdb
-from uturn import (BUILDDIR, TurnClient, Uturnd, check, free_port, run, tests_to_run,
+from uturn import (BUILDDIR, TurnClient, Uturnd, check, free_port, get_attr, run, tests_to_run,
                    wait_for)
+
+A_ALTERNATE_SERVER = 0x8023
 
 REALM = "uturn.test"
 TOKEN = "f00dfeed0123456789abcdef00112233"
@@ -115,6 +124,12 @@ def test_nonce():
         a.close()
 
 
+def own_allocs(node):
+    st, _, doc = api("GET", "/api/v1/stats", token=TOKEN, server=NODES[node][1])
+    check(st == 200, "stats on %s: %d %r" % (node, st, doc))
+    return doc["allocations"]["current"]
+
+
 def allocs_of(node, user):
     st, _, doc = api("GET", "/api/v1/allocations?user=" + user, token=TOKEN, server=NODES[node][1])
     check(st == 200, "allocations on %s: %d %r" % (node, st, doc))
@@ -141,6 +156,58 @@ def test_revoke():
         c.close()
 
 
+def alternate(node, user="alice", password="alice-pass", transport="udp"):
+    """Allocate on `node`; the ALTERNATE-SERVER of its 300 as (ip, port)."""
+    c = TurnClient(NODES[node][0], user, password, transport=transport)
+    try:
+        code, attrs = c.allocate()
+        check(code == 300, "Allocate on draining %s over %s: %d, want 300" % (node, transport, code))
+        v = get_attr(attrs, A_ALTERNATE_SERVER)
+        check(v is not None and len(v) in (8, 20), "300 without ALTERNATE-SERVER: %r" % v)
+        fam = socket.AF_INET if v[1] == 1 else socket.AF_INET6
+        return socket.inet_ntop(fam, v[4:]), struct.unpack("!H", v[2:4])[0]
+    finally:
+        c.close()
+
+
+def test_redirect():
+    # c drains: it redirects every Allocate to the live node with the most headroom (the same
+    # total-quota everywhere: the fewest allocations), then to the other when that one fills up.
+    st, _, doc = api("POST", "/api/v1/drain", token=TOKEN, server=NODES["c"][1])
+    check(st == 200, "drain c: %d %r" % (st, doc))
+    held = []
+    try:
+        # The view is up to 1.5 s old (an entry written each second, read each half): wait until
+        # c's view agrees with what each node counts itself.
+        wait_for(lambda: counts(cluster("c")) == {n: own_allocs(n) for n in "abc"}, 3,
+                 "c's view matches every node's own count")
+        view = counts(cluster("c"))
+        if view["a"] == view["b"]:
+            held.append(allocated("b", "alice", "alice-pass"))
+            wait_for(lambda: counts(cluster("c"))["b"] == view["b"] + 1, 3, "c sees b's new one")
+            view = counts(cluster("c"))
+        low, high = sorted("ab", key=lambda n: view[n])
+        wait_for(lambda: cluster("c")["nodes"][2]["draining"] is True, 3, "c's entry says draining")
+        for transport in ("udp", "tcp"):
+            got = alternate("c", transport=transport)
+            check(got == ("127.0.0.1", NODES[low][0].port),
+                  "c redirected %s to %r, want %s (allocations %r)" % (transport, got, low, view))
+        print("draining c redirects to %s (allocations %r)" % (low, view))
+        # Load the least-loaded node past the other: the redirect follows within a read period.
+        for _ in range(view[high] - view[low] + 1):
+            held.append(allocated(low, "alice", "alice-pass"))
+        wait_for(lambda: counts(cluster("c"))[low] > view[high], 3, "c sees %s's new load" % low)
+        got = alternate("c")
+        check(got == ("127.0.0.1", NODES[high][0].port),
+              "after loading %s, c redirected to %r, want %s (%r)"
+              % (low, got, high, counts(cluster("c"))))
+        print("after loading %s: redirects to %s (allocations %r)"
+              % (low, high, counts(cluster("c"))))
+    finally:
+        for c in held:
+            c.close()
+
+
 def test_kill():
     for node in "bc":
         check(set(counts(cluster(node))) == {"a", "b", "c"}, "a is in %s's view" % node)
@@ -161,6 +228,18 @@ def test_kill():
     check(set(counts(cluster("b"))) == {"b", "c"}, "b and c remain")
 
 
+def test_redis_away_static_alternate():
+    # Redis gone: once c's view is older than an entry lives, its 300 falls back to its static
+    # alternate-server (alice's key is still in c's credential cache from test_redirect).
+    R.kill()
+    wait_for(lambda: cluster("c").get("redis_ok") is False, 8, "c notices Redis is away")
+    doc = cluster("c")
+    check([n["id"] for n in doc["nodes"]] == ["c"] and doc["fleet"] is True,
+          "c alone without Redis: %r" % doc)
+    got = alternate("c")
+    check(got == ("203.0.113.20", 3478), "c's 300 without Redis names %r, want the static one" % (got,))
+
+
 def main():
     global R
     tests = tests_to_run()  # before Redis and uturnd: --list, a bad name
@@ -176,6 +255,8 @@ def main():
                 conf = ["realm = %s" % REALM, "node-id = %s" % node, userdb(r.port),
                         "allow-loopback-peers", "admin-listen = %s:%d" % admin,
                         "admin-token = %s" % TOKEN]
+                if node == "c":
+                    conf.append("alternate-server = 203.0.113.20:3478")
                 u = Uturnd(conf=conf, threads=1)
                 servers.append(u)
                 NODES[node] = (u, admin)
