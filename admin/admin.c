@@ -59,6 +59,7 @@ static const admin_route_t routes[] = {
     {ADMIN_GET, "/api/v1/cluster", ADMIN_R_RO, admin_h_cluster},
     {ADMIN_GET, "/api/v1/history", ADMIN_R_RO, admin_h_history},
     {ADMIN_GET, "/api/v1/allocations", ADMIN_R_RO, admin_h_allocs_list},
+    {ADMIN_DELETE, "/api/v1/allocations", 0, admin_h_allocs_kill_user},
     {ADMIN_GET, "/api/v1/allocations/*", ADMIN_R_RO, admin_h_alloc_get},
     {ADMIN_DELETE, "/api/v1/allocations/*", 0, admin_h_alloc_delete},
     {ADMIN_GET, "/api/v1/realms/*/users", ADMIN_R_RO, admin_h_users_list},

@@ -179,6 +179,9 @@ void admin_h_reload(admin_req_t *r);
 void admin_h_allocs_list(admin_req_t *r);
 void admin_h_alloc_get(admin_req_t *r);
 void admin_h_alloc_delete(admin_req_t *r);
+/* DELETE /api/v1/allocations?user=U: end U's allocations on this node and, in a fleet, on every
+ * node (the credential caches forget U too). */
+void admin_h_allocs_kill_user(admin_req_t *r);
 /* Forget `user` in every worker's credential cache (user NULL: the REST secret set) and, with
  * `terminate`, end that user's allocations on this node; then publish the same to the fleet's
  * other nodes (fleet_publish_forget: they apply it within a second). Returns how many ended here,

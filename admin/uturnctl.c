@@ -46,6 +46,7 @@ static void usage(FILE *f)
             "  allocations [--user U] [--limit N] [--cursor C]\n"
             "  allocation ID                  one allocation in detail\n"
             "  kill ID                        terminate an allocation\n"
+            "  kill --user USER               terminate USER's allocations on every node\n"
             "  user add USER --password PW    (PW '-' reads one line from stdin)\n"
             "  user del USER | user show USER | user list [--limit N] [--cursor C]\n"
             "  secret add [SECRET] | secret del ID | secret list\n"
@@ -344,6 +345,22 @@ static int cmd_cluster(void)
     printf("%lld node(s), %lld allocation(s), %lld bps%s\n", num(tot, "nodes"),
            num(tot, "allocations"), num(tot, "bps"),
            json_is_true(json_object_get(j, "fleet")) ? "" : " (not in a fleet: no redis-userdb)");
+    json_decref(j);
+    return 0;
+}
+
+static int cmd_kill_user(const char *user)
+{
+    char path[1024];
+    char *e = seg(user);
+    snprintf(path, sizeof(path), "/api/v1/allocations?user=%s", e);
+    curl_free(e);
+    json_t *j = call("DELETE", path, NULL, NULL);
+    if (opt.json)
+        print_json(j);
+    else
+        printf("%lld allocation(s) of '%s' terminated here%s\n", num(j, "terminated"), user,
+               json_is_true(json_object_get(j, "fleet")) ? "; the other nodes follow" : "");
     json_decref(j);
     return 0;
 }
@@ -667,6 +684,8 @@ static int dispatch(int argc, char **argv)
         return cmd_allocations(argc - 1, argv + 1);
     if (strcmp(c, "allocation") == 0 && argc == 2)
         return cmd_one_alloc("GET", argv[1]);
+    if (strcmp(c, "kill") == 0 && argc == 3 && strcmp(argv[1], "--user") == 0)
+        return cmd_kill_user(argv[2]);
     if (strcmp(c, "kill") == 0 && argc == 2)
         return cmd_one_alloc("DELETE", argv[1]);
     if (strcmp(c, "user") == 0)

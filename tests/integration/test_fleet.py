@@ -10,6 +10,8 @@
 - revoke: a Redis user with a live allocation on node b is deleted through node c's admin API; the
   allocation on b is gone within 1 s (measured from before the DELETE, printed), and b's own
   Refresh from that client no longer succeeds.
+- kill --user: `uturnctl kill --user carol` on node b ends carol's allocations on a and c within
+  1 s (measured, printed); carol can allocate again (only allocations were ended).
 - redirect: node c drains; its Allocates (UDP and TCP) get 300 naming the live node with the
   fewest allocations (a or b, whichever the view says); loaded past the other, the redirect moves
   to the other within a read period.
@@ -154,6 +156,29 @@ def test_revoke():
         check(code != 0, "bob's Refresh on b succeeded after the revocation")
     finally:
         c.close()
+
+
+def test_kill_user():
+    # Not a credential change: only the allocations, through `uturnctl kill --user` on b, of a
+    # user with one on a and one on c.
+    held = [allocated("a", "carol", "carol-pass"), allocated("c", "carol", "carol-pass")]
+    try:
+        wait_for(lambda: allocs_of("a", "carol") and allocs_of("c", "carol"), 3,
+                 "carol's allocations listed on a and c")
+        t0 = time.monotonic()
+        rc, out, err = ctl("b", "kill", "--user", "carol")
+        check(rc == 0 and "the other nodes follow" in out, "uturnctl kill --user: %d %s %s"
+              % (rc, out, err))
+        wait_for(lambda: not allocs_of("a", "carol") and not allocs_of("c", "carol"), 1.0,
+                 "carol's allocations on a and c end within 1 s of the kill on b")
+        took = time.monotonic() - t0
+        print("kill --user on b -> allocations on a and c gone in %.0f ms" % (took * 1000))
+        check(took < 1.0, "the kill took %.3f s" % took)
+        # The user itself is still there: a new allocation works.
+        held.append(allocated("a", "carol", "carol-pass"))
+    finally:
+        for c in held:
+            c.close()
 
 
 def alternate(node, user="alice", password="alice-pass", transport="udp"):
