@@ -61,6 +61,7 @@ struct fleet {
     int64_t bps;
     double cpu;
     int64_t dup_logged_ms, bad_logged_ms;
+    int clash_seen; /* writes in a row that found another instance's entry under our id */
 };
 
 static int64_t clock_ms(clockid_t id)
@@ -414,6 +415,29 @@ static void measure(fleet_t *f)
     f->prev_cpu_us = cpu_us;
 }
 
+/* Our entry as found just before we write it again: another instance's, two writes in a row,
+ * means another live process uses our node-id (once could be our own predecessor's, left by a
+ * crash). Logged as an error at most every FLEET_DUP_LOG_MS. */
+static void check_clash(fleet_t *f, const redisReply *rep)
+{
+    fleet_node_t other;
+    char err[160];
+    if (rep->type != REDIS_REPLY_STRING ||
+        fleet_node_decode(rep->str, rep->len, &other, err, sizeof(err)) != 0 ||
+        strcmp(other.instance, f->instance) == 0) {
+        f->clash_seen = 0;
+        return;
+    }
+    int64_t now = mono_ms();
+    if (++f->clash_seen >= 2 && now - f->dup_logged_ms > FLEET_DUP_LOG_MS) {
+        LOGE("fleet",
+             "node-id '%s' is used by another process too (instance %s, ours %s): give every "
+             "node its own node-id",
+             f->id, other.instance, f->instance);
+        f->dup_logged_ms = now;
+    }
+}
+
 /* With `write`, write our entry; then read every member of turn/nodes. Returns the ids
  * (freeReplyObject), or NULL (the connection was dropped). */
 static redisReply *write_entry(fleet_t *f, bool write)
@@ -443,16 +467,19 @@ static redisReply *write_entry(fleet_t *f, bool write)
     const char *zadd[4] = {"ZADD", FLEET_KEY_NODES, exp, f->id};
     const char *zrem[4] = {"ZREMRANGEBYSCORE", FLEET_KEY_NODES, "-inf", old};
     const char *zrange[4] = {"ZRANGE", FLEET_KEY_NODES, "0", max};
+    /* GET before SET: what another process with our node-id wrote since our last write. */
+    const char *get[2] = {"GET", key};
     int n = 0;
     if (write) {
+        redisAppendCommandArgv(f->cmd, 2, get, NULL);
         redisAppendCommandArgv(f->cmd, 5, set, NULL);
         redisAppendCommandArgv(f->cmd, 4, zadd, NULL);
         redisAppendCommandArgv(f->cmd, 4, zrem, NULL);
-        n = 3;
+        n = 4;
     }
     redisAppendCommandArgv(f->cmd, 4, zrange, NULL);
     n++;
-    redisReply *rep[4] = {0};
+    redisReply *rep[5] = {0};
     const char *why = NULL;
     for (int i = 0; i < n; i++) {
         void *r = NULL;
@@ -464,6 +491,8 @@ static redisReply *write_entry(fleet_t *f, bool write)
         if (rep[i]->type == REDIS_REPLY_ERROR && !why)
             why = rep[i]->str; /* READONLY: a demoted master */
     }
+    if (!why && write)
+        check_clash(f, rep[0]);
     redisReply *ids = NULL;
     if (!why && rep[n - 1]->type == REDIS_REPLY_ARRAY) {
         ids = rep[n - 1];
@@ -472,7 +501,7 @@ static redisReply *write_entry(fleet_t *f, bool write)
     char buf[256];
     if (why)
         snprintf(buf, sizeof(buf), "%s", why);
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 5; i++)
         if (rep[i])
             freeReplyObject(rep[i]);
     if (why)
@@ -526,14 +555,6 @@ static void read_view(fleet_t *f, const redisReply *ids)
                 f->bad_logged_ms = now;
             }
             continue;
-        }
-        if (strcmp(node->id, f->id) == 0 && strcmp(node->instance, f->instance) != 0 &&
-            now - f->dup_logged_ms > FLEET_DUP_LOG_MS) {
-            LOGE("fleet",
-                 "node-id '%s' is used by another process too (instance %s, ours %s): "
-                 "give every node its own node-id",
-                 f->id, node->instance, f->instance);
-            f->dup_logged_ms = now;
         }
         v->n++;
     }
@@ -603,11 +624,16 @@ static void *run(void *arg)
     }
     publish_queued(f);
     if (f->cmd) {
-        /* An orderly stop leaves the registry at once, not after the TTL. */
-        redisReply *r = redisCommand(f->cmd, "DEL %s%s", FLEET_KEY_NODE, f->id);
-        if (r)
-            freeReplyObject(r);
-        r = redisCommand(f->cmd, "ZREM %s %s", FLEET_KEY_NODES, f->id);
+        /* An orderly stop leaves the registry at once, not after the TTL; only the entry that is
+         * ours (another process may wrongly share our node-id: its entry stays). */
+        static const char lua[] =
+            "local v = redis.call('GET', KEYS[1]) "
+            "if v and string.find(v, ARGV[1], 1, true) then "
+            "redis.call('DEL', KEYS[1]) redis.call('ZREM', KEYS[2], ARGV[2]) end return 0";
+        char key[sizeof(FLEET_KEY_NODE) + FLEET_ID_MAX];
+        snprintf(key, sizeof(key), FLEET_KEY_NODE "%s", f->id);
+        const char *argv[7] = {"EVAL", lua, "2", key, FLEET_KEY_NODES, f->instance, f->id};
+        redisReply *r = redisCommandArgv(f->cmd, 7, argv, NULL);
         if (r)
             freeReplyObject(r);
     }

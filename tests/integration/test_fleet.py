@@ -15,6 +15,8 @@
 - redirect: node c drains; its Allocates (UDP and TCP) get 300 naming the live node with the
   fewest allocations (a or b, whichever the view says); loaded past the other, the redirect moves
   to the other within a read period.
+- node-id: a bad one is refused by --check-config with FILE:LINE; a second process with node-id b
+  makes both log the clash, and its stop leaves b's own entry in place.
 - kill: kill -9 node a; it is gone from b's and c's views within 3 s (measured, printed).
 - Redis away: once c has had no fresh view for longer than an entry lives, GET /api/v1/cluster
   lists c alone with redis_ok false and c's 300 names its static alternate-server again.
@@ -31,7 +33,7 @@ import time
 
 from test_admin import api
 from test_turn_redis import Redis, add_user, userdb
-from uturn import (BUILDDIR, TurnClient, Uturnd, check, free_port, get_attr, run, tests_to_run,
+from uturn import (BUILDDIR, UTURND, TurnClient, Uturnd, check, free_port, get_attr, run, tests_to_run,
                    wait_for)
 
 A_ALTERNATE_SERVER = 0x8023
@@ -152,6 +154,8 @@ def test_revoke():
         took = time.monotonic() - t0
         print("revocation on c -> allocation on b gone in %.0f ms" % (took * 1000))
         check(took < 1.0, "revocation took %.3f s" % took)
+        check("forgot user 'bob'; 1 allocation(s) ended" in NODES["b"][0].log(),
+              "b's log does not show the fleet event that ended bob's allocation")
         code, _ = c.refresh(600)
         check(code != 0, "bob's Refresh on b succeeded after the revocation")
     finally:
@@ -231,6 +235,36 @@ def test_redirect():
     finally:
         for c in held:
             c.close()
+
+
+def test_node_id_checked():
+    for bad in ("a b", "x" * 65, "a/b", "b\\u00e9"):
+        conf = os.path.join(NODES["a"][0].dir, "bad-node-id.conf")
+        with open(conf, "w") as f:
+            f.write("realm = %s\n\nnode-id = %s\n" % (REALM, bad))
+        p = subprocess.run([UTURND, "-c", conf, "--check-config"], capture_output=True, text=True,
+                           timeout=20)
+        check(p.returncode == 1 and "%s:3: 'node-id': must be 1 to 64 of" % conf in p.stderr,
+              "node-id = %s: exit %d, %r" % (bad, p.returncode, p.stderr))
+
+
+def test_duplicate_node_id():
+    # A second process calling itself b: both log it loudly; b's entry survives its stop.
+    dup = Uturnd(conf=["realm = %s" % REALM, "node-id = b", userdb(R.port)], threads=1)
+    try:
+        what = "node-id 'b' is used by another process too"
+        try:
+            wait_for(lambda: what in dup.log() and what in NODES["b"][0].log(), 5,
+                     "both processes named b log the clash")
+        except Exception:
+            print("DUP LOG", dup.log()[-3000:])
+            print("B LOG", NODES["b"][0].log()[-3000:])
+            raise
+    finally:
+        rc = dup.stop()
+        dup.assert_clean()
+        check(rc == 0, "the duplicate's exit status %d" % rc)
+    wait_for(lambda: "b" in counts(cluster("c")), 3, "b is still in c's view")
 
 
 def test_kill():
