@@ -53,6 +53,9 @@ struct fleet {
     /* The fleet thread's own. */
     redisContext *cmd, *sub;
     int next_sentinel;
+    redisContext *sent; /* with Sentinel: subscribed to +switch-master on one sentinel */
+    int sent_next;
+    int64_t sent_retry_at;
     bool outage_logged;
     int backoff_ms;
     int64_t retry_at, down_since;
@@ -281,6 +284,82 @@ static int connect_all(fleet_t *f)
     f->outage_logged = false;
     f->backoff_ms = FLEET_BACKOFF_MIN;
     return 0;
+}
+
+/* ---- Sentinel: +switch-master ---- */
+
+/* Subscribe to +switch-master on the first sentinel that answers (from the one after the last
+ * that failed), so a failover is followed as soon as the sentinels announce it rather than when
+ * the old master's connection breaks. Quiet: the master connection's outage is what is logged. */
+static void sentinel_connect(fleet_t *f)
+{
+    const redis_sentinel_cfg_t *sc = &f->rc.sentinel;
+    struct timeval tv = {FLEET_REDIS_MS / 1000, (FLEET_REDIS_MS % 1000) * 1000};
+    for (int k = 0; k < sc->n; k++) {
+        int i = (f->sent_next + k) % sc->n;
+        redisContext *c = redisConnectWithTimeout(sc->addr[i].ip, sc->addr[i].port, tv);
+        bool ok = c && !c->err;
+        redisReply *r = NULL;
+        if (ok) {
+            redisSetTimeout(c, tv);
+            if (sc->password) {
+                const char *argv[2] = {"AUTH", sc->password};
+                r = redisCommandArgv(c, 2, argv, NULL);
+                ok = r && r->type != REDIS_REPLY_ERROR;
+                if (r)
+                    freeReplyObject(r);
+            }
+        }
+        if (ok) {
+            r = redisCommand(c, "SUBSCRIBE +switch-master");
+            ok = r && r->type == REDIS_REPLY_ARRAY;
+            if (r)
+                freeReplyObject(r);
+        }
+        if (ok) {
+            f->sent = c;
+            f->sent_next = i;
+            return;
+        }
+        redisFree(c);
+    }
+    f->sent_next++;
+    f->sent_retry_at = mono_ms() + FLEET_BACKOFF_MAX;
+}
+
+static void read_sentinel(fleet_t *f)
+{
+    if (redisBufferRead(f->sent) != REDIS_OK) {
+        redisFree(f->sent);
+        f->sent = NULL;
+        f->sent_next++; /* another one next time */
+        f->sent_retry_at = mono_ms() + FLEET_BACKOFF_MIN;
+        return;
+    }
+    for (int i = 0; i < 64; i++) {
+        void *r = NULL;
+        if (redisGetReplyFromReader(f->sent, &r) != REDIS_OK || !r)
+            return;
+        redisReply *rep = r;
+        redis_sentinel_addr_t to;
+        if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 3 &&
+            rep->element[2]->type == REDIS_REPLY_STRING &&
+            redis_sentinel_parse_switch(rep->element[2]->str, rep->element[2]->len,
+                                        f->rc.sentinel.master, &to) == 0) {
+            char buf[REDIS_SENTINEL_IP_MAX + 8];
+            LOGI("fleet", "+switch-master: following the master to %s",
+                 redis_sentinel_addr_str(&to, buf, sizeof(buf)));
+            /* Reconnect now: the sentinels name the new master from here on. */
+            if (f->cmd)
+                redisFree(f->cmd);
+            if (f->sub)
+                redisFree(f->sub);
+            f->cmd = f->sub = NULL;
+            f->retry_at = mono_ms();
+            f->backoff_ms = FLEET_BACKOFF_MIN;
+        }
+        freeReplyObject(rep);
+    }
 }
 
 /* ---- events ---- */
@@ -594,6 +673,8 @@ static void *run(void *arg)
         int64_t now = mono_ms();
         if (!f->cmd && now >= f->retry_at)
             connect_all(f);
+        if (f->rc.sentinel.n > 0 && !f->sent && mono_ms() >= f->sent_retry_at)
+            sentinel_connect(f);
         now = mono_ms();
         if (now >= next_tick) {
             /* Half a read period early: ticks drift by the time they take. */
@@ -608,10 +689,13 @@ static void *run(void *arg)
         int64_t until = next_tick;
         if (!f->cmd && f->retry_at < until)
             until = f->retry_at;
+        if (f->rc.sentinel.n > 0 && !f->sent && f->sent_retry_at < until)
+            until = f->sent_retry_at;
         int timeout = until > now ? (int)(until - now) : 0;
-        struct pollfd p[2] = {{.fd = f->wake[0], .events = POLLIN},
-                              {.fd = f->sub ? f->sub->fd : -1, .events = POLLIN}};
-        int rc = poll(p, 2, timeout);
+        struct pollfd p[3] = {{.fd = f->wake[0], .events = POLLIN},
+                              {.fd = f->sub ? f->sub->fd : -1, .events = POLLIN},
+                              {.fd = f->sent ? f->sent->fd : -1, .events = POLLIN}};
+        int rc = poll(p, 3, timeout);
         if (rc <= 0)
             continue;
         if (p[0].revents) {
@@ -621,6 +705,8 @@ static void *run(void *arg)
         }
         if (f->sub && p[1].revents)
             read_sub(f);
+        if (f->sent && p[2].revents)
+            read_sentinel(f);
     }
     publish_queued(f);
     if (f->cmd) {
@@ -641,7 +727,9 @@ static void *run(void *arg)
         redisFree(f->cmd);
     if (f->sub)
         redisFree(f->sub);
-    f->cmd = f->sub = NULL;
+    if (f->sent)
+        redisFree(f->sent);
+    f->cmd = f->sub = f->sent = NULL;
     return NULL;
 }
 

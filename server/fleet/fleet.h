@@ -15,10 +15,12 @@
  * so an event is applied as soon as it arrives; the registry is written once a second and read
  * every FLEET_READ_MS.
  * With Sentinel the master is asked of the sentinels (redis_sentinel_ask_sync) at every connect,
- * and its ROLE checked; a failover breaks the connection (or answers READONLY), and the next
- * connect finds the new master. Reconnects back off from 0.5 s to 5 s; an outage is logged once.
- * Nothing on a worker's path waits for this thread: workers never call it, and what it does to
- * them (server_forget_user) is a posted task like the admin's.
+ * and its ROLE checked; a third connection, to one sentinel, is subscribed to +switch-master, and
+ * a switch for our master makes the thread reconnect at once; a failover that went unheard still
+ * breaks the connection (or answers READONLY), and the next connect finds the new master.
+ * Reconnects back off from 0.5 s to 5 s; an outage is logged once. Nothing on a worker's path waits
+ * for this thread: workers never call it, and what it does to them (server_forget_user) is a posted
+ * task like the admin's.
  */
 #ifndef UTURN_FLEET_H
 #define UTURN_FLEET_H

@@ -18,6 +18,9 @@
 - node-id: a bad one is refused by --check-config with FILE:LINE; a second process with node-id b
   makes both log the clash, and its stop leaves b's own entry in place.
 - kill: kill -9 node a; it is gone from b's and c's views within 3 s (measured, printed).
+- Sentinel: a fleet of two on a master three real sentinels watch; the master is killed, both
+  fleet threads follow +switch-master, see each other again through the new master, and a kill
+  --user on x ends the user's allocation on y within 1 s (figures printed).
 - Redis away: once c has had no fresh view for longer than an entry lives, GET /api/v1/cluster
   lists c alone with redis_ok false and c's 300 names its static alternate-server again.
 
@@ -32,6 +35,11 @@ import subprocess
 import time
 
 from test_admin import api
+from test_redis_sentinel import Fleet as SentinelSet
+from test_redis_sentinel import MASTER as SENTINEL_MASTER
+from test_redis_sentinel import REALM as SENTINEL_REALM
+from test_redis_sentinel import add_user as add_sentinel_user
+from test_redis_sentinel import cli, sentinel_command
 from test_turn_redis import Redis, add_user, userdb
 from uturn import (BUILDDIR, UTURND, TurnClient, Uturnd, check, free_port, get_attr, run, tests_to_run,
                    wait_for)
@@ -297,6 +305,80 @@ def test_redis_away_static_alternate():
           "c alone without Redis: %r" % doc)
     got = alternate("c")
     check(got == ("203.0.113.20", 3478), "c's 300 without Redis names %r, want the static one" % (got,))
+
+
+def test_sentinel_failover():
+    # A fleet of two (x, y) on a master that three real sentinels watch: the master is killed, the
+    # sentinels promote the replica, both fleet threads follow (+switch-master), the nodes see each
+    # other again, and a kill --user on x still ends the user's allocation on y within 1 s.
+    binary, _ = sentinel_command()
+    if binary is None:
+        print("SKIP test_sentinel_failover: no redis-sentinel (scripts/deps.sh test)")
+        return
+    with SentinelSet() as fl:
+        add_sentinel_user(fl.master_port, "erin", "erin-pass")
+        sentinels = ",".join("127.0.0.1:%d" % p for p in fl.sentinel_ports)
+        nodes = {}
+        try:
+            for node in "xy":
+                admin = ("127.0.0.1", free_port())
+                conf = ["realm = %s" % SENTINEL_REALM, "node-id = %s" % node,
+                        'redis-userdb = "sentinel=%s master=%s"' % (sentinels, SENTINEL_MASTER),
+                        "admin-listen = %s:%d" % admin, "admin-token = %s" % TOKEN]
+                nodes[node] = (Uturnd(conf=conf, threads=1), admin)
+
+            def view(node):
+                st, _, doc = api("GET", "/api/v1/cluster", token=TOKEN, server=nodes[node][1])
+                check(st == 200, "cluster on %s: %d" % (node, st))
+                return sorted(n["id"] for n in doc["nodes"])
+
+            wait_for(lambda: view("x") == ["x", "y"] and view("y") == ["x", "y"], 10,
+                     "x and y see each other through the master")
+            t_kill = time.monotonic()
+            fl.kill("master")
+            new = ("127.0.0.1", fl.replica_port)
+            wait_for(lambda: all(fl.master_of(p) == new for p in fl.sentinel_ports), 25,
+                     "the sentinels promote the replica", interval=0.1)
+            t_promoted = time.monotonic()
+            for node in "xy":
+                wait_for(lambda: "+switch-master: following the master to 127.0.0.1:%d"
+                         % fl.replica_port in nodes[node][0].log(), 10,
+                         "%s's fleet thread follows +switch-master" % node)
+            # The entries replicated from the old master are removed: only what x and y write
+            # to the new one can bring the views back.
+            rc, out = cli(fl.replica_port, "DEL", "turn/nodes", "turn/node/x", "turn/node/y")
+            check(rc == 0 and out != "0", "DEL on the new master: %d %r" % (rc, out))
+            wait_for(lambda: cli(fl.replica_port, "ZCARD", "turn/nodes")[1] == "2", 3,
+                     "x and y registered in the new master again")
+            # Views read from the new master after that (each is at most half a second old).
+            time_registered = time.monotonic()
+            wait_for(lambda: time.monotonic() - time_registered > 0.6 and view("x") == ["x", "y"]
+                     and view("y") == ["x", "y"], 3, "x and y see each other again")
+            print("sentinel failover: promoted %.1f s after the kill; both nodes registered in "
+                  "the new master %.1f s after the promotion"
+                  % (t_promoted - t_kill, time_registered - t_promoted))
+            c = TurnClient(nodes["y"][0], "erin", "erin-pass")
+            try:
+                check(c.allocate()[0] == 0, "erin allocates on y after the failover")
+                t0 = time.monotonic()
+                st, _, doc = api("DELETE", "/api/v1/allocations?user=erin", token=TOKEN,
+                                 server=nodes["x"][1])
+                check(st == 200 and doc["fleet"] is True, "kill erin on x: %d %r" % (st, doc))
+
+                def gone():
+                    st, _, d = api("GET", "/api/v1/allocations?user=erin", token=TOKEN,
+                                   server=nodes["y"][1])
+                    return st == 200 and d["allocations"] == []
+                wait_for(gone, 1.0, "erin's allocation on y ends within 1 s of the kill on x")
+                print("after the failover: kill on x -> allocation on y gone in %.0f ms"
+                      % ((time.monotonic() - t0) * 1000))
+            finally:
+                c.close()
+        finally:
+            for u, _ in nodes.values():
+                rc = u.stop()
+                u.assert_clean()
+                check(rc == 0, "exit status %d" % rc)
 
 
 def main():
