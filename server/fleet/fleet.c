@@ -21,12 +21,9 @@
 
 #include <hiredis/hiredis.h>
 
-#include "addrs.h"
 #include "alloc_query.h"
-#include "config.h"
 #include "log.h"
 #include "rand.h"
-#include "sockaddr_util.h"
 
 #define FLEET_QUEUE_MAX 256   /* events waiting to be published */
 #define FLEET_REDIS_MS 1000   /* connect and reply timeout of the fleet's connections */
@@ -67,98 +64,11 @@ struct fleet {
     int clash_seen; /* writes in a row that found another instance's entry under our id */
 };
 
-static int64_t clock_ms(clockid_t id)
-{
-    struct timespec ts;
-    clock_gettime(id, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t mono_ms(void) { return clock_ms(CLOCK_MONOTONIC); }
-static int64_t unix_ms(void) { return clock_ms(CLOCK_REALTIME); }
+static int64_t mono_ms(void) { return fleet_clock_ms(CLOCK_MONOTONIC); }
+static int64_t unix_ms(void) { return fleet_clock_ms(CLOCK_REALTIME); }
 
 int fleet_enabled(const fleet_t *f) { return f && f->enabled; }
 const char *fleet_node_id(const fleet_t *f) { return f->id; }
-
-/* node-id, or the host name made into one (a host name's alphabet is a node-id's, save
- * oddities). */
-static void node_id(const cfg_t *cfg, char out[FLEET_ID_MAX + 1])
-{
-    if (cfg->node_id) {
-        snprintf(out, FLEET_ID_MAX + 1, "%s", cfg->node_id);
-        return;
-    }
-    char h[256] = "";
-    if (gethostname(h, sizeof(h) - 1) != 0 || !h[0])
-        snprintf(h, sizeof(h), "uturn");
-    h[FLEET_ID_MAX] = 0;
-    for (char *p = h; *p; p++)
-        if (!fleet_id_valid(p, 1))
-            *p = '-';
-    snprintf(out, FLEET_ID_MAX + 1, "%s", h);
-}
-
-/* What clients reach for `sa`: external-ip's PUBLIC for PUBLIC/PRIVATE naming it, or a bare
- * PUBLIC of the same family. */
-static void external(const cfg_t *cfg, sa_any_t *sa)
-{
-    for (size_t i = 0; i < cfg->external_ip.n; i++) {
-        char buf[128];
-        snprintf(buf, sizeof(buf), "%s", cfg->external_ip.v[i]);
-        char *slash = strchr(buf, '/');
-        struct sockaddr_storage pub, priv;
-        if (slash)
-            *slash = 0;
-        if (sa_parse_ip(buf, sa_port(&sa->sa), &pub) != 0 || pub.ss_family != sa->sa.sa_family)
-            continue;
-        if (slash && (sa_parse_ip(slash + 1, 0, &priv) != 0 ||
-                      !sa_equal_ip((struct sockaddr *)&priv, &sa->sa)))
-            continue;
-        memcpy(sa, &pub, sa_len((struct sockaddr *)&pub));
-        return;
-    }
-}
-
-static void add_addr(fleet_node_t *n, int t, const struct sockaddr *ip, int port, const cfg_t *cfg)
-{
-    if (n->naddr[t] >= FLEET_ADDRS_PER || port <= 0)
-        return;
-    sa_any_t sa;
-    memcpy(&sa, ip, sa_len(ip));
-    sa_set_port(&sa.sa, (uint16_t)port);
-    external(cfg, &sa);
-    char buf[SA_STRLEN];
-    sa_format(&sa.sa, buf, sizeof(buf));
-    for (int i = 0; i < n->naddr[t]; i++)
-        if (strcmp(n->addr[t][i], buf) == 0)
-            return;
-    snprintf(n->addr[t][n->naddr[t]++], FLEET_ADDR_MAX, "%s", buf);
-}
-
-void fleet_local(server_t *s, fleet_node_t *out)
-{
-    const cfg_t *c = s->cfg;
-    memset(out, 0, sizeof(*out));
-    node_id(c, out->id);
-    snprintf(out->version, sizeof(out->version), "%s", PACKAGE_VERSION);
-    stats_snapshot_t st;
-    server_stats(s, &st);
-    out->allocations = st.allocations > 0 ? (int64_t)st.allocations : 0;
-    out->quota = atomic_load(&s->shared.turn.live)->total_quota;
-    out->draining = server_draining(s) != 0;
-    out->ts_ms = unix_ms();
-    for (size_t i = 0; i < s->naddrs; i++) {
-        const struct sockaddr *ip = (const struct sockaddr *)&s->addrs[i];
-        if (!c->no_udp)
-            add_addr(out, FLEET_UDP, ip, c->listening_port, c);
-        if (!c->no_tcp)
-            add_addr(out, FLEET_TCP, ip, c->listening_port, c);
-        if (s->shared.tls.tls)
-            add_addr(out, FLEET_TLS, ip, c->tls_listening_port, c);
-        if (s->shared.tls.dtls)
-            add_addr(out, FLEET_DTLS, ip, c->tls_listening_port, c);
-    }
-}
 
 /* ---- the view ---- */
 
@@ -180,52 +90,9 @@ fleet_view_t *fleet_view_get(fleet_t *f)
     return v;
 }
 
-/* The engine's 300 Try Alternate names, per client family and transport, the live node with the
- * most headroom (total-quota less allocations; no quota counts as FLEET_ROOM_UNLIMITED), this
- * one and draining ones left out; ties go to the lowest id. No view: none (the static lists). */
-#define FLEET_ROOM_UNLIMITED 1000000000
-static void pick_alternates(fleet_t *f, const fleet_view_t *v)
-{
-    sa_any_t alt[2][ADDRS_TRANSPORTS];
-    bool has[2][ADDRS_TRANSPORTS];
-    int64_t best[2][ADDRS_TRANSPORTS];
-    memset(alt, 0, sizeof(alt));
-    memset(has, 0, sizeof(has));
-    memset(best, 0, sizeof(best));
-    /* FLEET_UDP..FLEET_DTLS are the engine's TURN_UDP..TURN_DTLS, in order. */
-    for (size_t i = 0; v && i < v->n; i++) {
-        const fleet_node_t *n = &v->nodes[i];
-        int64_t room = (n->quota > 0 ? n->quota : FLEET_ROOM_UNLIMITED) - n->allocations;
-        if (strcmp(n->id, f->id) == 0 || n->draining || room <= 0)
-            continue;
-        for (int t = 0; t < FLEET_NTRANSPORTS && t < ADDRS_TRANSPORTS; t++) {
-            for (int k = 0; k < n->naddr[t]; k++) {
-                struct sockaddr_storage ss;
-                size_t nb;
-                if (sa_parse_hostport(n->addr[t][k], 0, &ss) != 0)
-                    continue;
-                const uint8_t *b = sa_ip_bytes((struct sockaddr *)&ss, &nb);
-                size_t zero = 0;
-                while (b && zero < nb && b[zero] == 0)
-                    zero++;
-                if (!b || zero == nb || sa_port((struct sockaddr *)&ss) == 0)
-                    continue; /* a wildcard or no port names nobody */
-                int fi = ss.ss_family == AF_INET6 ? 1 : 0;
-                if (!has[fi][t] || room > best[fi][t]) {
-                    memcpy(&alt[fi][t], &ss, sa_len((struct sockaddr *)&ss));
-                    has[fi][t] = true;
-                    best[fi][t] = room;
-                }
-            }
-        }
-    }
-    addrs_fleet_set(&f->s->shared.turn.addrs, (const sa_any_t(*)[ADDRS_TRANSPORTS])alt,
-                    (const bool(*)[ADDRS_TRANSPORTS])has);
-}
-
 static void view_set(fleet_t *f, fleet_view_t *v)
 {
-    pick_alternates(f, v);
+    fleet_pick_alternates(f->s, f->id, v);
     pthread_mutex_lock(&f->lock);
     fleet_view_t *old = f->view;
     f->view = v;
@@ -742,7 +609,7 @@ int fleet_start(server_t *s, fleet_t **out, char *err, size_t errlen)
     }
     f->s = s;
     f->wake[0] = f->wake[1] = -1;
-    node_id(s->cfg, f->id);
+    fleet_default_id(s->cfg, f->id);
     uint8_t inst[FLEET_INSTANCE_LEN / 2];
     rand_bytes(inst, sizeof(inst));
     for (size_t i = 0; i < sizeof(inst); i++)
@@ -787,7 +654,7 @@ void fleet_stop(fleet_t *f)
         ssize_t w = write(f->wake[1], "s", 1);
         (void)w;
         pthread_join(f->thread, NULL);
-        pick_alternates(f, NULL); /* the workers outlive us: back to the static lists */
+        fleet_pick_alternates(f->s, f->id, NULL); /* workers outlive us: the static lists */
     }
     for (size_t i = 0; i < f->nqueue; i++)
         free(f->queue[i]);

@@ -11,7 +11,8 @@
  *   turn/nonce-secret     STRING  64 hex digits, set once with NX by the first node to start
  *
  * One fleet thread per node owns two synchronous hiredis connections to the master (commands, and
- * the SUBSCRIBE), both with timeouts; it waits in poll() on the subscription and a wake-up pipe,
+ * the SUBSCRIBE), both with timeouts (hiredis' synchronous API: the thread is ours to block, and
+ * nothing else waits on it); it waits in poll() on the subscription and a wake-up pipe,
  * so an event is applied as soon as it arrives; the registry is written once a second and read
  * every FLEET_READ_MS.
  * With Sentinel the master is asked of the sentinels (redis_sentinel_ask_sync) at every connect,
@@ -139,6 +140,8 @@ void fleet_publish_forget(fleet_t *f, const char *user, size_t ulen, bool termin
 /* The last cluster view (a reference: fleet_view_put it), or NULL when none was read yet or f is
  * NULL / not enabled. Any thread. */
 fleet_view_t *fleet_view_get(fleet_t *f);
+/* Drop a reference fleet_view_get gave; the last one frees the view. NULL is a no-op. Any
+ * thread. */
 void fleet_view_put(fleet_view_t *v);
 
 #endif
