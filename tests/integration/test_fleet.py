@@ -12,8 +12,8 @@
   Refresh from that client no longer succeeds.
 - kill --user: `uturnctl kill --user carol` on node b ends carol's allocations on a and c within
   1 s (measured, printed); carol can allocate again (only allocations were ended).
-- redirect: node c drains; its Allocates (UDP and TCP) get 300 naming the live node with the
-  fewest allocations (a or b, whichever the view says); loaded past the other, the redirect moves
+- redirect: node c drains; its Allocates (UDP, TCP and TLS: TLS to the node's TLS port) get 300
+  naming the live node with the fewest allocations (a or b, whichever the view says); loaded past the other, the redirect moves
   to the other within a read period.
 - node-id: a bad one is refused by --check-config with FILE:LINE; a second process with node-id b
   makes both log the clash, and its stop leaves b's own entry in place.
@@ -28,10 +28,12 @@ The tests run in this order on one fleet (kill and Redis away last: they take a 
 """
 import json
 import os
+import shutil
 import signal
 import socket
 import struct
 import subprocess
+import tempfile
 import time
 
 from test_admin import api
@@ -41,8 +43,8 @@ from test_redis_sentinel import REALM as SENTINEL_REALM
 from test_redis_sentinel import add_user as add_sentinel_user
 from test_redis_sentinel import cli, sentinel_command
 from test_turn_redis import Redis, add_user, userdb
-from uturn import (BUILDDIR, UTURND, TurnClient, Uturnd, check, free_port, get_attr, run, tests_to_run,
-                   wait_for)
+from uturn import (BUILDDIR, UTURND, TurnClient, Uturnd, check, free_port, get_attr, make_cert,
+                   run, tests_to_run, wait_for)
 
 A_ALTERNATE_SERVER = 0x8023
 
@@ -96,6 +98,8 @@ def test_cluster():
                 u = NODES[n["id"]][0]
                 check(n["addresses"]["udp"] == ["127.0.0.1:%d" % u.port]
                       and n["addresses"]["tcp"] == ["127.0.0.1:%d" % u.port]
+                      and n["addresses"]["tls"] == ["127.0.0.1:%d" % u.tls_port]
+                      and n["addresses"]["dtls"] == ["127.0.0.1:%d" % u.tls_port]
                       and n["draining"] is False and isinstance(n["cpu"], float)
                       and 0 <= n["age_ms"] < 3000 and n["version"] and n["started"],
                       "entry of %s as %s sees it: %r" % (n["id"], node, n))
@@ -225,9 +229,11 @@ def test_redirect():
             view = counts(cluster("c"))
         low, high = sorted("ab", key=lambda n: view[n])
         wait_for(lambda: cluster("c")["nodes"][2]["draining"] is True, 3, "c's entry says draining")
-        for transport in ("udp", "tcp"):
+        for transport in ("udp", "tcp", "tls"):
+            # A TLS client is sent to the node's TLS port, the others to its UDP/TCP port.
+            port = NODES[low][0].tls_port if transport == "tls" else NODES[low][0].port
             got = alternate("c", transport=transport)
-            check(got == ("127.0.0.1", NODES[low][0].port),
+            check(got == ("127.0.0.1", port),
                   "c redirected %s to %r, want %s (allocations %r)" % (transport, got, low, view))
         print("draining c redirects to %s (allocations %r)" % (low, view))
         # Load the least-loaded node past the other: the redirect follows within a read period.
@@ -390,6 +396,7 @@ def main():
         add_user(r, "alice", "alice-pass")
         add_user(r, "carol", "carol-pass")
         servers = []
+        tmp = tempfile.mkdtemp(prefix="uturn-fleet-")
         try:
             for node in "abc":
                 admin = ("127.0.0.1", free_port())
@@ -398,6 +405,9 @@ def main():
                         "admin-token = %s" % TOKEN]
                 if node == "c":
                     conf.append("alternate-server = 203.0.113.20:3478")
+                # TLS on every node: a TLS client is redirected to a TLS address.
+                cert, key = make_cert(os.path.join(tmp, "cert-" + node), "uturn-" + node)
+                conf += ["cert = " + cert, "pkey = " + key]
                 u = Uturnd(conf=conf, threads=1)
                 servers.append(u)
                 NODES[node] = (u, admin)
@@ -408,6 +418,7 @@ def main():
             except SystemExit as e:
                 code = e.code
         finally:
+            shutil.rmtree(tmp, ignore_errors=True)
             for u in servers:
                 killed = u.proc.poll() is not None  # node a after test_kill
                 rc = u.stop()
