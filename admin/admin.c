@@ -56,8 +56,10 @@ static const admin_route_t routes[] = {
     {ADMIN_GET, "/ui/*", ADMIN_R_PUBLIC, admin_h_ui},
     {ADMIN_GET, "/api/v1/whoami", ADMIN_R_RO, admin_h_whoami},
     {ADMIN_GET, "/api/v1/stats", ADMIN_R_RO, admin_h_stats},
+    {ADMIN_GET, "/api/v1/cluster", ADMIN_R_RO, admin_h_cluster},
     {ADMIN_GET, "/api/v1/history", ADMIN_R_RO, admin_h_history},
     {ADMIN_GET, "/api/v1/allocations", ADMIN_R_RO, admin_h_allocs_list},
+    {ADMIN_DELETE, "/api/v1/allocations", 0, admin_h_allocs_kill_user},
     {ADMIN_GET, "/api/v1/allocations/*", ADMIN_R_RO, admin_h_alloc_get},
     {ADMIN_DELETE, "/api/v1/allocations/*", 0, admin_h_alloc_delete},
     {ADMIN_GET, "/api/v1/usage", ADMIN_R_RO, admin_h_usage},
@@ -604,6 +606,12 @@ fail:;
 
 int admin_start(server_t *s, struct admin **out, char *err, size_t errlen)
 {
+    return admin_start_fleet(s, NULL, out, err, errlen);
+}
+
+int admin_start_fleet(server_t *s, struct fleet *fleet, struct admin **out, char *err,
+                      size_t errlen)
+{
     *out = NULL;
     int rc;
     /* admin-token and the connection limits were checked with the rest of the config
@@ -614,6 +622,7 @@ int admin_start(server_t *s, struct admin **out, char *err, size_t errlen)
         return -ENOMEM;
     }
     a->s = s;
+    a->fleet = fleet;
     a->fd = -1;
     a->start_unix_ms = admin_unix_ms();
     a->start_hr = uv_hrtime();

@@ -20,6 +20,11 @@ struct admin;
  * at least one admin-token. Returns 0 and *out, or -errno with a message naming the setting or
  * address at fault in `err` (nothing is left running). Main thread. `s` must outlive the admin. */
 int admin_start(server_t *s, struct admin **out, char *err, size_t errlen);
+struct fleet;
+/* admin_start for a node in a fleet (server/fleet/fleet.h): GET /api/v1/cluster shows the fleet's
+ * view, and credential changes and revocations are also published to the other nodes. `f` (may be
+ * NULL: admin_start) must outlive the admin. */
+int admin_start_fleet(server_t *s, struct fleet *f, struct admin **out, char *err, size_t errlen);
 /* The admin settings' own checks (admin-listen's syntax; admin-token is cfg_validate's), given to
  * server_start and server_check as their server_check_fn so the start, --check-config and every
  * reload run them: 0, or -1 with "FILE:LINE: 'admin-listen': ..." in `err`. Any thread. */

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fleet.h"
 #include "sockaddr_util.h"
 
 #define LIST_MAX 1000
@@ -279,8 +280,30 @@ void admin_h_alloc_delete(admin_req_t *r)
     admin_reply_json(r, 200, json_pack("{s:s,s:b}", "id", id_s, "terminated", 1));
 }
 
+void admin_h_allocs_kill_user(admin_req_t *r)
+{
+    char user[ALLOC_VIEW_USER_MAX + 1];
+    bool bad = false;
+    const char *u = admin_query(r, "user", user, sizeof(user), &bad);
+    if (bad || !u) {
+        admin_reply_error(r, 400, "bad_parameter",
+                          bad ? "'user' is too long or badly escaped" : "'user' is required");
+        return;
+    }
+    if (admin_check_name(r, "user", u, strlen(u), ALLOC_VIEW_USER_MAX) != 0)
+        return;
+    long n = admin_forget_user(r, u, strlen(u), true);
+    if (n < 0)
+        return;
+    admin_reply_json(r, 200,
+                     json_pack("{s:s,s:I,s:b}", "user", u, "terminated", (json_int_t)n, "fleet",
+                               fleet_enabled(r->a->fleet)));
+}
+
 long admin_forget_user(admin_req_t *r, const char *user, size_t ulen, bool terminate)
 {
+    /* The other nodes first: their round trip through Redis overlaps ours to the workers. */
+    fleet_publish_forget(r->a->fleet, user, ulen, terminate);
     long n = server_forget_user(r->a->s, user, ulen, terminate);
     if (n < 0) {
         admin_call_error(r, (int)n);

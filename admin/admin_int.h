@@ -55,6 +55,7 @@ typedef struct admin {
     uint64_t deadline_ms;
     uint64_t cut;             /* connections shut down at the deadline (under conns_lock) */
     admin_history_t *history; /* NULL when it could not start (out of memory) */
+    struct fleet *fleet;      /* NULL without one (fuzzers); fleet_enabled 0 for a node alone */
 } admin_t;
 
 enum admin_method {
@@ -180,9 +181,13 @@ void admin_h_alloc_get(admin_req_t *r);
 /* GET /api/v1/usage?user=NAME: a user's relayed traffic on this node, live and ended. */
 void admin_h_usage(admin_req_t *r);
 void admin_h_alloc_delete(admin_req_t *r);
+/* DELETE /api/v1/allocations?user=U: end U's allocations on this node and, in a fleet, on every
+ * node (the credential caches forget U too). */
+void admin_h_allocs_kill_user(admin_req_t *r);
 /* Forget `user` in every worker's credential cache (user NULL: the REST secret set) and, with
- * `terminate`, end that user's allocations on this node. Returns how many ended, or -1 after
- * answering an error (workers did not answer). */
+ * `terminate`, end that user's allocations on this node; then publish the same to the fleet's
+ * other nodes (fleet_publish_forget: they apply it within a second). Returns how many ended here,
+ * or -1 after answering an error (workers did not answer). */
 long admin_forget_user(admin_req_t *r, const char *user, size_t ulen, bool terminate);
 /* admin_users.c */
 void admin_h_users_list(admin_req_t *r);
@@ -192,6 +197,8 @@ void admin_h_user_delete(admin_req_t *r);
 void admin_h_secrets_list(admin_req_t *r);
 void admin_h_secret_add(admin_req_t *r);
 void admin_h_secret_delete(admin_req_t *r);
+/* admin_cluster.c: GET /api/v1/cluster. */
+void admin_h_cluster(admin_req_t *r);
 /* admin_creds.c */
 void admin_h_credentials(admin_req_t *r);
 void admin_h_turn_credentials(admin_req_t *r);

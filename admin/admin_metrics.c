@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "fleet.h"
 
 /* ---- figures ---- */
 
@@ -302,6 +303,27 @@ static void render_workers(out_t *o, server_t *s)
     free(ws);
 }
 
+/* The fleet as this node last read it (server/fleet): one series per live node, bounded by
+ * FLEET_NODES_MAX. A node alone counts itself. */
+static void render_cluster(out_t *o, admin_t *a)
+{
+    fleet_view_t *v = fleet_view_get(a->fleet);
+    head(o, "uturn_cluster_nodes", "gauge", "Live nodes in the fleet (this one alone without it).");
+    put(o, "uturn_cluster_nodes %zu\n", v ? v->n : 1);
+    head(o, "uturn_cluster_node_allocations", "gauge", "Current allocations per live node.");
+    if (v) {
+        for (size_t i = 0; i < v->n; i++)
+            put(o, "uturn_cluster_node_allocations{node=\"%s\"} %lld\n", v->nodes[i].id,
+                (long long)v->nodes[i].allocations);
+    } else {
+        fleet_node_t me;
+        fleet_local(a->s, &me);
+        put(o, "uturn_cluster_node_allocations{node=\"%s\"} %lld\n", me.id,
+            (long long)me.allocations);
+    }
+    fleet_view_put(v);
+}
+
 static void render(admin_t *a, out_t *o)
 {
     figures_t f;
@@ -312,6 +334,7 @@ static void render(admin_t *a, out_t *o)
     render_net(o, &f.all);
     render_ports_redis(o, &f);
     render_workers(o, a->s);
+    render_cluster(o, a);
 }
 
 void admin_h_metrics(admin_req_t *r)

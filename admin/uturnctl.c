@@ -40,11 +40,13 @@ static void usage(FILE *f)
             "                [--timeout SECONDS] COMMAND [ARGS]\n"
             "commands:\n"
             "  stats                          live statistics\n"
+            "  cluster                        the fleet's live nodes (GET /api/v1/cluster)\n"
             "  health | ready                 /healthz, /readyz\n"
             "  metrics                        Prometheus text\n"
             "  allocations [--user U] [--limit N] [--cursor C]\n"
             "  allocation ID                  one allocation in detail\n"
             "  kill ID                        terminate an allocation\n"
+            "  kill --user USER               terminate USER's allocations on every node\n"
             "  user add USER --password PW    (PW '-' reads one line from stdin)\n"
             "  user del USER | user show USER | user list [--limit N] [--cursor C]\n"
             "  secret add [SECRET] | secret del ID | secret list\n"
@@ -308,6 +310,57 @@ static int cmd_stats(void)
             printf("redis          %lld of %lld workers connected\n", num(rd, "workers_up"),
                    num(j, "workers"));
     }
+    json_decref(j);
+    return 0;
+}
+
+/* One line per live node, then the totals; the first address of each client transport. */
+static int cmd_cluster(void)
+{
+    json_t *j = call("GET", "/api/v1/cluster", NULL, NULL);
+    if (opt.json) {
+        print_json(j);
+        json_decref(j);
+        return 0;
+    }
+    json_t *nodes = json_object_get(j, "nodes"), *tot = json_object_get(j, "totals");
+    printf("%-20s %11s %12s %6s %8s %7s  %s\n", "NODE", "ALLOCATIONS", "BPS", "CPU", "DRAINING",
+           "AGE_MS", "ADDRESSES");
+    for (size_t i = 0; i < json_array_size(nodes); i++) {
+        json_t *n = json_array_get(nodes, i), *ad = json_object_get(n, "addresses");
+        char addrs[256] = "";
+        size_t used = 0;
+        static const char *const tr[] = {"udp", "tcp", "tls", "dtls"};
+        for (size_t t = 0; t < 4; t++) {
+            const char *a = json_string_value(json_array_get(json_object_get(ad, tr[t]), 0));
+            if (a && used < sizeof(addrs))
+                used += (size_t)snprintf(addrs + used, sizeof(addrs) - used, "%s%s %s",
+                                         used ? ", " : "", tr[t], a);
+        }
+        printf("%-20s %11lld %12lld %6.2f %8s %7lld  %s\n", str(n, "id"), num(n, "allocations"),
+               num(n, "bps"), json_number_value(json_object_get(n, "cpu")),
+               json_is_true(json_object_get(n, "draining")) ? "yes" : "no", num(n, "age_ms"),
+               addrs);
+    }
+    printf("%lld node(s), %lld allocation(s), %lld bps%s\n", num(tot, "nodes"),
+           num(tot, "allocations"), num(tot, "bps"),
+           json_is_true(json_object_get(j, "fleet")) ? "" : " (not in a fleet: no redis-userdb)");
+    json_decref(j);
+    return 0;
+}
+
+static int cmd_kill_user(const char *user)
+{
+    char path[1024];
+    char *e = seg(user);
+    snprintf(path, sizeof(path), "/api/v1/allocations?user=%s", e);
+    curl_free(e);
+    json_t *j = call("DELETE", path, NULL, NULL);
+    if (opt.json)
+        print_json(j);
+    else
+        printf("%lld allocation(s) of '%s' terminated here%s\n", num(j, "terminated"), user,
+               json_is_true(json_object_get(j, "fleet")) ? "; the other nodes follow" : "");
     json_decref(j);
     return 0;
 }
@@ -619,6 +672,8 @@ static int dispatch(int argc, char **argv)
         return probe_main(argc - 1, argv + 1, opt.json);
     if (strcmp(c, "stats") == 0 && argc == 1)
         return cmd_stats();
+    if (strcmp(c, "cluster") == 0 && argc == 1)
+        return cmd_cluster();
     if (strcmp(c, "health") == 0 && argc == 1)
         return cmd_simple("GET", "/healthz");
     if (strcmp(c, "ready") == 0 && argc == 1)
@@ -629,6 +684,8 @@ static int dispatch(int argc, char **argv)
         return cmd_allocations(argc - 1, argv + 1);
     if (strcmp(c, "allocation") == 0 && argc == 2)
         return cmd_one_alloc("GET", argv[1]);
+    if (strcmp(c, "kill") == 0 && argc == 3 && strcmp(argv[1], "--user") == 0)
+        return cmd_kill_user(argv[2]);
     if (strcmp(c, "kill") == 0 && argc == 2)
         return cmd_one_alloc("DELETE", argv[1]);
     if (strcmp(c, "user") == 0)

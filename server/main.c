@@ -3,6 +3,10 @@
  * drain-exit), stop them in the reverse order, exit 0 on an orderly stop and 1 on a startup error
  * (the message names the key or address at fault). Only this file knows both server/ and admin/:
  * the admin reaches the server through server.h, and the server never calls up into the admin.
+ * With redis-userdb the node also joins its fleet (server/fleet): the nonce secret is agreed on
+ * before the workers start (so their first 401 already carries the fleet's), the fleet thread
+ * starts after the server and before the admin (which publishes revocations through it), and
+ * stops after the admin and before the server.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -13,6 +17,7 @@
 #include "admin.h"
 #include "cfg.h"
 #include "config.h"
+#include "fleet.h"
 #include "log.h"
 #include "server.h"
 
@@ -72,13 +77,24 @@ int main(int argc, char **argv)
         cfg_free(&cfg);
         return 1;
     }
+    /* Before any worker can answer a 401: a nonce made on one node validates on the others. */
+    int nrc = fleet_nonce_agree(&cfg, FLEET_NONCE_WAIT_MS, cfg.nonce_agreed, err, sizeof(err));
+    if (nrc == 0)
+        LOGI("fleet", "nonce secret: the fleet's (from Redis)");
+    else if (nrc < 0)
+        LOGW("fleet",
+             "nonce secret: a random one of this node's (Redis: %s); set nonce-secret "
+             "on every node for nonces that validate fleet-wide",
+             err);
     server_t srv;
     struct admin *admin = NULL;
+    fleet_t *fleet = NULL;
     int status = 0;
     /* The admin binds after the workers and before server_run, which sends systemd READY=1: READY
      * comes only once every listener, the admin's included, is bound. */
     if (server_start(&srv, &cfg, admin_check, argc, argv, err, sizeof(err)) != 0 ||
-        (cfg.admin_listen && admin_start(&srv, &admin, err, sizeof(err)) != 0)) {
+        fleet_start(&srv, &fleet, err, sizeof(err)) != 0 ||
+        (cfg.admin_listen && admin_start_fleet(&srv, fleet, &admin, err, sizeof(err)) != 0)) {
         LOGE("start", "%s", err);
         status = 1;
     } else {
@@ -87,6 +103,7 @@ int main(int argc, char **argv)
     /* The admin first: a request in progress may be waiting on a worker, which must still
      * answer. */
     admin_stop(admin);
+    fleet_stop(fleet);
     server_close(&srv);
     if (status == 0)
         LOGI("exit", "stopped cleanly");

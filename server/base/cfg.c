@@ -527,6 +527,13 @@ int cfg_validate(const cfg_t *c, char *err, size_t errlen)
                         "'cert' and 'pkey' go together: set both (or neither) for TLS/DTLS");
     if (!c->realm || !*c->realm || strlen(c->realm) > 127)
         return cfg_fail(c, "realm", 0, err, errlen, "must be 1 to 127 bytes (RFC 8489 §14.9)");
+    if (c->node_id) {
+        size_t n = strlen(c->node_id);
+        if (n < 1 || n > 64 ||
+            strspn(c->node_id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                               "0123456789._-") != n)
+            return cfg_fail(c, "node-id", 0, err, errlen, "must be 1 to 64 of A-Z a-z 0-9 . _ -");
+    }
     if (check_admin_tokens(c, err, errlen) != 0)
         return -1;
     if (c->admin_connections_per_ip >= c->admin_connections_max)

@@ -47,6 +47,11 @@ typedef struct cfg {
     int stale_nonce;
     int max_allocate_lifetime;
     char *nonce_secret;
+    char *node_id; /* the fleet registry's name for this node; NULL: the host name */
+    /* Not a key: the nonce secret the fleet agreed on in Redis (server/fleet), set by the
+     * composition root before server_start when nonce-secret is unset; "" when none. Used as
+     * nonce-secret would be. */
+    char nonce_agreed[65];
     bool userhash;
     int redis_pending_per_ip, redis_pending_max, redis_cache_users, redis_cache_unknown;
     /* TLS */

@@ -68,6 +68,9 @@ const cfg_entry_t cfg_table[] = {
      "nonce lifetime in seconds"},
     {"max-allocate-lifetime", CFG_INT, OFF(max_allocate_lifetime), "3600", 600, 86400, NULL,
      CFG_F_RELOAD, "longest allocation lifetime granted, seconds"},
+    {"node-id", CFG_STR, OFF(node_id), NULL, 0, 0, NULL, 0,
+     "this node's name in the fleet registry (with redis-userdb): 1-64 of [A-Za-z0-9._-]; unique "
+     "per node. Default: the host name (ours)"},
     {"nonce-secret", CFG_STR, OFF(nonce_secret), NULL, 0, 0, NULL, CFG_F_SECRET,
      "secret behind the stateless nonces; set the same on every node behind one name (ours). "
      "Default: random at start"},

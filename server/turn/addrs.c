@@ -108,6 +108,30 @@ const struct sockaddr *addrs_alternate(addrs_t *a, int secure)
     return &list[i % n].sa;
 }
 
+void addrs_fleet_set(addrs_t *a, const sa_any_t alt[2][ADDRS_TRANSPORTS],
+                     const bool has[2][ADDRS_TRANSPORTS])
+{
+    if (!a->fleet_lock_ready)
+        return;
+    pthread_mutex_lock(&a->fleet_lock);
+    memcpy(a->fleet_alt, alt, sizeof(a->fleet_alt));
+    memcpy(a->fleet_has, has, sizeof(a->fleet_has));
+    pthread_mutex_unlock(&a->fleet_lock);
+}
+
+int addrs_fleet_alternate(addrs_t *a, int family, int transport, sa_any_t *out)
+{
+    int f = family == AF_INET6 ? 1 : 0;
+    if (!a->fleet_lock_ready || transport < 0 || transport >= ADDRS_TRANSPORTS)
+        return -1;
+    pthread_mutex_lock(&a->fleet_lock);
+    int rc = a->fleet_has[f][transport] ? 0 : -1;
+    if (rc == 0)
+        *out = a->fleet_alt[f][transport];
+    pthread_mutex_unlock(&a->fleet_lock);
+    return rc;
+}
+
 /* The RFC 5780 pairs: the first two distinct listening IPs of each family (cfg_validate made sure
  * one family has two, none a wildcard). */
 static void init_rfc5780(addrs_t *a)
@@ -187,6 +211,7 @@ int addrs_init(addrs_t *a, const cfg_t *cfg, const struct sockaddr_storage *list
 {
     memset(a, 0, sizeof(*a));
     a->cfg = cfg;
+    a->fleet_lock_ready = pthread_mutex_init(&a->fleet_lock, NULL) == 0;
     init_rfc5780(a);
     if (parse_alternates(a, err, errlen) != 0)
         return -1;
@@ -197,5 +222,7 @@ void addrs_close(addrs_t *a)
 {
     free(a->alternates);
     free(a->tls_alternates);
+    if (a->fleet_lock_ready)
+        pthread_mutex_destroy(&a->fleet_lock);
     memset(a, 0, sizeof(*a));
 }

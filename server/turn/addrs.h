@@ -9,7 +9,9 @@
 #ifndef UTURN_ADDRS_H
 #define UTURN_ADDRS_H
 
+#include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -18,6 +20,7 @@
 #include "sockaddr_util.h"
 
 #define ADDRS_MAX_RELAY_IPS 64
+#define ADDRS_TRANSPORTS 4 /* enum turn_transport: udp, tcp, tls, dtls */
 
 typedef struct {
     sa_any_t addr;      /* bind here */
@@ -40,6 +43,13 @@ typedef struct {
     sa_any_t rfc5780_ip[2][2];
     int rfc5780_family_ok[2];
     uint16_t rfc5780_port[2];
+    /* The fleet's alternates (addrs_fleet_set): per client family ([0] IPv4, [1] IPv6) and
+     * transport (enum turn_transport) the live node with the most headroom; tried before the
+     * static lists. Under fleet_lock, which only a 300 and the fleet's period take. */
+    pthread_mutex_t fleet_lock;
+    bool fleet_lock_ready;
+    sa_any_t fleet_alt[2][ADDRS_TRANSPORTS];
+    bool fleet_has[2][ADDRS_TRANSPORTS];
 } addrs_t;
 
 /* Build from a validated config (which must outlive a) and the listening addresses (relay IPs
@@ -52,6 +62,15 @@ void addrs_close(addrs_t *a);
 /* The next alternate server (round-robin) for a client over TLS/DTLS (`secure`) or not, or NULL
  * when none is configured. */
 const struct sockaddr *addrs_alternate(addrs_t *a, int secure);
+
+/* Replace the fleet's alternates with alt[family][transport] where has[family][transport] (all
+ * false: none, the static lists serve again). Called by the fleet (server/fleet) after each
+ * registry read; the engine never reaches the fleet itself. Any thread. */
+void addrs_fleet_set(addrs_t *a, const sa_any_t alt[2][ADDRS_TRANSPORTS],
+                     const bool has[2][ADDRS_TRANSPORTS]);
+/* The fleet's alternate for a client of `family` (AF_INET, AF_INET6) over `transport` into *out:
+ * 0, or -1 when the fleet named none. Any thread. */
+int addrs_fleet_alternate(addrs_t *a, int family, int transport, sa_any_t *out);
 
 /* RFC 5780 §6.1 for a Binding request that arrived on `local` (Da:Dp): into `from` the address to
  * answer from for the CHANGE-REQUEST flags (Ca instead of Da with change_ip, Cp instead of Dp with

@@ -332,12 +332,19 @@ static int take_units(dispatch_t *d, const stun_msg_t *msg, const dispatch_auth_
 }
 
 /* RFC 8489 §10 / RFC 8656 §7.2: a full or draining server redirects authenticated Allocates with
- * 300 Try Alternate; the answer carries integrity, so the client can trust the redirect. */
+ * 300 Try Alternate; the answer carries integrity, so the client can trust the redirect. In a
+ * fleet the alternate is the live node with the most headroom (server/fleet keeps it in addrs). */
 static int try_alternate(dispatch_t *d, const turn_conn_t *conn, const stun_msg_t *msg,
                          const dispatch_auth_t *auth)
 {
     int secure = conn->transport == TURN_TLS || conn->transport == TURN_DTLS;
-    const struct sockaddr *alt = addrs_alternate(&d->shared->addrs, secure);
+    /* The fleet's least-loaded live node first (same family and transport), else the static
+     * alternate-server / tls-alternate-server list (a node alone, or Redis away). */
+    sa_any_t pick;
+    const struct sockaddr *alt = addrs_fleet_alternate(&d->shared->addrs, conn->remote->sa_family,
+                                                       (int)conn->transport, &pick) == 0
+                                     ? &pick.sa
+                                     : addrs_alternate(&d->shared->addrs, secure);
     if (!alt)
         return 0;
     stun_build_t b;

@@ -42,6 +42,9 @@ static int init(turn_shared_t *s, const cfg_t *cfg, const struct sockaddr_storag
     if (cfg->nonce_secret)
         SHA256((const unsigned char *)cfg->nonce_secret, strlen(cfg->nonce_secret),
                s->nonce_secret);
+    else if (cfg->nonce_agreed[0]) /* the fleet's (server/fleet/fleet.h), as if configured */
+        SHA256((const unsigned char *)cfg->nonce_agreed, strlen(cfg->nonce_agreed),
+               s->nonce_secret);
     else
         rand_bytes(s->nonce_secret, sizeof(s->nonce_secret));
     s->nonce_features = TURN_NONCE_FEAT_PASSWORD_ALGS;

@@ -27,7 +27,7 @@ master and replica, to make happen on cue what real sentinels only do in race wi
 sentinel names the replica (both workers see ROLE say so, are not up, ask again and connect to the
 master once it is named); the master is demoted under the admin API's open connection (its next
 write meets READONLY, and it asks again and writes to the new master); a +switch-master moves both
-workers at once.
+workers (and the fleet thread, server/fleet) at once.
 
 Everything started is killed and its directory removed even when the test fails (and killed by the
 kernel if this script dies: PR_SET_PDEATHSIG). Without /usr/bin/redis-sentinel the test falls back
@@ -483,7 +483,7 @@ def test_replica_left_readonly_retried_switch_followed():
     """With a stand-in sentinel over real redis-servers: a sentinel that names the replica is
     caught by ROLE and asked again (both workers); the admin API, whose connection to the master
     sees that master demoted under it, gets READONLY, asks again and writes to the new master;
-    a +switch-master moves both workers at once."""
+    a +switch-master moves both workers and the fleet thread at once."""
     with Fleet(sentinels=False) as fl:
         fake = FakeSentinel()
         try:
@@ -530,10 +530,14 @@ def test_replica_left_readonly_retried_switch_followed():
                 check(cli(R[1], "GET", "turn/realm/%s/user/adm2/key" % REALM)[1]
                       == md5_key("adm2", "adm2-pass"), "the admin's user is not in the new master")
 
-                # +switch-master: both workers move now, not at their next failure.
-                # Each worker has two connections that follow the sentinels: the credential
-                # store's and the usage ledger's (usage-stream is on by default with Redis).
-                check(fake.switch(M, R) == 4, "the two workers' connections are not subscribed")
+                # +switch-master: both workers move now, not at their next failure; so does the
+                # fleet thread (server/fleet). Each worker has two connections that follow the
+                # sentinels: the credential store's and the usage ledger's (usage-stream is on by
+                # default with Redis); the fleet thread is the fifth subscriber.
+                check(fake.switch(M, R) == 5,
+                      "the workers' connections and the fleet thread are not all subscribed")
+                wait_for(lambda: "+switch-master: following the master to 127.0.0.1:%d" % R[1]
+                         in u.log(), 10, "the fleet thread to follow +switch-master")
                 wait_for(lambda: len(re.findall(r"redis_master.*127\.0\.0\.1:%d.*\+switch-master"
                                                 % R[1], u.log())) == 4, 10,
                          "both workers' connections to follow +switch-master")

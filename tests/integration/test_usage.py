@@ -490,21 +490,17 @@ def test_coturn_statsdb_layout():
 def test_rfc6062_tcp_relay_counted():
     """RFC 6062: what a TCP peer connection carries counts in the allocation's counters (bytes
     exactly; a packet is one read)."""
-    from test_tcp_relay import A_CONNECTION_ID, M_CONNECT, _bind, _pipe_both_ways, _tcp_alloc
-    from uturn import A_PEER, attr, get_attr, tid, xor_addr_value
+    from test_tcp_relay import _pipe_both_ways
+    from uturn import connect_peer, connection_bind, tcp_allocate, tcp_peer_listener
     with Redis() as r:
         u, admin = server(r.port, ["user = alice:alice-pass", "usage-interval = 0"])
         with u:
-            c, relay_addr = _tcp_alloc(u)
-            srv = socket.socket()
-            srv.bind(("127.0.0.1", 0))
-            srv.listen(1)
-            txid = tid()
-            code, attrs = c.request(M_CONNECT, attr(A_PEER, xor_addr_value(
-                "127.0.0.1", srv.getsockname()[1], txid)), txid=txid)
+            c, relay_addr = tcp_allocate(u)
+            srv = tcp_peer_listener()
+            code, cid = connect_peer(c, srv.getsockname()[1])
             check(code == 0, "Connect: %s" % code)
             peer, _ = srv.accept()
-            d = _bind(u, c, get_attr(attrs, A_CONNECTION_ID))
+            d = connection_bind(u, c, cid)
             _pipe_both_ways(d.sock, peer, 200000)
             v = view_by_relay(admin, "alice")[tuple(relay_addr)]
             check(v["to_peer_bytes"] == 200000 and v["from_peer_bytes"] == 200000,
