@@ -1,7 +1,7 @@
 /* fleet.h - many uturnd nodes as one service, through the Redis of `redis-userdb` (issue 13): a
- * node registry (each node publishes itself every second with a 3 s TTL), a cluster view (every
- * live node, read every second), fleet-wide revocation (pub/sub events that make every node forget
- * a user and end their allocations), and one nonce secret agreed on in Redis.
+ * node registry (each node publishes itself every second with a 2.4 s TTL), a cluster view (every
+ * live node, read twice a second), fleet-wide revocation (pub/sub events that make every node
+ * forget a user and end their allocations), and one nonce secret agreed on in Redis.
  *
  * Redis layout (the database of redis-userdb):
  *   turn/node/<node-id>   STRING  the node's entry (JSON, fleet_node_encode), PX FLEET_TTL_MS
