@@ -10,8 +10,9 @@ time from the kill is printed). Asserted:
   inside one host a datagram is lost only to a full receive buffer, i.e. a relay that stopped for
   seconds), and uclient's `Total lost packets` is 0 with all it sent echoed back; uclient was still
   running when the master died (else it proves nothing about the failover);
-- every node's workers are connected to the new master again (uturn_redis_connections_up), and a
-  user written to the new master after the failover allocates on a, b and c;
+- every node's two workers log that they moved to the new master and are connected again
+  (uturn_redis_connections_up), and a user written to the new master after the failover allocates
+  on a, b and c;
 - each node's longest worker loop stall (uturn_loop_stall_max_seconds) stays under 250 ms (printed).
 UTURN_FLEET_SECONDS keeps the relays running that many seconds after the failover (default 2).
 """
@@ -81,13 +82,16 @@ def test_failover_with_live_relays():
         wait_for(lambda: F.master() == new, FAILOVER_DEADLINE, "the sentinels promote the replica",
                  interval=0.1)
         t_promoted = time.monotonic()
+        # Each node's two workers say they moved to the new master, and are connected.
+        moved = "is %s:%d (was %s:%d;" % (REDIS_IP, REPLICA_PORT, old[0], old[1])
         for n in nodes.values():
-            wait_for(lambda: n.metric("uturn_redis_connections_up") == 2, FOLLOW_DEADLINE,
-                     "node %s's two workers connected to the new master" % n.id, interval=0.1)
+            wait_for(lambda: n.log().count(moved) >= 2
+                     and n.metric("uturn_redis_connections_up") == 2, FOLLOW_DEADLINE,
+                     "node %s's two workers connected to the new master" % n.id, interval=0.05)
         t_followed = time.monotonic()
-        print("failover: master %s:%d killed; replica promoted after %.2f s; every node's workers "
-              "on the new master after %.2f s" % (old[0], old[1], t_promoted - t_kill,
-                                                  t_followed - t_kill), flush=True)
+        print("failover: master %s:%d killed; replica promoted (as the sentinels answer) after "
+              "%.2f s; every node's workers logged the new master and were up by %.2f s"
+              % (old[0], old[1], t_promoted - t_kill, t_followed - t_kill), flush=True)
 
         # A user who exists only on the new master allocates on every node.
         F.add_user("after", "after-pass", port=REPLICA_PORT)
