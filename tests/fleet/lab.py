@@ -19,12 +19,15 @@ A Fleet skips (exit 77, the reason printed) only when this machine cannot build 
 `ip netns`, no redis-server or redis-sentinel. CI runs as root with all of it installed.
 """
 import contextlib
+import hashlib
 import http.client
 import importlib.util
 import json
 import os
 import re
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -83,7 +86,7 @@ class Node:
         self.fleet, self.id = fleet, name
         self.host = NODE_IPS[name]
         self.port = TURN_PORT
-        self.tls_port = TURN_PORT + 1
+        self.tls_port = TURN_PORT + 1  # TurnClient wants one; the lab's nodes have no TLS
         self.admin = (self.host, ADMIN_PORT)
         self.ns = fleet.lab.host(name)
         self.daemon = None
@@ -236,7 +239,6 @@ class Fleet:
 
     def add_user(self, user, password, port=None):
         """A long-term-credential user written to the master (the sentinels' one unless port)."""
-        import hashlib
         key = hashlib.md5(("%s:%s:%s" % (user, REALM, password)).encode()).hexdigest()
         out = self.rcli(port or self.master_port(), "SET",
                         "turn/realm/%s/user/%s/key" % (REALM, user), key)
@@ -255,7 +257,6 @@ class Fleet:
 
     def udp_peer(self, rcvbuf=1 << 20):
         """A UDP socket on CLI_IP: a peer of relayed allocations."""
-        import socket
         with self.cli.netns():
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
@@ -265,7 +266,6 @@ class Fleet:
     def relaying(self, node, user, password, peer, channel=0x4001):
         """A client with an allocation on node, a permission and a channel to peer. Returns
         (client, relayed (ip, port))."""
-        import socket
         c = self.client(node, user, password)
         c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         code, _, raw = c.allocate(raw_response=True)
@@ -279,7 +279,6 @@ class Fleet:
 
     def kill(self, name):
         """SIGKILL a Redis process (master, replica, sentinelN) and reap it."""
-        import signal
         d = self.procs[name]
         if d.alive():
             d.proc.send_signal(signal.SIGKILL)
