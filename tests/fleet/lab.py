@@ -36,7 +36,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
-from uturn import TurnClient, check, relayed_addresses, wait_for  # noqa: E402
+from uturn import UTURND, TurnClient, check, relayed_addresses, wait_for  # noqa: E402
 
 # tests/natlab/lab.py under a name of its own (this file is lab.py too).
 _spec = importlib.util.spec_from_file_location("natlab_lab", os.path.join(HERE, "..", "natlab",
@@ -75,7 +75,6 @@ def require_machine():
                                                 timeout=10).returncode != 0:
         skip("no `ip netns` here (iproute2)")
     need("redis-server", "redis-sentinel", "redis-cli")
-    from uturn import UTURND
     check(os.access(UTURND, os.X_OK), "no uturnd at %s (set UTURN_BUILDDIR)" % UTURND)
 
 
