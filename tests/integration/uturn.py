@@ -535,14 +535,15 @@ def error_code(attrs):
 class TurnClient:
     """One 5-tuple talking TURN to uturnd over UDP or TCP."""
 
-    def __init__(self, server, user=None, password=None, transport="udp", family=None):
+    def __init__(self, server, user=None, password=None, transport="udp", family=None, local=None):
+        """`local`: the address a UDP client binds (default the server's own host: loopback)."""
         self.server = server
         self.user, self.password = user, password
         self.transport = transport
         fam = socket.AF_INET6 if ":" in server.host else socket.AF_INET
         if transport == "udp":
             self.sock = socket.socket(fam, socket.SOCK_DGRAM)
-            self.sock.bind((server.host, 0))
+            self.sock.bind((local or server.host, 0))
         elif transport == "tls":
             import ssl
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
