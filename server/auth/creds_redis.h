@@ -1,6 +1,8 @@
-/* creds_redis.h - private to creds.c: the `redis-userdb` connection string, one worker's
- * asynchronous Redis connection (hiredis' async API on the worker's libuv loop), and fetching what
- * the store holds for a username or a USERHASH (coturn's key layout plus ours, see creds.h).
+/* creds_redis.h - the `redis-userdb` connection string, one worker's asynchronous Redis connection
+ * (hiredis' async API on the worker's libuv loop), and fetching what the store holds for a username
+ * or a USERHASH (coturn's key layout plus ours, see creds.h). Used by the credential store
+ * (creds.c), and for their own connections by the usage ledger's writer (core/usage_writer.c,
+ * creds_redis_command) and the fleet (server/fleet, the connection string only).
  *
  * The connection string is coturn's "ip=... port=... dbname=... password=... connect_timeout=..."
  * or a URL "redis://[[user]:password@]host[:port][/db]", or, for a master that Redis Sentinel

@@ -1,4 +1,4 @@
-/* stream.h - cut whole TURN messages out of a byte stream (TCP now, TLS later).
+/* stream.h - cut whole TURN messages out of a byte stream (TCP, and TLS after decryption).
  *
  * RFC 8656 §12.5 / RFC 8489 §6.2.2: a stream carries STUN messages and ChannelData back to back,
  * with no other framing. The receive buffer starts small and grows only to the length a frame
