@@ -41,8 +41,8 @@ typedef struct cq_req {
     list_t link; /* on inflight (sent, oldest first) or backlog (releases not sent yet) */
     struct cluster_quota *c;
     bool take;
-    bool answered;   /* the engine has its answer (or cancelled): a late OK is given back */
-    bool noscript;   /* sent again as EVAL */
+    bool answered; /* the engine has its answer (or cancelled): a late OK is given back */
+    bool noscript; /* sent again as EVAL */
     quota_cluster_cb cb;
     void *arg;
     uint64_t sent_ms;
@@ -173,8 +173,10 @@ static void release_field(cluster_quota_t *c, cq_req_t *q)
     if (creds_redis_state(c->redis) == CREDS_REDIS_UP && send_req(c, q) == 0)
         return;
     if (c->nbacklog >= CLUSTER_QUOTA_BACKLOG) {
-        LOGW("cluster_quota", "%zu releases wait for Redis: one dropped (its user stays counted "
-             "until this node's hash expires)", c->nbacklog);
+        LOGW("cluster_quota",
+             "%zu releases wait for Redis: one dropped (its user stays counted "
+             "until this node's hash expires)",
+             c->nbacklog);
         free(q);
         return;
     }
