@@ -693,7 +693,11 @@ static void on_cmd_reply(redisAsyncContext *ac, void *reply, void *priv)
                   : rep->type == REDIS_REPLY_ERROR ? CREDS_REDIS_CMD_ERROR
                                                    : CREDS_REDIS_CMD_OK,
                   rep && rep->type == REDIS_REPLY_INTEGER ? rep->integer : 0,
-                  rep && rep->type == REDIS_REPLY_ERROR ? rep->str : NULL);
+                  rep && (rep->type == REDIS_REPLY_ERROR || rep->type == REDIS_REPLY_STRING ||
+                          rep->type == REDIS_REPLY_STATUS)
+                      ? rep->str
+                      : NULL,
+                  rep && rep->str ? rep->len : 0);
     } else if (!c->r->closing && c->cb) {
         c->cb(c->arg, !rep                             ? CREDS_REDIS_CMD_LOST
                       : rep->type == REDIS_REPLY_ERROR ? CREDS_REDIS_CMD_ERROR
