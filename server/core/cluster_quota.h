@@ -7,10 +7,11 @@
  *   turn/quota/<node-id>  HASH  field "<realm>/<user>" = allocations this node holds for the user;
  *                               PEXPIRE CLUSTER_QUOTA_TTL_MS at every take and by the fleet thread
  *                               with its registry entry (server/fleet), so it goes with the node.
- * A take is one Lua script (EVALSHA; EVAL after NOSCRIPT): the user's count in our hash plus in
- * the hash of every member of turn/nodes whose turn/node/<id> still exists (a crashed node stops
- * counting when its entry expires, not when its hash does); below user-quota it HINCRBYs ours.
- * A release is another (HINCRBY -1, HDEL at 1), fire-and-forget, queued while Redis is away.
+ * A take runs in a Lua script (EVALSHA; EVAL after NOSCRIPT): the user's count in our hash plus
+ * in the hash of every member of turn/nodes whose turn/node/<id> still exists (a crashed node
+ * stops counting when its entry expires, not when its hash does); below user-quota it HINCRBYs
+ * ours. A release is another script (HINCRBY -1, HDEL at 1), fire-and-forget, queued while Redis
+ * is away. The takes (and releases) queued in one loop iteration go as one call of up to 256.
  *
  * Degrade: Redis down, or no answer within CLUSTER_QUOTA_WAIT_MS, answers QUOTA_CLUSTER_LOCAL
  * (the node's own count decides), counted in stats cluster_quota_fallbacks and logged once per
