@@ -59,6 +59,7 @@ typedef struct cq_req {
 
 /* One script call: the requests it carries (each also on inflight, for the deadline). */
 typedef struct {
+    list_t link; /* on batches until its reply (freed at close: no reply comes after it) */
     struct cluster_quota *c;
     bool take;
     bool noscript; /* sent again as EVAL */
@@ -77,6 +78,7 @@ struct cluster_quota {
     uv_timer_t timer;
     uv_check_t check; /* sends what this loop iteration queued, as one call per kind */
     list_t takes, releases, inflight;
+    list_t batches;   /* cq_batch_t sent, reply not in yet */
     size_t nreleases; /* queued: kept while Redis is away, up to CLUSTER_QUOTA_BACKLOG */
     bool closing;
     bool degraded; /* answering LOCAL since the last logged outage */
@@ -197,6 +199,7 @@ static int flush_one(cluster_quota_t *c, list_t *from, bool take)
     b->take = take;
     b->noscript = false;
     b->n = 0;
+    b->link.prev = b->link.next = NULL; /* on no list yet */
     list_t *n = from->next;
     while (n != from && b->n < CQ_BATCH_MAX) {
         b->r[b->n++] = container_of(n, cq_req_t, link);
@@ -206,6 +209,7 @@ static int flush_one(cluster_quota_t *c, list_t *from, bool take)
         free(b);
         return -1;
     }
+    list_insert_tail(&c->batches, &b->link);
     uint64_t now = uv_now(c->loop);
     for (size_t i = 0; i < b->n; i++) {
         list_remove(&b->r[i]->link);
@@ -253,11 +257,14 @@ static void on_reply(void *arg, int result, long long value, const char *str, si
     (void)value;
     cq_batch_t *b = arg;
     cluster_quota_t *c = b->c;
+    list_remove(&b->link);
     if (result == CREDS_REDIS_CMD_ERROR && str && strncmp(str, "NOSCRIPT", 8) == 0 &&
         !b->noscript) {
         b->noscript = true;
-        if (send_batch(c, b) == 0)
+        if (send_batch(c, b) == 0) {
+            list_insert_tail(&c->batches, &b->link);
             return;
+        }
     }
     bool ok = result == CREDS_REDIS_CMD_OK && b->take && str && len == b->n;
     const char *why = result == CREDS_REDIS_CMD_LOST           ? "Redis connection lost"
@@ -391,6 +398,7 @@ int cluster_quota_new(uv_loop_t *loop, const cfg_t *cfg, _Atomic(const cfg_t *) 
     list_init(&c->takes);
     list_init(&c->releases);
     list_init(&c->inflight);
+    list_init(&c->batches);
     node_id(cfg, c->id);
     snprintf(c->key, sizeof(c->key), CLUSTER_QUOTA_KEY "%s", c->id);
     sha1_hex(take_lua, c->take_sha);
@@ -440,6 +448,11 @@ static void on_closed(uv_handle_t *h)
     free_list(&c->takes);
     free_list(&c->releases);
     free_list(&c->inflight);
+    while (!list_empty(&c->batches)) {
+        cq_batch_t *b = LIST_FIRST(&c->batches, cq_batch_t, link);
+        list_remove(&b->link);
+        free(b);
+    }
     creds_redis_cfg_free(&c->rcfg);
     free(c);
 }
