@@ -8,10 +8,14 @@ on 127.0.0.1 (node-ids a, b, c; the same redis-userdb, realm and static users; u
 - crash: alice holds 2 on a, bob relays through b and c; kill -9 a: b accepts alice again within
   3 s (measured from the kill, printed), and b and c relay every datagram bob sends through them
   before and after (counted at the peers).
+- redis_slow: Redis paused (SIGSTOP): alice's Allocate on b is answered within 1 s (the fleet gets
+  200 ms; measured, printed) by the node's own count, one fallback is counted, and the unit the
+  script takes once Redis runs again is given back (turn/quota/b empty, and alice then allocates
+  2 on b).
 - redis_away: Redis stopped: alice allocates on b as the per-node quota allows (2, the third is
   486: the local limit still holds), and uturn_cluster_quota_fallbacks_total counts the fallbacks.
 
-The tests run in this order (crash and redis_away last: they take a and Redis away).
+The tests run in this order (crash, redis_slow and redis_away last: they take a and Redis away).
 """
 import signal
 import time
@@ -188,6 +192,31 @@ def test_crash():
             c.close()
         for p in peers.values():
             p.close()
+
+
+def test_redis_slow():
+    before = metric("b", "uturn_cluster_quota_fallbacks_total")
+    R.proc.send_signal(signal.SIGSTOP)  # connections stay up; Redis answers nothing
+    try:
+        t0 = time.monotonic()
+        c = allocated("b")
+        took = time.monotonic() - t0
+    finally:
+        R.proc.send_signal(signal.SIGCONT)
+    try:
+        print("Redis paused: alice's Allocate on b answered in %.0f ms" % (took * 1000))
+        check(took < 1.0, "the Allocate waited %.2f s for a paused Redis (bound: 200 ms)" % took)
+        after = metric("b", "uturn_cluster_quota_fallbacks_total")
+        check(after == before + 1, "one fallback counted: %r -> %r" % (before, after))
+        # The unit the script took once Redis ran it again came after the answer: given back.
+        wait_for(lambda: held("b") == "", 3, "the late unit given back (turn/quota/b empty)")
+    finally:
+        release(c)
+    # Had it stayed counted, alice's second Allocate here would be 486.
+    two = [allocated("b"), allocated("b")]
+    check(held("b") == "2", "turn/quota/b holds alice's 2: %r" % held("b"))
+    for c in two:
+        release(c)
 
 
 def test_redis_away():
