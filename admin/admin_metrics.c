@@ -157,6 +157,10 @@ static void render_relay(out_t *o, const stats_snapshot_t *st)
     u64(o, "uturn_usage_events_dropped_total", "counter",
         "Usage events dropped because the worker's queue was full (usage-queue-max).",
         st->usage_events_dropped);
+    u64(o, "uturn_cluster_quota_fallbacks_total", "counter",
+        "Allocates whose user-quota was decided by this node's own count because Redis was away "
+        "or did not answer within 200 ms (cluster-quota).",
+        st->cluster_quota_fallbacks);
 }
 
 static void render_auth_drops(out_t *o, const stats_snapshot_t *st)

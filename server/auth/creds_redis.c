@@ -673,10 +673,11 @@ static int send_batch(creds_redis_t *r, const cmd_t *cmds, int n, done_cb cb, vo
     return 0;
 }
 
-/* One command of creds_redis_command: its callback, called with the reply's kind. */
+/* One command of creds_redis_command(_int): its callback, called with the reply's kind. */
 typedef struct {
     creds_redis_t *r;
     creds_redis_cmd_cb cb;
+    creds_redis_int_cb int_cb; /* or this, with the reply's value */
     void *arg;
 } one_cmd_t;
 
@@ -685,8 +686,19 @@ static void on_cmd_reply(redisAsyncContext *ac, void *reply, void *priv)
     one_cmd_t *c = priv;
     if (ac == c->r->ac)
         note_reply(c->r);
-    if (!c->r->closing && c->cb) {
-        const redisReply *rep = reply;
+    const redisReply *rep = reply;
+    if (!c->r->closing && c->int_cb) {
+        c->int_cb(c->arg,
+                  !rep                             ? CREDS_REDIS_CMD_LOST
+                  : rep->type == REDIS_REPLY_ERROR ? CREDS_REDIS_CMD_ERROR
+                                                   : CREDS_REDIS_CMD_OK,
+                  rep && rep->type == REDIS_REPLY_INTEGER ? rep->integer : 0,
+                  rep && (rep->type == REDIS_REPLY_ERROR || rep->type == REDIS_REPLY_STRING ||
+                          rep->type == REDIS_REPLY_STATUS)
+                      ? rep->str
+                      : NULL,
+                  rep && rep->str ? rep->len : 0);
+    } else if (!c->r->closing && c->cb) {
         c->cb(c->arg, !rep                             ? CREDS_REDIS_CMD_LOST
                       : rep->type == REDIS_REPLY_ERROR ? CREDS_REDIS_CMD_ERROR
                                                        : CREDS_REDIS_CMD_OK);
@@ -694,8 +706,8 @@ static void on_cmd_reply(redisAsyncContext *ac, void *reply, void *priv)
     free(c);
 }
 
-int creds_redis_command(creds_redis_t *r, int argc, const char **argv, const size_t *len,
-                        creds_redis_cmd_cb cb, void *arg)
+static int send_one(creds_redis_t *r, int argc, const char **argv, const size_t *len,
+                    creds_redis_cmd_cb cb, creds_redis_int_cb int_cb, void *arg)
 {
     if (r->closing || !r->ac || r->state != CREDS_REDIS_UP || argc <= 0)
         return -1;
@@ -704,6 +716,7 @@ int creds_redis_command(creds_redis_t *r, int argc, const char **argv, const siz
         return -1;
     c->r = r;
     c->cb = cb;
+    c->int_cb = int_cb;
     c->arg = arg;
     if (redisAsyncCommandArgv(r->ac, on_cmd_reply, c, argc, argv, len) != REDIS_OK) {
         free(c);
@@ -711,6 +724,18 @@ int creds_redis_command(creds_redis_t *r, int argc, const char **argv, const siz
     }
     note_sent(r);
     return 0;
+}
+
+int creds_redis_command(creds_redis_t *r, int argc, const char **argv, const size_t *len,
+                        creds_redis_cmd_cb cb, void *arg)
+{
+    return send_one(r, argc, argv, len, cb, NULL, arg);
+}
+
+int creds_redis_command_int(creds_redis_t *r, int argc, const char **argv, const size_t *len,
+                            creds_redis_int_cb cb, void *arg)
+{
+    return send_one(r, argc, argv, len, NULL, cb, arg);
 }
 
 /* ---- coturn's schema and ours ---- */

@@ -80,6 +80,13 @@ typedef void (*creds_redis_cmd_cb)(void *arg, int result);
  * sent: not up, closing, out of memory; cb never comes). */
 int creds_redis_command(creds_redis_t *r, int argc, const char **argv, const size_t *len,
                         creds_redis_cmd_cb cb, void *arg);
+/* The same with the reply's value: `value` is an integer reply (else 0); `str`/`len` an error
+ * reply's text or a string reply (valid during the call; else NULL, 0). For scripts (EVALSHA, and
+ * EVAL after NOSCRIPT). */
+typedef void (*creds_redis_int_cb)(void *arg, int result, long long value, const char *str,
+                                   size_t len);
+int creds_redis_command_int(creds_redis_t *r, int argc, const char **argv, const size_t *len,
+                            creds_redis_int_cb cb, void *arg);
 
 /* What Redis holds for one username (coturn's layout and our keys beside it). */
 #define CREDS_REDIS_MAX_SECRETS 16

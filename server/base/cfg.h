@@ -62,6 +62,7 @@ typedef struct cfg {
     bool strict_channel_numbers;
     cfg_list_t denied_peer_ip, allowed_peer_ip;
     int user_quota, total_quota;
+    bool cluster_quota; /* user-quota counted fleet-wide through redis-userdb */
     int max_peer_connections, user_peer_conn_quota; /* RFC 6062 peer data connections */
     int reservation_lifetime; /* seconds an EVEN-PORT R=1 reservation is held */
     long max_bps;

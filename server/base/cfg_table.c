@@ -114,6 +114,10 @@ const cfg_entry_t cfg_table[] = {
     {"total-quota", CFG_INT, OFF(total_quota), "12000", 0, 10000000, NULL, CFG_F_RELOAD,
      "concurrent allocations in all (508, or 300 with alternate-server, past it); 0 = unlimited. "
      "The default leaves a quarter of the default 16384 relay ports free"},
+    {"cluster-quota", CFG_BOOL, OFF(cluster_quota), "true", 0, 0, NULL, 0,
+     "with redis-userdb, count user-quota over every node of the fleet (a crashed node's share "
+     "frees when its registry entry expires); Redis away or slower than 200 ms: this node's own "
+     "count (ours)"},
     /* RFC 6062 peer connections (ours): a real client holds a handful per allocation; a flood of
      * peers connecting in must not take the process's file descriptors from everyone else. */
     {"max-peer-connections", CFG_INT, OFF(max_peer_connections), "64", 1, 65535, NULL, CFG_F_RELOAD,

@@ -79,7 +79,8 @@
     X(dtls_refused_total)                                                                          \
     X(usage_events_written)                                                                        \
     X(usage_events_failed)                                                                         \
-    X(usage_events_dropped)
+    X(usage_events_dropped)                                                                        \
+    X(cluster_quota_fallbacks)
 
 /* Current allocations by client transport and relayed addresses by family (a dual-stack allocation
  * counts in both families); current RFC 6062 peer connections (pending or bound). Gauges,

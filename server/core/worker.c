@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cluster_quota.h"
 #include "dtls.h"
 #include "log.h"
 #include "rand.h"
@@ -108,6 +109,8 @@ static void close_all(worker_t *w)
     dispatch_close(&w->dispatch);
     usage_writer_close(w->usage);
     w->usage = NULL;
+    cluster_quota_close(w->cquota); /* after dispatch_close, whose releases it drops */
+    w->cquota = NULL;
     if (w->creds) {
         creds_close(w->creds);
         w->creds = NULL;
@@ -320,6 +323,9 @@ int worker_init(worker_t *w, int id, const cfg_t *cfg, shared_t *shared,
     w->dispatch.binding.env = w;
     if ((rc = usage_writer_new(&w->loop, cfg, &w->stats, &w->dispatch.usage, &w->usage, err,
                                errlen)) != 0)
+        return rc;
+    if ((rc = cluster_quota_new(&w->loop, cfg, &shared->turn.live, &w->stats, &w->dispatch.cquota,
+                                &w->cquota, err, errlen)) != 0)
         return rc;
     worker_clock(w);
 

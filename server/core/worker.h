@@ -83,8 +83,9 @@ struct worker {
     int owned;
     stats_t stats;
     dispatch_t dispatch;
-    struct usage_writer *usage; /* the usage ledger's writer (usage_writer.h), or NULL */
-    udp_listener_t *udp;        /* nudp listeners (udp_listener.h) */
+    struct usage_writer *usage;   /* the usage ledger's writer (usage_writer.h), or NULL */
+    struct cluster_quota *cquota; /* cluster-wide user-quota (cluster_quota.h), or NULL */
+    udp_listener_t *udp;          /* nudp listeners (udp_listener.h) */
     size_t nudp;
     tcp_listener_t *tcp; /* ntcp listeners (tcp_listener.h) */
     size_t ntcp;

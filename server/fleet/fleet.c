@@ -22,6 +22,7 @@
 #include <hiredis/hiredis.h>
 
 #include "alloc_query.h"
+#include "cluster_quota.h"
 #include "log.h"
 #include "rand.h"
 
@@ -415,17 +416,23 @@ static redisReply *write_entry(fleet_t *f, bool write)
     const char *zrange[4] = {"ZRANGE", FLEET_KEY_NODES, "0", max};
     /* GET before SET: what another process with our node-id wrote since our last write. */
     const char *get[2] = {"GET", key};
+    /* The cluster quota's hash of this node (core/cluster_quota.h) lives as long as the entry:
+     * a crashed node's share of every user's quota goes with it. */
+    char qkey[sizeof(CLUSTER_QUOTA_KEY) + FLEET_ID_MAX];
+    snprintf(qkey, sizeof(qkey), CLUSTER_QUOTA_KEY "%s", f->id);
+    const char *pexpire[3] = {"PEXPIRE", qkey, ttl};
     int n = 0;
     if (write) {
         redisAppendCommandArgv(f->cmd, 2, get, NULL);
         redisAppendCommandArgv(f->cmd, 5, set, NULL);
         redisAppendCommandArgv(f->cmd, 4, zadd, NULL);
         redisAppendCommandArgv(f->cmd, 4, zrem, NULL);
-        n = 4;
+        redisAppendCommandArgv(f->cmd, 3, pexpire, NULL);
+        n = 5;
     }
     redisAppendCommandArgv(f->cmd, 4, zrange, NULL);
     n++;
-    redisReply *rep[5] = {0};
+    redisReply *rep[6] = {0};
     const char *why = NULL;
     for (int i = 0; i < n; i++) {
         void *r = NULL;
@@ -447,7 +454,7 @@ static redisReply *write_entry(fleet_t *f, bool write)
     char buf[256];
     if (why)
         snprintf(buf, sizeof(buf), "%s", why);
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < 6; i++)
         if (rep[i])
             freeReplyObject(rep[i]);
     if (why)
@@ -582,11 +589,14 @@ static void *run(void *arg)
         static const char lua[] =
             "local v = redis.call('GET', KEYS[1]) "
             "if v and string.find(v, ARGV[1], 1, true) then "
-            "redis.call('DEL', KEYS[1]) redis.call('ZREM', KEYS[2], ARGV[2]) end return 0";
+            "redis.call('DEL', KEYS[1], KEYS[3]) redis.call('ZREM', KEYS[2], ARGV[2]) end "
+            "return 0";
         char key[sizeof(FLEET_KEY_NODE) + FLEET_ID_MAX];
         snprintf(key, sizeof(key), FLEET_KEY_NODE "%s", f->id);
-        const char *argv[7] = {"EVAL", lua, "2", key, FLEET_KEY_NODES, f->instance, f->id};
-        redisReply *r = redisCommandArgv(f->cmd, 7, argv, NULL);
+        char qkey[sizeof(CLUSTER_QUOTA_KEY) + FLEET_ID_MAX];
+        snprintf(qkey, sizeof(qkey), CLUSTER_QUOTA_KEY "%s", f->id);
+        const char *argv[8] = {"EVAL", lua, "3", key, FLEET_KEY_NODES, qkey, f->instance, f->id};
+        redisReply *r = redisCommandArgv(f->cmd, 8, argv, NULL);
         if (r)
             freeReplyObject(r);
     }

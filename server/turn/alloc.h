@@ -64,6 +64,7 @@ struct alloc {
     creds_key_t key;    /* the key that authenticated the Allocate */
     bool key_is_sha256; /* answer with MESSAGE-INTEGRITY-SHA256 */
     bool counted_quota;
+    bool counted_cluster; /* holds a fleet-wide unit (quota_cluster_ops_t): released with it */
     /* Retransmission cache for the Allocate that created us (RFC 8656 §7.2 / RFC 8489 §6.3.1). */
     uint8_t alloc_tid[12];
     uint8_t *alloc_resp;

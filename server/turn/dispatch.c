@@ -33,6 +33,8 @@ struct dispatch_pending {
     dispatch_t *d;
     turn_conn_t conn;
     sa_any_t remote;
+    char *quser; /* parked for the fleet's quota: whose unit it is (heap), else NULL */
+    size_t qulen;
     size_t len;
     uint8_t data[];
 };
@@ -78,6 +80,7 @@ int dispatch_init(dispatch_t *d, const cfg_t *cfg, turn_shared_t *shared, stats_
     if (relay)
         d->relay = *relay;
     list_init(&d->pending);
+    d->cquota_replay = -1;
     uint8_t key[SIPHASH_KEY_LEN];
     rand_bytes(key, sizeof(key));
     rand_bytes(&d->limit_seed, sizeof(d->limit_seed));
@@ -105,6 +108,9 @@ static void pending_free(dispatch_t *d, dispatch_pending_t *p)
     pending_unlink(d, p);
     if (d->creds.cancel)
         d->creds.cancel(d->creds.env, p);
+    if (d->cquota.cancel)
+        d->cquota.cancel(d->cquota.env, p);
+    free(p->quser);
     free(p);
 }
 
@@ -405,6 +411,22 @@ void dispatch_pending_ready(void *arg)
     free(p);
 }
 
+void dispatch_pending_quota_ready(void *arg, int answer)
+{
+    dispatch_pending_t *p = arg;
+    dispatch_t *d = p->d;
+    pending_unlink(d, p);
+    d->cquota_replay = answer;
+    (void)dispatch_message(d, &p->conn, p->data, p->len);
+    /* The replay may end before it reaches the quota (a retransmission, credentials gone): the
+     * unit taken for it must not stay counted in the fleet. */
+    if (d->cquota_replay == QUOTA_CLUSTER_OK && d->cquota.release && p->quser)
+        d->cquota.release(d->cquota.env, p->quser, p->qulen);
+    d->cquota_replay = -1;
+    free(p->quser);
+    free(p);
+}
+
 dispatch_pending_t *dispatch_pending_new(dispatch_t *d, const turn_conn_t *conn,
                                          const stun_msg_t *msg)
 {
@@ -419,8 +441,26 @@ dispatch_pending_t *dispatch_pending_new(dispatch_t *d, const turn_conn_t *conn,
     p->conn.remote = &p->remote.sa;
     p->len = msg->len;
     memcpy(p->data, msg->buf, msg->len);
+    p->quser = NULL;
+    p->qulen = 0;
     p->link.prev = p->link.next = NULL; /* on no list until dispatch_pending_start */
     return p;
+}
+
+void dispatch_pending_discard(dispatch_pending_t *p)
+{
+    if (p)
+        free(p->quser);
+    free(p);
+}
+
+int dispatch_pending_user(dispatch_pending_t *p, const char *user, size_t ulen)
+{
+    if (!(p->quser = malloc(ulen ? ulen : 1)))
+        return -ENOMEM;
+    memcpy(p->quser, user, ulen);
+    p->qulen = ulen;
+    return 0;
 }
 
 void dispatch_pending_start(dispatch_t *d, dispatch_pending_t *p)
@@ -450,6 +490,8 @@ void dispatch_alloc_delete(dispatch_t *d, alloc_t *a, int why)
     alloc_remove(&d->allocs, a);
     if (a->counted_quota)
         quota_release(&d->shared->quota, a->username, a->username_len);
+    if (a->counted_cluster && d->cquota.release)
+        d->cquota.release(d->cquota.env, a->username, a->username_len);
     if (why == DISPATCH_GONE_EXPIRED)
         stats_inc(&d->stats->alloc_expired);
     else if (why == DISPATCH_GONE_DELETED || why == DISPATCH_GONE_KILLED)

@@ -95,11 +95,14 @@ typedef struct dispatch {
     dispatch_binding_ops_t binding; /* set by the owner after dispatch_init; NULL send_from: a
                                      * CHANGE-REQUEST that needs another source is dropped */
     dispatch_usage_ops_t usage; /* set by the owner after dispatch_init; NULL event: no events */
+    quota_cluster_ops_t cquota; /* cluster-wide user-quota, set by the owner after dispatch_init;
+                                 * NULL take: the node's own count only */
+    int cquota_replay;          /* the fleet's answer for the request being replayed, or -1 */
     usage_ended_t ended;        /* totals of ended allocations per user (usage-ended-users) */
     /* The engine's clock (dispatch_clock): it never reads one itself. */
     uint64_t now_ms;  /* monotonic ms: expiry of allocations, permissions, channels; rates */
     uint64_t unix_ms; /* wall clock in ms since 1970: nonces, REST expiry, reservations */
-    list_t pending;   /* requests waiting for credentials, newest first */
+    list_t pending;   /* requests waiting for credentials or the fleet's quota, newest first */
     unsigned npending;
     uint64_t limit_seed;                /* seeds Data indication transaction ids */
     uint8_t limit_key[SIPHASH_KEY_LEN]; /* keys the hash of `limits` (chosen source IPs) */

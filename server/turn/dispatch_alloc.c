@@ -331,6 +331,45 @@ static int take_units(dispatch_t *d, const stun_msg_t *msg, const dispatch_auth_
     return 0;
 }
 
+/* The fleet-wide unit for a new allocation (cluster-wide user-quota, quota_cluster_ops_t): the
+ * answer a replayed request carries, else the owner's. Returns 0 (*counted: a unit to give back),
+ * -EDQUOT (486), or 1: the request is parked until the fleet answers (or dropped, counted, when
+ * too many are parked: a UDP client retransmits, as for a credential lookup). */
+static int cluster_take(dispatch_t *d, const turn_conn_t *conn, const stun_msg_t *msg,
+                        const dispatch_auth_t *auth, bool *counted)
+{
+    *counted = false;
+    int ans = d->cquota_replay;
+    d->cquota_replay = -1;
+    if (ans < 0) {
+        if (!d->cquota.take)
+            return 0;
+        dispatch_pending_t *p = dispatch_pending_new(d, conn, msg);
+        if (!p || dispatch_pending_user(p, auth->user, auth->ulen) != 0) {
+            dispatch_pending_discard(p);
+            stats_inc(&d->stats->drop_auth_busy);
+            return 1;
+        }
+        ans =
+            d->cquota.take(d->cquota.env, auth->user, auth->ulen, dispatch_pending_quota_ready, p);
+        if (ans == QUOTA_CLUSTER_PENDING) {
+            dispatch_pending_start(d, p);
+            return 1;
+        }
+        dispatch_pending_discard(p);
+    }
+    if (ans == QUOTA_CLUSTER_REFUSED)
+        return -EDQUOT;
+    *counted = ans == QUOTA_CLUSTER_OK;
+    return 0;
+}
+
+static void cluster_release(dispatch_t *d, const dispatch_auth_t *auth, bool counted)
+{
+    if (counted && d->cquota.release)
+        d->cquota.release(d->cquota.env, auth->user, auth->ulen);
+}
+
 /* RFC 8489 §10 / RFC 8656 §7.2: a full or draining server redirects authenticated Allocates with
  * 300 Try Alternate; the answer carries integrity, so the client can trust the redirect. In a
  * fleet the alternate is the live node with the most headroom (server/fleet keeps it in addrs). */
@@ -382,8 +421,16 @@ void dispatch_allocate(dispatch_t *d, const turn_conn_t *conn, const stun_msg_t 
         code = STUN_ERR_INSUFFICIENT_CAPACITY;
     }
     int resv_unit = 0;
+    bool cq = false;
     if (code == 0) {
-        int q = take_units(d, msg, &auth, &resv_unit);
+        /* The node's own count first: a refusal it can give costs the fleet no round trip. */
+        int q = quota_check(&d->shared->quota, auth.user, auth.ulen);
+        if (q == 0 && (q = cluster_take(d, conn, msg, &auth, &cq)) == 1)
+            return;
+        if (q == 0 && (q = take_units(d, msg, &auth, &resv_unit)) != 0) {
+            cluster_release(d, &auth, cq);
+            cq = false;
+        }
         if (q == -ENOSPC && try_alternate(d, conn, msg, &auth))
             return;
         code = q == -EDQUOT ? STUN_ERR_ALLOCATION_QUOTA
@@ -397,6 +444,7 @@ void dispatch_allocate(dispatch_t *d, const turn_conn_t *conn, const stun_msg_t 
     }
     a = alloc_insert(&d->allocs, conn, d->now_ms);
     if (!a) {
+        cluster_release(d, &auth, cq);
         quota_release(&d->shared->quota, auth.user, auth.ulen);
         if (resv_unit)
             quota_release(&d->shared->quota, auth.user, auth.ulen);
@@ -404,6 +452,7 @@ void dispatch_allocate(dispatch_t *d, const turn_conn_t *conn, const stun_msg_t 
         return;
     }
     a->counted_quota = true;
+    a->counted_cluster = cq;
     memcpy(a->username, auth.user, auth.ulen);
     a->username_len = (uint16_t)auth.ulen;
     a->key = auth.key;

@@ -66,7 +66,14 @@ int dispatch_unauth_plan(dispatch_t *d, const turn_conn_t *conn, const stun_msg_
 dispatch_pending_t *dispatch_pending_new(dispatch_t *d, const turn_conn_t *conn,
                                          const stun_msg_t *msg);
 void dispatch_pending_start(dispatch_t *d, dispatch_pending_t *p);
+/* Free a record that was never started (nor handed to a lookup that answered PENDING). */
+void dispatch_pending_discard(dispatch_pending_t *p);
+/* Note whose fleet-wide unit a record parked for the quota waits for (copied): 0 or -ENOMEM. */
+int dispatch_pending_user(dispatch_pending_t *p, const char *user, size_t ulen);
 void dispatch_pending_ready(void *arg);
+/* The same for a cluster-wide quota take (quota_cluster_cb): the request is replayed with the
+ * fleet's answer in d->cquota_replay; an OK answer the replay did not use is given back. */
+void dispatch_pending_quota_ready(void *arg, int answer);
 
 /* Method handlers. */
 /* Binding (RFC 8489 §7; RFC 5780 §6 when rfc5780 is on): dispatch_binding.c. */

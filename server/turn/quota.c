@@ -121,6 +121,20 @@ int quota_take(quota_t *q, const char *user, size_t ulen)
     return rc;
 }
 
+int quota_check(quota_t *q, const char *user, size_t ulen)
+{
+    const cfg_t *c = atomic_load(q->live);
+    if (c->total_quota > 0 && atomic_load(&q->total) >= c->total_quota)
+        return -ENOSPC;
+    if (c->user_quota <= 0)
+        return 0;
+    pthread_mutex_lock(&q->lock);
+    quota_count_t **pp = count_link(q, q->users, user, ulen);
+    int rc = *pp && (*pp)->count >= c->user_quota ? -EDQUOT : 0;
+    pthread_mutex_unlock(&q->lock);
+    return rc;
+}
+
 void quota_release(quota_t *q, const char *user, size_t ulen)
 {
     pthread_mutex_lock(&q->lock);

@@ -531,15 +531,16 @@ def test_replica_left_readonly_retried_switch_followed():
                       == md5_key("adm2", "adm2-pass"), "the admin's user is not in the new master")
 
                 # +switch-master: both workers move now, not at their next failure; so does the
-                # fleet thread (server/fleet). Each worker has two connections that follow the
-                # sentinels: the credential store's and the usage ledger's (usage-stream is on by
-                # default with Redis); the fleet thread is the fifth subscriber.
-                check(fake.switch(M, R) == 5,
+                # fleet thread (server/fleet). Each worker has three connections that follow the
+                # sentinels: the credential store's, the usage ledger's (usage-stream is on by
+                # default with Redis) and the cluster quota's (cluster-quota, on by default); the
+                # fleet thread is the seventh subscriber.
+                check(fake.switch(M, R) == 7,
                       "the workers' connections and the fleet thread are not all subscribed")
                 wait_for(lambda: "+switch-master: following the master to 127.0.0.1:%d" % R[1]
                          in u.log(), 10, "the fleet thread to follow +switch-master")
                 wait_for(lambda: len(re.findall(r"redis_master.*127\.0\.0\.1:%d.*\+switch-master"
-                                                % R[1], u.log())) == 4, 10,
+                                                % R[1], u.log())) == 6, 10,
                          "both workers' connections to follow +switch-master")
                 wait_for(lambda: metric(admin, "uturn_redis_connections_up") == 2, 10,
                          "both workers on the new master")

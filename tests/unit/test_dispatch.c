@@ -655,6 +655,160 @@ static void test_usage_events(void)
     env_teardown();
 }
 
+/* Cluster-wide user-quota through quota_cluster_ops_t (issue 13), with a fake fleet: an Allocate
+ * that must wait is parked and replayed with the answer; a refusal is 486; every unit the fleet
+ * gave is given back once: Refresh 0, expiry, a failed Allocate, a replay that no longer needs
+ * it, and a parked request whose connection goes is cancelled. */
+static int cq_mode; /* what take answers: an enum quota_cluster_answer */
+static int cq_takes, cq_releases, cq_cancels;
+static quota_cluster_cb cq_cb;
+static void *cq_arg;
+
+static int cq_take(void *env, const char *user, size_t ulen, quota_cluster_cb cb, void *arg)
+{
+    (void)env;
+    CHECK(ulen == 5 && memcmp(user, "alice", 5) == 0);
+    cq_takes++;
+    cq_cb = cb;
+    cq_arg = arg;
+    return cq_mode;
+}
+
+static void cq_release(void *env, const char *user, size_t ulen)
+{
+    (void)env;
+    CHECK(ulen == 5 && memcmp(user, "alice", 5) == 0);
+    cq_releases++;
+}
+
+static void cq_cancel(void *env, void *arg)
+{
+    (void)env;
+    cq_cancels += arg == cq_arg;
+}
+
+/* The code of the last answer sent: 0 success, an error code, -1 none. */
+static int last_code(void)
+{
+    if (last_len == 0)
+        return -1;
+    stun_msg_t m;
+    CHECK_INT(stun_msg_decode(last, last_len, &m), 0);
+    if (m.cls == STUN_CLASS_SUCCESS)
+        return 0;
+    const stun_attr_t *ea = stun_msg_find(&m, STUN_ATTR_ERROR_CODE);
+    int code = 0;
+    const uint8_t *reason;
+    size_t rlen;
+    CHECK(ea && stun_attr_get_error(&m, ea, &code, &reason, &rlen) == 0);
+    return code;
+}
+
+/* The parked Allocate gets the fleet's `answer`: the code of what the replay sent. */
+static int cq_answer(int answer)
+{
+    last_len = 0;
+    quota_cluster_cb cb = cq_cb;
+    cq_cb = NULL;
+    CHECK(cb != NULL);
+    if (cb)
+        cb(cq_arg, answer);
+    return last_code();
+}
+
+static void test_cluster_quota(void)
+{
+    static const char *const extra[] = {"user-quota", "2", NULL};
+    uint32_t zero = 0;
+    env_setup(extra);
+    d.cquota = (quota_cluster_ops_t){cq_take, cq_release, cq_cancel, NULL};
+    cq_takes = cq_releases = cq_cancels = 0;
+    /* Pending, then OK: parked (no answer yet), replayed with the unit; Refresh 0 gives it back. */
+    cq_mode = QUOTA_CLUSTER_PENDING;
+    CHECK_INT(allocate("alice", "secret"), -1);
+    CHECK_INT((int)d.npending, 1);
+    CHECK_INT((int)quota_total(&shared.quota), 0); /* a parked request holds no local unit */
+    CHECK_INT(cq_answer(QUOTA_CLUSTER_OK), 0);
+    CHECK_INT((int)d.npending, 0);
+    CHECK_INT(cq_takes, 1); /* the replay used the answer: no second take */
+    CHECK_INT((int)quota_total(&shared.quota), 1);
+    CHECK_INT(request(STUN_METHOD_REFRESH, "alice", "secret", add_lifetime, &zero), 0);
+    CHECK_INT(cq_releases, 1);
+    CHECK_INT((int)quota_total(&shared.quota), 0);
+    /* Pending, then refused: 486, nothing held anywhere. */
+    client.sin_port = htons(40201);
+    CHECK_INT(allocate("alice", "secret"), -1);
+    CHECK_INT(cq_answer(QUOTA_CLUSTER_REFUSED), 486);
+    CHECK_INT((int)quota_total(&shared.quota), 0);
+    CHECK_INT(cq_releases, 1);
+    /* Refused at once: 486. LOCAL (Redis away): the node's own count decides, nothing to give
+     * back when the allocation goes (here by expiry). */
+    cq_mode = QUOTA_CLUSTER_REFUSED;
+    client.sin_port = htons(40202);
+    CHECK_INT(allocate("alice", "secret"), 486);
+    cq_mode = QUOTA_CLUSTER_LOCAL;
+    client.sin_port = htons(40203);
+    CHECK_INT(allocate("alice", "secret"), 0);
+    advance(601 * 1000);
+    CHECK_INT((int)quota_total(&shared.quota), 0);
+    CHECK_INT(cq_releases, 1);
+    /* OK at once, then expiry: given back. */
+    cq_mode = QUOTA_CLUSTER_OK;
+    client.sin_port = htons(40204);
+    CHECK_INT(allocate("alice", "secret"), 0);
+    advance(601 * 1000);
+    CHECK_INT(cq_releases, 2);
+    /* A failed Allocate (no relay port) after the unit was taken: given back. */
+    open_fails = 1;
+    client.sin_port = htons(40205);
+    CHECK(allocate("alice", "secret") > 0);
+    open_fails = 0;
+    CHECK_INT(cq_releases, 3);
+    /* A parked request whose connection goes: cancelled (the owner gives a late unit back). */
+    cq_mode = QUOTA_CLUSTER_PENDING;
+    client.sin_port = htons(40211);
+    CHECK_INT(allocate("alice", "secret"), -1);
+    CHECK_INT((int)d.npending, 1);
+    turn_conn_t conn = {transport, (struct sockaddr *)&client, (struct sockaddr *)&local, sink,
+                        NULL};
+    dispatch_conn_gone(&d, &conn);
+    CHECK_INT((int)d.npending, 0);
+    CHECK_INT(cq_cancels, 1);
+    cq_mode = QUOTA_CLUSTER_OK;
+    /* The local quota first: at user-quota here, the fleet is not asked. */
+    client.sin_port = htons(40206);
+    CHECK_INT(allocate("alice", "secret"), 0);
+    client.sin_port = htons(40207);
+    CHECK_INT(allocate("alice", "secret"), 0);
+    int takes = cq_takes;
+    client.sin_port = htons(40208);
+    CHECK_INT(allocate("alice", "secret"), 486);
+    CHECK_INT(cq_takes, takes);
+    /* A replay that no longer needs its unit (the node filled up meanwhile): 486, given back. */
+    client.sin_port = htons(40207);
+    /* A nonce is bound to the client's address: this 5-tuple's own first (438 hands it out). */
+    CHECK_INT(request(STUN_METHOD_REFRESH, "alice", "secret", add_lifetime, &zero), 438);
+    CHECK_INT(request(STUN_METHOD_REFRESH, "alice", "secret", add_lifetime, &zero), 0);
+    CHECK_INT(cq_releases, 4);
+    cq_mode = QUOTA_CLUSTER_PENDING;
+    client.sin_port = htons(40209);
+    CHECK_INT(allocate("alice", "secret"), -1);
+    quota_cluster_cb parked_cb = cq_cb;
+    void *parked_arg = cq_arg;
+    cq_mode = QUOTA_CLUSTER_OK;
+    client.sin_port = htons(40210);
+    CHECK_INT(allocate("alice", "secret"), 0); /* alice at 2 on this node again */
+    client.sin_port = htons(40209);
+    cq_cb = parked_cb;
+    cq_arg = parked_arg;
+    CHECK_INT(cq_answer(QUOTA_CLUSTER_OK), 486);
+    CHECK_INT(cq_releases, 5);
+    /* Teardown deletes alice's two allocations: both units go back. */
+    int before = cq_releases;
+    env_teardown();
+    CHECK_INT(cq_releases - before, 2);
+}
+
 int main(void)
 {
     test_auth_ladder();
@@ -668,5 +822,6 @@ int main(void)
     test_unauth_limit();
     test_failed_allocate_counters();
     test_usage_events();
+    test_cluster_quota();
     return unit_done("test_dispatch");
 }
