@@ -100,20 +100,6 @@ static const char *reason_name(int r)
     }
 }
 
-static const char *transport_name(int t)
-{
-    switch (t) {
-    case TURN_TCP:
-        return "tcp";
-    case TURN_TLS:
-        return "tls";
-    case TURN_DTLS:
-        return "dtls";
-    default:
-        return "udp";
-    }
-}
-
 /* The tag of a REST username "expiry:userid:tag": after the second ':' when the first field is
  * the expiry's digits (the HMAC covers the whole name, so the tag cannot be forged). */
 static void rest_tag(const char *u, size_t n, const char **tag, size_t *tlen)
@@ -179,7 +165,7 @@ int usage_writer_format(const usage_event_t *ev, const char *key, const char *ma
     STR("tag");
     PUT(tag, tlen);
     FIELD("realm", realm ? realm : "");
-    FIELD("transport", transport_name(ev->transport));
+    FIELD("transport", turn_transport_name((enum turn_transport)ev->transport));
     char a[SA_STRLEN];
     FMT("client", "%s", ev->client.sa.sa_family ? sa_format(&ev->client.sa, a, sizeof(a)) : "");
     char b[SA_STRLEN];

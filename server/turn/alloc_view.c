@@ -11,20 +11,6 @@
 #include "list.h"
 #include "sockaddr_util.h"
 
-static const char *transport_name(enum turn_transport t)
-{
-    switch (t) {
-    case TURN_TCP:
-        return "tcp";
-    case TURN_TLS:
-        return "tls";
-    case TURN_DTLS:
-        return "dtls";
-    default:
-        return "udp";
-    }
-}
-
 static void copy_addr(struct sockaddr_storage *out, const struct sockaddr *sa)
 {
     if (sa && (sa->sa_family == AF_INET || sa->sa_family == AF_INET6))
@@ -43,7 +29,7 @@ void alloc_view_fill(const dispatch_t *d, const alloc_t *a, alloc_view_t *v)
     memset(v, 0, sizeof(*v));
     v->id = a->id;
     v->worker = (int)(a->id >> 48);
-    v->transport = transport_name(a->client.transport);
+    v->transport = turn_transport_name(a->client.transport);
     copy_addr(&v->client, a->client.remote);
     copy_addr(&v->server, a->client.local);
     v->nrelay = a->nrelay < 2 ? a->nrelay : 2;

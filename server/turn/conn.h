@@ -31,4 +31,19 @@ typedef struct {
     void *send_ctx; /* udp listener or tcp connection */
 } turn_conn_t;
 
+/* "udp", "tcp", "tls" or "dtls": the transport's name in logs, the admin API and usage events. */
+static inline const char *turn_transport_name(enum turn_transport t)
+{
+    switch (t) {
+    case TURN_TCP:
+        return "tcp";
+    case TURN_TLS:
+        return "tls";
+    case TURN_DTLS:
+        return "dtls";
+    default:
+        return "udp";
+    }
+}
+
 #endif

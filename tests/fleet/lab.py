@@ -308,6 +308,28 @@ class Fleet:
         return False
 
 
+def traffic_no_loss(traffic):
+    """Stop every stream of `traffic` ({node id: test_redis_sentinel.Traffic}), print what each
+    sent and received both ways, and check that nothing was lost."""
+    for t in traffic.values():
+        t.stop()
+    for n, t in traffic.items():
+        sent_c2p, got_c2p, sent_p2c, got_p2c = t.counts()
+        print("node %s: client->peer %d sent, %d received; peer->client %d sent, %d received"
+              % (n, sent_c2p, got_c2p, sent_p2c, got_p2c), flush=True)
+        check(got_c2p == sent_c2p and got_p2c == sent_p2c,
+              "datagrams lost through node %s: client->peer %d/%d, peer->client %d/%d"
+              % (n, got_c2p, sent_c2p, got_p2c, sent_p2c))
+
+
+def traffic_abandon(traffic):
+    """On the way out of a test that failed: stop the streams still running (bounded wait)."""
+    for t in traffic.values():
+        if t.is_alive():
+            t.stop_flag.set()
+            t.join(10)
+
+
 def run_fleet(fleet_fn, tests=None, **kw):
     """Build a Fleet, hand it to the script (fleet_fn sets its global), run the script's tests with
     uturn.run(), and exit with their status; the Fleet is closed whatever happened."""

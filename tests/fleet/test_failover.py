@@ -23,7 +23,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from lab import CLI_IP, REDIS_IP, REPLICA_PORT, need, run_fleet  # noqa: E402
+from lab import (CLI_IP, REDIS_IP, REPLICA_PORT, need, run_fleet, traffic_abandon,  # noqa: E402
+                 traffic_no_loss)
 from test_redis_sentinel import Traffic  # noqa: E402
 from uturn import check, timeout, wait_for  # noqa: E402
 
@@ -105,15 +106,7 @@ def test_failover_with_live_relays():
         print("user provisioned after the failover allocated on a, b and c", flush=True)
 
         wait_for(lambda: time.monotonic() - t_followed >= AFTER, AFTER + 1, "the relays to run on")
-        for n, t in traffic.items():
-            t.stop()
-        for n, t in traffic.items():
-            sent_c2p, got_c2p, sent_p2c, got_p2c = t.counts()
-            print("node %s: client->peer %d sent, %d received; peer->client %d sent, %d received"
-                  % (n, sent_c2p, got_c2p, sent_p2c, got_p2c), flush=True)
-            check(got_c2p == sent_c2p and got_p2c == sent_p2c,
-                  "datagrams lost through node %s: client->peer %d/%d, peer->client %d/%d"
-                  % (n, got_c2p, sent_c2p, got_p2c, sent_p2c))
+        traffic_no_loss(traffic)
         sent, recv, lost, text = uclient_result(uc)
         uc = None
         print("turnutils_uclient via b: sent %d, received %d, lost %d" % (sent, recv, lost),
@@ -126,10 +119,7 @@ def test_failover_with_live_relays():
         for k, v in stalls.items():
             check(v is not None and v < STALL_LIMIT, "node %s stalled %s s" % (k, v))
     finally:
-        for t in traffic.values():
-            if t.is_alive():
-                t.stop_flag.set()
-                t.join(10)
+        traffic_abandon(traffic)
         for c in clients:
             c.close()
         if uc is not None and uc.poll() is None:
