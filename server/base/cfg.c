@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "sockaddr_util.h"
 #include "util.h"
@@ -529,9 +530,7 @@ int cfg_validate(const cfg_t *c, char *err, size_t errlen)
         return cfg_fail(c, "realm", 0, err, errlen, "must be 1 to 127 bytes (RFC 8489 §14.9)");
     if (c->node_id) {
         size_t n = strlen(c->node_id);
-        if (n < 1 || n > 64 ||
-            strspn(c->node_id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                               "0123456789._-") != n)
+        if (n < 1 || n > CFG_NODE_ID_MAX || strspn(c->node_id, CFG_NODE_ID_CHARS) != n)
             return cfg_fail(c, "node-id", 0, err, errlen, "must be 1 to 64 of A-Z a-z 0-9 . _ -");
     }
     if (check_admin_tokens(c, err, errlen) != 0)
@@ -731,4 +730,20 @@ int cfg_worker_count(const cfg_t *c)
     if (cg > 0 && cg < n)
         n = cg;
     return n > 0 ? n : 1;
+}
+
+void cfg_node_id(const cfg_t *c, char out[CFG_NODE_ID_MAX + 1])
+{
+    if (c->node_id) {
+        snprintf(out, CFG_NODE_ID_MAX + 1, "%s", c->node_id);
+        return;
+    }
+    char h[256] = "";
+    if (gethostname(h, sizeof(h) - 1) != 0 || !h[0])
+        snprintf(h, sizeof(h), "uturn");
+    h[CFG_NODE_ID_MAX] = 0;
+    for (char *p = h; *p; p++)
+        if (!strchr(CFG_NODE_ID_CHARS, *p))
+            *p = '-';
+    snprintf(out, CFG_NODE_ID_MAX + 1, "%s", h);
 }

@@ -152,6 +152,14 @@ int cfg_apply_args(cfg_t *c, int argc, char **argv, char *err, size_t errlen);
  * (server_check). */
 int cfg_validate(const cfg_t *c, char *err, size_t errlen);
 
+/* A node-id: 1 to CFG_NODE_ID_MAX of A-Z a-z 0-9 . _ - */
+#define CFG_NODE_ID_MAX 64
+#define CFG_NODE_ID_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-"
+/* This node's name in the fleet (its registry entry, its quota hash, its usage events): node-id,
+ * or else the host name with every character a node-id may not hold made '-' and cut to
+ * CFG_NODE_ID_MAX ("uturn" when there is no host name). Any thread. */
+void cfg_node_id(const cfg_t *c, char out[CFG_NODE_ID_MAX + 1]);
+
 /* Where a setting came from, for messages: "FILE:LINE", "command line" or "default". For a
  * list key, `i` picks the value; scalars ignore it. */
 const char *cfg_where(const cfg_t *c, const char *key, size_t i);

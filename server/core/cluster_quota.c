@@ -83,7 +83,7 @@ struct cluster_quota {
     bool closing;
     bool degraded; /* answering LOCAL since the last logged outage */
     char key[sizeof(CLUSTER_QUOTA_KEY) + 64];
-    char id[65];
+    char id[CFG_NODE_ID_MAX + 1];
     char take_sha[41], release_sha[41];
 };
 
@@ -97,25 +97,6 @@ static void sha1_hex(const char *s, char out[41])
     }
     for (unsigned i = 0; i < n; i++)
         snprintf(out + 2 * i, 3, "%02x", md[i]);
-}
-
-/* The fleet registry's name for this node: node-id, else the host name made valid (the same rule
- * as fleet_default_id, which core cannot include). */
-static void node_id(const cfg_t *cfg, char out[65])
-{
-    if (cfg->node_id) {
-        snprintf(out, 65, "%s", cfg->node_id);
-        return;
-    }
-    char h[256] = "";
-    if (gethostname(h, sizeof(h) - 1) != 0 || !h[0])
-        snprintf(h, sizeof(h), "uturn");
-    h[64] = 0;
-    for (char *p = h; *p; p++)
-        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-              *p == '.' || *p == '_' || *p == '-'))
-            *p = '-';
-    snprintf(out, 65, "%s", h);
 }
 
 static void fallback(cluster_quota_t *c, const char *why)
@@ -399,7 +380,7 @@ int cluster_quota_new(uv_loop_t *loop, const cfg_t *cfg, _Atomic(const cfg_t *) 
     list_init(&c->releases);
     list_init(&c->inflight);
     list_init(&c->batches);
-    node_id(cfg, c->id);
+    cfg_node_id(cfg, c->id);
     snprintf(c->key, sizeof(c->key), CLUSTER_QUOTA_KEY "%s", c->id);
     sha1_hex(take_lua, c->take_sha);
     sha1_hex(release_lua, c->release_sha);

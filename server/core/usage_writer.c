@@ -68,7 +68,7 @@ struct usage_writer {
     uv_check_t check;
     bool closing;
     bool rest; /* use-auth-secret: usernames may carry a tag */
-    char node[256];
+    char node[CFG_NODE_ID_MAX + 1];
     char maxlen[24];
 };
 
@@ -384,23 +384,6 @@ static void on_check(uv_check_t *c)
         drain(u);
 }
 
-/* The node's name: the fleet's `node-id` key when the table has one and it is set, else the
- * host name. */
-static void node_name(const cfg_t *cfg, char *out, size_t cap)
-{
-    const cfg_entry_t *e = cfg_table_find("node-id");
-    if (e && e->type == CFG_STR) {
-        const char *v = *(char *const *)(const void *)((const char *)cfg + e->offset);
-        if (v && *v) {
-            snprintf(out, cap, "%s", v);
-            return;
-        }
-    }
-    if (gethostname(out, cap) != 0)
-        snprintf(out, cap, "uturn");
-    out[cap - 1] = '\0';
-}
-
 int usage_writer_new(uv_loop_t *loop, const cfg_t *cfg, stats_t *stats, dispatch_usage_ops_t *ops,
                      usage_writer_t **out, char *err, size_t errlen)
 {
@@ -422,7 +405,7 @@ int usage_writer_new(uv_loop_t *loop, const cfg_t *cfg, stats_t *stats, dispatch
     u->cfg = cfg;
     u->stats = stats;
     u->rest = cfg->use_auth_secret;
-    node_name(cfg, u->node, sizeof(u->node));
+    cfg_node_id(cfg, u->node);
     snprintf(u->maxlen, sizeof(u->maxlen), "%ld", cfg->usage_stream_maxlen);
     char perr[256];
     if (creds_redis_cfg_parse(db, &u->rcfg, perr, sizeof(perr)) != 0) {

@@ -619,7 +619,7 @@ int fleet_start(server_t *s, fleet_t **out, char *err, size_t errlen)
     }
     f->s = s;
     f->wake[0] = f->wake[1] = -1;
-    fleet_default_id(s->cfg, f->id);
+    cfg_node_id(s->cfg, f->id);
     uint8_t inst[FLEET_INSTANCE_LEN / 2];
     rand_bytes(inst, sizeof(inst));
     for (size_t i = 0; i < sizeof(inst); i++)

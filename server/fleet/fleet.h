@@ -34,15 +34,15 @@
 #include "cfg.h"
 #include "server.h"
 
-#define FLEET_ID_MAX 64       /* node-id: 1-64 of [A-Za-z0-9._-] */
-#define FLEET_INSTANCE_LEN 32 /* a process's random instance id: 32 hex digits */
-#define FLEET_ADDR_MAX 64     /* one "ip:port" / "[v6]:port", NUL included */
-#define FLEET_ADDRS_PER 8     /* addresses per transport in one entry */
-#define FLEET_NODES_MAX 256   /* nodes read into one view */
-#define FLEET_ENTRY_MAX 4096  /* bytes of one registry entry */
-#define FLEET_EVENT_MAX 1024  /* bytes of one event */
-#define FLEET_USER_MAX 513    /* bytes of a user name in an event */
-#define FLEET_REALM_MAX 255   /* bytes of a realm in an event */
+#define FLEET_ID_MAX CFG_NODE_ID_MAX /* node-id: 1-64 of [A-Za-z0-9._-] */
+#define FLEET_INSTANCE_LEN 32        /* a process's random instance id: 32 hex digits */
+#define FLEET_ADDR_MAX 64            /* one "ip:port" / "[v6]:port", NUL included */
+#define FLEET_ADDRS_PER 8            /* addresses per transport in one entry */
+#define FLEET_NODES_MAX 256          /* nodes read into one view */
+#define FLEET_ENTRY_MAX 4096         /* bytes of one registry entry */
+#define FLEET_EVENT_MAX 1024         /* bytes of one event */
+#define FLEET_USER_MAX 513           /* bytes of a user name in an event */
+#define FLEET_REALM_MAX 255          /* bytes of a realm in an event */
 /* A node writes its entry every FLEET_PERIOD_MS with a FLEET_TTL_MS lifetime and reads the others
  * every FLEET_READ_MS: a node that dies leaves every view within TTL + READ = 2.9 s, and a write
  * may come 1.4 s late before the node flaps. */

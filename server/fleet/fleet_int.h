@@ -34,8 +34,6 @@ static inline int64_t fleet_clock_ms(clockid_t id)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* node-id, or the host name made into one, into out. Pure but for gethostname; any thread. */
-void fleet_default_id(const cfg_t *cfg, char out[FLEET_ID_MAX + 1]);
 /* Give the engine (addrs_fleet_set) the 300 Try Alternate targets from view `v`: per client
  * family and transport the live node with the most headroom, `self` and draining nodes left out;
  * v NULL: none (the static lists serve). Any thread. */

@@ -13,24 +13,6 @@
 #include "config.h"
 #include "sockaddr_util.h"
 
-/* node-id, or the host name made into one (a host name's alphabet is a node-id's, save
- * oddities). */
-void fleet_default_id(const cfg_t *cfg, char out[FLEET_ID_MAX + 1])
-{
-    if (cfg->node_id) {
-        snprintf(out, FLEET_ID_MAX + 1, "%s", cfg->node_id);
-        return;
-    }
-    char h[256] = "";
-    if (gethostname(h, sizeof(h) - 1) != 0 || !h[0])
-        snprintf(h, sizeof(h), "uturn");
-    h[FLEET_ID_MAX] = 0;
-    for (char *p = h; *p; p++)
-        if (!fleet_id_valid(p, 1))
-            *p = '-';
-    snprintf(out, FLEET_ID_MAX + 1, "%s", h);
-}
-
 /* What clients reach for `sa`: external-ip's PUBLIC for PUBLIC/PRIVATE naming it, or a bare
  * PUBLIC of the same family. */
 static void external(const cfg_t *cfg, sa_any_t *sa)
@@ -72,7 +54,7 @@ void fleet_local(server_t *s, fleet_node_t *out)
 {
     const cfg_t *c = s->cfg;
     memset(out, 0, sizeof(*out));
-    fleet_default_id(c, out->id);
+    cfg_node_id(c, out->id);
     snprintf(out->version, sizeof(out->version), "%s", PACKAGE_VERSION);
     stats_snapshot_t st;
     server_stats(s, &st);
