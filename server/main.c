@@ -54,7 +54,8 @@ int main(int argc, char **argv)
     if (cli.check_config) {
         /* The start's own checks (server_check), short of binding: a file that passes here is
          * one the start accepts. */
-        if (server_check(&cfg, admin_check, err, sizeof(err)) != 0) {
+        if (server_check(&cfg, admin_check, err, sizeof(err)) != 0 ||
+            kpath_check(&cfg, err, sizeof(err)) != 0) {
             fprintf(stderr, "uturnd: %s\n", err);
             cfg_free(&cfg);
             return 1;

@@ -315,16 +315,32 @@ static int kpath_load(const cfg_t *cfg, kpath_t *k, char *why, size_t cap)
 }
 #endif
 
+#ifndef HAVE_KPATH
+#define KPATH_NOT_BUILT                                                                            \
+    "this uturnd was built without it (configure did not find:" KPATH_MISSING                      \
+    "; scripts/deps.sh build installs them)"
+#endif
+
+int kpath_check(const cfg_t *cfg, char *err, size_t errlen)
+{
+#ifndef HAVE_KPATH
+    if (cfg->kernel_offload == CFG_KOFFLOAD_ON)
+        return not_started(cfg, KPATH_NOT_BUILT, err, errlen);
+#else
+    (void)cfg;
+    (void)err;
+    (void)errlen;
+#endif
+    return 0;
+}
+
 int kpath_start(const cfg_t *cfg, kpath_t **out, char *err, size_t errlen)
 {
     *out = NULL;
     if (cfg->kernel_offload == CFG_KOFFLOAD_OFF)
         return 0;
 #ifndef HAVE_KPATH
-    return not_started(cfg,
-                       "this uturnd was built without it (configure did not find:" KPATH_MISSING
-                       "; scripts/deps.sh build installs them)",
-                       err, errlen);
+    return not_started(cfg, KPATH_NOT_BUILT, err, errlen);
 #else
     char why[512];
     missing_caps(why, sizeof(why));

@@ -22,6 +22,11 @@ typedef struct kpath kpath_t;
  * *out and frees it with kpath_stop. Main thread. */
 int kpath_start(const cfg_t *cfg, kpath_t **out, char *err, size_t errlen);
 
+/* --check-config's part: -1 with `err` naming the file, line and key when kernel-offload = on
+ * and this uturnd was built without the kernel path; 0 otherwise. Capabilities and the kernel are
+ * not checked (a check may run unprivileged): the start does that. Any thread. */
+int kpath_check(const cfg_t *cfg, char *err, size_t errlen);
+
 /* Detach every filter this process attached and free the program and its maps. NULL is a no-op.
  * Main thread, after the workers have stopped. */
 void kpath_stop(kpath_t *k);
