@@ -289,6 +289,10 @@ static int kpath_load(const cfg_t *cfg, kpath_t *k, char *why, size_t cap)
         return -1;
     }
     size_t want = k->n_if;
+    if (want == 0) {
+        snprintf(why, cap, "no interface that is up holds a listening or relay address");
+        return -1;
+    }
     k->n_if = 0;
     for (size_t i = 0; i < want; i++) {
         int idx = k->ifindex[i];
