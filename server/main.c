@@ -18,6 +18,7 @@
 #include "cfg.h"
 #include "config.h"
 #include "fleet.h"
+#include "kpath.h"
 #include "log.h"
 #include "server.h"
 
@@ -53,7 +54,8 @@ int main(int argc, char **argv)
     if (cli.check_config) {
         /* The start's own checks (server_check), short of binding: a file that passes here is
          * one the start accepts. */
-        if (server_check(&cfg, admin_check, err, sizeof(err)) != 0) {
+        if (server_check(&cfg, admin_check, err, sizeof(err)) != 0 ||
+            kpath_check(&cfg, err, sizeof(err)) != 0) {
             fprintf(stderr, "uturnd: %s\n", err);
             cfg_free(&cfg);
             return 1;
@@ -86,6 +88,16 @@ int main(int argc, char **argv)
              "nonce secret: a random one of this node's (Redis: %s); set nonce-secret "
              "on every node for nonces that validate fleet-wide",
              err);
+    /* Before the workers: a kernel path that cannot start with kernel-offload = on stops here. */
+    kpath_t *kpath = NULL;
+    if (kpath_start(&cfg, &kpath, err, sizeof(err)) != 0) {
+        LOGE("start", "%s", err);
+        if (cfg.pidfile)
+            unlink(cfg.pidfile);
+        log_close();
+        cfg_free(&cfg);
+        return 1;
+    }
     server_t srv;
     struct admin *admin = NULL;
     fleet_t *fleet = NULL;
@@ -105,6 +117,7 @@ int main(int argc, char **argv)
     admin_stop(admin);
     fleet_stop(fleet);
     server_close(&srv);
+    kpath_stop(kpath);
     if (status == 0)
         LOGI("exit", "stopped cleanly");
     if (cfg.pidfile)

@@ -77,6 +77,7 @@ typedef struct cfg {
     bool software_attribute;
     char *log_file, *pidfile;
     int log_level, log_format;
+    int kernel_offload; /* enum cfg_kernel_offload */
     char *admin_listen;
     cfg_list_t admin_token;
     int admin_request_timeout, admin_connections_max, admin_connections_per_ip;
@@ -101,6 +102,9 @@ typedef struct {
     const char *config_path; /* -c FILE, or NULL */
     bool help, version, check_config;
 } cfg_cli_t;
+
+/* kernel-offload: the kernel fast path (server/kpath). Values are cfg_table.c's names' indexes. */
+enum cfg_kernel_offload { CFG_KOFFLOAD_OFF = 0, CFG_KOFFLOAD_AUTO = 1, CFG_KOFFLOAD_ON = 2 };
 
 /* One row of the table (cfg_table.c). */
 enum cfg_type { CFG_BOOL, CFG_INT, CFG_STR, CFG_LIST, CFG_ENUM };

@@ -1,0 +1,38 @@
+/* kpath.bpf.c - the kernel fast path's TC program (clsact ingress on the interfaces of the
+ * listening and relay addresses), built with clang -target bpf and embedded in uturnd through a
+ * bpftool skeleton (Makefile.am). This first slice relays nothing: it counts what it sees per CPU
+ * and passes every packet to the stack unchanged (TC_ACT_OK), so attaching it changes no
+ * behaviour. kpath_owner_pid is set by the loader before load; it lets a later uturnd find the
+ * filter of one that crashed (docs/KERNEL.md). */
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+
+#include "kpath_abi.h"
+
+/* The loading uturnd's pid (read back from the .rodata map by kpath.c's leftover sweep). */
+volatile const __u32 kpath_owner_pid = 0;
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, KPATH_SEEN_N);
+    __type(key, __u32);
+    __type(value, __u64);
+} kpath_seen SEC(".maps");
+
+static __always_inline void count(__u32 slot, __u64 n)
+{
+    __u64 *v = bpf_map_lookup_elem(&kpath_seen, &slot);
+    if (v)
+        *v += n;
+}
+
+SEC("tc")
+int uturn_ingress(struct __sk_buff *skb)
+{
+    count(KPATH_SEEN_PKTS, 1);
+    count(KPATH_SEEN_BYTES, skb->len);
+    return TC_ACT_OK;
+}
+
+char LICENSE[] SEC("license") = "GPL";

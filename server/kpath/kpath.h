@@ -1,0 +1,37 @@
+/* kpath.h - the kernel fast path's lifecycle (docs/KERNEL.md): per kernel-offload, load the TC
+ * program embedded in uturnd, create its maps, attach it on clsact ingress of the interfaces that
+ * hold the listening and relay addresses (all interfaces for a wildcard), and remove filters,
+ * programs and maps at exit. Before attaching, it removes what a crashed uturnd left (its filters,
+ * found through the owner pid the program carries). This slice relays nothing in the kernel: the
+ * program counts and passes every packet. Called by main.c only, on the main thread, before the
+ * workers start and after they stop; the engine (server/turn) never sees it. */
+#ifndef UTURN_KPATH_H
+#define UTURN_KPATH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cfg.h"
+
+typedef struct kpath kpath_t;
+
+/* Start the kernel path as cfg->kernel_offload says. off: *out = NULL, nothing touched, 0. auto:
+ * 0 with *out set when attached, else *out = NULL after ONE warning log line giving the reason.
+ * on: 0 with *out set, or -1 with `err` naming the config file, line and key and the reason
+ * (built without libbpf, missing capability, libbpf's load or attach error). The caller owns
+ * *out and frees it with kpath_stop. Main thread. */
+int kpath_start(const cfg_t *cfg, kpath_t **out, char *err, size_t errlen);
+
+/* --check-config's part: -1 with `err` naming the file, line and key when kernel-offload = on
+ * and this uturnd was built without the kernel path; 0 otherwise. Capabilities and the kernel are
+ * not checked (a check may run unprivileged): the start does that. Any thread. */
+int kpath_check(const cfg_t *cfg, char *err, size_t errlen);
+
+/* Detach every filter this process attached and free the program and its maps. NULL is a no-op.
+ * Main thread, after the workers have stopped. */
+void kpath_stop(kpath_t *k);
+
+/* Sum of the per-CPU counters: packets and bytes the program saw. 0 or -errno. */
+int kpath_seen(const kpath_t *k, uint64_t *pkts, uint64_t *bytes);
+
+#endif
