@@ -1,8 +1,6 @@
 /* creds_redis.c - the Redis side of the credential store: one worker's asynchronous connection
  * (hiredis' async API on the worker's own libuv loop, so a lookup never blocks the loop: DESIGN.md
- * "Auth never blocks the loop"), and the key layout: coturn's turn/realm/<realm>/user/<user>/key
- * (hex MD5 key, RFC 8489 §9.2) and .../secret (TURN REST secrets), with our key-sha256,
- * revoked/<user> and userhash/<hex> (RFC 8489 §14.4) beside it.
+ * "Auth never blocks the loop") and its pipelines; the key layout it reads is creds_redis_keys.c.
  *
  * The connection string is parsed in creds_redis_cfg.c. AUTH and SELECT are queued before any other
  * command, so a lookup made while connecting waits behind them in the same pipeline. The hiredis
@@ -19,7 +17,7 @@
  * and connects to the new master at once; replies lost with the old connection fail their lookups,
  * which the caller answers as it does for any Redis outage (creds.c: cache, then 'unavailable').
  */
-#include "creds_redis.h"
+#include "creds_redis_int.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -43,48 +41,8 @@
 #define BACKOFF_MIN_MS 500
 #define BACKOFF_MAX_MS 30000
 #define CONNECT_POLL_MS 50 /* how often a connect in progress is checked for failure */
-#define KEYNAME_MAX 1024   /* "turn/realm/" + realm (<= 255) + "/user/" + name + suffix fits */
-#define MAX_ARGS 4
-#define HOST_STR_MAX 280 /* "[" host (<= 255) "]:" port, or "master 'NAME'" */
 
 /* ---- connection ---- */
-
-struct creds_redis {
-    uv_loop_t *loop;
-    const creds_redis_cfg_t *cfg;
-    creds_stats_t *stats;
-    redisAsyncContext *ac; /* the one live context, or NULL */
-    enum creds_redis_state state;
-    int logged;     /* last state logged: -1 none yet, 0 down, 1 up */
-    bool connected; /* ac's TCP connect finished */
-    bool closing;
-    bool resolving;         /* gai in flight (it holds a ref) */
-    int setup_pending;      /* AUTH/SELECT replies still to come */
-    unsigned outstanding;   /* replies still to come on ac */
-    uint64_t last_activity; /* loop ms: connect start, first send from idle, last reply */
-    uint64_t backoff_ms;
-    int refs; /* timers and the gai request: r is freed when the last lets go */
-    uv_timer_t watchdog, retry;
-    uv_getaddrinfo_t gai;
-    log_limit_t lim, data_lim;
-    redis_sentinel_t *sent;       /* NULL without Sentinel */
-    redis_sentinel_addr_t master; /* with Sentinel: the master connected or being connected to */
-    bool master_known;            /* master is set */
-    char target[HOST_STR_MAX];    /* the server as logged: host:port, or the sentinels' name */
-};
-
-/* One command of a pipeline. Arguments are (pointer, length) pairs so attacker bytes never meet a
- * format string; hiredis copies them into its buffer when the command is queued. */
-typedef struct {
-    int argc;
-    const char *argv[MAX_ARGS];
-    size_t len[MAX_ARGS];
-} cmd_t;
-
-/* Gets every reply of a pipeline in command order (valid during the call; error replies included),
- * or rep == NULL, n == 0 when the connection failed first, or n == -1 when `r` is closing: then it
- * only releases `arg` and calls nobody. */
-typedef void (*done_cb)(void *arg, redisReply *const *rep, int n);
 
 /* A pipeline waiting for its replies. hiredis frees each reply when its callback returns, so the
  * replies are copied until the last one is in. */
@@ -643,8 +601,7 @@ static void on_batch_reply(redisAsyncContext *ac, void *reply, void *priv)
         batch_finish(b);
 }
 
-/* Send `n` commands as one pipeline: 0 (cb comes once) or -1 (cb never comes). */
-static int send_batch(creds_redis_t *r, const cmd_t *cmds, int n, done_cb cb, void *arg)
+int creds_redis_pipeline(creds_redis_t *r, const cmd_t *cmds, int n, done_cb cb, void *arg)
 {
     if (r->closing || !r->ac || r->state == CREDS_REDIS_DOWN || n <= 0)
         return -1;
@@ -736,173 +693,4 @@ int creds_redis_command_int(creds_redis_t *r, int argc, const char **argv, const
                             creds_redis_int_cb cb, void *arg)
 {
     return send_one(r, argc, argv, len, NULL, cb, arg);
-}
-
-/* ---- coturn's schema and ours ---- */
-
-typedef struct {
-    creds_redis_t *r;
-    bool with_secrets;
-    union {
-        creds_redis_user_cb user;
-        creds_redis_alias_cb alias;
-    } cb;
-    void *arg;
-} fetch_t;
-
-static void warn_data(creds_redis_t *r, const char *what)
-{
-    if (log_limit_take(&r->data_lim, uv_now(r->loop), 0.2, 5))
-        LOGW("redis_data", "redis %s: %s", r->target, what);
-}
-
-static bool cmd_key(cmd_t *cmd, const char *verb, const char *key, int n)
-{
-    if (n < 0 || n >= KEYNAME_MAX)
-        return false;
-    cmd->argc = 2;
-    cmd->argv[0] = verb;
-    cmd->len[0] = strlen(verb);
-    cmd->argv[1] = key;
-    cmd->len[1] = (size_t)n;
-    return true;
-}
-
-/* A GET of a hex key: absent, or exactly 2n hex digits (anything else is ignored, loudly: coturn
- * stores lower-case hex of the 16-byte MD5 key). */
-static int get_hex(creds_redis_t *r, const redisReply *rep, uint8_t *out, size_t n, bool *has)
-{
-    *has = false;
-    if (rep->type == REDIS_REPLY_NIL)
-        return 0;
-    if (rep->type != REDIS_REPLY_STRING)
-        return -1;
-    if (rep->len == 2 * n && stun_auth_hex_decode(rep->str, rep->len, out, n) == (int)n) {
-        *has = true;
-        return 0;
-    }
-    memset(out, 0, n);
-    warn_data(r, n == 16 ? "a user key is not 32 hex digits; ignored"
-                         : "a user key-sha256 is not 64 hex digits; ignored");
-    return 0;
-}
-
-static int get_secrets(creds_redis_t *r, const redisReply *rep, creds_redis_user_t *u)
-{
-    if (rep->type != REDIS_REPLY_ARRAY)
-        return -1;
-    u->has_secrets = true;
-    for (size_t i = 0; i < rep->elements; i++) {
-        const redisReply *m = rep->element[i];
-        /* An empty HMAC key would let anyone mint credentials. */
-        if (m->type != REDIS_REPLY_STRING || m->len == 0) {
-            warn_data(r, "an empty or non-string REST secret; ignored");
-        } else if (u->nsecrets == CREDS_REDIS_MAX_SECRETS) {
-            warn_data(r, "more than 16 REST secrets in the realm; the rest are ignored");
-            break;
-        } else {
-            u->secret[u->nsecrets] = m->str;
-            u->secret_len[u->nsecrets++] = m->len;
-        }
-    }
-    return 0;
-}
-
-static void on_user_batch(void *arg, redisReply *const *rep, int n)
-{
-    fetch_t *f = arg;
-    creds_redis_user_t u;
-    const creds_redis_user_t *res = NULL;
-
-    if (n < 0) {
-        free(f);
-        return;
-    }
-    memset(&u, 0, sizeof(u));
-    if (rep && n >= 3 && get_hex(f->r, rep[0], u.key.md5, 16, &u.key.has_md5) == 0 &&
-        get_hex(f->r, rep[1], u.key.sha256, 32, &u.key.has_sha256) == 0 &&
-        rep[2]->type == REDIS_REPLY_INTEGER &&
-        (!f->with_secrets || (n >= 4 && get_secrets(f->r, rep[3], &u) == 0))) {
-        u.revoked = rep[2]->integer > 0;
-        res = &u;
-    }
-    f->cb.user(f->arg, res);
-    OPENSSL_cleanse(&u.key, sizeof(u.key));
-    free(f);
-}
-
-int creds_redis_fetch_user(creds_redis_t *r, const char *realm, const char *name, bool with_secrets,
-                           creds_redis_user_cb cb, void *arg)
-{
-    char kmd5[KEYNAME_MAX], ksha[KEYNAME_MAX], krev[KEYNAME_MAX], ksec[KEYNAME_MAX];
-    cmd_t cmd[4];
-    int n = 3;
-
-    /* The name is an argument of snprintf, never its format, and then one whole argv element:
-     * no quoting and no protocol injection, whatever bytes it holds. */
-    if (strlen(name) > STUN_USERNAME_MAX ||
-        !cmd_key(&cmd[0], "GET", kmd5,
-                 snprintf(kmd5, sizeof(kmd5), CREDS_REDIS_KEY_MD5, realm, name)) ||
-        !cmd_key(&cmd[1], "GET", ksha,
-                 snprintf(ksha, sizeof(ksha), CREDS_REDIS_KEY_SHA256, realm, name)) ||
-        !cmd_key(&cmd[2], "EXISTS", krev,
-                 snprintf(krev, sizeof(krev), CREDS_REDIS_REVOKED, realm, name)))
-        return -1;
-    if (with_secrets && !cmd_key(&cmd[n++], "SMEMBERS", ksec,
-                                 snprintf(ksec, sizeof(ksec), CREDS_REDIS_SECRETS, realm)))
-        return -1;
-    fetch_t *f = calloc(1, sizeof(*f));
-    if (!f)
-        return -1;
-    f->r = r;
-    f->with_secrets = with_secrets;
-    f->cb.user = cb;
-    f->arg = arg;
-    if (send_batch(r, cmd, n, on_user_batch, f) != 0) {
-        free(f);
-        return -1;
-    }
-    return 0;
-}
-
-static void on_alias_batch(void *arg, redisReply *const *rep, int n)
-{
-    fetch_t *f = arg;
-    const redisReply *a = rep && n == 1 ? rep[0] : NULL;
-
-    if (n < 0)
-        ; /* closing: call nobody */
-    else if (!a || (a->type != REDIS_REPLY_NIL && a->type != REDIS_REPLY_STRING)) {
-        f->cb.alias(f->arg, 1, NULL, 0);
-    } else if (a->type == REDIS_REPLY_NIL) {
-        f->cb.alias(f->arg, 0, NULL, 0);
-    } else if (a->len == 0 || a->len > STUN_USERNAME_MAX || memchr(a->str, '\0', a->len)) {
-        warn_data(f->r, "a userhash entry names an invalid username; ignored");
-        f->cb.alias(f->arg, 0, NULL, 0);
-    } else {
-        f->cb.alias(f->arg, 0, a->str, a->len);
-    }
-    free(f);
-}
-
-int creds_redis_fetch_alias(creds_redis_t *r, const char *realm, const uint8_t hash[32],
-                            creds_redis_alias_cb cb, void *arg)
-{
-    char hex[65], key[KEYNAME_MAX];
-    cmd_t cmd;
-
-    stun_auth_hex_encode(hash, 32, hex);
-    if (!cmd_key(&cmd, "GET", key, snprintf(key, sizeof(key), CREDS_REDIS_USERHASH, realm, hex)))
-        return -1;
-    fetch_t *f = calloc(1, sizeof(*f));
-    if (!f)
-        return -1;
-    f->r = r;
-    f->cb.alias = cb;
-    f->arg = arg;
-    if (send_batch(r, &cmd, 1, on_alias_batch, f) != 0) {
-        free(f);
-        return -1;
-    }
-    return 0;
 }
