@@ -262,6 +262,22 @@ class Fleet:
             s.bind((CLI_IP, 0))
         return s
 
+    def start_streams(self, nodes, user, password, traffic, clients):
+        """Start a relay stream for `user` through each of `nodes` (test_redis_sentinel.Traffic: 100
+        datagrams a second each way on channel 0x4001, to a UDP peer of its own), recorded in
+        `traffic` ({node id: Traffic}) and `clients` as they start, so the caller's cleanup finds
+        them; then wait (5 s deadline each) until every stream carries both ways."""
+        from test_redis_sentinel import Traffic
+        for n in nodes:
+            peer = self.udp_peer()
+            cl, relay = self.relaying(n, user, password, peer)
+            clients.append(cl)
+            traffic[n.id] = Traffic(cl, 0x4001, peer, relay)
+            traffic[n.id].start()
+        for k, t in traffic.items():
+            wait_for(lambda t=t: len(t.got_c2p) > 20 and len(t.got_p2c) > 20, 5,
+                     "traffic both ways through %s" % k)
+
     def relaying(self, node, user, password, peer, channel=0x4001):
         """A client with an allocation on node, a permission and a channel to peer. Returns
         (client, relayed (ip, port))."""

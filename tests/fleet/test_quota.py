@@ -17,7 +17,6 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from lab import run_fleet, traffic_abandon, traffic_no_loss  # noqa: E402
-from test_redis_sentinel import Traffic  # noqa: E402
 from uturn import check, wait_for  # noqa: E402
 
 F = None
@@ -58,15 +57,7 @@ def test_kill_9_a_frees_the_quota_within_3s():
     F.add_user("steady-q", "steady-q-pass")
     traffic, clients, got = {}, [], []
     try:
-        for n in (b, c):
-            peer = F.udp_peer()
-            cl, relay = F.relaying(n, "steady-q", "steady-q-pass", peer)
-            clients.append(cl)
-            traffic[n.id] = Traffic(cl, 0x4001, peer, relay)
-            traffic[n.id].start()
-        for k, t in traffic.items():
-            wait_for(lambda: len(t.got_c2p) > 20 and len(t.got_p2c) > 20, 5,
-                     "traffic both ways through %s" % k)
+        F.start_streams((b, c), "steady-q", "steady-q-pass", traffic, clients)
         a.daemon.proc.send_signal(signal.SIGKILL)
         t0 = time.monotonic()
         a.daemon.proc.wait(10)
