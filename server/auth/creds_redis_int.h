@@ -21,7 +21,6 @@
 #define MAX_ARGS 4
 #define HOST_STR_MAX 280 /* "[" host (<= 255) "]:" port, or "master 'NAME'" */
 
-
 struct creds_redis {
     uv_loop_t *loop;
     const creds_redis_cfg_t *cfg;

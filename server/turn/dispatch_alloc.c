@@ -423,8 +423,12 @@ void dispatch_allocate(dispatch_t *d, const turn_conn_t *conn, const stun_msg_t 
     int resv_unit = 0;
     bool cq = false;
     if (code == 0) {
-        /* The node's own count first: a refusal it can give costs the fleet no round trip. */
-        int q = quota_check(&d->shared->quota, auth.user, auth.ulen);
+        /* The node's own count first: a refusal it can give costs the fleet no round trip. Not
+         * for a request that redeems a reservation: the user's own reservation brings its unit
+         * (take_units), so a user at the quota may still redeem it (RFC 8656 §7.2's pair). */
+        int q = stun_msg_find(msg, STUN_ATTR_RESERVATION_TOKEN)
+                    ? 0
+                    : quota_check(&d->shared->quota, auth.user, auth.ulen);
         if (q == 0 && (q = cluster_take(d, conn, msg, &auth, &cq)) == 1)
             return;
         if (q == 0 && (q = take_units(d, msg, &auth, &resv_unit)) != 0) {
