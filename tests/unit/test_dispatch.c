@@ -251,7 +251,7 @@ static int allocate_r1(uint16_t port)
 
 /* ---- tests ---- */
 
-static void test_auth_ladder(void)
+UNIT_TEST(auth_ladder)
 {
     env_setup(NULL);
     CHECK_INT(request(STUN_METHOD_ALLOCATE, NULL, NULL, add_transport, NULL), 401);
@@ -292,7 +292,7 @@ static void test_auth_ladder(void)
     env_teardown();
 }
 
-static void test_expiry(void)
+UNIT_TEST(expiry)
 {
     env_setup(NULL);
     CHECK_INT(allocate("alice", "secret"), 0);
@@ -324,7 +324,7 @@ static void test_expiry(void)
     env_teardown();
 }
 
-static void test_relay_paths(void)
+UNIT_TEST(relay_paths)
 {
     env_setup(NULL);
     CHECK_INT(allocate("alice", "secret"), 0);
@@ -380,7 +380,7 @@ static void test_relay_paths(void)
     env_teardown();
 }
 
-static void test_policy_and_quota(void)
+UNIT_TEST(policy_and_quota)
 {
     static const char *const extra[] = {"allow-loopback-peers", "false", "user-quota", "1", NULL};
     env_setup(extra);
@@ -407,7 +407,7 @@ static void test_policy_and_quota(void)
 }
 
 /* Issue 11 defect 9: an EVEN-PORT reservation is one unit of its user's quota until it expires. */
-static void test_reservation_quota(void)
+UNIT_TEST(reservation_quota)
 {
     static const char *const extra[] = {"user-quota", "2", NULL};
     uint32_t zero = 0;
@@ -425,7 +425,7 @@ static void test_reservation_quota(void)
     env_teardown();
 }
 
-static void test_max_bps(void)
+UNIT_TEST(max_bps)
 {
     static const char *const extra[] = {"max-bps", "1000", NULL};
     env_setup(extra);
@@ -455,7 +455,7 @@ static void add_connection_id(stun_build_t *b, void *arg)
 
 /* RFC 6062 §5.4: ConnectionBind only over TCP/TLS, with a CONNECTION-ID, and never on a 5-tuple
  * that holds an allocation (a control connection is no data connection). */
-static void test_connection_bind_rules(void)
+UNIT_TEST(connection_bind_rules)
 {
     env_setup(NULL);
     uint32_t id = 0x00123456;
@@ -476,7 +476,7 @@ static void test_connection_bind_rules(void)
 }
 
 /* user-peer-connection-quota: counted per user, on any thread, given back on release. */
-static void test_peer_connection_quota(void)
+UNIT_TEST(peer_connection_quota)
 {
     static const char *const extra[] = {"user-peer-connection-quota", "2", NULL};
     env_setup(extra);
@@ -510,7 +510,7 @@ static void test_peer_connection_quota(void)
 /* Unauthenticated answers over UDP (dispatch_limit_ok): up to DISPATCH_UNAUTH_RATIO x the request
  * is the request's own, so a spoofer sharing the victim's IP cannot use it up; the bytes beyond
  * are metered per source IP (a 2048-byte burst); all of them against max-unauth-answer-bps. */
-static void test_unauth_limit(void)
+UNIT_TEST(unauth_limit)
 {
     static const char *const extra[] = {"max-unauth-answer-bps", "20000", NULL};
     env_setup(extra);
@@ -549,7 +549,7 @@ static void test_unauth_limit(void)
 
 /* An Allocate whose relay cannot be opened counts as failed only: created, deleted and expired
  * stay as they were, so created - deleted - expired is always the number of live allocations. */
-static void test_failed_allocate_counters(void)
+UNIT_TEST(failed_allocate_counters)
 {
     env_setup(NULL);
     uint64_t created = atomic_load(&stats.alloc_created),
@@ -581,7 +581,7 @@ static void on_usage(void *env, const usage_event_t *ev)
     nevents++;
 }
 
-static void test_usage_events(void)
+UNIT_TEST(usage_events)
 {
     static const char *const extra[] = {"usage-interval", "10", NULL};
     env_setup(extra);
@@ -716,7 +716,7 @@ static int cq_answer(int answer)
     return last_code();
 }
 
-static void test_cluster_quota(void)
+UNIT_TEST(cluster_quota)
 {
     static const char *const extra[] = {"user-quota", "2", NULL};
     uint32_t zero = 0;
@@ -809,19 +809,4 @@ static void test_cluster_quota(void)
     CHECK_INT(cq_releases - before, 2);
 }
 
-int main(void)
-{
-    test_auth_ladder();
-    test_expiry();
-    test_relay_paths();
-    test_policy_and_quota();
-    test_reservation_quota();
-    test_max_bps();
-    test_connection_bind_rules();
-    test_peer_connection_quota();
-    test_unauth_limit();
-    test_failed_allocate_counters();
-    test_usage_events();
-    test_cluster_quota();
-    return unit_done("test_dispatch");
-}
+UNIT_MAIN("test_dispatch")
