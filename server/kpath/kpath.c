@@ -197,8 +197,16 @@ static void add_if(kpath_t *k, int idx)
     for (size_t i = 0; i < k->n_if; i++)
         if (k->ifindex[i] == idx)
             return;
-    if (idx > 0 && k->n_if < KPATH_MAX_IF)
+    if (idx <= 0)
+        return;
+    if (k->n_if < KPATH_MAX_IF) {
         k->ifindex[k->n_if++] = idx;
+        return;
+    }
+    char name[IF_NAMESIZE] = "?";
+    if_indextoname((unsigned)idx, name);
+    LOGW("kpath", "more than %d interfaces: %s (index %d) is left to user space", KPATH_MAX_IF,
+         name, idx);
 }
 
 /* The interface holding `ip`, or 0 (wildcard, unparsable, not local: the caller takes all). */
