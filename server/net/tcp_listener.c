@@ -369,6 +369,17 @@ static int tls_start(tcp_conn_t *c)
     return 0;
 }
 
+/* What a new connection and an adopted one (tcp_conn_adopt) both start with: its worker and
+ * listener, its handle on the worker's loop, its write queue and receive buffer. */
+static void conn_init(tcp_conn_t *c, worker_t *w, tcp_listener_t *l)
+{
+    c->w = w;
+    c->listener = l;
+    uv_tcp_init(&w->loop, &c->handle);
+    c->handle.data = c;
+    wq_init(&c->wq, (uv_stream_t *)&c->handle, on_wq_water, on_wq_error, c);
+    stream_rx_init(&c->rx);
+}
 static void on_connection(uv_stream_t *server, int status)
 {
     tcp_listener_t *l = server->data;
@@ -381,12 +392,7 @@ static void on_connection(uv_stream_t *server, int status)
     tcp_conn_t *c = calloc(1, sizeof(*c));
     if (!c)
         return;
-    c->w = w;
-    c->listener = l;
-    uv_tcp_init(&w->loop, &c->handle);
-    c->handle.data = c;
-    wq_init(&c->wq, (uv_stream_t *)&c->handle, on_wq_water, on_wq_error, c);
-    stream_rx_init(&c->rx);
+    conn_init(c, w, l);
     int len = sizeof(c->remote);
     if (uv_accept(server, (uv_stream_t *)&c->handle) != 0 ||
         uv_tcp_getpeername(&c->handle, (struct sockaddr *)&c->remote, &len) != 0) {
@@ -574,12 +580,7 @@ tcp_conn_t *tcp_conn_adopt(worker_t *w, tcp_handoff_t *h)
         free(h->rest);
         return NULL;
     }
-    c->w = w;
-    c->listener = l;
-    uv_tcp_init(&w->loop, &c->handle);
-    c->handle.data = c;
-    wq_init(&c->wq, (uv_stream_t *)&c->handle, on_wq_water, on_wq_error, c);
-    stream_rx_init(&c->rx);
+    conn_init(c, w, l);
     memcpy(&c->remote, &h->remote, sizeof(c->remote));
     c->ssl = h->ssl;
     c->handshake_done = h->ssl != NULL;
