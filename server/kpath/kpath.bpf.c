@@ -20,6 +20,50 @@ struct {
     __type(value, __u64);
 } kpath_seen SEC(".maps");
 
+/* The relay maps (kpath_abi.h has the layout and what each entry means). Written by the workers
+ * (core/offload.c through kpath.h), read here. */
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, KPATH_MAX_C2P);
+    __type(key, struct kpath_c2p_key);
+    __type(value, struct kpath_c2p_val);
+} kp_c2p SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, KPATH_MAX_P2C);
+    __type(key, struct kpath_p2c_key);
+    __type(value, struct kpath_p2c_val);
+} kp_p2c SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, KPATH_MAX_PERM);
+    __type(key, struct kpath_perm_key);
+    __type(value, struct kpath_perm_val);
+} kp_perm SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, KPATH_MAX_SLOTS);
+    __type(key, __u32);
+    __type(value, struct kpath_bucket);
+} kp_bucket SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, KPATH_MAX_SLOTS);
+    __type(key, __u32);
+    __type(value, struct kpath_count);
+} kp_count SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, KPATH_G_N);
+    __type(key, __u32);
+    __type(value, __u64);
+} kp_global SEC(".maps");
+
 static __always_inline void count(__u32 slot, __u64 n)
 {
     __u64 *v = bpf_map_lookup_elem(&kpath_seen, &slot);

@@ -431,3 +431,170 @@ void kpath_stop(kpath_t *k)
     free(k);
 #endif
 }
+
+#ifdef HAVE_KPATH
+static int map_fd(kpath_t *k, int which)
+{
+    if (!k)
+        return -ENOSYS;
+    switch (which) {
+    case 0:
+        return bpf_map__fd(k->skel->maps.kp_c2p);
+    case 1:
+        return bpf_map__fd(k->skel->maps.kp_p2c);
+    default:
+        return bpf_map__fd(k->skel->maps.kp_perm);
+    }
+}
+
+static int map_set(kpath_t *k, int which, const void *key, const void *val)
+{
+    int fd = map_fd(k, which);
+    if (fd < 0)
+        return fd;
+    return bpf_map_update_elem(fd, key, val, BPF_ANY) == 0 ? 0 : -errno;
+}
+
+static int map_del(kpath_t *k, int which, const void *key)
+{
+    int fd = map_fd(k, which);
+    if (fd < 0)
+        return fd;
+    return bpf_map_delete_elem(fd, key) == 0 ? 0 : -errno;
+}
+
+/* Sum `n` u64 fields over the CPUs of one per-CPU array element. */
+static int percpu_sum(int fd, uint32_t key, uint64_t *out, size_t n)
+{
+    int ncpu = libbpf_num_possible_cpus();
+    if (ncpu <= 0)
+        return -EINVAL;
+    /* per-CPU values are 8-byte aligned, each CPU's copy n u64 long */
+    uint64_t *v = calloc((size_t)ncpu * n, sizeof(*v));
+    if (!v)
+        return -ENOMEM;
+    if (bpf_map_lookup_elem(fd, &key, v) != 0) {
+        int e = -errno;
+        free(v);
+        return e;
+    }
+    memset(out, 0, n * sizeof(*out));
+    for (int c = 0; c < ncpu; c++)
+        for (size_t i = 0; i < n; i++)
+            out[i] += v[(size_t)c * n + i];
+    free(v);
+    return 0;
+}
+
+int kpath_c2p_set(kpath_t *k, const struct kpath_c2p_key *key, const struct kpath_c2p_val *val)
+{
+    return map_set(k, 0, key, val);
+}
+int kpath_c2p_del(kpath_t *k, const struct kpath_c2p_key *key) { return map_del(k, 0, key); }
+int kpath_p2c_set(kpath_t *k, const struct kpath_p2c_key *key, const struct kpath_p2c_val *val)
+{
+    return map_set(k, 1, key, val);
+}
+int kpath_p2c_del(kpath_t *k, const struct kpath_p2c_key *key) { return map_del(k, 1, key); }
+int kpath_perm_set(kpath_t *k, const struct kpath_perm_key *key, uint64_t expires_ns)
+{
+    struct kpath_perm_val v = {.expires_ns = expires_ns};
+    return map_set(k, 2, key, &v);
+}
+int kpath_perm_del(kpath_t *k, const struct kpath_perm_key *key) { return map_del(k, 2, key); }
+
+int kpath_slot_reset(kpath_t *k, uint32_t slot, uint64_t bps)
+{
+    if (!k)
+        return -ENOSYS;
+    if (slot >= KPATH_MAX_SLOTS)
+        return -EINVAL;
+    int ncpu = libbpf_num_possible_cpus();
+    if (ncpu <= 0)
+        return -EINVAL;
+    struct kpath_count *zero = calloc((size_t)ncpu, sizeof(*zero));
+    if (!zero)
+        return -ENOMEM;
+    int rc = bpf_map_update_elem(bpf_map__fd(k->skel->maps.kp_count), &slot, zero, BPF_ANY);
+    free(zero);
+    if (rc != 0)
+        return -errno;
+    struct kpath_bucket b;
+    memset(&b, 0, sizeof(b));
+    b.bps = bps;
+    b.tokens = bps;
+    b.last_ns = 0; /* the program starts the clock at the first packet */
+    return bpf_map_update_elem(bpf_map__fd(k->skel->maps.kp_bucket), &slot, &b, BPF_F_LOCK) == 0
+               ? 0
+               : -errno;
+}
+
+int kpath_slot_counts(kpath_t *k, uint32_t slot, struct kpath_count *sum)
+{
+    if (!k)
+        return -ENOSYS;
+    uint64_t v[sizeof(*sum) / sizeof(uint64_t)];
+    int rc = percpu_sum(bpf_map__fd(k->skel->maps.kp_count), slot, v, sizeof(v) / sizeof(v[0]));
+    if (rc == 0)
+        memcpy(sum, v, sizeof(*sum));
+    return rc;
+}
+
+int kpath_global(kpath_t *k, uint64_t *out)
+{
+    if (!k)
+        return -ENOSYS;
+    for (uint32_t i = 0; i < KPATH_G_N; i++) {
+        int rc = percpu_sum(bpf_map__fd(k->skel->maps.kp_global), i, &out[i], 1);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+#else
+int kpath_c2p_set(kpath_t *k, const struct kpath_c2p_key *key, const struct kpath_c2p_val *val)
+{
+    (void)k, (void)key, (void)val;
+    return -ENOSYS;
+}
+int kpath_c2p_del(kpath_t *k, const struct kpath_c2p_key *key)
+{
+    (void)k, (void)key;
+    return -ENOSYS;
+}
+int kpath_p2c_set(kpath_t *k, const struct kpath_p2c_key *key, const struct kpath_p2c_val *val)
+{
+    (void)k, (void)key, (void)val;
+    return -ENOSYS;
+}
+int kpath_p2c_del(kpath_t *k, const struct kpath_p2c_key *key)
+{
+    (void)k, (void)key;
+    return -ENOSYS;
+}
+int kpath_perm_set(kpath_t *k, const struct kpath_perm_key *key, uint64_t expires_ns)
+{
+    (void)k, (void)key, (void)expires_ns;
+    return -ENOSYS;
+}
+int kpath_perm_del(kpath_t *k, const struct kpath_perm_key *key)
+{
+    (void)k, (void)key;
+    return -ENOSYS;
+}
+int kpath_slot_reset(kpath_t *k, uint32_t slot, uint64_t bps)
+{
+    (void)k, (void)slot, (void)bps;
+    return -ENOSYS;
+}
+int kpath_slot_counts(kpath_t *k, uint32_t slot, struct kpath_count *sum)
+{
+    (void)k, (void)slot, (void)sum;
+    return -ENOSYS;
+}
+int kpath_global(kpath_t *k, uint64_t *out)
+{
+    (void)k, (void)out;
+    return -ENOSYS;
+}
+#endif

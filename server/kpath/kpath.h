@@ -34,4 +34,28 @@ void kpath_stop(kpath_t *k);
 /* Sum of the per-CPU counters: packets and bytes the program saw. 0 or -errno. */
 int kpath_seen(const kpath_t *k, uint64_t *pkts, uint64_t *bytes);
 
+/* The relay maps (kpath_abi.h: layouts and meaning), for the workers (core/offload.c). Any
+ * thread; each call is one bpf() system call. k == NULL or a uturnd built without the kernel
+ * path: -ENOSYS. set: 0, -E2BIG when the map is full (the caller leaves that traffic in user
+ * space), or another -errno. del: 0 or -ENOENT. */
+struct kpath_c2p_key;
+struct kpath_c2p_val;
+struct kpath_p2c_key;
+struct kpath_p2c_val;
+struct kpath_perm_key;
+struct kpath_count;
+int kpath_c2p_set(kpath_t *k, const struct kpath_c2p_key *key, const struct kpath_c2p_val *val);
+int kpath_c2p_del(kpath_t *k, const struct kpath_c2p_key *key);
+int kpath_p2c_set(kpath_t *k, const struct kpath_p2c_key *key, const struct kpath_p2c_val *val);
+int kpath_p2c_del(kpath_t *k, const struct kpath_p2c_key *key);
+int kpath_perm_set(kpath_t *k, const struct kpath_perm_key *key, uint64_t expires_ns);
+int kpath_perm_del(kpath_t *k, const struct kpath_perm_key *key);
+/* Make `slot` (< KPATH_MAX_SLOTS) a new allocation's: zero its counters on every CPU and fill its
+ * bucket (bps 0: no limit). Call before any entry names the slot. 0 or -errno. */
+int kpath_slot_reset(kpath_t *k, uint32_t slot, uint64_t bps);
+/* The slot's counters summed over the CPUs. 0 or -errno. */
+int kpath_slot_counts(kpath_t *k, uint32_t slot, struct kpath_count *sum);
+/* kp_global summed over the CPUs into out[KPATH_G_N]. 0 or -errno. */
+int kpath_global(kpath_t *k, uint64_t *out);
+
 #endif

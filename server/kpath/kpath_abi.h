@@ -1,10 +1,31 @@
-/* kpath_abi.h - what the kernel program (kpath.bpf.c) and its loader (kpath.c) agree on: the
- * program's name, the tc filter priority every uturnd attaches at (the handle is the owner's pid,
- * so a crashed uturnd's filter can be found and removed at the next start), and the slots of the
- * per-CPU counter map. Plain C with fixed-width types: compiled by clang -target bpf and by the
- * host compiler. */
+/* kpath_abi.h - what the kernel program (kpath.bpf.c) and its loader and map writers (kpath.c)
+ * agree on: the program's name, the tc filter priority every uturnd attaches at (the handle is the
+ * owner's pid, so a crashed uturnd's filter can be found and removed at the next start), and the
+ * layout of every map. Plain C with fixed-width types, every field naturally aligned and every pad
+ * explicit (keys are hashed as bytes: pads are always zero): compiled by clang -target bpf and by
+ * the host compiler.
+ *
+ * The maps (docs/KERNEL.md has the picture):
+ *   kp_c2p    hash  client -> peer. Key: the client's UDP 5-tuple on one of our listeners, plus a
+ *                   channel number. channel != 0: a bound channel (value: relayed address, peer,
+ *                   the channel's expiry). channel == 0: the allocation itself, for Send
+ *                   indications (value: relayed address, the allocation's expiry; the peer comes
+ *                   from XOR-PEER-ADDRESS and needs a kp_perm entry).
+ *   kp_p2c    hash  peer -> client. Key: relayed address and peer transport address. peer port
+ *                   and IP non-zero: a bound channel (value: client 5-tuple, channel, expiry).
+ *                   peer all zero: the allocation (value: client 5-tuple, channel 0, the
+ *                   allocation's expiry), used for a Data indication when kp_perm has the peer IP.
+ *   kp_perm   hash  (slot, peer IP) -> the permission's expiry.
+ *   kp_bucket array slot -> max-bps token bucket (spin lock; bps 0: no limit).
+ *   kp_count  percpu array slot -> per-allocation packets and bytes both ways (summed on read).
+ *   kp_global percpu array KPATH_G_* -> what the program did, for /metrics.
+ * Only same-family entries exist: a client on IPv4 with an IPv6 relayed address (RFC 6156) stays
+ * in user space. Every expiry is CLOCK_MONOTONIC ns (bpf_ktime_get_ns; libuv's loop time is the
+ * same clock in ms), so an entry stops relaying at its expiry even if user space lags. */
 #ifndef UTURN_KPATH_ABI_H
 #define UTURN_KPATH_ABI_H
+
+#include <linux/types.h>
 
 /* The program's name as the kernel lists it (bpftool prog show, tc filter show): at most 15
  * characters. */
@@ -14,5 +35,110 @@
 
 /* Slots of the per-CPU counter map kpath_seen: packets and bytes the program saw on ingress. */
 enum { KPATH_SEEN_PKTS = 0, KPATH_SEEN_BYTES = 1, KPATH_SEEN_N = 2 };
+
+/* Capacities: what the kernel path can carry at once. An allocation that finds no slot, or an entry
+ * that finds its map full, stays in user space (counted, never an error to the client). */
+#define KPATH_MAX_SLOTS 65536u /* allocations */
+#define KPATH_MAX_C2P 262144u  /* channels + allocations */
+#define KPATH_MAX_P2C 262144u  /* channels + allocations */
+#define KPATH_MAX_PERM 262144u /* permissions */
+
+/* Addresses: IPv4 in the first 4 bytes of ip[16], the rest zero. Ports in network byte order,
+ * as on the wire. family: 4 or 6 (not AF_*: the same on both compilers). */
+struct kpath_c2p_key {
+    __u8 client_ip[16];
+    __u8 server_ip[16]; /* the listener's address; all zero for a wildcard listener */
+    __u16 client_port;  /* network order */
+    __u16 server_port;  /* network order */
+    __u16 channel;      /* host order; 0: the allocation (Send indications) */
+    __u8 family;        /* 4 or 6 */
+    __u8 pad;
+};
+
+struct kpath_c2p_val {
+    __u64 expires_ns; /* CLOCK_MONOTONIC; past it the entry relays nothing */
+    __u32 slot;       /* the allocation's kp_bucket / kp_count index */
+    __u16 relay_port; /* network order */
+    __u16 peer_port;  /* network order; 0 in an allocation entry */
+    __u8 relay_ip[16];
+    __u8 peer_ip[16]; /* zero in an allocation entry */
+};
+
+struct kpath_p2c_key {
+    __u8 relay_ip[16];
+    __u8 peer_ip[16]; /* zero: the allocation entry */
+    __u16 relay_port; /* network order */
+    __u16 peer_port;  /* network order; zero: the allocation entry */
+    __u8 family;
+    __u8 pad[3];
+};
+
+struct kpath_p2c_val {
+    __u64 expires_ns;
+    __u32 slot;
+    __u16 channel;     /* host order; 0 in the allocation entry (Data indications) */
+    __u16 client_port; /* network order */
+    __u16 server_port; /* network order */
+    __u16 pad;
+    __u32 pad2;
+    __u8 client_ip[16];
+    __u8 server_ip[16]; /* the source of what we send the client (the listener's address); zero
+                         * for a wildcard listener: kpath.bpf.c decides (docs/KERNEL.md) */
+};
+
+struct kpath_perm_key {
+    __u32 slot;
+    __u8 family;
+    __u8 pad[3];
+    __u8 peer_ip[16];
+};
+
+struct kpath_perm_val {
+    __u64 expires_ns;
+};
+
+/* One allocation's max-bps bucket, both directions together (as user space's dispatch_bps_ok):
+ * holds up to bps bytes, refilled at bps bytes per second, starts full. bps 0: no limit. */
+#ifdef __bpf__
+#define KPATH_SPIN_LOCK struct bpf_spin_lock
+#else
+#define KPATH_SPIN_LOCK                                                                            \
+    struct {                                                                                       \
+        __u32 val;                                                                                 \
+    }
+#endif
+struct kpath_bucket {
+    KPATH_SPIN_LOCK lock; /* the program's; user space writes the value whole (BPF_F_LOCK) */
+    __u32 pad;
+    __u64 bps;
+    __u64 tokens; /* bytes */
+    __u64 last_ns;
+};
+
+/* One allocation's traffic on the kernel path, per CPU (user space sums the CPUs). Payload bytes,
+ * as user space counts them (usage.h): to_peer = client -> peer, from_peer = peer -> client. */
+struct kpath_count {
+    __u64 to_peer_packets;
+    __u64 to_peer_bytes;
+    __u64 from_peer_packets;
+    __u64 from_peer_bytes;
+    __u64 drop_bps; /* datagrams dropped by the bucket */
+};
+
+/* kp_global slots (per CPU, summed on read): what the program did with what it saw. */
+enum {
+    KPATH_G_CHANNELDATA_IN = 0, /* ChannelData relayed client -> peer */
+    KPATH_G_SEND_IN,            /* Send indications relayed client -> peer */
+    KPATH_G_CHANNELDATA_OUT,    /* peer datagrams sent to the client as ChannelData */
+    KPATH_G_DATA_OUT,           /* peer datagrams sent to the client as Data indications */
+    KPATH_G_TO_PEER_BYTES,
+    KPATH_G_FROM_PEER_BYTES,
+    KPATH_G_DROP_BPS,       /* dropped by a bucket */
+    KPATH_G_PASS_EXPIRED,   /* matched an expired entry: passed to user space */
+    KPATH_G_PASS_UNHANDLED, /* looked like ours but the program does not handle it (IP
+                             * options, fragments, FINGERPRINT, ...): passed */
+    KPATH_G_REDIRECT_FAIL,  /* rewritten but could not be sent on: dropped */
+    KPATH_G_N
+};
 
 #endif
