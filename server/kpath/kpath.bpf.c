@@ -76,7 +76,9 @@ int uturn_ingress(struct __sk_buff *skb)
 {
     count(KPATH_SEEN_PKTS, 1);
     count(KPATH_SEEN_BYTES, skb->len);
-    return TC_ACT_OK;
+    /* Not ours: TC_ACT_UNSPEC lets the next filter (another uturnd's, another tool's) see it;
+     * the packet is accepted when no filter decides. */
+    return TC_ACT_UNSPEC;
 }
 
 char LICENSE[] SEC("license") = "GPL";
