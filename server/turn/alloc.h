@@ -89,6 +89,10 @@ struct alloc {
     bool dead;               /* removed from the table, waiting for its sockets to close */
     bool tcp;                /* RFC 6062 TCP relay: relay[0] is a listening socket */
     void *tcp_state;         /* the worker's RFC 6062 state (peer connections) */
+    /* The kernel path's state of this allocation (dispatch_relay_ops_t.offload owns it; NULL:
+     * nothing in the kernel), and whether the kernel carries some of its traffic (for views). */
+    void *offload;
+    bool kernel;
 };
 
 typedef struct {

@@ -46,6 +46,7 @@ void alloc_view_fill(const dispatch_t *d, const alloc_t *a, alloc_view_t *v)
     for (unsigned i = 0; i < a->nchans; i++)
         v->nchans += a->chans[i].expires_ms > now;
     v->traffic = a->traffic;
+    v->kernel = a->kernel;
 }
 
 void alloc_view_detail(const dispatch_t *d, const alloc_t *a, alloc_detail_t *out)
@@ -87,8 +88,10 @@ void alloc_view_foreach(dispatch_t *d, alloc_view_each_fn fn, void *arg)
     LIST_FOREACH_SAFE(n, tmp, &d->allocs.all)
     {
         alloc_t *a = container_of(n, alloc_t, link);
-        if (!a->dead)
-            fn(a, arg);
+        if (a->dead)
+            continue;
+        dispatch_alloc_fold(d, a); /* what the kernel relayed belongs in the view */
+        fn(a, arg);
     }
 }
 
@@ -97,8 +100,10 @@ alloc_t *alloc_view_find(dispatch_t *d, uint64_t id)
     LIST_FOREACH(n, &d->allocs.all)
     {
         alloc_t *a = container_of(n, alloc_t, link);
-        if (a->id == id && !a->dead)
+        if (a->id == id && !a->dead) {
+            dispatch_alloc_fold(d, a);
             return a;
+        }
     }
     return NULL;
 }

@@ -34,7 +34,9 @@ typedef struct {
     uint16_t ulen;
     char user[ALLOC_VIEW_USER_MAX + 1]; /* ulen bytes, NUL-terminated (may hold any byte) */
     unsigned nperms, nchans;            /* live (unexpired) ones */
-    usage_counts_t traffic; /* relayed: to_peer (client -> peer), from_peer (peer -> client) */
+    usage_counts_t traffic; /* relayed: to_peer (client -> peer), from_peer (peer -> client);
+                             * the kernel path's share included (folded in before the copy) */
+    bool kernel;            /* the kernel path carries some of its traffic (kernel-offload) */
 } alloc_view_t;
 
 typedef struct {
@@ -71,7 +73,8 @@ void alloc_view_detail_free(alloc_detail_t *out);
 /* Called by alloc_view_foreach for each live allocation; it may end the one it is given
  * (dispatch_alloc_delete). */
 typedef void (*alloc_view_each_fn)(struct alloc *a, void *arg);
-/* Visit every live allocation of `d`, newest first (ids descending). */
+/* Visit every live allocation of `d`, newest first (ids descending), its traffic brought up to
+ * date with the kernel path's (dispatch_alloc_fold) first; _find does the same for the one. */
 void alloc_view_foreach(struct dispatch *d, alloc_view_each_fn fn, void *arg);
 /* The live allocation `id` of `d`, or NULL. */
 struct alloc *alloc_view_find(struct dispatch *d, uint64_t id);

@@ -496,6 +496,10 @@ void dispatch_alloc_delete(dispatch_t *d, alloc_t *a, int why)
         stats_inc(&d->stats->alloc_expired);
     else if (why == DISPATCH_GONE_DELETED || why == DISPATCH_GONE_KILLED)
         stats_inc(&d->stats->alloc_deleted);
+    /* Before the totals: the kernel's last counts belong in them, and no entry may outlive
+     * the allocation. */
+    if (d->relay.offload)
+        d->relay.offload(d->relay.env, a, 1);
     if (why != DISPATCH_GONE_FAILED) {
         usage_ended_add(&d->ended, a->username, a->username_len, &a->traffic);
         dispatch_usage_event(d, a, USAGE_DELETED,
@@ -535,9 +539,14 @@ void dispatch_sweep(dispatch_t *d)
     LIST_FOREACH_SAFE(n, tmp, &d->allocs.all)
     {
         alloc_t *a = container_of(n, alloc_t, link);
-        if (alloc_expire(a, d->now_ms))
+        uint32_t np = a->nperms, nc = a->nchans;
+        if (alloc_expire(a, d->now_ms)) {
             dispatch_alloc_delete(d, a, DISPATCH_GONE_EXPIRED);
-        else if (d->usage.event && interval_ms && d->now_ms - a->usage_last_ms >= interval_ms)
+            continue;
+        }
+        if (a->nperms != np || a->nchans != nc)
+            dispatch_offload(d, a); /* the kernel drops its copies (their expiry passed too) */
+        if (d->usage.event && interval_ms && d->now_ms - a->usage_last_ms >= interval_ms)
             dispatch_usage_event(d, a, USAGE_PERIODIC, USAGE_REASON_NONE);
     }
     resv_expire(&d->shared->resv, d->unix_ms);

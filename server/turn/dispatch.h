@@ -53,6 +53,18 @@ typedef struct {
      * callee answers it, possibly on another worker. */
     void (*tcp_bind)(void *env, const turn_conn_t *conn, const stun_msg_t *req,
                      uint32_t connection_id);
+    /* The kernel fast path (NULL members: none, and the engine pays nothing; the worker gives
+     * core/offload.c). offload: what the kernel must know about `a` changed: it was created, its
+     * lifetime refreshed, a permission or channel installed or refreshed (ChannelBind's implied
+     * permission included), or the sweep expired some of them. The callee diffs `a` against what
+     * it installed, keeping its state in a->offload. gone = 1: `a` is being deleted (any reason:
+     * Refresh 0, expiry, the admin, revocation, shutdown), called once, before the final usage
+     * event and the ended totals are made: the callee removes everything and folds the kernel's
+     * last counts into a->traffic. */
+    void (*offload)(void *env, alloc_t *a, int gone);
+    /* Add the kernel's counts of `a` since the last fold to a->traffic (dispatch_alloc_fold),
+     * before anything reads it: usage events, the admin's views, a user's usage. */
+    void (*fold)(void *env, alloc_t *a);
     void *env;
 } dispatch_relay_ops_t;
 
@@ -184,12 +196,27 @@ enum {
     DISPATCH_GONE_FAILED = 2,
     DISPATCH_GONE_KILLED = 3,
 };
+/* Bring a->traffic up to date with the kernel path's counts (relay ops' fold; nothing without
+ * one). Owning thread. */
+static inline void dispatch_alloc_fold(dispatch_t *d, alloc_t *a)
+{
+    if (d->relay.fold && a->offload)
+        d->relay.fold(d->relay.env, a);
+}
+
+/* Tell the kernel path (relay ops' offload) that what it must know about `a` changed. */
+static inline void dispatch_offload(dispatch_t *d, alloc_t *a)
+{
+    if (d->relay.offload)
+        d->relay.offload(d->relay.env, a, 0);
+}
+
 /* Delete an allocation now; `why` one of DISPATCH_GONE_*. */
 void dispatch_alloc_delete(dispatch_t *d, alloc_t *a, int why);
 
 /* `user`'s usage on this worker: its live allocations summed into *live, and the totals of its
  * ended ones the table still holds into *ended. Owning thread only. */
-void dispatch_usage_user(const dispatch_t *d, const char *user, size_t ulen, usage_sum_t *live,
+void dispatch_usage_user(dispatch_t *d, const char *user, size_t ulen, usage_sum_t *live,
                          usage_sum_t *ended);
 
 #endif

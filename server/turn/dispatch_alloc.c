@@ -482,6 +482,7 @@ void dispatch_allocate(dispatch_t *d, const turn_conn_t *conn, const stun_msg_t 
     count_new(d, a);
     uint32_t lifetime = lifetime_for(d, msg, 0);
     a->expires_ms = d->now_ms + (uint64_t)lifetime * 1000;
+    dispatch_offload(d, a);
     dispatch_usage_event(d, a, USAGE_CREATED, USAGE_REASON_NONE);
     allocate_success(d, conn, msg, a, lifetime, token, addr_err, &auth);
 }
@@ -509,6 +510,7 @@ void dispatch_refresh(dispatch_t *d, const turn_conn_t *conn, const stun_msg_t *
         dispatch_alloc_delete(d, a, 0);
     else {
         a->expires_ms = d->now_ms + (uint64_t)lifetime * 1000;
+        dispatch_offload(d, a);
         dispatch_usage_event(d, a, USAGE_REFRESHED, USAGE_REASON_NONE);
     }
     (void)dispatch_finish(d, conn, msg, &b, &auth);

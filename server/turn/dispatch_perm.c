@@ -68,11 +68,16 @@ void dispatch_create_permission(dispatch_t *d, const turn_conn_t *conn, const st
     if (code == 0 &&
         alloc_perm_fits(a, peers, n, d->now_ms, (unsigned)d->cfg->max_permissions) != 0)
         code = STUN_ERR_INSUFFICIENT_CAPACITY;
+    int installed = 0;
     for (int i = 0; i < n && code == 0; i++) {
         int rc = alloc_perm_install(a, &peers[i].sa, d->now_ms, (unsigned)d->cfg->max_permissions);
         if (rc != 0)
             code = STUN_ERR_INSUFFICIENT_CAPACITY;
+        else
+            installed++;
     }
+    if (installed)
+        dispatch_offload(d, a);
     answer(d, conn, msg, code, &auth);
 }
 
@@ -99,6 +104,8 @@ void dispatch_channel_bind(dispatch_t *d, const turn_conn_t *conn, const stun_ms
         else if (rc != 0 ||
                  alloc_perm_install(a, &peer.sa, d->now_ms, (unsigned)d->cfg->max_permissions) != 0)
             code = STUN_ERR_INSUFFICIENT_CAPACITY;
+        if (rc == 0)
+            dispatch_offload(d, a); /* the channel, and its permission when that was installed */
     }
     if (code != 0)
         LOGD("channel_bind", "channel 0x%04x refused with %d", number, code);

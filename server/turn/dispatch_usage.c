@@ -18,6 +18,7 @@ void dispatch_usage_event(dispatch_t *d, alloc_t *a, int kind, int reason)
         a->usage_last_ms = d->now_ms;
     if (!d->usage.event)
         return;
+    dispatch_alloc_fold(d, a);
     usage_event_t ev;
     /* Only the fixed part: the name is copied by its length (the queue copies that much too). */
     memset(&ev, 0, offsetof(usage_event_t, user));
@@ -56,15 +57,17 @@ static void add_counts(usage_sum_t *s, const usage_counts_t *c)
     s->c.from_peer_packets += c->from_peer_packets;
 }
 
-void dispatch_usage_user(const dispatch_t *d, const char *user, size_t ulen, usage_sum_t *live,
+void dispatch_usage_user(dispatch_t *d, const char *user, size_t ulen, usage_sum_t *live,
                          usage_sum_t *ended)
 {
     memset(live, 0, sizeof(*live));
     LIST_FOREACH(n, &d->allocs.all)
     {
-        const alloc_t *a = container_of(n, alloc_t, link);
-        if (!a->dead && a->username_len == ulen && memcmp(a->username, user, ulen) == 0)
+        alloc_t *a = container_of(n, alloc_t, link);
+        if (!a->dead && a->username_len == ulen && memcmp(a->username, user, ulen) == 0) {
+            dispatch_alloc_fold(d, a);
             add_counts(live, &a->traffic);
+        }
     }
     usage_ended_get(&d->ended, user, ulen, ended);
 }

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "alloc_view.h"
 #include "dispatch.h"
 #include "frame.h"
 #include "stun_auth.h"
@@ -808,5 +809,148 @@ UNIT_TEST(cluster_quota)
     env_teardown();
     CHECK_INT(cq_releases - before, 2);
 }
+
+/* The kernel path's hook (dispatch_relay_ops_t.offload/fold) with a fake that records the calls:
+ * every change the kernel must know of makes one call, a refused request none, and each deletion,
+ * whatever its reason, one gone=1 call before the final usage event, whose totals include what the
+ * fake "kernel" counted. */
+static int off_calls, off_gone, off_folds;
+static int off_state; /* what a->offload points at */
+
+static void fake_offload(void *env, alloc_t *a, int gone)
+{
+    (void)env;
+    if (gone) {
+        CHECK(a->dead); /* out of the table already: nothing can reach it again */
+        off_gone++;
+        if (a->offload) {
+            a->traffic.to_peer_packets += 1000; /* the kernel's last counts */
+            a->traffic.to_peer_bytes += 100000;
+        }
+        a->offload = NULL;
+        a->kernel = false;
+        return;
+    }
+    off_calls++;
+    a->offload = &off_state;
+    a->kernel = true;
+}
+
+static void fake_fold(void *env, alloc_t *a)
+{
+    (void)env;
+    CHECK(a->offload == &off_state);
+    off_folds++;
+    a->traffic.from_peer_packets += 1;
+    a->traffic.from_peer_bytes += 10;
+}
+
+static int off_expect(int calls, int gone)
+{
+    int ok = off_calls == calls && off_gone == gone;
+    if (!ok)
+        fprintf(stderr, "offload calls %d (want %d), gone %d (want %d)\n", off_calls, calls,
+                off_gone, gone);
+    return ok;
+}
+
+UNIT_TEST(offload_hook)
+{
+    static const char *const extra[] = {"usage-interval", "10", NULL};
+    env_setup(extra);
+    nevents = 0;
+    off_calls = off_gone = off_folds = 0;
+    d.relay.offload = fake_offload;
+    d.relay.fold = fake_fold;
+    d.usage.event = on_usage;
+    open_fails = 1;
+    CHECK(allocate("alice", "secret") != 0);
+    open_fails = 0;
+    CHECK(off_expect(0, 1)); /* a failed Allocate: nothing installed, the one gone call */
+    CHECK_INT(allocate("alice", "secret"), 0);
+    CHECK(off_expect(1, 1)); /* created */
+    alloc_t *a = LIST_FIRST(&d.allocs.all, alloc_t, link);
+    if (!a)
+        return;
+    CHECK(a->kernel);
+    struct sockaddr_in p1 = peer_addr("203.0.113.50", 5000);
+    struct sockaddr_in p2 = peer_addr("203.0.113.51", 5001);
+    CHECK_INT(request(STUN_METHOD_CREATE_PERMISSION, "alice", "secret", add_peer, &p1), 0);
+    CHECK(off_expect(2, 1)); /* permission installed */
+    advance(1000);
+    CHECK_INT(request(STUN_METHOD_CREATE_PERMISSION, "alice", "secret", add_peer, &p1), 0);
+    CHECK(off_expect(3, 1)); /* refreshed */
+    chan_arg_t ch = {0x4001, &p2};
+    CHECK_INT(request(STUN_METHOD_CHANNEL_BIND, "alice", "secret", add_channel, &ch), 0);
+    CHECK(off_expect(4, 1)); /* channel bound (and its permission) */
+    CHECK_INT(request(STUN_METHOD_CHANNEL_BIND, "alice", "secret", add_channel, &ch), 0);
+    CHECK(off_expect(5, 1)); /* refreshed */
+    chan_arg_t other = {0x4001, &p1};
+    CHECK_INT(request(STUN_METHOD_CHANNEL_BIND, "alice", "secret", add_channel, &other), 400);
+    struct sockaddr_in bad = peer_addr("10.0.0.1", 5000);
+    CHECK_INT(request(STUN_METHOD_CREATE_PERMISSION, "alice", "secret", add_peer, &bad), 403);
+    CHECK(off_expect(5, 1)); /* refused requests change nothing */
+    uint32_t lt = 900;
+    CHECK_INT(request(STUN_METHOD_REFRESH, "alice", "secret", add_lifetime, &lt), 0);
+    CHECK(off_expect(6, 1)); /* lifetime refreshed */
+    /* The usage events fold the kernel's counts first: created (0), refreshed (1). */
+    CHECK_INT(nevents, 2);
+    CHECK_INT(events[1].kind, USAGE_REFRESHED);
+    CHECK_INT((long)events[1].c.from_peer_packets, (long)off_folds);
+    advance(5000);
+    CHECK(off_expect(6, 1)); /* a sweep that expires nothing says nothing */
+    advance(295 * 1000);     /* p1 (refreshed at +1 s) and p2 (bound at +1 s): 300 s */
+    CHECK(!alloc_perm_check(a, (struct sockaddr *)&p1, d.now_ms));
+    CHECK(off_expect(7, 1)); /* the sweep expired both permissions: one call */
+    advance(300 * 1000);
+    CHECK(alloc_chan_by_number(a, 0x4001, d.now_ms) == NULL);
+    CHECK(off_expect(8, 1)); /* the channel expired */
+    /* The admin's views fold before they copy. */
+    int folds = off_folds;
+    CHECK(alloc_view_find(&d, a->id) == a);
+    CHECK_INT(off_folds, folds + 1);
+    alloc_view_t v;
+    alloc_view_fill(&d, a, &v);
+    CHECK(v.kernel);
+    CHECK_INT((long)v.traffic.from_peer_packets, (long)off_folds);
+    usage_sum_t live, ended;
+    dispatch_usage_user(&d, "alice", 5, &live, &ended);
+    CHECK_INT(off_folds, folds + 2);
+    CHECK_INT((long)live.c.from_peer_packets, (long)off_folds);
+    /* Refresh 0: one gone call, before the deleted event, whose totals hold its last counts. */
+    uint32_t zero = 0;
+    CHECK_INT(request(STUN_METHOD_REFRESH, "alice", "secret", add_lifetime, &zero), 438);
+    CHECK(off_expect(8, 1)); /* a stale nonce (600 s) changes nothing */
+    CHECK_INT(request(STUN_METHOD_REFRESH, "alice", "secret", add_lifetime, &zero), 0);
+    CHECK(off_expect(8, 2));
+    CHECK_INT(events[nevents - 1].kind, USAGE_DELETED);
+    CHECK_INT((long)events[nevents - 1].c.to_peer_packets, 1000);
+    CHECK_INT((long)events[nevents - 1].c.from_peer_packets, (long)off_folds);
+    dispatch_usage_user(&d, "alice", 5, &live, &ended);
+    CHECK_INT((long)ended.c.to_peer_packets, 1000);
+    /* Expiry, the admin's kill, and shutdown: one gone call each. */
+    client.sin_port = htons(40300);
+    CHECK_INT(allocate("alice", "secret"), 0);
+    advance(601 * 1000);
+    CHECK(off_expect(9, 3));
+    CHECK_INT(events[nevents - 1].reason, USAGE_REASON_EXPIRED);
+    CHECK_INT((long)events[nevents - 1].c.to_peer_packets, 1000);
+    client.sin_port = htons(40301);
+    CHECK_INT(allocate("alice", "secret"), 0);
+    a = LIST_FIRST(&d.allocs.all, alloc_t, link);
+    if (a)
+        dispatch_alloc_delete(&d, a, DISPATCH_GONE_KILLED);
+    CHECK(off_expect(10, 4));
+    CHECK_INT(events[nevents - 1].reason, USAGE_REASON_KILLED);
+    client.sin_port = htons(40302);
+    CHECK_INT(allocate("alice", "secret"), 0);
+    CHECK(off_expect(11, 4));
+    dispatch_close(&d);
+    CHECK(off_expect(11, 5));
+    turn_shared_close(&shared);
+    cfg_free(&cfg);
+}
+
+/* Without the hook (no kernel path) nothing changes: the existing tests above run that way. */
 
 UNIT_MAIN("test_dispatch")
