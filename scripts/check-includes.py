@@ -24,12 +24,15 @@ ALLOWED = {
     "server/base": ["common", "server/base"],
     "server/turn": ["common", "server/base", "server/turn"],
     "server/auth": ["common", "server/base", "server/turn", "server/auth"],
-    # kpath/: the kernel fast path (libbpf); composed by main.c, never seen by the engine.
+    # kpath/: the kernel fast path (libbpf); started by main.c, its maps written by core/offload.c,
+    # never seen by the engine.
     "server/kpath": ["common", "server/base", "server/kpath"],
     # net/ still includes core/worker.h (the worker's listener and relay declarations live
     # there): net and core are built as one library and form one node of the graph below.
     "server/net": ["common", "server/base", "server/turn", "server/auth", "server/net", "server/core"],
-    "server/core": ["common", "server/base", "server/turn", "server/auth", "server/net", "server/core"],
+    # core/offload.c writes the kernel path's maps (kpath.h, kpath_abi.h) for the workers.
+    "server/core": ["common", "server/base", "server/turn", "server/auth", "server/net", "server/core",
+                    "server/kpath"],
     # fleet/: the registry, cluster view and revocation over Redis, on the server's public API.
     "server/fleet": ["common", "server/base", "server/turn", "server/auth", "server/net",
                      "server/core", "server/fleet"],

@@ -104,7 +104,7 @@ int main(int argc, char **argv)
     int status = 0;
     /* The admin binds after the workers and before server_run, which sends systemd READY=1: READY
      * comes only once every listener, the admin's included, is bound. */
-    if (server_start(&srv, &cfg, admin_check, argc, argv, err, sizeof(err)) != 0 ||
+    if (server_start_kpath(&srv, &cfg, admin_check, argc, argv, kpath, err, sizeof(err)) != 0 ||
         fleet_start(&srv, &fleet, err, sizeof(err)) != 0 ||
         (cfg.admin_listen && admin_start_fleet(&srv, fleet, &admin, err, sizeof(err)) != 0)) {
         LOGE("start", "%s", err);

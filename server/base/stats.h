@@ -80,7 +80,11 @@
     X(usage_events_written)                                                                        \
     X(usage_events_failed)                                                                         \
     X(usage_events_dropped)                                                                        \
-    X(cluster_quota_fallbacks)
+    X(cluster_quota_fallbacks)                                                                     \
+    X(kpath_allocs)                                                                                \
+    X(kpath_refused_slot)                                                                          \
+    X(kpath_refused_full)                                                                          \
+    X(kpath_errors)
 
 /* Current allocations by client transport and relayed addresses by family (a dual-stack allocation
  * counts in both families); current RFC 6062 peer connections (pending or bound). Gauges,
@@ -92,7 +96,25 @@
     X(alloc_cur_dtls)                                                                              \
     X(alloc_cur_ipv4)                                                                              \
     X(alloc_cur_ipv6)                                                                              \
-    X(peer_connections)
+    X(peer_connections)                                                                            \
+    X(kpath_slots)                                                                                 \
+    X(kpath_entries)
+
+/* The kernel path's own counters (kp_global, summed over the CPUs by server_stats): the names of
+ * kpath_abi.h's KPATH_G_* in the same order (core/offload.c checks the count). */
+#define STATS_KERNEL(X)                                                                            \
+    X(channeldata_in)                                                                              \
+    X(send_in)                                                                                     \
+    X(channeldata_out)                                                                             \
+    X(data_out)                                                                                    \
+    X(to_peer_bytes)                                                                               \
+    X(from_peer_bytes)                                                                             \
+    X(drop_bps)                                                                                    \
+    X(pass_expired)                                                                                \
+    X(pass_unhandled)                                                                              \
+    X(redirect_fail)
+#define STATS_KERNEL_ONE(c) +1
+enum { STATS_KERNEL_N = 0 STATS_KERNEL(STATS_KERNEL_ONE) };
 
 /* STUN error responses sent, by ERROR-CODE: the codes RFC 8489 §14.8 and RFC 8656 §15 define
  * that uturn sends, and one slot for any other. A fixed set, so the admin API's labels are bounded.
@@ -152,6 +174,13 @@ typedef struct {
     int redis_configured; /* 1 when redis-userdb is set */
     int redis_workers_up; /* workers whose Redis connection is up */
     int workers;
+    /* The kernel path (kernel-offload): 1 while its program is attached; its global counters. */
+    int kernel_active;
+    struct {
+#define STATS_KERNEL_FIELD(name) uint64_t name;
+        STATS_KERNEL(STATS_KERNEL_FIELD)
+#undef STATS_KERNEL_FIELD
+    } kernel;
 } stats_snapshot_t;
 
 /* Single-writer increment: only the owning worker thread may call these. */

@@ -16,6 +16,8 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "kpath.h"
+#include "kpath_abi.h"
 #include "log.h"
 #include "notify.h"
 #include "sockaddr_util.h"
@@ -217,7 +219,14 @@ static void log_ready(server_t *s)
 int server_start(server_t *s, const cfg_t *cfg, server_check_fn check, int argc, char **argv,
                  char *err, size_t errlen)
 {
+    return server_start_kpath(s, cfg, check, argc, argv, NULL, err, errlen);
+}
+
+int server_start_kpath(server_t *s, const cfg_t *cfg, server_check_fn check, int argc, char **argv,
+                       struct kpath *kpath, char *err, size_t errlen)
+{
     memset(s, 0, sizeof(*s));
+    s->kpath = kpath;
     s->cfg = cfg;
     s->check = check;
     s->argc = argc;
@@ -246,8 +255,8 @@ int server_start(server_t *s, const cfg_t *cfg, server_check_fn check, int argc,
     /* Bind every worker before starting any: a bad address fails startup with nothing running. */
     for (int i = 0; i < n; i++) {
         s->nworkers = i + 1;
-        if ((rc = worker_init(&s->workers[i], i, cfg, &s->shared, s->addrs, s->naddrs, err,
-                              errlen)) != 0)
+        if ((rc = worker_init(&s->workers[i], i, cfg, &s->shared, s->addrs, s->naddrs, kpath, n,
+                              err, errlen)) != 0)
             return rc;
     }
     for (int i = 0; i < n; i++) {
@@ -338,6 +347,13 @@ void server_stats(const server_t *s, stats_snapshot_t *out)
             out->redis_configured = 1;
         if (st == 1)
             out->redis_workers_up++;
+    }
+    /* The kernel path's own counters (kp_global): one bpf() read per CPU-summed slot. */
+    uint64_t g[KPATH_G_N];
+    _Static_assert(sizeof(out->kernel) == sizeof(g), "STATS_KERNEL lists every KPATH_G_*");
+    if (s->kpath && kpath_global(s->kpath, g) == 0) {
+        out->kernel_active = 1;
+        memcpy(&out->kernel, g, sizeof(g));
     }
 }
 

@@ -39,6 +39,7 @@ typedef struct server {
     size_t nretired;
     const cfg_t *live;
     server_check_fn check; /* as given to server_start */
+    struct kpath *kpath;   /* the kernel fast path (kpath.h) the workers offload to, or NULL */
 } server_t;
 
 /* Resolve listening addresses, create and bind every worker, start their threads; `check` (may be
@@ -48,6 +49,10 @@ typedef struct server {
  * listeners (the admin API) in between. */
 int server_start(server_t *s, const cfg_t *cfg, server_check_fn check, int argc, char **argv,
                  char *err, size_t errlen);
+/* The same, with the kernel fast path `kpath` (kpath_start's; NULL: none) given to the workers,
+ * which offload their UDP allocations to it (offload.h). It must outlive server_close. */
+int server_start_kpath(server_t *s, const cfg_t *cfg, server_check_fn check, int argc, char **argv,
+                       struct kpath *kpath, char *err, size_t errlen);
 /* Check a loaded config as far as it can be without binding: `check` (may be NULL) first, then
  * everything shared_init builds from it (users, secrets, Redis settings, peer ranges, alternates,
  * certificates, relay addresses) is built and freed again. The start runs the same code, so

@@ -19,6 +19,7 @@
 #include "cluster_quota.h"
 #include "dtls.h"
 #include "log.h"
+#include "offload.h"
 #include "rand.h"
 #include "relay.h"
 #include "sockaddr_util.h"
@@ -106,7 +107,9 @@ static void close_all(worker_t *w)
     tcp_listener_close_all(w);
     tcp_relay_close_all(w);
     dtls_close_all(w);
-    dispatch_close(&w->dispatch);
+    dispatch_close(&w->dispatch); /* every allocation's kernel entries go with it */
+    offload_free(w->offload);
+    w->offload = NULL;
     usage_writer_close(w->usage);
     w->usage = NULL;
     cluster_quota_close(w->cquota); /* after dispatch_close, whose releases it drops */
@@ -273,7 +276,8 @@ static int open_secure(worker_t *w, const struct sockaddr_storage *addrs, size_t
 }
 
 int worker_init(worker_t *w, int id, const cfg_t *cfg, shared_t *shared,
-                const struct sockaddr_storage *addrs, size_t naddrs, char *err, size_t errlen)
+                const struct sockaddr_storage *addrs, size_t naddrs, struct kpath *kpath,
+                int nworkers, char *err, size_t errlen)
 {
     memset(w, 0, sizeof(*w));
     w->id = id;
@@ -312,6 +316,11 @@ int worker_init(worker_t *w, int id, const cfg_t *cfg, shared_t *shared,
     }
     dispatch_relay_ops_t ops;
     relay_ops(w, &ops);
+    if ((rc = offload_new(kpath, id, nworkers, &w->stats, &w->offload)) != 0) {
+        snprintf(err, errlen, "worker %d: out of memory", id);
+        return rc;
+    }
+    offload_ops(w->offload, &ops);
     creds_ops_t cops;
     creds_ops(w->creds, &cops);
     if ((rc = dispatch_init(&w->dispatch, cfg, &shared->turn, &w->stats, &cops, &ops,

@@ -29,6 +29,7 @@
 typedef struct worker worker_t;
 typedef struct udp_listener udp_listener_t; /* udp_listener.h */
 typedef struct tcp_listener tcp_listener_t; /* tcp_listener.h */
+struct kpath;                               /* kpath.h: the kernel fast path */
 
 /* A task another thread hands to a worker (worker_post). */
 typedef void (*worker_task_fn)(worker_t *w, void *arg);
@@ -85,6 +86,7 @@ struct worker {
     dispatch_t dispatch;
     struct usage_writer *usage;   /* the usage ledger's writer (usage_writer.h), or NULL */
     struct cluster_quota *cquota; /* cluster-wide user-quota (cluster_quota.h), or NULL */
+    struct offload *offload;      /* the kernel path's control plane (offload.h), or NULL */
     udp_listener_t *udp;          /* nudp listeners (udp_listener.h) */
     size_t nudp;
     tcp_listener_t *tcp; /* ntcp listeners (tcp_listener.h) */
@@ -122,8 +124,11 @@ static inline bool worker_on_thread(const worker_t *w)
 
 /* Create the loop and bind a UDP and/or TCP listener on every address (on the calling thread; the
  * loop is not running yet). Returns 0 or -errno with `err` naming the address that failed. */
+/* `kpath` (NULL: none) is the kernel fast path the worker's allocations are offloaded to
+ * (offload.h); the worker owns its share of the slots (id of nworkers). */
 int worker_init(worker_t *w, int id, const cfg_t *cfg, shared_t *shared,
-                const struct sockaddr_storage *addrs, size_t naddrs, char *err, size_t errlen);
+                const struct sockaddr_storage *addrs, size_t naddrs, struct kpath *kpath,
+                int nworkers, char *err, size_t errlen);
 /* Run the loop on a new thread. 0 or -errno. */
 int worker_start(worker_t *w);
 /* Run fn(w, arg) on the worker's loop thread, soon (any thread). fn is called exactly once when
