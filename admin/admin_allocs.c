@@ -109,6 +109,9 @@ static json_t *view_json(const admin_t *adm, const alloc_view_t *r)
     json_object_set_new(o, "from_peer_bytes", json_integer((json_int_t)r->traffic.from_peer_bytes));
     json_object_set_new(o, "from_peer_packets",
                         json_integer((json_int_t)r->traffic.from_peer_packets));
+    /* The traffic above includes what the kernel path relayed (kernel-offload); this says
+     * whether it carries some of this allocation's. */
+    json_object_set_new(o, "kernel", json_boolean(r->kernel));
     return o;
 }
 

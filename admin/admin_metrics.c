@@ -125,28 +125,85 @@ static void render_allocs(out_t *o, const figures_t *f)
         st->alloc_failed);
 }
 
+/* One relay series: `name`{path="user"|"kernel",<labels>} v. */
+static void path_line(out_t *o, const char *name, const char *path, const char *labels, uint64_t v)
+{
+    put(o, "%s{path=\"%s\",%s} %llu\n", name, path, labels, (unsigned long long)v);
+}
+
+/* What was relayed, by path: "user" is uturnd's own sockets, "kernel" the kernel fast path
+ * (kernel-offload; its own counters, 0 while it is off). Payload bytes either way. */
+static void render_relay_paths(out_t *o, const stats_snapshot_t *st)
+{
+    const stats_kernel_t *k = &st->kernel;
+    head(o, "uturn_relay_bytes_total", "counter", "Payload bytes relayed, by path.");
+    path_line(o, "uturn_relay_bytes_total", "user", "direction=\"client_to_peer\"",
+              st->relay_client_to_peer_bytes);
+    path_line(o, "uturn_relay_bytes_total", "user", "direction=\"peer_to_client\"",
+              st->relay_peer_to_client_bytes);
+    path_line(o, "uturn_relay_bytes_total", "kernel", "direction=\"client_to_peer\"",
+              k->to_peer_bytes);
+    path_line(o, "uturn_relay_bytes_total", "kernel", "direction=\"peer_to_client\"",
+              k->from_peer_bytes);
+    head(o, "uturn_relay_packets_total", "counter", "Datagrams relayed, by path.");
+    path_line(o, "uturn_relay_packets_total", "user", "direction=\"client_to_peer\"",
+              st->relay_client_to_peer_packets);
+    path_line(o, "uturn_relay_packets_total", "user", "direction=\"peer_to_client\"",
+              st->relay_peer_to_client_packets);
+    path_line(o, "uturn_relay_packets_total", "kernel", "direction=\"client_to_peer\"",
+              k->channeldata_in + k->send_in);
+    path_line(o, "uturn_relay_packets_total", "kernel", "direction=\"peer_to_client\"",
+              k->channeldata_out + k->data_out);
+    head(o, "uturn_relay_messages_total", "counter",
+         "Relayed messages by path and framing: ChannelData or Send/Data indications.");
+    static const char *const kinds[4] = {"kind=\"channeldata\",direction=\"client_to_peer\"",
+                                         "kind=\"channeldata\",direction=\"peer_to_client\"",
+                                         "kind=\"indication\",direction=\"client_to_peer\"",
+                                         "kind=\"indication\",direction=\"peer_to_client\""};
+    const uint64_t user[4] = {st->relay_channeldata_in, st->relay_channeldata_out,
+                              st->relay_send_indications, st->relay_data_indications};
+    const uint64_t kern[4] = {k->channeldata_in, k->channeldata_out, k->send_in, k->data_out};
+    for (int i = 0; i < 4; i++)
+        path_line(o, "uturn_relay_messages_total", "user", kinds[i], user[i]);
+    for (int i = 0; i < 4; i++)
+        path_line(o, "uturn_relay_messages_total", "kernel", kinds[i], kern[i]);
+}
+
+/* The kernel fast path's own state (docs/KERNEL.md). */
+static void render_kernel(out_t *o, const stats_snapshot_t *st)
+{
+    u64(o, "uturn_kernel_offload_active", "gauge",
+        "1 when the kernel fast path is attached (kernel-offload), else 0.",
+        (uint64_t)st->kernel_active);
+    head(o, "uturn_kernel_drops_total", "counter",
+         "Datagrams the kernel path dropped, by reason (bps: an allocation's max-bps bucket; "
+         "redirect: rewritten but could not be sent on).");
+    lab(o, "uturn_kernel_drops_total", "reason", "bps", st->kernel.drop_bps);
+    lab(o, "uturn_kernel_drops_total", "reason", "redirect", st->kernel.redirect_fail);
+    head(o, "uturn_kernel_passed_total", "counter",
+         "Datagrams that matched the kernel path's maps but went to user space, by reason.");
+    lab(o, "uturn_kernel_passed_total", "reason", "expired", st->kernel.pass_expired);
+    lab(o, "uturn_kernel_passed_total", "reason", "unhandled", st->kernel.pass_unhandled);
+    u64(o, "uturn_kernel_slots_in_use", "gauge",
+        "Allocations with a slot in the kernel path (their UDP traffic may bypass user space).",
+        (uint64_t)st->kpath_slots);
+    u64(o, "uturn_kernel_entries", "gauge",
+        "Entries installed in the kernel path's maps (allocations, permissions, channels).",
+        (uint64_t)st->kpath_entries);
+    u64(o, "uturn_kernel_allocations_total", "counter",
+        "Allocations given a slot in the kernel path.", st->kpath_allocs);
+    head(o, "uturn_kernel_refused_total", "counter",
+         "What stayed in user space because the kernel path had no room, by reason (no_slot: "
+         "an allocation; map_full: an entry; error: a map write failed).");
+    lab(o, "uturn_kernel_refused_total", "reason", "no_slot", st->kpath_refused_slot);
+    lab(o, "uturn_kernel_refused_total", "reason", "map_full", st->kpath_refused_full);
+    lab(o, "uturn_kernel_refused_total", "reason", "error", st->kpath_errors);
+}
+
 static void render_relay(out_t *o, const stats_snapshot_t *st)
 {
-    head(o, "uturn_relay_bytes_total", "counter", "Payload bytes relayed.");
-    lab(o, "uturn_relay_bytes_total", "direction", "client_to_peer",
-        st->relay_client_to_peer_bytes);
-    lab(o, "uturn_relay_bytes_total", "direction", "peer_to_client",
-        st->relay_peer_to_client_bytes);
-    head(o, "uturn_relay_packets_total", "counter", "Datagrams relayed.");
-    lab(o, "uturn_relay_packets_total", "direction", "client_to_peer",
-        st->relay_client_to_peer_packets);
-    lab(o, "uturn_relay_packets_total", "direction", "peer_to_client",
-        st->relay_peer_to_client_packets);
-    head(o, "uturn_relay_messages_total", "counter",
-         "Relayed messages by framing: ChannelData or Send/Data indications.");
-    put(o, "uturn_relay_messages_total{kind=\"channeldata\",direction=\"client_to_peer\"} %llu\n",
-        (unsigned long long)st->relay_channeldata_in);
-    put(o, "uturn_relay_messages_total{kind=\"channeldata\",direction=\"peer_to_client\"} %llu\n",
-        (unsigned long long)st->relay_channeldata_out);
-    put(o, "uturn_relay_messages_total{kind=\"indication\",direction=\"client_to_peer\"} %llu\n",
-        (unsigned long long)st->relay_send_indications);
-    put(o, "uturn_relay_messages_total{kind=\"indication\",direction=\"peer_to_client\"} %llu\n",
-        (unsigned long long)st->relay_data_indications);
+    render_relay_paths(o, st);
+    render_kernel(o, st);
     u64(o, "uturn_relay_send_errors_total", "counter", "Relay sends the kernel refused.",
         st->relay_send_errors);
     u64(o, "uturn_usage_events_written_total", "counter",
@@ -363,6 +420,27 @@ static void add_counter(const char *name, uint64_t v, void *arg)
     json_object_set_new(arg, name, json_integer((json_int_t)v));
 }
 
+/* The kernel fast path (docs/KERNEL.md): "relay" above is user space's share. */
+static json_t *kernel_json(const stats_snapshot_t *st)
+{
+    const stats_kernel_t *k = &st->kernel;
+    return json_pack(
+        "{s:b,s:{s:I,s:I},s:{s:I,s:I},s:{s:I,s:I,s:I,s:I},s:{s:I,s:I},s:{s:I,s:I},s:I,s:I,s:I,"
+        "s:{s:I,s:I,s:I}}",
+        "active", st->kernel_active, "bytes", "client_to_peer", (json_int_t)k->to_peer_bytes,
+        "peer_to_client", (json_int_t)k->from_peer_bytes, "packets", "client_to_peer",
+        (json_int_t)(k->channeldata_in + k->send_in), "peer_to_client",
+        (json_int_t)(k->channeldata_out + k->data_out), "messages", "channeldata_in",
+        (json_int_t)k->channeldata_in, "channeldata_out", (json_int_t)k->channeldata_out,
+        "send_indications", (json_int_t)k->send_in, "data_indications", (json_int_t)k->data_out,
+        "drops", "bps", (json_int_t)k->drop_bps, "redirect", (json_int_t)k->redirect_fail, "passed",
+        "expired", (json_int_t)k->pass_expired, "unhandled", (json_int_t)k->pass_unhandled,
+        "slots_in_use", (json_int_t)st->kpath_slots, "entries", (json_int_t)st->kpath_entries,
+        "allocations", (json_int_t)st->kpath_allocs, "refused", "no_slot",
+        (json_int_t)st->kpath_refused_slot, "map_full", (json_int_t)st->kpath_refused_full, "error",
+        (json_int_t)st->kpath_errors);
+}
+
 void admin_h_stats(admin_req_t *r)
 {
     admin_t *a = r->a;
@@ -427,6 +505,7 @@ void admin_h_stats(admin_req_t *r)
         json_object_set_new(errs, code, json_integer((json_int_t)st->errors_by_code[i]));
     }
     json_object_set_new(o, "errors_by_code", errs);
+    json_object_set_new(o, "kernel", kernel_json(st));
     json_object_set_new(o, "counters", counters);
     json_object_set_new(o, "per_worker", workers);
     admin_reply_json(r, 200, o);

@@ -282,6 +282,26 @@ static void add_query(char *q, size_t cap, const char *k, const char *v)
     curl_free(e);
 }
 
+/* The kernel fast path's figures (docs/KERNEL.md); "relayed" above is user space's share. */
+static void kernel_lines(json_t *k)
+{
+    if (!json_is_true(json_object_get(k, "active"))) {
+        printf("kernel path    off\n");
+        return;
+    }
+    json_t *by = json_object_get(k, "bytes"), *pk = json_object_get(k, "packets");
+    json_t *dr = json_object_get(k, "drops"), *rf = json_object_get(k, "refused");
+    printf("kernel path    active: %lld allocations in slots, %lld map entries\n",
+           num(k, "slots_in_use"), num(k, "entries"));
+    printf("kernel bytes   %lld client->peer, %lld peer->client\n", num(by, "client_to_peer"),
+           num(by, "peer_to_client"));
+    printf("kernel pkts    %lld client->peer, %lld peer->client\n", num(pk, "client_to_peer"),
+           num(pk, "peer_to_client"));
+    printf("kernel drops   %lld max-bps, %lld redirect\n", num(dr, "bps"), num(dr, "redirect"));
+    printf("kernel refused %lld no slot, %lld map full, %lld errors\n", num(rf, "no_slot"),
+           num(rf, "map_full"), num(rf, "error"));
+}
+
 static int cmd_stats(void)
 {
     json_t *j = call("GET", "/api/v1/stats", NULL, NULL);
@@ -305,6 +325,7 @@ static int cmd_stats(void)
                num(pk, "peer_to_client"));
         json_t *ports = json_object_get(rl, "ports");
         printf("relay ports    %lld in use, %lld free\n", num(ports, "in_use"), num(ports, "free"));
+        kernel_lines(json_object_get(j, "kernel"));
         json_t *rd = json_object_get(j, "redis");
         if (json_is_true(json_object_get(rd, "configured")))
             printf("redis          %lld of %lld workers connected\n", num(rd, "workers_up"),

@@ -115,6 +115,11 @@
     X(redirect_fail)
 #define STATS_KERNEL_ONE(c) +1
 enum { STATS_KERNEL_N = 0 STATS_KERNEL(STATS_KERNEL_ONE) };
+typedef struct {
+#define STATS_KERNEL_FIELD(name) uint64_t name;
+    STATS_KERNEL(STATS_KERNEL_FIELD)
+#undef STATS_KERNEL_FIELD
+} stats_kernel_t;
 
 /* STUN error responses sent, by ERROR-CODE: the codes RFC 8489 §14.8 and RFC 8656 §15 define
  * that uturn sends, and one slot for any other. A fixed set, so the admin API's labels are bounded.
@@ -176,11 +181,7 @@ typedef struct {
     int workers;
     /* The kernel path (kernel-offload): 1 while its program is attached; its global counters. */
     int kernel_active;
-    struct {
-#define STATS_KERNEL_FIELD(name) uint64_t name;
-        STATS_KERNEL(STATS_KERNEL_FIELD)
-#undef STATS_KERNEL_FIELD
-    } kernel;
+    stats_kernel_t kernel;
 } stats_snapshot_t;
 
 /* Single-writer increment: only the owning worker thread may call these. */

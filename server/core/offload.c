@@ -51,7 +51,8 @@
 #include "sockaddr_util.h"
 #include "worker.h"
 
-_Static_assert((int)STATS_KERNEL_N == (int)KPATH_G_N, "stats.h's STATS_KERNEL lists kpath_abi.h's KPATH_G_*");
+_Static_assert((int)STATS_KERNEL_N == (int)KPATH_G_N,
+               "stats.h's STATS_KERNEL lists kpath_abi.h's KPATH_G_*");
 
 #define NS_PER_MS 1000000ULL
 #define NO_SLOT UINT32_MAX
@@ -124,7 +125,10 @@ void offload_free(offload_t *o)
     free(o);
 }
 
-static void entries(offload_t *o, int64_t delta) { stats_gauge_add(&o->stats->kpath_entries, delta); }
+static void entries(offload_t *o, int64_t delta)
+{
+    stats_gauge_add(&o->stats->kpath_entries, delta);
+}
 
 /* A map write's result: 1 installed; 0 refused (full: counted; other errors: counted, logged). */
 static int wrote(offload_t *o, int rc, const char *what)

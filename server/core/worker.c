@@ -315,6 +315,7 @@ int worker_init(worker_t *w, int id, const cfg_t *cfg, shared_t *shared,
         return rc;
     }
     dispatch_relay_ops_t ops;
+    memset(&ops, 0, sizeof(ops)); /* members nobody sets (offload without a kernel path): NULL */
     relay_ops(w, &ops);
     if ((rc = offload_new(kpath, id, nworkers, &w->stats, &w->offload)) != 0) {
         snprintf(err, errlen, "worker %d: out of memory", id);

@@ -525,18 +525,18 @@ def test_metrics_move_and_promtool():
     finally:
         peer.send_signal(signal.SIGTERM)
         peer.wait(10)
-    for k in ('uturn_relay_bytes_total{direction="client_to_peer"}',
-              'uturn_relay_bytes_total{direction="peer_to_client"}',
-              'uturn_relay_packets_total{direction="peer_to_client"}',
-              'uturn_relay_messages_total{kind="channeldata",direction="client_to_peer"}',
-              'uturn_relay_messages_total{kind="indication",direction="client_to_peer"}',
-              'uturn_relay_messages_total{kind="indication",direction="peer_to_client"}',
+    for k in ('uturn_relay_bytes_total{path="user",direction="client_to_peer"}',
+              'uturn_relay_bytes_total{path="user",direction="peer_to_client"}',
+              'uturn_relay_packets_total{path="user",direction="peer_to_client"}',
+              'uturn_relay_messages_total{path="user",kind="channeldata",direction="client_to_peer"}',
+              'uturn_relay_messages_total{path="user",kind="indication",direction="client_to_peer"}',
+              'uturn_relay_messages_total{path="user",kind="indication",direction="peer_to_client"}',
               "uturn_allocations_created_total", 'uturn_auth_total{result="ok"}',
               'uturn_auth_total{result="challenge"}'):
         check(m1[k] > m0[k], "%s did not move: %s -> %s" % (k, m0[k], m1[k]))
     check(sum(v for k, v in m1.items() if k.startswith("uturn_worker_relay_packets_total"))
-          == m1['uturn_relay_packets_total{direction="client_to_peer"}']
-          + m1['uturn_relay_packets_total{direction="peer_to_client"}'], "per-worker sums differ")
+          == m1['uturn_relay_packets_total{path="user",direction="client_to_peer"}']
+          + m1['uturn_relay_packets_total{path="user",direction="peer_to_client"}'], "per-worker sums differ")
     check(set(m0) == set(m1), "the series changed between scrapes (unbounded labels?)")
     check(m1["uturn_relay_ports_free"] + m1["uturn_relay_ports_in_use"]
           == MAX_PORT - MIN_PORT + 1, "ports in use + free != range")
@@ -546,10 +546,15 @@ def test_metrics_move_and_promtool():
     check(out.returncode == 0, "promtool check metrics: %s%s" % (out.stdout, out.stderr))
     doc = ctl_json("stats")
     check(doc["version"] and doc["uptime_seconds"] > 0 and doc["workers"] == 2
-          and doc["relay"]["bytes"]["client_to_peer"] >= m1['uturn_relay_bytes_total{direction="client_to_peer"}']
+          and doc["relay"]["bytes"]["client_to_peer"] >= m1['uturn_relay_bytes_total{path="user",direction="client_to_peer"}']
           and len(doc["per_worker"]) == 2, "stats JSON: %r" % doc)
+    # kernel-offload is off here: the kernel path's series exist and say so.
+    check(m1["uturn_kernel_offload_active"] == 0
+          and m1['uturn_relay_packets_total{path="kernel",direction="client_to_peer"}'] == 0
+          and doc["kernel"]["active"] is False, "kernel path series with offload off")
     rc, out, err = ctl("stats")
-    check(rc == 0 and "allocations" in out and "relay ports" in out, "uturnctl stats: %s" % out)
+    check(rc == 0 and "allocations" in out and "relay ports" in out
+          and "kernel path    off" in out, "uturnctl stats: %s" % out)
     print("promtool: %d series pass" % len(m1))
 
 

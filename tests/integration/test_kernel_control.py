@@ -1,0 +1,384 @@
+#!/usr/bin/python3
+"""The kernel path's control plane (issue 14, docs/KERNEL.md): what the workers write into the
+kernel's relay maps (server/core/offload.c) for each step of an allocation's life, read back with
+bpftool and decoded per server/kpath/kpath_abi.h.
+
+A real uturnd with kernel-offload = on, on 127.0.0.1, and TurnClients that allocate, create
+permissions, bind channels, refresh, delete (Refresh 0), are revoked through the admin API and
+let a short lifetime expire; after each step the exact entries of this uturnd's kp_c2p, kp_p2c
+and kp_perm are compared with what the allocation allows, expiries within their window of
+CLOCK_MONOTONIC (the clock of libuv's loop time and of bpf_ktime_get_ns). A TCP client's
+allocation makes no entry; max-bps reaches kp_bucket; /metrics shows path="user" and
+path="kernel" series, the kernel path active and the entry gauge matching the maps.
+
+The maps are this uturnd's own: found through the bpf-map file descriptors it holds
+(/proc/PID/fdinfo map_id), so other uturnds on lo at the same time do not disturb the counts.
+Needs root and a uturnd built with the kernel path; otherwise every test prints SKIP and why.
+"""
+import http.client
+import json
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+from uturn import BUILDDIR, Uturnd, TurnClient, check, free_port, relayed_addresses, run, wait_for  # noqa: E402
+
+TOKEN = "kernel-control-token-0123456789"
+BPS = 123456
+BASE = ["user = alice:alice-pass", "user = bob:bob-pass", "realm = uturn.test",
+        "allow-loopback-peers"]
+LOOP = bytes([127, 0, 0, 1]) + bytes(12)
+ZERO = bytes(16)
+WINDOW = 0.05  # s: slack around an expiry's window (the loop clock lags by a tick at most)
+
+
+def skip_reason():
+    with open(os.path.join(BUILDDIR, "config.h")) as f:
+        if "#define HAVE_KPATH 1" not in f.read():
+            return "uturnd built without the kernel path (no HAVE_KPATH in config.h)"
+    if not shutil.which("bpftool"):
+        return "bpftool not installed"
+    if os.geteuid() != 0:
+        return "not root (CI is root)"
+    out = subprocess.run(["bpftool", "prog", "show"], capture_output=True, text=True)
+    if out.returncode != 0:
+        return "bpftool prog show: %s" % out.stderr.strip()
+    return None
+
+
+def mono():
+    return time.clock_gettime(time.CLOCK_MONOTONIC)
+
+
+# ---- this uturnd's maps, decoded per kpath_abi.h ----
+
+def our_maps(u):
+    """{name: map id} of the BPF maps uturnd `u` holds open."""
+    ids = set()
+    d = "/proc/%d/fdinfo" % u.proc.pid
+    for f in os.listdir(d):
+        try:
+            with open(os.path.join(d, f)) as fh:
+                text = fh.read()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            if line.startswith("map_id:"):
+                ids.add(int(line.split()[1]))
+    out = {}
+    for i in ids:
+        r = subprocess.run(["bpftool", "-j", "map", "show", "id", str(i)], capture_output=True,
+                           text=True)
+        if r.returncode == 0:
+            out[json.loads(r.stdout)["name"]] = i
+    return out
+
+
+def raw_dump(mid):
+    r = subprocess.run(["bpftool", "-j", "map", "dump", "id", str(mid)], capture_output=True,
+                       text=True, timeout=30)
+    check(r.returncode == 0, "bpftool map dump id %d: %s" % (mid, r.stderr))
+    return [(bytes(int(x, 16) for x in e["key"]), bytes(int(x, 16) for x in e["value"]))
+            for e in json.loads(r.stdout)]
+
+
+def c2p(k, v):
+    """kp_c2p: key (client ip, server ip, client port, server port, channel, family) -> value
+    (expires s, slot, relay ip, relay port, peer ip, peer port). Ports are network order in the
+    map, the channel host order."""
+    check(len(k) == 40 and len(v) == 48 and k[39] == 0, "c2p sizes/pad %d %d" % (len(k), len(v)))
+    key = (k[0:16], k[16:32], struct.unpack("!H", k[32:34])[0], struct.unpack("!H", k[34:36])[0],
+           struct.unpack("=H", k[36:38])[0], k[38])
+    val = (struct.unpack("=Q", v[0:8])[0] / 1e9, struct.unpack("=I", v[8:12])[0], v[16:32],
+           struct.unpack("!H", v[12:14])[0], v[32:48], struct.unpack("!H", v[14:16])[0])
+    return key, val
+
+
+def p2c(k, v):
+    """kp_p2c: key (relay ip, relay port, peer ip, peer port, family) -> value (expires s, slot,
+    channel, client ip, client port, server ip, server port)."""
+    check(len(k) == 40 and len(v) == 56 and k[37:40] == bytes(3) and v[18:24] == bytes(6),
+          "p2c sizes/pads")
+    key = (k[0:16], struct.unpack("!H", k[32:34])[0], k[16:32], struct.unpack("!H", k[34:36])[0],
+           k[36])
+    val = (struct.unpack("=Q", v[0:8])[0] / 1e9, struct.unpack("=I", v[8:12])[0],
+           struct.unpack("=H", v[12:14])[0], v[24:40], struct.unpack("!H", v[14:16])[0],
+           v[40:56], struct.unpack("!H", v[16:18])[0])
+    return key, val
+
+
+def perm(k, v):
+    """kp_perm: key (slot, family, peer ip) -> expires s."""
+    check(len(k) == 24 and len(v) == 8 and k[5:8] == bytes(3), "perm sizes/pad")
+    return (struct.unpack("=I", k[0:4])[0], k[4], k[8:24]), struct.unpack("=Q", v)[0] / 1e9
+
+
+def entries(u):
+    """(c2p dict, p2c dict, perm dict) of uturnd u's maps, decoded."""
+    m = our_maps(u)
+    check(all(n in m for n in ("kp_c2p", "kp_p2c", "kp_perm", "kp_bucket")),
+          "uturnd holds the relay maps: %s" % sorted(m))
+    return (dict(c2p(k, v) for k, v in raw_dump(m["kp_c2p"])),
+            dict(p2c(k, v) for k, v in raw_dump(m["kp_p2c"])),
+            dict(perm(k, v) for k, v in raw_dump(m["kp_perm"])))
+
+
+def bucket(u, slot):
+    """kp_bucket[slot]: (bps, tokens)."""
+    mid = our_maps(u)["kp_bucket"]
+    key = [str(b) for b in struct.pack("=I", slot)]
+    r = subprocess.run(["bpftool", "-j", "map", "lookup", "id", str(mid), "key"] + key,
+                       capture_output=True, text=True)
+    check(r.returncode == 0, "bpftool map lookup: %s" % r.stderr)
+    v = bytes(int(x, 16) for x in json.loads(r.stdout)["value"])
+    return struct.unpack("=QQ", v[8:24])
+
+
+def expires_in(got, lo, hi, what):
+    check(lo - WINDOW <= got <= hi + WINDOW,
+          "%s expires at %.3f, not within [%.3f, %.3f] (CLOCK_MONOTONIC)" % (what, got, lo, hi))
+
+
+# ---- one allocation's expected entries ----
+
+class Alloc:
+    """A TurnClient's allocation and the monotonic window of each expiry it set."""
+
+    def __init__(self, u, user="alice"):
+        self.u = u
+        self.c = TurnClient(u, user, user + "-pass")
+        t0 = mono()
+        code, _, raw = self.c.allocate(raw_response=True)
+        check(code == 0, "Allocate: %s" % code)
+        self.exp = (t0 + 600, mono() + 600)
+        self.relay = relayed_addresses(raw)[0]
+        self.port = self.c.sock.getsockname()[1]
+        self.perms = {}  # ip bytes -> (lo, hi)
+        self.chans = {}  # number -> (peer port, (lo, hi))
+
+    def timed(self, fn, *args):
+        t0 = mono()
+        code = fn(*args)[0]
+        return code, (t0, mono())
+
+    def permit(self, *ports):
+        code, (a, b) = self.timed(self.c.create_permission, *[("127.0.0.1", p) for p in ports])
+        check(code == 0, "CreatePermission: %s" % code)
+        self.perms[LOOP] = (a + 300, b + 300)
+
+    def bind(self, number, port):
+        code, (a, b) = self.timed(self.c.channel_bind, number, "127.0.0.1", port)
+        check(code == 0, "ChannelBind: %s" % code)
+        self.chans[number] = (port, (a + 600, b + 600))
+        self.perms[LOOP] = (a + 300, b + 300)
+
+    def refresh(self, lifetime):
+        code, (a, b) = self.timed(self.c.refresh, lifetime)
+        check(code == 0, "Refresh %d: %s" % (lifetime, code))
+        self.exp = (a + lifetime, b + lifetime)
+
+    def mine(self, maps):
+        """The entries of maps that belong to this allocation (its client port, its relay)."""
+        c, p, pm = maps
+        mc = {k: v for k, v in c.items() if k[2] == self.port}
+        mp = {k: v for k, v in p.items() if k[1] == self.relay[1]}
+        slots = {v[1] for v in list(mc.values()) + list(mp.values())}
+        mpm = {k: v for k, v in pm.items() if k[0] in slots}
+        return mc, mp, mpm, slots
+
+    def expect(self, maps):
+        """Exactly the entries this allocation allows now; returns its slot."""
+        mc, mp, mpm, slots = self.mine(maps)
+        check(len(slots) == 1, "one slot for the allocation: %s" % slots)
+        slot = slots.pop()
+        low = lambda w1, w2: (min(w1[0], w2[0]), min(w1[1], w2[1]))  # noqa: E731
+        # The allocation: ChannelData channel 0 / peer zero.
+        want_c = {(LOOP, LOOP, self.port, self.u.port, 0, 4): self.exp}
+        want_p = {(LOOP, self.relay[1], ZERO, 0, 4): (self.exp, 0)}
+        for n, (pport, w) in self.chans.items():
+            want_c[(LOOP, LOOP, self.port, self.u.port, n, 4)] = low(w, self.exp)
+            pw = self.perms.get(LOOP)
+            want_p[(LOOP, self.relay[1], LOOP, pport, 4)] = (low(low(w, self.exp), pw), n)
+        check(set(mc) == set(want_c), "c2p keys %s, want %s" % (sorted(mc), sorted(want_c)))
+        check(set(mp) == set(want_p), "p2c keys %s, want %s" % (sorted(mp), sorted(want_p)))
+        for k, (lo, hi) in want_c.items():
+            exp, s, rip, rport, pip, pport = mc[k]
+            expires_in(exp, lo, hi, "c2p channel %#x" % k[4])
+            want_peer = (LOOP, self.chans[k[4]][0]) if k[4] else (ZERO, 0)
+            check(s == slot and (rip, rport) == (LOOP, self.relay[1]) and (pip, pport) == want_peer,
+                  "c2p value %s" % (mc[k],))
+        for k, ((lo, hi), n) in want_p.items():
+            exp, s, ch, cip, cport, sip, sport = mp[k]
+            expires_in(exp, lo, hi, "p2c peer port %d" % k[3])
+            check(s == slot and ch == n and (cip, cport, sip, sport) == (LOOP, self.port, LOOP,
+                                                                        self.u.port),
+                  "p2c value %s" % (mp[k],))
+        want_pm = {(slot, 4, ip): low(w, self.exp) for ip, w in self.perms.items()}
+        check(set(mpm) == set(want_pm), "perm keys %s, want %s" % (sorted(mpm), sorted(want_pm)))
+        for k, (lo, hi) in want_pm.items():
+            expires_in(mpm[k], lo, hi, "permission")
+        return slot
+
+    def gone(self, maps):
+        mc, mp, mpm, slots = self.mine(maps)
+        return not mc and not mp and not mpm
+
+
+def metrics(port):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
+    conn.request("GET", "/metrics", headers={"Authorization": "Bearer " + TOKEN})
+    text = conn.getresponse().read().decode()
+    conn.close()
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            k, v = line.rsplit(" ", 1)
+            out[k] = float(v)
+    return out
+
+
+def api(port, method, path):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
+    conn.request(method, path, headers={"Authorization": "Bearer " + TOKEN})
+    resp = conn.getresponse()
+    doc = json.loads(resp.read().decode())
+    conn.close()
+    return resp.status, doc
+
+
+def offload_uturnd(extra=()):
+    admin = free_port()
+    conf = BASE + ["kernel-offload = on", "max-bps = %d" % BPS,
+                   "admin-listen = 127.0.0.1:%d" % admin, "admin-token = %s" % TOKEN] + list(extra)
+    return Uturnd(conf=conf), admin
+
+
+# ---- tests ----
+
+def test_entries_follow_permissions_channels_refresh_and_expiry():
+    why = skip_reason()
+    if why:
+        print("SKIP test_entries_follow_permissions_channels_refresh_and_expiry: %s" % why)
+        return
+    u, admin = offload_uturnd()
+    with u:
+        a = Alloc(u)
+        slot = a.expect(entries(u))
+        check(bucket(u, slot) == (BPS, BPS), "kp_bucket[%d] = %s, want max-bps %d, full" %
+              (slot, bucket(u, slot), BPS))
+        a.permit(5000)
+        a.expect(entries(u))
+        a.bind(0x4001, 5001)
+        a.expect(entries(u))
+        a.bind(0x4002, 5002)  # a second channel (same peer IP, another port)
+        a.expect(entries(u))
+        a.bind(0x4001, 5001)  # refreshed: only its expiry moves
+        a.expect(entries(u))
+        a.refresh(1200)
+        a.expect(entries(u))
+        # The allocations API: the traffic (user space's and the kernel's folded) and the flag.
+        code, doc = api(admin, "GET", "/api/v1/allocations")
+        mine = [x for x in doc["allocations"] if x.get("kernel") is True]
+        check(code == 200 and len(mine) == 1, "one allocation with kernel: true: %s" % doc)
+        # A TCP client's allocation stays in user space: no entry, no slot.
+        before = entries(u)
+        t = TurnClient(u, "alice", "alice-pass", transport="tcp")
+        try:
+            check(t.allocate()[0] == 0, "TCP Allocate")
+            check(t.create_permission(("127.0.0.1", 5003))[0] == 0, "TCP CreatePermission")
+            check(entries(u) == before, "a TCP client's allocation made entries")
+            code, doc = api(admin, "GET", "/api/v1/allocations")
+            flags = sorted(x["transport"] + ":" + str(x["kernel"]) for x in doc["allocations"])
+            check(flags == ["tcp:False", "udp:True"], "kernel flags: %s" % flags)
+        finally:
+            t.close()
+        m = metrics(admin)
+        c, p, pm = entries(u)
+        mc, mp, mpm, _ = a.mine((c, p, pm))
+        check(m["uturn_kernel_offload_active"] == 1, "uturn_kernel_offload_active")
+        check(m["uturn_kernel_entries"] == len(mc) + len(mp) + len(mpm) == 7,
+              "uturn_kernel_entries %s, maps %d" % (m["uturn_kernel_entries"],
+                                                    len(mc) + len(mp) + len(mpm)))
+        check(m["uturn_kernel_slots_in_use"] == 1, "slots in use")
+        for k in ('uturn_relay_packets_total{path="user",direction="client_to_peer"}',
+                  'uturn_relay_packets_total{path="kernel",direction="peer_to_client"}',
+                  'uturn_relay_bytes_total{path="kernel",direction="client_to_peer"}',
+                  'uturn_relay_messages_total{path="user",kind="channeldata",direction="client_to_peer"}',
+                  'uturn_kernel_drops_total{reason="bps"}',
+                  'uturn_kernel_refused_total{reason="map_full"}'):
+            check(k in m, "/metrics has %s" % k)
+        # A short lifetime: every entry's expiry comes down to it, then the sweep removes all.
+        a.refresh(2)
+        a.expect(entries(u))
+        wait_for(lambda: a.gone(entries(u)), 6, "the expired allocation's entries removed")
+        wait_for(lambda: metrics(admin)["uturn_kernel_slots_in_use"] == 0, 3, "slot given back")
+        check(metrics(admin)["uturn_kernel_entries"] == 0, "entry gauge back to 0")
+        a.c.close()
+
+
+def test_delete_revoke_and_shutdown_remove_entries():
+    why = skip_reason()
+    if why:
+        print("SKIP test_delete_revoke_and_shutdown_remove_entries: %s" % why)
+        return
+    u, admin = offload_uturnd()
+    with u:
+        a = Alloc(u)
+        a.permit(6000)
+        a.bind(0x4010, 6001)
+        b = Alloc(u, "bob")
+        b.permit(6002)
+        b.bind(0x4011, 6003)
+        maps = entries(u)
+        a.expect(maps)
+        b.expect(maps)
+        # Refresh 0: alice's go, bob's stay.
+        a.refresh(0)
+        maps = entries(u)
+        check(a.gone(maps), "alice's entries after Refresh 0: %s" % (a.mine(maps)[:3],))
+        b.expect(maps)
+        # Revocation through the admin API: bob's allocation ends, its entries with it.
+        code, doc = api(admin, "DELETE", "/api/v1/allocations?user=bob")
+        check(code == 200 and doc.get("terminated") == 1, "DELETE ?user=bob: %s %s" % (code, doc))
+        check(b.gone(entries(u)), "bob's entries after revocation")
+        check(metrics(admin)["uturn_kernel_entries"] == 0, "entry gauge 0")
+        # Shutdown with an allocation holding entries: uturnd removes them and exits cleanly.
+        c = Alloc(u)
+        c.permit(6004)
+        c.expect(entries(u))
+        ids = list(our_maps(u).values())
+        a.c.close()
+        b.c.close()
+        c.c.close()
+    check("kernel-offload: detached" in u.log(), "detach line:\n%s" % u.log()[-2000:])
+
+    def left():
+        return [i for i in ids if subprocess.run(["bpftool", "map", "show", "id", str(i)],
+                                                 capture_output=True).returncode == 0]
+    # The kernel frees a map after its last reference goes (deferred: RCU).
+    wait_for(lambda: not left(), 5, "this uturnd's maps freed after exit")
+
+
+def test_metrics_with_offload_off():
+    why = skip_reason()
+    if why:
+        print("SKIP test_metrics_with_offload_off: %s" % why)
+        return
+    admin = free_port()
+    u = Uturnd(conf=BASE + ["kernel-offload = off", "admin-listen = 127.0.0.1:%d" % admin,
+                            "admin-token = %s" % TOKEN])
+    with u:
+        m = metrics(admin)
+        check(m["uturn_kernel_offload_active"] == 0, "active with offload off")
+        check('uturn_relay_packets_total{path="user",direction="client_to_peer"}' in m
+              and m['uturn_relay_packets_total{path="kernel",direction="client_to_peer"}'] == 0,
+              "path labels with offload off")
+
+
+if __name__ == "__main__":
+    run()
