@@ -380,5 +380,43 @@ def test_metrics_with_offload_off():
               "path labels with offload off")
 
 
+def wildcard_inner():
+    """Runs in a network namespace of its own (test_wildcard_listener): uturnd listens on
+    0.0.0.0, so its program is attached on every interface that is up: only this namespace's lo."""
+    u = Uturnd(conf=BASE + ["kernel-offload = on", "relay-ip = 127.0.0.1"], host="0.0.0.0")
+    with u:
+        c = TurnClient(u, "alice", "alice-pass", local="127.0.0.1")
+        code, _, raw = c.allocate(raw_response=True)
+        check(code == 0, "Allocate: %s" % code)
+        relay = relayed_addresses(raw)[0]
+        cport = c.sock.getsockname()[1]
+        cm, pm, _ = entries(u)
+        mine_c = [(k, v) for k, v in cm.items() if k[2] == cport]
+        mine_p = [(k, v) for k, v in pm.items() if k[1] == relay[1]]
+        # The key matches any local address; the value names the one user space sends from.
+        check(len(mine_c) == 1 and mine_c[0][0][1] == ZERO and mine_c[0][0][3] == u.port,
+              "c2p key for a wildcard listener: %s" % mine_c)
+        check(len(mine_p) == 1 and mine_p[0][1][5] == LOOP and mine_p[0][1][6] == u.port,
+              "p2c value's server address: %s" % mine_p)
+        c.close()
+    print("wildcard: c2p server 0.0.0.0, p2c source 127.0.0.1")
+
+
+def test_wildcard_listener():
+    why = skip_reason() or (None if shutil.which("unshare") and shutil.which("ip")
+                            else "unshare and ip needed")
+    if why:
+        print("SKIP test_wildcard_listener: %s" % why)
+        return
+    r = subprocess.run(["unshare", "-n", "sh", "-c", "ip link set lo up && exec %s %s --wildcard"
+                        % (sys.executable, os.path.abspath(__file__))],
+                       capture_output=True, text=True, timeout=60)
+    check(r.returncode == 0 and "wildcard: c2p server" in r.stdout,
+          "in a netns of its own: rc %d\n%s%s" % (r.returncode, r.stdout[-3000:], r.stderr[-3000:]))
+
+
 if __name__ == "__main__":
-    run()
+    if sys.argv[1:] == ["--wildcard"]:
+        wildcard_inner()
+    else:
+        run()
