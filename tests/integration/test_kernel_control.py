@@ -9,7 +9,11 @@ let a short lifetime expire; after each step the exact entries of this uturnd's 
 and kp_perm are compared with what the allocation allows, expiries within their window of
 CLOCK_MONOTONIC (the clock of libuv's loop time and of bpf_ktime_get_ns). A TCP client's
 allocation makes no entry; max-bps reaches kp_bucket; /metrics shows path="user" and
-path="kernel" series, the kernel path active and the entry gauge matching the maps.
+path="kernel" series, the kernel path active and the entry gauge matching the maps. Counts the
+kernel wrote into an allocation's slot (set here with bpftool, as the program would) are folded
+into the allocations API's traffic and a deleted allocation's usage totals exactly once, added
+to what user space counted. A wildcard listener (in a netns of its own) gets a zero server
+address in the c2p key and the route's source in the p2c value.
 
 The maps are this uturnd's own: found through the bpf-map file descriptors it holds
 (/proc/PID/fdinfo map_id), so other uturnds on lo at the same time do not disturb the counts.
@@ -362,6 +366,61 @@ def test_delete_revoke_and_shutdown_remove_entries():
                                                  capture_output=True).returncode == 0]
     # The kernel frees a map after its last reference goes (deferred: RCU).
     wait_for(lambda: not left(), 5, "this uturnd's maps freed after exit")
+
+
+def set_counts(u, slot, counts):
+    """Write kp_count[slot] = counts (to_peer packets, bytes, from_peer packets, bytes) on every
+    CPU, as the program would have counted them; returns the number of CPUs (the sum's factor)."""
+    mid = our_maps(u)["kp_count"]
+    key = [str(b) for b in struct.pack("=I", slot)]
+    val = [str(b) for b in struct.pack("=5Q", *counts, 0)]
+    r = subprocess.run(["bpftool", "map", "update", "id", str(mid), "key"] + key + ["value"] + val,
+                       capture_output=True, text=True)
+    check(r.returncode == 0, "bpftool map update kp_count: %s" % r.stderr)
+    r = subprocess.run(["bpftool", "-j", "map", "lookup", "id", str(mid), "key"] + key,
+                       capture_output=True, text=True)
+    return len(json.loads(r.stdout)["values"])
+
+
+def test_kernel_counts_fold_into_allocation_and_usage():
+    why = skip_reason()
+    if why:
+        print("SKIP test_kernel_counts_fold_into_allocation_and_usage: %s" % why)
+        return
+    u, admin = offload_uturnd()
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+    peer.settimeout(3)
+    with u:
+        a = Alloc(u)
+        a.bind(0x4020, peer.getsockname()[1])
+        slot = a.expect(entries(u))
+        # What the kernel counted for this slot (written as the program would, on every CPU).
+        n = set_counts(u, slot, (3, 300, 5, 500))
+
+        def traffic():
+            code, doc = api(admin, "GET", "/api/v1/allocations")
+            check(code == 200 and len(doc["allocations"]) == 1, "allocations: %s" % doc)
+            x = doc["allocations"][0]
+            return (x["to_peer_packets"], x["to_peer_bytes"], x["from_peer_packets"],
+                    x["from_peer_bytes"])
+        check(traffic() == (3 * n, 300 * n, 5 * n, 500 * n), "folded: %s, %d CPUs" % (traffic(), n))
+        check(traffic() == (3 * n, 300 * n, 5 * n, 500 * n), "a second read counts nothing twice")
+        # One more datagram, whichever path relays it, adds exactly once.
+        a.c.channel_data(0x4020, b"k" * 10)
+        check(peer.recvfrom(2048)[0] == b"k" * 10, "the peer got the ChannelData")
+        wait_for(lambda: traffic() == (3 * n + 1, 300 * n + 10, 5 * n, 500 * n), 3,
+                 "user + kernel counts add up")
+        # Deleted: the totals of the ended allocation hold the kernel's share.
+        a.refresh(0)
+        code, doc = api(admin, "GET", "/api/v1/usage?user=alice")
+        e = doc["ended"]
+        check(code == 200 and doc["live"]["allocations"] == 0 and e["allocations"] == 1
+              and (e["to_peer_packets"], e["to_peer_bytes"], e["from_peer_packets"],
+                   e["from_peer_bytes"]) == (3 * n + 1, 300 * n + 10, 5 * n, 500 * n),
+              "ended totals: %s" % doc)
+        a.c.close()
+    peer.close()
 
 
 def test_metrics_with_offload_off():
