@@ -32,6 +32,7 @@ import time
 sys.path.insert(0, os.path.dirname(__file__))
 from uturn import BUILDDIR, Uturnd, TurnClient, check, free_port, relayed_addresses, run, wait_for  # noqa: E402
 
+UTURNCTL = os.path.join(BUILDDIR, "uturnctl")
 TOKEN = "kernel-control-token-0123456789"
 BPS = 123456
 BASE = ["user = alice:alice-pass", "user = bob:bob-pass", "realm = uturn.test",
@@ -309,6 +310,11 @@ def test_entries_follow_permissions_channels_refresh_and_expiry():
               "uturn_kernel_entries %s, maps %d" % (m["uturn_kernel_entries"],
                                                     len(mc) + len(mp) + len(mpm)))
         check(m["uturn_kernel_slots_in_use"] == 1, "slots in use")
+        env = dict(os.environ, UTURN_URL="http://127.0.0.1:%d" % admin, UTURN_TOKEN=TOKEN)
+        out = subprocess.run([UTURNCTL, "stats"], capture_output=True, text=True, env=env,
+                             timeout=30).stdout
+        check("kernel path    active: 1 allocations in slots, 7 map entries" in out
+              and "kernel drops   0 max-bps" in out, "uturnctl stats:\n%s" % out)
         for k in ('uturn_relay_packets_total{path="user",direction="client_to_peer"}',
                   'uturn_relay_packets_total{path="kernel",direction="peer_to_client"}',
                   'uturn_relay_bytes_total{path="kernel",direction="client_to_peer"}',
