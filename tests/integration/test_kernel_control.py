@@ -13,7 +13,8 @@ path="kernel" series, the kernel path active and the entry gauge matching the ma
 kernel wrote into an allocation's slot (set here with bpftool, as the program would) are folded
 into the allocations API's traffic and a deleted allocation's usage totals exactly once, added
 to what user space counted. A wildcard listener (in a netns of its own) gets a zero server
-address in the c2p key and the route's source in the p2c value.
+address in the c2p key and the route's source in the p2c value. An IPv6 client with an IPv6
+relayed address gets family 6 entries; with an IPv4 relayed address (RFC 6156) none.
 
 The maps are this uturnd's own: found through the bpf-map file descriptors it holds
 (/proc/PID/fdinfo map_id), so other uturnds on lo at the same time do not disturb the counts.
@@ -30,7 +31,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from uturn import BUILDDIR, Uturnd, TurnClient, check, free_port, relayed_addresses, run, wait_for  # noqa: E402
+from uturn import BUILDDIR, Uturnd, TurnClient, attr, check, free_port, relayed_addresses, run, wait_for  # noqa: E402
+from uturn import A_REQ_FAMILY  # noqa: E402
 
 UTURNCTL = os.path.join(BUILDDIR, "uturnctl")
 TOKEN = "kernel-control-token-0123456789"
@@ -427,6 +429,44 @@ def test_kernel_counts_fold_into_allocation_and_usage():
               "ended totals: %s" % doc)
         a.c.close()
     peer.close()
+
+
+def test_ipv6_and_mixed_families():
+    """An IPv6 client with an IPv6 relayed address is offloaded (family 6 entries); the same
+    client with an IPv4 relayed address (RFC 6156) stays in user space: no entry."""
+    why = skip_reason()
+    if why:
+        print("SKIP test_ipv6_and_mixed_families: %s" % why)
+        return
+    u = Uturnd(conf=BASE + ["kernel-offload = on", "relay-ip = 127.0.0.1", "relay-ip = ::1"],
+               host="::1")
+    six = socket.inet_pton(socket.AF_INET6, "::1")
+    with u:
+        c6 = TurnClient(u, "alice", "alice-pass")
+        code, _, raw = c6.allocate(extra=attr(A_REQ_FAMILY, bytes([2, 0, 0, 0])), raw_response=True)
+        check(code == 0, "Allocate IPv6: %s" % code)
+        relay6 = relayed_addresses(raw)[0]
+        check(c6.create_permission(("::1", 7000))[0] == 0, "CreatePermission ::1")
+        check(c6.channel_bind(0x4030, "::1", 7001)[0] == 0, "ChannelBind ::1")
+        c4 = TurnClient(u, "alice", "alice-pass")
+        code, _, raw = c4.allocate(raw_response=True)
+        check(code == 0, "Allocate IPv4 relay for an IPv6 client: %s" % code)
+        relay4 = relayed_addresses(raw)[0]
+        check(c4.create_permission(("127.0.0.1", 7002))[0] == 0, "CreatePermission 127.0.0.1")
+        cm, pm, perms = entries(u)
+        p6 = c6.sock.getsockname()[1]
+        mine_c = sorted((k[4], k[5], k[0] == six, k[1] == six) for k in cm if k[2] == p6)
+        check(mine_c == [(0, 6, True, True), (0x4030, 6, True, True)],
+              "IPv6 c2p entries: %s" % mine_c)
+        mine_p = sorted((k[3], k[4], k[0] == six) for k in pm if k[1] == relay6[1])
+        check(mine_p == [(0, 6, True), (7001, 6, True)], "IPv6 p2c entries: %s" % mine_p)
+        check(sorted((k[1], k[2] == six) for k in perms) == [(6, True)],
+              "IPv6 permission: %s" % perms)
+        p4 = c4.sock.getsockname()[1]
+        check(not [k for k in cm if k[2] == p4] and not [k for k in pm if k[1] == relay4[1]],
+              "an IPv6 client with an IPv4 relayed address made entries")
+        c6.close()
+        c4.close()
 
 
 def test_metrics_with_offload_off():
