@@ -44,8 +44,12 @@ static void totals(admin_t *a, totals_t *t, stats_snapshot_t *st)
 {
     server_stats(a->s, st);
     t->hr_ns = uv_hrtime();
-    t->relay_bytes = st->relay_client_to_peer_bytes + st->relay_peer_to_client_bytes;
-    t->relay_packets = st->relay_client_to_peer_packets + st->relay_peer_to_client_packets;
+    /* User space's and the kernel path's (kernel-offload) relaying together. */
+    const stats_kernel_t *k = &st->kernel;
+    t->relay_bytes = st->relay_client_to_peer_bytes + st->relay_peer_to_client_bytes +
+                     k->to_peer_bytes + k->from_peer_bytes;
+    t->relay_packets = st->relay_client_to_peer_packets + st->relay_peer_to_client_packets +
+                       k->channeldata_in + k->send_in + k->channeldata_out + k->data_out;
     t->requests = st->stun_binding_requests + st->turn_requests;
     t->errors = st->stun_error_responses;
 }

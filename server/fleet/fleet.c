@@ -344,7 +344,9 @@ static void measure(fleet_t *f)
     int64_t now = mono_ms();
     stats_snapshot_t st;
     server_stats(f->s, &st);
-    uint64_t bytes = st.relay_client_to_peer_bytes + st.relay_peer_to_client_bytes;
+    /* Both paths: what the kernel path relays (kernel-offload) loads the node too. */
+    uint64_t bytes = st.relay_client_to_peer_bytes + st.relay_peer_to_client_bytes +
+                     st.kernel.to_peer_bytes + st.kernel.from_peer_bytes;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     uint64_t cpu_us = (uint64_t)ru.ru_utime.tv_sec * 1000000 + (uint64_t)ru.ru_utime.tv_usec +

@@ -226,7 +226,7 @@ static void gone(alloc_t *a)
 
 static long gauge(_Atomic int64_t *g) { return (long)atomic_load(g); }
 
-#define NS(ms) ((uint64_t)(ms) * 1000000ULL)
+#define NS(ms) ((uint64_t)(ms)*1000000ULL)
 
 UNIT_TEST(entries_and_expiry)
 {
@@ -358,8 +358,8 @@ UNIT_TEST(fold_deltas)
     osync(a);
     a->traffic.to_peer_packets = 2; /* what user space relayed */
     a->traffic.to_peer_bytes = 20;
-    counts = (struct kpath_count){.to_peer_packets = 5, .to_peer_bytes = 500,
-                                  .from_peer_packets = 7, .from_peer_bytes = 700};
+    counts = (struct kpath_count){
+        .to_peer_packets = 5, .to_peer_bytes = 500, .from_peer_packets = 7, .from_peer_bytes = 700};
     offload_fold(off, a);
     offload_fold(off, a); /* nothing new: nothing added */
     CHECK_INT((long)a->traffic.to_peer_packets, 7);
