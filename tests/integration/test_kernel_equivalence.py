@@ -25,9 +25,9 @@ peers P1, P2 on 127.0.0.1, P3 on 127.0.0.2, Q1, Q2 on ::1. The scenario:
      the same 5-tuple binds the same channel number to another peer (P2): the new binding, never
      the old one, carries the data; bob's allocation is shortened to 1 s by Refresh and expires
      (nothing relayed after it is gone);
-  4. max-bps (a second uturnd, max-bps = 10000): a burst of 40 x 1000 B ChannelData, and another
-     of 40 x 1000 B from a peer, each sent in well under 100 ms (refill below one datagram):
-     exactly 10 of each delivered.
+  4. max-bps (a second uturnd, max-bps = 5000): a burst of 40 x 1000 B ChannelData, and another
+     of 40 x 1000 B from a peer, each sent and relayed in well under 200 ms (the refill stays below
+     one datagram): exactly 5 of each delivered.
 The datagrams are compared raw, except a Data indication's 12-byte transaction id (each relay
 picks its own) and its XOR-PEER-ADDRESS, which depends on that id for IPv6 and is compared
 decoded.
@@ -59,7 +59,7 @@ REALM = "kequiv.test"
 TOKEN = "kequiv-token-0123456789abcdef0123"
 USERS = ["user = alice:alice-pass", "user = bob:bob-pass", "user = carol:carol-pass"]
 SIZES = [0, 1, 2, 3, 4, 5, 7, 8, 13, 31, 64, 99, 255, 256, 511, 999, 1000, 1001, 1199, 1399, 1400]
-BPS, BURST, BURST_SIZE = 10000, 40, 1000
+BPS, BURST, BURST_SIZE = 5000, 40, 1000
 BPS_DELIVERED = BPS // BURST_SIZE
 FIELDS = ("to_peer_packets", "to_peer_bytes", "from_peer_packets", "from_peer_bytes")
 M_DATA_IND = mtype(7, 1)
@@ -266,6 +266,7 @@ class Run:
         for label, s in self.socks.items():
             if label not in self.clients:
                 s.close()
+        self.socks, self.clients = {}, {}  # the record outlives the sockets
 
 
 def server(mode, extra=()):
@@ -418,15 +419,15 @@ def bps_part(r, u, admin):
     relay_y = r.allocate("carol-2", "relay-Y")
     r.code("carol-1 ChannelBind 0x4000 P1", c1.channel_bind(0x4000, *P1)[0], 0)
     r.code("carol-2 ChannelBind 0x4000 P2", c2.channel_bind(0x4000, *P2)[0], 0)
-    # Each bucket starts full with BPS bytes and refills BPS per second: a burst sent in well
-    # under 100 ms gets exactly BPS // BURST_SIZE through.
+    # Each bucket starts full with BPS bytes and refills BPS per second: a burst handled in well
+    # under BURST_SIZE / BPS seconds (200 ms) gets exactly BPS // BURST_SIZE through.
     t0 = time.monotonic()
     for i in range(BURST):
         r.channel_data("carol-1", 0x4000, BURST_SIZE, delivered_to="P1" if i < BPS_DELIVERED else None)
     for i in range(BURST):
         r.from_peer("P2", relay_y, BURST_SIZE, delivered_to="carol-2" if i < BPS_DELIVERED else None)
     took = time.monotonic() - t0
-    check(took < 0.08, "the bursts took %.3f s: refill would exceed one datagram" % took)
+    check(took < 0.15, "the bursts took %.3f s: refill would come near one datagram" % took)
     r.settle("the max-bps bursts")
     r.quiet()
     r.snapshot("bps", admin)
@@ -476,10 +477,16 @@ def test_same_datagrams_counters_and_usage():
             if a == b:
                 continue
             i = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
-            problems.append("%s <- %s: off %d datagrams, on %d; first difference at #%d: off %s, "
-                            "on %s" % (party, flow, len(a), len(b), i,
-                                       short(a[i]) if i < len(a) else "-",
-                                       short(b[i]) if i < len(b) else "-"))
+            where = ""
+            if i < min(len(a), len(b)) and isinstance(a[i], bytes) and isinstance(b[i], bytes):
+                k = next((k for k, (x, y) in enumerate(zip(a[i], b[i])) if x != y),
+                         min(len(a[i]), len(b[i])))
+                where = " (%d and %d bytes, first different byte at offset %d)" % (
+                    len(a[i]), len(b[i]), k)
+            problems.append("%s <- %s: off %d datagrams, on %d; first difference at #%d%s: off "
+                            "%s, on %s" % (party, flow, len(a), len(b), i, where,
+                                           short(a[i]) if i < len(a) else "-",
+                                           short(b[i]) if i < len(b) else "-"))
     if off.codes != on.codes:
         problems.append("response codes: off %s, on %s" % (off.codes, on.codes))
     for snap in off.counters:
