@@ -116,6 +116,7 @@ class Run:
         self.kernel = {}  # server label -> kp_global after the scenario
         self.metrics = {}  # server label -> path="kernel" samples
         self.seq = 0
+        self.bad_src = []  # datagrams a client got from another address than uturnd's listener
 
     # ---- parties ----
     def name(self, addr, label):
@@ -241,6 +242,14 @@ class Run:
                 self.record(label, data, src[:2])
 
     def record(self, label, data, src):
+        c = self.clients.get(label)
+        if c is not None and src is not None and addr_key(src) != addr_key(
+                (c.server.host, c.server.port)):
+            # What a client gets comes from the address it sent to (its allocation's 5-tuple),
+            # whichever path made it.
+            self.bad_src.append("%s got %d bytes from %s, not from uturnd's %s:%d"
+                                % (label, len(data), self.label(src), c.server.host,
+                                   c.server.port))
         item = self.normalize(label, data, src)
         if item is not None:
             self.recv[label].append(item)
@@ -581,6 +590,8 @@ def test_same_datagrams_counters_and_usage():
           % (n, len(off.recv), len(off.counters), off.usage), flush=True)
     check(not problems, "kernel-offload on and off differ:\n  " + "\n  ".join(problems))
     # Both agree; now both must also be right.
+    for r in (off, on):
+        check(not r.bad_src, "kernel-offload = %s: %s" % (r.mode, "; ".join(r.bad_src[:5])))
     check_against_rfc(off)
     check_against_rfc(on)
     # The counters say what the parties saw: to_peer = what the peers got from each relay,
