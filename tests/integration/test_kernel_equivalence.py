@@ -89,6 +89,21 @@ def addr_key(a):
     return (ip, int(a[1]))
 
 
+def rx_queue_empty(relayed):
+    """True when no datagram waits in the receive queue of uturnd's socket on `relayed`
+    (/proc/net/udp, udp6). A worker reads its relay socket and handles what it read before it
+    serves another socket, so once it is empty, those datagrams met the state of that moment: a
+    permission installed after this cannot let them through (the fence before one)."""
+    port = "%04X" % relayed[1]
+    for name in ("/proc/net/udp", "/proc/net/udp6"):
+        with open(name) as f:
+            for line in f.readlines()[1:]:
+                cols = line.split()
+                if cols[1].endswith(":" + port):
+                    return int(cols[4].split(":")[1], 16) == 0
+    return True  # closed: nothing waits
+
+
 class Endpoint:
     """What TurnClient needs of a server: host and port (here: uturnd's ::1 listener)."""
 
@@ -369,6 +384,10 @@ def main_part(r, u, admin):
     r.send("bob", Q1, 50)
     r.channel_data("alice", 0x4000, 20)
     r.channel_data("bob", 0x4001, 20)
+    # The client's own datagrams come before its CreatePermission on the same socket; the peers'
+    # reach other sockets, so wait until uturnd has read them.
+    wait_for(lambda: rx_queue_empty(relay_a) and rx_queue_empty(relay_b), STEP,
+             "uturnd to read the peers' datagrams")
 
     # 1. Permissions and channels: everything both ways.
     r.code("alice CreatePermission 127.0.0.1", a4.create_permission(("127.0.0.1", 0))[0], 0)
@@ -479,6 +498,7 @@ def expiry_part(r, u, admin):
     for n in (3, 700):
         r.channel_data("dave", 0x4000, n)  # the channel is gone
         r.from_peer("P1", relay, n)
+    wait_for(lambda: rx_queue_empty(relay), STEP, "uturnd to read P1's datagrams")
     # The expired number bound again, to another peer: whatever uturnd answers, both runs must
     # answer the same and relay accordingly.
     code = d.channel_bind(0x4000, *P2)[0]
@@ -517,6 +537,7 @@ def bps_part(r, u, admin):
     r.settle("the max-bps bursts")
     r.quiet()
     r.snapshot("bps", admin)
+    r.usage["carol"] = api(admin, "/api/v1/usage?user=carol")["total"]
 
 
 # ---- the tests ----
