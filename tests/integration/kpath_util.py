@@ -49,7 +49,8 @@ def kernel_skip_reason():
 def _json(cmd):
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
     if out.returncode != 0:
-        raise AssertionError("%s: exit %d: %s" % (" ".join(cmd), out.returncode, out.stderr.strip()))
+        raise AssertionError("%s: exit %d: %s" % (" ".join(cmd), out.returncode,
+                                                  out.stderr.strip()))
     return json.loads(out.stdout or "null")
 
 
