@@ -65,6 +65,8 @@ typedef struct cfg {
     bool cluster_quota; /* user-quota counted fleet-wide through redis-userdb */
     int max_peer_connections, user_peer_conn_quota; /* RFC 6062 peer data connections */
     int reservation_lifetime; /* seconds an EVEN-PORT R=1 reservation is held */
+    int permission_lifetime;  /* testing only: RFC 8656 §9 fixes 300 s */
+    int channel_lifetime;     /* testing only: RFC 8656 §12 fixes 600 s */
     long max_bps;
     /* streams */
     int tcp_frame_timeout;

@@ -132,6 +132,12 @@ const cfg_entry_t cfg_table[] = {
     {"reservation-lifetime", CFG_INT, OFF(reservation_lifetime), "30", 1, 3600, NULL, CFG_F_RELOAD,
      "seconds an EVEN-PORT R=1 reservation holds port N+1 and one unit of its user's quota (RFC "
      "8656 §7.2 asks for about 30; ours)"},
+    /* Testing only: RFC 8656 fixes both; shorter ones let a test see expiry in seconds
+     * (tests/integration/test_kernel_equivalence.py). Read at each Allocate. */
+    {"permission-lifetime", CFG_INT, OFF(permission_lifetime), "300", 1, 300, NULL, CFG_F_RELOAD,
+     "testing only: seconds a permission lasts (RFC 8656 §9 fixes 300; ours)"},
+    {"channel-lifetime", CFG_INT, OFF(channel_lifetime), "600", 1, 600, NULL, CFG_F_RELOAD,
+     "testing only: seconds a channel binding lasts (RFC 8656 §12 fixes 600; ours)"},
     {"max-bps", CFG_INT, OFF(max_bps), "0", 0, 100000000000L, NULL, CFG_F_RELOAD,
      "bytes per second per allocation; 0 = unlimited"},
     /* streams (our own) */

@@ -159,6 +159,10 @@ static uint32_t next_cap(uint32_t cap, uint32_t first, unsigned max)
     return next > cap ? (uint32_t)next : cap + 1;
 }
 
+static uint64_t perm_ms(const alloc_t *a) { return a->perm_ms ? a->perm_ms : ALLOC_PERMISSION_MS; }
+
+static uint64_t chan_ms(const alloc_t *a) { return a->chan_ms ? a->chan_ms : ALLOC_CHANNEL_MS; }
+
 /* Index of the slot holding this IP (live or expired), or -1. */
 static long perm_slot(const alloc_t *a, uint8_t fam, const uint8_t ip[16])
 {
@@ -175,7 +179,7 @@ int alloc_perm_install(alloc_t *a, const struct sockaddr *peer, uint64_t now_ms,
     peer_ip(peer, &fam, ip);
     long held = perm_slot(a, fam, ip);
     if (held >= 0) {
-        a->perms[held].expires_ms = now_ms + ALLOC_PERMISSION_MS;
+        a->perms[held].expires_ms = now_ms + perm_ms(a);
         return 0;
     }
     /* Reuse an expired slot before growing. */
@@ -183,7 +187,7 @@ int alloc_perm_install(alloc_t *a, const struct sockaddr *peer, uint64_t now_ms,
         if (a->perms[i].expires_ms <= now_ms) {
             a->perms[i].family = fam;
             memcpy(a->perms[i].ip, ip, 16);
-            a->perms[i].expires_ms = now_ms + ALLOC_PERMISSION_MS;
+            a->perms[i].expires_ms = now_ms + perm_ms(a);
             return 0;
         }
     if (a->nperms >= max)
@@ -199,7 +203,7 @@ int alloc_perm_install(alloc_t *a, const struct sockaddr *peer, uint64_t now_ms,
     alloc_perm_t *p = &a->perms[a->nperms++];
     p->family = fam;
     memcpy(p->ip, ip, 16);
-    p->expires_ms = now_ms + ALLOC_PERMISSION_MS;
+    p->expires_ms = now_ms + perm_ms(a);
     return 0;
 }
 
@@ -269,7 +273,7 @@ int alloc_chan_bind(alloc_t *a, uint16_t number, const struct sockaddr *peer, ui
     if (by_num != by_peer)
         return -EINVAL;
     if (by_num) {
-        by_num->expires_ms = now_ms + ALLOC_CHANNEL_MS;
+        by_num->expires_ms = now_ms + chan_ms(a);
         return 0;
     }
     alloc_chan_t *slot = NULL;
@@ -292,7 +296,7 @@ int alloc_chan_bind(alloc_t *a, uint16_t number, const struct sockaddr *peer, ui
     memset(slot, 0, sizeof(*slot));
     slot->number = number;
     memcpy(&slot->peer, peer, sa_len(peer));
-    slot->expires_ms = now_ms + ALLOC_CHANNEL_MS;
+    slot->expires_ms = now_ms + chan_ms(a);
     return 0;
 }
 

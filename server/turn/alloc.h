@@ -59,6 +59,9 @@ struct alloc {
     alloc_relay_t relay[2];
     int nrelay;
     uint64_t created_ms, expires_ms;
+    /* How long a permission and a channel last: 0 is RFC 8656's ALLOC_PERMISSION_MS and
+     * ALLOC_CHANNEL_MS; the testing-only permission-lifetime and channel-lifetime set less. */
+    uint32_t perm_ms, chan_ms;
     char username[STUN_USERNAME_MAX + 1];
     uint16_t username_len;
     creds_key_t key;    /* the key that authenticated the Allocate */

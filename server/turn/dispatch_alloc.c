@@ -482,6 +482,8 @@ void dispatch_allocate(dispatch_t *d, const turn_conn_t *conn, const stun_msg_t 
     count_new(d, a);
     uint32_t lifetime = lifetime_for(d, msg, 0);
     a->expires_ms = d->now_ms + (uint64_t)lifetime * 1000;
+    a->perm_ms = (uint32_t)d->cfg->permission_lifetime * 1000; /* 0 (a zeroed cfg): RFC's */
+    a->chan_ms = (uint32_t)d->cfg->channel_lifetime * 1000;
     dispatch_offload(d, a);
     dispatch_usage_event(d, a, USAGE_CREATED, USAGE_REASON_NONE);
     allocate_success(d, conn, msg, a, lifetime, token, addr_err, &auth);

@@ -246,6 +246,37 @@ UNIT_TEST(permission_lifetime)
 
 /* At most `max` permissions; an expired slot is reused instead of growing, and the table never
  * holds room for more than `max`. */
+/* The testing-only permission-lifetime and channel-lifetime (alloc_t's perm_ms, chan_ms): a
+ * shorter life for new and refreshed permissions and channels; 0 keeps RFC 8656's. */
+UNIT_TEST(short_lifetimes)
+{
+    alloc_table_t t;
+    alloc_t *a = bare(&t);
+    if (!a)
+        return;
+    sa_any_t p = v4("198.51.100.1", 1000), q = v4("198.51.100.2", 1000);
+    uint64_t now = 5000;
+    a->perm_ms = 2000;
+    a->chan_ms = 4000;
+    CHECK_INT(alloc_perm_install(a, &p.sa, now, 10), 0);
+    CHECK_INT(alloc_perm_check(a, &p.sa, now + 1999), 1);
+    CHECK_INT(alloc_perm_check(a, &p.sa, now + 2000), 0);
+    CHECK_INT(alloc_perm_install(a, &p.sa, now + 1000, 10), 0); /* refresh: 2 s from then */
+    CHECK_INT(alloc_perm_check(a, &p.sa, now + 2999), 1);
+    CHECK_INT(alloc_perm_check(a, &p.sa, now + 3000), 0);
+    CHECK_INT(alloc_chan_bind(a, 0x4000, &q.sa, now, 16), 0);
+    CHECK(alloc_chan_by_number(a, 0x4000, now + 3999) != NULL);
+    CHECK(alloc_chan_by_number(a, 0x4000, now + 4000) == NULL);
+    /* Expired: the number is free for another peer. */
+    CHECK_INT(alloc_chan_bind(a, 0x4000, &p.sa, now + 4000, 16), 0);
+    a->perm_ms = a->chan_ms = 0;
+    CHECK_INT(alloc_perm_install(a, &q.sa, now, 10), 0);
+    CHECK_INT(alloc_perm_check(a, &q.sa, now + ALLOC_PERMISSION_MS - 1), 1);
+    CHECK_INT(alloc_chan_bind(a, 0x4001, &q.sa, now, 16), 0);
+    CHECK(alloc_chan_by_number(a, 0x4001, now + ALLOC_CHANNEL_MS - 1) != NULL);
+    alloc_table_free(&t);
+}
+
 UNIT_TEST(permission_cap)
 {
     alloc_table_t t;
