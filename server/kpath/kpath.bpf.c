@@ -339,8 +339,9 @@ static __always_inline int route(struct __sk_buff *skb, struct kp_scratch *s, co
 
 /* Rewrite the datagram as `o` says and send it on. The caller filled s->old + 8 (framing that
  * disappears) and s->new + 8 (framing written, o->hdr bytes). */
-static __always_inline int relay(struct __sk_buff *skb, struct kp_scratch *s, const struct pkt *p,
-                                 const struct out *o, __u64 now)
+/* Not inlined: one copy for the four callers keeps the program a quarter of the size. */
+static __attribute__((noinline)) int relay(struct __sk_buff *skb, struct kp_scratch *s,
+                                           const struct pkt *p, const struct out *o, __u64 now)
 {
     __u32 iphl = p->family == 4 ? 20 : 40;
     __u32 ulen = 8 + o->hdr + o->dlen + o->pad;
@@ -405,7 +406,11 @@ static __always_inline int relay(struct __sk_buff *skb, struct kp_scratch *s, co
     }
     if (copy_data(skb, at + o->hdr, s->data, dlen, 1) != 0)
         goto fail;
-    if (o->hdr > 0 && bpf_skb_store_bytes(skb, at, s->new + 8, o->hdr & 63, 0) != 0)
+    __u64 hl = o->hdr;
+    asm volatile("" : "+r"(hl));
+    if (hl > 48)
+        goto fail;
+    if (hl != 0 && bpf_skb_store_bytes(skb, at, s->new + 8, hl, 0) != 0)
         goto fail;
     if (o->pad != 0) {
         __u8 zero = 0;

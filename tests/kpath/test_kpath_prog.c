@@ -748,6 +748,52 @@ UNIT_TEST(forwarding_off)
     }
 }
 
+/* The program's own cost under BPF_PROG_TEST_RUN (repeat: KPATH_BENCH_REPEAT, default 1000). A
+ * test run keeps one skb across repeats, so the maps make it a ping-pong: ChannelData from the
+ * client is stripped and sent to the peer, and that datagram (a "peer" datagram to a "relayed
+ * address") gets its ChannelData header back, addressed to where the first one came from. The
+ * figure is the mean of the two directions, eth to fib lookup included. */
+static void bench(size_t n)
+{
+    world_t w = world(4);
+    clear_maps();
+    slot_reset(SLOT, 0);
+    uint64_t exp = now_ns() + 3600000000000ull;
+    c2p_set(&w.client, &w.server, 0x4001, &w.relay, &w.peer, SLOT, exp);
+    /* The way back: the peer's address as the relayed address, the client's as the server's. */
+    p2c_set(&w.peer, &w.relay, &w.server, &w.client, 0x4001, SLOT, exp);
+    perm_set(SLOT, &w.relay, exp);
+    uint8_t d[MAXPKT], pl[MAXPKT], in[MAXPKT], out[MAXPKT], want[MAXPKT];
+    fill(d, n, 3);
+    size_t pn = channel_data(pl, 0x4001, d, n, 0);
+    size_t inn = build(in, &w.client, &w.server, pl, pn, 0);
+    const char *env = getenv("KPATH_BENCH_REPEAT");
+    uint32_t repeat = env ? (uint32_t)strtoul(env, NULL, 10) : 1000;
+    repeat += repeat & 1; /* even: the output is a client datagram again */
+    DECLARE_LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = in, .data_size_in = (uint32_t)inn,
+                        .data_out = out, .data_size_out = MAXPKT, .repeat = repeat);
+    CHECK_INT(bpf_prog_test_run_opts(prog_fd, &o), 0);
+    CHECK_INT(o.retval, TC_ACT_OK);
+    size_t wn = build(want, &w.client, &w.server, pl, pn, 1);
+    check_bytes("ping-pong", n, out, o.data_size_out, want, wn);
+    struct kpath_count c = slot_counts(SLOT);
+    CHECK_INT(c.to_peer_packets, repeat / 2);
+    CHECK_INT(c.from_peer_packets, repeat / 2);
+    printf("bench: %zu B ChannelData, %u runs: %u ns per run\n", n, repeat, o.duration);
+}
+
+UNIT_TEST(bench_test_run)
+{
+    struct bpf_prog_info info;
+    uint32_t len = sizeof(info);
+    memset(&info, 0, sizeof(info));
+    CHECK_INT(bpf_obj_get_info_by_fd(prog_fd, &info, &len), 0);
+    printf("bench: program: %u bytes xlated (%u instructions), %u bytes jited\n",
+           info.xlated_prog_len, info.xlated_prog_len / 8, info.jited_prog_len);
+    bench(100);
+    bench(1000);
+}
+
 /* ---- part two: real datagrams on the namespace's loopback, no relay in user space ---- */
 
 /* Udp InCsumErrors + Udp6InCsumErrors. */
