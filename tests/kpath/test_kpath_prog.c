@@ -708,6 +708,37 @@ UNIT_TEST(bucket)
         CHECK_INT(run(in, inn, out, &outn), TC_ACT_OK);
 }
 
+/* RFC 768: an IPv4 datagram may carry no checksum (0). It is relayed with none: the program never
+ * sums the payload, and 0 is not a checksum to update. */
+UNIT_TEST(no_checksum_v4)
+{
+    world_t w = world(4);
+    clear_maps();
+    slot_reset(SLOT, 0);
+    uint64_t exp = now_ns() + 60000000000ull;
+    c2p_set(&w.client, &w.server, 0x4001, &w.relay, &w.peer, SLOT, exp);
+    p2c_set(&w.relay, NULL, &w.client, &w.server, 0, SLOT, exp);
+    perm_set(SLOT, &w.peer, exp);
+    uint8_t d[101], pl[MAXPKT], in[MAXPKT], out[MAXPKT], want[MAXPKT];
+    fill(d, sizeof(d), 6);
+    size_t pn = channel_data(pl, 0x4001, d, sizeof(d), 0);
+    size_t inn = build(in, &w.client, &w.server, pl, pn, 0), outn;
+    in[ETH + 20 + 6] = in[ETH + 20 + 7] = 0;
+    CHECK_INT(run(in, inn, out, &outn), TC_ACT_OK);
+    size_t wn = build(want, &w.relay, &w.peer, d, sizeof(d), 1);
+    want[ETH + 20 + 6] = want[ETH + 20 + 7] = 0;
+    check_bytes("no checksum, to peer", sizeof(d), out, outn, want, wn);
+    /* The other way, as a Data indication. */
+    inn = build(in, &w.peer, &w.relay, d, sizeof(d), 0);
+    in[ETH + 20 + 6] = in[ETH + 20 + 7] = 0;
+    CHECK_INT(run(in, inn, out, &outn), TC_ACT_OK);
+    CHECK(outn > ETH + 28 + 20 && out[ETH + 20 + 6] == 0 && out[ETH + 20 + 7] == 0);
+    size_t hn = data_ind(pl, &w.peer, d, sizeof(d), out + ETH + 28 + 8);
+    wn = build(want, &w.server, &w.client, pl, hn, 1);
+    want[ETH + 20 + 6] = want[ETH + 20 + 7] = 0;
+    check_bytes("no checksum, to client", sizeof(d), out, outn, want, wn);
+}
+
 /* A wildcard listener's entries carry no server address: the program retries with zeros. */
 UNIT_TEST(wildcard_listener)
 {
