@@ -323,6 +323,12 @@ static __always_inline int route(struct __sk_buff *skb, struct kp_scratch *s, co
         __builtin_memcpy(&f->ipv4_src, o->src_ip, 4);
         __builtin_memcpy(&f->ipv4_dst, o->dst_ip, 4);
     } else {
+        /* The IPv6 lookup answers "not forwarded" for link-local and multicast addresses before
+         * it looks at the routes, as for a local one: those stay in user space. */
+        const __u8 *d = o->dst_ip, *sa = o->src_ip;
+        if (d[0] == 0xff || (d[0] == 0xfe && (d[1] & 0xc0) == 0x80) ||
+            (sa[0] == 0xfe && (sa[1] & 0xc0) == 0x80))
+            return ROUTE_PASS;
         f->family = KP_AF_INET6;
         __builtin_memcpy(f->ipv6_src, o->src_ip, 16);
         __builtin_memcpy(f->ipv6_dst, o->dst_ip, 16);
@@ -771,6 +777,9 @@ int uturn_ingress(struct __sk_buff *skb)
     seen(KPATH_SEEN_BYTES, skb->len);
     /* A GSO/GRO skb carries several datagrams behind one header: user space (the stack splits). */
     if (skb->gso_segs > 1 || skb->gso_size != 0)
+        return TC_ACT_UNSPEC;
+    /* A VLAN tag held outside the frame would follow a redirect to the wrong link. */
+    if (skb->vlan_present)
         return TC_ACT_UNSPEC;
     /* The headers we read (eth, IPv6, UDP, a STUN header) in the linear part; no content change. */
     __u32 lin = skb->data_end - skb->data;

@@ -668,6 +668,44 @@ static void passes(int family)
         x[ETH + 5] += 8;
         check_passed("extension header", x, inn + 8);
     }
+    if (family == 6) {
+        /* A link-local peer: the IPv6 route lookup would call it local. */
+        ep_t ll = ep(6, "fe80::1", 60000);
+        c2p_set(&w.client, &w.server, 0x4002, &w.relay, &ll, SLOT, exp);
+        pn = channel_data(pl, 0x4002, d, 100, 0);
+        size_t ln = build(x, &w.client, &w.server, pl, pn, 0);
+        check_passed("link-local peer", x, ln);
+    } else {
+        /* An entry whose addresses are not in IPv4 form (a family mismatch). */
+        c2p_set(&w.client, &w.server, 0x4002, &w.relay, &w.peer, SLOT, exp);
+        struct kpath_c2p_key k;
+        struct kpath_c2p_val v;
+        memset(&k, 0, sizeof(k));
+        memcpy(k.client_ip, w.client.ip, 4);
+        memcpy(k.server_ip, w.server.ip, 4);
+        k.client_port = htons(w.client.port);
+        k.server_port = htons(w.server.port);
+        k.channel = 0x4002;
+        k.family = 4;
+        int fd = bpf_map__fd(skel->maps.kp_c2p);
+        CHECK_INT(bpf_map_lookup_elem(fd, &k, &v), 0);
+        v.peer_ip[8] = 1;
+        CHECK_INT(bpf_map_update_elem(fd, &k, &v, BPF_EXIST), 0);
+        pn = channel_data(pl, 0x4002, d, 100, 0);
+        size_t ln = build(x, &w.client, &w.server, pl, pn, 0);
+        check_passed("family mismatch", x, ln);
+    }
+    /* Over the 2048 bytes the program copies. */
+    {
+        static uint8_t big[2100], bigpl[2200], bigin[2300];
+        fill(big, sizeof(big), 8);
+        size_t bn = channel_data(bigpl, 0x4001, big, sizeof(big), 0);
+        size_t bin = build(bigin, &w.client, &w.server, bigpl, bn, 0);
+        DECLARE_LIBBPF_OPTS(bpf_test_run_opts, t, .data_in = bigin, .data_size_in = (uint32_t)bin,
+                            .repeat = 1);
+        CHECK_INT(bpf_prog_test_run_opts(prog_fd, &t), 0);
+        CHECK_INT((int)t.retval, TC_ACT_UNSPEC);
+    }
     /* TCP to the same port. */
     memcpy(x, in, inn);
     x[ETH + (family == 4 ? 9 : 6)] = 6;
