@@ -137,6 +137,9 @@ static __always_inline int bucket_ok(__u32 slot, __u64 bytes, __u64 now)
     struct kpath_bucket *b = bpf_map_lookup_elem(&kp_bucket, &slot);
     if (!b)
         return -1;
+    /* No limit: no lock (user space writes the value whole; an aligned 8-byte read is atomic). */
+    if (b->bps == 0)
+        return 1;
     int ok = 1;
     bpf_spin_lock(&b->lock);
     __u64 bps = b->bps;
