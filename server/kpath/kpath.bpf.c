@@ -1,84 +1,721 @@
 /* kpath.bpf.c - the kernel fast path's TC program (clsact ingress on the interfaces of the
  * listening and relay addresses), built with clang -target bpf and embedded in uturnd through a
- * bpftool skeleton (Makefile.am). This first slice relays nothing: it counts what it sees per CPU
- * and passes every packet to the stack unchanged (TC_ACT_OK), so attaching it changes no
- * behaviour. kpath_owner_pid is set by the loader before load; it lets a later uturnd find the
- * filter of one that crashed (docs/KERNEL.md). */
+ * bpftool skeleton (Makefile.am). It relays UDP TURN traffic the maps describe (kpath_abi.h), the
+ * way server/turn/dispatch_data.c does in user space:
+ *   client -> peer: ChannelData (RFC 8656 §12) and Send indications (§11) to one of our listeners
+ *   lose their framing and leave from the relayed address to the peer;
+ *   peer -> client: a datagram to a relayed address, from a peer with a permission (§9), goes to
+ *   the client as ChannelData when a channel is bound to that peer, else as a Data indication
+ *   (§11.4) with XOR-PEER-ADDRESS, byte for byte what send_data_indication builds but the
+ *   transaction id.
+ * Everything it is not sure about (not ours, IP options, fragments, extension headers, GSO, an
+ * attribute user space might treat differently, an expired entry, a route it cannot take) goes on
+ * unchanged with TC_ACT_UNSPEC, so user space (or another uturnd's filter) decides as before.
+ * Checksums (docs/KERNEL.md): the UDP header stays where it was and the payload moves, so a
+ * CHECKSUM_PARTIAL skb (local senders) keeps a valid csum_start; bpf_l4_csum_replace then updates
+ * the pseudo-header seed (PARTIAL) or the full checksum (anything else) incrementally, without
+ * reading the payload. kpath_owner_pid is set by the loader before load; it lets a later uturnd
+ * find the filter of one that crashed. */
 #include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
 #include <linux/pkt_cls.h>
+#include <linux/udp.h>
+#include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
 #include "kpath_abi.h"
+#include "kpath_maps.bpf.h"
 
 /* The loading uturnd's pid (read back from the .rodata map by kpath.c's leftover sweep). */
 volatile const __u32 kpath_owner_pid = 0;
 
-struct {
-    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-    __uint(max_entries, KPATH_SEEN_N);
-    __type(key, __u32);
-    __type(value, __u64);
-} kpath_seen SEC(".maps");
+#define KP_AF_INET 2
+#define KP_AF_INET6 10
+#define KP_LOOPBACK_IFINDEX 1
+#define STUN_COOKIE 0x2112A442u
+#define STUN_HDR 20
+#define STUN_ATTR_XOR_PEER_ADDRESS 0x0012
+#define STUN_ATTR_DATA 0x0013
+#define STUN_SEND_INDICATION 0x0016
+#define STUN_DATA_INDICATION 0x0017
+#define STUN_MAX_MSG 4096 /* common/stun.h STUN_MAX_MSG_LEN: user space drops longer ones */
+#define NOT_OURS 1000     /* internal: keep looking (never returned to tc) */
 
-/* The relay maps (kpath_abi.h has the layout and what each entry means). Written by the workers
- * (core/offload.c through kpath.h), read here. */
-struct {
-    __uint(type, BPF_MAP_TYPE_HASH);
-    __uint(max_entries, KPATH_MAX_C2P);
-    __type(key, struct kpath_c2p_key);
-    __type(value, struct kpath_c2p_val);
-} kp_c2p SEC(".maps");
+static __always_inline void bump(__u32 key, __u64 n)
+{
+    __u64 *v = bpf_map_lookup_elem(&kp_global, &key);
+    if (v)
+        *v += n;
+}
 
-struct {
-    __uint(type, BPF_MAP_TYPE_HASH);
-    __uint(max_entries, KPATH_MAX_P2C);
-    __type(key, struct kpath_p2c_key);
-    __type(value, struct kpath_p2c_val);
-} kp_p2c SEC(".maps");
-
-struct {
-    __uint(type, BPF_MAP_TYPE_HASH);
-    __uint(max_entries, KPATH_MAX_PERM);
-    __type(key, struct kpath_perm_key);
-    __type(value, struct kpath_perm_val);
-} kp_perm SEC(".maps");
-
-struct {
-    __uint(type, BPF_MAP_TYPE_ARRAY);
-    __uint(max_entries, KPATH_MAX_SLOTS);
-    __type(key, __u32);
-    __type(value, struct kpath_bucket);
-} kp_bucket SEC(".maps");
-
-struct {
-    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-    __uint(max_entries, KPATH_MAX_SLOTS);
-    __type(key, __u32);
-    __type(value, struct kpath_count);
-} kp_count SEC(".maps");
-
-struct {
-    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-    __uint(max_entries, KPATH_G_N);
-    __type(key, __u32);
-    __type(value, __u64);
-} kp_global SEC(".maps");
-
-static __always_inline void count(__u32 slot, __u64 n)
+static __always_inline void seen(__u32 slot, __u64 n)
 {
     __u64 *v = bpf_map_lookup_elem(&kpath_seen, &slot);
     if (v)
         *v += n;
 }
 
+static __always_inline int pass(__u32 why)
+{
+    bump(why, 1);
+    return TC_ACT_UNSPEC;
+}
+
+/* An IPv4 value must hold zeros past its 4 bytes: anything else is a family mismatch. */
+static __always_inline int v4_form(const void *ip)
+{
+    const __u32 *w = ip;
+    return (w[1] | w[2] | w[3]) == 0;
+}
+
+static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
+{
+    void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
+    struct ethhdr *eth = data;
+    if ((void *)(eth + 1) > end)
+        return -1;
+    struct udphdr *uh;
+    __u32 ulen;
+    if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+        struct iphdr *ip = (void *)(eth + 1);
+        if ((void *)(ip + 1) > end)
+            return -1;
+        /* IP options, fragments (MF or an offset): user space, where the stack reassembles. */
+        if (ip->version != 4 || ip->ihl != 5 || ip->protocol != IPPROTO_UDP ||
+            (ip->frag_off & bpf_htons(0x3fff)))
+            return -1;
+        uh = (void *)(ip + 1);
+        if ((void *)(uh + 1) > end)
+            return -1;
+        __u32 tot = bpf_ntohs(ip->tot_len);
+        ulen = bpf_ntohs(uh->len);
+        if (ulen < 8 || tot != ulen + 20 || ETH_HLEN + tot > skb->len)
+            return -1;
+        p->family = 4;
+        p->src[0] = ip->saddr;
+        p->dst[0] = ip->daddr;
+        p->src[1] = p->src[2] = p->src[3] = 0;
+        p->dst[1] = p->dst[2] = p->dst[3] = 0;
+        p->l4 = ETH_HLEN + 20;
+    } else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+        struct ipv6hdr *ip6 = (void *)(eth + 1);
+        if ((void *)(ip6 + 1) > end)
+            return -1;
+        /* Extension headers: user space. */
+        if (ip6->version != 6 || ip6->nexthdr != IPPROTO_UDP)
+            return -1;
+        uh = (void *)(ip6 + 1);
+        if ((void *)(uh + 1) > end)
+            return -1;
+        ulen = bpf_ntohs(uh->len);
+        if (ulen < 8 || ulen != bpf_ntohs(ip6->payload_len) || ETH_HLEN + 40 + ulen > skb->len)
+            return -1;
+        /* A zero UDP checksum is invalid over IPv6: the stack drops it, as it would unchanged. */
+        if (uh->check == 0)
+            return -1;
+        p->family = 6;
+        __builtin_memcpy(p->src, &ip6->saddr, 16);
+        __builtin_memcpy(p->dst, &ip6->daddr, 16);
+        p->l4 = ETH_HLEN + 40;
+    } else {
+        return -1;
+    }
+    p->sport = uh->source;
+    p->dport = uh->dest;
+    p->plen = ulen - 8;
+    return 0;
+}
+
+/* max-bps, exactly as dispatch_bps_ok: up to bps bytes, refilled at bps per second, full at the
+ * first packet, bps 0 = no limit. Only whole bytes are credited: last_ns advances by the time they
+ * took, so the remainder is kept even at high packet rates. 1 = pass, 0 = drop, -1 = no slot. */
+static __always_inline int bucket_ok(__u32 slot, __u64 bytes, __u64 now)
+{
+    struct kpath_bucket *b = bpf_map_lookup_elem(&kp_bucket, &slot);
+    if (!b)
+        return -1;
+    /* No limit: no lock (user space writes the value whole; an aligned 8-byte read is atomic). */
+    if (b->bps == 0)
+        return 1;
+    int ok = 1;
+    bpf_spin_lock(&b->lock);
+    __u64 bps = b->bps;
+    /* Above 2^34 B/s (137 Gbit/s) elapsed * bps could overflow: no limit in practice. */
+    if (bps != 0 && bps < (1ULL << 34)) {
+        if (b->last_ns == 0 || now - b->last_ns >= 1000000000ULL || now < b->last_ns) {
+            if (b->last_ns != 0)
+                b->tokens = bps;
+            b->last_ns = now;
+        } else {
+            __u64 add = (now - b->last_ns) * bps / 1000000000ULL;
+            if (add != 0) {
+                b->tokens += add;
+                if (b->tokens >= bps) {
+                    b->tokens = bps;
+                    b->last_ns = now;
+                } else {
+                    b->last_ns += add * 1000000000ULL / bps;
+                }
+            }
+        }
+        if (b->tokens < bytes)
+            ok = 0;
+        else
+            b->tokens -= bytes;
+    }
+    bpf_spin_unlock(&b->lock);
+    return ok;
+}
+
+static __always_inline void count_slot(__u32 slot, int to_peer, __u64 bytes, int dropped)
+{
+    struct kpath_count *c = bpf_map_lookup_elem(&kp_count, &slot);
+    if (!c)
+        return;
+    if (dropped) {
+        c->drop_bps++;
+    } else if (to_peer) {
+        c->to_peer_packets++;
+        c->to_peer_bytes += bytes;
+    } else {
+        c->from_peer_packets++;
+        c->from_peer_bytes += bytes;
+    }
+}
+
+static __always_inline __u16 fold(__u64 s)
+{
+    s = (s & 0xffffffff) + (s >> 32);
+    s = (s & 0xffff) + (s >> 16);
+    s = (s & 0xffff) + (s >> 16);
+    s = (s & 0xffff) + (s >> 16);
+    return (__u16)s;
+}
+
+/* Copy the payload between the packet and the scratch (store: into the packet). The verifier must
+ * see the bound checked on the very register handed to the helper: hence the barrier and a 64-bit
+ * length (a 32-bit one leaves the compiler a zero-extended twin it may pass instead). */
+static __always_inline long copy_data(struct __sk_buff *skb, __u32 off, __u8 *buf, __u64 n,
+                                      int store)
+{
+    asm volatile("" : "+r"(n));
+    if (n == 0)
+        return 0;
+    if (n > KP_MAX_DATA)
+        return -1;
+    return store ? bpf_skb_store_bytes(skb, off, buf, n, 0) : bpf_skb_load_bytes(skb, off, buf, n);
+}
+
+enum { ROUTE_PASS = 0, ROUTE_LOCAL, ROUTE_REDIRECT, ROUTE_NEIGH };
+
+/* Where the rewritten datagram goes, decided before anything is changed so that a route we cannot
+ * take leaves the packet to user space untouched. The stack delivers a local destination after
+ * TC_ACT_OK, but only on loopback: elsewhere it would see its own address as the source of a
+ * received packet (a martian), so that case stays in user space. */
+static __always_inline int route(struct __sk_buff *skb, struct kp_scratch *s, const struct pkt *p,
+                                 const struct out *o, __u32 tot_len)
+{
+    struct bpf_fib_lookup *f = &s->fib;
+    __builtin_memset(f, 0, sizeof(*f));
+    f->l4_protocol = IPPROTO_UDP;
+    f->sport = o->sport;
+    f->dport = o->dport;
+    f->tot_len = (__u16)tot_len;
+    f->ifindex = skb->ifindex;
+    if (p->family == 4) {
+        f->family = KP_AF_INET;
+        __builtin_memcpy(&f->ipv4_src, o->src_ip, 4);
+        __builtin_memcpy(&f->ipv4_dst, o->dst_ip, 4);
+    } else {
+        /* The IPv6 lookup answers "not forwarded" for link-local and multicast addresses before
+         * it looks at the routes, as for a local one: those stay in user space. */
+        const __u8 *d = o->dst_ip, *sa = o->src_ip;
+        if (d[0] == 0xff || (d[0] == 0xfe && (d[1] & 0xc0) == 0x80) ||
+            (sa[0] == 0xfe && (sa[1] & 0xc0) == 0x80))
+            return ROUTE_PASS;
+        f->family = KP_AF_INET6;
+        __builtin_memcpy(f->ipv6_src, o->src_ip, 16);
+        __builtin_memcpy(f->ipv6_dst, o->dst_ip, 16);
+    }
+    long rc = bpf_fib_lookup(skb, f, sizeof(*f), 0);
+    if (rc == BPF_FIB_LKUP_RET_NOT_FWDED)
+        return skb->ifindex == KP_LOOPBACK_IFINDEX ? ROUTE_LOCAL : ROUTE_PASS;
+    if (rc == BPF_FIB_LKUP_RET_SUCCESS)
+        return ROUTE_REDIRECT;
+    if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
+        return ROUTE_NEIGH;
+    return ROUTE_PASS; /* forwarding off on this interface, MTU, unreachable, ... */
+}
+
+/* Rewrite the datagram as `o` says and send it on. The caller filled s->old + 8 (framing that
+ * disappears) and s->new + 8 (framing written, o->hdr bytes). Not inlined: one copy for the four
+ * callers keeps the program half the size. */
+static __attribute__((noinline)) int relay(struct __sk_buff *skb, struct kp_scratch *s,
+                                           const struct pkt *p, const struct out *o, __u64 now)
+{
+    __u32 iphl = p->family == 4 ? 20 : 40;
+    __u32 ulen = 8 + o->hdr + o->dlen + o->pad;
+    __u32 tot = p->family == 4 ? iphl + ulen : ulen;
+    int where = route(skb, s, p, o, iphl + ulen);
+    if (where == ROUTE_PASS)
+        return pass(KPATH_G_PASS_ROUTE);
+
+    /* Checksum words, read before the packet changes. */
+    __u32 olen = p->plen + 8;
+    if (p->family == 4) {
+        s->ps_old[0] = p->src[0];
+        s->ps_old[1] = p->dst[0];
+        s->ps_old[2] = bpf_htonl(olen);
+        __builtin_memcpy(&s->ps_new[0], o->src_ip, 4);
+        __builtin_memcpy(&s->ps_new[1], o->dst_ip, 4);
+        s->ps_new[2] = bpf_htonl(ulen);
+    } else {
+        __builtin_memcpy(&s->ps_old[0], p->src, 16);
+        __builtin_memcpy(&s->ps_old[4], p->dst, 16);
+        s->ps_old[8] = bpf_htonl(olen);
+        __builtin_memcpy(&s->ps_new[0], o->src_ip, 16);
+        __builtin_memcpy(&s->ps_new[4], o->dst_ip, 16);
+        s->ps_new[8] = bpf_htonl(ulen);
+    }
+    __u16 *ow = (__u16 *)s->old, *nw = (__u16 *)s->new;
+    ow[0] = p->sport;
+    ow[1] = p->dport;
+    ow[2] = bpf_htons(olen);
+    ow[3] = 0;
+    nw[0] = o->sport;
+    nw[1] = o->dport;
+    nw[2] = bpf_htons(ulen);
+    nw[3] = 0;
+    __u32 pslen = p->family == 4 ? 12 : 36;
+    __s64 d_ps = bpf_csum_diff(s->ps_old, pslen, s->ps_new, pslen, 0);
+    __s64 d_rest =
+        bpf_csum_diff((__be32 *)s->old, sizeof(s->old), (__be32 *)s->new, sizeof(s->new), 0);
+    if (d_ps < 0 || d_rest < 0)
+        return pass(KPATH_G_PASS_UNHANDLED);
+
+    __u32 dlen = o->dlen;
+    __u32 at = p->l4 + 8;
+    if (dlen > KP_MAX_DATA || copy_data(skb, at + o->keep, s->data, dlen, 0) != 0)
+        return pass(KPATH_G_PASS_UNHANDLED);
+    /* Trim or grow to the new length. It also turns CHECKSUM_COMPLETE into NONE (the stack then
+     * checks the UDP checksum written below) and keeps PARTIAL's csum_start, since nothing in
+     * front of the payload moves. Failure leaves the packet as it was. */
+    if (bpf_skb_change_tail(skb, ETH_HLEN + iphl + ulen, 0) != 0)
+        return pass(KPATH_G_PASS_UNHANDLED);
+
+    /* From here on the packet is ours: a failure drops it (counted). */
+    int ok = bucket_ok(o->slot, dlen, now);
+    if (ok <= 0) {
+        if (ok == 0) {
+            count_slot(o->slot, 0, 0, 1);
+            bump(KPATH_G_DROP_BPS, 1);
+        } else {
+            bump(KPATH_G_REDIRECT_FAIL, 1);
+        }
+        return TC_ACT_SHOT;
+    }
+    if (copy_data(skb, at + o->hdr, s->data, dlen, 1) != 0)
+        goto fail;
+    __u64 hl = o->hdr;
+    asm volatile("" : "+r"(hl));
+    if (hl > 48)
+        goto fail;
+    if (hl != 0 && bpf_skb_store_bytes(skb, at, s->new + 8, hl, 0) != 0)
+        goto fail;
+    if (o->pad != 0) {
+        __u8 zero = 0;
+        __u32 end = at + o->hdr + dlen;
+#pragma unroll
+        for (__u32 i = 0; i < 3; i++)
+            if (i < o->pad && bpf_skb_store_bytes(skb, end + i, &zero, 1, 0) != 0)
+                goto fail;
+    }
+
+    void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
+    if (p->family == 4) {
+        struct iphdr *ip = data + ETH_HLEN;
+        struct udphdr *uh = (void *)(ip + 1);
+        if ((void *)(uh + 1) > end)
+            goto fail;
+        /* As a Linux UDP socket sends: DF, id 0 (with DF), TTL 64, TOS 0. */
+        ip->tos = 0;
+        ip->tot_len = bpf_htons(tot);
+        ip->id = 0;
+        ip->frag_off = bpf_htons(0x4000);
+        ip->ttl = 64;
+        __builtin_memcpy(&ip->saddr, o->src_ip, 4);
+        __builtin_memcpy(&ip->daddr, o->dst_ip, 4);
+        ip->check = 0;
+        __u16 *w = (__u16 *)ip;
+        __u64 sum = 0;
+#pragma unroll
+        for (int i = 0; i < 10; i++)
+            sum += w[i];
+        ip->check = (__u16)~fold(sum);
+        uh->source = o->sport;
+        uh->dest = o->dport;
+        uh->len = bpf_htons(ulen);
+    } else {
+        struct ipv6hdr *ip6 = data + ETH_HLEN;
+        struct udphdr *uh = (void *)(ip6 + 1);
+        if ((void *)(uh + 1) > end)
+            goto fail;
+        *(__u32 *)ip6 = bpf_htonl(0x60000000); /* traffic class 0, flow label 0 */
+        ip6->payload_len = bpf_htons(ulen);
+        ip6->hop_limit = 64;
+        __builtin_memcpy(&ip6->saddr, o->src_ip, 16);
+        __builtin_memcpy(&ip6->daddr, o->dst_ip, 16);
+        uh->source = o->sport;
+        uh->dest = o->dport;
+        uh->len = bpf_htons(ulen);
+    }
+    /* The checksum field still holds the old value: update it in place. With BPF_F_PSEUDO_HDR the
+     * kernel changes a CHECKSUM_PARTIAL seed; without it, only a full checksum. A zero IPv4
+     * checksum (none) stays zero; a result of zero is sent as 0xffff. */
+    __u64 mm = BPF_F_MARK_MANGLED_0 | (p->family == 6 ? BPF_F_MARK_ENFORCE : 0);
+    if (bpf_l4_csum_replace(skb, p->l4 + 6, 0, d_ps, BPF_F_PSEUDO_HDR | mm) != 0 ||
+        bpf_l4_csum_replace(skb, p->l4 + 6, 0, d_rest, mm) != 0)
+        goto fail;
+
+    count_slot(o->slot, o->to_peer, dlen, 0);
+    bump(o->kind, 1);
+    bump(o->to_peer ? KPATH_G_TO_PEER_BYTES : KPATH_G_FROM_PEER_BYTES, dlen);
+    if (where == ROUTE_LOCAL)
+        return TC_ACT_OK;
+    if (where == ROUTE_NEIGH)
+        return bpf_redirect_neigh(s->fib.ifindex, 0, 0, 0);
+    data = (void *)(long)skb->data;
+    end = (void *)(long)skb->data_end;
+    struct ethhdr *eth = data;
+    if ((void *)(eth + 1) > end)
+        goto fail;
+    __builtin_memcpy(eth->h_dest, s->fib.dmac, ETH_ALEN);
+    __builtin_memcpy(eth->h_source, s->fib.smac, ETH_ALEN);
+    return bpf_redirect(s->fib.ifindex, 0);
+fail:
+    bump(KPATH_G_REDIRECT_FAIL, 1);
+    return TC_ACT_SHOT;
+}
+
+static __always_inline struct kpath_c2p_val *c2p_find(const struct pkt *p, __u16 channel)
+{
+    struct kpath_c2p_key k;
+    __builtin_memset(&k, 0, sizeof(k));
+    __builtin_memcpy(k.client_ip, p->src, 16);
+    __builtin_memcpy(k.server_ip, p->dst, 16);
+    k.client_port = p->sport;
+    k.server_port = p->dport;
+    k.channel = channel;
+    k.family = p->family;
+    struct kpath_c2p_val *v = bpf_map_lookup_elem(&kp_c2p, &k);
+    if (v)
+        return v;
+    /* A wildcard listener: its entries carry no server address. */
+    __builtin_memset(k.server_ip, 0, 16);
+    return bpf_map_lookup_elem(&kp_c2p, &k);
+}
+
+static __always_inline int perm_state(__u32 slot, __u8 family, const void *ip, __u64 now)
+{
+    struct kpath_perm_key k;
+    __builtin_memset(&k, 0, sizeof(k));
+    k.slot = slot;
+    k.family = family;
+    __builtin_memcpy(k.peer_ip, ip, 16);
+    struct kpath_perm_val *v = bpf_map_lookup_elem(&kp_perm, &k);
+    if (!v)
+        return -1;
+    return now < v->expires_ns ? 1 : 0;
+}
+
+/* Trailing bytes (ChannelData padding, DATA padding): at most 3, placed at their parity. */
+static __always_inline int load_tail(struct __sk_buff *skb, __u32 off, __u8 *slot4, __u32 parity,
+                                     __u32 n)
+{
+    if (n > 3)
+        return -1;
+    /* A byte at a time: a constant size the verifier accepts whatever the compiler merges. */
+    __u8 *to = slot4 + (parity & 1);
+#pragma unroll
+    for (__u32 i = 0; i < 3; i++)
+        if (i < n && bpf_skb_load_bytes(skb, off + i, to + i, 1) != 0)
+            return -1;
+    return 0;
+}
+
+/* RFC 8656 §12.4: a ChannelData message to one of our listeners. */
+static __always_inline int c2p_channel(struct __sk_buff *skb, struct kp_scratch *s,
+                                       const struct pkt *p, const __u8 *h, __u64 now)
+{
+    __u16 ch = (__u16)(h[0] << 8 | h[1]);
+    __u32 dlen = (__u32)h[2] << 8 | h[3];
+    /* frame_channel_parse: a short datagram is dropped by user space, padding is allowed. */
+    if (4 + dlen > p->plen)
+        return NOT_OURS;
+    struct kpath_c2p_val *v = c2p_find(p, ch);
+    if (!v)
+        return NOT_OURS;
+    if (now >= v->expires_ns)
+        return pass(KPATH_G_PASS_EXPIRED);
+    if (ch == 0 || v->peer_port == 0 || dlen > KP_MAX_DATA ||
+        (p->family == 4 && (!v4_form(v->relay_ip) || !v4_form(v->peer_ip))))
+        return pass(KPATH_G_PASS_UNHANDLED);
+    __u32 tail = p->plen - 4 - dlen;
+    __builtin_memset(s->old, 0, sizeof(s->old));
+    __builtin_memset(s->new, 0, sizeof(s->new));
+    __builtin_memcpy(s->old + 8, h, 4);
+    if (load_tail(skb, p->l4 + 8 + 4 + dlen, s->old + 12, dlen, tail) != 0)
+        return pass(KPATH_G_PASS_UNHANDLED);
+    struct out o = {
+        .src_ip = v->relay_ip,
+        .dst_ip = v->peer_ip,
+        .sport = v->relay_port,
+        .dport = v->peer_port,
+        .keep = 4,
+        .dlen = dlen,
+        .slot = v->slot,
+        .to_peer = 1,
+        .kind = KPATH_G_CHANNELDATA_IN,
+    };
+    return relay(skb, s, p, &o, now);
+}
+
+/* RFC 8656 §11.2 as dispatch_send_indication: XOR-PEER-ADDRESS and DATA, each once, in either
+ * order, nothing else (user space ignores FINGERPRINT's absence but checks it when present, and
+ * other attributes could change what it does: all of that stays there). */
+static __always_inline int c2p_send(struct __sk_buff *skb, struct kp_scratch *s,
+                                    const struct pkt *p, const __u8 *h, __u64 now)
+{
+    __u32 plen = p->plen;
+    __u32 hlen = (__u32)h[2] << 8 | h[3];
+    if (plen > STUN_MAX_MSG || hlen + STUN_HDR != plen || (hlen & 3))
+        return NOT_OURS;
+    __u8 cookie[4];
+    if (bpf_skb_load_bytes(skb, p->l4 + 8 + 4, cookie, 4) != 0 ||
+        *(__u32 *)cookie != bpf_htonl(STUN_COOKIE))
+        return NOT_OURS;
+    struct kpath_c2p_val *v = c2p_find(p, 0);
+    if (!v)
+        return NOT_OURS;
+    if (now >= v->expires_ns)
+        return pass(KPATH_G_PASS_EXPIRED);
+    if (p->family == 4 && !v4_form(v->relay_ip))
+        return pass(KPATH_G_PASS_UNHANDLED);
+
+    __u32 off = STUN_HDR, xoff = 0, xlen = 0, doff = 0, dlen = 0;
+    for (int i = 0; i < 3; i++) {
+        if (off >= plen)
+            break;
+        __u8 ah[4];
+        if (off + 4 > plen || bpf_skb_load_bytes(skb, p->l4 + 8 + off, ah, 4) != 0)
+            return pass(KPATH_G_PASS_UNHANDLED);
+        __u32 type = (__u32)ah[0] << 8 | ah[1], alen = (__u32)ah[2] << 8 | ah[3];
+        __u32 padded = (alen + 3) & ~3u;
+        if (padded + 4 > plen - off)
+            return pass(KPATH_G_PASS_UNHANDLED);
+        if (type == STUN_ATTR_XOR_PEER_ADDRESS && xoff == 0) {
+            xoff = off;
+            xlen = alen;
+        } else if (type == STUN_ATTR_DATA && doff == 0) {
+            doff = off;
+            dlen = alen;
+        } else {
+            return pass(KPATH_G_PASS_UNHANDLED);
+        }
+        off += 4 + padded;
+    }
+    if (off != plen || xoff == 0 || doff == 0 || dlen > KP_MAX_DATA ||
+        xlen != (p->family == 4 ? 8u : 20u))
+        return pass(KPATH_G_PASS_UNHANDLED);
+
+    /* The framing that disappears: header, XOR-PEER-ADDRESS, DATA's header and padding. Every
+     * attribute starts on a 4-byte boundary, so only the padding's position matters. */
+    __builtin_memset(s->old, 0, sizeof(s->old));
+    __builtin_memset(s->new, 0, sizeof(s->new));
+    __u8 *x = s->old + 8 + STUN_HDR;
+    if (bpf_skb_load_bytes(skb, p->l4 + 8, s->old + 8, STUN_HDR) != 0 ||
+        bpf_skb_load_bytes(skb, p->l4 + 8 + xoff, x, 4 + (xlen & 31)) != 0 ||
+        bpf_skb_load_bytes(skb, p->l4 + 8 + doff, s->old + 8 + 20 + 24, 4) != 0 ||
+        load_tail(skb, p->l4 + 8 + doff + 4 + dlen, s->old + 8 + 20 + 24 + 4, dlen,
+                  ((dlen + 3) & ~3u) - dlen) != 0)
+        return pass(KPATH_G_PASS_UNHANDLED);
+    /* x: type(2) len(2) reserved(1) family(1) port(2) address. */
+    if (x[5] != (p->family == 4 ? 0x01 : 0x02))
+        return pass(KPATH_G_PASS_UNHANDLED);
+    __u16 port = *(__u16 *)(x + 6) ^ bpf_htons(STUN_COOKIE >> 16);
+    if (port == 0)
+        return pass(KPATH_G_PASS_UNHANDLED);
+    /* The peer: XOR with the cookie, then (IPv6) the transaction id. */
+    __u32 peer[4] = {0, 0, 0, 0};
+    peer[0] = *(__u32 *)(x + 8) ^ bpf_htonl(STUN_COOKIE);
+    if (p->family == 6) {
+        const __u32 *tid = (const __u32 *)(s->old + 8 + 8);
+        peer[1] = *(__u32 *)(x + 12) ^ tid[0];
+        peer[2] = *(__u32 *)(x + 16) ^ tid[1];
+        peer[3] = *(__u32 *)(x + 20) ^ tid[2];
+        /* An IPv4-mapped peer is canonicalised to IPv4 by user space (peer_canonicalize). */
+        if (peer[0] == 0 && peer[1] == 0 && peer[2] == bpf_htonl(0xffff))
+            return pass(KPATH_G_PASS_UNHANDLED);
+    }
+    int perm = perm_state(v->slot, p->family, peer, now);
+    if (perm < 0)
+        return TC_ACT_UNSPEC; /* no permission: user space drops it, counted there */
+    if (perm == 0)
+        return pass(KPATH_G_PASS_EXPIRED);
+    __builtin_memcpy(s->peer, peer, 16);
+    struct out o = {
+        .src_ip = v->relay_ip,
+        .dst_ip = s->peer,
+        .sport = v->relay_port,
+        .dport = port,
+        .keep = doff + 4,
+        .dlen = dlen,
+        .slot = v->slot,
+        .to_peer = 1,
+        .kind = KPATH_G_SEND_IN,
+    };
+    return relay(skb, s, p, &o, now);
+}
+
+/* RFC 8656 §11.4 and §12.6, as dispatch_relay_input: a datagram from a peer to a relayed address.
+ */
+static __always_inline int p2c(struct __sk_buff *skb, struct kp_scratch *s, const struct pkt *p,
+                               __u64 now)
+{
+    struct kpath_p2c_key k;
+    __builtin_memset(&k, 0, sizeof(k));
+    __builtin_memcpy(k.relay_ip, p->dst, 16);
+    __builtin_memcpy(k.peer_ip, p->src, 16);
+    k.relay_port = p->dport;
+    k.peer_port = p->sport;
+    k.family = p->family;
+    struct kpath_p2c_val *v = bpf_map_lookup_elem(&kp_p2c, &k);
+    if (v && (now >= v->expires_ns || v->channel == 0))
+        return pass(KPATH_G_PASS_EXPIRED); /* a stale channel: user space decides */
+    if (!v) {
+        __builtin_memset(k.peer_ip, 0, 16);
+        k.peer_port = 0;
+        v = bpf_map_lookup_elem(&kp_p2c, &k);
+        if (!v)
+            return TC_ACT_UNSPEC;
+        if (now >= v->expires_ns)
+            return pass(KPATH_G_PASS_EXPIRED);
+    }
+    /* User space checks the permission first (RFC 8656 §9), then looks for a channel. */
+    int perm = perm_state(v->slot, p->family, p->src, now);
+    if (perm < 0)
+        return TC_ACT_UNSPEC;
+    if (perm == 0)
+        return pass(KPATH_G_PASS_EXPIRED);
+    __u32 dlen = p->plen;
+    /* A wildcard listener's source is the route's choice, which user space makes by sending: it
+     * stays there. */
+    const __u32 *sip = (const __u32 *)v->server_ip;
+    if (dlen > KP_MAX_DATA || (sip[0] | sip[1] | sip[2] | sip[3]) == 0 ||
+        (p->family == 4 && (!v4_form(v->server_ip) || !v4_form(v->client_ip))))
+        return pass(KPATH_G_PASS_UNHANDLED);
+
+    __builtin_memset(s->old, 0, sizeof(s->old));
+    __builtin_memset(s->new, 0, sizeof(s->new));
+    __u8 *h = s->new + 8;
+    struct out o = {
+        .src_ip = v->server_ip,
+        .dst_ip = v->client_ip,
+        .sport = v->server_port,
+        .dport = v->client_port,
+        .keep = 0,
+        .dlen = dlen,
+        .slot = v->slot,
+        .to_peer = 0,
+    };
+    if (v->channel != 0) {
+        /* RFC 8656 §12.5: no padding over UDP. */
+        h[0] = (__u8)(v->channel >> 8);
+        h[1] = (__u8)v->channel;
+        h[2] = (__u8)(dlen >> 8);
+        h[3] = (__u8)dlen;
+        o.hdr = 4;
+        o.kind = KPATH_G_CHANNELDATA_OUT;
+        return relay(skb, s, p, &o, now);
+    }
+    /* send_data_indication: header, XOR-PEER-ADDRESS, DATA, zero padding to 4. */
+    __u32 alen = p->family == 4 ? 8 : 20;
+    __u32 padded = (dlen + 3) & ~3u;
+    __u32 mlen = 4 + alen + 4 + padded;
+    __u32 tid[3] = {bpf_get_prandom_u32(), bpf_get_prandom_u32(), bpf_get_prandom_u32()};
+    h[0] = 0;
+    h[1] = STUN_DATA_INDICATION;
+    h[2] = (__u8)(mlen >> 8);
+    h[3] = (__u8)mlen;
+    *(__u32 *)(h + 4) = bpf_htonl(STUN_COOKIE);
+    __builtin_memcpy(h + 8, tid, 12);
+    h[20] = 0;
+    h[21] = STUN_ATTR_XOR_PEER_ADDRESS;
+    h[22] = 0;
+    h[23] = (__u8)alen;
+    h[24] = 0;
+    h[25] = p->family == 4 ? 0x01 : 0x02;
+    *(__u16 *)(h + 26) = p->sport ^ bpf_htons(STUN_COOKIE >> 16);
+    *(__u32 *)(h + 28) = p->src[0] ^ bpf_htonl(STUN_COOKIE);
+    __u8 *d = h + 32;
+    if (p->family == 6) {
+        *(__u32 *)(h + 32) = p->src[1] ^ tid[0];
+        *(__u32 *)(h + 36) = p->src[2] ^ tid[1];
+        *(__u32 *)(h + 40) = p->src[3] ^ tid[2];
+        d = h + 44;
+    }
+    d[0] = 0;
+    d[1] = STUN_ATTR_DATA;
+    d[2] = (__u8)(dlen >> 8);
+    d[3] = (__u8)dlen;
+    o.hdr = p->family == 4 ? 36 : 48;
+    o.pad = padded - dlen;
+    o.kind = KPATH_G_DATA_OUT;
+    return relay(skb, s, p, &o, now);
+}
+
 SEC("tc")
 int uturn_ingress(struct __sk_buff *skb)
 {
-    count(KPATH_SEEN_PKTS, 1);
-    count(KPATH_SEEN_BYTES, skb->len);
-    /* Not ours: TC_ACT_UNSPEC lets the next filter (another uturnd's, another tool's) see it;
-     * the packet is accepted when no filter decides. */
-    return TC_ACT_UNSPEC;
+    seen(KPATH_SEEN_PKTS, 1);
+    seen(KPATH_SEEN_BYTES, skb->len);
+    /* A GSO/GRO skb carries several datagrams behind one header: user space (the stack splits). */
+    if (skb->gso_segs > 1 || skb->gso_size != 0)
+        return TC_ACT_UNSPEC;
+    /* A VLAN tag held outside the frame would follow a redirect to the wrong link. */
+    if (skb->vlan_present)
+        return TC_ACT_UNSPEC;
+    /* The headers we read (eth, IPv6, UDP, a STUN header) in the linear part; no content change. */
+    __u32 lin = skb->data_end - skb->data;
+    if (lin < skb->len && lin < 128)
+        bpf_skb_pull_data(skb, skb->len < 128 ? skb->len : 128);
+
+    struct pkt p;
+    if (parse(skb, &p) != 0)
+        return TC_ACT_UNSPEC;
+    __u32 key = 0;
+    struct kp_scratch *s = bpf_map_lookup_elem(&kp_scratch, &key);
+    if (!s)
+        return TC_ACT_UNSPEC;
+    __u64 now = bpf_ktime_get_ns();
+    if (p.plen >= 4) {
+        __u8 h[4];
+        if (bpf_skb_load_bytes(skb, p.l4 + 8, h, 4) != 0)
+            return TC_ACT_UNSPEC;
+        int rc = NOT_OURS;
+        /* RFC 7983 §7: 64-79 is ChannelData (RFC 5766 numbers up to 0x7fff included: the map
+         * decides), 0-3 STUN. */
+        if ((h[0] & 0xc0) == 0x40)
+            rc = c2p_channel(skb, s, &p, h, now);
+        else if (h[0] == 0 && h[1] == STUN_SEND_INDICATION && p.plen >= STUN_HDR)
+            rc = c2p_send(skb, s, &p, h, now);
+        if (rc != NOT_OURS)
+            return rc;
+    }
+    return p2c(skb, s, &p, now);
 }
 
 char LICENSE[] SEC("license") = "GPL";

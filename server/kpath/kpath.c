@@ -169,13 +169,14 @@ static void sweep_leftovers(void)
         if (fd < 0)
             continue;
         struct bpf_prog_info info;
-        __u32 map_ids[8], len = sizeof(info);
+        /* The program's maps, then .rodata (bound by libbpf after load, so listed last). */
+        __u32 map_ids[32], len = sizeof(info);
         memset(&info, 0, sizeof(info));
-        info.nr_map_ids = 8;
+        info.nr_map_ids = 32;
         info.map_ids = (__u64)(uintptr_t)map_ids;
         unsigned pid = 0;
         if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && strcmp(info.name, KPATH_PROG_NAME) == 0)
-            pid = owner_of(map_ids, info.nr_map_ids < 8 ? info.nr_map_ids : 8);
+            pid = owner_of(map_ids, info.nr_map_ids < 32 ? info.nr_map_ids : 32);
         close(fd);
         if (pid == 0 || pid == (unsigned)getpid() || pid_is_uturnd(pid))
             continue;

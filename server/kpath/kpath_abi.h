@@ -138,6 +138,9 @@ enum {
     KPATH_G_PASS_UNHANDLED, /* looked like ours but the program does not handle it (IP
                              * options, fragments, FINGERPRINT, ...): passed */
     KPATH_G_REDIRECT_FAIL,  /* rewritten but could not be sent on: dropped */
+    KPATH_G_PASS_ROUTE,     /* ours, but bpf_fib_lookup gave no route the program can take
+                             * (forwarding off on the interface, MTU, unreachable, a local
+                             * destination off loopback): passed unchanged */
     KPATH_G_N
 };
 
