@@ -184,6 +184,7 @@ static void render_kernel(out_t *o, const stats_snapshot_t *st)
          "Datagrams that matched the kernel path's maps but went to user space, by reason.");
     lab(o, "uturn_kernel_passed_total", "reason", "expired", st->kernel.pass_expired);
     lab(o, "uturn_kernel_passed_total", "reason", "unhandled", st->kernel.pass_unhandled);
+    lab(o, "uturn_kernel_passed_total", "reason", "route", st->kernel.pass_route);
     u64(o, "uturn_kernel_slots_in_use", "gauge",
         "Allocations with a slot in the kernel path (their UDP traffic may bypass user space).",
         (uint64_t)st->kpath_slots);
@@ -425,7 +426,7 @@ static json_t *kernel_json(const stats_snapshot_t *st)
 {
     const stats_kernel_t *k = &st->kernel;
     return json_pack(
-        "{s:b,s:{s:I,s:I},s:{s:I,s:I},s:{s:I,s:I,s:I,s:I},s:{s:I,s:I},s:{s:I,s:I},s:I,s:I,s:I,"
+        "{s:b,s:{s:I,s:I},s:{s:I,s:I},s:{s:I,s:I,s:I,s:I},s:{s:I,s:I},s:{s:I,s:I,s:I},s:I,s:I,s:I,"
         "s:{s:I,s:I,s:I}}",
         "active", st->kernel_active, "bytes", "client_to_peer", (json_int_t)k->to_peer_bytes,
         "peer_to_client", (json_int_t)k->from_peer_bytes, "packets", "client_to_peer",
@@ -434,11 +435,11 @@ static json_t *kernel_json(const stats_snapshot_t *st)
         (json_int_t)k->channeldata_in, "channeldata_out", (json_int_t)k->channeldata_out,
         "send_indications", (json_int_t)k->send_in, "data_indications", (json_int_t)k->data_out,
         "drops", "bps", (json_int_t)k->drop_bps, "redirect", (json_int_t)k->redirect_fail, "passed",
-        "expired", (json_int_t)k->pass_expired, "unhandled", (json_int_t)k->pass_unhandled,
-        "slots_in_use", (json_int_t)st->kpath_slots, "entries", (json_int_t)st->kpath_entries,
-        "allocations", (json_int_t)st->kpath_allocs, "refused", "no_slot",
-        (json_int_t)st->kpath_refused_slot, "map_full", (json_int_t)st->kpath_refused_full, "error",
-        (json_int_t)st->kpath_errors);
+        "expired", (json_int_t)k->pass_expired, "unhandled", (json_int_t)k->pass_unhandled, "route",
+        (json_int_t)k->pass_route, "slots_in_use", (json_int_t)st->kpath_slots, "entries",
+        (json_int_t)st->kpath_entries, "allocations", (json_int_t)st->kpath_allocs, "refused",
+        "no_slot", (json_int_t)st->kpath_refused_slot, "map_full",
+        (json_int_t)st->kpath_refused_full, "error", (json_int_t)st->kpath_errors);
 }
 
 void admin_h_stats(admin_req_t *r)

@@ -112,7 +112,8 @@
     X(drop_bps)                                                                                    \
     X(pass_expired)                                                                                \
     X(pass_unhandled)                                                                              \
-    X(redirect_fail)
+    X(redirect_fail)                                                                               \
+    X(pass_route)
 #define STATS_KERNEL_ONE(c) +1
 enum { STATS_KERNEL_N = 0 STATS_KERNEL(STATS_KERNEL_ONE) };
 typedef struct {
