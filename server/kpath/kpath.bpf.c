@@ -145,12 +145,13 @@ static __always_inline int bucket_ok(__u32 slot, __u64 bytes, __u64 now)
     __u64 bps = b->bps;
     /* Above 2^34 B/s (137 Gbit/s) elapsed * bps could overflow: no limit in practice. */
     if (bps != 0 && bps < (1ULL << 34)) {
-        if (b->last_ns == 0 || now - b->last_ns >= 1000000000ULL || now < b->last_ns) {
-            if (b->last_ns != 0)
-                b->tokens = bps;
+        /* `now` was read before the lock: another CPU may have moved last_ns past it, which
+         * is no time elapsed, never a refill. */
+        if (b->last_ns == 0) {
             b->last_ns = now;
-        } else {
-            __u64 add = (now - b->last_ns) * bps / 1000000000ULL;
+        } else if (now > b->last_ns) {
+            __u64 elapsed = now - b->last_ns;
+            __u64 add = elapsed >= 1000000000ULL ? bps : elapsed * bps / 1000000000ULL;
             if (add != 0) {
                 b->tokens += add;
                 if (b->tokens >= bps) {
