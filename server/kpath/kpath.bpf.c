@@ -145,12 +145,13 @@ static __always_inline int bucket_ok(__u32 slot, __u64 bytes, __u64 now)
     __u64 bps = b->bps;
     /* Above 2^34 B/s (137 Gbit/s) elapsed * bps could overflow: no limit in practice. */
     if (bps != 0 && bps < (1ULL << 34)) {
-        if (b->last_ns == 0 || now - b->last_ns >= 1000000000ULL || now < b->last_ns) {
-            if (b->last_ns != 0)
-                b->tokens = bps;
+        /* `now` was read before the lock: another CPU may have moved last_ns past it, which
+         * is no time elapsed, never a refill. */
+        if (b->last_ns == 0) {
             b->last_ns = now;
-        } else {
-            __u64 add = (now - b->last_ns) * bps / 1000000000ULL;
+        } else if (now > b->last_ns) {
+            __u64 elapsed = now - b->last_ns;
+            __u64 add = elapsed >= 1000000000ULL ? bps : elapsed * bps / 1000000000ULL;
             if (add != 0) {
                 b->tokens += add;
                 if (b->tokens >= bps) {
@@ -225,6 +226,11 @@ static __always_inline int route(struct __sk_buff *skb, struct kp_scratch *s, co
     f->dport = o->dport;
     f->tot_len = (__u16)tot_len;
     f->ifindex = skb->ifindex;
+    /* No source (a wildcard listener): the route's preferred source, as the kernel picks it for
+     * user space's wildcard socket. Kernels before 6.8 refuse the flag: the packet stays there. */
+    const __u32 *sw = (const __u32 *)o->src_ip;
+    int any = (sw[0] | sw[1] | sw[2] | sw[3]) == 0;
+    __u32 flags = any ? BPF_FIB_LOOKUP_SRC : 0;
     if (p->family == 4) {
         f->family = KP_AF_INET;
         __builtin_memcpy(&f->ipv4_src, o->src_ip, 4);
@@ -240,9 +246,17 @@ static __always_inline int route(struct __sk_buff *skb, struct kp_scratch *s, co
         __builtin_memcpy(f->ipv6_src, o->src_ip, 16);
         __builtin_memcpy(f->ipv6_dst, o->dst_ip, 16);
     }
-    long rc = bpf_fib_lookup(skb, f, sizeof(*f), 0);
+    long rc = bpf_fib_lookup(skb, f, sizeof(*f), flags);
     if (rc == BPF_FIB_LKUP_RET_NOT_FWDED)
-        return skb->ifindex == KP_LOOPBACK_IFINDEX ? ROUTE_LOCAL : ROUTE_PASS;
+        return skb->ifindex == KP_LOOPBACK_IFINDEX && !any ? ROUTE_LOCAL : ROUTE_PASS;
+    if (any && (rc == BPF_FIB_LKUP_RET_SUCCESS || rc == BPF_FIB_LKUP_RET_NO_NEIGH)) {
+        if (p->family == 4) {
+            __builtin_memset(s->src, 0, 16);
+            __builtin_memcpy(s->src, &f->ipv4_src, 4);
+        } else {
+            __builtin_memcpy(s->src, f->ipv6_src, 16);
+        }
+    }
     if (rc == BPF_FIB_LKUP_RET_SUCCESS)
         return ROUTE_REDIRECT;
     if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
@@ -262,6 +276,8 @@ static __attribute__((noinline)) int relay(struct __sk_buff *skb, struct kp_scra
     int where = route(skb, s, p, o, iphl + ulen);
     if (where == ROUTE_PASS)
         return pass(KPATH_G_PASS_ROUTE);
+    const __u32 *sw = (const __u32 *)o->src_ip;
+    const __u8 *src = (sw[0] | sw[1] | sw[2] | sw[3]) == 0 ? s->src : o->src_ip;
 
     /* Checksum words, read before the packet changes. */
     __u32 olen = p->plen + 8;
@@ -269,14 +285,14 @@ static __attribute__((noinline)) int relay(struct __sk_buff *skb, struct kp_scra
         s->ps_old[0] = p->src[0];
         s->ps_old[1] = p->dst[0];
         s->ps_old[2] = bpf_htonl(olen);
-        __builtin_memcpy(&s->ps_new[0], o->src_ip, 4);
+        __builtin_memcpy(&s->ps_new[0], src, 4);
         __builtin_memcpy(&s->ps_new[1], o->dst_ip, 4);
         s->ps_new[2] = bpf_htonl(ulen);
     } else {
         __builtin_memcpy(&s->ps_old[0], p->src, 16);
         __builtin_memcpy(&s->ps_old[4], p->dst, 16);
         s->ps_old[8] = bpf_htonl(olen);
-        __builtin_memcpy(&s->ps_new[0], o->src_ip, 16);
+        __builtin_memcpy(&s->ps_new[0], src, 16);
         __builtin_memcpy(&s->ps_new[4], o->dst_ip, 16);
         s->ps_new[8] = bpf_htonl(ulen);
     }
@@ -346,7 +362,7 @@ static __attribute__((noinline)) int relay(struct __sk_buff *skb, struct kp_scra
         ip->id = 0;
         ip->frag_off = bpf_htons(0x4000);
         ip->ttl = 64;
-        __builtin_memcpy(&ip->saddr, o->src_ip, 4);
+        __builtin_memcpy(&ip->saddr, src, 4);
         __builtin_memcpy(&ip->daddr, o->dst_ip, 4);
         ip->check = 0;
         __u16 *w = (__u16 *)ip;
@@ -366,7 +382,7 @@ static __attribute__((noinline)) int relay(struct __sk_buff *skb, struct kp_scra
         *(__u32 *)ip6 = bpf_htonl(0x60000000); /* traffic class 0, flow label 0 */
         ip6->payload_len = bpf_htons(ulen);
         ip6->hop_limit = 64;
-        __builtin_memcpy(&ip6->saddr, o->src_ip, 16);
+        __builtin_memcpy(&ip6->saddr, src, 16);
         __builtin_memcpy(&ip6->daddr, o->dst_ip, 16);
         uh->source = o->sport;
         uh->dest = o->dport;
@@ -611,10 +627,8 @@ static __always_inline int p2c(struct __sk_buff *skb, struct kp_scratch *s, cons
     if (perm == 0)
         return pass(KPATH_G_PASS_EXPIRED);
     __u32 dlen = p->plen;
-    /* A wildcard listener's source is the route's choice, which user space makes by sending: it
-     * stays there. */
-    const __u32 *sip = (const __u32 *)v->server_ip;
-    if (dlen > KP_MAX_DATA || (sip[0] | sip[1] | sip[2] | sip[3]) == 0 ||
+    /* A wildcard listener (server_ip zero): route() finds the source. */
+    if (dlen > KP_MAX_DATA ||
         (p->family == 4 && (!v4_form(v->server_ip) || !v4_form(v->client_ip))))
         return pass(KPATH_G_PASS_UNHANDLED);
 

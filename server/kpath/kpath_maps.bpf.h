@@ -76,6 +76,7 @@ struct kp_scratch {
     __u8 old[8 + 60];
     __u8 new[8 + 48];
     __u8 peer[16]; /* a Send indication's peer address */
+    __u8 src[16];  /* the source the route chose, for a wildcard listener */
     __u8 data[KP_MAX_DATA];
 };
 
