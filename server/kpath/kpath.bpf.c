@@ -43,6 +43,7 @@ volatile const __u32 kpath_owner_pid = 0;
 #define STUN_DATA_INDICATION 0x0017
 #define STUN_MAX_MSG 4096 /* common/stun.h STUN_MAX_MSG_LEN: user space drops longer ones */
 #define NOT_OURS 1000     /* internal: keep looking (never returned to tc) */
+#define KP_AGAIN 1001     /* internal: rewritten to a relayed address of ours: run again */
 
 static __always_inline void bump(__u32 key, __u64 n)
 {
@@ -210,12 +211,49 @@ static __always_inline long copy_data(struct __sk_buff *skb, __u32 off, __u8 *bu
     return store ? bpf_skb_store_bytes(skb, off, buf, n, 0) : bpf_skb_load_bytes(skb, off, buf, n);
 }
 
-enum { ROUTE_PASS = 0, ROUTE_LOCAL, ROUTE_REDIRECT, ROUTE_NEIGH };
+enum { ROUTE_PASS = 0, ROUTE_LOCAL, ROUTE_AGAIN, ROUTE_REDIRECT, ROUTE_NEIGH };
+
+/* Does a peer -> client entry claim a datagram from `peer` to `relay` (a live channel or allocation
+ * entry and a live permission for the peer's IP)? Only asked when a client -> peer hop's
+ * destination is local. */
+static __always_inline int p2c_claims(__u8 family, const __u8 *relay, __u16 relay_port,
+                                      const __u8 *peer, __u16 peer_port, __u64 now)
+{
+    struct kpath_p2c_key k;
+    __builtin_memset(&k, 0, sizeof(k));
+    __builtin_memcpy(k.relay_ip, relay, 16);
+    __builtin_memcpy(k.peer_ip, peer, 16);
+    k.relay_port = relay_port;
+    k.peer_port = peer_port;
+    k.family = family;
+    struct kpath_p2c_val *v = bpf_map_lookup_elem(&kp_p2c, &k);
+    if (!v) {
+        __builtin_memset(k.peer_ip, 0, 16);
+        k.peer_port = 0;
+        v = bpf_map_lookup_elem(&kp_p2c, &k);
+    }
+    if (!v || now >= v->expires_ns)
+        return 0;
+    struct kpath_perm_key pk;
+    __builtin_memset(&pk, 0, sizeof(pk));
+    pk.slot = v->slot;
+    pk.family = family;
+    __builtin_memcpy(pk.peer_ip, peer, 16);
+    struct kpath_perm_val *pv = bpf_map_lookup_elem(&kp_perm, &pk);
+    return pv && now < pv->expires_ns;
+}
 
 /* Where the rewritten datagram goes, decided before anything is changed so that a route we cannot
- * take leaves the packet to user space untouched. The stack delivers a local destination after
- * TC_ACT_OK, but only on loopback: elsewhere it would see its own address as the source of a
- * received packet (a martian), so that case stays in user space. */
+ * take leaves the packet to user space untouched. The lookup runs as loopback's (ifindex 1), as
+ * for a datagram a local socket sends: bpf_fib_lookup checks forwarding on the interface it is
+ * given, and loopback's is the one uturnd turns on (kpath.c), so an interface's own forwarding
+ * setting never matters. A local destination: on loopback the stack delivers it after TC_ACT_OK;
+ * received elsewhere, our own address as its source would be a martian, so it stays in user
+ * space - unless it is a client -> peer hop to a relayed address of ours that a peer -> client
+ * entry claims (relay to relay on one uturnd: a WebRTC call with both sides on us): then the
+ * program runs again on the rewritten datagram (a tail call into itself, kp_self) for the second
+ * hop, wherever it came in. Each such hop strips its framing and the kernel caps tail calls at 33,
+ * so a chain of allocations ends. */
 static __always_inline int route(struct __sk_buff *skb, struct kp_scratch *s, const struct pkt *p,
                                  const struct out *o, __u32 tot_len)
 {
@@ -225,7 +263,7 @@ static __always_inline int route(struct __sk_buff *skb, struct kp_scratch *s, co
     f->sport = o->sport;
     f->dport = o->dport;
     f->tot_len = (__u16)tot_len;
-    f->ifindex = skb->ifindex;
+    f->ifindex = KP_LOOPBACK_IFINDEX;
     /* No source (a wildcard listener): the route's preferred source, as the kernel picks it for
      * user space's wildcard socket. Kernels before 6.8 refuse the flag: the packet stays there. */
     const __u32 *sw = (const __u32 *)o->src_ip;
@@ -247,8 +285,14 @@ static __always_inline int route(struct __sk_buff *skb, struct kp_scratch *s, co
         __builtin_memcpy(f->ipv6_dst, o->dst_ip, 16);
     }
     long rc = bpf_fib_lookup(skb, f, sizeof(*f), flags);
-    if (rc == BPF_FIB_LKUP_RET_NOT_FWDED)
-        return skb->ifindex == KP_LOOPBACK_IFINDEX && !any ? ROUTE_LOCAL : ROUTE_PASS;
+    if (rc == BPF_FIB_LKUP_RET_NOT_FWDED) {
+        if (any)
+            return ROUTE_PASS;
+        if (o->to_peer &&
+            p2c_claims(p->family, o->dst_ip, o->dport, o->src_ip, o->sport, bpf_ktime_get_ns()))
+            return ROUTE_AGAIN;
+        return skb->ifindex == KP_LOOPBACK_IFINDEX ? ROUTE_LOCAL : ROUTE_PASS;
+    }
     if (any && (rc == BPF_FIB_LKUP_RET_SUCCESS || rc == BPF_FIB_LKUP_RET_NO_NEIGH)) {
         if (p->family == 4) {
             __builtin_memset(s->src, 0, 16);
@@ -401,6 +445,8 @@ static __attribute__((noinline)) int relay(struct __sk_buff *skb, struct kp_scra
     bump(o->to_peer ? KPATH_G_TO_PEER_BYTES : KPATH_G_FROM_PEER_BYTES, dlen);
     if (where == ROUTE_LOCAL)
         return TC_ACT_OK;
+    if (where == ROUTE_AGAIN)
+        return KP_AGAIN;
     if (where == ROUTE_NEIGH)
         return bpf_redirect_neigh(s->fib.ifindex, 0, 0, 0);
     data = (void *)(long)skb->data;
@@ -691,8 +737,7 @@ static __always_inline int p2c(struct __sk_buff *skb, struct kp_scratch *s, cons
     return relay(skb, s, p, &o, now);
 }
 
-SEC("tc")
-int uturn_ingress(struct __sk_buff *skb)
+static __always_inline int ingress(struct __sk_buff *skb)
 {
     seen(KPATH_SEEN_PKTS, 1);
     seen(KPATH_SEEN_BYTES, skb->len);
@@ -730,6 +775,23 @@ int uturn_ingress(struct __sk_buff *skb)
             return rc;
     }
     return p2c(skb, s, &p, now);
+}
+
+SEC("tc")
+int uturn_ingress(struct __sk_buff *skb)
+{
+    int rc = ingress(skb);
+    if (rc != KP_AGAIN)
+        return rc;
+    /* Relayed to a relayed address of ours (route()): its peer -> client hop. */
+    __u32 self = 0;
+    bpf_tail_call(skb, &kp_self, self);
+    /* No tail call (the chain's 33rd, or kp_self empty): loopback delivers it to that relay's
+     * socket and user space takes the hop; elsewhere the source would be a martian. */
+    if (skb->ifindex == KP_LOOPBACK_IFINDEX)
+        return TC_ACT_OK;
+    bump(KPATH_G_REDIRECT_FAIL, 1);
+    return TC_ACT_SHOT;
 }
 
 char LICENSE[] SEC("license") = "GPL";

@@ -237,13 +237,52 @@ static int if_of(const struct ifaddrs *ifs, const char *ip)
     return 0;
 }
 
+/* bpf_fib_lookup answers only for an interface with forwarding on, and the program looks routes up
+ * as loopback's (kpath.bpf.c route()): turn loopback's on, IPv4 and IPv6. That changes nothing
+ * else: only this program makes loopback packets with a foreign destination, and IPv6's
+ * per-interface flag is host/router behaviour, which loopback has none of. Logged once when
+ * changed; left on at exit (another uturnd may rely on it). Without it (a read-only /proc/sys),
+ * every relayed datagram of that family stays in user space (counted as pass_route): one
+ * warning. */
+static void lo_forwarding(void)
+{
+    static const char *const path[2] = {"/proc/sys/net/ipv4/conf/lo/forwarding",
+                                        "/proc/sys/net/ipv6/conf/lo/forwarding"};
+    for (int i = 0; i < 2; i++) {
+        char cur[8] = "";
+        FILE *f = fopen(path[i], "r");
+        if (f) {
+            if (!fgets(cur, sizeof(cur), f))
+                cur[0] = '\0';
+            fclose(f);
+        }
+        if (cur[0] == '1')
+            continue;
+        f = fopen(path[i], "w");
+        int ok = f && fputs("1\n", f) >= 0;
+        if (f && fclose(f) != 0)
+            ok = 0;
+        if (ok)
+            LOGI("kpath",
+                 "kernel-offload: set %s to 1 (was %c): the program's route lookups run as "
+                 "loopback's (docs/KERNEL.md)",
+                 path[i] + 10, cur[0] ? cur[0] : '?');
+        else
+            LOGW("kpath",
+                 "kernel-offload: cannot set %s to 1 (%s): %s datagrams stay in user space",
+                 path[i] + 10, strerror(errno), i == 0 ? "IPv4" : "IPv6");
+    }
+}
+
 /* The interfaces of the listening and relay addresses; every interface that is up when one is a
- * wildcard (no listening-ip) or not found. 0 or -errno. */
+ * wildcard (no listening-ip) or not found. Loopback always: a datagram relayed to one of our own
+ * addresses is redirected into its ingress (kpath.bpf.c's ROUTE_LOOP). 0 or -errno. */
 static int collect_ifs(const cfg_t *cfg, kpath_t *k)
 {
     struct ifaddrs *ifs;
     if (getifaddrs(&ifs) != 0)
         return -errno;
+    add_if(k, (int)if_nametoindex("lo"));
     bool all = cfg->listening_ip.n == 0;
     const cfg_list_t *lists[] = {&cfg->listening_ip, &cfg->relay_ip};
     for (size_t l = 0; l < 2; l++)
@@ -287,12 +326,18 @@ static int kpath_load(const cfg_t *cfg, kpath_t *k, char *why, size_t cap)
         return -1;
     }
     int pfd = bpf_program__fd(k->skel->progs.uturn_ingress);
+    __u32 self = 0;
+    if (bpf_map_update_elem(bpf_map__fd(k->skel->maps.kp_self), &self, &pfd, BPF_ANY) != 0) {
+        snprintf(why, cap, "putting the program in its kp_self map: %s", strerror(errno));
+        return -1;
+    }
     struct bpf_prog_info info;
     __u32 len = sizeof(info);
     memset(&info, 0, sizeof(info));
     if (bpf_obj_get_info_by_fd(pfd, &info, &len) == 0)
         k->prog_id = info.id;
     sweep_leftovers();
+    lo_forwarding();
     if ((rc = collect_ifs(cfg, k)) != 0) {
         snprintf(why, cap, "listing interfaces: %s", strerror(-rc));
         return -1;

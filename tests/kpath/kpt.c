@@ -60,7 +60,7 @@ kpt_ep_t kpt_ep(int family, const char *ip, uint16_t port)
 /* eth (zero MACs) + IP + UDP + payload. `as_sent`: the header a Linux UDP socket sends (DF, id 0,
  * TTL 64), which is what the program must write; otherwise an arbitrary incoming one. */
 size_t kpt_build(uint8_t *o, const kpt_ep_t *s, const kpt_ep_t *d, const uint8_t *pl, size_t n,
-                    int as_sent)
+                 int as_sent)
 {
     memset(o, 0, KPT_ETH);
     size_t iphl = s->family == 4 ? 20 : 40, ulen = 8 + n;
@@ -135,8 +135,8 @@ int kpt_udp_csum_ok(const uint8_t *pkt, size_t len)
 
 /* ---- the maps, as the workers fill them (kpath_abi.h) ---- */
 
-void kpt_c2p_set(const kpt_ep_t *client, const kpt_ep_t *server, uint16_t channel, const kpt_ep_t *relay,
-                    const kpt_ep_t *peer, uint32_t slot, uint64_t expires)
+void kpt_c2p_set(const kpt_ep_t *client, const kpt_ep_t *server, uint16_t channel,
+                 const kpt_ep_t *relay, const kpt_ep_t *peer, uint32_t slot, uint64_t expires)
 {
     struct kpath_c2p_key k;
     struct kpath_c2p_val v;
@@ -161,8 +161,8 @@ void kpt_c2p_set(const kpt_ep_t *client, const kpt_ep_t *server, uint16_t channe
     CHECK_INT(bpf_map_update_elem(bpf_map__fd(kpt_skel->maps.kp_c2p), &k, &v, BPF_ANY), 0);
 }
 
-void kpt_p2c_set(const kpt_ep_t *relay, const kpt_ep_t *peer, const kpt_ep_t *client, const kpt_ep_t *server,
-                    uint16_t channel, uint32_t slot, uint64_t expires)
+void kpt_p2c_set(const kpt_ep_t *relay, const kpt_ep_t *peer, const kpt_ep_t *client,
+                 const kpt_ep_t *server, uint16_t channel, uint32_t slot, uint64_t expires)
 {
     struct kpath_p2c_key k;
     struct kpath_p2c_val v;
@@ -263,7 +263,7 @@ int kpt_run(const uint8_t *in, size_t n, uint8_t *out, size_t *outn)
 }
 
 void kpt_check_bytes(const char *what, size_t n, const uint8_t *got, size_t gotn,
-                        const uint8_t *want, size_t wantn)
+                     const uint8_t *want, size_t wantn)
 {
     unit_checks++;
     if (gotn == wantn && memcmp(got, want, wantn) == 0)
@@ -328,7 +328,7 @@ void kpt_to_sa(const kpt_ep_t *e, struct sockaddr_storage *ss)
 /* A Send indication as a client builds it; `data_first` swaps the two attributes; `extra` adds
  * one more attribute (type) after them (0: none); `fp`: FINGERPRINT last. */
 size_t kpt_send_ind(uint8_t *o, const kpt_ep_t *peer, const uint8_t *d, size_t n, int data_first,
-                       uint16_t extra, int fp)
+                    uint16_t extra, int fp)
 {
     uint8_t tid[12];
     kpt_fill(tid, 12, (unsigned)n + 5);
@@ -351,7 +351,8 @@ size_t kpt_send_ind(uint8_t *o, const kpt_ep_t *peer, const uint8_t *d, size_t n
 }
 
 /* send_data_indication's bytes for this peer and data, with the transaction id `tid`. */
-size_t kpt_data_ind(uint8_t *o, const kpt_ep_t *peer, const uint8_t *d, size_t n, const uint8_t *tid)
+size_t kpt_data_ind(uint8_t *o, const kpt_ep_t *peer, const uint8_t *d, size_t n,
+                    const uint8_t *tid)
 {
     struct sockaddr_storage ss;
     kpt_to_sa(peer, &ss);
@@ -428,7 +429,8 @@ int kpt_sh(const char *fmt, ...)
 void kpt_start(void)
 {
     if (geteuid() != 0)
-        kpt_skip("needs root (CAP_BPF, CAP_NET_ADMIN, and unshare for a private network namespace)");
+        kpt_skip(
+            "needs root (CAP_BPF, CAP_NET_ADMIN, and unshare for a private network namespace)");
     if (unshare(CLONE_NEWNET) != 0) {
         char why[128];
         snprintf(why, sizeof(why), "unshare(CLONE_NEWNET): %s", strerror(errno));
@@ -444,8 +446,9 @@ void kpt_start(void)
     kpt_write_file("/proc/sys/net/ipv4/conf/lo/route_localnet", "1");
     kpt_write_file("/proc/sys/net/ipv4/conf/lo/accept_local", "1");
     /* A routed subnet on a veth whose far end answers nothing (wildcard_to_client). */
-    if (kpt_sh("ip link add kpd type veth peer name kpe && ip link set kpe up && ip link set kpd up "
-           "&& ip addr add 198.19.0.1/24 dev kpd && ip addr add 2001:db8:1::1/64 dev kpd nodad") !=
+    if (kpt_sh(
+            "ip link add kpd type veth peer name kpe && ip link set kpe up && ip link set kpd up "
+            "&& ip addr add 198.19.0.1/24 dev kpd && ip addr add 2001:db8:1::1/64 dev kpd nodad") !=
         0)
         kpt_skip("cannot create a veth pair (iproute2, CONFIG_VETH)");
     kpt_skel = kpath_bpf__open();

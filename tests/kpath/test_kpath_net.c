@@ -116,8 +116,8 @@ static ssize_t receive(int rfd, const kpt_ep_t *from, uint8_t *got, size_t cap)
 }
 
 /* One datagram from `a` (socket fd, or injected when fd < 0) to `to`, received on rfd. */
-static ssize_t hop2(int fd, const kpt_ep_t *a, const kpt_ep_t *to, const uint8_t *buf, size_t n, int rfd,
-                    const kpt_ep_t *from, uint8_t *got, size_t cap)
+static ssize_t hop2(int fd, const kpt_ep_t *a, const kpt_ep_t *to, const uint8_t *buf, size_t n,
+                    int rfd, const kpt_ep_t *from, uint8_t *got, size_t cap)
 {
     if (fd >= 0) {
         struct sockaddr_storage ss;
@@ -210,7 +210,8 @@ static void attach_lo(void)
     DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = 1, .attach_point = BPF_TC_INGRESS);
     int rc = bpf_tc_hook_create(&hook);
     CHECK(rc == 0 || rc == -EEXIST);
-    DECLARE_LIBBPF_OPTS(bpf_tc_opts, o, .prog_fd = kpt_prog_fd, .handle = 1, .priority = KPATH_TC_PRIO);
+    DECLARE_LIBBPF_OPTS(bpf_tc_opts, o, .prog_fd = kpt_prog_fd, .handle = 1,
+                        .priority = KPATH_TC_PRIO);
     CHECK_INT(bpf_tc_attach(&hook, &o), 0);
 }
 
@@ -282,7 +283,8 @@ static int capture_check(int cap, const kpt_ep_t *to)
         }
         seen_partial++;
         size_t ulen = (size_t)uh[4] << 8 | uh[5];
-        uint32_t ps = (v4 ? kpt_sum16(ip + 12, 8, 0) : kpt_sum16(ip + 8, 32, 0)) + 17 + (uint32_t)ulen;
+        uint32_t ps =
+            (v4 ? kpt_sum16(ip + 12, 8, 0) : kpt_sum16(ip + 8, 32, 0)) + 17 + (uint32_t)ulen;
         uint16_t seed = (uint16_t)~kpt_fin16(ps);
         return (uh[6] << 8 | uh[7]) == seed;
     }
@@ -314,10 +316,10 @@ static int veth_far(int family, int go)
         return 100;
     if (family == 4)
         kpt_sh("ip link set lo up && ip addr add 198.18.0.2/24 dev kpb && "
-           "ip addr add 198.18.0.3/24 dev kpb && ip link set kpb up");
+               "ip addr add 198.18.0.3/24 dev kpb && ip link set kpb up");
     else
         kpt_sh("ip link set lo up && ip addr add 2001:db8::2/64 dev kpb nodad && "
-           "ip addr add 2001:db8::3/64 dev kpb nodad && ip link set kpb up");
+               "ip addr add 2001:db8::3/64 dev kpb nodad && ip link set kpb up");
     int cfd = bound_socket(&w.client), pfd = bound_socket(&w.peer);
     int cap = socket(AF_PACKET, SOCK_RAW, htons(ETH_P_ALL));
     int one = 1;
@@ -391,16 +393,18 @@ static void veth(int family)
     }
     vworld_t w = vworld(family);
     CHECK_INT(kpt_sh("ip link add kpa type veth peer name kpb netns %d", (int)pid), 0);
-    CHECK_INT(family == 4 ? kpt_sh("ip addr add 198.18.0.1/24 dev kpa && ip link set kpa up")
-                          : kpt_sh("ip addr add 2001:db8::1/64 dev kpa nodad && ip link set kpa up"),
+    CHECK_INT(family == 4
+                  ? kpt_sh("ip addr add 198.18.0.1/24 dev kpa && ip link set kpa up")
+                  : kpt_sh("ip addr add 2001:db8::1/64 dev kpa nodad && ip link set kpa up"),
               0);
     kpt_write_file(family == 4 ? "/proc/sys/net/ipv4/conf/kpa/forwarding"
-                           : "/proc/sys/net/ipv6/conf/kpa/forwarding",
-               "1");
+                               : "/proc/sys/net/ipv6/conf/kpa/forwarding",
+                   "1");
     int ifi = (int)if_nametoindex("kpa");
     DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifi, .attach_point = BPF_TC_INGRESS);
     CHECK_INT(bpf_tc_hook_create(&hook), 0);
-    DECLARE_LIBBPF_OPTS(bpf_tc_opts, o, .prog_fd = kpt_prog_fd, .handle = 1, .priority = KPATH_TC_PRIO);
+    DECLARE_LIBBPF_OPTS(bpf_tc_opts, o, .prog_fd = kpt_prog_fd, .handle = 1,
+                        .priority = KPATH_TC_PRIO);
     CHECK_INT(bpf_tc_attach(&hook, &o), 0);
     kpt_clear_maps();
     kpt_slot_reset(KPT_SLOT, 0);
