@@ -162,10 +162,10 @@ const cfg_entry_t cfg_table[] = {
      "send SOFTWARE in responses (ours; off: it inflates every response)"},
     {"log-file", CFG_STR, OFF(log_file), NULL, 0, 0, NULL, 0, "log to this file instead of stderr"},
     {"pidfile", CFG_STR, OFF(pidfile), NULL, 0, 0, NULL, 0, "write the process id here"},
-    {"kernel-offload", CFG_ENUM, OFF(kernel_offload), "off", 0, 0, kernel_offload_names, 0,
-     "relay UDP in the kernel (a TC program, docs/KERNEL.md): auto uses it when it loads and logs "
-     "one line saying why not otherwise; on refuses to start without it. off by default until the "
-     "kernel path relays everything issue 14 lists, then auto becomes the default (ours)"},
+    {"kernel-offload", CFG_ENUM, OFF(kernel_offload), "auto", 0, 0, kernel_offload_names, 0,
+     "relay UDP ChannelData, Send and Data in the kernel (a TC program, docs/KERNEL.md): auto uses "
+     "it when it loads and logs one line saying why not otherwise; on refuses to start without "
+     "it; off never loads it (ours)"},
     {"log-level", CFG_ENUM, OFF(log_level), "info", 0, 0, log_level_names, CFG_F_RELOAD,
      "error, warn, info or debug (ours)"},
     {"log-format", CFG_ENUM, OFF(log_format), "text", 0, 0, log_format_names, 0,

@@ -422,8 +422,8 @@ int kpath_start(const cfg_t *cfg, kpath_t **out, char *err, size_t errlen)
     }
     LOGI("kpath",
          "kernel-offload = %s: TC program %s attached on clsact ingress of %s (program id %u, "
-         "tc prio 0x%x handle 0x%x); this slice counts and passes every packet, relaying stays in "
-         "user space",
+         "tc prio 0x%x handle 0x%x): UDP ChannelData, Send and Data indications of UDP clients are "
+         "relayed in the kernel",
          cfg->kernel_offload == CFG_KOFFLOAD_ON ? "on" : "auto", KPATH_PROG_NAME, names, k->prog_id,
          KPATH_TC_PRIO, (unsigned)getpid());
     *out = k;

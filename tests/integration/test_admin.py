@@ -654,7 +654,10 @@ def main():
     tests = tests_to_run()  # before Redis and uturnd: --list, a bad name
     with Redis() as r:
         aport = free_port()
-        conf = server_conf(aport, r.port, ["use-auth-secret", "static-auth-secret = " + SECRET])
+        # The user-space relay's series are what these tests move; the kernel path's are
+        # test_kernel_control's (with auto, the default, root would get the kernel path here).
+        conf = server_conf(aport, r.port, ["use-auth-secret", "static-auth-secret = " + SECRET,
+                                           "kernel-offload = off"])
         with Uturnd(conf=conf) as u:
             R, U, ADMIN = r, u, ("127.0.0.1", aport)
             wait_for(lambda: api("GET", "/readyz")[0] == 200, 15, "uturnd ready with Redis")
