@@ -126,20 +126,22 @@ def test_on_attaches_and_sigterm_removes_everything():
              "program %d and maps %s freed after SIGTERM" % (prog, maps))
 
 
-def test_off_attaches_nothing():
+def test_off_attaches_nothing_default_auto_attaches():
     why = skip_reason()
     if why:
-        print("SKIP test_off_attaches_nothing: %s" % why)
+        print("SKIP test_off_attaches_nothing_default_auto_attaches: %s" % why)
         return
     before = set(prog_ids())
     with Uturnd(conf=BASE + ["kernel-offload = off"]) as u:
         check(u.proc.pid not in lo_filters(), "off: a filter of ours on lo")
         check(set(prog_ids()) <= before, "off: a new %s program: %s" % (PROG, prog_ids()))
         check("kpath" not in u.log(), "off: the kernel path logged:\n%s" % u.log())
-    # The default is off in this slice: no key, no program.
+    # The default is auto: with the capabilities (root here), the program is attached.
     with Uturnd(conf=BASE) as u:
-        check(u.proc.pid not in lo_filters(), "default: a filter of ours on lo")
-        check("kpath" not in u.log(), "default: the kernel path logged:\n%s" % u.log())
+        check(u.proc.pid in lo_filters(), "default (auto): no filter of ours on lo: %s\n%s"
+              % (lo_filters(), u.log()[-2000:]))
+        check("kernel-offload = auto: TC program" in u.log(),
+              "default (auto): no attach line:\n%s" % u.log()[-2000:])
 
 
 def test_sigkill_leftover_cleaned_at_next_start():
