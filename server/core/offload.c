@@ -48,6 +48,8 @@
 
 #include "kpath_abi.h"
 #include "log.h"
+#include "rand.h"
+#include "siphash.h"
 #include "sockaddr_util.h"
 #include "worker.h"
 
@@ -60,6 +62,7 @@ _Static_assert((int)STATS_KERNEL_N == (int)KPATH_G_N,
 typedef struct {
     uint8_t ip[16];
     uint64_t ns; /* the expiry installed */
+    bool live;   /* seen live in the allocation at this sync */
 } off_perm_t;
 
 typedef struct {
@@ -67,7 +70,18 @@ typedef struct {
     uint16_t port; /* network order */
     uint8_t ip[16];
     uint64_t c2p_ns, p2c_ns; /* installed expiries; 0: that entry is not installed */
+    bool live;               /* seen live in the allocation at this sync */
 } off_chan_t;
+
+/* An open-addressing index (keyed SipHash: peers choose their addresses) from a permission's IP
+ * or a channel's (number, peer) to its position in off_alloc_t's table, rebuilt at each sync, so
+ * a sync costs O(permissions + channels): max-permissions goes to 65535, and a linear search per
+ * entry made one CreatePermission at that size cost billions of comparisons. Positions + 1; 0 is
+ * empty. */
+typedef struct {
+    uint32_t *pos;
+    uint32_t mask; /* capacity - 1; capacity a power of two, at least twice the entries */
+} off_index_t;
 
 typedef struct {
     uint32_t slot; /* NO_SLOT: refused, user space for the allocation's life */
@@ -82,6 +96,7 @@ typedef struct {
     uint32_t nperms, capperms;
     off_chan_t *chans;
     uint32_t nchans, capchans;
+    off_index_t pidx, cidx;
     struct kpath_count folded; /* the kernel's counts already in a->traffic */
 } off_alloc_t;
 
@@ -92,7 +107,8 @@ struct offload {
     uint32_t *free;  /* stack of free slots */
     uint32_t nfree;
     log_limit_t errlog;
-    uint64_t now_ms; /* the engine's clock at the last sync (for errlog) */
+    uint64_t now_ms;              /* the engine's clock at the last sync (for errlog) */
+    uint8_t key[SIPHASH_KEY_LEN]; /* off_index_t's hash */
 };
 
 int offload_new(kpath_t *k, int id, int nworkers, stats_t *stats, offload_t **out)
@@ -108,6 +124,7 @@ int offload_new(kpath_t *k, int id, int nworkers, stats_t *stats, offload_t **ou
     }
     o->k = k;
     o->stats = stats;
+    rand_bytes(o->key, sizeof(o->key));
     o->lo = (uint32_t)id * per;
     o->hi = o->lo + per;
     /* Lowest slot on top: handed out first. */
@@ -280,23 +297,87 @@ static struct kpath_perm_key perm_key(const off_alloc_t *st, const uint8_t ip[16
 }
 
 /* The live permission of `a` for this IP: its expiry in ms, or 0. */
-static uint64_t perm_ms(const alloc_t *a, int af, const uint8_t ip[16], uint64_t now_ms)
+static uint64_t min_u64(uint64_t x, uint64_t y) { return x < y ? x : y; }
+
+/* Empty `x` with room for `n` entries. 0 or -ENOMEM. */
+static int index_reset(off_index_t *x, uint32_t n)
 {
-    for (uint32_t i = 0; i < a->nperms; i++)
-        if (a->perms[i].family == af && a->perms[i].expires_ms > now_ms &&
-            memcmp(a->perms[i].ip, ip, 16) == 0)
-            return a->perms[i].expires_ms;
+    uint32_t cap = 16;
+    while (cap < 2 * n + 2)
+        cap <<= 1;
+    if (!x->pos || x->mask + 1 < cap || x->mask + 1 > 4 * cap) {
+        uint32_t *p = calloc(cap, sizeof(*p));
+        if (!p)
+            return -ENOMEM;
+        free(x->pos);
+        x->pos = p;
+        x->mask = cap - 1;
+        return 0;
+    }
+    memset(x->pos, 0, (x->mask + 1) * sizeof(*x->pos));
     return 0;
 }
 
-static uint64_t min_u64(uint64_t x, uint64_t y) { return x < y ? x : y; }
+/* The position of permission `ip` in st->perms, or -1; with add >= 0, record that position for
+ * it when absent. */
+static int64_t perm_find(const offload_t *o, off_alloc_t *st, const uint8_t ip[16], int64_t add)
+{
+    off_index_t *x = &st->pidx;
+    for (uint32_t h = (uint32_t)siphash(o->key, ip, 16) & x->mask;; h = (h + 1) & x->mask) {
+        if (x->pos[h] == 0) {
+            if (add >= 0)
+                x->pos[h] = (uint32_t)add + 1;
+            return -1;
+        }
+        if (memcmp(st->perms[x->pos[h] - 1].ip, ip, 16) == 0)
+            return x->pos[h] - 1;
+    }
+}
+
+/* Index st->perms. 0 or -ENOMEM. */
+static int perm_index(const offload_t *o, off_alloc_t *st, uint32_t room)
+{
+    if (index_reset(&st->pidx, room) != 0)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < st->nperms; i++)
+        perm_find(o, st, st->perms[i].ip, i);
+    return 0;
+}
+
+/* The installed expiry of the permission for `ip`, or 0 (after sync_perms: the index is current).
+ */
+static uint64_t perm_ns(const offload_t *o, off_alloc_t *st, const uint8_t ip[16])
+{
+    if (!st->pidx.pos)
+        return 0;
+    int64_t i = perm_find(o, st, ip, -1);
+    return i < 0 ? 0 : st->perms[i].ns;
+}
 
 static void sync_perms(offload_t *o, off_alloc_t *st, const alloc_t *a, uint64_t now_ms,
                        uint64_t alloc_ms)
 {
-    /* Gone first: an installed IP without a live permission. */
+    uint32_t need = st->nperms + a->nperms;
+    if (st->capperms < need) {
+        off_perm_t *np = realloc(st->perms, need * sizeof(*np));
+        if (!np)
+            return; /* the rest stays as it was until the next change */
+        st->perms = np;
+        st->capperms = need;
+    }
+    if (perm_index(o, st, need) != 0)
+        return;
+    /* Mark what is still live; then remove the rest; then set what is new or moved. */
+    for (uint32_t i = 0; i < st->nperms; i++)
+        st->perms[i].live = false;
+    for (uint32_t j = 0; j < a->nperms; j++) {
+        const alloc_perm_t *p = &a->perms[j];
+        int64_t i;
+        if (p->family == st->af && p->expires_ms > now_ms && (i = perm_find(o, st, p->ip, -1)) >= 0)
+            st->perms[i].live = true;
+    }
     for (uint32_t i = 0; i < st->nperms;) {
-        if (perm_ms(a, st->af, st->perms[i].ip, now_ms)) {
+        if (st->perms[i].live) {
             i++;
             continue;
         }
@@ -304,33 +385,27 @@ static void sync_perms(offload_t *o, off_alloc_t *st, const alloc_t *a, uint64_t
         removed(o, kpath_perm_del(o->k, &k));
         st->perms[i] = st->perms[--st->nperms];
     }
-    if (st->capperms < a->nperms) {
-        off_perm_t *np = realloc(st->perms, a->nperms * sizeof(*np));
-        if (!np)
-            return; /* the rest stays in user space until the next change */
-        st->perms = np;
-        st->capperms = a->nperms;
-    }
+    if (perm_index(o, st, need) != 0)
+        return;
     for (uint32_t j = 0; j < a->nperms; j++) {
         const alloc_perm_t *p = &a->perms[j];
         if (p->family != st->af || p->expires_ms <= now_ms)
             continue;
         uint64_t ns = min_u64(p->expires_ms, alloc_ms) * NS_PER_MS;
-        off_perm_t *have = NULL;
-        for (uint32_t i = 0; i < st->nperms && !have; i++)
-            if (memcmp(st->perms[i].ip, p->ip, 16) == 0)
-                have = &st->perms[i];
-        if (have && have->ns == ns)
+        int64_t i = perm_find(o, st, p->ip, -1);
+        if (i >= 0 && st->perms[i].ns == ns)
             continue;
         struct kpath_perm_key k = perm_key(st, p->ip);
         if (!wrote(o, kpath_perm_set(o->k, &k, ns), "a permission"))
             continue;
-        if (!have) {
-            have = &st->perms[st->nperms++];
-            memcpy(have->ip, p->ip, 16);
+        if (i < 0) {
+            i = st->nperms++;
+            memcpy(st->perms[i].ip, p->ip, 16);
+            st->perms[i].live = true;
+            perm_find(o, st, p->ip, i);
             entries(o, 1);
         }
-        have->ns = ns;
+        st->perms[i].ns = ns;
     }
 }
 
@@ -359,18 +434,35 @@ static void chan_of(const alloc_chan_t *ac, off_chan_t *c)
     c->port = htons(sa_port(&ac->peer.sa));
 }
 
-/* The live channel of `a` with this number and peer, or NULL. */
-static const alloc_chan_t *chan_live(const alloc_t *a, const off_chan_t *c, uint64_t now_ms)
+/* The position of channel (number, peer) `c` in st->chans, or -1; with add >= 0, record that
+ * position for it when absent. */
+static int64_t chan_find(const offload_t *o, off_alloc_t *st, const off_chan_t *c, int64_t add)
 {
-    for (uint32_t i = 0; i < a->nchans; i++) {
-        off_chan_t x;
-        if (a->chans[i].expires_ms <= now_ms)
-            continue;
-        chan_of(&a->chans[i], &x);
-        if (x.number == c->number && x.port == c->port && memcmp(x.ip, c->ip, 16) == 0)
-            return &a->chans[i];
+    uint8_t key[20];
+    memcpy(key, &c->number, 2);
+    memcpy(key + 2, &c->port, 2);
+    memcpy(key + 4, c->ip, 16);
+    off_index_t *x = &st->cidx;
+    for (uint32_t h = (uint32_t)siphash(o->key, key, sizeof(key)) & x->mask;;
+         h = (h + 1) & x->mask) {
+        if (x->pos[h] == 0) {
+            if (add >= 0)
+                x->pos[h] = (uint32_t)add + 1;
+            return -1;
+        }
+        const off_chan_t *y = &st->chans[x->pos[h] - 1];
+        if (y->number == c->number && y->port == c->port && memcmp(y->ip, c->ip, 16) == 0)
+            return x->pos[h] - 1;
     }
-    return NULL;
+}
+
+static int chan_index(const offload_t *o, off_alloc_t *st, uint32_t room)
+{
+    if (index_reset(&st->cidx, room) != 0)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < st->nchans; i++)
+        chan_find(o, st, &st->chans[i], i);
+    return 0;
 }
 
 static void chan_remove(offload_t *o, off_alloc_t *st, off_chan_t *c)
@@ -420,42 +512,66 @@ static void chan_install(offload_t *o, off_alloc_t *st, off_chan_t *c, uint64_t 
 static void sync_chans(offload_t *o, off_alloc_t *st, const alloc_t *a, uint64_t now_ms,
                        uint64_t alloc_ms)
 {
-    /* Removals first, so a number or a peer rebound elsewhere is free before it is set again. */
-    for (uint32_t i = 0; i < st->nchans;) {
-        if (chan_live(a, &st->chans[i], now_ms)) {
-            i++;
-            continue;
-        }
-        chan_remove(o, st, &st->chans[i]);
-        st->chans[i] = st->chans[--st->nchans];
-    }
-    if (st->capchans < a->nchans) {
-        off_chan_t *nc = realloc(st->chans, a->nchans * sizeof(*nc));
+    uint32_t need = st->nchans + a->nchans;
+    if (st->capchans < need) {
+        off_chan_t *nc = realloc(st->chans, need * sizeof(*nc));
         if (!nc)
             return;
         st->chans = nc;
-        st->capchans = a->nchans;
+        st->capchans = need;
     }
+    if (chan_index(o, st, need) != 0)
+        return;
+    /* Removals first, so a number or a peer rebound elsewhere is free before it is set again. */
+    for (uint32_t i = 0; i < st->nchans; i++)
+        st->chans[i].live = false;
     for (uint32_t j = 0; j < a->nchans; j++) {
         const alloc_chan_t *ac = &a->chans[j];
         if (ac->expires_ms <= now_ms || ac->peer.sa.sa_family != st->af)
             continue;
         off_chan_t want;
         chan_of(ac, &want);
-        off_chan_t *have = NULL;
-        for (uint32_t i = 0; i < st->nchans && !have; i++)
-            if (st->chans[i].number == want.number && st->chans[i].port == want.port &&
-                memcmp(st->chans[i].ip, want.ip, 16) == 0)
-                have = &st->chans[i];
-        if (!have) {
-            have = &st->chans[st->nchans++];
-            *have = want;
+        int64_t i = chan_find(o, st, &want, -1);
+        if (i >= 0)
+            st->chans[i].live = true;
+    }
+    for (uint32_t i = 0; i < st->nchans;) {
+        if (st->chans[i].live) {
+            i++;
+            continue;
         }
-        uint64_t c2p = min_u64(ac->expires_ms, alloc_ms);
-        uint64_t p2c = min_u64(c2p, perm_ms(a, st->af, want.ip, now_ms));
-        chan_install(o, st, have, c2p * NS_PER_MS, p2c * NS_PER_MS);
-        if (!have->c2p_ns && !have->p2c_ns)
-            *have = st->chans[--st->nchans]; /* refused both: nothing to remember */
+        chan_remove(o, st, &st->chans[i]);
+        st->chans[i] = st->chans[--st->nchans];
+    }
+    if (chan_index(o, st, need) != 0)
+        return;
+    for (uint32_t j = 0; j < a->nchans; j++) {
+        const alloc_chan_t *ac = &a->chans[j];
+        if (ac->expires_ms <= now_ms || ac->peer.sa.sa_family != st->af)
+            continue;
+        off_chan_t want;
+        chan_of(ac, &want);
+        int64_t i = chan_find(o, st, &want, -1);
+        if (i < 0) {
+            i = st->nchans++;
+            st->chans[i] = want;
+            st->chans[i].live = true;
+            chan_find(o, st, &want, i);
+        }
+        off_chan_t *have = &st->chans[i];
+        uint64_t c2p = min_u64(ac->expires_ms, alloc_ms) * NS_PER_MS;
+        /* The peer -> client entry ends with the peer's permission too (user space checks it
+         * first): what sync_perms installed for that IP, 0 when none. */
+        uint64_t p2c = min_u64(c2p, perm_ns(o, st, want.ip));
+        chan_install(o, st, have, c2p, p2c);
+    }
+    /* Refused both ways: nothing in the kernel to remember (tried again at the next change). */
+    for (uint32_t i = 0; i < st->nchans;) {
+        if (st->chans[i].c2p_ns || st->chans[i].p2c_ns) {
+            i++;
+            continue;
+        }
+        st->chans[i] = st->chans[--st->nchans];
     }
 }
 
@@ -500,6 +616,8 @@ static void state_free(offload_t *o, alloc_t *a, off_alloc_t *st)
     }
     free(st->perms);
     free(st->chans);
+    free(st->pidx.pos);
+    free(st->cidx.pos);
     free(st);
     a->offload = NULL;
     a->kernel = false;
