@@ -2,13 +2,18 @@
  * scenarios) on clsact ingress of one interface, waits, and takes it away again.
  *
  *   bare_rewrite --dev lo --match 127.0.0.1:P --from 127.0.0.2:R --to 127.0.0.1:Q --strip 0|4
- *                [--prio N] [--seconds S]
+ *                [--prio N] [--seconds S] [--run-stats]
+ *   bare_rewrite --stats-only [--seconds S]
  *
  * Datagrams to --match leave TC as datagrams from --from to --to (with --strip 4, the first 4
  * payload bytes, a ChannelData header, are removed). It prints "ready" once attached, and at the
  * end (SIGTERM, SIGINT or --seconds) it removes its filter and prints what the program did. The
- * clsact qdisc is shared and left in place (bench/run runs this in a network namespace of its own,
- * which takes the qdisc with it). Addresses must be in 127.0.0.0/8. Needs CAP_BPF + CAP_NET_ADMIN.
+ * --run-stats turns on the kernel's BPF run-time statistics (BPF_ENABLE_STATS: run_time_ns and
+ * run_cnt of every program, `bpftool prog show`) for as long as it runs; --stats-only does only
+ * that, so bench/run can time uturnd's program the same way. The statistics cost every BPF program
+ * on the machine two clock reads per run while they are on. The clsact qdisc is shared and left in
+ * place (bench/run runs this in a network namespace of its own, which takes the qdisc with it).
+ * Addresses must be in 127.0.0.0/8. Needs CAP_BPF + CAP_NET_ADMIN.
  */
 #include <errno.h>
 #include <net/if.h>
@@ -72,6 +77,23 @@ int main(int argc, char **argv)
         bench_die("no interface %s", dev);
     bench_deadline(bench_optf(argc, argv, "--seconds", 600));
     libbpf_set_print(print_libbpf);
+    signal(SIGTERM, on_signal);
+    signal(SIGINT, on_signal);
+    signal(SIGALRM, on_signal);
+    int stats_fd = -1;
+    if (bench_flag(argc, argv, "--run-stats") || bench_flag(argc, argv, "--stats-only")) {
+        stats_fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
+        if (stats_fd < 0)
+            bench_die("BPF_ENABLE_STATS: %s", strerror(-stats_fd));
+    }
+    if (bench_flag(argc, argv, "--stats-only")) {
+        printf("ready stats=on\n");
+        fflush(stdout);
+        while (!stop_now)
+            pause();
+        printf("done\n");
+        return 0;
+    }
 
     struct bare_rewrite_bpf *skel = bare_rewrite_bpf__open();
     if (!skel)
@@ -96,21 +118,33 @@ int main(int argc, char **argv)
     rc = bpf_tc_attach(&hook, &opts);
     if (rc)
         bench_die("attaching on %s: %s", dev, strerror(-rc));
-    signal(SIGTERM, on_signal);
-    signal(SIGINT, on_signal);
-    signal(SIGALRM, on_signal);
-    printf("ready dev=%s strip=%d prio=%d handle=%d\n", dev, strip, prio, (int)getpid());
+    struct bpf_prog_info info;
+    __u32 ilen = sizeof(info);
+    memset(&info, 0, sizeof(info));
+    (void)bpf_obj_get_info_by_fd(opts.prog_fd, &info, &ilen);
+    printf("ready dev=%s strip=%d prio=%d handle=%d prog_id=%u\n", dev, strip, prio, (int)getpid(),
+           info.id);
     fflush(stdout);
     while (!stop_now)
         pause();
+    __u64 run_ns = 0, run_cnt = 0;
+    ilen = sizeof(info);
+    memset(&info, 0, sizeof(info));
+    if (bpf_obj_get_info_by_fd(bpf_program__fd(skel->progs.bare_rewrite), &info, &ilen) == 0) {
+        run_ns = info.run_time_ns;
+        run_cnt = info.run_cnt;
+    }
     opts.prog_fd = opts.prog_id = opts.flags = 0;
     rc = bpf_tc_detach(&hook, &opts);
     __u64 c[3] = {0, 0, 0};
     sum_counts(bpf_map__fd(skel->maps.bare_count), c);
-    printf("done rewritten=%llu passed_gso=%llu passed_other=%llu detached=%s\n",
+    printf("done rewritten=%llu passed_gso=%llu passed_other=%llu run_ns=%llu run_cnt=%llu "
+           "detached=%s\n",
            (unsigned long long)c[0], (unsigned long long)c[1], (unsigned long long)c[2],
-           rc ? strerror(-rc) : "yes");
+           (unsigned long long)run_ns, (unsigned long long)run_cnt, rc ? strerror(-rc) : "yes");
     fflush(stdout);
     bare_rewrite_bpf__destroy(skel);
+    if (stats_fd >= 0)
+        close(stats_fd);
     return rc ? 1 : 0;
 }
