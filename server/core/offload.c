@@ -299,6 +299,19 @@ static struct kpath_perm_key perm_key(const off_alloc_t *st, const uint8_t ip[16
 /* The live permission of `a` for this IP: its expiry in ms, or 0. */
 static uint64_t min_u64(uint64_t x, uint64_t y) { return x < y ? x : y; }
 
+/* Make *tab (of *cap elements of `size` bytes) hold at least `need`. 0 or -ENOMEM (unchanged). */
+static int room(void **tab, uint32_t *cap, uint32_t need, size_t size)
+{
+    if (*cap >= need)
+        return 0;
+    void *p = realloc(*tab, (size_t)need * size);
+    if (!p)
+        return -ENOMEM;
+    *tab = p;
+    *cap = need;
+    return 0;
+}
+
 /* Empty `x` with room for `n` entries. 0 or -ENOMEM. */
 static int index_reset(off_index_t *x, uint32_t n)
 {
@@ -358,14 +371,9 @@ static void sync_perms(offload_t *o, off_alloc_t *st, const alloc_t *a, uint64_t
                        uint64_t alloc_ms)
 {
     uint32_t need = st->nperms + a->nperms;
-    if (st->capperms < need) {
-        off_perm_t *np = realloc(st->perms, need * sizeof(*np));
-        if (!np)
-            return; /* the rest stays as it was until the next change */
-        st->perms = np;
-        st->capperms = need;
-    }
-    if (perm_index(o, st, need) != 0)
+    /* No memory: the rest stays as it was until the next change. */
+    if (room((void **)&st->perms, &st->capperms, need, sizeof(*st->perms)) != 0 ||
+        perm_index(o, st, need) != 0)
         return;
     /* Mark what is still live; then remove the rest; then set what is new or moved. */
     for (uint32_t i = 0; i < st->nperms; i++)
@@ -513,14 +521,8 @@ static void sync_chans(offload_t *o, off_alloc_t *st, const alloc_t *a, uint64_t
                        uint64_t alloc_ms)
 {
     uint32_t need = st->nchans + a->nchans;
-    if (st->capchans < need) {
-        off_chan_t *nc = realloc(st->chans, need * sizeof(*nc));
-        if (!nc)
-            return;
-        st->chans = nc;
-        st->capchans = need;
-    }
-    if (chan_index(o, st, need) != 0)
+    if (room((void **)&st->chans, &st->capchans, need, sizeof(*st->chans)) != 0 ||
+        chan_index(o, st, need) != 0)
         return;
     /* Removals first, so a number or a peer rebound elsewhere is free before it is set again. */
     for (uint32_t i = 0; i < st->nchans; i++)

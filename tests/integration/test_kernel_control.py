@@ -32,6 +32,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 from uturn import BUILDDIR, Uturnd, TurnClient, attr, check, free_port, relayed_addresses, run, wait_for  # noqa: E402
+import kpath_util  # noqa: E402
 from uturn import A_REQ_FAMILY  # noqa: E402
 
 UTURNCTL = os.path.join(BUILDDIR, "uturnctl")
@@ -45,17 +46,7 @@ WINDOW = 0.05  # s: slack around an expiry's window (the loop clock lags by a ti
 
 
 def skip_reason():
-    with open(os.path.join(BUILDDIR, "config.h")) as f:
-        if "#define HAVE_KPATH 1" not in f.read():
-            return "uturnd built without the kernel path (no HAVE_KPATH in config.h)"
-    if not shutil.which("bpftool"):
-        return "bpftool not installed"
-    if os.geteuid() != 0:
-        return "not root (CI is root)"
-    out = subprocess.run(["bpftool", "prog", "show"], capture_output=True, text=True)
-    if out.returncode != 0:
-        return "bpftool prog show: %s" % out.stderr.strip()
-    return None
+    return kpath_util.kernel_skip_reason()
 
 
 def mono():
