@@ -353,7 +353,9 @@ def test_sentinel_failover():
             # The entries replicated from the old master are removed: only what x and y write
             # to the new one can bring the views back.
             rc, out = cli(fl.replica_port, "DEL", "turn/nodes", "turn/node/x", "turn/node/y")
-            check(rc == 0 and out != "0", "DEL on the new master: %d %r" % (rc, out))
+            # 0 is possible too: on a slow run the replicated entries (PX 2400) have expired and
+            # been pruned before this DEL; either way none of them is left.
+            check(rc == 0, "DEL on the new master: %d %r" % (rc, out))
             wait_for(lambda: cli(fl.replica_port, "ZCARD", "turn/nodes")[1] == "2", 3,
                      "x and y registered in the new master again")
             # Views read from the new master after that (each is at most half a second old).
