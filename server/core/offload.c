@@ -299,17 +299,16 @@ static struct kpath_perm_key perm_key(const off_alloc_t *st, const uint8_t ip[16
 /* The live permission of `a` for this IP: its expiry in ms, or 0. */
 static uint64_t min_u64(uint64_t x, uint64_t y) { return x < y ? x : y; }
 
-/* Make *tab (of *cap elements of `size` bytes) hold at least `need`. 0 or -ENOMEM (unchanged). */
-static int room(void **tab, uint32_t *cap, uint32_t need, size_t size)
+/* `tab` (of *cap elements of `size` bytes), grown to hold at least `need`: the table to use, or
+ * NULL (no memory; `tab` unchanged and still the caller's). */
+static void *room(void *tab, uint32_t *cap, uint32_t need, size_t size)
 {
     if (*cap >= need)
-        return 0;
-    void *p = realloc(*tab, (size_t)need * size);
-    if (!p)
-        return -ENOMEM;
-    *tab = p;
-    *cap = need;
-    return 0;
+        return tab;
+    void *p = realloc(tab, (size_t)need * size);
+    if (p)
+        *cap = need;
+    return p;
 }
 
 /* Empty `x` with room for `n` entries. 0 or -ENOMEM. */
@@ -372,8 +371,11 @@ static void sync_perms(offload_t *o, off_alloc_t *st, const alloc_t *a, uint64_t
 {
     uint32_t need = st->nperms + a->nperms;
     /* No memory: the rest stays as it was until the next change. */
-    if (room((void **)&st->perms, &st->capperms, need, sizeof(*st->perms)) != 0 ||
-        perm_index(o, st, need) != 0)
+    off_perm_t *perms = room(st->perms, &st->capperms, need, sizeof(*perms));
+    if (!perms)
+        return;
+    st->perms = perms;
+    if (perm_index(o, st, need) != 0)
         return;
     /* Mark what is still live; then remove the rest; then set what is new or moved. */
     for (uint32_t i = 0; i < st->nperms; i++)
@@ -521,8 +523,11 @@ static void sync_chans(offload_t *o, off_alloc_t *st, const alloc_t *a, uint64_t
                        uint64_t alloc_ms)
 {
     uint32_t need = st->nchans + a->nchans;
-    if (room((void **)&st->chans, &st->capchans, need, sizeof(*st->chans)) != 0 ||
-        chan_index(o, st, need) != 0)
+    off_chan_t *chans = room(st->chans, &st->capchans, need, sizeof(*chans));
+    if (!chans)
+        return;
+    st->chans = chans;
+    if (chan_index(o, st, need) != 0)
         return;
     /* Removals first, so a number or a peer rebound elsewhere is free before it is set again. */
     for (uint32_t i = 0; i < st->nchans; i++)
