@@ -243,69 +243,131 @@ static __always_inline int p2c_claims(__u8 family, const __u8 *relay, __u16 rela
     return pv && now < pv->expires_ns;
 }
 
-/* Where the rewritten datagram goes, decided before anything is changed so that a route we cannot
- * take leaves the packet to user space untouched. The lookup runs as loopback's (ifindex 1), as
- * for a datagram a local socket sends: bpf_fib_lookup checks forwarding on the interface it is
- * given, and loopback's is the one uturnd turns on (kpath.c), so an interface's own forwarding
- * setting never matters. A local destination: on loopback the stack delivers it after TC_ACT_OK;
- * received elsewhere, our own address as its source would be a martian, so it stays in user
- * space - unless it is a client -> peer hop to a relayed address of ours that a peer -> client
- * entry claims (relay to relay on one uturnd: a WebRTC call with both sides on us): then the
- * program runs again on the rewritten datagram (a tail call into itself, kp_self) for the second
- * hop, wherever it came in. Each such hop strips its framing and the kernel caps tail calls at 33,
- * so a chain of allocations ends. */
-static __always_inline int route(struct __sk_buff *skb, struct kp_scratch *s, const struct pkt *p,
-                                 const struct out *o, __u32 tot_len)
+/* Look the route up for `o` into r (kpath_abi.h struct kpath_route). The lookup runs as
+ * loopback's (ifindex 1), as for a datagram a local socket sends: bpf_fib_lookup checks forwarding
+ * on the interface it is given, and loopback's is the one uturnd turns on (kpath.c), so an
+ * interface's own forwarding setting never matters. The first lookup asks for a 64 KiB packet:
+ * a route with a smaller MTU answers FRAG_NEEDED with its MTU, and the second asks again with
+ * that length for the interface and neighbour. */
+static __always_inline void lookup(struct __sk_buff *skb, struct kp_scratch *s, const struct pkt *p,
+                                   const struct out *o, int any, struct kpath_route *r)
 {
     struct bpf_fib_lookup *f = &s->fib;
-    __builtin_memset(f, 0, sizeof(*f));
-    f->l4_protocol = IPPROTO_UDP;
-    f->sport = o->sport;
-    f->dport = o->dport;
-    f->tot_len = (__u16)tot_len;
-    f->ifindex = KP_LOOPBACK_IFINDEX;
     /* No source (a wildcard listener): the route's preferred source, as the kernel picks it for
      * user space's wildcard socket. Kernels before 6.8 refuse the flag: the packet stays there. */
+    __u32 flags = any ? BPF_FIB_LOOKUP_SRC : 0;
+    __u32 mtu = 0xffff;
+    long rc = 0;
+    for (int i = 0; i < 2; i++) {
+        __builtin_memset(f, 0, sizeof(*f));
+        f->l4_protocol = IPPROTO_UDP;
+        f->sport = o->sport;
+        f->dport = o->dport;
+        f->tot_len = (__u16)mtu;
+        f->ifindex = KP_LOOPBACK_IFINDEX;
+        if (p->family == 4) {
+            f->family = KP_AF_INET;
+            __builtin_memcpy(&f->ipv4_src, o->src_ip, 4);
+            __builtin_memcpy(&f->ipv4_dst, o->dst_ip, 4);
+        } else {
+            f->family = KP_AF_INET6;
+            __builtin_memcpy(f->ipv6_src, o->src_ip, 16);
+            __builtin_memcpy(f->ipv6_dst, o->dst_ip, 16);
+        }
+        rc = bpf_fib_lookup(skb, f, sizeof(*f), flags);
+        if (rc != BPF_FIB_LKUP_RET_FRAG_NEEDED || i == 1 || f->mtu_result == 0 ||
+            f->mtu_result >= mtu)
+            break;
+        mtu = f->mtu_result;
+    }
+    __builtin_memset(r, 0, sizeof(*r));
+    r->claims_gen = ~0ull;
+    r->mtu = mtu;
+    r->kind = KPATH_ROUTE_PASS; /* forwarding off on loopback, unreachable, MTU, ... */
+    if (rc == BPF_FIB_LKUP_RET_NOT_FWDED) {
+        if (!any)
+            r->kind = KPATH_ROUTE_LOCAL;
+    } else if (rc == BPF_FIB_LKUP_RET_SUCCESS || rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
+        r->kind = rc == BPF_FIB_LKUP_RET_SUCCESS ? KPATH_ROUTE_FWD : KPATH_ROUTE_NEIGH;
+        r->ifindex = f->ifindex;
+        __builtin_memcpy(r->dmac, f->dmac, 6);
+        __builtin_memcpy(r->smac, f->smac, 6);
+        if (p->family == 4)
+            __builtin_memcpy(r->src, &f->ipv4_src, 4);
+        else
+            __builtin_memcpy(r->src, f->ipv6_src, 16);
+    }
+}
+
+/* Where the rewritten datagram goes, decided before anything is changed so that a route we cannot
+ * take leaves the packet to user space untouched. The route comes from the entry's cache while it
+ * is good (kpath_abi.h), else from lookup(), and then goes into the cache. A local destination: on
+ * loopback the stack delivers it after TC_ACT_OK; received elsewhere, our own address as its
+ * source would be a martian, so it stays in user space - unless it is a client -> peer hop to a
+ * relayed address of ours that a peer -> client entry claims (relay to relay on one uturnd: a
+ * WebRTC call with both sides on us): then the program runs again on the rewritten datagram (a
+ * tail call into itself, kp_self) for the second hop, wherever it came in. Each such hop strips
+ * its framing and the kernel caps tail calls at 33, so a chain of allocations ends. A claim is
+ * looked for on every datagram, except that a channel's cache may remember that none existed at
+ * the current kp_claims_gen (no entry has been written since). */
+static __always_inline int route(struct __sk_buff *skb, struct kp_scratch *s, const struct pkt *p,
+                                 const struct out *o, __u32 tot_len, __u64 now)
+{
     const __u32 *sw = (const __u32 *)o->src_ip;
     int any = (sw[0] | sw[1] | sw[2] | sw[3]) == 0;
-    __u32 flags = any ? BPF_FIB_LOOKUP_SRC : 0;
-    if (p->family == 4) {
-        f->family = KP_AF_INET;
-        __builtin_memcpy(&f->ipv4_src, o->src_ip, 4);
-        __builtin_memcpy(&f->ipv4_dst, o->dst_ip, 4);
-    } else {
+    if (p->family == 6) {
         /* The IPv6 lookup answers "not forwarded" for link-local and multicast addresses before
          * it looks at the routes, as for a local one: those stay in user space. */
         const __u8 *d = o->dst_ip, *sa = o->src_ip;
         if (d[0] == 0xff || (d[0] == 0xfe && (d[1] & 0xc0) == 0x80) ||
             (sa[0] == 0xfe && (sa[1] & 0xc0) == 0x80))
             return ROUTE_PASS;
-        f->family = KP_AF_INET6;
-        __builtin_memcpy(f->ipv6_src, o->src_ip, 16);
-        __builtin_memcpy(f->ipv6_dst, o->dst_ip, 16);
     }
-    long rc = bpf_fib_lookup(skb, f, sizeof(*f), flags);
-    if (rc == BPF_FIB_LKUP_RET_NOT_FWDED) {
-        if (any)
-            return ROUTE_PASS;
-        if (o->to_peer &&
-            p2c_claims(p->family, o->dst_ip, o->dport, o->src_ip, o->sport, bpf_ktime_get_ns()))
-            return ROUTE_AGAIN;
-        return skb->ifindex == KP_LOOPBACK_IFINDEX ? ROUTE_LOCAL : ROUTE_PASS;
-    }
-    if (any && (rc == BPF_FIB_LKUP_RET_SUCCESS || rc == BPF_FIB_LKUP_RET_NO_NEIGH)) {
-        if (p->family == 4) {
-            __builtin_memset(s->src, 0, 16);
-            __builtin_memcpy(s->src, &f->ipv4_src, 4);
-        } else {
-            __builtin_memcpy(s->src, f->ipv6_src, 16);
+    struct kpath_route *c = o->rc, *r = &s->rt;
+    int hit = 0;
+    if (c) {
+        __u64 until = c->until_ns;
+        asm volatile("" ::: "memory");
+        if (until > now) {
+            __builtin_memcpy(r, c, sizeof(*r));
+            asm volatile("" ::: "memory");
+            hit = c->until_ns == until;
         }
     }
-    if (rc == BPF_FIB_LKUP_RET_SUCCESS)
-        return ROUTE_REDIRECT;
-    if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
-        return ROUTE_NEIGH;
-    return ROUTE_PASS; /* forwarding off on this interface, MTU, unreachable, ... */
+    if (!hit) {
+        lookup(skb, s, p, o, any, r);
+        r->until_ns = now + KPATH_ROUTE_TTL_NS;
+        if (c) {
+            c->until_ns = 0;
+            asm volatile("" ::: "memory");
+            c->claims_gen = r->claims_gen;
+            c->ifindex = r->ifindex;
+            c->mtu = r->mtu;
+            c->kind = r->kind;
+            __builtin_memcpy(c->dmac, r->dmac, 6);
+            __builtin_memcpy(c->smac, r->smac, 6);
+            __builtin_memcpy(c->src, r->src, 16);
+            asm volatile("" ::: "memory");
+            c->until_ns = r->until_ns;
+        }
+    }
+    if (r->kind == KPATH_ROUTE_LOCAL) {
+        if (o->to_peer) {
+            __u64 gen = *(volatile __u64 *)&kp_claims_gen;
+            if (!o->claims_cache || r->claims_gen != gen) {
+                if (p2c_claims(p->family, o->dst_ip, o->dport, o->src_ip, o->sport, now))
+                    return ROUTE_AGAIN;
+                if (c && o->claims_cache)
+                    c->claims_gen = gen;
+            }
+        }
+        return skb->ifindex == KP_LOOPBACK_IFINDEX ? ROUTE_LOCAL : ROUTE_PASS;
+    }
+    if ((r->kind != KPATH_ROUTE_FWD && r->kind != KPATH_ROUTE_NEIGH) || tot_len > r->mtu)
+        return ROUTE_PASS;
+    if (any)
+        __builtin_memcpy(s->src, r->src, 16);
+    return r->kind == KPATH_ROUTE_FWD ? ROUTE_REDIRECT : ROUTE_NEIGH;
 }
 
 /* Rewrite the datagram as `o` says and send it on. The caller filled s->old + 8 (framing that
@@ -317,7 +379,7 @@ static __attribute__((noinline)) int relay(struct __sk_buff *skb, struct kp_scra
     __u32 iphl = p->family == 4 ? 20 : 40;
     __u32 ulen = 8 + o->hdr + o->dlen + o->pad;
     __u32 tot = p->family == 4 ? iphl + ulen : ulen;
-    int where = route(skb, s, p, o, iphl + ulen);
+    int where = route(skb, s, p, o, iphl + ulen, now);
     if (where == ROUTE_PASS)
         return pass(KPATH_G_PASS_ROUTE);
     const __u32 *sw = (const __u32 *)o->src_ip;
@@ -448,15 +510,15 @@ static __attribute__((noinline)) int relay(struct __sk_buff *skb, struct kp_scra
     if (where == ROUTE_AGAIN)
         return KP_AGAIN;
     if (where == ROUTE_NEIGH)
-        return bpf_redirect_neigh(s->fib.ifindex, 0, 0, 0);
+        return bpf_redirect_neigh(s->rt.ifindex, 0, 0, 0);
     data = (void *)(long)skb->data;
     end = (void *)(long)skb->data_end;
     struct ethhdr *eth = data;
     if ((void *)(eth + 1) > end)
         goto fail;
-    __builtin_memcpy(eth->h_dest, s->fib.dmac, ETH_ALEN);
-    __builtin_memcpy(eth->h_source, s->fib.smac, ETH_ALEN);
-    return bpf_redirect(s->fib.ifindex, 0);
+    __builtin_memcpy(eth->h_dest, s->rt.dmac, ETH_ALEN);
+    __builtin_memcpy(eth->h_source, s->rt.smac, ETH_ALEN);
+    return bpf_redirect(s->rt.ifindex, 0);
 fail:
     bump(KPATH_G_REDIRECT_FAIL, 1);
     return TC_ACT_SHOT;
@@ -480,7 +542,9 @@ static __always_inline struct kpath_c2p_val *c2p_find(const struct pkt *p, __u16
     return bpf_map_lookup_elem(&kp_c2p, &k);
 }
 
-static __always_inline int perm_state(__u32 slot, __u8 family, const void *ip, __u64 now)
+/* The permission of `slot` for a peer IP: 1 live, 0 expired, -1 none; *pv the entry. */
+static __always_inline int perm_state(__u32 slot, __u8 family, const void *ip, __u64 now,
+                                      struct kpath_perm_val **pv)
 {
     struct kpath_perm_key k;
     __builtin_memset(&k, 0, sizeof(k));
@@ -488,6 +552,7 @@ static __always_inline int perm_state(__u32 slot, __u8 family, const void *ip, _
     k.family = family;
     __builtin_memcpy(k.peer_ip, ip, 16);
     struct kpath_perm_val *v = bpf_map_lookup_elem(&kp_perm, &k);
+    *pv = v;
     if (!v)
         return -1;
     return now < v->expires_ns ? 1 : 0;
@@ -541,6 +606,8 @@ static __always_inline int c2p_channel(struct __sk_buff *skb, struct kp_scratch 
         .slot = v->slot,
         .to_peer = 1,
         .kind = KPATH_G_CHANNELDATA_IN,
+        .rc = &v->route,
+        .claims_cache = 1,
     };
     return relay(skb, s, p, &o, now);
 }
@@ -622,8 +689,9 @@ static __always_inline int c2p_send(struct __sk_buff *skb, struct kp_scratch *s,
         if (peer[0] == 0 && peer[1] == 0 && peer[2] == bpf_htonl(0xffff))
             return pass(KPATH_G_PASS_UNHANDLED);
     }
-    int perm = perm_state(v->slot, p->family, peer, now);
-    if (perm < 0)
+    struct kpath_perm_val *pv;
+    int perm = perm_state(v->slot, p->family, peer, now, &pv);
+    if (perm < 0 || !pv)
         return TC_ACT_UNSPEC; /* no permission: user space drops it, counted there */
     if (perm == 0)
         return pass(KPATH_G_PASS_EXPIRED);
@@ -638,6 +706,7 @@ static __always_inline int c2p_send(struct __sk_buff *skb, struct kp_scratch *s,
         .slot = v->slot,
         .to_peer = 1,
         .kind = KPATH_G_SEND_IN,
+        .rc = &pv->route, /* the route to the peer's IP (any port: no claim is remembered) */
     };
     return relay(skb, s, p, &o, now);
 }
@@ -667,7 +736,8 @@ static __always_inline int p2c(struct __sk_buff *skb, struct kp_scratch *s, cons
             return pass(KPATH_G_PASS_EXPIRED);
     }
     /* User space checks the permission first (RFC 8656 §9), then looks for a channel. */
-    int perm = perm_state(v->slot, p->family, p->src, now);
+    struct kpath_perm_val *pv;
+    int perm = perm_state(v->slot, p->family, p->src, now, &pv);
     if (perm < 0)
         return TC_ACT_UNSPEC;
     if (perm == 0)
@@ -690,6 +760,7 @@ static __always_inline int p2c(struct __sk_buff *skb, struct kp_scratch *s, cons
         .dlen = dlen,
         .slot = v->slot,
         .to_peer = 0,
+        .rc = &v->route,
     };
     if (v->channel != 0) {
         /* RFC 8656 §12.5: no padding over UDP. */

@@ -498,7 +498,14 @@ static int map_set(kpath_t *k, int which, const void *key, const void *val)
     int fd = map_fd(k, which);
     if (fd < 0)
         return fd;
-    return bpf_map_update_elem(fd, key, val, BPF_ANY) == 0 ? 0 : -errno;
+    if (bpf_map_update_elem(fd, key, val, BPF_ANY) != 0)
+        return -errno;
+    /* A kp_p2c or kp_perm entry may claim a local destination the program found unclaimed
+     * (kpath_maps.bpf.h kp_claims_gen): after the write, so the program that sees the new
+     * generation sees the entry. The global is in the skeleton's mmap-ed .data. */
+    if (which != 0)
+        __atomic_fetch_add(&k->skel->data->kp_claims_gen, 1, __ATOMIC_SEQ_CST);
+    return 0;
 }
 
 static int map_del(kpath_t *k, int which, const void *key)

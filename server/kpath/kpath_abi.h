@@ -45,6 +45,33 @@ enum { KPATH_SEEN_PKTS = 0, KPATH_SEEN_BYTES = 1, KPATH_SEEN_N = 2 };
 
 /* Addresses: IPv4 in the first 4 bytes of ip[16], the rest zero. Ports in network byte order,
  * as on the wire. family: 4 or 6 (not AF_*: the same on both compilers). */
+/* A route lookup (bpf_fib_lookup) the program keeps in the entry it was made for (a channel's
+ * kp_c2p and kp_p2c entries, an allocation's kp_p2c entry, a permission for Send indications), so
+ * that a datagram costs no lookup: good for KPATH_ROUTE_TTL_NS, so a route or neighbour change is
+ * seen within that time. Written by the program only: user space writes it zero (nothing cached)
+ * with every entry it (re)writes. until_ns doubles as a sequence number: the program zeroes it,
+ * writes the rest, then sets it, and a reader that sees it change while it copies looks up
+ * again. */
+#define KPATH_ROUTE_TTL_NS 250000000ull
+enum {
+    KPATH_ROUTE_PASS = 1,  /* nothing the program can take: user space relays */
+    KPATH_ROUTE_LOCAL = 2, /* a local destination */
+    KPATH_ROUTE_FWD = 3,   /* out of ifindex, with these MACs */
+    KPATH_ROUTE_NEIGH = 4, /* out of ifindex, neighbour unresolved (bpf_redirect_neigh) */
+};
+struct kpath_route {
+    __u64 until_ns;   /* CLOCK_MONOTONIC; 0: nothing cached */
+    __u64 claims_gen; /* KPATH_ROUTE_LOCAL, client -> peer: kp_claims_gen when no kp_p2c entry
+                       * claimed the destination (relay to relay); ~0: ask again */
+    __u32 ifindex;
+    __u32 mtu; /* the route's MTU: a longer IP packet is passed */
+    __u8 kind; /* KPATH_ROUTE_* */
+    __u8 pad[3];
+    __u8 dmac[6];
+    __u8 smac[6];
+    __u8 src[16]; /* the source the route chose, for a wildcard listener */
+};
+
 struct kpath_c2p_key {
     __u8 client_ip[16];
     __u8 server_ip[16]; /* the listener's address; all zero for a wildcard listener */
@@ -61,7 +88,8 @@ struct kpath_c2p_val {
     __u16 relay_port; /* network order */
     __u16 peer_port;  /* network order; 0 in an allocation entry */
     __u8 relay_ip[16];
-    __u8 peer_ip[16]; /* zero in an allocation entry */
+    __u8 peer_ip[16];         /* zero in an allocation entry */
+    struct kpath_route route; /* a channel's (the program's; zero from user space) */
 };
 
 struct kpath_p2c_key {
@@ -84,6 +112,7 @@ struct kpath_p2c_val {
     __u8 client_ip[16];
     __u8 server_ip[16]; /* the source of what we send the client (the listener's address); zero
                          * for a wildcard listener: kpath.bpf.c decides (docs/KERNEL.md) */
+    struct kpath_route route; /* the program's; zero from user space */
 };
 
 struct kpath_perm_key {
@@ -95,6 +124,8 @@ struct kpath_perm_key {
 
 struct kpath_perm_val {
     __u64 expires_ns;
+    struct kpath_route route; /* to the peer, for Send indications (the program's; zero from user
+                               * space) */
 };
 
 /* One allocation's max-bps bucket, both directions together (as user space's dispatch_bps_ok):

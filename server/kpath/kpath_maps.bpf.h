@@ -68,7 +68,8 @@ struct {
  * CPU in softirq context (or with BHs off), so nothing else uses this CPU's copy meanwhile. */
 struct kp_scratch {
     struct bpf_fib_lookup fib;
-    __u32 ps_old[10]; /* pseudo-header words that change: src, dst, length */
+    struct kpath_route rt; /* the route this datagram takes (a copy of the entry's, or fresh) */
+    __u32 ps_old[10];      /* pseudo-header words that change: src, dst, length */
     __u32 ps_new[10];
     /* Summed words that change outside the pseudo header, aligned as in the datagram (the moved
      * payload keeps its 16-bit alignment, so it never enters the sum): the UDP ports and length
@@ -116,7 +117,14 @@ struct out {
     __u32 keep, dlen, hdr, pad;
     __u32 slot;
     int to_peer;
-    int kind; /* KPATH_G_* of the relay */
+    int kind;               /* KPATH_G_* of the relay */
+    struct kpath_route *rc; /* the entry's route cache (kpath_abi.h), or NULL */
+    int claims_cache;       /* rc may remember that no kp_p2c entry claims the destination */
 };
+
+/* Bumped by user space after every kp_p2c or kp_perm write (kpath.c), so that a local
+ * destination the program found unclaimed (struct kpath_route.claims_gen) is asked about again
+ * once an entry that could claim it exists. */
+__u64 kp_claims_gen = 1;
 
 #endif

@@ -85,11 +85,16 @@ def raw_dump(mid):
             for e in json.loads(r.stdout)]
 
 
+# Every value ends in the program's route cache (kpath_abi.h struct kpath_route): not decoded here,
+# since the program writes it as traffic flows.
+ROUTE = 56
+
+
 def c2p(k, v):
     """kp_c2p: key (client ip, server ip, client port, server port, channel, family) -> value
     (expires s, slot, relay ip, relay port, peer ip, peer port). Ports are network order in the
     map, the channel host order."""
-    check(len(k) == 40 and len(v) == 48 and k[39] == 0, "c2p sizes/pad %d %d" % (len(k), len(v)))
+    check(len(k) == 40 and len(v) == 48 + ROUTE and k[39] == 0, "c2p sizes/pad %d %d" % (len(k), len(v)))
     key = (k[0:16], k[16:32], struct.unpack("!H", k[32:34])[0], struct.unpack("!H", k[34:36])[0],
            struct.unpack("=H", k[36:38])[0], k[38])
     val = (struct.unpack("=Q", v[0:8])[0] / 1e9, struct.unpack("=I", v[8:12])[0], v[16:32],
@@ -100,7 +105,7 @@ def c2p(k, v):
 def p2c(k, v):
     """kp_p2c: key (relay ip, relay port, peer ip, peer port, family) -> value (expires s, slot,
     channel, client ip, client port, server ip, server port)."""
-    check(len(k) == 40 and len(v) == 56 and k[37:40] == bytes(3) and v[18:24] == bytes(6),
+    check(len(k) == 40 and len(v) == 56 + ROUTE and k[37:40] == bytes(3) and v[18:24] == bytes(6),
           "p2c sizes/pads")
     key = (k[0:16], struct.unpack("!H", k[32:34])[0], k[16:32], struct.unpack("!H", k[34:36])[0],
            k[36])
@@ -112,8 +117,8 @@ def p2c(k, v):
 
 def perm(k, v):
     """kp_perm: key (slot, family, peer ip) -> expires s."""
-    check(len(k) == 24 and len(v) == 8 and k[5:8] == bytes(3), "perm sizes/pad")
-    return (struct.unpack("=I", k[0:4])[0], k[4], k[8:24]), struct.unpack("=Q", v)[0] / 1e9
+    check(len(k) == 24 and len(v) == 8 + ROUTE and k[5:8] == bytes(3), "perm sizes/pad")
+    return (struct.unpack("=I", k[0:4])[0], k[4], k[8:24]), struct.unpack("=Q", v[0:8])[0] / 1e9
 
 
 def entries(u):

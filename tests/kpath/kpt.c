@@ -135,13 +135,11 @@ int kpt_udp_csum_ok(const uint8_t *pkt, size_t len)
 
 /* ---- the maps, as the workers fill them (kpath_abi.h) ---- */
 
-void kpt_c2p_set(const kpt_ep_t *client, const kpt_ep_t *server, uint16_t channel,
-                 const kpt_ep_t *relay, const kpt_ep_t *peer, uint32_t slot, uint64_t expires)
+static struct kpath_c2p_key c2p_key(const kpt_ep_t *client, const kpt_ep_t *server,
+                                    uint16_t channel)
 {
     struct kpath_c2p_key k;
-    struct kpath_c2p_val v;
     memset(&k, 0, sizeof(k));
-    memset(&v, 0, sizeof(v));
     size_t al = client->family == 4 ? 4 : 16;
     memcpy(k.client_ip, client->ip, al);
     if (server)
@@ -150,6 +148,30 @@ void kpt_c2p_set(const kpt_ep_t *client, const kpt_ep_t *server, uint16_t channe
     k.server_port = htons(server ? server->port : 3478);
     k.channel = channel;
     k.family = (uint8_t)client->family;
+    return k;
+}
+
+int kpt_c2p_get(const kpt_ep_t *client, const kpt_ep_t *server, uint16_t channel,
+                struct kpath_c2p_val *v)
+{
+    struct kpath_c2p_key k = c2p_key(client, server, channel);
+    return bpf_map_lookup_elem(bpf_map__fd(kpt_skel->maps.kp_c2p), &k, v);
+}
+
+int kpt_c2p_put(const kpt_ep_t *client, const kpt_ep_t *server, uint16_t channel,
+                const struct kpath_c2p_val *v)
+{
+    struct kpath_c2p_key k = c2p_key(client, server, channel);
+    return bpf_map_update_elem(bpf_map__fd(kpt_skel->maps.kp_c2p), &k, v, BPF_EXIST);
+}
+
+void kpt_c2p_set(const kpt_ep_t *client, const kpt_ep_t *server, uint16_t channel,
+                 const kpt_ep_t *relay, const kpt_ep_t *peer, uint32_t slot, uint64_t expires)
+{
+    struct kpath_c2p_key k = c2p_key(client, server, channel);
+    struct kpath_c2p_val v;
+    memset(&v, 0, sizeof(v));
+    size_t al = client->family == 4 ? 4 : 16;
     v.expires_ns = expires;
     v.slot = slot;
     memcpy(v.relay_ip, relay->ip, al);
@@ -184,6 +206,7 @@ void kpt_p2c_set(const kpt_ep_t *relay, const kpt_ep_t *peer, const kpt_ep_t *cl
     memcpy(v.server_ip, server->ip, al);
     v.server_port = htons(server->port);
     CHECK_INT(bpf_map_update_elem(bpf_map__fd(kpt_skel->maps.kp_p2c), &k, &v, BPF_ANY), 0);
+    kpt_skel->data->kp_claims_gen++; /* as kpath.c does after a kp_p2c or kp_perm write */
 }
 
 void kpt_perm_set(uint32_t slot, const kpt_ep_t *peer, uint64_t expires)
@@ -195,6 +218,7 @@ void kpt_perm_set(uint32_t slot, const kpt_ep_t *peer, uint64_t expires)
     memcpy(k.peer_ip, peer->ip, peer->family == 4 ? 4 : 16);
     struct kpath_perm_val v = {.expires_ns = expires};
     CHECK_INT(bpf_map_update_elem(bpf_map__fd(kpt_skel->maps.kp_perm), &k, &v, BPF_ANY), 0);
+    kpt_skel->data->kp_claims_gen++;
 }
 
 void kpt_slot_reset(uint32_t slot, uint64_t bps)

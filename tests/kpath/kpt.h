@@ -53,6 +53,12 @@ size_t kpt_build(uint8_t *o, const kpt_ep_t *s, const kpt_ep_t *d, const uint8_t
 /* Is the UDP checksum of a whole frame right (0: none, IPv4)? */
 int kpt_udp_csum_ok(const uint8_t *pkt, size_t len);
 
+/* The c2p entry as the program left it (its route cache included), and a rewrite of it as given
+ * (kpt_c2p_set writes a fresh one, route cache zero). 0 or -1 (errno). */
+int kpt_c2p_get(const kpt_ep_t *client, const kpt_ep_t *server, uint16_t channel,
+                struct kpath_c2p_val *v);
+int kpt_c2p_put(const kpt_ep_t *client, const kpt_ep_t *server, uint16_t channel,
+                const struct kpath_c2p_val *v);
 /* The maps. peer NULL: an allocation entry; server NULL: a wildcard listener. */
 void kpt_c2p_set(const kpt_ep_t *client, const kpt_ep_t *server, uint16_t channel,
                  const kpt_ep_t *relay, const kpt_ep_t *peer, uint32_t slot, uint64_t expires);

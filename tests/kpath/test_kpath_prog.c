@@ -465,6 +465,133 @@ UNIT_TEST(forwarding_off)
     }
 }
 
+/* The route cache (kpath_abi.h struct kpath_route): the first datagram looks the route up and
+ * leaves it in the channel's entry; later ones use it while it is good, so a route change (here
+ * loopback's forwarding turned off) is seen when it runs out or when user space rewrites the
+ * entry. */
+UNIT_TEST(route_cache)
+{
+    kpt_world_t w = kpt_world(4);
+    kpt_clear_maps();
+    kpt_slot_reset(KPT_SLOT, 0);
+    uint64_t exp = kpt_now_ns() + 60000000000ull;
+    kpt_c2p_set(&w.client, &w.server, 0x4001, &w.relay, &w.peer, KPT_SLOT, exp);
+    uint8_t d[64], pl[KPT_MAXPKT], in[KPT_MAXPKT], out[KPT_MAXPKT];
+    kpt_fill(d, sizeof(d), 6);
+    size_t pn = kpt_channel_data(pl, 0x4001, d, sizeof(d), 0);
+    size_t inn = kpt_build(in, &w.client, &w.server, pl, pn, 0), outn;
+    uint64_t t0 = kpt_now_ns();
+    CHECK_INT(kpt_run(in, inn, out, &outn), TC_ACT_OK);
+    uint64_t t1 = kpt_now_ns();
+    struct kpath_c2p_val v;
+    CHECK_INT(kpt_c2p_get(&w.client, &w.server, 0x4001, &v), 0);
+    CHECK_INT(v.route.kind, KPATH_ROUTE_LOCAL);
+    CHECK(v.route.until_ns >= t0 + KPATH_ROUTE_TTL_NS &&
+          v.route.until_ns <= t1 + KPATH_ROUTE_TTL_NS);
+    /* Nobody claims the peer: remembered at the current generation. */
+    CHECK_INT(v.route.claims_gen, kpt_skel->data->kp_claims_gen);
+
+    const char *fwd = "/proc/sys/net/ipv4/conf/lo/forwarding";
+    CHECK_INT(kpt_write_file(fwd, "0"), 0);
+    uint64_t g0 = kpt_global(KPATH_G_PASS_ROUTE);
+    CHECK_INT(kpt_run(in, inn, out, &outn), TC_ACT_OK); /* the cached route: no lookup */
+    CHECK_INT(kpt_global(KPATH_G_PASS_ROUTE) - g0, 0);
+    /* The cache runs out: the next datagram looks up, is passed, and the answer is cached. */
+    CHECK_INT(kpt_c2p_get(&w.client, &w.server, 0x4001, &v), 0);
+    v.route.until_ns = kpt_now_ns() - 1;
+    CHECK_INT(kpt_c2p_put(&w.client, &w.server, 0x4001, &v), 0);
+    kpt_check_passed("cache run out, forwarding off", in, inn);
+    CHECK_INT(kpt_global(KPATH_G_PASS_ROUTE) - g0, 1);
+    CHECK_INT(kpt_c2p_get(&w.client, &w.server, 0x4001, &v), 0);
+    CHECK_INT(v.route.kind, KPATH_ROUTE_PASS);
+    kpt_check_passed("cached: no route", in, inn);
+    CHECK_INT(kpt_global(KPATH_G_PASS_ROUTE) - g0, 2);
+    /* Forwarding back on and the entry rewritten (its cache zero): relayed again. */
+    CHECK_INT(kpt_write_file(fwd, "1"), 0);
+    kpt_c2p_set(&w.client, &w.server, 0x4001, &w.relay, &w.peer, KPT_SLOT, exp);
+    CHECK_INT(kpt_run(in, inn, out, &outn), TC_ACT_OK);
+    CHECK_INT(kpt_slot_counts(KPT_SLOT).to_peer_packets, 3);
+}
+
+/* A route's MTU is kept with it: a datagram longer than the route takes is passed to user space
+ * even when the route comes from the cache. The route is a /32 on the veth with `mtu lock 600`
+ * (bpf_fib_lookup, as forwarding, honours a route MTU only when locked; otherwise the device's). */
+UNIT_TEST(route_cache_mtu)
+{
+    kpt_world_t w = kpt_world(4);
+    kpt_ep_t peer = kpt_ep(4, "198.19.0.77", 60000);
+    CHECK_INT(kpt_sh("ip route add 198.19.0.77/32 dev kpd mtu lock 600"), 0);
+    kpt_clear_maps();
+    kpt_slot_reset(KPT_SLOT, 0);
+    kpt_c2p_set(&w.client, &w.server, 0x4001, &w.relay, &peer, KPT_SLOT,
+                kpt_now_ns() + 60000000000ull);
+    uint8_t d[700], pl[KPT_MAXPKT], in[KPT_MAXPKT], out[KPT_MAXPKT];
+    kpt_fill(d, sizeof(d), 8);
+    /* 572 B of payload: 600 B as IPv4; 573: one too many. */
+    size_t sizes[] = {572, 573, 100, 700, 572};
+    int want[] = {1, 0, 1, 0, 1};
+    uint64_t g0 = kpt_global(KPATH_G_PASS_ROUTE);
+    int passed = 0;
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        size_t pn = kpt_channel_data(pl, 0x4001, d, sizes[i], 0);
+        size_t inn = kpt_build(in, &w.client, &w.server, pl, pn, 0), outn;
+        int rc = kpt_run(in, inn, out, &outn);
+        if (want[i]) {
+            CHECK_INT(rc, TC_ACT_REDIRECT);
+            CHECK_INT(outn, 14 + 20 + 8 + sizes[i]);
+        } else {
+            CHECK_INT(rc, TC_ACT_UNSPEC);
+            passed++;
+        }
+    }
+    CHECK_INT(kpt_global(KPATH_G_PASS_ROUTE) - g0, (uint64_t)passed);
+    struct kpath_c2p_val v;
+    CHECK_INT(kpt_c2p_get(&w.client, &w.server, 0x4001, &v), 0);
+    CHECK_INT(v.route.mtu, 600);
+    CHECK(v.route.kind == KPATH_ROUTE_FWD || v.route.kind == KPATH_ROUTE_NEIGH);
+    CHECK_INT(kpt_slot_counts(KPT_SLOT).to_peer_packets, 3);
+    kpt_sh("ip route del 198.19.0.77/32 dev kpd");
+}
+
+/* Relay to relay on one uturnd (kpath.bpf.c route()): a channel to a relayed address of ours that
+ * no peer -> client entry claims is delivered on loopback (user space takes the second hop), and
+ * its entry remembers that at the current kp_claims_gen. Once the other allocation's entry and
+ * permission are written (the generation moves), the next datagram takes the second hop in the
+ * kernel too: a tail call through kp_self, and out comes the other client's ChannelData. */
+UNIT_TEST(relay_to_relay)
+{
+    kpt_world_t w = kpt_world(4);
+    kpt_ep_t relay2 = kpt_ep(4, "127.0.0.4", 50002), client2 = kpt_ep(4, "127.0.0.5", 40002);
+    uint32_t zero = 0;
+    int fd = kpt_prog_fd;
+    CHECK_INT(bpf_map_update_elem(bpf_map__fd(kpt_skel->maps.kp_self), &zero, &fd, BPF_ANY), 0);
+    kpt_clear_maps();
+    kpt_slot_reset(KPT_SLOT, 0);
+    kpt_slot_reset(KPT_SLOT + 1, 0);
+    uint64_t exp = kpt_now_ns() + 60000000000ull;
+    kpt_c2p_set(&w.client, &w.server, 0x4001, &w.relay, &relay2, KPT_SLOT, exp);
+    uint8_t d[50], pl[KPT_MAXPKT], in[KPT_MAXPKT], out[KPT_MAXPKT], want[KPT_MAXPKT];
+    kpt_fill(d, sizeof(d), 2);
+    size_t pn = kpt_channel_data(pl, 0x4001, d, sizeof(d), 0);
+    size_t inn = kpt_build(in, &w.client, &w.server, pl, pn, 0), outn;
+    CHECK_INT(kpt_run(in, inn, out, &outn), TC_ACT_OK);
+    size_t wn = kpt_build(want, &w.relay, &relay2, d, sizeof(d), 1);
+    kpt_check_bytes("unclaimed: one hop", sizeof(d), out, outn, want, wn);
+    struct kpath_c2p_val v;
+    CHECK_INT(kpt_c2p_get(&w.client, &w.server, 0x4001, &v), 0);
+    CHECK_INT(v.route.claims_gen, kpt_skel->data->kp_claims_gen);
+
+    kpt_p2c_set(&relay2, &w.relay, &client2, &w.server, 0x4002, KPT_SLOT + 1, exp);
+    kpt_perm_set(KPT_SLOT + 1, &w.relay, exp);
+    CHECK_INT(kpt_run(in, inn, out, &outn), TC_ACT_OK);
+    size_t p2n = kpt_channel_data(pl, 0x4002, d, sizeof(d), 0);
+    wn = kpt_build(want, &w.server, &client2, pl, p2n, 1);
+    kpt_check_bytes("claimed: both hops", sizeof(d), out, outn, want, wn);
+    CHECK_INT(kpt_slot_counts(KPT_SLOT).to_peer_packets, 2);
+    CHECK_INT(kpt_slot_counts(KPT_SLOT + 1).from_peer_packets, 1);
+    CHECK_INT(bpf_map_delete_elem(bpf_map__fd(kpt_skel->maps.kp_self), &zero), 0);
+}
+
 /* The program's own cost under BPF_PROG_TEST_RUN (repeat: KPATH_BENCH_REPEAT, default 1000). A
  * test run keeps one skb across repeats, so the maps make it a ping-pong: ChannelData from the
  * client is stripped and sent to the peer, and that datagram (a "peer" datagram to a "relayed
@@ -499,6 +626,37 @@ static void bench(size_t n)
     printf("bench: %zu B ChannelData, %u runs: %u ns per run\n", n, repeat, o.duration);
 }
 
+/* The common path on its own: ChannelData from the client to a local peer that no peer -> client
+ * entry claims, one datagram per test run (a fresh skb each time), `calls` runs; the mean of the
+ * kernel's per-run times. The route comes from the channel's cache after the first. */
+static void bench_one_way(size_t n)
+{
+    kpt_world_t w = kpt_world(4);
+    kpt_clear_maps();
+    kpt_slot_reset(KPT_SLOT, 0);
+    uint64_t exp = kpt_now_ns() + 3600000000000ull;
+    kpt_c2p_set(&w.client, &w.server, 0x4001, &w.relay, &w.peer, KPT_SLOT, exp);
+    uint8_t d[KPT_MAXPKT], pl[KPT_MAXPKT], in[KPT_MAXPKT], out[KPT_MAXPKT];
+    kpt_fill(d, n, 3);
+    size_t pn = kpt_channel_data(pl, 0x4001, d, n, 0);
+    size_t inn = kpt_build(in, &w.client, &w.server, pl, pn, 0);
+    const char *env = getenv("KPATH_BENCH_REPEAT");
+    uint32_t calls = env ? (uint32_t)strtoul(env, NULL, 10) / 4 : 250;
+    uint64_t ns = 0;
+    uint32_t ok = 0;
+    for (uint32_t i = 0; i < calls; i++) {
+        DECLARE_LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = in, .data_size_in = (uint32_t)inn,
+                            .data_out = out, .data_size_out = KPT_MAXPKT, .repeat = 1);
+        if (bpf_prog_test_run_opts(kpt_prog_fd, &o) == 0 && o.retval == TC_ACT_OK)
+            ok++;
+        ns += o.duration;
+    }
+    CHECK_INT(ok, calls);
+    CHECK_INT(kpt_slot_counts(KPT_SLOT).to_peer_packets, calls);
+    printf("bench: %zu B ChannelData one way, %u runs: %llu ns per run\n", n, calls,
+           (unsigned long long)(calls ? ns / calls : 0));
+}
+
 UNIT_TEST(bench_test_run)
 {
     struct bpf_prog_info info;
@@ -509,6 +667,8 @@ UNIT_TEST(bench_test_run)
            info.xlated_prog_len, info.xlated_prog_len / 8, info.jited_prog_len);
     bench(100);
     bench(1000);
+    bench_one_way(100);
+    bench_one_way(1000);
 }
 
 int main(int argc, char **argv)
