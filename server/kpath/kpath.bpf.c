@@ -44,6 +44,7 @@ volatile const __u32 kpath_owner_pid = 0;
 #define STUN_MAX_MSG 4096 /* common/stun.h STUN_MAX_MSG_LEN: user space drops longer ones */
 #define NOT_OURS 1000     /* internal: keep looking (never returned to tc) */
 #define KP_AGAIN 1001     /* internal: rewritten to a relayed address of ours: run again */
+#define KP_CLOCK_SLACK_NS 10000000ull /* the longest tick (HZ=100) */
 
 static __always_inline void bump(__u32 key, __u64 n)
 {
@@ -385,23 +386,23 @@ static __attribute__((noinline)) int relay(struct __sk_buff *skb, struct kp_scra
     const __u32 *sw = (const __u32 *)o->src_ip;
     const __u8 *src = (sw[0] | sw[1] | sw[2] | sw[3]) == 0 ? s->src : o->src_ip;
 
-    /* Checksum words, read before the packet changes. */
+    /* The checksum's change, worked out before the packet changes. The pseudo header's (source,
+     * destination, length) as a one's complement sum of 32-bit words, the old ones complemented
+     * (what bpf_csum_diff does, without the buffers); the rest (ports, length, and the framing
+     * that goes and comes, s->old / s->new) with bpf_csum_diff over the bytes used. */
     __u32 olen = p->plen + 8;
+    __u64 ps = (__u32)~bpf_htonl(olen) + (__u64)bpf_htonl(ulen);
+    const __u32 *ns = (const __u32 *)src, *nd = (const __u32 *)o->dst_ip;
     if (p->family == 4) {
-        s->ps_old[0] = p->src[0];
-        s->ps_old[1] = p->dst[0];
-        s->ps_old[2] = bpf_htonl(olen);
-        __builtin_memcpy(&s->ps_new[0], src, 4);
-        __builtin_memcpy(&s->ps_new[1], o->dst_ip, 4);
-        s->ps_new[2] = bpf_htonl(ulen);
+        ps += (__u32)~p->src[0] + (__u64)(__u32)~p->dst[0] + ns[0] + nd[0];
     } else {
-        __builtin_memcpy(&s->ps_old[0], p->src, 16);
-        __builtin_memcpy(&s->ps_old[4], p->dst, 16);
-        s->ps_old[8] = bpf_htonl(olen);
-        __builtin_memcpy(&s->ps_new[0], src, 16);
-        __builtin_memcpy(&s->ps_new[4], o->dst_ip, 16);
-        s->ps_new[8] = bpf_htonl(ulen);
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+            ps += (__u32)~p->src[i] + (__u64)(__u32)~p->dst[i] + ns[i] + nd[i];
     }
+    ps = (ps & 0xffffffff) + (ps >> 32);
+    ps = (ps & 0xffffffff) + (ps >> 32);
+    __s64 d_ps = (__s64)(__u32)ps;
     __u16 *ow = (__u16 *)s->old, *nw = (__u16 *)s->new;
     ow[0] = p->sport;
     ow[1] = p->dport;
@@ -411,11 +412,12 @@ static __attribute__((noinline)) int relay(struct __sk_buff *skb, struct kp_scra
     nw[1] = o->dport;
     nw[2] = bpf_htons(ulen);
     nw[3] = 0;
-    __u32 pslen = p->family == 4 ? 12 : 36;
-    __s64 d_ps = bpf_csum_diff(s->ps_old, pslen, s->ps_new, pslen, 0);
-    __s64 d_rest =
-        bpf_csum_diff((__be32 *)s->old, sizeof(s->old), (__be32 *)s->new, sizeof(s->new), 0);
-    if (d_ps < 0 || d_rest < 0)
+    __u64 on = 8 + o->olen, nn = 8 + o->nlen;
+    asm volatile("" : "+r"(on), "+r"(nn));
+    if (on > sizeof(s->old) || nn > sizeof(s->new) || (on & 3) || (nn & 3))
+        return pass(KPATH_G_PASS_UNHANDLED);
+    __s64 d_rest = bpf_csum_diff((__be32 *)s->old, on, (__be32 *)s->new, nn, 0);
+    if (d_rest < 0)
         return pass(KPATH_G_PASS_UNHANDLED);
 
     __u32 dlen = o->dlen;
@@ -591,17 +593,19 @@ static __always_inline int c2p_channel(struct __sk_buff *skb, struct kp_scratch 
         (p->family == 4 && (!v4_form(v->relay_ip) || !v4_form(v->peer_ip))))
         return pass(KPATH_G_PASS_UNHANDLED);
     __u32 tail = p->plen - 4 - dlen;
-    __builtin_memset(s->old, 0, sizeof(s->old));
-    __builtin_memset(s->new, 0, sizeof(s->new));
     __builtin_memcpy(s->old + 8, h, 4);
-    if (load_tail(skb, p->l4 + 8 + 4 + dlen, s->old + 12, dlen, tail) != 0)
-        return pass(KPATH_G_PASS_UNHANDLED);
+    if (tail) {
+        *(__u32 *)(s->old + 12) = 0;
+        if (load_tail(skb, p->l4 + 8 + 4 + dlen, s->old + 12, dlen, tail) != 0)
+            return pass(KPATH_G_PASS_UNHANDLED);
+    }
     struct out o = {
         .src_ip = v->relay_ip,
         .dst_ip = v->peer_ip,
         .sport = v->relay_port,
         .dport = v->peer_port,
         .keep = 4,
+        .olen = tail ? 8 : 4,
         .dlen = dlen,
         .slot = v->slot,
         .to_peer = 1,
@@ -663,7 +667,6 @@ static __always_inline int c2p_send(struct __sk_buff *skb, struct kp_scratch *s,
     /* The framing that disappears: header, XOR-PEER-ADDRESS, DATA's header and padding. Every
      * attribute starts on a 4-byte boundary, so only the padding's position matters. */
     __builtin_memset(s->old, 0, sizeof(s->old));
-    __builtin_memset(s->new, 0, sizeof(s->new));
     __u8 *x = s->old + 8 + STUN_HDR;
     if (bpf_skb_load_bytes(skb, p->l4 + 8, s->old + 8, STUN_HDR) != 0 ||
         bpf_skb_load_bytes(skb, p->l4 + 8 + xoff, x, 4 + (xlen & 31)) != 0 ||
@@ -702,6 +705,7 @@ static __always_inline int c2p_send(struct __sk_buff *skb, struct kp_scratch *s,
         .sport = v->relay_port,
         .dport = port,
         .keep = doff + 4,
+        .olen = 20 + 24 + 4 + 4, /* header, XOR-PEER-ADDRESS's room, DATA's header, padding */
         .dlen = dlen,
         .slot = v->slot,
         .to_peer = 1,
@@ -748,8 +752,6 @@ static __always_inline int p2c(struct __sk_buff *skb, struct kp_scratch *s, cons
         (p->family == 4 && (!v4_form(v->server_ip) || !v4_form(v->client_ip))))
         return pass(KPATH_G_PASS_UNHANDLED);
 
-    __builtin_memset(s->old, 0, sizeof(s->old));
-    __builtin_memset(s->new, 0, sizeof(s->new));
     __u8 *h = s->new + 8;
     struct out o = {
         .src_ip = v->server_ip,
@@ -769,6 +771,7 @@ static __always_inline int p2c(struct __sk_buff *skb, struct kp_scratch *s, cons
         h[2] = (__u8)(dlen >> 8);
         h[3] = (__u8)dlen;
         o.hdr = 4;
+        o.nlen = 4;
         o.kind = KPATH_G_CHANNELDATA_OUT;
         return relay(skb, s, p, &o, now);
     }
@@ -803,6 +806,7 @@ static __always_inline int p2c(struct __sk_buff *skb, struct kp_scratch *s, cons
     d[2] = (__u8)(dlen >> 8);
     d[3] = (__u8)dlen;
     o.hdr = p->family == 4 ? 36 : 48;
+    o.nlen = o.hdr; /* every byte written above; the zero padding adds nothing */
     o.pad = padded - dlen;
     o.kind = KPATH_G_DATA_OUT;
     return relay(skb, s, p, &o, now);
@@ -830,10 +834,19 @@ static __always_inline int ingress(struct __sk_buff *skb)
     struct kp_scratch *s = bpf_map_lookup_elem(&kp_scratch, &key);
     if (!s)
         return TC_ACT_UNSPEC;
-    __u64 now = bpf_ktime_get_ns();
+    /* The coarse clock (CLOCK_MONOTONIC as of the last tick) costs a fraction of the full one;
+     * it lags by up to a tick, so a tick's worth is added: `now` is never earlier than
+     * CLOCK_MONOTONIC, and an entry stops relaying up to KP_CLOCK_SLACK_NS before its expiry,
+     * never after (user space takes those datagrams, and decides as before). */
+    __u64 now = bpf_ktime_get_coarse_ns() + KP_CLOCK_SLACK_NS;
     if (p.plen >= 4) {
         __u8 h[4];
-        if (bpf_skb_load_bytes(skb, p.l4 + 8, h, 4) != 0)
+        /* In the linear part after parse() (pulled above): read in place. */
+        const __u8 *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
+        const __u8 *at = data + (p.l4 & 0x7f) + 8;
+        if (at + 4 <= end)
+            __builtin_memcpy(h, at, 4);
+        else if (bpf_skb_load_bytes(skb, p.l4 + 8, h, 4) != 0)
             return TC_ACT_UNSPEC;
         int rc = NOT_OURS;
         /* RFC 7983 §7: 64-79 is ChannelData (RFC 5766 numbers up to 0x7fff included: the map

@@ -20,8 +20,9 @@
  *   kp_count  percpu array slot -> per-allocation packets and bytes both ways (summed on read).
  *   kp_global percpu array KPATH_G_* -> what the program did, for /metrics.
  * Only same-family entries exist: a client on IPv4 with an IPv6 relayed address (RFC 6156) stays
- * in user space. Every expiry is CLOCK_MONOTONIC ns (bpf_ktime_get_ns; libuv's loop time is the
- * same clock in ms), so an entry stops relaying at its expiry even if user space lags. */
+ * in user space. Every expiry is CLOCK_MONOTONIC ns (libuv's loop time is the same clock in ms);
+ * the program reads the coarse clock plus a tick (kpath.bpf.c), so an entry stops relaying up to
+ * 10 ms before its expiry and never after, even if user space lags. */
 #ifndef UTURN_KPATH_ABI_H
 #define UTURN_KPATH_ABI_H
 

@@ -69,8 +69,6 @@ struct {
 struct kp_scratch {
     struct bpf_fib_lookup fib;
     struct kpath_route rt; /* the route this datagram takes (a copy of the entry's, or fresh) */
-    __u32 ps_old[10];      /* pseudo-header words that change: src, dst, length */
-    __u32 ps_new[10];
     /* Summed words that change outside the pseudo header, aligned as in the datagram (the moved
      * payload keeps its 16-bit alignment, so it never enters the sum): the UDP ports and length
      * (checksum field as zero), then the framing removed (old) or written (new). */
@@ -115,6 +113,7 @@ struct out {
     const __u8 *src_ip, *dst_ip; /* map memory, 16 bytes */
     __u16 sport, dport;          /* network order */
     __u32 keep, dlen, hdr, pad;
+    __u32 olen, nlen; /* bytes of s->old + 8 and s->new + 8 that count (multiples of 4) */
     __u32 slot;
     int to_peer;
     int kind;               /* KPATH_G_* of the relay */
