@@ -20,10 +20,11 @@
  * Clocks: the engine's now_ms is the worker's libuv loop time, uv_now(): libuv's
  * uv__hrtime(UV_CLOCK_FAST) / 1e6, which on Linux is CLOCK_MONOTONIC, or CLOCK_MONOTONIC_COARSE
  * when that has 1 ms resolution or better: the same clock (the coarse one is the monotonic clock
- * read at the last tick). bpf_ktime_get_ns() is CLOCK_MONOTONIC in ns. So an expiry of E ms is
- * E * 1e6 ns for the program. The loop time lags the real clock by up to a tick plus a loop
- * iteration, so the kernel's copy of an expiry can only fall a few ms before user space's: past
- * it, datagrams go to user space, which still decides as before.
+ * read at the last tick). The program's expiries are CLOCK_MONOTONIC in ns, so an expiry of E ms
+ * is E * 1e6 ns for it. The loop time lags the real clock by up to a tick plus a loop iteration,
+ * and the program's clock runs up to 10 ms ahead of it (kpath.bpf.c: the coarse clock plus a
+ * tick), so the kernel's copy of an expiry can only fall a few ms before user space's: past it,
+ * datagrams go to user space, which still decides as before.
  *
  * Server address: the c2p key holds the listener's bound address, all zero for a wildcard
  * listener (the program then matches any). The p2c value must say which source the datagram to
