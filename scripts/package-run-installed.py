@@ -12,8 +12,14 @@ the relay check), with a NOTIFY_SOCKET of our own, under strace -f. Then:
   every system call uturnd made (after its execve) is one the unit's SystemCallFilter allows:
   @system-service without @privileged and @resources, as systemd-analyze expands them, and every
   socket it opened is of a family in the unit's RestrictAddressFamilies.
+With DROPIN (the kernel-offload drop-in, etc/uturnd-kernel-offload.conf), it runs the unit as that
+drop-in changes it: its ExecStartPre=+ commands first, as root; uturnd with exactly the capabilities
+of AmbientCapabilities= and `--kernel-offload on`; the same checks, plus: the TC program attached,
+uclient's ChannelData relayed in the kernel (the stats API's kernel counters), every system call
+inside the unit's and the drop-in's SystemCallFilter= together; then a SIGKILLed uturnd leaves its
+tc filter on lo, and the drop-in's ExecStopPost=+ command, as root, removes it.
 Prints one line per check; exits 1 on the first failure.
-Usage: package-run-installed.py UNITFILE   (its files go to a temporary directory in /tmp)
+Usage: package-run-installed.py UNITFILE [DROPIN]   (its files go to a temporary directory in /tmp)
 """
 import json
 import os
@@ -60,6 +66,12 @@ def expand(group, seen=None):
     return names
 
 
+def lines(files):
+    for f in files:
+        for line in open(f):
+            yield line
+
+
 def unit_families(unit):
     fams = set()
     for line in open(unit):
@@ -69,18 +81,50 @@ def unit_families(unit):
     return fams
 
 
-def unit_filter(unit):
-    """Allowed system calls from the unit's SystemCallFilter= lines (allow list, then ~ denials)."""
-    allowed, denied = set(), set()
-    for line in open(unit):
+def unit_filter(files):
+    """Allowed system calls from the SystemCallFilter= lines of the unit and its drop-ins, in
+    order, as systemd applies them to an allow list: a plain entry adds, a ~ entry removes."""
+    allowed = set()
+    for line in lines(files):
         m = re.match(r"\s*SystemCallFilter=(~?)(.*)", line)
         if not m:
             continue
         names = set()
         for w in m.group(2).split():
             names |= expand(w) if w.startswith("@") else {w}
-        (denied if m.group(1) else allowed).update(names)
-    return allowed - denied
+        if m.group(1):
+            allowed -= names
+        else:
+            allowed |= names
+    return allowed
+
+
+def unit_caps(files):
+    """AmbientCapabilities= of the unit and its drop-ins (merged, as systemd does), for setpriv:
+    ["bpf", "net_admin", ...]."""
+    caps = set()
+    for line in lines(files):
+        m = re.match(r"\s*AmbientCapabilities=(.*)", line)
+        if m:
+            caps.update(c.lower().replace("cap_", "", 1) for c in m.group(1).split())
+    return sorted(caps)
+
+
+def unit_exec(files, key):
+    """The command lines of ExecStartPre=+ / ExecStopPost=+ (run with full privileges)."""
+    out = []
+    for line in lines(files):
+        m = re.match(r"\s*%s=\+(.*)" % key, line)
+        if m:
+            out.append(m.group(1).split())
+    return out
+
+
+def lo_filter_handles():
+    out = subprocess.run(["tc", "filter", "show", "dev", "lo", "ingress"], capture_output=True,
+                         text=True).stdout
+    return [int(l.split(" handle ")[1].split()[0], 16) for l in out.splitlines()
+            if "uturn_ingress" in l and " handle " in l]
 
 
 class Notify:
@@ -103,17 +147,19 @@ class Notify:
 
 def main():
     unit = sys.argv[1]
+    dropin = sys.argv[2] if len(sys.argv) > 2 else None
     # In /tmp, not under the checkout: the "uturn" user must reach the socket, the key and the pid
     # file, and a checkout can sit under a home directory it cannot enter.
     d = tempfile.mkdtemp(prefix="uturn-pkg-run-")
     os.chmod(d, 0o777)
     try:
-        run(d, unit)
+        run(d, unit, dropin)
     finally:
         shutil.rmtree(d, ignore_errors=True)
 
 
-def run(d, unit):
+def run(d, unit, dropin):
+    files = [unit] + ([dropin] if dropin else [])
     notify = Notify(d)
     pidfile = os.path.join(d, "uturnd.pid")
     trace = os.path.join(d, "strace.txt")
@@ -124,14 +170,27 @@ def run(d, unit):
     uid = pwd.getpwnam("uturn")
     os.chown(key, uid.pw_uid, uid.pw_gid)  # as an admin would give the service its key
     peer, pport = start_peer()
-    cmd = ["strace", "-f", "-qq", "-o", trace,
-           "setpriv", "--reuid=uturn", "--regid=uturn", "--init-groups", "--inh-caps=-all",
+    setpriv = ["setpriv", "--reuid=uturn", "--regid=uturn", "--init-groups", "--inh-caps=-all"]
+    extra = []
+    if dropin:
+        caps = ",".join("+" + c for c in unit_caps(files))
+        setpriv = ["setpriv", "--reuid=uturn", "--regid=uturn", "--init-groups",
+                   "--inh-caps=-all," + caps, "--ambient-caps=-all," + caps,
+                   "--bounding-set=-all," + caps]
+        extra = ["--kernel-offload", "on"]
+        for c in unit_exec(files, "ExecStartPre"):
+            r = subprocess.run(c, capture_output=True, text=True)
+            if r.returncode != 0:
+                die("ExecStartPre=+%s: %s" % (" ".join(c), r.stderr))
+            print("ExecStartPre=+%s (as root)" % " ".join(c))
+        print("capabilities from the drop-in: %s" % caps)
+    cmd = ["strace", "-f", "-qq", "-o", trace] + setpriv + [
            UTURND, "-c", "/etc/uturn/uturnd.conf", "--listening-ip", "127.0.0.1",
            "--listening-port", str(port), "--tls-listening-port", str(tls_port),
            "--relay-threads", "2", "--pidfile", pidfile, "--user", "%s:%s" % (user, password),
            "--allow-loopback-peers", "--min-port", "41000", "--max-port", "41999",
            "--cert", cert, "--pkey", key, "--admin-listen", "127.0.0.1:%d" % admin_port,
-           "--admin-token", token]
+           "--admin-token", token] + extra
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "NOTIFY_SOCKET": notify.path}
     p = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE)
     try:
@@ -166,6 +225,15 @@ def run(d, unit):
         with urllib.request.urlopen(rq, timeout=10) as r:
             stats = json.load(r)
         print("admin API /api/v1/stats answered (%d keys)" % len(stats))
+        if dropin:
+            k = stats.get("kernel", {})
+            m = k.get("messages", {})
+            # uclient's UDP run above: 10 ChannelData messages each way, through the kernel.
+            if not (k.get("active") and m.get("channeldata_in", 0) >= 10 and
+                    m.get("channeldata_out", 0) >= 10):
+                die("kernel path not active or not relaying: %s" % json.dumps(k), p)
+            print("kernel path active: %d ChannelData client->peer, %d peer->client in the kernel"
+                  % (m["channeldata_in"], m["channeldata_out"]))
 
         with open(pidfile) as f:
             pid = int(f.read())
@@ -185,7 +253,7 @@ def run(d, unit):
         peer.kill()
         peer.wait()
 
-    allowed = unit_filter(unit)
+    allowed = unit_filter(files)
     used, families, seen_exec = set(), set(), False
     for line in open(trace):
         if not seen_exec:
@@ -207,6 +275,38 @@ def run(d, unit):
         die("sockets outside the unit's RestrictAddressFamilies: %s" % " ".join(fams_outside))
     print("%d distinct system calls, all inside the unit's SystemCallFilter (%d allowed); "
           "socket families %s, all allowed" % (len(used), len(allowed), " ".join(sorted(families))))
+    if dropin:
+        crash_and_sweep(d, files, setpriv, notify)
+
+
+def crash_and_sweep(d, files, setpriv, notify):
+    """A SIGKILLed uturnd leaves its tc filter on lo; the drop-in's ExecStopPost=+ removes it."""
+    port = free_port()
+    p = subprocess.Popen(setpriv + [UTURND, "-c", "/etc/uturn/uturnd.conf", "--listening-ip",
+                                    "127.0.0.1", "--listening-port", str(port),
+                                    "--relay-threads", "1", "--kernel-offload", "on",
+                                    "--min-port", "42000", "--max-port", "42099",
+                                    "--user", "crash:crash-password-1"],
+                         env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+                              "NOTIFY_SOCKET": notify.path}, stderr=subprocess.PIPE)
+    try:
+        notify.expect("READY=1", p)
+        p.kill()
+        p.wait(10)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    if p.pid not in lo_filter_handles():
+        die("a SIGKILLed uturnd (pid %d) should leave its filter on lo: %s"
+            % (p.pid, lo_filter_handles()))
+    for c in unit_exec(files, "ExecStopPost"):
+        r = subprocess.run(c, capture_output=True, text=True)
+        if r.returncode != 0:
+            die("ExecStopPost=+%s: %s%s" % (" ".join(c), r.stdout, r.stderr))
+        print("ExecStopPost=+%s (as root): %s" % (" ".join(c), r.stdout.strip()))
+    if p.pid in lo_filter_handles():
+        die("the crashed uturnd's filter %#x is still on lo after ExecStopPost" % p.pid)
+    print("the SIGKILLed uturnd's tc filter removed by ExecStopPost")
 
 
 if __name__ == "__main__":

@@ -51,6 +51,18 @@ int main(int argc, char **argv)
         cfg_free(&cfg);
         return 0;
     }
+    if (cli.kernel_offload_sweep) {
+        /* No config needed: what is swept is found by the owners' pids (docs/KERNEL.md). */
+        int n = kpath_sweep(err, sizeof(err));
+        cfg_free(&cfg);
+        if (n < 0) {
+            fprintf(stderr, "uturnd: --kernel-offload-sweep: %s\n", err);
+            return 1;
+        }
+        printf("uturnd: --kernel-offload-sweep: %d tc filter(s) of uturnds that are gone removed\n",
+               n);
+        return 0;
+    }
     if (cli.check_config) {
         /* The start's own checks (server_check), short of binding: a file that passes here is
          * one the start accepts. */

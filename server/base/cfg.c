@@ -366,6 +366,8 @@ int cfg_cli_scan(int argc, char **argv, cfg_cli_t *cli, char *err, size_t errlen
             cli->version = true;
         } else if (strcmp(a, "--check-config") == 0) {
             cli->check_config = true;
+        } else if (strcmp(a, "--kernel-offload-sweep") == 0) {
+            cli->kernel_offload_sweep = true;
         }
     }
     return 0;
@@ -374,7 +376,8 @@ int cfg_cli_scan(int argc, char **argv, cfg_cli_t *cli, char *err, size_t errlen
 static int is_cli_meta(const char *a)
 {
     return strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0 || strcmp(a, "--version") == 0 ||
-           strcmp(a, "--check-config") == 0 || strncmp(a, "--config=", 9) == 0;
+           strcmp(a, "--check-config") == 0 || strcmp(a, "--kernel-offload-sweep") == 0 ||
+           strncmp(a, "--config=", 9) == 0;
 }
 
 int cfg_apply_args(cfg_t *c, int argc, char **argv, char *err, size_t errlen)
@@ -562,11 +565,12 @@ void cfg_print_help(FILE *out, const char *prog)
     fprintf(
         out,
         "usage: %s [-c FILE] [--key value | --key=value | --flag]... [--check-config]\n"
+        "       %s --kernel-offload-sweep\n"
         "\n"
         "uturn STUN/TURN server. Every key below works in the config file (key = value) and on\n"
         "the command line; command-line values win over the file, repeatable keys add up.\n"
         "\n",
-        prog);
+        prog, prog);
     for (size_t i = 0; i < cfg_table_len; i++) {
         const cfg_entry_t *e = &cfg_table[i];
         const char *arg = e->type == CFG_BOOL ? "" : e->type == CFG_INT ? " N" : " VALUE";
@@ -579,10 +583,14 @@ void cfg_print_help(FILE *out, const char *prog)
             fprintf(out, " (not supported yet)");
         fprintf(out, "\n");
     }
-    fprintf(out, "\n  -c, --config FILE                config file\n"
-                 "  --check-config                   validate the configuration and exit\n"
-                 "  -h, --help                       this text\n"
-                 "  --version                        print the version\n");
+    fprintf(out,
+            "\n  -c, --config FILE                config file\n"
+            "  --check-config                   validate the configuration and exit\n"
+            "  --kernel-offload-sweep           remove the kernel path's tc filters of uturnds\n"
+            "                                   that are gone (crashed), then exit (root;\n"
+            "                                   systemd's ExecStopPost=+ in docs/KERNEL.md)\n"
+            "  -h, --help                       this text\n"
+            "  --version                        print the version\n");
 }
 
 void cfg_dump(const cfg_t *c, FILE *out)

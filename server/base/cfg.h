@@ -102,7 +102,7 @@ typedef struct cfg {
 /* What the command line asked for besides settings. */
 typedef struct {
     const char *config_path; /* -c FILE, or NULL */
-    bool help, version, check_config;
+    bool help, version, check_config, kernel_offload_sweep;
 } cfg_cli_t;
 
 /* kernel-offload: the kernel fast path (server/kpath). Values are cfg_table.c's names' indexes. */

@@ -159,12 +159,22 @@ static int detach_one(int ifindex, unsigned handle)
 }
 
 /* Remove the filters of uturnds that are gone: their program then has no reference left and the
- * kernel frees it with its maps. */
-static void sweep_leftovers(void)
+ * kernel frees it with its maps. The number of filters removed, or -errno when the programs
+ * cannot be listed (BPF_PROG_GET_NEXT_ID and BPF_PROG_GET_FD_BY_ID need CAP_SYS_ADMIN: a uturnd
+ * with only the capabilities the kernel path needs cannot look; systemd's ExecStopPost=+ runs
+ * `uturnd --kernel-offload-sweep` as root after every stop instead, docs/KERNEL.md). */
+static int sweep_leftovers(void)
 {
     __u32 id = 0;
-    int guard = 0;
-    while (bpf_prog_get_next_id(id, &id) == 0 && guard++ < 100000) {
+    int guard = 0, removed = 0;
+    for (;;) {
+        if (bpf_prog_get_next_id(id, &id) != 0) {
+            if (errno == ENOENT)
+                break;
+            return -errno;
+        }
+        if (guard++ >= 100000)
+            break;
         int fd = bpf_prog_get_fd_by_id(id);
         if (fd < 0)
             continue;
@@ -190,7 +200,9 @@ static void sweep_leftovers(void)
              "kernel-offload: removed %d tc filter(s) left by uturnd pid %u, which is gone "
              "(program id %u)",
              n, pid, id);
+        removed += n;
     }
+    return removed;
 }
 
 static void add_if(kpath_t *k, int idx)
@@ -275,8 +287,9 @@ static void lo_forwarding(void)
 }
 
 /* The interfaces of the listening and relay addresses; every interface that is up when one is a
- * wildcard (no listening-ip) or not found. Loopback always: a datagram relayed to one of our own
- * addresses is redirected into its ingress (kpath.bpf.c's ROUTE_LOOP). 0 or -errno. */
+ * wildcard (no listening-ip) or not found. Loopback always: what local senders (peers, clients,
+ * media servers on this host) send arrives there, and a datagram relayed to one of our own
+ * addresses is delivered there (kpath.bpf.c route()). 0 or -errno. */
 static int collect_ifs(const cfg_t *cfg, kpath_t *k)
 {
     struct ifaddrs *ifs;
@@ -336,7 +349,13 @@ static int kpath_load(const cfg_t *cfg, kpath_t *k, char *why, size_t cap)
     memset(&info, 0, sizeof(info));
     if (bpf_obj_get_info_by_fd(pfd, &info, &len) == 0)
         k->prog_id = info.id;
-    sweep_leftovers();
+    int swept = sweep_leftovers();
+    if (swept < 0)
+        LOGI("kpath",
+             "kernel-offload: cannot look for the tc filters of a uturnd that crashed (%s: "
+             "listing BPF programs needs CAP_SYS_ADMIN); `uturnd --kernel-offload-sweep` as root "
+             "removes them (docs/KERNEL.md)",
+             strerror(-swept));
     lo_forwarding();
     if ((rc = collect_ifs(cfg, k)) != 0) {
         snprintf(why, cap, "listing interfaces: %s", strerror(-rc));
@@ -378,6 +397,22 @@ static int kpath_load(const cfg_t *cfg, kpath_t *k, char *why, size_t cap)
     "this uturnd was built without it (configure did not find:" KPATH_MISSING                      \
     "; scripts/deps.sh build installs them)"
 #endif
+
+int kpath_sweep(char *err, size_t errlen)
+{
+#ifdef HAVE_KPATH
+    libbpf_set_print(libbpf_log); /* interfaces without clsact answer errors: not news */
+    int n = sweep_leftovers();
+    if (n < 0)
+        snprintf(err, errlen, "listing BPF programs: %s (needs CAP_SYS_ADMIN: run it as root)",
+                 strerror(-n));
+    return n;
+#else
+    (void)err;
+    (void)errlen;
+    return 0; /* built without the kernel path: nobody left anything */
+#endif
+}
 
 int kpath_check(const cfg_t *cfg, char *err, size_t errlen)
 {

@@ -26,6 +26,9 @@ int kpath_start(const cfg_t *cfg, kpath_t **out, char *err, size_t errlen);
  * and this uturnd was built without the kernel path; 0 otherwise. Capabilities and the kernel are
  * not checked (a check may run unprivileged): the start does that. Any thread. */
 int kpath_check(const cfg_t *cfg, char *err, size_t errlen);
+/* Remove the tc filters (with their programs and maps) of uturnds that are gone, as every start
+ * does: `uturnd --kernel-offload-sweep`. The number removed, or -1 with err set. */
+int kpath_sweep(char *err, size_t errlen);
 
 /* Detach every filter this process attached and free the program and its maps. NULL is a no-op.
  * Main thread, after the workers have stopped. */

@@ -16,8 +16,9 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-from uturn import BUILDDIR, UTURND, Uturnd, TurnClient, check, run, wait_for  # noqa: E402
+from uturn import BUILDDIR, SRCDIR, UTURND, Uturnd, TurnClient, check, run, wait_for  # noqa: E402
 import uturn  # noqa: E402
+from kpath_util import kp_global  # noqa: E402
 import socket  # noqa: E402
 
 PROG = "uturn_ingress"
@@ -166,12 +167,13 @@ def test_sigkill_leftover_cleaned_at_next_start():
     check(u.proc.pid not in lo_filters(), "filter left after SIGTERM")
 
 
-def without_caps(fn):
-    """Run fn with uturnd started under setpriv, without CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN."""
+def without_caps(fn, prefix=DROP):
+    """Run fn with uturnd started under setpriv, without CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN (or
+    under another `prefix`)."""
     wrapper = os.path.join(BUILDDIR, "tests", "uturnd-nocaps.sh")
     os.makedirs(os.path.dirname(wrapper), exist_ok=True)
     with open(wrapper, "w") as f:
-        f.write("#!/bin/sh\nexec %s %s \"$@\"\n" % (" ".join(DROP), UTURND))
+        f.write("#!/bin/sh\nexec %s %s \"$@\"\n" % (" ".join(prefix), UTURND))
     os.chmod(wrapper, 0o755)
     saved = uturn.UTURND
     uturn.UTURND = wrapper
@@ -209,5 +211,85 @@ def test_without_capabilities_auto_falls_back_on_refuses():
             u.stop()
     without_caps(body)
 
+
+
+def test_sweep_action_removes_what_a_crashed_uturnd_left():
+    """`uturnd --kernel-offload-sweep` (the systemd drop-in's ExecStopPost=+): the filter, program
+    and maps of a SIGKILLed uturnd go, a live uturnd's stay; without CAP_SYS_ADMIN it says why."""
+    why = skip_reason()
+    if why:
+        print("SKIP test_sweep_action_removes_what_a_crashed_uturnd_left: %s" % why)
+        return
+    with Uturnd(conf=BASE + ["kernel-offload = on"]) as live:
+        dead = Uturnd(conf=BASE + ["kernel-offload = on"])
+        dead_pid = dead.proc.pid
+        prog, maps = prog_maps(dead)
+        dead.stop(signal.SIGKILL)
+        check(dead_pid in lo_filters(), "the SIGKILLed uturnd's filter %#x should still be on lo"
+              % dead_pid)
+        r = subprocess.run([UTURND, "--kernel-offload-sweep"], capture_output=True, text=True,
+                           timeout=60)
+        out = r.stdout + r.stderr
+        check(r.returncode == 0 and "removed 1 tc filter(s) left by uturnd pid %d" % dead_pid in out,
+              "sweep: rc %d\n%s" % (r.returncode, out))
+        n = int(r.stdout.split("--kernel-offload-sweep: ")[1].split()[0])
+        check(n >= 1, "sweep counted %d filters" % n)
+        check(dead_pid not in lo_filters(), "leftover filter %#x still on lo" % dead_pid)
+        check(live.proc.pid in lo_filters(), "the sweep removed a live uturnd's filter")
+        wait_for(lambda: not exists("prog", prog) and not any(exists("map", m) for m in maps), 5,
+                 "the dead uturnd's program %d and maps %s freed" % (prog, maps))
+        relay_once(live)
+    r = subprocess.run(["setpriv", "--bounding-set=-sys_admin", "--", UTURND,
+                        "--kernel-offload-sweep"], capture_output=True, text=True, timeout=60)
+    check(r.returncode == 1 and "listing BPF programs: Operation not permitted (needs "
+          "CAP_SYS_ADMIN" in r.stderr, "sweep without CAP_SYS_ADMIN: rc %d\n%s"
+          % (r.returncode, r.stderr))
+
+
+def dropin_caps():
+    """AmbientCapabilities= of etc/uturnd-kernel-offload.conf, for setpriv: ["bpf", ...]."""
+    caps = set()
+    with open(os.path.join(SRCDIR, "etc", "uturnd-kernel-offload.conf")) as f:
+        for line in f:
+            if line.startswith("AmbientCapabilities="):
+                caps |= {c.lower()[len("cap_"):] for c in line.split("=", 1)[1].split()}
+    return sorted(caps)
+
+
+def test_dropin_capabilities_are_enough_and_each_is_needed():
+    """The systemd drop-in's capabilities (etc/uturnd-kernel-offload.conf) are all uturnd needs for
+    the kernel path (on starts, attaches and relays in the kernel), and each of CAP_BPF,
+    CAP_PERFMON and CAP_NET_ADMIN is needed (without it, on refuses to start). scripts/package-test
+    runs the installed uturnd the drop-in's way too, as user uturn under its system call filter."""
+    why = skip_reason()
+    if why:
+        print("SKIP test_dropin_capabilities_are_enough_and_each_is_needed: %s" % why)
+        return
+    check(shutil.which("setpriv"), "setpriv (util-linux) needed")
+    caps = dropin_caps()
+    check({"bpf", "perfmon", "net_admin"} <= set(caps), "drop-in capabilities: %s" % caps)
+    for missing in [None, "bpf", "perfmon", "net_admin"]:
+        keep = ",".join("+" + c for c in caps if c != missing)
+        prefix = ["setpriv", "--inh-caps=-all", "--bounding-set=-all," + keep, "--"]
+
+        def body():
+            if missing is None:
+                with Uturnd(conf=BASE + ["kernel-offload = on"]) as u:
+                    check(u.proc.pid in lo_filters(), "with the drop-in's capabilities (%s) the "
+                          "filter is attached:\n%s" % (keep, u.log()))
+                    relay_once(u)
+                    wait_for(lambda: kp_global(u.proc.pid)["channeldata_in"] >= 1, 5,
+                             "the ChannelData relayed in the kernel")
+                return
+            u = Uturnd(conf=BASE + ["kernel-offload = on"], expect_start=False)
+            try:
+                wait_for(lambda: u.proc.poll() is not None, 10,
+                         "uturnd without CAP_%s to refuse kernel-offload = on" % missing.upper())
+                check(u.proc.returncode == 1 and "'kernel-offload': on, but the kernel path "
+                      "cannot start" in u.log(), "without CAP_%s: rc %s\n%s"
+                      % (missing.upper(), u.proc.returncode, u.log()))
+            finally:
+                u.stop()
+        without_caps(body, prefix)
 
 run()
