@@ -371,6 +371,77 @@ static __always_inline int route(struct __sk_buff *skb, struct kp_scratch *s, co
     return r->kind == KPATH_ROUTE_FWD ? ROUTE_REDIRECT : ROUTE_NEIGH;
 }
 
+/* Does the IPv4 UDP checksum field hold only the pseudo-header seed, as a local socket's
+ * CHECKSUM_PARTIAL datagram does (udp4_hwcsum: the folded sum of addresses, protocol and length)?
+ * A full checksum equals it only if the rest sums to zero (1 in 65535 datagrams; those lose a
+ * checksum that says nothing the seed did not). */
+static __always_inline int seed_only(struct __sk_buff *skb, const struct pkt *p)
+{
+    void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
+    struct udphdr *uh = data + (p->l4 & 0x7f);
+    if ((void *)(uh + 1) > end)
+        return 0;
+    __u64 s = (__u64)p->src[0] + p->dst[0] + bpf_htons(IPPROTO_UDP) + bpf_htons(p->plen + 8);
+    return uh->check == fold(s);
+}
+
+/* IPv4 ChannelData from a local client to a local destination (a peer, or a media server, on
+ * this host), received on loopback with a checksum field that holds just the pseudo-header seed
+ * (CHECKSUM_PARTIAL: what a local UDP socket sends; the payload was never summed): the headers
+ * move forward over the 4-byte ChannelData header (bpf_skb_adjust_room) instead of the payload
+ * moving back, and the datagram goes on without a UDP checksum (0, RFC 768), so the payload is
+ * never read. Right only for a datagram this host receives: the stack takes a zero IPv4 UDP
+ * checksum as none, and the skb's csum_start, now 4 bytes before its UDP header, is never used (a
+ * device would use it, so nothing that leaves comes here). A datagram with a real checksum (an
+ * injected frame: it may be corrupt, and must stay detectably so) and IPv6 (a checksum is
+ * mandatory) take the general path. */
+static __attribute__((noinline)) int local_strip(struct __sk_buff *skb, const struct pkt *p,
+                                                 const struct out *o, const __u8 *src, __u64 now)
+{
+    __u32 dlen = o->dlen, ulen = 8 + dlen;
+    int ok = bucket_ok(o->slot, dlen, now);
+    if (ok <= 0) {
+        if (ok == 0) {
+            count_slot(o->slot, 0, 0, 1);
+            bump(KPATH_G_DROP_BPS, 1);
+        } else {
+            bump(KPATH_G_REDIRECT_FAIL, 1);
+        }
+        return TC_ACT_SHOT;
+    }
+    if (bpf_skb_adjust_room(skb, -4, BPF_ADJ_ROOM_NET, 0) != 0)
+        return pass(KPATH_G_PASS_UNHANDLED); /* unchanged */
+    void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
+    struct iphdr *ip = data + ETH_HLEN;
+    struct udphdr *uh = (void *)(ip + 1);
+    if ((void *)(uh + 1) > end) {
+        bump(KPATH_G_REDIRECT_FAIL, 1);
+        return TC_ACT_SHOT;
+    }
+    ip->tos = 0;
+    ip->tot_len = bpf_htons(20 + ulen);
+    ip->id = 0;
+    ip->frag_off = bpf_htons(0x4000);
+    ip->ttl = 64;
+    __builtin_memcpy(&ip->saddr, src, 4);
+    __builtin_memcpy(&ip->daddr, o->dst_ip, 4);
+    ip->check = 0;
+    __u16 *w = (__u16 *)ip;
+    __u64 h = 0;
+#pragma unroll
+    for (int i = 0; i < 10; i++)
+        h += w[i];
+    ip->check = (__u16)~fold(h);
+    uh->source = o->sport;
+    uh->dest = o->dport;
+    uh->len = bpf_htons(ulen);
+    uh->check = 0;
+    count_slot(o->slot, 1, dlen, 0);
+    bump(o->kind, 1);
+    bump(KPATH_G_TO_PEER_BYTES, dlen);
+    return TC_ACT_OK;
+}
+
 /* Rewrite the datagram as `o` says and send it on. The caller filled s->old + 8 (framing that
  * disappears) and s->new + 8 (framing written, o->hdr bytes). Not inlined: one copy for the four
  * callers keeps the program half the size. */
@@ -385,6 +456,9 @@ static __attribute__((noinline)) int relay(struct __sk_buff *skb, struct kp_scra
         return pass(KPATH_G_PASS_ROUTE);
     const __u32 *sw = (const __u32 *)o->src_ip;
     const __u8 *src = (sw[0] | sw[1] | sw[2] | sw[3]) == 0 ? s->src : o->src_ip;
+    if (where == ROUTE_LOCAL && p->family == 4 && o->to_peer && o->keep == 4 && o->hdr == 0 &&
+        o->olen == 4 && seed_only(skb, p))
+        return local_strip(skb, p, o, src, now);
 
     /* The checksum's change, worked out before the packet changes. The pseudo header's (source,
      * destination, length) as a one's complement sum of 32-bit words, the old ones complemented

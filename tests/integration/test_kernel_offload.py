@@ -70,7 +70,8 @@ def prog_ids():
 def prog_maps(u):
     """The program id and map ids uturnd `u` logged / bpftool lists for it."""
     log = u.log()
-    pid = int(log.split("(program id ")[1].split(",")[0])
+    # The attach line's "(program id N, tc prio ...)": a sweep line before it names other ids.
+    pid = int(log.split("attached on clsact ingress of")[1].split("(program id ")[1].split(",")[0])
     out = subprocess.run(["bpftool", "prog", "show", "id", str(pid)], capture_output=True,
                          text=True).stdout
     maps = []

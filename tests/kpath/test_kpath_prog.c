@@ -65,6 +65,43 @@ static void channel_to_peer(int family)
     CHECK_INT(kpt_global(KPATH_G_TO_PEER_BYTES) - b0, bytes);
 }
 
+/* A local sender's datagram on loopback (CHECKSUM_PARTIAL) carries only the pseudo-header seed in
+ * its UDP checksum: kpath.bpf.c local_strip() then moves the headers instead of the payload and
+ * sends the IPv4 datagram to a local destination without a checksum (0). Every size, byte for
+ * byte but the checksum, which must be 0. A full checksum (channel_to_peer) takes the general
+ * path and comes out whole. */
+UNIT_TEST(channel_to_local_peer_seed_v4)
+{
+    kpt_world_t w = kpt_world(4);
+    kpt_clear_maps();
+    kpt_slot_reset(KPT_SLOT, 0);
+    kpt_c2p_set(&w.client, &w.server, 0x4001, &w.relay, &w.peer, KPT_SLOT,
+                kpt_now_ns() + 60000000000ull);
+    uint8_t d[KPT_MAXPKT], pl[KPT_MAXPKT], in[KPT_MAXPKT], out[KPT_MAXPKT], want[KPT_MAXPKT];
+    uint64_t pkts = 0, bytes = 0;
+    const size_t udp = KPT_ETH + 20;
+    for (size_t n = 0; n + 4 <= w.max; n++) {
+        kpt_fill(d, n, (unsigned)n + 5);
+        size_t pn = kpt_channel_data(pl, 0x4001, d, n, 0);
+        size_t inn = kpt_build(in, &w.client, &w.server, pl, pn, 0), outn = 0;
+        /* The seed: the folded pseudo-header sum, not complemented (udp4_hwcsum). */
+        uint32_t ps =
+            kpt_sum16(w.client.ip, 4, 0) + kpt_sum16(w.server.ip, 4, 0) + 17 + (uint32_t)(8 + pn);
+        uint16_t seed = (uint16_t)~kpt_fin16(ps);
+        in[udp + 6] = (uint8_t)(seed >> 8);
+        in[udp + 7] = (uint8_t)seed;
+        CHECK_INT(kpt_run(in, inn, out, &outn), TC_ACT_OK);
+        size_t wn = kpt_build(want, &w.relay, &w.peer, d, n, 1);
+        want[udp + 6] = want[udp + 7] = 0;
+        kpt_check_bytes("ChannelData v4 to a local peer, seed checksum", n, out, outn, want, wn);
+        pkts++;
+        bytes += n;
+    }
+    struct kpath_count c = kpt_slot_counts(KPT_SLOT);
+    CHECK_INT(c.to_peer_packets, pkts);
+    CHECK_INT(c.to_peer_bytes, bytes);
+}
+
 UNIT_TEST(channel_to_peer_v4) { channel_to_peer(4); }
 UNIT_TEST(channel_to_peer_v6) { channel_to_peer(6); }
 
