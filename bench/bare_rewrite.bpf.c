@@ -8,11 +8,14 @@
  * by the loader:
  *   strip 0: addresses and ports only, incremental checksum updates (bpf_l3/l4_csum_replace):
  *            the least a relaying program can do.
- *   strip 4: what uturn's client->peer ChannelData path does (docs/KERNEL.md): pop 4 bytes (the
- *            ChannelData header) with bpf_skb_adjust_room, write fresh IPv4 and UDP headers, and
- *            compute the full UDP checksum over the payload (a datagram sent by a local socket
- *            arrives CHECKSUM_PARTIAL, and after the pop only a full checksum is accepted), then
+ *   strip 4: what a client->peer ChannelData relay must do: pop 4 bytes (the ChannelData
+ *            header) with bpf_skb_adjust_room, write fresh IPv4 and UDP headers, and compute the
+ *            full UDP checksum over the payload (a datagram sent by a local socket arrives
+ *            CHECKSUM_PARTIAL; after the pop the receiver checks the checksum itself), then
  *            bpf_csum_level(RESET) so the receiver checks it.
+ *   strip 4, no checksum (--no-csum): the same, but the datagram goes on with a UDP checksum of 0
+ *            (none, RFC 768), as uturn does for a local sender's datagram to a local destination
+ *            (docs/KERNEL.md): the least a stripping relay does for local delivery over IPv4.
  * Everything else (other flows, IP options, fragments, GSO trains) gets TC_ACT_UNSPEC: the next
  * filter and then the stack see it unchanged. One per-CPU counter per outcome, as any relaying
  * program keeps. */
@@ -33,7 +36,8 @@ volatile const __u32 cfg_src_ip = 0;
 volatile const __u16 cfg_src_port = 0;
 volatile const __u32 cfg_dst_ip = 0;
 volatile const __u16 cfg_dst_port = 0;
-volatile const __u32 cfg_strip = 0; /* 0 or 4 */
+volatile const __u32 cfg_strip = 0;   /* 0 or 4 */
+volatile const __u32 cfg_no_csum = 0; /* strip 4: send with no UDP checksum (0) instead */
 
 enum { BARE_REWRITTEN = 0, BARE_PASSED_GSO, BARE_PASSED_SHORT, BARE_N };
 
@@ -113,6 +117,8 @@ static __always_inline int rewrite_strip(struct __sk_buff *skb, __u32 ulen)
     udp->dest = cfg_dst_port;
     udp->len = bpf_htons(ulen_new);
     udp->check = 0;
+    if (cfg_no_csum)
+        return TC_ACT_OK;
     /* The full UDP checksum: pseudo-header, then header and payload, summed in memory order. */
     s = (__u64)cfg_src_ip + cfg_dst_ip + bpf_htons(IPPROTO_UDP) + bpf_htons(ulen_new);
     __u32 off = 0;

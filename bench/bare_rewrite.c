@@ -60,7 +60,7 @@ int main(int argc, char **argv)
 {
     if (argc < 2 || bench_flag(argc, argv, "--help")) {
         fprintf(stderr, "usage: bare_rewrite --dev IF --match IP:PORT --from IP:PORT --to IP:PORT "
-                        "--strip 0|4 [--prio N] [--seconds S]\n");
+                        "--strip 0|4 [--no-csum] [--prio N] [--seconds S]\n");
         return 2;
     }
     struct sockaddr_in match, from, to;
@@ -105,6 +105,7 @@ int main(int argc, char **argv)
     skel->rodata->cfg_dst_ip = to.sin_addr.s_addr;
     skel->rodata->cfg_dst_port = to.sin_port;
     skel->rodata->cfg_strip = (__u32)strip;
+    skel->rodata->cfg_no_csum = bench_flag(argc, argv, "--no-csum") ? 1 : 0;
     int rc = bare_rewrite_bpf__load(skel);
     if (rc)
         bench_die("loading the BPF program: %s", strerror(-rc));

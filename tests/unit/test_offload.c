@@ -19,8 +19,15 @@
 /* ---- the fake kernel: three small hash maps, a slot table ---- */
 
 #define FAKE_MAX 64
+/* Room for the largest key and value of the three maps (kpath_abi.h). */
+#define FAKE_VAL                                                                                   \
+    (sizeof(struct kpath_p2c_val) > sizeof(struct kpath_c2p_val) ? sizeof(struct kpath_p2c_val)    \
+                                                                 : sizeof(struct kpath_c2p_val))
+_Static_assert(sizeof(struct kpath_c2p_key) <= 40 && sizeof(struct kpath_p2c_key) <= 40 &&
+                   sizeof(struct kpath_perm_key) <= 40 && sizeof(struct kpath_perm_val) <= FAKE_VAL,
+               "the fake map's entries hold every key and value");
 typedef struct {
-    uint8_t key[40], val[56];
+    uint8_t key[40], val[FAKE_VAL];
     size_t klen;
     int used;
 } fake_entry_t;
@@ -57,7 +64,8 @@ static int fake_set(fake_map_t *m, const void *key, size_t klen, const void *val
         m->n++;
     }
     memset(e->val, 0, sizeof(e->val));
-    memcpy(e->val, val, vlen);
+    CHECK(vlen <= sizeof(e->val) && klen <= sizeof(e->key));
+    memcpy(e->val, val, vlen < sizeof(e->val) ? vlen : sizeof(e->val));
     return 0;
 }
 
