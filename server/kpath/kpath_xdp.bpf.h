@@ -80,8 +80,7 @@ static __attribute__((noinline)) __u64 kpx_sum(struct xdp_md *ctx, __u32 off, __
 }
 
 /* The pseudo header's sum (RFC 768, RFC 8200 §8.1): addresses, protocol, UDP length. */
-static __always_inline __u64 kpx_pseudo(__u8 family, const void *src, const void *dst,
-                                        __u32 ulen)
+static __always_inline __u64 kpx_pseudo(__u8 family, const void *src, const void *dst, __u32 ulen)
 {
     const __u16 *s = src, *d = dst;
     __u64 sum = bpf_htons(IPPROTO_UDP) + bpf_htons((__u16)ulen);
@@ -180,10 +179,10 @@ struct kpx_out {
     __u16 sport, dport;          /* network order */
     __u32 dlen;                  /* the data: at l4 + 8 + 4 (c2p) or l4 + 8 (p2c) */
     __u32 slot;
-    int to_peer;                 /* 1: strip the ChannelData header; 0: prepend it */
-    __u16 channel;               /* p2c: the header to write */
-    __u32 tail;                  /* c2p: padding bytes after the data (0-3) */
-    struct kpath_route *rc;      /* the entry's route cache */
+    int to_peer;            /* 1: strip the ChannelData header; 0: prepend it */
+    __u16 channel;          /* p2c: the header to write */
+    __u32 tail;             /* c2p: padding bytes after the data (0-3) */
+    struct kpath_route *rc; /* the entry's route cache */
 };
 
 /* Verify, rewrite and send. XDP_PASS leaves the frame untouched. */
