@@ -360,8 +360,8 @@ UNIT_TEST(passes_v6) { passes(6); }
 
 /* Routes XDP does not take, each left to TC unchanged: a local destination (TC delivers it on
  * loopback or tail-calls itself relay to relay), an unresolved neighbour (TC's
- * bpf_redirect_neigh), an unreachable route, and a datagram over the route's MTU. The cache keeps what the
- * lookup found, as TC's would. */
+ * bpf_redirect_neigh), an unreachable route, and a datagram over the route's MTU. The cache keeps
+ * what the lookup found, as TC's would. */
 UNIT_TEST(routes)
 {
     xworld_t w = world(4);
