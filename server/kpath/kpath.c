@@ -433,8 +433,9 @@ int kpath_start(const cfg_t *cfg, kpath_t **out, char *err, size_t errlen)
         kpath_free(k);
         return not_started(cfg, why, err, errlen);
     }
-    if (kpath_xdp_attach(cfg, bpf_program__fd(k->skel->progs.uturn_xdp), k->ifindex, k->n_if,
-                         k->xdp_if, &k->n_xdp, err, errlen) != 0) {
+    if (kpath_xdp_attach(cfg, bpf_program__fd(k->skel->progs.uturn_xdp),
+                         bpf_map__fd(k->skel->maps.kp_xdp_if), k->ifindex, k->n_if, k->xdp_if,
+                         &k->n_xdp, err, errlen) != 0) {
         kpath_free(k);
         return -1;
     }

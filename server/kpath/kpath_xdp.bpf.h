@@ -9,8 +9,9 @@
  * Same semantics as the TC program: expiry, permission, the max-bps bucket, and the same counters
  * (a datagram counted once, by whichever program relayed it; KPATH_G_XDP_RELAYED says how many of
  * them XDP did). Send and Data indications, an expired or missing entry, a route that is not a
- * resolved forward out of an interface (local, unresolved neighbour, no route, over the MTU), IP
- * options, fragments, extension headers, VLAN tags: XDP_PASS.
+ * resolved forward out of an interface running this program (local, unresolved neighbour, no
+ * route, over the MTU, out of a bridge or VLAN device), IP options, fragments, extension headers,
+ * VLAN tags: XDP_PASS.
  * Checksums: an XDP frame has no checksum state, and a frame from a local socket on the far side
  * of a veth carries only the pseudo-header seed of a CHECKSUM_PARTIAL skb. So the program sums the
  * whole datagram (bpf_csum_diff in fixed-size chunks) and relays only one whose checksum verifies;
@@ -24,6 +25,18 @@
 #define UTURN_KPATH_XDP_BPF_H
 
 #define KPX_BAD (~0ull) /* kpx_sum: a range outside the frame */
+
+/* The interfaces where uturn_xdp is attached (kpath_xdp.c writes them: ifindex -> 1). A frame is
+ * redirected only to one of them: those drivers run native XDP, so they take XDP frames
+ * (ndo_xdp_xmit), and a veth among them has a far end that does (kernel-offload-xdp = on). A route
+ * out of anything else (a bridge, a VLAN device, a veth left to TC) is TC's: bpf_redirect there
+ * would drop the frame. */
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 64);
+    __type(key, __u32);
+    __type(value, __u32);
+} kp_xdp_if SEC(".maps");
 
 /* RFC 1071 sum of `len` bytes of the frame at `off`, as 16-bit words loaded from memory (the
  * representation fold() and the checksum field use). An even `off` is a word boundary of the UDP
@@ -91,7 +104,8 @@ static __always_inline __u64 kpx_pseudo(__u8 family, const void *src, const void
     return sum;
 }
 
-/* Where the new datagram goes: 1 with *r a resolved forward (KPATH_ROUTE_FWD) it fits, else 0.
+/* Where the new datagram goes: 1 with *r a resolved forward (KPATH_ROUTE_FWD) it fits, out of the
+ * interface it came in on or another one of kp_xdp_if, else 0.
  * The entry's route cache (struct kpath_route) is used while good and refreshed as the TC program
  * does (kpath.bpf.c route() and lookup(): the same lookup as loopback's, the same TTL, until_ns as
  * the sequence number), since both compute the same thing; only its FWD answers are taken here. */
@@ -170,7 +184,10 @@ static __always_inline int kpx_route(struct xdp_md *ctx, __u8 family, const __u8
         asm volatile("" ::: "memory");
         c->until_ns = r->until_ns;
     }
-    return r->kind == KPATH_ROUTE_FWD && tot <= r->mtu;
+    if (r->kind != KPATH_ROUTE_FWD || tot > r->mtu)
+        return 0;
+    __u32 out = r->ifindex;
+    return out == ctx->ingress_ifindex || bpf_map_lookup_elem(&kp_xdp_if, &out) != NULL;
 }
 
 /* One relay decided: the new addresses and the framing in front of the kept data. */

@@ -52,8 +52,7 @@ static void driver_of(const char *ifname, char *out, size_t cap)
 
 static int attach_one(int ifindex, int prog_fd)
 {
-    return bpf_xdp_attach(ifindex, prog_fd, XDP_FLAGS_DRV_MODE | XDP_FLAGS_UPDATE_IF_NOEXIST,
-                          NULL);
+    return bpf_xdp_attach(ifindex, prog_fd, XDP_FLAGS_DRV_MODE | XDP_FLAGS_UPDATE_IF_NOEXIST, NULL);
 }
 
 static const char *attach_error(int rc)
@@ -76,8 +75,8 @@ void kpath_xdp_detach(int prog_fd, const int *xdp_if, size_t n)
         bpf_xdp_detach(xdp_if[i], XDP_FLAGS_DRV_MODE | XDP_FLAGS_REPLACE, &o);
 }
 
-int kpath_xdp_attach(const cfg_t *cfg, int prog_fd, const int *ifs, size_t n, int *xdp_if,
-                     size_t *n_xdp, char *err, size_t errlen)
+int kpath_xdp_attach(const cfg_t *cfg, int prog_fd, int map_fd, const int *ifs, size_t n,
+                     int *xdp_if, size_t *n_xdp, char *err, size_t errlen)
 {
     *n_xdp = 0;
     if (cfg->kernel_offload_xdp == CFG_KOFFLOAD_OFF)
@@ -100,8 +99,13 @@ int kpath_xdp_attach(const cfg_t *cfg, int prog_fd, const int *ifs, size_t n, in
                  name);
             continue;
         }
-        int rc = attach_one(ifs[i], prog_fd);
+        /* In the map first: the program may redirect to it as soon as it runs anywhere. */
+        __u32 key = (__u32)ifs[i], one = 1;
+        int rc = bpf_map_update_elem(map_fd, &key, &one, BPF_ANY) == 0 ? 0 : -errno;
+        if (rc == 0)
+            rc = attach_one(ifs[i], prog_fd);
         if (rc != 0) {
+            bpf_map_delete_elem(map_fd, &key);
             if (on) {
                 kpath_xdp_detach(prog_fd, xdp_if, *n_xdp);
                 *n_xdp = 0;
@@ -110,13 +114,15 @@ int kpath_xdp_attach(const cfg_t *cfg, int prog_fd, const int *ifs, size_t n, in
                                 "(driver %s): %s",
                                 name, drv[0] ? drv : "?", attach_error(rc));
             }
-            LOGI("kpath", "kernel-offload-xdp = auto: XDP left off on %s (driver %s): %s; TC relays "
+            LOGI("kpath",
+                 "kernel-offload-xdp = auto: XDP left off on %s (driver %s): %s; TC relays "
                  "there",
                  name, drv[0] ? drv : "?", attach_error(rc));
             continue;
         }
         xdp_if[(*n_xdp)++] = ifs[i];
-        LOGI("kpath", "kernel-offload-xdp = %s: XDP program %s attached in native mode on %s "
+        LOGI("kpath",
+             "kernel-offload-xdp = %s: XDP program %s attached in native mode on %s "
              "(driver %s)",
              mode, KPATH_XDP_NAME, name, drv[0] ? drv : "?");
     }

@@ -408,6 +408,19 @@ UNIT_TEST(routes)
     CHECK_INT(kpt_c2p_get(&w.client, &w.server, 0x4004, &v), 0);
     CHECK_INT(v.route.mtu, 600);
     CHECK_INT(kpt_slot_counts(KPT_SLOT).to_peer_packets, 3);
+    /* Out of an interface without the program (not in kp_xdp_if: a bridge, a VLAN device, a veth
+     * left to TC): TC's, since a redirect there would drop the frame; out of the one it came in
+     * on: XDP_TX all the same. */
+    uint32_t key = (uint32_t)kpd_index;
+    int mfd = bpf_map__fd(kpt_skel->maps.kp_xdp_if);
+    CHECK_INT(bpf_map_delete_elem(mfd, &key), 0);
+    size_t pn = kpt_channel_data(pl, 0x4004, d, 100, 0);
+    size_t inn = kpt_build(in, &w.client, &w.server, pl, pn, 0), outn;
+    check_pass("egress without XDP", in, inn);
+    CHECK_INT(xrun(in, inn, out, &outn, kpd_index), XDP_TX);
+    uint32_t one = 1;
+    CHECK_INT(bpf_map_update_elem(mfd, &key, &one, BPF_ANY), 0);
+    CHECK_INT(xrun(in, inn, out, &outn, 0), XDP_REDIRECT);
     kpt_sh("ip route del 198.19.0.77/32 dev kpd; ip route del unreachable 198.18.99.0/24");
 }
 
@@ -533,6 +546,10 @@ int main(int argc, char **argv)
                "ip neigh add 2001:db8:1::2 lladdr 02:00:00:00:00:02 dev kpd nud permanent && "
                "ip neigh add 2001:db8:1::3 lladdr 02:00:00:00:00:03 dev kpd nud permanent") != 0)
         kpt_skip("cannot add neighbours on kpd (iproute2)");
+    /* As kpath_xdp.c does where it attaches the program: kpd may be redirected to. */
+    uint32_t key = (uint32_t)kpd_index, one = 1;
+    if (bpf_map_update_elem(bpf_map__fd(kpt_skel->maps.kp_xdp_if), &key, &one, BPF_ANY) != 0)
+        kpt_skip("cannot write kp_xdp_if");
     unit_run();
     kpt_stop();
     return unit_done("test_kpath_xdp");
