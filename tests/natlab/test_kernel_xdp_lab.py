@@ -56,6 +56,7 @@ import kpath_util  # noqa: E402
 from kpath_util import diff  # noqa: E402
 
 PEER = "198.51.100.14"
+SRV_ETH1, PEER2 = "198.51.100.17", "198.51.100.18"  # srv's second veth and a peer behind it
 BRIDGE_IP = "198.18.200.1"  # a listening address on srv's bridge br0 (no native XDP)
 CHANNEL = 0x4000
 N = 60  # ChannelData each way, per phase
@@ -140,6 +141,34 @@ def checksum_offload(host, dev, on):
     host.run(["ethtool", "-K", dev, "tx", "on" if on else "off"])
 
 
+def veth_xdp_stats(host, dev):
+    """A veth's own XDP counters (ethtool -S): {"xdp_tx": n, "xdp_redirect": n}, summed over its
+    queues."""
+    out = host.run(["ethtool", "-S", dev]).stdout
+    got = {"xdp_tx": 0, "xdp_redirect": 0}
+    for name, value in re.findall(r"rx_queue_\d+_(xdp_tx|xdp_redirect): (\d+)", out):
+        got[name] += int(value)
+    return got
+
+
+def session(cli, lan, peer, peer_ip):
+    """A TurnClient in cli with an allocation, a permission and CHANNEL bound to a socket on
+    peer: (client, relayed address, peer socket)."""
+    with cli.netns():
+        tc = TurnClient(types.SimpleNamespace(host=SRV, port=PORT), USER, PASS, local=lan)
+    with peer.netns():
+        p1 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        p1.bind((peer_ip, 0))
+    code, _, raw = tc.allocate(raw_response=True)
+    check(code == 0, "Allocate from %s: error %s" % (cli.name, code))
+    relayed = relayed_addresses(raw)
+    check(len(relayed) == 1 and relayed[0][0] == SRV, "relayed addresses %r" % relayed)
+    a1 = p1.getsockname()
+    check(tc.create_permission(a1)[0] == 0, "CreatePermission for %s" % (a1,))
+    check(tc.channel_bind(CHANNEL, *a1)[0] == 0, "ChannelBind %#x" % CHANNEL)
+    return tc, relayed[0], p1
+
+
 def test_xdp_relays_channeldata_through_nat():
     t0 = time.monotonic()
     with Lab() as lab:
@@ -168,27 +197,17 @@ def test_xdp_relays_channeldata_through_nat():
         check(prog is not None, "no XDP program on srv's eth0:\n%s"
               % srv.ip(["-d", "link", "show", "dev", "eth0"]).stdout)
         pid = u.proc.pid
-        with cli.netns():
-            tc = TurnClient(types.SimpleNamespace(host=SRV, port=PORT), USER, PASS, local=lan)
-        with peer.netns():
-            p1 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            p1.bind((PEER, 0))
+        tc, relayed, p1 = session(cli, lan, peer, PEER)
         try:
-            code, _, raw = tc.allocate(raw_response=True)
-            check(code == 0, "Allocate from clia: error %s" % code)
-            relayed = relayed_addresses(raw)
-            check(len(relayed) == 1 and relayed[0][0] == SRV, "relayed addresses %r" % relayed)
-            relayed = relayed[0]
-            a1 = p1.getsockname()
-            check(tc.create_permission(a1)[0] == 0, "CreatePermission for %s" % (a1,))
-            check(tc.channel_bind(CHANNEL, *a1)[0] == 0, "ChannelBind %#x" % CHANNEL)
-
-            # 1. Full checksums from the senders (as from a real wire): XDP relays.
+            # 1. Full checksums from the senders (as from a real wire): XDP relays, back out of
+            # the veth it came in on (XDP_TX).
             checksum_offload(cli, "eth0", False)
             checksum_offload(peer, "eth0", False)
-            before = kp_global(srv, pid)
+            before, v0 = kp_global(srv, pid), veth_xdp_stats(srv, "eth0")
             relay_both_ways(tc, relayed, p1, b"wire")
             d = diff(kp_global(srv, pid), before)
+            tx = veth_xdp_stats(srv, "eth0")["xdp_tx"] - v0["xdp_tx"]
+            check(tx >= SHARE * 2 * N, "srv eth0 sent %d frames by XDP_TX, want %d" % (tx, 2 * N))
             print("full checksums: xdp_relayed %d, channeldata in %d out %d, xdp_passed_csum %d, "
                   "redirect_fail %d, pass_route %d" % (d["xdp_relayed"], d["channeldata_in"],
                                                       d["channeldata_out"], d["xdp_passed_csum"],
@@ -263,6 +282,64 @@ def test_xdp_relays_channeldata_through_nat():
                                               "ingress"]).stdout,
               "a tc filter left on eth0 after the refused start")
     print("XDP in the NAT lab: %.1fs" % (time.monotonic() - t0), flush=True)
+
+
+def test_xdp_redirects_between_veths():
+    """A peer on a second veth of srv (eth1, a second listening address, so TC and XDP are
+    attached there too): ChannelData from the client comes in on eth0 and leaves by eth1, the
+    peer's the other way, each a redirect (bpf_redirect, XDP_REDIRECT) between the two veths."""
+    t0 = time.monotonic()
+    with Lab() as lab:
+        srv, clients = build(lab, Lab.NAT_SYMMETRIC)
+        inet = [h for h in lab.hosts if h.name == "inet"][0]
+        peer = lab.host("peer")
+        lab.link(srv, SRV_ETH1 + "/30", peer, PEER2 + "/30")
+        peer.route("default", SRV_ETH1)
+        cli, lan, _ = clients[0]
+        far_end_xdp_pass(lab, inet, "eth0")
+        far_end_xdp_pass(lab, peer, "eth0")
+        u = start_uturnd(srv, "on", ["listening-ip = " + SRV_ETH1, "relay-ip = " + SRV,
+                                     "allowed-peer-ip = " + PEER2])
+        log = u.log()
+        for dev in ("eth0", "eth1"):
+            check("XDP program uturn_xdp attached in native mode on %s (driver veth)" % dev in log,
+                  "no XDP attach line for %s in uturnd's log:\n%s" % (dev, log[-3000:]))
+        pid = u.proc.pid
+        # srv learns the peer's MAC first: a route whose neighbour is unresolved is TC's
+        # (bpf_redirect_neigh), and the route cache keeps that answer for 250 ms.
+        with srv.netns():
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.sendto(b"arp", (PEER2, 9))
+            s.close()
+        wait_for(lambda: "lladdr" in srv.ip(["neigh", "show", PEER2]).stdout, 10,
+                 "srv resolves the peer's MAC")
+        tc, relayed, p1 = session(cli, lan, peer, PEER2)
+        try:
+            checksum_offload(cli, "eth0", False)
+            checksum_offload(peer, "eth0", False)
+            before = kp_global(srv, pid)
+            v0 = {dev: veth_xdp_stats(srv, dev) for dev in ("eth0", "eth1")}
+            relay_both_ways(tc, relayed, p1, b"redirect")
+            d = diff(kp_global(srv, pid), before)
+            red = {dev: veth_xdp_stats(srv, dev)["xdp_redirect"] - v0[dev]["xdp_redirect"]
+                   for dev in ("eth0", "eth1")}
+            print("between veths: xdp_relayed %d, channeldata in %d out %d, XDP redirects from "
+                  "eth0 %d, from eth1 %d" % (d["xdp_relayed"], d["channeldata_in"],
+                                             d["channeldata_out"], red["eth0"], red["eth1"]),
+                  flush=True)
+            check(d["xdp_relayed"] >= SHARE * 2 * N, "XDP relayed %d of %d (kp_global growth %s)"
+                  % (d["xdp_relayed"], 2 * N, d))
+            check(red["eth0"] >= SHARE * N and red["eth1"] >= SHARE * N,
+                  "XDP redirects eth0 -> eth1 %d, eth1 -> eth0 %d, want %d each"
+                  % (red["eth0"], red["eth1"], N))
+            check(d["redirect_fail"] == 0, "redirect failures: %s" % d)
+        finally:
+            for s in (tc, p1):
+                s.close()
+        u.stop_clean()
+        check(not xdp_anywhere(srv), "XDP programs on srv after uturnd stopped: %s"
+              % xdp_anywhere(srv))
+    print("XDP between veths: %.1fs" % (time.monotonic() - t0), flush=True)
 
 
 if __name__ == "__main__":
