@@ -340,6 +340,9 @@ static int kpath_load(const cfg_t *cfg, kpath_t *k, char *why, size_t cap)
         return -1;
     }
     k->skel->rodata->kpath_owner_pid = (__u32)getpid();
+    /* kernel-offload-xdp = off: the XDP program is not even loaded (kpath_xdp.c). */
+    bpf_program__set_autoload(k->skel->progs.uturn_xdp,
+                              cfg->kernel_offload_xdp != CFG_KOFFLOAD_OFF);
     int rc = kpath_bpf__load(k->skel);
     if (rc != 0) {
         snprintf(why, cap, "loading the BPF program: %s (libbpf: %s)", strerror(-rc),

@@ -35,6 +35,7 @@ Needs root (fails without, like every lab test). Skips (exit 77, with the reason
 kernel path cannot run (kpath_util.kernel_skip_reason), or where the kernel refuses native XDP on
 a veth.
 """
+import json
 import os
 import re
 import signal
@@ -287,7 +288,8 @@ def test_xdp_relays_channeldata_through_nat():
 def test_xdp_redirects_between_veths():
     """A peer on a second veth of srv (eth1, a second listening address, so TC and XDP are
     attached there too): ChannelData from the client comes in on eth0 and leaves by eth1, the
-    peer's the other way, each a redirect (bpf_redirect, XDP_REDIRECT) between the two veths."""
+    peer's the other way, each a redirect (bpf_redirect, XDP_REDIRECT) between the two veths.
+    Then kernel-offload-xdp = off: nothing attached, the XDP program not loaded."""
     t0 = time.monotonic()
     with Lab() as lab:
         srv, clients = build(lab, Lab.NAT_SYMMETRIC)
@@ -339,6 +341,19 @@ def test_xdp_redirects_between_veths():
         u.stop_clean()
         check(not xdp_anywhere(srv), "XDP programs on srv after uturnd stopped: %s"
               % xdp_anywhere(srv))
+        # off: TC only, and the XDP program is not even loaded.
+        u3 = start_uturnd(srv, "off", ["listening-ip = " + SRV_ETH1, "relay-ip = " + SRV,
+                                      "allowed-peer-ip = " + PEER2])
+        check(not xdp_anywhere(srv), "XDP attached with kernel-offload-xdp = off: %s"
+              % xdp_anywhere(srv))
+        with srv.netns():
+            ours = set(kpath_util.maps_of(u3.proc.pid, "eth0").values())
+        progs = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True,
+                               timeout=30)
+        xdp_progs = [p for p in json.loads(progs.stdout or "[]") if p.get("name") == "uturn_xdp"
+                     and ours & set(p.get("map_ids") or [])]
+        check(not xdp_progs, "uturn_xdp loaded with kernel-offload-xdp = off: %s" % xdp_progs)
+        u3.stop_clean()
     print("XDP between veths: %.1fs" % (time.monotonic() - t0), flush=True)
 
 
