@@ -170,8 +170,7 @@ const cfg_entry_t cfg_table[] = {
      "the kernel path's XDP program in front of its TC program (docs/KERNEL.md): auto attaches it "
      "in native mode on the listening and relay interfaces but loopback and veth, logging why "
      "not; on includes veth (their far ends must run an XDP program) and refuses to start if an "
-     "attach "
-     "fails; off: TC only (ours)"},
+     "attach fails; off: TC only (ours)"},
     {"log-level", CFG_ENUM, OFF(log_level), "info", 0, 0, log_level_names, CFG_F_RELOAD,
      "error, warn, info or debug (ours)"},
     {"log-format", CFG_ENUM, OFF(log_format), "text", 0, 0, log_format_names, 0,

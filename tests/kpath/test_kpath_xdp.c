@@ -179,6 +179,81 @@ static void to_client(int family)
 UNIT_TEST(channel_to_client_v4) { to_client(4); }
 UNIT_TEST(channel_to_client_v6) { to_client(6); }
 
+/* Send indications (RFC 8656 §11.2), the attributes in either order: the data leaves for the peer
+ * the Send names, every size. */
+static void send_to_peer(int family)
+{
+    xworld_t w = world(family);
+    kpt_clear_maps();
+    kpt_slot_reset(KPT_SLOT, 0);
+    uint64_t exp = exp_ns();
+    kpt_c2p_set(&w.client, &w.server, 0, &w.relay, NULL, KPT_SLOT, exp);
+    kpt_perm_set(KPT_SLOT, &w.peer, exp);
+    uint64_t g0 = kpt_global(KPATH_G_SEND_IN), x0 = kpt_global(KPATH_G_XDP_RELAYED);
+    uint8_t d[KPT_MAXPKT], pl[KPT_MAXPKT], in[KPT_MAXPKT], out[KPT_MAXPKT], want[KPT_MAXPKT];
+    uint64_t pkts = 0, bytes = 0;
+    size_t hdr = family == 4 ? 36 : 48;
+    for (size_t n = 0; n + hdr + 3 <= w.max; n++) {
+        kpt_fill(d, n, (unsigned)n + 3);
+        size_t pn = kpt_send_ind(pl, &w.peer, d, n, (int)(n % 3 == 1), 0, 0);
+        size_t inn = kpt_build(in, &w.client, &w.server, pl, pn, 0), outn = 0;
+        int rc = xrun(in, inn, out, &outn, 0);
+        if (rc != XDP_REDIRECT)
+            fprintf(stderr, "send_to_peer v%d size %zu: rc %d\n", family, n, rc);
+        CHECK_INT(rc, XDP_REDIRECT);
+        size_t wn = want_frame(want, &w.relay, &w.peer, d, n, mac_peer);
+        kpt_check_bytes("XDP Send indication to peer", n, out, outn, want, wn);
+        pkts++;
+        bytes += n;
+    }
+    struct kpath_count c = kpt_slot_counts(KPT_SLOT);
+    CHECK_INT(c.to_peer_packets, pkts);
+    CHECK_INT(c.to_peer_bytes, bytes);
+    CHECK_INT(kpt_global(KPATH_G_SEND_IN) - g0, pkts);
+    CHECK_INT(kpt_global(KPATH_G_XDP_RELAYED) - x0, pkts);
+}
+
+UNIT_TEST(send_to_peer_v4) { send_to_peer(4); }
+UNIT_TEST(send_to_peer_v6) { send_to_peer(6); }
+
+/* Data indications (RFC 8656 §11.4): a peer with a permission and no channel; the bytes
+ * send_data_indication builds (common/stun_build.c, through kpt_data_ind) but the random
+ * transaction id, taken from the output. Every size, so every padding. */
+static void data_indication(int family)
+{
+    xworld_t w = world(family);
+    kpt_clear_maps();
+    kpt_slot_reset(KPT_SLOT, 0);
+    uint64_t exp = exp_ns();
+    kpt_p2c_set(&w.relay, NULL, &w.client, &w.server, 0, KPT_SLOT, exp);
+    kpt_perm_set(KPT_SLOT, &w.peer, exp);
+    uint64_t g0 = kpt_global(KPATH_G_DATA_OUT), x0 = kpt_global(KPATH_G_XDP_RELAYED);
+    uint8_t d[KPT_MAXPKT], pl[KPT_MAXPKT], in[KPT_MAXPKT], out[KPT_MAXPKT], want[KPT_MAXPKT];
+    uint64_t pkts = 0, bytes = 0;
+    size_t hdr = family == 4 ? 36 : 48, tid = KPT_ETH + (family == 4 ? 20 : 40) + 8 + 8;
+    for (size_t n = 0; n + hdr + 3 <= w.max; n++) {
+        kpt_fill(d, n, (unsigned)n + 9);
+        size_t inn = kpt_build(in, &w.peer, &w.relay, d, n, 0), outn = 0;
+        int rc = xrun(in, inn, out, &outn, 0);
+        if (rc != XDP_REDIRECT)
+            fprintf(stderr, "data_indication v%d size %zu: rc %d\n", family, n, rc);
+        CHECK_INT(rc, XDP_REDIRECT);
+        size_t pn = kpt_data_ind(pl, &w.peer, d, n, outn >= tid + 12 ? out + tid : d);
+        size_t wn = want_frame(want, &w.server, &w.client, pl, pn, mac_client);
+        kpt_check_bytes("XDP Data indication to client", n, out, outn, want, wn);
+        pkts++;
+        bytes += n;
+    }
+    struct kpath_count c = kpt_slot_counts(KPT_SLOT);
+    CHECK_INT(c.from_peer_packets, pkts);
+    CHECK_INT(c.from_peer_bytes, bytes);
+    CHECK_INT(kpt_global(KPATH_G_DATA_OUT) - g0, pkts);
+    CHECK_INT(kpt_global(KPATH_G_XDP_RELAYED) - x0, pkts);
+}
+
+UNIT_TEST(data_indication_v4) { data_indication(4); }
+UNIT_TEST(data_indication_v6) { data_indication(6); }
+
 /* Out of the interface it came in on: XDP_TX, same bytes. An Ethernet trailer (a short frame
  * padded to 60 bytes by a NIC) is trimmed. */
 UNIT_TEST(tx_and_trailer)
@@ -236,6 +311,24 @@ static void checksums(int family)
             in[ck] = in[ck + 1] = 0;
             check_pass(family == 4 ? "no checksum (IPv4)" : "zero checksum (IPv6)", in, inn);
             passed += 3;
+        }
+    }
+    /* A Send indication whose framing is corrupt where only the checksum can tell: a byte of
+     * the DATA padding (after the data, both attribute orders), the transaction id (IPv4: it is
+     * not part of the peer's address). */
+    kpt_c2p_set(&w.client, &w.server, 0, &w.relay, NULL, KPT_SLOT, exp);
+    for (int first = 0; first < 2; first++) {
+        size_t pn = kpt_send_ind(pl, &w.peer, d, 101, first, 0, 0);
+        size_t pos = first ? 20 + 4 + 101 : 20 + (family == 4 ? 12 : 24) + 4 + 101;
+        size_t inn = kpt_build(in, &w.client, &w.server, pl, pn, 0);
+        in[KPT_ETH + iphl + 8 + pos] ^= 0x11;
+        check_pass("Send, corrupt padding", in, inn);
+        passed++;
+        if (family == 4) {
+            inn = kpt_build(in, &w.client, &w.server, pl, pn, 0);
+            in[KPT_ETH + iphl + 8 + 9] ^= 0x11;
+            check_pass("Send, corrupt transaction id", in, inn);
+            passed++;
         }
     }
     CHECK_INT(kpt_global(KPATH_G_XDP_PASSED_CSUM) - c0, passed);
@@ -314,18 +407,48 @@ static void passes(int family)
     check_pass("TCP", x, inn);
     check_pass("truncated frame", in, inn - 1);
 
-    /* Send indications are TC's, with their entries in place. */
+    /* Send indications: no permission, an expired one, anything but XOR-PEER-ADDRESS and DATA
+     * once each (user space checks FINGERPRINT, and other attributes could change what it does),
+     * a bad length, port 0. */
     kpt_c2p_set(&w.client, &w.server, 0, &w.relay, NULL, KPT_SLOT, exp);
-    kpt_perm_set(KPT_SLOT, &w.peer, exp);
     pn = kpt_send_ind(pl, &w.peer, d, 100, 0, 0, 0);
     inn = kpt_build(in, &w.client, &w.server, pl, pn, 0);
-    check_pass("Send indication", in, inn);
+    check_pass("Send without permission", in, inn);
+    kpt_perm_set(KPT_SLOT, &w.peer, past);
+    check_pass("Send with an expired permission", in, inn);
+    kpt_perm_set(KPT_SLOT, &w.peer, exp);
+    pn = kpt_send_ind(pl, &w.peer, d, 100, 0, 0x8030, 0);
+    inn = kpt_build(in, &w.client, &w.server, pl, pn, 0);
+    check_pass("Send with an unknown attribute", in, inn);
+    pn = kpt_send_ind(pl, &w.peer, d, 100, 0, 0, 1);
+    inn = kpt_build(in, &w.client, &w.server, pl, pn, 0);
+    check_pass("Send with FINGERPRINT", in, inn);
+    pn = kpt_send_ind(pl, &w.peer, d, 100, 0, STUN_ATTR_DATA, 0);
+    inn = kpt_build(in, &w.client, &w.server, pl, pn, 0);
+    check_pass("Send with two DATA", in, inn);
+    pn = kpt_send_ind(pl, &w.peer, d, 100, 0, 0, 0);
+    pl[3] ^= 4;
+    inn = kpt_build(in, &w.client, &w.server, pl, pn, 0);
+    check_pass("Send with a bad length", in, inn);
+    kpt_ep_t zero_port = w.peer;
+    zero_port.port = 0;
+    kpt_perm_set(KPT_SLOT, &zero_port, exp);
+    pn = kpt_send_ind(pl, &zero_port, d, 100, 0, 0, 0);
+    inn = kpt_build(in, &w.client, &w.server, pl, pn, 0);
+    check_pass("Send to port 0", in, inn);
+    kpt_c2p_set(&w.client, &w.server, 0, &w.relay, NULL, KPT_SLOT, past);
+    pn = kpt_send_ind(pl, &w.peer, d, 100, 0, 0, 0);
+    inn = kpt_build(in, &w.client, &w.server, pl, pn, 0);
+    check_pass("Send, expired allocation", in, inn);
 
-    /* Peer side: only the allocation entry (a Data indication: TC's), no permission, an expired
-     * permission, an expired channel. */
+    /* Peer side: the allocation entry without a permission, expired, an expired channel. */
+    kpt_clear_maps();
     inn = kpt_build(in, &w.peer, &w.relay, d, 100, 0);
     kpt_p2c_set(&w.relay, NULL, &w.client, &w.server, 0, KPT_SLOT, exp);
-    check_pass("Data indication", in, inn);
+    check_pass("peer without permission", in, inn);
+    kpt_perm_set(KPT_SLOT, &w.peer, exp);
+    kpt_p2c_set(&w.relay, NULL, &w.client, &w.server, 0, KPT_SLOT, past);
+    check_pass("expired allocation", in, inn);
     kpt_clear_maps();
     kpt_p2c_set(&w.relay, &w.peer, &w.client, &w.server, 0x4abc, KPT_SLOT, exp);
     check_pass("channel without permission", in, inn);

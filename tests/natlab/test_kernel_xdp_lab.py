@@ -117,6 +117,31 @@ def relay_both_ways(tc, relayed, p1, tag):
           "source): %r" % (tag.decode(), a1, bad))
 
 
+def indications_both_ways(tc, relayed, p2, tag):
+    """N Send indications to p2 (a permission, no channel), then N datagrams from p2, which reach
+    the client as Data indications; each byte for byte, from the right source and peer."""
+    a2 = p2.getsockname()
+    bad = []
+    for n in range(N):
+        data = payload(tag + b"}", n)
+        tc.send_indication(a2[0], a2[1], data)
+        got, src = recv_from(p2, 2)
+        if got != data or src != relayed:
+            bad.append(("to peer", n, len(data), None if got is None else len(got), src))
+            if len(bad) >= 5:
+                break
+    for n in range(N):
+        data = payload(tag + b"{", n)
+        p2.sendto(data, relayed)
+        got = client_recv(tc.sock)
+        if got != ((SRV, PORT), "data", a2, data):
+            bad.append(("to client", n, len(data), got and got[:3], got and len(got[3] or b"")))
+            if len(bad) >= 5:
+                break
+    check(not bad, "%s: Send/Data with peer %s wrong or missing (direction, n, sent, got, "
+          "source): %r" % (tag.decode(), a2, bad))
+
+
 PASS_PROG = """
 struct xdp_md;
 __attribute__((section("xdp"), used)) int xdp_pass(struct xdp_md *ctx) { return 2; /* XDP_PASS */ }
@@ -199,25 +224,33 @@ def test_xdp_relays_channeldata_through_nat():
               % srv.ip(["-d", "link", "show", "dev", "eth0"]).stdout)
         pid = u.proc.pid
         tc, relayed, p1 = session(cli, lan, peer, PEER)
+        with peer.netns():
+            p2 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            p2.bind((PEER, 0))
         try:
+            check(tc.create_permission(p2.getsockname())[0] == 0, "CreatePermission for p2")
             # 1. Full checksums from the senders (as from a real wire): XDP relays, back out of
             # the veth it came in on (XDP_TX).
             checksum_offload(cli, "eth0", False)
             checksum_offload(peer, "eth0", False)
             before, v0 = kp_global(srv, pid), veth_xdp_stats(srv, "eth0")
             relay_both_ways(tc, relayed, p1, b"wire")
+            indications_both_ways(tc, relayed, p2, b"wire")
             d = diff(kp_global(srv, pid), before)
             tx = veth_xdp_stats(srv, "eth0")["xdp_tx"] - v0["xdp_tx"]
-            check(tx >= SHARE * 2 * N, "srv eth0 sent %d frames by XDP_TX, want %d" % (tx, 2 * N))
-            print("full checksums: xdp_relayed %d, channeldata in %d out %d, xdp_passed_csum %d, "
-                  "redirect_fail %d, pass_route %d" % (d["xdp_relayed"], d["channeldata_in"],
-                                                      d["channeldata_out"], d["xdp_passed_csum"],
-                                                      d["redirect_fail"], d["pass_route"]),
+            check(tx >= SHARE * 4 * N, "srv eth0 sent %d frames by XDP_TX, want %d" % (tx, 4 * N))
+            check(d["send_in"] >= SHARE * N and d["data_out"] >= SHARE * N,
+                  "the kernel relayed %d Send and %d Data indications of %d each: %s"
+                  % (d["send_in"], d["data_out"], N, d))
+            print("full checksums: xdp_relayed %d, channeldata in %d out %d, send %d, data %d, "
+                  "xdp_passed_csum %d, redirect_fail %d, pass_route %d"
+                  % (d["xdp_relayed"], d["channeldata_in"], d["channeldata_out"], d["send_in"],
+                     d["data_out"], d["xdp_passed_csum"], d["redirect_fail"], d["pass_route"]),
                   flush=True)
-            check(d["xdp_relayed"] >= SHARE * 2 * N and d["channeldata_in"] >= SHARE * N and
+            check(d["xdp_relayed"] >= SHARE * 4 * N and d["channeldata_in"] >= SHARE * N and
                   d["channeldata_out"] >= SHARE * N,
-                  "XDP relayed %d of %d ChannelData (kp_global growth %s)" % (d["xdp_relayed"],
-                                                                             2 * N, d))
+                  "XDP relayed %d of %d datagrams (kp_global growth %s)" % (d["xdp_relayed"],
+                                                                           4 * N, d))
             check(d["redirect_fail"] == 0, "redirect failures: %s" % d)
 
             # 2. Checksum offload on: a CHECKSUM_PARTIAL seed, which XDP leaves to TC.
@@ -236,7 +269,7 @@ def test_xdp_relays_channeldata_through_nat():
                   "the kernel (TC) relayed only %d of %d: %s"
                   % (d["channeldata_in"] + d["channeldata_out"], 2 * N, d))
         finally:
-            for s in (tc, p1):
+            for s in (tc, p1, p2):
                 s.close()
 
         # 3. A crashed uturnd's XDP program: removed by the next one, which (auto) leaves the veth
