@@ -280,7 +280,9 @@ static __attribute__((noinline)) int kpx_relay(struct xdp_md *ctx, const struct 
 
     /* The new one: the tail first (trimmed: padding, what follows a Send's data, an Ethernet
      * trailer; grown: a Data indication's padding), then the headers move (bpf_xdp_adjust_head);
-     * the payload stays. A failure of the first leaves the frame as it was. */
+     * the payload stays. A failure of the first leaves the frame as it was: a frame without
+     * the tailroom for a Data indication's padding (a veth's large frames, now and then) is TC's.
+     */
     __u32 old_len = (__u32)(end - data);
     __u32 hl = ETH_HLEN + iphl + 8;
     __u32 want = hl + hdr + dlen + pad;
