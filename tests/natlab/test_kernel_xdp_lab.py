@@ -35,6 +35,7 @@ Needs root (fails without, like every lab test). Skips (exit 77, with the reason
 kernel path cannot run (kpath_util.kernel_skip_reason), or where the kernel refuses native XDP on
 a veth.
 """
+import http.client
 import json
 import os
 import re
@@ -88,9 +89,27 @@ def payload(tag, n):
     return (head + bytes((n * 7 + i) % 256 for i in range(size)))[:max(size, len(head))]
 
 
+ADMIN_PORT, TOKEN = 9641, "xdp-lab-admin-token-0123456789"
+
+
 def start_uturnd(srv, xdp, extra=()):
     return scen.uturnd(srv, ["kernel-offload = on", "kernel-offload-xdp = " + xdp,
-                             "allowed-peer-ip = " + PEER] + list(extra))
+                             "allowed-peer-ip = " + PEER,
+                             "admin-listen = %s:%d" % (SRV, ADMIN_PORT),
+                             "admin-token = " + TOKEN] + list(extra))
+
+
+def metric(srv, line_start):
+    """The value of the /metrics sample that starts with line_start (uturnd's admin in srv)."""
+    with srv.netns():
+        c = http.client.HTTPConnection(SRV, ADMIN_PORT, timeout=10)
+        c.request("GET", "/metrics", headers={"Authorization": "Bearer " + TOKEN})
+        body = c.getresponse().read().decode()
+        c.close()
+    for line in body.splitlines():
+        if line.startswith(line_start + " "):
+            return int(float(line.split()[-1]))
+    raise TestFailure("no %s in /metrics" % line_start)
 
 
 def relay_both_ways(tc, relayed, p1, tag):
@@ -239,6 +258,10 @@ def test_xdp_relays_channeldata_through_nat():
             d = diff(kp_global(srv, pid), before)
             tx = veth_xdp_stats(srv, "eth0")["xdp_tx"] - v0["xdp_tx"]
             check(tx >= SHARE * 4 * N, "srv eth0 sent %d frames by XDP_TX, want %d" % (tx, 4 * N))
+            # What an operator sees: /metrics counts what XDP relayed.
+            shown = metric(srv, 'uturn_kernel_xdp_total{result="relayed"}')
+            check(shown >= d["xdp_relayed"], "/metrics shows %d relayed by XDP, kp_global %d"
+                  % (shown, d["xdp_relayed"]))
             check(d["send_in"] >= SHARE * N and d["data_out"] >= SHARE * N,
                   "the kernel relayed %d Send and %d Data indications of %d each: %s"
                   % (d["send_in"], d["data_out"], N, d))
