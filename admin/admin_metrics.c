@@ -185,6 +185,11 @@ static void render_kernel(out_t *o, const stats_snapshot_t *st)
     lab(o, "uturn_kernel_passed_total", "reason", "expired", st->kernel.pass_expired);
     lab(o, "uturn_kernel_passed_total", "reason", "unhandled", st->kernel.pass_unhandled);
     lab(o, "uturn_kernel_passed_total", "reason", "route", st->kernel.pass_route);
+    head(o, "uturn_kernel_xdp_total", "counter",
+         "The kernel path's XDP program: datagrams it relayed (also in the path=\"kernel\" series) "
+         "and ones it left to the TC program because their UDP checksum did not verify.");
+    lab(o, "uturn_kernel_xdp_total", "result", "relayed", st->kernel.xdp_relayed);
+    lab(o, "uturn_kernel_xdp_total", "result", "passed_checksum", st->kernel.xdp_passed_csum);
     u64(o, "uturn_kernel_slots_in_use", "gauge",
         "Allocations with a slot in the kernel path (their UDP traffic may bypass user space).",
         (uint64_t)st->kpath_slots);
@@ -427,7 +432,7 @@ static json_t *kernel_json(const stats_snapshot_t *st)
     const stats_kernel_t *k = &st->kernel;
     return json_pack(
         "{s:b,s:{s:I,s:I},s:{s:I,s:I},s:{s:I,s:I,s:I,s:I},s:{s:I,s:I},s:{s:I,s:I,s:I},s:I,s:I,s:I,"
-        "s:{s:I,s:I,s:I}}",
+        "s:{s:I,s:I,s:I},s:{s:I,s:I}}",
         "active", st->kernel_active, "bytes", "client_to_peer", (json_int_t)k->to_peer_bytes,
         "peer_to_client", (json_int_t)k->from_peer_bytes, "packets", "client_to_peer",
         (json_int_t)(k->channeldata_in + k->send_in), "peer_to_client",
@@ -439,7 +444,8 @@ static json_t *kernel_json(const stats_snapshot_t *st)
         (json_int_t)k->pass_route, "slots_in_use", (json_int_t)st->kpath_slots, "entries",
         (json_int_t)st->kpath_entries, "allocations", (json_int_t)st->kpath_allocs, "refused",
         "no_slot", (json_int_t)st->kpath_refused_slot, "map_full",
-        (json_int_t)st->kpath_refused_full, "error", (json_int_t)st->kpath_errors);
+        (json_int_t)st->kpath_refused_full, "error", (json_int_t)st->kpath_errors, "xdp", "relayed",
+        (json_int_t)k->xdp_relayed, "passed_checksum", (json_int_t)k->xdp_passed_csum);
 }
 
 void admin_h_stats(admin_req_t *r)

@@ -300,6 +300,9 @@ static void kernel_lines(json_t *k)
     printf("kernel drops   %lld max-bps, %lld redirect\n", num(dr, "bps"), num(dr, "redirect"));
     printf("kernel refused %lld no slot, %lld map full, %lld errors\n", num(rf, "no_slot"),
            num(rf, "map_full"), num(rf, "error"));
+    json_t *xdp = json_object_get(k, "xdp");
+    printf("kernel xdp     %lld relayed, %lld left to TC (checksum)\n", num(xdp, "relayed"),
+           num(xdp, "passed_checksum"));
 }
 
 static int cmd_stats(void)

@@ -4,7 +4,7 @@
 #   scripts/deps.sh test    - that plus the real services and clients the tests run
 set -eu
 BUILD="build-essential autoconf automake libtool pkg-config libuv1-dev libssl-dev libhiredis-dev libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev libsystemd-dev libbpf-dev bpftool clang"
-TEST="python3 clang-format coturn redis-server redis-sentinel prometheus python3-aioice python3-aiortc curl clang libclang-rt-dev iproute2 procps iptables conntrack chromium debhelper dpkg-dev lintian systemd strace"
+TEST="python3 clang-format coturn redis-server redis-sentinel prometheus python3-aioice python3-aiortc curl clang libclang-rt-dev iproute2 procps iptables conntrack ethtool chromium debhelper dpkg-dev lintian systemd strace"
 case "${1:-build}" in
 build) want="$BUILD" ;;
 test) want="$BUILD $TEST" ;;

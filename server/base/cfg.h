@@ -79,7 +79,8 @@ typedef struct cfg {
     bool software_attribute;
     char *log_file, *pidfile;
     int log_level, log_format;
-    int kernel_offload; /* enum cfg_kernel_offload */
+    int kernel_offload;     /* enum cfg_kernel_offload */
+    int kernel_offload_xdp; /* enum cfg_kernel_offload: XDP in front of TC (kpath_xdp.c) */
     char *admin_listen;
     cfg_list_t admin_token;
     int admin_request_timeout, admin_connections_max, admin_connections_per_ip;

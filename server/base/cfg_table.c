@@ -166,6 +166,11 @@ const cfg_entry_t cfg_table[] = {
      "relay UDP ChannelData, Send and Data in the kernel (a TC program, docs/KERNEL.md): auto uses "
      "it when it loads and logs one line saying why not otherwise; on refuses to start without "
      "it; off never loads it (ours)"},
+    {"kernel-offload-xdp", CFG_ENUM, OFF(kernel_offload_xdp), "auto", 0, 0, kernel_offload_names, 0,
+     "the kernel path's XDP program in front of its TC program (docs/KERNEL.md): auto attaches it "
+     "in native mode on the listening and relay interfaces but loopback and veth, logging why "
+     "not; on includes veth (their far ends must run an XDP program) and refuses to start if an "
+     "attach fails; off: TC only (ours)"},
     {"log-level", CFG_ENUM, OFF(log_level), "info", 0, 0, log_level_names, CFG_F_RELOAD,
      "error, warn, info or debug (ours)"},
     {"log-format", CFG_ENUM, OFF(log_format), "text", 0, 0, log_format_names, 0,

@@ -113,7 +113,9 @@
     X(pass_expired)                                                                                \
     X(pass_unhandled)                                                                              \
     X(redirect_fail)                                                                               \
-    X(pass_route)
+    X(pass_route)                                                                                  \
+    X(xdp_relayed)                                                                                 \
+    X(xdp_passed_csum)
 #define STATS_KERNEL_ONE(c) +1
 enum { STATS_KERNEL_N = 0 STATS_KERNEL(STATS_KERNEL_ONE) };
 typedef struct {

@@ -953,3 +953,4 @@ int uturn_ingress(struct __sk_buff *skb)
 }
 
 char LICENSE[] SEC("license") = "GPL";
+#include "kpath_xdp.bpf.h"

@@ -34,6 +34,7 @@
 #include "kpath.skel.h"
 #pragma GCC diagnostic pop
 #include "kpath_abi.h"
+#include "kpath_xdp.h"
 
 #ifndef CAP_BPF
 #define CAP_BPF 39
@@ -45,6 +46,8 @@ struct kpath {
     int ifindex[KPATH_MAX_IF];
     size_t n_if;
     unsigned prog_id;
+    int xdp_if[KPATH_MAX_IF]; /* where the XDP program is attached (kpath_xdp.c) */
+    size_t n_xdp;
 };
 #else
 struct kpath {
@@ -185,11 +188,27 @@ static int sweep_leftovers(void)
         info.nr_map_ids = 32;
         info.map_ids = (__u64)(uintptr_t)map_ids;
         unsigned pid = 0;
-        if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && strcmp(info.name, KPATH_PROG_NAME) == 0)
+        bool xdp = false;
+        if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0 &&
+            (strcmp(info.name, KPATH_PROG_NAME) == 0 ||
+             (xdp = strcmp(info.name, KPATH_XDP_NAME) == 0)))
             pid = owner_of(map_ids, info.nr_map_ids < 32 ? info.nr_map_ids : 32);
-        close(fd);
-        if (pid == 0 || pid == (unsigned)getpid() || pid_is_uturnd(pid))
+        if (pid == 0 || pid == (unsigned)getpid() || pid_is_uturnd(pid)) {
+            close(fd);
             continue;
+        }
+        if (xdp) {
+            /* Its XDP program: attached by interface, not by handle (kpath_xdp.c). */
+            int nx = kpath_xdp_sweep(fd, id);
+            close(fd);
+            if (nx > 0)
+                LOGI("kpath",
+                     "kernel-offload: removed the XDP program left by uturnd pid %u, which is "
+                     "gone, from %d interface(s) (program id %u)",
+                     pid, nx, id);
+            continue;
+        }
+        close(fd);
         struct if_nameindex *ni = if_nameindex();
         int n = 0;
         for (struct if_nameindex *p = ni; p && p->if_index != 0; p++)
@@ -315,6 +334,8 @@ static int collect_ifs(const cfg_t *cfg, kpath_t *k)
 
 static void kpath_free(kpath_t *k)
 {
+    if (k->n_xdp > 0)
+        kpath_xdp_detach(bpf_program__fd(k->skel->progs.uturn_xdp), k->xdp_if, k->n_xdp);
     for (size_t i = 0; i < k->n_if; i++)
         detach_one(k->ifindex[i], (unsigned)getpid());
     kpath_bpf__destroy(k->skel);
@@ -332,6 +353,9 @@ static int kpath_load(const cfg_t *cfg, kpath_t *k, char *why, size_t cap)
         return -1;
     }
     k->skel->rodata->kpath_owner_pid = (__u32)getpid();
+    /* kernel-offload-xdp = off: the XDP program is not even loaded (kpath_xdp.c). */
+    bpf_program__set_autoload(k->skel->progs.uturn_xdp,
+                              cfg->kernel_offload_xdp != CFG_KOFFLOAD_OFF);
     int rc = kpath_bpf__load(k->skel);
     if (rc != 0) {
         snprintf(why, cap, "loading the BPF program: %s (libbpf: %s)", strerror(-rc),
@@ -446,6 +470,12 @@ int kpath_start(const cfg_t *cfg, kpath_t **out, char *err, size_t errlen)
     if (kpath_load(cfg, k, why, sizeof(why)) != 0) {
         kpath_free(k);
         return not_started(cfg, why, err, errlen);
+    }
+    if (kpath_xdp_attach(cfg, bpf_program__fd(k->skel->progs.uturn_xdp),
+                         bpf_map__fd(k->skel->maps.kp_xdp_if), k->ifindex, k->n_if, k->xdp_if,
+                         &k->n_xdp, err, errlen) != 0) {
+        kpath_free(k);
+        return -1;
     }
     char names[256] = "";
     size_t used = 0;

@@ -1,6 +1,7 @@
 /* kpath.h - the kernel fast path's lifecycle (docs/KERNEL.md): per kernel-offload, load the TC
  * program embedded in uturnd, create its maps, attach it on clsact ingress of the interfaces that
- * hold the listening and relay addresses (all interfaces for a wildcard), and remove filters,
+ * hold the listening and relay addresses (all interfaces for a wildcard), with its XDP program in
+ * front where kernel-offload-xdp allows (kpath_xdp.c), and remove filters, XDP programs,
  * programs and maps at exit. Before attaching, it removes what a crashed uturnd left (its filters,
  * found through the owner pid the program carries). This slice relays nothing in the kernel: the
  * program counts and passes every packet. Called by main.c only, on the main thread, before the
@@ -18,7 +19,8 @@ typedef struct kpath kpath_t;
 /* Start the kernel path as cfg->kernel_offload says. off: *out = NULL, nothing touched, 0. auto:
  * 0 with *out set when attached, else *out = NULL after ONE warning log line giving the reason.
  * on: 0 with *out set, or -1 with `err` naming the config file, line and key and the reason
- * (built without libbpf, missing capability, libbpf's load or attach error). The caller owns
+ * (built without libbpf, missing capability, libbpf's load or attach error), or naming
+ * kernel-offload-xdp when it is on and the XDP program cannot be attached. The caller owns
  * *out and frees it with kpath_stop. Main thread. */
 int kpath_start(const cfg_t *cfg, kpath_t **out, char *err, size_t errlen);
 

@@ -31,6 +31,8 @@
 /* The program's name as the kernel lists it (bpftool prog show, tc filter show): at most 15
  * characters. */
 #define KPATH_PROG_NAME "uturn_ingress"
+/* The XDP program in front of it (kpath_xdp.bpf.h), same object and maps. */
+#define KPATH_XDP_NAME "uturn_xdp"
 /* tc priority of our clsact ingress filters; each uturnd's filter has handle = its pid. */
 #define KPATH_TC_PRIO 0x7574u
 
@@ -173,6 +175,11 @@ enum {
     KPATH_G_PASS_ROUTE,     /* ours, but bpf_fib_lookup gave no route the program can take
                              * (forwarding off on the interface, MTU, unreachable, a local
                              * destination off loopback): passed unchanged */
+    /* Of the relayed ones above, those the XDP program relayed (kpath_xdp.bpf.h). */
+    KPATH_G_XDP_RELAYED,
+    /* Ours, but the XDP program left it to TC because its UDP checksum did not verify (a local
+     * sender's CHECKSUM_PARTIAL seed, corruption) or was 0. */
+    KPATH_G_XDP_PASSED_CSUM,
     KPATH_G_N
 };
 
