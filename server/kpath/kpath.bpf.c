@@ -45,6 +45,7 @@ volatile const __u32 kpath_owner_pid = 0;
 #define NOT_OURS 1000     /* internal: keep looking (never returned to tc) */
 #define KP_AGAIN 1001     /* internal: rewritten to a relayed address of ours: run again */
 #define KP_CLOCK_SLACK_NS 10000000ull /* the longest tick (HZ=100) */
+#define KP_HOPS 3                     /* relay-to-relay hops taken in one run (uturn_ingress) */
 
 static __always_inline void bump(__u32 key, __u64 n)
 {
@@ -306,10 +307,9 @@ static __always_inline void lookup(struct __sk_buff *skb, struct kp_scratch *s, 
  * loopback the stack delivers it after TC_ACT_OK; received elsewhere, our own address as its
  * source would be a martian, so it stays in user space - unless it is a client -> peer hop to a
  * relayed address of ours that a peer -> client entry claims (relay to relay on one uturnd: a
- * WebRTC call with both sides on us): then the program runs again on the rewritten datagram (a
- * tail call into itself, kp_self) for the second hop, wherever it came in. Each such hop strips
- * its framing and the kernel caps tail calls at 33, so a chain of allocations ends. A claim is
- * looked for on every datagram, except that a channel's cache may remember that none existed at
+ * WebRTC call with both sides on us): then the program's work runs again on the rewritten
+ * datagram (uturn_ingress's loop, up to KP_HOPS) for the second hop, wherever it came in. A claim
+ * is looked for on every datagram, except that a channel's cache may remember that none existed at
  * the current kp_claims_gen (no entry has been written since). */
 static __always_inline int route(struct __sk_buff *skb, struct kp_scratch *s, const struct pkt *p,
                                  const struct out *o, __u32 tot_len, __u64 now)
@@ -886,7 +886,7 @@ static __always_inline int p2c(struct __sk_buff *skb, struct kp_scratch *s, cons
     return relay(skb, s, p, &o, now);
 }
 
-static __always_inline int ingress(struct __sk_buff *skb)
+static __attribute__((noinline)) int ingress(struct __sk_buff *skb)
 {
     seen(KPATH_SEEN_PKTS, 1);
     seen(KPATH_SEEN_BYTES, skb->len);
@@ -938,14 +938,18 @@ static __always_inline int ingress(struct __sk_buff *skb)
 SEC("tc")
 int uturn_ingress(struct __sk_buff *skb)
 {
-    int rc = ingress(skb);
-    if (rc != KP_AGAIN)
-        return rc;
-    /* Relayed to a relayed address of ours (route()): its peer -> client hop. */
-    __u32 self = 0;
-    bpf_tail_call(skb, &kp_self, self);
-    /* No tail call (the chain's 33rd, or kp_self empty): loopback delivers it to that relay's
-     * socket and user space takes the hop; elsewhere the source would be a martian. */
+    /* A datagram relayed to a relayed address of ours (route(): relay to relay) takes that
+     * relay's peer -> client hop at once: the same work again on the rewritten datagram. A
+     * subprogram called in a bounded loop, not a tail call through a program array holding the
+     * program itself: such a self reference outlived a crashed uturnd on Linux 6.18 (the array's
+     * deferred clearing, raced by anyone who opened and closed it, leaked the array). */
+    for (int hop = 0; hop < KP_HOPS; hop++) {
+        int rc = ingress(skb);
+        if (rc != KP_AGAIN)
+            return rc;
+    }
+    /* A longer chain of our own relays: loopback delivers it to that relay's socket and user
+     * space takes the hop; elsewhere the source would be a martian. */
     if (skb->ifindex == KP_LOOPBACK_IFINDEX)
         return TC_ACT_OK;
     bump(KPATH_G_REDIRECT_FAIL, 1);

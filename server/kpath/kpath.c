@@ -363,11 +363,6 @@ static int kpath_load(const cfg_t *cfg, kpath_t *k, char *why, size_t cap)
         return -1;
     }
     int pfd = bpf_program__fd(k->skel->progs.uturn_ingress);
-    __u32 self = 0;
-    if (bpf_map_update_elem(bpf_map__fd(k->skel->maps.kp_self), &self, &pfd, BPF_ANY) != 0) {
-        snprintf(why, cap, "putting the program in its kp_self map: %s", strerror(errno));
-        return -1;
-    }
     struct bpf_prog_info info;
     __u32 len = sizeof(info);
     memset(&info, 0, sizeof(info));

@@ -86,17 +86,6 @@ struct {
     __type(value, struct kp_scratch);
 } kp_scratch SEC(".maps");
 
-/* The program itself at index 0 (kpath.c puts it there after loading): a datagram relayed client
- * -> peer to a relayed address of ours runs the program again, for its peer -> client hop
- * (kpath.bpf.c KP_AGAIN). The kernel empties a program array when its last user reference goes,
- * so the self reference never outlives uturnd. */
-struct {
-    __uint(type, BPF_MAP_TYPE_PROG_ARRAY);
-    __uint(max_entries, 1);
-    __type(key, __u32);
-    __type(value, __u32);
-} kp_self SEC(".maps");
-
 /* A parsed eth/IP/UDP datagram. Addresses as in the maps: IPv4 in the first 4 bytes. */
 struct pkt {
     __u32 l4;   /* offset of the UDP header */
