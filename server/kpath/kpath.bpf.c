@@ -245,38 +245,38 @@ static __always_inline int p2c_claims(__u8 family, const __u8 *relay, __u16 rela
     return pv && now < pv->expires_ns;
 }
 
-/* Look the route up for `o` into r (kpath_abi.h struct kpath_route). The lookup runs as
- * loopback's (ifindex 1), as for a datagram a local socket sends: bpf_fib_lookup checks forwarding
- * on the interface it is given, and loopback's is the one uturnd turns on (kpath.c), so an
- * interface's own forwarding setting never matters. The first lookup asks for a 64 KiB packet:
- * a route with a smaller MTU answers FRAG_NEEDED with its MTU, and the second asks again with
- * that length for the interface and neighbour. */
-static __always_inline void lookup(struct __sk_buff *skb, struct kp_scratch *s, const struct pkt *p,
-                                   const struct out *o, int any, struct kpath_route *r)
+/* Look the route from src to dst up into r (kpath_abi.h struct kpath_route), for the TC and the
+ * XDP program alike (ctx: either's). The lookup runs as loopback's (ifindex 1), as for a datagram
+ * a local socket sends: bpf_fib_lookup checks forwarding on the interface it is given, and
+ * loopback's is the one uturnd turns on (kpath.c), so an interface's own forwarding setting never
+ * matters. The first lookup asks for a 64 KiB packet: a route with a smaller MTU answers
+ * FRAG_NEEDED with its MTU, and the second asks again with that length for the interface and
+ * neighbour. any: no source (a wildcard listener): the route's preferred source, as the kernel
+ * picks it for user space's wildcard socket (kernels before 6.8 refuse the flag: PASS). */
+static __always_inline void route_lookup(void *ctx, struct bpf_fib_lookup *f, __u8 family,
+                                         const __u8 *src, const __u8 *dst, __u16 sport, __u16 dport,
+                                         int any, struct kpath_route *r)
 {
-    struct bpf_fib_lookup *f = &s->fib;
-    /* No source (a wildcard listener): the route's preferred source, as the kernel picks it for
-     * user space's wildcard socket. Kernels before 6.8 refuse the flag: the packet stays there. */
     __u32 flags = any ? BPF_FIB_LOOKUP_SRC : 0;
     __u32 mtu = 0xffff;
     long rc = 0;
     for (int i = 0; i < 2; i++) {
         __builtin_memset(f, 0, sizeof(*f));
         f->l4_protocol = IPPROTO_UDP;
-        f->sport = o->sport;
-        f->dport = o->dport;
+        f->sport = sport;
+        f->dport = dport;
         f->tot_len = (__u16)mtu;
         f->ifindex = KP_LOOPBACK_IFINDEX;
-        if (p->family == 4) {
+        if (family == 4) {
             f->family = KP_AF_INET;
-            __builtin_memcpy(&f->ipv4_src, o->src_ip, 4);
-            __builtin_memcpy(&f->ipv4_dst, o->dst_ip, 4);
+            __builtin_memcpy(&f->ipv4_src, src, 4);
+            __builtin_memcpy(&f->ipv4_dst, dst, 4);
         } else {
             f->family = KP_AF_INET6;
-            __builtin_memcpy(f->ipv6_src, o->src_ip, 16);
-            __builtin_memcpy(f->ipv6_dst, o->dst_ip, 16);
+            __builtin_memcpy(f->ipv6_src, src, 16);
+            __builtin_memcpy(f->ipv6_dst, dst, 16);
         }
-        rc = bpf_fib_lookup(skb, f, sizeof(*f), flags);
+        rc = bpf_fib_lookup(ctx, f, sizeof(*f), flags);
         if (rc != BPF_FIB_LKUP_RET_FRAG_NEEDED || i == 1 || f->mtu_result == 0 ||
             f->mtu_result >= mtu)
             break;
@@ -294,11 +294,43 @@ static __always_inline void lookup(struct __sk_buff *skb, struct kp_scratch *s, 
         r->ifindex = f->ifindex;
         __builtin_memcpy(r->dmac, f->dmac, 6);
         __builtin_memcpy(r->smac, f->smac, 6);
-        if (p->family == 4)
+        if (family == 4)
             __builtin_memcpy(r->src, &f->ipv4_src, 4);
         else
             __builtin_memcpy(r->src, f->ipv6_src, 16);
     }
+}
+
+/* An entry's cached route into r if it is good at `now`: 1, else 0. until_ns is the sequence
+ * number (kpath_abi.h): read before and after the copy, a change means another CPU rewrote it. */
+static __always_inline int route_cached(const struct kpath_route *c, struct kpath_route *r,
+                                        __u64 now)
+{
+    __u64 until = c->until_ns;
+    asm volatile("" ::: "memory");
+    if (until <= now)
+        return 0;
+    __builtin_memcpy(r, c, sizeof(*r));
+    asm volatile("" ::: "memory");
+    return c->until_ns == until;
+}
+
+/* r (fresh from route_lookup) into the entry's cache, good for KPATH_ROUTE_TTL_NS: until_ns
+ * zeroed first and set last. */
+static __always_inline void route_store(struct kpath_route *c, struct kpath_route *r, __u64 now)
+{
+    r->until_ns = now + KPATH_ROUTE_TTL_NS;
+    c->until_ns = 0;
+    asm volatile("" ::: "memory");
+    c->claims_gen = r->claims_gen;
+    c->ifindex = r->ifindex;
+    c->mtu = r->mtu;
+    c->kind = r->kind;
+    __builtin_memcpy(c->dmac, r->dmac, 6);
+    __builtin_memcpy(c->smac, r->smac, 6);
+    __builtin_memcpy(c->src, r->src, 16);
+    asm volatile("" ::: "memory");
+    c->until_ns = r->until_ns;
 }
 
 /* Where the rewritten datagram goes, decided before anything is changed so that a route we cannot
@@ -325,32 +357,12 @@ static __always_inline int route(struct __sk_buff *skb, struct kp_scratch *s, co
             return ROUTE_PASS;
     }
     struct kpath_route *c = o->rc, *r = &s->rt;
-    int hit = 0;
-    if (c) {
-        __u64 until = c->until_ns;
-        asm volatile("" ::: "memory");
-        if (until > now) {
-            __builtin_memcpy(r, c, sizeof(*r));
-            asm volatile("" ::: "memory");
-            hit = c->until_ns == until;
-        }
-    }
-    if (!hit) {
-        lookup(skb, s, p, o, any, r);
-        r->until_ns = now + KPATH_ROUTE_TTL_NS;
-        if (c) {
-            c->until_ns = 0;
-            asm volatile("" ::: "memory");
-            c->claims_gen = r->claims_gen;
-            c->ifindex = r->ifindex;
-            c->mtu = r->mtu;
-            c->kind = r->kind;
-            __builtin_memcpy(c->dmac, r->dmac, 6);
-            __builtin_memcpy(c->smac, r->smac, 6);
-            __builtin_memcpy(c->src, r->src, 16);
-            asm volatile("" ::: "memory");
-            c->until_ns = r->until_ns;
-        }
+    if (!c || !route_cached(c, r, now)) {
+        route_lookup(skb, &s->fib, p->family, o->src_ip, o->dst_ip, o->sport, o->dport, any, r);
+        if (c)
+            route_store(c, r, now);
+        else
+            r->until_ns = now + KPATH_ROUTE_TTL_NS;
     }
     if (r->kind == KPATH_ROUTE_LOCAL) {
         if (o->to_peer) {
@@ -369,6 +381,26 @@ static __always_inline int route(struct __sk_buff *skb, struct kp_scratch *s, co
     if (any)
         __builtin_memcpy(s->src, r->src, 16);
     return r->kind == KPATH_ROUTE_FWD ? ROUTE_REDIRECT : ROUTE_NEIGH;
+}
+
+/* The rewritten IPv4 header, as a Linux UDP socket sends it: DF, id 0 (with DF), TTL 64, TOS 0,
+ * no options; its checksum over the 20 bytes. */
+static __always_inline void write_ip4(struct iphdr *ip, __u32 tot, const __u8 *src, const __u8 *dst)
+{
+    ip->tos = 0;
+    ip->tot_len = bpf_htons(tot);
+    ip->id = 0;
+    ip->frag_off = bpf_htons(0x4000);
+    ip->ttl = 64;
+    __builtin_memcpy(&ip->saddr, src, 4);
+    __builtin_memcpy(&ip->daddr, dst, 4);
+    ip->check = 0;
+    __u16 *w = (__u16 *)ip;
+    __u64 sum = 0;
+#pragma unroll
+    for (int i = 0; i < 10; i++)
+        sum += w[i];
+    ip->check = (__u16)~fold(sum);
 }
 
 /* Does the IPv4 UDP checksum field hold only the pseudo-header seed, as a local socket's
@@ -418,20 +450,7 @@ static __attribute__((noinline)) int local_strip(struct __sk_buff *skb, const st
         bump(KPATH_G_REDIRECT_FAIL, 1);
         return TC_ACT_SHOT;
     }
-    ip->tos = 0;
-    ip->tot_len = bpf_htons(20 + ulen);
-    ip->id = 0;
-    ip->frag_off = bpf_htons(0x4000);
-    ip->ttl = 64;
-    __builtin_memcpy(&ip->saddr, src, 4);
-    __builtin_memcpy(&ip->daddr, o->dst_ip, 4);
-    ip->check = 0;
-    __u16 *w = (__u16 *)ip;
-    __u64 h = 0;
-#pragma unroll
-    for (int i = 0; i < 10; i++)
-        h += w[i];
-    ip->check = (__u16)~fold(h);
+    write_ip4(ip, 20 + ulen, src, o->dst_ip);
     uh->source = o->sport;
     uh->dest = o->dport;
     uh->len = bpf_htons(ulen);
@@ -538,21 +557,7 @@ static __attribute__((noinline)) int relay(struct __sk_buff *skb, struct kp_scra
         struct udphdr *uh = (void *)(ip + 1);
         if ((void *)(uh + 1) > end)
             goto fail;
-        /* As a Linux UDP socket sends: DF, id 0 (with DF), TTL 64, TOS 0. */
-        ip->tos = 0;
-        ip->tot_len = bpf_htons(tot);
-        ip->id = 0;
-        ip->frag_off = bpf_htons(0x4000);
-        ip->ttl = 64;
-        __builtin_memcpy(&ip->saddr, src, 4);
-        __builtin_memcpy(&ip->daddr, o->dst_ip, 4);
-        ip->check = 0;
-        __u16 *w = (__u16 *)ip;
-        __u64 sum = 0;
-#pragma unroll
-        for (int i = 0; i < 10; i++)
-            sum += w[i];
-        ip->check = (__u16)~fold(sum);
+        write_ip4(ip, tot, src, o->dst_ip);
         uh->source = o->sport;
         uh->dest = o->dport;
         uh->len = bpf_htons(ulen);

@@ -138,70 +138,9 @@ static __always_inline int kpx_route(struct xdp_md *ctx, __u8 family, const __u8
     if (family == 6 && (dst[0] == 0xff || (dst[0] == 0xfe && (dst[1] & 0xc0) == 0x80) ||
                         (src[0] == 0xfe && (src[1] & 0xc0) == 0x80)))
         return 0;
-    int hit = 0;
-    __u64 until = c->until_ns;
-    asm volatile("" ::: "memory");
-    if (until > now) {
-        __builtin_memcpy(r, c, sizeof(*r));
-        asm volatile("" ::: "memory");
-        hit = c->until_ns == until;
-    }
-    if (!hit) {
-        struct bpf_fib_lookup *f = &sc->fib;
-        __u32 flags = any ? BPF_FIB_LOOKUP_SRC : 0;
-        __u32 mtu = 0xffff;
-        long rc = 0;
-        for (int i = 0; i < 2; i++) {
-            __builtin_memset(f, 0, sizeof(*f));
-            f->l4_protocol = IPPROTO_UDP;
-            f->sport = sport;
-            f->dport = dport;
-            f->tot_len = (__u16)mtu;
-            f->ifindex = KP_LOOPBACK_IFINDEX;
-            if (family == 4) {
-                f->family = KP_AF_INET;
-                __builtin_memcpy(&f->ipv4_src, src, 4);
-                __builtin_memcpy(&f->ipv4_dst, dst, 4);
-            } else {
-                f->family = KP_AF_INET6;
-                __builtin_memcpy(f->ipv6_src, src, 16);
-                __builtin_memcpy(f->ipv6_dst, dst, 16);
-            }
-            rc = bpf_fib_lookup(ctx, f, sizeof(*f), flags);
-            if (rc != BPF_FIB_LKUP_RET_FRAG_NEEDED || i == 1 || f->mtu_result == 0 ||
-                f->mtu_result >= mtu)
-                break;
-            mtu = f->mtu_result;
-        }
-        __builtin_memset(r, 0, sizeof(*r));
-        r->claims_gen = ~0ull;
-        r->mtu = mtu;
-        r->kind = KPATH_ROUTE_PASS;
-        if (rc == BPF_FIB_LKUP_RET_NOT_FWDED) {
-            if (!any)
-                r->kind = KPATH_ROUTE_LOCAL;
-        } else if (rc == BPF_FIB_LKUP_RET_SUCCESS || rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
-            r->kind = rc == BPF_FIB_LKUP_RET_SUCCESS ? KPATH_ROUTE_FWD : KPATH_ROUTE_NEIGH;
-            r->ifindex = f->ifindex;
-            __builtin_memcpy(r->dmac, f->dmac, 6);
-            __builtin_memcpy(r->smac, f->smac, 6);
-            if (family == 4)
-                __builtin_memcpy(r->src, &f->ipv4_src, 4);
-            else
-                __builtin_memcpy(r->src, f->ipv6_src, 16);
-        }
-        r->until_ns = now + KPATH_ROUTE_TTL_NS;
-        c->until_ns = 0;
-        asm volatile("" ::: "memory");
-        c->claims_gen = r->claims_gen;
-        c->ifindex = r->ifindex;
-        c->mtu = r->mtu;
-        c->kind = r->kind;
-        __builtin_memcpy(c->dmac, r->dmac, 6);
-        __builtin_memcpy(c->smac, r->smac, 6);
-        __builtin_memcpy(c->src, r->src, 16);
-        asm volatile("" ::: "memory");
-        c->until_ns = r->until_ns;
+    if (!route_cached(c, r, now)) {
+        route_lookup(ctx, &sc->fib, family, src, dst, sport, dport, any, r);
+        route_store(c, r, now);
     }
     if (r->kind != KPATH_ROUTE_FWD || tot > r->mtu)
         return 0;
