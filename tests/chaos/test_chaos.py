@@ -51,13 +51,13 @@ UDP_PEERS, TCP_PEERS = 4, 3
 MIN_RATIO = 0.9  # UDP legs on loopback: loss is rare but allowed
 FD_SLACK = 2
 RSS_SLACK_KIB = 48 * 1024  # ASan's quarantine is capped at 16 MiB below; the rest is heap growth
-RSS_WAVE_KIB = 16 * 1024  # growth allowed from the middle wave (the first of two) to the last
-WAVES = int(os.environ.get("UTURN_CHAOS_WAVES", "2"))
+RSS_WAVE_KIB = 16 * 1024  # growth allowed from the middle wave (the second of three) to the last
+WAVES = int(os.environ.get("UTURN_CHAOS_WAVES", "3"))
 FD_WAIT = 45  # an unbound RFC 6062 peer connection is kept 30 s
 # Each seed's deadline (a seed takes 20-30 s at the defaults): grows with the work asked for, and
 # UTURN_CHAOS_SEED_TIMEOUT sets it (0: none). A seed past it fails with its replay line.
 SEED_TIMEOUT = float(os.environ.get("UTURN_CHAOS_SEED_TIMEOUT",
-                                    300 * max(1.0, CLIENTS * STEPS * WAVES / (8 * 300 * 2))))
+                                    300 * max(1.0, CLIENTS * STEPS * WAVES / (8 * 300 * 3))))
 SETTLE = 3.0  # seconds to wait for payloads still in flight
 
 OPS = [  # (name, weight): the weights decide the plan, so changing them changes every seed
