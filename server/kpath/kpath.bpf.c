@@ -28,51 +28,10 @@
 
 #include "kpath_abi.h"
 #include "kpath_maps.bpf.h"
+#include "kpath_common.bpf.h"
 
 /* The loading uturnd's pid (read back from the .rodata map by kpath.c's leftover sweep). */
 volatile const __u32 kpath_owner_pid = 0;
-
-#define KP_AF_INET 2
-#define KP_AF_INET6 10
-#define KP_LOOPBACK_IFINDEX 1
-#define STUN_COOKIE 0x2112A442u
-#define STUN_HDR 20
-#define STUN_ATTR_XOR_PEER_ADDRESS 0x0012
-#define STUN_ATTR_DATA 0x0013
-#define STUN_SEND_INDICATION 0x0016
-#define STUN_DATA_INDICATION 0x0017
-#define STUN_MAX_MSG 4096 /* common/stun.h STUN_MAX_MSG_LEN: user space drops longer ones */
-#define NOT_OURS 1000     /* internal: keep looking (never returned to tc) */
-#define KP_AGAIN 1001     /* internal: rewritten to a relayed address of ours: run again */
-#define KP_CLOCK_SLACK_NS 10000000ull /* the longest tick (HZ=100) */
-#define KP_HOPS 3                     /* relay-to-relay hops taken in one run (uturn_ingress) */
-
-static __always_inline void bump(__u32 key, __u64 n)
-{
-    __u64 *v = bpf_map_lookup_elem(&kp_global, &key);
-    if (v)
-        *v += n;
-}
-
-static __always_inline void seen(__u32 slot, __u64 n)
-{
-    __u64 *v = bpf_map_lookup_elem(&kpath_seen, &slot);
-    if (v)
-        *v += n;
-}
-
-static __always_inline int pass(__u32 why)
-{
-    bump(why, 1);
-    return TC_ACT_UNSPEC;
-}
-
-/* An IPv4 value must hold zeros past its 4 bytes: anything else is a family mismatch. */
-static __always_inline int v4_form(const void *ip)
-{
-    const __u32 *w = ip;
-    return (w[1] | w[2] | w[3]) == 0;
-}
 
 static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
 {
@@ -132,73 +91,6 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
     return 0;
 }
 
-/* max-bps, exactly as dispatch_bps_ok: up to bps bytes, refilled at bps per second, full at the
- * first packet, bps 0 = no limit. Only whole bytes are credited: last_ns advances by the time they
- * took, so the remainder is kept even at high packet rates. 1 = pass, 0 = drop, -1 = no slot. */
-static __always_inline int bucket_ok(__u32 slot, __u64 bytes, __u64 now)
-{
-    struct kpath_bucket *b = bpf_map_lookup_elem(&kp_bucket, &slot);
-    if (!b)
-        return -1;
-    /* No limit: no lock (user space writes the value whole; an aligned 8-byte read is atomic). */
-    if (b->bps == 0)
-        return 1;
-    int ok = 1;
-    bpf_spin_lock(&b->lock);
-    __u64 bps = b->bps;
-    /* Above 2^34 B/s (137 Gbit/s) elapsed * bps could overflow: no limit in practice. */
-    if (bps != 0 && bps < (1ULL << 34)) {
-        /* `now` was read before the lock: another CPU may have moved last_ns past it, which
-         * is no time elapsed, never a refill. */
-        if (b->last_ns == 0) {
-            b->last_ns = now;
-        } else if (now > b->last_ns) {
-            __u64 elapsed = now - b->last_ns;
-            __u64 add = elapsed >= 1000000000ULL ? bps : elapsed * bps / 1000000000ULL;
-            if (add != 0) {
-                b->tokens += add;
-                if (b->tokens >= bps) {
-                    b->tokens = bps;
-                    b->last_ns = now;
-                } else {
-                    b->last_ns += add * 1000000000ULL / bps;
-                }
-            }
-        }
-        if (b->tokens < bytes)
-            ok = 0;
-        else
-            b->tokens -= bytes;
-    }
-    bpf_spin_unlock(&b->lock);
-    return ok;
-}
-
-static __always_inline void count_slot(__u32 slot, int to_peer, __u64 bytes, int dropped)
-{
-    struct kpath_count *c = bpf_map_lookup_elem(&kp_count, &slot);
-    if (!c)
-        return;
-    if (dropped) {
-        c->drop_bps++;
-    } else if (to_peer) {
-        c->to_peer_packets++;
-        c->to_peer_bytes += bytes;
-    } else {
-        c->from_peer_packets++;
-        c->from_peer_bytes += bytes;
-    }
-}
-
-static __always_inline __u16 fold(__u64 s)
-{
-    s = (s & 0xffffffff) + (s >> 32);
-    s = (s & 0xffff) + (s >> 16);
-    s = (s & 0xffff) + (s >> 16);
-    s = (s & 0xffff) + (s >> 16);
-    return (__u16)s;
-}
-
 /* Copy the payload between the packet and the scratch (store: into the packet). The verifier must
  * see the bound checked on the very register handed to the helper: hence the barrier and a 64-bit
  * length (a 32-bit one leaves the compiler a zero-extended twin it may pass instead). */
@@ -215,131 +107,13 @@ static __always_inline long copy_data(struct __sk_buff *skb, __u32 off, __u8 *bu
 
 enum { ROUTE_PASS = 0, ROUTE_LOCAL, ROUTE_AGAIN, ROUTE_REDIRECT, ROUTE_NEIGH };
 
-/* Does a peer -> client entry claim a datagram from `peer` to `relay` (a live channel or allocation
- * entry and a live permission for the peer's IP)? Only asked when a client -> peer hop's
- * destination is local. */
-static __always_inline int p2c_claims(__u8 family, const __u8 *relay, __u16 relay_port,
-                                      const __u8 *peer, __u16 peer_port, __u64 now)
-{
-    struct kpath_p2c_key k;
-    __builtin_memset(&k, 0, sizeof(k));
-    __builtin_memcpy(k.relay_ip, relay, 16);
-    __builtin_memcpy(k.peer_ip, peer, 16);
-    k.relay_port = relay_port;
-    k.peer_port = peer_port;
-    k.family = family;
-    struct kpath_p2c_val *v = bpf_map_lookup_elem(&kp_p2c, &k);
-    if (!v) {
-        __builtin_memset(k.peer_ip, 0, 16);
-        k.peer_port = 0;
-        v = bpf_map_lookup_elem(&kp_p2c, &k);
-    }
-    if (!v || now >= v->expires_ns)
-        return 0;
-    struct kpath_perm_key pk;
-    __builtin_memset(&pk, 0, sizeof(pk));
-    pk.slot = v->slot;
-    pk.family = family;
-    __builtin_memcpy(pk.peer_ip, peer, 16);
-    struct kpath_perm_val *pv = bpf_map_lookup_elem(&kp_perm, &pk);
-    return pv && now < pv->expires_ns;
-}
-
-/* Look the route from src to dst up into r (kpath_abi.h struct kpath_route), for the TC and the
- * XDP program alike (ctx: either's). The lookup runs as loopback's (ifindex 1), as for a datagram
- * a local socket sends: bpf_fib_lookup checks forwarding on the interface it is given, and
- * loopback's is the one uturnd turns on (kpath.c), so an interface's own forwarding setting never
- * matters. The first lookup asks for a 64 KiB packet: a route with a smaller MTU answers
- * FRAG_NEEDED with its MTU, and the second asks again with that length for the interface and
- * neighbour. any: no source (a wildcard listener): the route's preferred source, as the kernel
- * picks it for user space's wildcard socket (kernels before 6.8 refuse the flag: PASS). */
-static __always_inline void route_lookup(void *ctx, struct bpf_fib_lookup *f, __u8 family,
-                                         const __u8 *src, const __u8 *dst, __u16 sport, __u16 dport,
-                                         int any, struct kpath_route *r)
-{
-    __u32 flags = any ? BPF_FIB_LOOKUP_SRC : 0;
-    __u32 mtu = 0xffff;
-    long rc = 0;
-    for (int i = 0; i < 2; i++) {
-        __builtin_memset(f, 0, sizeof(*f));
-        f->l4_protocol = IPPROTO_UDP;
-        f->sport = sport;
-        f->dport = dport;
-        f->tot_len = (__u16)mtu;
-        f->ifindex = KP_LOOPBACK_IFINDEX;
-        if (family == 4) {
-            f->family = KP_AF_INET;
-            __builtin_memcpy(&f->ipv4_src, src, 4);
-            __builtin_memcpy(&f->ipv4_dst, dst, 4);
-        } else {
-            f->family = KP_AF_INET6;
-            __builtin_memcpy(f->ipv6_src, src, 16);
-            __builtin_memcpy(f->ipv6_dst, dst, 16);
-        }
-        rc = bpf_fib_lookup(ctx, f, sizeof(*f), flags);
-        if (rc != BPF_FIB_LKUP_RET_FRAG_NEEDED || i == 1 || f->mtu_result == 0 ||
-            f->mtu_result >= mtu)
-            break;
-        mtu = f->mtu_result;
-    }
-    __builtin_memset(r, 0, sizeof(*r));
-    r->claims_gen = ~0ull;
-    r->mtu = mtu;
-    r->kind = KPATH_ROUTE_PASS; /* forwarding off on loopback, unreachable, MTU, ... */
-    if (rc == BPF_FIB_LKUP_RET_NOT_FWDED) {
-        if (!any)
-            r->kind = KPATH_ROUTE_LOCAL;
-    } else if (rc == BPF_FIB_LKUP_RET_SUCCESS || rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
-        r->kind = rc == BPF_FIB_LKUP_RET_SUCCESS ? KPATH_ROUTE_FWD : KPATH_ROUTE_NEIGH;
-        r->ifindex = f->ifindex;
-        __builtin_memcpy(r->dmac, f->dmac, 6);
-        __builtin_memcpy(r->smac, f->smac, 6);
-        if (family == 4)
-            __builtin_memcpy(r->src, &f->ipv4_src, 4);
-        else
-            __builtin_memcpy(r->src, f->ipv6_src, 16);
-    }
-}
-
-/* An entry's cached route into r if it is good at `now`: 1, else 0. until_ns is the sequence
- * number (kpath_abi.h): read before and after the copy, a change means another CPU rewrote it. */
-static __always_inline int route_cached(const struct kpath_route *c, struct kpath_route *r,
-                                        __u64 now)
-{
-    __u64 until = c->until_ns;
-    asm volatile("" ::: "memory");
-    if (until <= now)
-        return 0;
-    __builtin_memcpy(r, c, sizeof(*r));
-    asm volatile("" ::: "memory");
-    return c->until_ns == until;
-}
-
-/* r (fresh from route_lookup) into the entry's cache, good for KPATH_ROUTE_TTL_NS: until_ns
- * zeroed first and set last. */
-static __always_inline void route_store(struct kpath_route *c, struct kpath_route *r, __u64 now)
-{
-    r->until_ns = now + KPATH_ROUTE_TTL_NS;
-    c->until_ns = 0;
-    asm volatile("" ::: "memory");
-    c->claims_gen = r->claims_gen;
-    c->ifindex = r->ifindex;
-    c->mtu = r->mtu;
-    c->kind = r->kind;
-    __builtin_memcpy(c->dmac, r->dmac, 6);
-    __builtin_memcpy(c->smac, r->smac, 6);
-    __builtin_memcpy(c->src, r->src, 16);
-    asm volatile("" ::: "memory");
-    c->until_ns = r->until_ns;
-}
-
 /* Where the rewritten datagram goes, decided before anything is changed so that a route we cannot
  * take leaves the packet to user space untouched. The route comes from the entry's cache while it
- * is good (kpath_abi.h), else from lookup(), and then goes into the cache. A local destination: on
- * loopback the stack delivers it after TC_ACT_OK; received elsewhere, our own address as its
- * source would be a martian, so it stays in user space - unless it is a client -> peer hop to a
- * relayed address of ours that a peer -> client entry claims (relay to relay on one uturnd: a
- * WebRTC call with both sides on us): then the program's work runs again on the rewritten
+ * is good (kpath_abi.h), else from route_lookup(), and then goes into the cache. A local
+ * destination: on loopback the stack delivers it after TC_ACT_OK; received elsewhere, our own
+ * address as its source would be a martian, so it stays in user space - unless it is a client ->
+ * peer hop to a relayed address of ours that a peer -> client entry claims (relay to relay on one
+ * uturnd: a WebRTC call with both sides on us): then the program's work runs again on the rewritten
  * datagram (uturn_ingress's loop, up to KP_HOPS) for the second hop, wherever it came in. A claim
  * is looked for on every datagram, except that a channel's cache may remember that none existed at
  * the current kp_claims_gen (no entry has been written since). */
@@ -383,26 +157,6 @@ static __always_inline int route(struct __sk_buff *skb, struct kp_scratch *s, co
     return r->kind == KPATH_ROUTE_FWD ? ROUTE_REDIRECT : ROUTE_NEIGH;
 }
 
-/* The rewritten IPv4 header, as a Linux UDP socket sends it: DF, id 0 (with DF), TTL 64, TOS 0,
- * no options; its checksum over the 20 bytes. */
-static __always_inline void write_ip4(struct iphdr *ip, __u32 tot, const __u8 *src, const __u8 *dst)
-{
-    ip->tos = 0;
-    ip->tot_len = bpf_htons(tot);
-    ip->id = 0;
-    ip->frag_off = bpf_htons(0x4000);
-    ip->ttl = 64;
-    __builtin_memcpy(&ip->saddr, src, 4);
-    __builtin_memcpy(&ip->daddr, dst, 4);
-    ip->check = 0;
-    __u16 *w = (__u16 *)ip;
-    __u64 sum = 0;
-#pragma unroll
-    for (int i = 0; i < 10; i++)
-        sum += w[i];
-    ip->check = (__u16)~fold(sum);
-}
-
 /* Does the IPv4 UDP checksum field hold only the pseudo-header seed, as a local socket's
  * CHECKSUM_PARTIAL datagram does (udp4_hwcsum: the folded sum of addresses, protocol and length)?
  * A full checksum equals it only if the rest sums to zero (1 in 65535 datagrams; those lose a
@@ -431,16 +185,8 @@ static __attribute__((noinline)) int local_strip(struct __sk_buff *skb, const st
                                                  const struct out *o, const __u8 *src, __u64 now)
 {
     __u32 dlen = o->dlen, ulen = 8 + dlen;
-    int ok = bucket_ok(o->slot, dlen, now);
-    if (ok <= 0) {
-        if (ok == 0) {
-            count_slot(o->slot, 0, 0, 1);
-            bump(KPATH_G_DROP_BPS, 1);
-        } else {
-            bump(KPATH_G_REDIRECT_FAIL, 1);
-        }
+    if (!charge(o->slot, dlen, now))
         return TC_ACT_SHOT;
-    }
     if (bpf_skb_adjust_room(skb, -4, BPF_ADJ_ROOM_NET, 0) != 0)
         return pass(KPATH_G_PASS_UNHANDLED); /* unchanged */
     void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
@@ -524,16 +270,8 @@ static __attribute__((noinline)) int relay(struct __sk_buff *skb, struct kp_scra
         return pass(KPATH_G_PASS_UNHANDLED);
 
     /* From here on the packet is ours: a failure drops it (counted). */
-    int ok = bucket_ok(o->slot, dlen, now);
-    if (ok <= 0) {
-        if (ok == 0) {
-            count_slot(o->slot, 0, 0, 1);
-            bump(KPATH_G_DROP_BPS, 1);
-        } else {
-            bump(KPATH_G_REDIRECT_FAIL, 1);
-        }
+    if (!charge(o->slot, dlen, now))
         return TC_ACT_SHOT;
-    }
     if (copy_data(skb, at + o->hdr, s->data, dlen, 1) != 0)
         goto fail;
     __u64 hl = o->hdr;
@@ -603,40 +341,6 @@ static __attribute__((noinline)) int relay(struct __sk_buff *skb, struct kp_scra
 fail:
     bump(KPATH_G_REDIRECT_FAIL, 1);
     return TC_ACT_SHOT;
-}
-
-static __always_inline struct kpath_c2p_val *c2p_find(const struct pkt *p, __u16 channel)
-{
-    struct kpath_c2p_key k;
-    __builtin_memset(&k, 0, sizeof(k));
-    __builtin_memcpy(k.client_ip, p->src, 16);
-    __builtin_memcpy(k.server_ip, p->dst, 16);
-    k.client_port = p->sport;
-    k.server_port = p->dport;
-    k.channel = channel;
-    k.family = p->family;
-    struct kpath_c2p_val *v = bpf_map_lookup_elem(&kp_c2p, &k);
-    if (v)
-        return v;
-    /* A wildcard listener: its entries carry no server address. */
-    __builtin_memset(k.server_ip, 0, 16);
-    return bpf_map_lookup_elem(&kp_c2p, &k);
-}
-
-/* The permission of `slot` for a peer IP: 1 live, 0 expired, -1 none; *pv the entry. */
-static __always_inline int perm_state(__u32 slot, __u8 family, const void *ip, __u64 now,
-                                      struct kpath_perm_val **pv)
-{
-    struct kpath_perm_key k;
-    __builtin_memset(&k, 0, sizeof(k));
-    k.slot = slot;
-    k.family = family;
-    __builtin_memcpy(k.peer_ip, ip, 16);
-    struct kpath_perm_val *v = bpf_map_lookup_elem(&kp_perm, &k);
-    *pv = v;
-    if (!v)
-        return -1;
-    return now < v->expires_ns ? 1 : 0;
 }
 
 /* Trailing bytes (ChannelData padding, DATA padding): at most 3, placed at their parity. */

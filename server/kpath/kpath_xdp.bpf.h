@@ -125,8 +125,9 @@ static __always_inline __u64 kpx_pseudo(__u8 family, const void *src, const void
 /* Where the new datagram goes: 1 with *r a resolved forward (KPATH_ROUTE_FWD) it fits, out of the
  * interface it came in on or another one of kp_xdp_if, else 0.
  * The entry's route cache (struct kpath_route) is used while good and refreshed as the TC program
- * does (kpath.bpf.c route() and lookup(): the same lookup as loopback's, the same TTL, until_ns as
- * the sequence number), since both compute the same thing; only its FWD answers are taken here. */
+ * does (kpath_common.bpf.h route_lookup(), route_cached(), route_store(): the same lookup as
+ * loopback's, the same TTL, until_ns as the sequence number), since both compute the same thing;
+ * only its FWD answers are taken here. */
 static __always_inline int kpx_route(struct xdp_md *ctx, __u8 family, const __u8 *src,
                                      const __u8 *dst, __u16 sport, __u16 dport, __u32 tot,
                                      struct kpath_route *c, __u64 now, struct kp_scratch *sc)
@@ -312,16 +313,8 @@ static __attribute__((noinline)) int kpx_relay(struct xdp_md *ctx, const struct 
     __u16 ck = (__u16)~fold(sum);
     uh->check = ck ? ck : 0xffff;
 
-    int ok = bucket_ok(o->slot, dlen, now);
-    if (ok <= 0) {
-        if (ok == 0) {
-            count_slot(o->slot, 0, 0, 1);
-            bump(KPATH_G_DROP_BPS, 1);
-        } else {
-            bump(KPATH_G_REDIRECT_FAIL, 1);
-        }
+    if (!charge(o->slot, dlen, now))
         return XDP_DROP;
-    }
     seen(KPATH_SEEN_PKTS, 1);
     seen(KPATH_SEEN_BYTES, old_len);
     count_slot(o->slot, o->to_peer, dlen, 0);
