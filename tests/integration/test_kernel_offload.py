@@ -153,8 +153,10 @@ def test_sigkill_leftover_cleaned_at_next_start():
         return
     dead = Uturnd(conf=BASE + ["kernel-offload = on"])
     dead_pid = dead.proc.pid
-    prog, maps = prog_maps(dead)
-    dead.stop(signal.SIGKILL)
+    try:
+        prog, maps = prog_maps(dead)
+    finally:
+        dead.stop(signal.SIGKILL)  # also when reading its ids fails: never left running
     check(dead_pid in lo_filters(), "the SIGKILLed uturnd's filter %#x should still be on lo: %s"
           % (dead_pid, lo_filters()))
     check(exists("prog", prog), "the SIGKILLed uturnd's program %d should still be loaded" % prog)
@@ -224,8 +226,10 @@ def test_sweep_action_removes_what_a_crashed_uturnd_left():
     with Uturnd(conf=BASE + ["kernel-offload = on"]) as live:
         dead = Uturnd(conf=BASE + ["kernel-offload = on"])
         dead_pid = dead.proc.pid
-        prog, maps = prog_maps(dead)
-        dead.stop(signal.SIGKILL)
+        try:
+            prog, maps = prog_maps(dead)
+        finally:
+            dead.stop(signal.SIGKILL)
         check(dead_pid in lo_filters(), "the SIGKILLed uturnd's filter %#x should still be on lo"
               % dead_pid)
         r = subprocess.run([UTURND, "--kernel-offload-sweep"], capture_output=True, text=True,
