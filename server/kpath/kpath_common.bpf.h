@@ -313,5 +313,4 @@ static __always_inline int perm_state(__u32 slot, __u8 family, const void *ip, _
     return now < v->expires_ns ? 1 : 0;
 }
 
-
 #endif
