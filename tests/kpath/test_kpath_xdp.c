@@ -30,14 +30,11 @@ static const uint8_t mac_peer[6] = {0x02, 0x00, 0x00, 0x00, 0x00, 0x02};
 static const uint8_t mac_client[6] = {0x02, 0x00, 0x00, 0x00, 0x00, 0x03};
 static const uint8_t mac_server[6] = {0x02, 0x00, 0x00, 0x00, 0x00, 0x04};
 
-typedef struct {
-    kpt_ep_t client, server, relay, peer;
-    size_t max; /* largest UDP payload of a 1500-byte packet */
-} xworld_t;
-
-static xworld_t world(int family)
+/* kpt_world()'s parties, on the veth's subnet (kpt_start: kpd) instead of loopback, so that a
+ * relay is a forward, the only route XDP takes. */
+static kpt_world_t world(int family)
 {
-    xworld_t w;
+    kpt_world_t w;
     if (family == 4) {
         w.client = kpt_ep(4, "198.19.0.3", 40000);
         w.server = kpt_ep(4, "198.19.0.1", 3478);
@@ -99,7 +96,7 @@ static uint64_t exp_ns(void) { return kpt_now_ns() + 60000000000ull; }
 
 static void to_peer(int family)
 {
-    xworld_t w = world(family);
+    kpt_world_t w = world(family);
     kpt_clear_maps();
     kpt_slot_reset(KPT_SLOT, 0);
     kpt_c2p_set(&w.client, &w.server, 0x4001, &w.relay, &w.peer, KPT_SLOT, exp_ns());
@@ -141,7 +138,7 @@ UNIT_TEST(channel_to_peer_v6) { to_peer(6); }
 
 static void to_client(int family)
 {
-    xworld_t w = world(family);
+    kpt_world_t w = world(family);
     kpt_clear_maps();
     kpt_slot_reset(KPT_SLOT, 0);
     uint64_t exp = exp_ns();
@@ -183,7 +180,7 @@ UNIT_TEST(channel_to_client_v6) { to_client(6); }
  * the Send names, every size. */
 static void send_to_peer(int family)
 {
-    xworld_t w = world(family);
+    kpt_world_t w = world(family);
     kpt_clear_maps();
     kpt_slot_reset(KPT_SLOT, 0);
     uint64_t exp = exp_ns();
@@ -221,7 +218,7 @@ UNIT_TEST(send_to_peer_v6) { send_to_peer(6); }
  * transaction id, taken from the output. Every size, so every padding. */
 static void data_indication(int family)
 {
-    xworld_t w = world(family);
+    kpt_world_t w = world(family);
     kpt_clear_maps();
     kpt_slot_reset(KPT_SLOT, 0);
     uint64_t exp = exp_ns();
@@ -258,7 +255,7 @@ UNIT_TEST(data_indication_v6) { data_indication(6); }
  * padded to 60 bytes by a NIC) is trimmed. */
 UNIT_TEST(tx_and_trailer)
 {
-    xworld_t w = world(4);
+    kpt_world_t w = world(4);
     kpt_clear_maps();
     kpt_slot_reset(KPT_SLOT, 0);
     kpt_c2p_set(&w.client, &w.server, 0x4001, &w.relay, &w.peer, KPT_SLOT, exp_ns());
@@ -280,7 +277,7 @@ UNIT_TEST(tx_and_trailer)
  * checksum incrementally), so the receiver decides as without XDP. */
 static void checksums(int family)
 {
-    xworld_t w = world(family);
+    kpt_world_t w = world(family);
     kpt_clear_maps();
     kpt_slot_reset(KPT_SLOT, 0);
     uint64_t exp = exp_ns();
@@ -344,7 +341,7 @@ UNIT_TEST(checksums_v6) { checksums(6); }
  * on to user space, so each datagram is counted once). */
 static void passes(int family)
 {
-    xworld_t w = world(family);
+    kpt_world_t w = world(family);
     kpt_clear_maps();
     kpt_slot_reset(KPT_SLOT, 0);
     uint64_t exp = exp_ns(), past = kpt_now_ns() - 1;
@@ -487,7 +484,7 @@ UNIT_TEST(passes_v6) { passes(6); }
  * what the lookup found, as TC's would. */
 UNIT_TEST(routes)
 {
-    xworld_t w = world(4);
+    kpt_world_t w = world(4);
     kpt_ep_t local = kpt_ep(4, "127.0.0.3", 60000), unresolved = kpt_ep(4, "198.19.0.9", 60000);
     kpt_ep_t nowhere = kpt_ep(4, "198.18.99.9", 60000), small = kpt_ep(4, "198.19.0.77", 60000);
     CHECK_INT(kpt_sh("ip route add 198.19.0.77/32 dev kpd mtu lock 600 && "
@@ -550,7 +547,7 @@ UNIT_TEST(routes)
 /* max-bps: bps 2500 and 1000-byte payloads: two relayed, the third dropped and counted. */
 UNIT_TEST(bucket)
 {
-    xworld_t w = world(6);
+    kpt_world_t w = world(6);
     kpt_clear_maps();
     kpt_slot_reset(KPT_SLOT, 2500);
     uint64_t exp = exp_ns();
@@ -573,7 +570,7 @@ UNIT_TEST(bucket)
 /* A wildcard listener: the source towards the client is the route's (BPF_FIB_LOOKUP_SRC). */
 UNIT_TEST(wildcard_listener)
 {
-    xworld_t w = world(4);
+    kpt_world_t w = world(4);
     kpt_ep_t any = w.server;
     memset(any.ip, 0, 16);
     kpt_clear_maps();
