@@ -498,19 +498,17 @@ int kpath_seen(const kpath_t *k, uint64_t *pkts, uint64_t *bytes)
     int ncpu = libbpf_num_possible_cpus();
     if (!k || ncpu <= 0)
         return -EINVAL;
-    uint64_t *v = calloc((size_t)ncpu, sizeof(*v));
+    struct kpath_seen *v = calloc((size_t)ncpu, sizeof(*v));
     if (!v)
         return -ENOMEM;
-    int fd = bpf_map__fd(k->skel->maps.kpath_seen);
-    for (__u32 slot = 0; slot < KPATH_SEEN_N; slot++) {
-        if (bpf_map_lookup_elem(fd, &slot, v) != 0) {
-            free(v);
-            return -errno;
-        }
-        uint64_t sum = 0;
-        for (int c = 0; c < ncpu; c++)
-            sum += v[c];
-        *(slot == KPATH_SEEN_PKTS ? pkts : bytes) = sum;
+    __u32 key = 0;
+    if (bpf_map_lookup_elem(bpf_map__fd(k->skel->maps.kpath_seen), &key, v) != 0) {
+        free(v);
+        return -errno;
+    }
+    for (int c = 0; c < ncpu; c++) {
+        *pkts += v[c].pkts;
+        *bytes += v[c].bytes;
     }
     free(v);
     return 0;
@@ -539,26 +537,57 @@ void kpath_stop(kpath_t *k)
 }
 
 #ifdef HAVE_KPATH
-static int map_fd(kpath_t *k, int which)
+/* The map an entry goes to, and its key there: IPv4 entries (family 4) live in the maps with short
+ * keys (kpath_abi.h), the key turned into that form in *buf. which: 0 kp_c2p, 1 kp_p2c, 2 kp_perm.
+ */
+union map_key4 {
+    struct kpath_c2p4_key c2p;
+    struct kpath_p2c4_key p2c;
+    struct kpath_perm4_key perm;
+};
+
+static int map_of(kpath_t *k, int which, const void *key, union map_key4 *buf, const void **kout)
 {
     if (!k)
         return -ENOSYS;
+    struct kpath_bpf *sk = k->skel;
+    *kout = key;
     switch (which) {
-    case 0:
-        return bpf_map__fd(k->skel->maps.kp_c2p);
-    case 1:
-        return bpf_map__fd(k->skel->maps.kp_p2c);
-    default:
-        return bpf_map__fd(k->skel->maps.kp_perm);
+    case 0: {
+        const struct kpath_c2p_key *c = key;
+        if (c->family != 4)
+            return bpf_map__fd(sk->maps.kp_c2p);
+        buf->c2p = kpath_c2p4_key(c);
+        *kout = &buf->c2p;
+        return bpf_map__fd(sk->maps.kp_c2p4);
+    }
+    case 1: {
+        const struct kpath_p2c_key *c = key;
+        if (c->family != 4)
+            return bpf_map__fd(sk->maps.kp_p2c);
+        buf->p2c = kpath_p2c4_key(c);
+        *kout = &buf->p2c;
+        return bpf_map__fd(sk->maps.kp_p2c4);
+    }
+    default: {
+        const struct kpath_perm_key *c = key;
+        if (c->family != 4)
+            return bpf_map__fd(sk->maps.kp_perm);
+        buf->perm = kpath_perm4_key(c);
+        *kout = &buf->perm;
+        return bpf_map__fd(sk->maps.kp_perm4);
+    }
     }
 }
 
 static int map_set(kpath_t *k, int which, const void *key, const void *val)
 {
-    int fd = map_fd(k, which);
+    union map_key4 buf;
+    const void *mk;
+    int fd = map_of(k, which, key, &buf, &mk);
     if (fd < 0)
         return fd;
-    if (bpf_map_update_elem(fd, key, val, BPF_ANY) != 0)
+    if (bpf_map_update_elem(fd, mk, val, BPF_ANY) != 0)
         return -errno;
     /* A kp_p2c or kp_perm entry may claim a local destination the program found unclaimed
      * (kpath_maps.bpf.h kp_claims_gen): after the write, so the program that sees the new
@@ -570,10 +599,12 @@ static int map_set(kpath_t *k, int which, const void *key, const void *val)
 
 static int map_del(kpath_t *k, int which, const void *key)
 {
-    int fd = map_fd(k, which);
+    union map_key4 buf;
+    const void *mk;
+    int fd = map_of(k, which, key, &buf, &mk);
     if (fd < 0)
         return fd;
-    return bpf_map_delete_elem(fd, key) == 0 ? 0 : -errno;
+    return bpf_map_delete_elem(fd, mk) == 0 ? 0 : -errno;
 }
 
 /* Sum `n` u64 fields over the CPUs of one per-CPU array element. */

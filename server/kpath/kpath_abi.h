@@ -16,6 +16,7 @@
  *                   peer all zero: the allocation (value: client 5-tuple, channel 0, the
  *                   allocation's expiry), used for a Data indication when kp_perm has the peer IP.
  *   kp_perm   hash  (slot, peer IP) -> the permission's expiry.
+ *   kp_c2p4, kp_p2c4, kp_perm4: the same for IPv4, with short keys (struct kpath_*4_key).
  *   kp_bucket array slot -> max-bps token bucket (spin lock; bps 0: no limit).
  *   kp_count  percpu array slot -> per-allocation packets and bytes both ways (summed on read).
  *   kp_global percpu array KPATH_G_* -> what the program did, for /metrics.
@@ -36,8 +37,12 @@
 /* tc priority of our clsact ingress filters; each uturnd's filter has handle = its pid. */
 #define KPATH_TC_PRIO 0x7574u
 
-/* Slots of the per-CPU counter map kpath_seen: packets and bytes the program saw on ingress. */
-enum { KPATH_SEEN_PKTS = 0, KPATH_SEEN_BYTES = 1, KPATH_SEEN_N = 2 };
+/* The one value of the per-CPU map kpath_seen: packets and bytes the program saw on ingress (one
+ * lookup a packet). */
+struct kpath_seen {
+    __u64 pkts;
+    __u64 bytes;
+};
 
 /* Capacities: what the kernel path can carry at once. An allocation that finds no slot, or an entry
  * that finds its map full, stays in user space (counted, never an error to the client). */
@@ -130,6 +135,62 @@ struct kpath_perm_val {
     struct kpath_route route; /* to the peer, for Send indications (the program's; zero from user
                                * space) */
 };
+
+/* IPv4 entries live in maps of their own with short keys (kp_c2p4, kp_p2c4, kp_perm4): the kernel
+ * hashes and compares the whole key on every lookup, and a 40-byte key costs several times a
+ * 12-byte one. Writers and readers use the keys above; kpath_*4_key() turn an IPv4 one (family 4)
+ * into its short form, which holds the same fields. Values are the same. */
+struct kpath_c2p4_key {
+    __u32 client_ip;
+    __u32 server_ip; /* zero for a wildcard listener */
+    __u16 client_port;
+    __u16 server_port;
+    __u16 channel;
+    __u16 pad;
+};
+
+struct kpath_p2c4_key {
+    __u32 relay_ip;
+    __u32 peer_ip; /* zero: the allocation entry */
+    __u16 relay_port;
+    __u16 peer_port; /* zero: the allocation entry */
+};
+
+struct kpath_perm4_key {
+    __u32 slot;
+    __u32 peer_ip;
+};
+
+static inline struct kpath_c2p4_key kpath_c2p4_key(const struct kpath_c2p_key *k)
+{
+    struct kpath_c2p4_key s;
+    __builtin_memset(&s, 0, sizeof(s));
+    __builtin_memcpy(&s.client_ip, k->client_ip, 4);
+    __builtin_memcpy(&s.server_ip, k->server_ip, 4);
+    s.client_port = k->client_port;
+    s.server_port = k->server_port;
+    s.channel = k->channel;
+    return s;
+}
+
+static inline struct kpath_p2c4_key kpath_p2c4_key(const struct kpath_p2c_key *k)
+{
+    struct kpath_p2c4_key s;
+    __builtin_memset(&s, 0, sizeof(s));
+    __builtin_memcpy(&s.relay_ip, k->relay_ip, 4);
+    __builtin_memcpy(&s.peer_ip, k->peer_ip, 4);
+    s.relay_port = k->relay_port;
+    s.peer_port = k->peer_port;
+    return s;
+}
+
+static inline struct kpath_perm4_key kpath_perm4_key(const struct kpath_perm_key *k)
+{
+    struct kpath_perm4_key s;
+    s.slot = k->slot;
+    __builtin_memcpy(&s.peer_ip, k->peer_ip, 4);
+    return s;
+}
 
 /* One allocation's max-bps bucket, both directions together (as user space's dispatch_bps_ok):
  * holds up to bps bytes, refilled at bps bytes per second, starts full. bps 0: no limit. */

@@ -27,6 +27,7 @@
 #define STUN_MAX_MSG 4096 /* common/stun.h STUN_MAX_MSG_LEN: user space drops longer ones */
 #define NOT_OURS 1000     /* internal: keep looking (never returned to tc) */
 #define KP_AGAIN 1001     /* internal: rewritten to a relayed address of ours: run again */
+#define KP_LOCAL 1002     /* internal (relay()): the channel's datagram takes local_strip() */
 #define KP_CLOCK_SLACK_NS 10000000ull /* the longest tick (HZ=100) */
 #define KP_HOPS 3                     /* relay-to-relay hops taken in one run (uturn_ingress) */
 
@@ -37,11 +38,14 @@ static __always_inline void bump(__u32 key, __u64 n)
         *v += n;
 }
 
-static __always_inline void seen(__u32 slot, __u64 n)
+static __always_inline void seen(__u64 bytes)
 {
-    __u64 *v = bpf_map_lookup_elem(&kpath_seen, &slot);
-    if (v)
-        *v += n;
+    __u32 key = 0;
+    struct kpath_seen *v = bpf_map_lookup_elem(&kpath_seen, &key);
+    if (v) {
+        v->pkts++;
+        v->bytes += bytes;
+    }
 }
 
 static __always_inline int pass(__u32 why)
@@ -144,31 +148,21 @@ static __always_inline __u16 fold(__u64 s)
 /* Does a peer -> client entry claim a datagram from `peer` to `relay` (a live channel or allocation
  * entry and a live permission for the peer's IP)? Only asked when a client -> peer hop's
  * destination is local. */
+static __always_inline struct kpath_p2c_val *
+p2c_find(__u8 family, const void *relay, __u16 relay_port, const void *peer, __u16 peer_port);
+static __always_inline int perm_state(__u32 slot, __u8 family, const void *ip, __u64 now,
+                                      struct kpath_perm_val **pv);
+
 static __always_inline int p2c_claims(__u8 family, const __u8 *relay, __u16 relay_port,
                                       const __u8 *peer, __u16 peer_port, __u64 now)
 {
-    struct kpath_p2c_key k;
-    __builtin_memset(&k, 0, sizeof(k));
-    __builtin_memcpy(k.relay_ip, relay, 16);
-    __builtin_memcpy(k.peer_ip, peer, 16);
-    k.relay_port = relay_port;
-    k.peer_port = peer_port;
-    k.family = family;
-    struct kpath_p2c_val *v = bpf_map_lookup_elem(&kp_p2c, &k);
-    if (!v) {
-        __builtin_memset(k.peer_ip, 0, 16);
-        k.peer_port = 0;
-        v = bpf_map_lookup_elem(&kp_p2c, &k);
-    }
+    struct kpath_p2c_val *v = p2c_find(family, relay, relay_port, peer, peer_port);
+    if (!v)
+        v = p2c_find(family, relay, relay_port, 0, 0);
     if (!v || now >= v->expires_ns)
         return 0;
-    struct kpath_perm_key pk;
-    __builtin_memset(&pk, 0, sizeof(pk));
-    pk.slot = v->slot;
-    pk.family = family;
-    __builtin_memcpy(pk.peer_ip, peer, 16);
-    struct kpath_perm_val *pv = bpf_map_lookup_elem(&kp_perm, &pk);
-    return pv && now < pv->expires_ns;
+    struct kpath_perm_val *pv;
+    return perm_state(v->slot, family, peer, now, &pv) == 1;
 }
 
 /* Look the route from src to dst up into r (kpath_abi.h struct kpath_route), for the TC and the
@@ -241,6 +235,20 @@ static __always_inline int route_cached(const struct kpath_route *c, struct kpat
     return c->until_ns == until;
 }
 
+/* Does the entry's cache say, at `now`, that its destination is local and that no kp_p2c entry
+ * claimed it as of the current kp_claims_gen (route(): a client -> peer hop that is not relay to
+ * relay)? The fields read directly, between two reads of until_ns as in route_cached(). */
+static __always_inline int local_cached(const struct kpath_route *c, __u64 now)
+{
+    __u64 until = c->until_ns;
+    asm volatile("" ::: "memory");
+    if (until <= now)
+        return 0;
+    int ok = c->kind == KPATH_ROUTE_LOCAL && c->claims_gen == *(volatile __u64 *)&kp_claims_gen;
+    asm volatile("" ::: "memory");
+    return ok && c->until_ns == until;
+}
+
 /* r (fresh from route_lookup) into the entry's cache, good for KPATH_ROUTE_TTL_NS: until_ns
  * zeroed first and set last. */
 static __always_inline void route_store(struct kpath_route *c, struct kpath_route *r, __u64 now)
@@ -260,27 +268,70 @@ static __always_inline void route_store(struct kpath_route *c, struct kpath_rout
 }
 
 /* The rewritten IPv4 header, as a Linux UDP socket sends it: DF, id 0 (with DF), TTL 64, TOS 0,
- * no options; its checksum over the 20 bytes. */
+ * no options; its checksum is the one's complement sum of those fields, worked out from them (the
+ * 16-bit words as they lie in memory) instead of read back from the header. */
 static __always_inline void write_ip4(struct iphdr *ip, __u32 tot, const __u8 *src, const __u8 *dst)
 {
-    ip->tos = 0;
-    ip->tot_len = bpf_htons(tot);
+    __u32 s4, d4;
+    __builtin_memcpy(&s4, src, 4);
+    __builtin_memcpy(&d4, dst, 4);
+    __u16 len = bpf_htons(tot);
+    *(__u16 *)ip = bpf_htons(0x4500); /* version 4, 5 words, TOS 0 */
+    ip->tot_len = len;
     ip->id = 0;
     ip->frag_off = bpf_htons(0x4000);
     ip->ttl = 64;
-    __builtin_memcpy(&ip->saddr, src, 4);
-    __builtin_memcpy(&ip->daddr, dst, 4);
-    ip->check = 0;
-    __u16 *w = (__u16 *)ip;
-    __u64 sum = 0;
-#pragma unroll
-    for (int i = 0; i < 10; i++)
-        sum += w[i];
+    ip->protocol = IPPROTO_UDP;
+    ip->saddr = s4;
+    ip->daddr = d4;
+    __u64 sum = (__u64)bpf_htons(0x4500) + len + bpf_htons(0x4000) +
+                bpf_htons(0x4000 | IPPROTO_UDP) + (s4 & 0xffff) + (s4 >> 16) + (d4 & 0xffff) +
+                (d4 >> 16);
     ip->check = (__u16)~fold(sum);
+}
+
+/* The kp_p2c / kp_p2c4 entry of relayed address -> peer (peer NULL: the allocation's, peer zero).
+ * Addresses: 16 bytes, IPv4 in the first 4. */
+static __always_inline struct kpath_p2c_val *
+p2c_find(__u8 family, const void *relay, __u16 relay_port, const void *peer, __u16 peer_port)
+{
+    if (family == 4) {
+        struct kpath_p2c4_key k;
+        k.relay_ip = *(const __u32 *)relay;
+        k.peer_ip = peer ? *(const __u32 *)peer : 0;
+        k.relay_port = relay_port;
+        k.peer_port = peer_port;
+        return bpf_map_lookup_elem(&kp_p2c4, &k);
+    }
+    struct kpath_p2c_key k;
+    __builtin_memset(&k, 0, sizeof(k));
+    __builtin_memcpy(k.relay_ip, relay, 16);
+    if (peer)
+        __builtin_memcpy(k.peer_ip, peer, 16);
+    k.relay_port = relay_port;
+    k.peer_port = peer_port;
+    k.family = family;
+    return bpf_map_lookup_elem(&kp_p2c, &k);
 }
 
 static __always_inline struct kpath_c2p_val *c2p_find(const struct pkt *p, __u16 channel)
 {
+    struct kpath_c2p_val *v;
+    if (p->family == 4) {
+        struct kpath_c2p4_key k;
+        k.client_ip = p->src[0];
+        k.server_ip = p->dst[0];
+        k.client_port = p->sport;
+        k.server_port = p->dport;
+        k.channel = channel;
+        k.pad = 0;
+        v = bpf_map_lookup_elem(&kp_c2p4, &k);
+        if (v)
+            return v;
+        /* A wildcard listener: its entries carry no server address. */
+        k.server_ip = 0;
+        return bpf_map_lookup_elem(&kp_c2p4, &k);
+    }
     struct kpath_c2p_key k;
     __builtin_memset(&k, 0, sizeof(k));
     __builtin_memcpy(k.client_ip, p->src, 16);
@@ -289,10 +340,9 @@ static __always_inline struct kpath_c2p_val *c2p_find(const struct pkt *p, __u16
     k.server_port = p->dport;
     k.channel = channel;
     k.family = p->family;
-    struct kpath_c2p_val *v = bpf_map_lookup_elem(&kp_c2p, &k);
+    v = bpf_map_lookup_elem(&kp_c2p, &k);
     if (v)
         return v;
-    /* A wildcard listener: its entries carry no server address. */
     __builtin_memset(k.server_ip, 0, 16);
     return bpf_map_lookup_elem(&kp_c2p, &k);
 }
@@ -301,12 +351,18 @@ static __always_inline struct kpath_c2p_val *c2p_find(const struct pkt *p, __u16
 static __always_inline int perm_state(__u32 slot, __u8 family, const void *ip, __u64 now,
                                       struct kpath_perm_val **pv)
 {
-    struct kpath_perm_key k;
-    __builtin_memset(&k, 0, sizeof(k));
-    k.slot = slot;
-    k.family = family;
-    __builtin_memcpy(k.peer_ip, ip, 16);
-    struct kpath_perm_val *v = bpf_map_lookup_elem(&kp_perm, &k);
+    struct kpath_perm_val *v;
+    if (family == 4) {
+        struct kpath_perm4_key k4 = {.slot = slot, .peer_ip = *(const __u32 *)ip};
+        v = bpf_map_lookup_elem(&kp_perm4, &k4);
+    } else {
+        struct kpath_perm_key k;
+        __builtin_memset(&k, 0, sizeof(k));
+        k.slot = slot;
+        k.family = family;
+        __builtin_memcpy(k.peer_ip, ip, 16);
+        v = bpf_map_lookup_elem(&kp_perm, &k);
+    }
     *pv = v;
     if (!v)
         return -1;

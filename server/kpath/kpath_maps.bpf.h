@@ -15,33 +15,30 @@
 
 struct {
     __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-    __uint(max_entries, KPATH_SEEN_N);
+    __uint(max_entries, 1);
     __type(key, __u32);
-    __type(value, __u64);
+    __type(value, struct kpath_seen);
 } kpath_seen SEC(".maps");
 
 /* The relay maps (kpath_abi.h has the layout and what each entry means). Written by the workers
- * (core/offload.c through kpath.h), read here. */
-struct {
-    __uint(type, BPF_MAP_TYPE_HASH);
-    __uint(max_entries, KPATH_MAX_C2P);
-    __type(key, struct kpath_c2p_key);
-    __type(value, struct kpath_c2p_val);
-} kp_c2p SEC(".maps");
+ * (core/offload.c through kpath.h), read here. IPv6 entries in kp_c2p, kp_p2c, kp_perm; IPv4 ones
+ * in the maps with short keys. Not preallocated: an entry takes memory when it is written (six
+ * preallocated maps of this size would hold about 300 MB of kernel memory from the start). */
+#define KP_HASH(name, key_t, val_t, n)                                                             \
+    struct {                                                                                       \
+        __uint(type, BPF_MAP_TYPE_HASH);                                                           \
+        __uint(max_entries, n);                                                                    \
+        __uint(map_flags, BPF_F_NO_PREALLOC);                                                      \
+        __type(key, key_t);                                                                        \
+        __type(value, val_t);                                                                      \
+    } name SEC(".maps")
 
-struct {
-    __uint(type, BPF_MAP_TYPE_HASH);
-    __uint(max_entries, KPATH_MAX_P2C);
-    __type(key, struct kpath_p2c_key);
-    __type(value, struct kpath_p2c_val);
-} kp_p2c SEC(".maps");
-
-struct {
-    __uint(type, BPF_MAP_TYPE_HASH);
-    __uint(max_entries, KPATH_MAX_PERM);
-    __type(key, struct kpath_perm_key);
-    __type(value, struct kpath_perm_val);
-} kp_perm SEC(".maps");
+KP_HASH(kp_c2p, struct kpath_c2p_key, struct kpath_c2p_val, KPATH_MAX_C2P);
+KP_HASH(kp_p2c, struct kpath_p2c_key, struct kpath_p2c_val, KPATH_MAX_P2C);
+KP_HASH(kp_perm, struct kpath_perm_key, struct kpath_perm_val, KPATH_MAX_PERM);
+KP_HASH(kp_c2p4, struct kpath_c2p4_key, struct kpath_c2p_val, KPATH_MAX_C2P);
+KP_HASH(kp_p2c4, struct kpath_p2c4_key, struct kpath_p2c_val, KPATH_MAX_P2C);
+KP_HASH(kp_perm4, struct kpath_perm4_key, struct kpath_perm_val, KPATH_MAX_PERM);
 
 struct {
     __uint(type, BPF_MAP_TYPE_ARRAY);
@@ -108,6 +105,7 @@ struct out {
     int kind;               /* KPATH_G_* of the relay */
     struct kpath_route *rc; /* the entry's route cache (kpath_abi.h), or NULL */
     int claims_cache;       /* rc may remember that no kp_p2c entry claims the destination */
+    const struct kpath_c2p_val *cv; /* a channel's kp_c2p entry (local_strip()), or NULL */
 };
 
 /* Bumped by user space after every kp_p2c or kp_perm write (kpath.c), so that a local

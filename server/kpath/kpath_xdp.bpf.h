@@ -315,8 +315,7 @@ static __attribute__((noinline)) int kpx_relay(struct xdp_md *ctx, const struct 
 
     if (!charge(o->slot, dlen, now))
         return XDP_DROP;
-    seen(KPATH_SEEN_PKTS, 1);
-    seen(KPATH_SEEN_BYTES, old_len);
+    seen(old_len);
     count_slot(o->slot, o->to_peer, dlen, 0);
     bump(o->kind, 1);
     bump(o->to_peer ? KPATH_G_TO_PEER_BYTES : KPATH_G_FROM_PEER_BYTES, dlen);
@@ -399,20 +398,11 @@ static __always_inline int kpx_parse(struct xdp_md *ctx, struct pkt *p)
  * indication (send_data_indication's bytes but the random transaction id). */
 static __attribute__((noinline)) int kpx_p2c(struct xdp_md *ctx, const struct pkt *p, __u64 now)
 {
-    struct kpath_p2c_key k;
-    __builtin_memset(&k, 0, sizeof(k));
-    __builtin_memcpy(k.relay_ip, p->dst, 16);
-    __builtin_memcpy(k.peer_ip, p->src, 16);
-    k.relay_port = p->dport;
-    k.peer_port = p->sport;
-    k.family = p->family;
-    struct kpath_p2c_val *v = bpf_map_lookup_elem(&kp_p2c, &k);
+    struct kpath_p2c_val *v = p2c_find(p->family, p->dst, p->dport, p->src, p->sport);
     if (v && (v->channel == 0 || now >= v->expires_ns))
         return XDP_PASS;
     if (!v) {
-        __builtin_memset(k.peer_ip, 0, 16);
-        k.peer_port = 0;
-        v = bpf_map_lookup_elem(&kp_p2c, &k);
+        v = p2c_find(p->family, p->dst, p->dport, 0, 0);
         if (!v || now >= v->expires_ns)
             return XDP_PASS;
     }

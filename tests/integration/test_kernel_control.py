@@ -121,14 +121,37 @@ def perm(k, v):
     return (struct.unpack("=I", k[0:4])[0], k[4], k[8:24]), struct.unpack("=Q", v[0:8])[0] / 1e9
 
 
+# IPv4 entries live in maps of their own with short keys (kpath_abi.h struct kpath_*4_key): they
+# are decoded into the long keys' form, IPv4 in the first 4 of 16 bytes and family 4.
+def c2p4(k, v):
+    """kp_c2p4: key (client ip, server ip, client port, server port, channel, pad)."""
+    check(len(k) == 16 and k[14:16] == bytes(2), "c2p4 key size/pad %d" % len(k))
+    return c2p(k[0:4] + bytes(12) + k[4:8] + bytes(12) + k[8:14] + b"\x04\x00", v)
+
+
+def p2c4(k, v):
+    """kp_p2c4: key (relay ip, peer ip, relay port, peer port)."""
+    check(len(k) == 12, "p2c4 key size %d" % len(k))
+    return p2c(k[0:4] + bytes(12) + k[4:8] + bytes(12) + k[8:12] + b"\x04" + bytes(3), v)
+
+
+def perm4(k, v):
+    """kp_perm4: key (slot, peer ip)."""
+    check(len(k) == 8, "perm4 key size %d" % len(k))
+    return perm(k[0:4] + b"\x04" + bytes(3) + k[4:8] + bytes(12), v)
+
+
 def entries(u):
-    """(c2p dict, p2c dict, perm dict) of uturnd u's maps, decoded."""
+    """(c2p dict, p2c dict, perm dict) of uturnd u's maps (both families), decoded."""
     m = our_maps(u)
-    check(all(n in m for n in ("kp_c2p", "kp_p2c", "kp_perm", "kp_bucket")),
-          "uturnd holds the relay maps: %s" % sorted(m))
-    return (dict(c2p(k, v) for k, v in raw_dump(m["kp_c2p"])),
-            dict(p2c(k, v) for k, v in raw_dump(m["kp_p2c"])),
-            dict(perm(k, v) for k, v in raw_dump(m["kp_perm"])))
+    names = ("kp_c2p", "kp_p2c", "kp_perm", "kp_c2p4", "kp_p2c4", "kp_perm4", "kp_bucket")
+    check(all(n in m for n in names), "uturnd holds the relay maps: %s" % sorted(m))
+    return (dict([c2p(k, v) for k, v in raw_dump(m["kp_c2p"])] +
+                 [c2p4(k, v) for k, v in raw_dump(m["kp_c2p4"])]),
+            dict([p2c(k, v) for k, v in raw_dump(m["kp_p2c"])] +
+                 [p2c4(k, v) for k, v in raw_dump(m["kp_p2c4"])]),
+            dict([perm(k, v) for k, v in raw_dump(m["kp_perm"])] +
+                 [perm4(k, v) for k, v in raw_dump(m["kp_perm4"])]))
 
 
 def bucket(u, slot):

@@ -151,18 +151,36 @@ static struct kpath_c2p_key c2p_key(const kpt_ep_t *client, const kpt_ep_t *serv
     return k;
 }
 
+/* Where an entry lives, as kpath.c's map_of() decides: IPv4 ones in the maps with short keys
+ * (kpath_abi.h), the key in that form in *buf. */
+static int c2p_map(const struct kpath_c2p_key *k, struct kpath_c2p4_key *buf, const void **mk)
+{
+    *mk = k;
+    if (k->family != 4)
+        return bpf_map__fd(kpt_skel->maps.kp_c2p);
+    *buf = kpath_c2p4_key(k);
+    *mk = buf;
+    return bpf_map__fd(kpt_skel->maps.kp_c2p4);
+}
+
 int kpt_c2p_get(const kpt_ep_t *client, const kpt_ep_t *server, uint16_t channel,
                 struct kpath_c2p_val *v)
 {
     struct kpath_c2p_key k = c2p_key(client, server, channel);
-    return bpf_map_lookup_elem(bpf_map__fd(kpt_skel->maps.kp_c2p), &k, v);
+    struct kpath_c2p4_key k4;
+    const void *mk;
+    int fd = c2p_map(&k, &k4, &mk);
+    return bpf_map_lookup_elem(fd, mk, v);
 }
 
 int kpt_c2p_put(const kpt_ep_t *client, const kpt_ep_t *server, uint16_t channel,
                 const struct kpath_c2p_val *v)
 {
     struct kpath_c2p_key k = c2p_key(client, server, channel);
-    return bpf_map_update_elem(bpf_map__fd(kpt_skel->maps.kp_c2p), &k, v, BPF_EXIST);
+    struct kpath_c2p4_key k4;
+    const void *mk;
+    int fd = c2p_map(&k, &k4, &mk);
+    return bpf_map_update_elem(fd, mk, v, BPF_EXIST);
 }
 
 void kpt_c2p_set(const kpt_ep_t *client, const kpt_ep_t *server, uint16_t channel,
@@ -180,7 +198,10 @@ void kpt_c2p_set(const kpt_ep_t *client, const kpt_ep_t *server, uint16_t channe
         memcpy(v.peer_ip, peer->ip, al);
         v.peer_port = htons(peer->port);
     }
-    CHECK_INT(bpf_map_update_elem(bpf_map__fd(kpt_skel->maps.kp_c2p), &k, &v, BPF_ANY), 0);
+    struct kpath_c2p4_key k4;
+    const void *mk;
+    int fd = c2p_map(&k, &k4, &mk);
+    CHECK_INT(bpf_map_update_elem(fd, mk, &v, BPF_ANY), 0);
 }
 
 void kpt_p2c_set(const kpt_ep_t *relay, const kpt_ep_t *peer, const kpt_ep_t *client,
@@ -205,7 +226,12 @@ void kpt_p2c_set(const kpt_ep_t *relay, const kpt_ep_t *peer, const kpt_ep_t *cl
     v.client_port = htons(client->port);
     memcpy(v.server_ip, server->ip, al);
     v.server_port = htons(server->port);
-    CHECK_INT(bpf_map_update_elem(bpf_map__fd(kpt_skel->maps.kp_p2c), &k, &v, BPF_ANY), 0);
+    if (k.family == 4) {
+        struct kpath_p2c4_key k4 = kpath_p2c4_key(&k);
+        CHECK_INT(bpf_map_update_elem(bpf_map__fd(kpt_skel->maps.kp_p2c4), &k4, &v, BPF_ANY), 0);
+    } else {
+        CHECK_INT(bpf_map_update_elem(bpf_map__fd(kpt_skel->maps.kp_p2c), &k, &v, BPF_ANY), 0);
+    }
     kpt_skel->data->kp_claims_gen++; /* as kpath.c does after a kp_p2c or kp_perm write */
 }
 
@@ -217,7 +243,12 @@ void kpt_perm_set(uint32_t slot, const kpt_ep_t *peer, uint64_t expires)
     k.family = (uint8_t)peer->family;
     memcpy(k.peer_ip, peer->ip, peer->family == 4 ? 4 : 16);
     struct kpath_perm_val v = {.expires_ns = expires};
-    CHECK_INT(bpf_map_update_elem(bpf_map__fd(kpt_skel->maps.kp_perm), &k, &v, BPF_ANY), 0);
+    if (k.family == 4) {
+        struct kpath_perm4_key k4 = kpath_perm4_key(&k);
+        CHECK_INT(bpf_map_update_elem(bpf_map__fd(kpt_skel->maps.kp_perm4), &k4, &v, BPF_ANY), 0);
+    } else {
+        CHECK_INT(bpf_map_update_elem(bpf_map__fd(kpt_skel->maps.kp_perm), &k, &v, BPF_ANY), 0);
+    }
     kpt_skel->data->kp_claims_gen++;
 }
 
@@ -263,8 +294,10 @@ uint64_t kpt_global(uint32_t i)
 
 void kpt_clear_maps(void)
 {
-    struct bpf_map *maps[] = {kpt_skel->maps.kp_c2p, kpt_skel->maps.kp_p2c, kpt_skel->maps.kp_perm};
-    for (size_t m = 0; m < 3; m++) {
+    struct bpf_map *maps[] = {kpt_skel->maps.kp_c2p,  kpt_skel->maps.kp_p2c,
+                              kpt_skel->maps.kp_perm, kpt_skel->maps.kp_c2p4,
+                              kpt_skel->maps.kp_p2c4, kpt_skel->maps.kp_perm4};
+    for (size_t m = 0; m < sizeof(maps) / sizeof(maps[0]); m++) {
         int fd = bpf_map__fd(maps[m]);
         uint8_t key[64], next[64];
         while (bpf_map_get_next_key(fd, NULL, next) == 0) {

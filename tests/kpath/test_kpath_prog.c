@@ -318,19 +318,10 @@ static void passes(int family)
     } else {
         /* An entry whose addresses are not in IPv4 form (a family mismatch). */
         kpt_c2p_set(&w.client, &w.server, 0x4002, &w.relay, &w.peer, KPT_SLOT, exp);
-        struct kpath_c2p_key k;
         struct kpath_c2p_val v;
-        memset(&k, 0, sizeof(k));
-        memcpy(k.client_ip, w.client.ip, 4);
-        memcpy(k.server_ip, w.server.ip, 4);
-        k.client_port = htons(w.client.port);
-        k.server_port = htons(w.server.port);
-        k.channel = 0x4002;
-        k.family = 4;
-        int fd = bpf_map__fd(kpt_skel->maps.kp_c2p);
-        CHECK_INT(bpf_map_lookup_elem(fd, &k, &v), 0);
+        CHECK_INT(kpt_c2p_get(&w.client, &w.server, 0x4002, &v), 0);
         v.peer_ip[8] = 1;
-        CHECK_INT(bpf_map_update_elem(fd, &k, &v, BPF_EXIST), 0);
+        CHECK_INT(kpt_c2p_put(&w.client, &w.server, 0x4002, &v), 0);
         pn = kpt_channel_data(pl, 0x4002, d, 100, 0);
         size_t ln = kpt_build(x, &w.client, &w.server, pl, pn, 0);
         kpt_check_passed("family mismatch", x, ln);
