@@ -1,6 +1,7 @@
-/* xgen.c - the load generator of bench/run's sat scenario that costs its core almost nothing per
- * datagram: prebuilt IPv4/UDP frames injected into the receive path of lo with BPF_PROG_RUN in
- * live-frames mode (BPF_F_TEST_XDP_LIVE_FRAMES, Linux >= 5.18), instead of sent through a socket.
+/* xgen.c - a load generator for bench/run's sat scenario that costs its own core far less per
+ * datagram than gen: prebuilt IPv4/UDP frames injected into the receive path of lo with
+ * BPF_PROG_RUN in live-frames mode (BPF_F_TEST_XDP_LIVE_FRAMES, Linux >= 5.18), instead of sent
+ * through a socket.
  *
  *   xgen --mode raw  --to DST:PORT    --size N [--rate PPS] [--seconds S] [--stats FILE]
  *   xgen --mode chan --to SERVER:PORT --peer SINK:PORT --user U --pass P --size N ...
@@ -20,18 +21,23 @@
  * carry no route (as from a NIC) and no checksum state (CHECKSUM_NONE): the UDP checksum is
  * verified in software, so it is computed here, and a destination and source in 127.0.0.0/8
  * received without a route are martians unless lo has route_localnet and accept_local set
- * (bench/run sets both in its own network namespace; --check says whether frames arrive).
+ * (bench/run sets both in its own network namespace).
  *
  * Every call also sets up and tears down a page pool, so frames go in calls of up to --batch
- * (default 256; the kernel hands them on in lists of --kbatch, at most 256). Needs CAP_BPF and
- * CAP_NET_ADMIN (CAP_SYS_ADMIN on older kernels).
+ * (default 256; the kernel hands them on in lists of --kbatch, at most 256), one call per
+ * --chunk-us (default 1000) of --rate. --hold-dev IF keeps the program attached (generic XDP, a
+ * bpf_link) to an interface that never receives anything, an idle veth in bench/run's namespace:
+ * otherwise every call adds the program to the kernel's XDP dispatcher and takes it out again,
+ * waiting for an RCU grace period each time (~20 ms a call here). The skbs' truesize is a page
+ * each (a page-pool page per frame, as from many NIC drivers), so a receive buffer holds several
+ * times fewer of them than of datagrams from a local socket. Needs CAP_BPF and CAP_NET_ADMIN
+ * (CAP_SYS_ADMIN on older kernels).
  */
 #include <errno.h>
 #include <net/if.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
@@ -216,9 +222,11 @@ int main(int argc, char **argv)
     uint64_t sent = 1, errors = 0, calls = 0, now = t0;
     double c0 = cpu_s();
     /* Paced: one call per `chunk` frames (what --rate brings in --chunk-us, at least 1, at most
-     * --batch), sleeping in between. A call costs a page-pool set-up and tear-down (~20 us here)
-     * besides its frames, so calls of a few frames would cost the core more than the frames. */
-    double chunk_us = bench_optf(argc, argv, "--chunk-us", 250);
+     * --batch), sleeping in between. A call costs a page-pool set-up and tear-down (~20 us here,
+     * and a kworker's deferred release of the pool later, on this CPU too) besides its frames, so
+     * calls of a few frames would cost the core more than the frames. A NIC hands on its frames
+     * in bursts too (a NAPI poll takes up to 64). */
+    double chunk_us = bench_optf(argc, argv, "--chunk-us", 1000);
     double chunk = rate > 0 ? rate * chunk_us / 1e6 : batch;
     if (chunk < 1)
         chunk = 1;
