@@ -25,8 +25,9 @@
  *
  * Every call also sets up and tears down a page pool, so frames go in calls of up to --batch
  * (default 256; the kernel hands them on in lists of --kbatch, at most 256), one call per
- * --chunk-us (default 1000) of --rate. --hold-dev IF keeps the program attached (generic XDP, a
- * bpf_link) to an interface that never receives anything, an idle veth in bench/run's namespace:
+ * --chunk-us (default 1000) of --rate. --hold-dev IF keeps the program attached (driver mode, a
+ * bpf_link) to an interface that never receives anything, a veth that is down in bench/run's
+ * namespace (generic mode would turn on the generic-XDP check for every packet on the machine):
  * otherwise every call adds the program to the kernel's XDP dispatcher and takes it out again,
  * waiting for an RCU grace period each time (~20 ms a call here). The skbs' truesize is a page
  * each (a page-pool page per frame, as from many NIC drivers), so a receive buffer holds several
@@ -157,11 +158,12 @@ int main(int argc, char **argv)
         /* BPF_PROG_RUN with repeat > 1 puts the program in the kernel's XDP dispatcher and takes it
          * out again (bpf_prog_change_xdp), and each change waits for an RCU grace period: ~20 ms
          * per call here. While the program is attached to some interface it stays in, and a call
-         * costs what its frames cost. A link goes away with our process. */
+         * costs what its frames cost. Driver mode on a veth that is down runs it on nothing; a
+         * link goes away with our process. */
         int hidx = (int)if_nametoindex(hold);
         if (!hidx)
             bench_die("--hold-dev %s: no such interface", hold);
-        LIBBPF_OPTS(bpf_link_create_opts, lo_opts, .flags = XDP_FLAGS_SKB_MODE);
+        LIBBPF_OPTS(bpf_link_create_opts, lo_opts, .flags = XDP_FLAGS_DRV_MODE);
         if (bpf_link_create(prog, hidx, BPF_XDP, &lo_opts) < 0)
             bench_die("--hold-dev %s: attaching the XDP program: %s", hold, strerror(errno));
     } else {
