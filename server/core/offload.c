@@ -603,6 +603,19 @@ void offload_fold(offload_t *o, alloc_t *a)
     st->folded = c;
 }
 
+int offload_charge(offload_t *o, alloc_t *a, size_t bytes)
+{
+    off_alloc_t *st = a->offload;
+    if (!o || !st || st->slot == NO_SLOT)
+        return -1;
+    int rc = kpath_charge(o->k, st->slot, bytes);
+    if (rc < 0) {
+        stats_inc(&o->stats->kpath_errors);
+        return -1;
+    }
+    return rc;
+}
+
 static void state_free(offload_t *o, alloc_t *a, off_alloc_t *st)
 {
     for (uint32_t i = 0; i < st->nchans; i++)
@@ -667,10 +680,17 @@ static void hook_fold(void *env, alloc_t *a)
     offload_fold(w->offload, a);
 }
 
+static int hook_charge(void *env, alloc_t *a, size_t bytes)
+{
+    worker_t *w = env;
+    return offload_charge(w->offload, a, bytes);
+}
+
 void offload_ops(offload_t *o, dispatch_relay_ops_t *ops)
 {
     if (!o)
         return;
     ops->offload = hook_offload;
     ops->fold = hook_fold;
+    ops->charge = hook_charge;
 }

@@ -29,5 +29,9 @@ void offload_ops(offload_t *o, dispatch_relay_ops_t *ops);
  * and free the state). fold: add the kernel's counts since the last fold to a->traffic. */
 void offload_sync(offload_t *o, const cfg_t *cfg, alloc_t *a, uint64_t now_ms, int gone);
 void offload_fold(offload_t *o, alloc_t *a);
+/* Charge `bytes` relayed in user space to a's kernel bucket (kpath_charge): 1, 0 (over max-bps),
+ * or -1 when `a` has no slot or the call failed (counted in kpath_errors): the engine's own
+ * bucket decides then. */
+int offload_charge(offload_t *o, alloc_t *a, size_t bytes);
 
 #endif

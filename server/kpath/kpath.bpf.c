@@ -672,5 +672,19 @@ int uturn_ingress(struct __sk_buff *skb)
     return TC_ACT_SHOT;
 }
 
+/* User space's side of an allocation's max-bps bucket (kpath_abi.h struct kpath_charge): a datagram
+ * user space relays for an offloaded allocation is charged to the bucket the kernel path charges,
+ * so the two paths share one max-bps, as one relay would (not one each). Never attached: run by
+ * kpath_charge() with BPF_PROG_TEST_RUN, with the same clock as uturn_ingress. */
+SEC("tc")
+int uturn_charge(struct __sk_buff *skb)
+{
+    struct kpath_charge c;
+    if (bpf_skb_load_bytes(skb, ETH_HLEN, &c, sizeof(c)) != 0)
+        return KPATH_CHARGE_NO_SLOT;
+    int ok = bucket_ok(c.slot, c.bytes, bpf_ktime_get_coarse_ns() + KP_CLOCK_SLACK_NS);
+    return ok > 0 ? KPATH_CHARGE_OK : ok == 0 ? KPATH_CHARGE_DROP : KPATH_CHARGE_NO_SLOT;
+}
+
 char LICENSE[] SEC("license") = "GPL";
 #include "kpath_xdp.bpf.h"

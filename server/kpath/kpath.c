@@ -22,6 +22,7 @@
 #include <bpf/libbpf.h>
 #include <ifaddrs.h>
 #include <linux/capability.h>
+#include <linux/if_ether.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -673,6 +674,30 @@ int kpath_slot_reset(kpath_t *k, uint32_t slot, uint64_t bps)
                : -errno;
 }
 
+int kpath_charge(kpath_t *k, uint32_t slot, uint64_t bytes)
+{
+    if (!k)
+        return -ENOSYS;
+    /* A frame: an Ethernet header (local experimental EtherType), then the request. */
+    uint8_t frame[ETH_HLEN + sizeof(struct kpath_charge)];
+    memset(frame, 0, sizeof(frame));
+    frame[12] = 0x88;
+    frame[13] = 0xb5;
+    struct kpath_charge c = {.slot = slot, .bytes = bytes};
+    memcpy(frame + ETH_HLEN, &c, sizeof(c));
+    LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = frame, .data_size_in = sizeof(frame), .repeat = 1);
+    if (bpf_prog_test_run_opts(bpf_program__fd(k->skel->progs.uturn_charge), &o) != 0)
+        return -errno;
+    switch (o.retval) {
+    case KPATH_CHARGE_OK:
+        return 1;
+    case KPATH_CHARGE_DROP:
+        return 0;
+    default:
+        return -ENOENT;
+    }
+}
+
 int kpath_slot_counts(kpath_t *k, uint32_t slot, struct kpath_count *sum)
 {
     if (!k)
@@ -729,6 +754,11 @@ int kpath_perm_del(kpath_t *k, const struct kpath_perm_key *key)
 int kpath_slot_reset(kpath_t *k, uint32_t slot, uint64_t bps)
 {
     (void)k, (void)slot, (void)bps;
+    return -ENOSYS;
+}
+int kpath_charge(kpath_t *k, uint32_t slot, uint64_t bytes)
+{
+    (void)k, (void)slot, (void)bytes;
     return -ENOSYS;
 }
 int kpath_slot_counts(kpath_t *k, uint32_t slot, struct kpath_count *sum)

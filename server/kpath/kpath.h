@@ -58,6 +58,10 @@ int kpath_perm_del(kpath_t *k, const struct kpath_perm_key *key);
 /* Make `slot` (< KPATH_MAX_SLOTS) a new allocation's: zero its counters on every CPU and fill its
  * bucket (bps 0: no limit). Call before any entry names the slot. 0 or -errno. */
 int kpath_slot_reset(kpath_t *k, uint32_t slot, uint64_t bps);
+/* Charge `bytes` that user space relays for the allocation in `slot` to its max-bps bucket, the one
+ * the kernel path charges (kpath_abi.h struct kpath_charge): 1 within the limit (taken), 0 over
+ * it, or -errno (-ENOENT: no such slot). One bpf() system call. */
+int kpath_charge(kpath_t *k, uint32_t slot, uint64_t bytes);
 /* The slot's counters summed over the CPUs. 0 or -errno. */
 int kpath_slot_counts(kpath_t *k, uint32_t slot, struct kpath_count *sum);
 /* kp_global summed over the CPUs into out[KPATH_G_N]. 0 or -errno. */

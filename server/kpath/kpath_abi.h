@@ -192,6 +192,17 @@ static inline struct kpath_perm4_key kpath_perm4_key(const struct kpath_perm_key
     return s;
 }
 
+/* User space's share of an allocation's bucket (kpath.h kpath_charge): the datagrams an offloaded
+ * allocation still relays in user space (the shapes the program passes) are charged to the same
+ * kp_bucket by the uturn_charge program, run with BPF_PROG_TEST_RUN on a frame that carries this
+ * after its Ethernet header. It returns KPATH_CHARGE_*. */
+struct kpath_charge {
+    __u32 slot;
+    __u32 pad;
+    __u64 bytes;
+};
+enum { KPATH_CHARGE_DROP = 0, KPATH_CHARGE_OK = 1, KPATH_CHARGE_NO_SLOT = 2 };
+
 /* One allocation's max-bps bucket, both directions together (as user space's dispatch_bps_ok):
  * holds up to bps bytes, refilled at bps bytes per second, starts full. bps 0: no limit. */
 #ifdef __bpf__

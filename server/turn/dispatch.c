@@ -557,6 +557,16 @@ int dispatch_bps_ok(dispatch_t *d, alloc_t *a, size_t bytes)
     long bps = d->cfg->max_bps;
     if (bps <= 0)
         return 1;
+    /* An allocation the kernel path carries: its bucket there is the one (both paths together
+     * stay within max-bps). */
+    if (d->relay.charge && a->offload) {
+        int ok = d->relay.charge(d->relay.env, a, bytes);
+        if (ok >= 0) {
+            if (!ok)
+                stats_inc(&d->stats->drop_bps_limit);
+            return ok;
+        }
+    }
     /* Token bucket holding one second of traffic. */
     if (a->bucket_ms == 0) {
         a->bucket = (double)bps;

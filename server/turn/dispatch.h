@@ -65,6 +65,10 @@ typedef struct {
     /* Add the kernel's counts of `a` since the last fold to a->traffic (dispatch_alloc_fold),
      * before anything reads it: usage events, the admin's views, a user's usage. */
     void (*fold)(void *env, alloc_t *a);
+    /* Charge `bytes` that user space relays for `a` to the kernel path's max-bps bucket of `a`, so
+     * both paths share one limit (dispatch_bps_ok): 1 taken, 0 over the limit, -1 `a` has no
+     * kernel bucket (then the engine's own bucket decides). */
+    int (*charge)(void *env, alloc_t *a, size_t bytes);
     void *env;
 } dispatch_relay_ops_t;
 

@@ -378,6 +378,48 @@ UNIT_TEST(bucket)
         CHECK_INT(kpt_run(in, inn, out, &outn), TC_ACT_OK);
 }
 
+/* uturn_charge as kpath_charge() runs it: the KPATH_CHARGE_* it returns for `bytes` of `slot`. */
+static int charge(uint32_t slot, uint64_t bytes)
+{
+    uint8_t frame[14 + sizeof(struct kpath_charge)];
+    memset(frame, 0, sizeof(frame));
+    frame[12] = 0x88;
+    frame[13] = 0xb5;
+    struct kpath_charge c = {.slot = slot, .bytes = bytes};
+    memcpy(frame + 14, &c, sizeof(c));
+    DECLARE_LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = frame, .data_size_in = sizeof(frame),
+                        .repeat = 1);
+    CHECK_INT(bpf_prog_test_run_opts(bpf_program__fd(kpt_skel->progs.uturn_charge), &o), 0);
+    return (int)o.retval;
+}
+
+/* User space's datagrams of an offloaded allocation and the kernel path's take from one bucket:
+ * together they stay within max-bps. */
+UNIT_TEST(charge_shares_the_bucket)
+{
+    kpt_world_t w = kpt_world(4);
+    kpt_clear_maps();
+    kpt_slot_reset(KPT_SLOT, 2500); /* 2500 B, refilled at 2.5 B/ms */
+    kpt_c2p_set(&w.client, &w.server, 0x4001, &w.relay, &w.peer, KPT_SLOT,
+                kpt_now_ns() + 60000000000ull);
+    uint8_t d[1000], pl[KPT_MAXPKT], in[KPT_MAXPKT], out[KPT_MAXPKT];
+    kpt_fill(d, sizeof(d), 2);
+    size_t pn = kpt_channel_data(pl, 0x4001, d, sizeof(d), 0);
+    size_t inn = kpt_build(in, &w.client, &w.server, pl, pn, 0), outn;
+    CHECK_INT(charge(KPT_SLOT, 1200), KPATH_CHARGE_OK); /* user space: 1300 left */
+    CHECK_INT(kpt_run(in, inn, out, &outn), TC_ACT_OK); /* the kernel: 300 left */
+    CHECK_INT(kpt_run(in, inn, out, &outn), TC_ACT_SHOT);
+    CHECK_INT(charge(KPT_SLOT, 1000), KPATH_CHARGE_DROP);
+    CHECK_INT(charge(KPT_SLOT, 250), KPATH_CHARGE_OK);
+    struct kpath_count c = kpt_slot_counts(KPT_SLOT);
+    CHECK_INT(c.to_peer_packets, 1);
+    CHECK_INT(c.drop_bps, 1); /* the kernel's own drops only: user space counts its own */
+    CHECK_INT(charge(KPATH_MAX_SLOTS, 1), KPATH_CHARGE_NO_SLOT);
+    kpt_slot_reset(KPT_SLOT, 0); /* no limit */
+    for (int i = 0; i < 3; i++)
+        CHECK_INT(charge(KPT_SLOT, 1000000), KPATH_CHARGE_OK);
+}
+
 /* A wildcard listener's entries carry no server address either way. Towards a remote client the
  * source is the route's preferred source (BPF_FIB_LOOKUP_SRC, Linux 6.8), as the kernel picks it
  * for user space's wildcard socket; towards a local client it stays in user space. The remote

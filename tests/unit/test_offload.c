@@ -117,6 +117,16 @@ int kpath_slot_reset(kpath_t *k, uint32_t slot, uint64_t bps)
     memset(&counts, 0, sizeof(counts));
     return 0;
 }
+static uint32_t charge_slot;
+static uint64_t charge_bytes;
+static int charge_rc = 1;
+int kpath_charge(kpath_t *k, uint32_t slot, uint64_t bytes)
+{
+    (void)k;
+    charge_slot = slot;
+    charge_bytes = bytes;
+    return charge_rc;
+}
 int kpath_slot_counts(kpath_t *k, uint32_t slot, struct kpath_count *sum)
 {
     (void)k, (void)slot;
@@ -384,6 +394,37 @@ UNIT_TEST(fold_deltas)
     CHECK(a->offload == NULL);
     alloc_remove(&table, a);
     alloc_free(a);
+    teardown();
+}
+
+/* User space's datagrams of an offloaded allocation are charged to its kernel bucket (one max-bps
+ * for both paths); one without a slot, or a failed call, leaves it to the engine's own bucket. */
+UNIT_TEST(charge_shares_the_kernel_bucket)
+{
+    setup(KPATH_MAX_SLOTS); /* one slot: the second allocation gets none */
+    alloc_t *a = new_alloc(TURN_UDP, 40007, 50007);
+    alloc_t *b = new_alloc(TURN_UDP, 40008, 50008);
+    osync(a);
+    osync(b);
+    CHECK(a->kernel && !b->kernel);
+    uint32_t slot = c2p_get(a, 0)->slot;
+    charge_rc = 1;
+    CHECK_INT(offload_charge(off, a, 1200), 1);
+    CHECK_INT((long)charge_slot, (long)slot);
+    CHECK_INT((long)charge_bytes, 1200);
+    charge_rc = 0;
+    CHECK_INT(offload_charge(off, a, 1300), 0);
+    CHECK_INT((long)charge_bytes, 1300);
+    charge_bytes = 0;
+    CHECK_INT(offload_charge(off, b, 100), -1);
+    CHECK_INT((long)charge_bytes, 0); /* no slot: the kernel is not asked */
+    long errs = (long)atomic_load(&stats.kpath_errors);
+    charge_rc = -EPERM;
+    CHECK_INT(offload_charge(off, a, 100), -1);
+    CHECK_INT((long)atomic_load(&stats.kpath_errors), errs + 1);
+    charge_rc = 1;
+    gone(a);
+    gone(b);
     teardown();
 }
 
