@@ -46,28 +46,8 @@ int main(int argc, char **argv)
     uint64_t *cnt = bench_counters(bench_opt(argc, argv, "--stats", NULL));
     bench_deadline(seconds + 15);
 
-    turnc_pool_t *p = NULL;
-    int fd;
-    if (m_raw) {
-        struct in_addr lo = {htonl(0x7f000001)};
-        fd = bench_udp_port_range(lo, 40000, 48999, 1, 0);
-    } else {
-        turnc_cfg_t cfg = {
-            .server = to,
-            .peer = peer,
-            .user = bench_opt(argc, argv, "--user", "u"),
-            .pass = bench_opt(argc, argv, "--pass", "p"),
-            .want_perm = 1,
-            .want_chan = m_chan,
-            .channel = 0x4000,
-        };
-        p = turnc_pool_new(&cfg, 1);
-        turnc_open(p, 0);
-        if (turnc_run(p, bench_now_ns() + 5000000000ull) != 0 || p->s[0].state != TURNC_READY)
-            bench_die("TURN setup failed: state %d, last error %d, timeouts %llu", p->s[0].state,
-                      p->last_err, (unsigned long long)p->timeouts);
-        fd = p->fd;
-    }
+    turnc_pool_t *p;
+    int fd = turnc_bench_client(argc, argv, &to, &peer, m_raw, m_chan, &p);
     if (connect(fd, (struct sockaddr *)&to, sizeof(to)) != 0)
         bench_die("connect: %s", strerror(errno));
     printf("ready relayed=%s\n", p ? bench_addr_str(&p->s[0].relayed) : "-");
@@ -140,13 +120,8 @@ int main(int argc, char **argv)
         /* Unconnect (AF_UNSPEC) so the server's answer to the delete is read like any other. */
         struct sockaddr un = {.sa_family = AF_UNSPEC};
         (void)connect(fd, &un, sizeof(un));
-        turnc_close(p, 0);
-        int rc = turnc_run(p, bench_now_ns() + 3000000000ull);
-        printf("deleted=%s state=%d last_error=%d timeouts=%llu retransmits=%llu\n",
-               rc == 0 && p->s[0].state == TURNC_DONE ? "yes" : "no", p->s[0].state, p->last_err,
-               (unsigned long long)p->timeouts, (unsigned long long)p->retransmits);
-        turnc_pool_free(p);
     }
+    turnc_bench_client_end(p, fd);
     fflush(stdout);
     return 0;
 }

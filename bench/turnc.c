@@ -562,3 +562,43 @@ int turnc_run(turnc_pool_t *p, uint64_t deadline_ns)
     }
     return 0;
 }
+
+int turnc_bench_client(int argc, char **argv, const struct sockaddr_in *server,
+                       const struct sockaddr_in *peer, int raw, int want_chan, turnc_pool_t **p)
+{
+    *p = NULL;
+    if (raw) {
+        struct in_addr lo = {htonl(0x7f000001)};
+        return bench_udp_port_range(lo, 40000, 48999, 1, 0);
+    }
+    turnc_cfg_t cfg = {
+        .server = *server,
+        .peer = *peer,
+        .user = bench_opt(argc, argv, "--user", "u"),
+        .pass = bench_opt(argc, argv, "--pass", "p"),
+        .want_perm = 1,
+        .want_chan = want_chan,
+        .channel = 0x4000,
+    };
+    turnc_pool_t *pool = turnc_pool_new(&cfg, 1);
+    turnc_open(pool, 0);
+    if (turnc_run(pool, bench_now_ns() + 5000000000ull) != 0 || pool->s[0].state != TURNC_READY)
+        bench_die("TURN setup failed: state %d, last error %d, timeouts %llu", pool->s[0].state,
+                  pool->last_err, (unsigned long long)pool->timeouts);
+    *p = pool;
+    return pool->fd;
+}
+
+void turnc_bench_client_end(turnc_pool_t *p, int fd)
+{
+    if (!p) {
+        close(fd);
+        return;
+    }
+    turnc_close(p, 0);
+    int rc = turnc_run(p, bench_now_ns() + 3000000000ull);
+    printf("deleted=%s state=%d last_error=%d timeouts=%llu retransmits=%llu\n",
+           rc == 0 && p->s[0].state == TURNC_DONE ? "yes" : "no", p->s[0].state, p->last_err,
+           (unsigned long long)p->timeouts, (unsigned long long)p->retransmits);
+    turnc_pool_free(p);
+}

@@ -116,6 +116,15 @@ int turnc_poll(turnc_pool_t *p, uint64_t timeout_ns);
 /* Run until no operation is in flight or the deadline passes; returns 0 when all finished. */
 int turnc_run(turnc_pool_t *p, uint64_t deadline_ns);
 
+/* The one-client setup of gen and xgen: raw (1): a UDP socket on 127.0.0.1, port 40000-48999, *p
+ * NULL; else one session to `server` (--user/--pass from argv) with a permission for `peer` and,
+ * with want_chan, channel 0x4000, ready within 5 s or the tool dies. Returns the socket. */
+int turnc_bench_client(int argc, char **argv, const struct sockaddr_in *server,
+                       const struct sockaddr_in *peer, int raw, int want_chan, turnc_pool_t **p);
+/* Its end: delete the allocation (when there is one), print "deleted=..." and free; else close
+ * the socket. */
+void turnc_bench_client_end(turnc_pool_t *p, int fd);
+
 /* Build a Send indication (RFC 8656 §11.1) carrying `len` bytes of zeros-or-whatever already at
  * out + hdrlen; returns the message length. `hdrlen` is written by turnc_send_ind_hdrlen(). */
 size_t turnc_send_ind_hdrlen(void);

@@ -170,28 +170,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "xgen: no --hold-dev: every call waits for two RCU grace periods\n");
     }
 
-    turnc_pool_t *p = NULL;
-    int fd;
-    if (m_raw) {
-        struct in_addr lo = {htonl(0x7f000001)};
-        fd = bench_udp_port_range(lo, 40000, 48999, 1, 0);
-    } else {
-        turnc_cfg_t cfg = {
-            .server = to,
-            .peer = peer,
-            .user = bench_opt(argc, argv, "--user", "u"),
-            .pass = bench_opt(argc, argv, "--pass", "p"),
-            .want_perm = 1,
-            .want_chan = 1,
-            .channel = 0x4000,
-        };
-        p = turnc_pool_new(&cfg, 1);
-        turnc_open(p, 0);
-        if (turnc_run(p, bench_now_ns() + 5000000000ull) != 0 || p->s[0].state != TURNC_READY)
-            bench_die("TURN setup failed: state %d, last error %d, timeouts %llu", p->s[0].state,
-                      p->last_err, (unsigned long long)p->timeouts);
-        fd = p->fd;
-    }
+    turnc_pool_t *p;
+    int fd = turnc_bench_client(argc, argv, &to, &peer, m_raw, 1, &p);
     /* The frames come from our socket's address: it stays open (and bound) while we inject. */
     struct sockaddr_in me;
     socklen_t mlen = sizeof(me);
@@ -263,16 +243,7 @@ int main(int argc, char **argv)
            "cpu_s=%.3f cpu_ns_per_frame=%.0f\n",
            (unsigned long long)sent, el, (double)sent / el, len, (unsigned long long)errors,
            (unsigned long long)calls, cpu, sent ? cpu * 1e9 / (double)sent : 0.0);
-    if (p) {
-        turnc_close(p, 0);
-        int rc = turnc_run(p, bench_now_ns() + 3000000000ull);
-        printf("deleted=%s state=%d last_error=%d timeouts=%llu retransmits=%llu\n",
-               rc == 0 && p->s[0].state == TURNC_DONE ? "yes" : "no", p->s[0].state, p->last_err,
-               (unsigned long long)p->timeouts, (unsigned long long)p->retransmits);
-        turnc_pool_free(p);
-    } else {
-        close(fd);
-    }
+    turnc_bench_client_end(p, fd);
     close(prog);
     fflush(stdout);
     return 0;
