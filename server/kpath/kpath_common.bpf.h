@@ -369,4 +369,53 @@ static __always_inline int perm_state(__u32 slot, __u8 family, const void *ip, _
     return now < v->expires_ns ? 1 : 0;
 }
 
+/* What goes to the client before a peer's `dlen` bytes, written at h (the TC and the XDP program
+ * alike): a ChannelData header for a bound channel (RFC 8656 §12.5: no padding over UDP), else a
+ * Data indication as send_data_indication builds it (§11.4: header with a random transaction id,
+ * XOR-PEER-ADDRESS of the datagram's source, DATA's header), whose zero padding to 4 bytes
+ * (*pad) the caller writes after the data. Returns the bytes written: 4, 36 (IPv4) or 48. */
+static __always_inline __u32 client_framing(__u8 *h, const struct pkt *p, __u16 channel, __u32 dlen,
+                                            __u32 *pad)
+{
+    *pad = 0;
+    if (channel != 0) {
+        h[0] = (__u8)(channel >> 8);
+        h[1] = (__u8)channel;
+        h[2] = (__u8)(dlen >> 8);
+        h[3] = (__u8)dlen;
+        return 4;
+    }
+    __u32 alen = p->family == 4 ? 8 : 20;
+    __u32 padded = (dlen + 3) & ~3u;
+    __u32 mlen = 4 + alen + 4 + padded;
+    __u32 tid[3] = {bpf_get_prandom_u32(), bpf_get_prandom_u32(), bpf_get_prandom_u32()};
+    h[0] = 0;
+    h[1] = STUN_DATA_INDICATION;
+    h[2] = (__u8)(mlen >> 8);
+    h[3] = (__u8)mlen;
+    *(__u32 *)(h + 4) = bpf_htonl(STUN_COOKIE);
+    __builtin_memcpy(h + 8, tid, 12);
+    h[20] = 0;
+    h[21] = STUN_ATTR_XOR_PEER_ADDRESS;
+    h[22] = 0;
+    h[23] = (__u8)alen;
+    h[24] = 0;
+    h[25] = p->family == 4 ? 0x01 : 0x02;
+    *(__u16 *)(h + 26) = p->sport ^ bpf_htons(STUN_COOKIE >> 16);
+    *(__u32 *)(h + 28) = p->src[0] ^ bpf_htonl(STUN_COOKIE);
+    __u8 *d = h + 32;
+    if (p->family == 6) {
+        *(__u32 *)(h + 32) = p->src[1] ^ tid[0];
+        *(__u32 *)(h + 36) = p->src[2] ^ tid[1];
+        *(__u32 *)(h + 40) = p->src[3] ^ tid[2];
+        d = h + 44;
+    }
+    d[0] = 0;
+    d[1] = STUN_ATTR_DATA;
+    d[2] = (__u8)(dlen >> 8);
+    d[3] = (__u8)dlen;
+    *pad = padded - dlen;
+    return p->family == 4 ? 36 : 48;
+}
+
 #endif

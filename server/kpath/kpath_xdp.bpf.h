@@ -428,51 +428,12 @@ static __attribute__((noinline)) int kpx_p2c(struct xdp_md *ctx, const struct pk
         .rc = &v->route,
         .frame = h,
     };
-    if (v->channel != 0) {
-        /* RFC 8656 §12.5: no padding over UDP. */
-        h[0] = (__u8)(v->channel >> 8);
-        h[1] = (__u8)v->channel;
-        h[2] = (__u8)(dlen >> 8);
-        h[3] = (__u8)dlen;
-        o.hdr = 4;
-        o.kind = KPATH_G_CHANNELDATA_OUT;
-        return kpx_relay(ctx, p, &o, now);
-    }
-    if (dlen > KP_MAX_DATA)
+    if (v->channel == 0 && dlen > KP_MAX_DATA)
         return XDP_PASS;
-    /* Header, XOR-PEER-ADDRESS, DATA, zero padding to 4. */
-    __u32 alen = p->family == 4 ? 8 : 20;
-    __u32 padded = (dlen + 3) & ~3u;
-    __u32 mlen = 4 + alen + 4 + padded;
-    __u32 tid[3] = {bpf_get_prandom_u32(), bpf_get_prandom_u32(), bpf_get_prandom_u32()};
-    h[0] = 0;
-    h[1] = STUN_DATA_INDICATION;
-    h[2] = (__u8)(mlen >> 8);
-    h[3] = (__u8)mlen;
-    *(__u32 *)(h + 4) = bpf_htonl(STUN_COOKIE);
-    __builtin_memcpy(h + 8, tid, 12);
-    h[20] = 0;
-    h[21] = STUN_ATTR_XOR_PEER_ADDRESS;
-    h[22] = 0;
-    h[23] = (__u8)alen;
-    h[24] = 0;
-    h[25] = p->family == 4 ? 0x01 : 0x02;
-    *(__u16 *)(h + 26) = p->sport ^ bpf_htons(STUN_COOKIE >> 16);
-    *(__u32 *)(h + 28) = p->src[0] ^ bpf_htonl(STUN_COOKIE);
-    __u8 *d = h + 32;
-    if (p->family == 6) {
-        *(__u32 *)(h + 32) = p->src[1] ^ tid[0];
-        *(__u32 *)(h + 36) = p->src[2] ^ tid[1];
-        *(__u32 *)(h + 40) = p->src[3] ^ tid[2];
-        d = h + 44;
-    }
-    d[0] = 0;
-    d[1] = STUN_ATTR_DATA;
-    d[2] = (__u8)(dlen >> 8);
-    d[3] = (__u8)dlen;
-    o.hdr = p->family == 4 ? 36 : 48;
-    o.pad = padded - dlen;
-    o.kind = KPATH_G_DATA_OUT;
+    __u32 pad;
+    o.hdr = client_framing(h, p, v->channel, dlen, &pad);
+    o.pad = pad;
+    o.kind = v->channel != 0 ? KPATH_G_CHANNELDATA_OUT : KPATH_G_DATA_OUT;
     return kpx_relay(ctx, p, &o, now);
 }
 
