@@ -5,7 +5,10 @@ the namespaces (nothing is attached to the host's own interfaces), turns a host 
 with a chosen behaviour (iptables MASQUERADE), runs commands and daemons inside hosts, lends the
 test's own thread to a host for making sockets there (Host.netns), and removes every process and
 namespace it made on close, also when a test fails. Addresses come only from the
-documentation and benchmarking ranges: 203.0.113.0/24, 198.51.100.0/24 and 198.18.0.0/15.
+documentation and benchmarking ranges: 203.0.113.0/24, 198.51.100.0/24 and 198.18.0.0/15, and
+2001:db8::/32 for IPv6. A host is IPv4 only unless made with lab.host(name, ipv6=True): then its
+IPv6 addresses skip duplicate address detection (usable at once) and it neither sends router
+solicitations nor accepts advertisements.
 
     with Lab() as lab:
         srv = lab.host("srv")
@@ -40,7 +43,8 @@ CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
 
 PREFIX = "utlab-"  # every namespace a Lab makes is PREFIX + "<pid>-<host>"
-ALLOWED = [ipaddress.ip_network(n) for n in ("203.0.113.0/24", "198.51.100.0/24", "198.18.0.0/15")]
+ALLOWED = [ipaddress.ip_network(n) for n in ("203.0.113.0/24", "198.51.100.0/24", "198.18.0.0/15",
+                                             "2001:db8::/32")]
 
 
 class LabError(TestFailure):
@@ -180,7 +184,7 @@ class Uturnd(Daemon):
 class Host:
     """One network namespace."""
 
-    def __init__(self, lab, name):
+    def __init__(self, lab, name, ipv6=False):
         self.lab = lab
         self.name = name
         self.ns = "%s%d-%s" % (PREFIX, os.getpid(), name)
@@ -188,9 +192,17 @@ class Host:
         _sh(["ip", "netns", "add", self.ns], timeout=10)
         lab.hosts.append(self)
         self.ip(["link", "set", "lo", "up"])
-        # IPv4 only: no router solicitations or DAD delays, nothing but what the test sends.
-        self.sysctl("net.ipv6.conf.all.disable_ipv6", 1)
-        self.sysctl("net.ipv6.conf.default.disable_ipv6", 1)
+        if ipv6:
+            # Static addresses only, usable at once (no DAD, link-local ones included), no
+            # router discovery: nothing but what the test sends, and neighbour discovery.
+            for conf in ("all", "default"):
+                self.sysctl("net.ipv6.conf.%s.accept_dad" % conf, 0)
+                self.sysctl("net.ipv6.conf.%s.accept_ra" % conf, 0)
+                self.sysctl("net.ipv6.conf.%s.router_solicitations" % conf, 0)
+        else:
+            # IPv4 only: no router solicitations or DAD delays, nothing but what the test sends.
+            self.sysctl("net.ipv6.conf.all.disable_ipv6", 1)
+            self.sysctl("net.ipv6.conf.default.disable_ipv6", 1)
 
     def __repr__(self):
         return "Host(%s)" % self.name
@@ -207,15 +219,15 @@ class Host:
         self.run(["sysctl", "-qw", "%s=%s" % (key, value)])
 
     def add_addr(self, ifname, cidr):
-        _check_allowed(cidr)
-        self.ip(["addr", "add", cidr, "dev", ifname])
+        iface = _check_allowed(cidr)
+        self.ip(["addr", "add", cidr, "dev", ifname] + (["nodad"] if iface.version == 6 else []))
 
     def route(self, dest, via):
         """A route to dest ("default" or a CIDR) through the gateway via."""
-        _check_allowed(via + "/32")
+        gw = _check_allowed(via)
         if dest != "default":
             _check_allowed(dest)
-        self.ip(["route", "replace", dest, "via", via])
+        self.ip(["-%d" % gw.version, "route", "replace", dest, "via", via])
 
     def start(self, cmd, name="proc"):
         """Start a process in this host; the lab stops it on close."""
@@ -263,8 +275,8 @@ class Lab:
         self.dirs = []  # logs and configs: removed when the lab closes without a failure
         cleanup_leftovers()
 
-    def host(self, name):
-        return Host(self, name)
+    def host(self, name, ipv6=False):
+        return Host(self, name, ipv6)
 
     def link(self, a, a_cidr, b, b_cidr):
         """A veth pair between hosts a and b with an address on each end (None: no address).

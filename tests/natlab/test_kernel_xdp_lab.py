@@ -31,6 +31,24 @@ what kernel-offload-xdp = on asserts (docs/KERNEL.md).
 4. kernel-offload-xdp = on with that bridge: uturnd refuses to start, naming the config file, line,
    key and interface, and leaves nothing attached.
 
+test_xdp_redirects_between_veths: a peer on a second veth of srv, ChannelData by XDP_REDIRECT
+between the two veths; then kernel-offload-xdp = off attaches and loads no XDP program.
+
+test_xdp_relays_ipv6: the proof of 1. over IPv6 in a lab of its own (addresses from 2001:db8::/32,
+no DAD, routed, no NAT):
+
+    srv 2001:db8:10::10 (uturnd, listening and relaying on IPv6; XDP and TC on eth0)
+     |
+    rt 2001:db8:10::1 (an XDP_PASS program on its end of srv's veth; IPv6 forwarding)
+     |  2001:db8:11::1          |  2001:db8:12::1
+    cli 2001:db8:11::2         peer 2001:db8:12::2
+
+An IPv6 allocation (REQUESTED-ADDRESS-FAMILY), N ChannelData and N Send / Data indications each
+way with full checksums, byte for byte from the right source, at least 90% relayed by XDP
+(XDP_TX back out of srv's eth0), no redirect failure. Then ChannelData with a UDP checksum of 0
+(UDP_NO_CHECK6_TX) each way: invalid over IPv6, so XDP leaves every one to TC (xdp_passed_csum),
+none is relayed and none arrives, and a checksummed one after them still does.
+
 Needs root (fails without, like every lab test). Skips (exit 77, with the reason) only where the
 kernel path cannot run (kpath_util.kernel_skip_reason), or where the kernel refuses native XDP on
 a veth.
@@ -53,7 +71,8 @@ from lab import Lab  # noqa: E402
 import test_nat_scenarios as scen  # noqa: E402
 from test_nat_scenarios import PASS, PORT, SRV, USER, build  # noqa: E402
 from test_kernel_lab import client_recv, kp_global, recv_from  # noqa: E402
-from uturn import TestFailure, TurnClient, check, relayed_addresses, run, tests_to_run, wait_for  # noqa: E402
+from uturn import (A_REQ_FAMILY, TestFailure, TurnClient, attr, check, relayed_addresses,  # noqa: E402
+                   run, tests_to_run, wait_for)
 import kpath_util  # noqa: E402
 from kpath_util import diff  # noqa: E402
 
@@ -112,7 +131,12 @@ def metric(srv, line_start):
     raise TestFailure("no %s in /metrics" % line_start)
 
 
-def relay_both_ways(tc, relayed, p1, tag):
+def addr(a):
+    """(ip, port) of a socket address of either family (IPv6 ones carry flow info and scope)."""
+    return None if a is None else tuple(a[:2])
+
+
+def relay_both_ways(tc, relayed, p1, tag, server=(SRV, PORT)):
     """N ChannelData client -> peer, then N peer -> client; each must arrive byte for byte."""
     a1 = p1.getsockname()
     bad = []
@@ -120,7 +144,7 @@ def relay_both_ways(tc, relayed, p1, tag):
         data = payload(tag + b">", n)
         tc.channel_data(CHANNEL, data)
         got, src = recv_from(p1, 2)
-        if got != data or src != relayed:
+        if got != data or addr(src) != relayed:
             bad.append(("to peer", n, len(data), None if got is None else len(got), src))
             if len(bad) >= 5:
                 break
@@ -128,7 +152,7 @@ def relay_both_ways(tc, relayed, p1, tag):
         data = payload(tag + b"<", n)
         p1.sendto(data, relayed)
         got = client_recv(tc.sock)
-        if got != ((SRV, PORT), "channel", CHANNEL, data):
+        if got is None or (addr(got[0]),) + got[1:] != (server, "channel", CHANNEL, data):
             bad.append(("to client", n, len(data), got and got[:3], got and len(got[3] or b"")))
             if len(bad) >= 5:
                 break
@@ -136,16 +160,16 @@ def relay_both_ways(tc, relayed, p1, tag):
           "source): %r" % (tag.decode(), a1, bad))
 
 
-def indications_both_ways(tc, relayed, p2, tag):
+def indications_both_ways(tc, relayed, p2, tag, server=(SRV, PORT)):
     """N Send indications to p2 (a permission, no channel), then N datagrams from p2, which reach
     the client as Data indications; each byte for byte, from the right source and peer."""
-    a2 = p2.getsockname()
+    a2 = addr(p2.getsockname())
     bad = []
     for n in range(N):
         data = payload(tag + b"}", n)
         tc.send_indication(a2[0], a2[1], data)
         got, src = recv_from(p2, 2)
-        if got != data or src != relayed:
+        if got != data or addr(src) != relayed:
             bad.append(("to peer", n, len(data), None if got is None else len(got), src))
             if len(bad) >= 5:
                 break
@@ -153,7 +177,7 @@ def indications_both_ways(tc, relayed, p2, tag):
         data = payload(tag + b"{", n)
         p2.sendto(data, relayed)
         got = client_recv(tc.sock)
-        if got != ((SRV, PORT), "data", a2, data):
+        if got is None or (addr(got[0]),) + got[1:] != (server, "data", a2, data):
             bad.append(("to client", n, len(data), got and got[:3], got and len(got[3] or b"")))
             if len(bad) >= 5:
                 break
@@ -411,6 +435,147 @@ def test_xdp_redirects_between_veths():
         check(not xdp_progs, "uturn_xdp loaded with kernel-offload-xdp = off: %s" % xdp_progs)
         u3.stop_clean()
     print("XDP between veths: %.1fs" % (time.monotonic() - t0), flush=True)
+
+# The IPv6 lab: srv and a router on one veth, the client and the peer each on a veth of the router.
+SRV6, RT_SRV6 = "2001:db8:10::10", "2001:db8:10::1"
+CLI6, RT_CLI6 = "2001:db8:11::2", "2001:db8:11::1"
+PEER6, RT_PEER6 = "2001:db8:12::2", "2001:db8:12::1"
+UDP_NO_CHECK6_TX = 101  # linux/udp.h: send IPv6 UDP with a zero checksum
+ZERO = 10  # zero-checksum datagrams each way
+
+
+def zero_checksums(tc, p1, relayed, srv, pid):
+    """ZERO ChannelData each way with a UDP checksum of 0 (invalid over IPv6, RFC 8200 8.1): XDP
+    must leave each one (xdp_passed_csum), none is relayed by XDP or TC, and none arrives; then
+    one with a checksum arrives each way (the path itself still works)."""
+    before = kp_global(srv, pid)
+    for s in (tc.sock, p1):
+        s.setsockopt(socket.SOL_UDP, UDP_NO_CHECK6_TX, 1)
+    try:
+        for n in range(ZERO):
+            tc.channel_data(CHANNEL, payload(b"zero>", n))
+            p1.sendto(payload(b"zero<", n), relayed)
+        # Every one has reached srv (or been lost) when the checksummed ones below come back;
+        # anything of the zero ones that arrives is read first.
+        got_peer, _ = recv_from(p1, 1)
+        got_cli = client_recv(tc.sock, 0.2)
+    finally:
+        for s in (tc.sock, p1):
+            s.setsockopt(socket.SOL_UDP, UDP_NO_CHECK6_TX, 0)
+    check(got_peer is None and got_cli is None,
+          "a datagram with a zero IPv6 UDP checksum was relayed: to the peer %r, to the client %r"
+          % (got_peer and got_peer[:16], got_cli))
+    tc.channel_data(CHANNEL, b"checksummed>")
+    got, src = recv_from(p1, 2)
+    check(got == b"checksummed>" and addr(src) == relayed, "after the zero checksums, the peer got "
+          "%r from %s" % (got, src))
+    p1.sendto(b"checksummed<", relayed)
+    got = client_recv(tc.sock)
+    check(got is not None and (addr(got[0]),) + got[1:] == ((SRV6, PORT), "channel", CHANNEL,
+                                                          b"checksummed<"),
+          "after the zero checksums, the client got %r" % (got,))
+    d = diff(kp_global(srv, pid), before)
+    print("zero checksums: xdp_passed_csum %d, xdp_relayed %d, channeldata in %d out %d (%d zero "
+          "each way, then 1 checksummed)" % (d["xdp_passed_csum"], d["xdp_relayed"],
+                                             d["channeldata_in"], d["channeldata_out"], ZERO),
+          flush=True)
+    check(d["xdp_passed_csum"] >= 2 * ZERO, "XDP left only %d of the %d zero-checksum datagrams "
+          "to TC: %s" % (d["xdp_passed_csum"], 2 * ZERO, d))
+    check(d["xdp_relayed"] <= 2 and d["channeldata_in"] <= 1 and d["channeldata_out"] <= 1,
+          "zero-checksum datagrams relayed by the kernel: %s" % d)
+
+
+def test_xdp_relays_ipv6():
+    """The proof of test_xdp_relays_channeldata_through_nat over IPv6, routed (no NAT):
+
+        srv 2001:db8:10::10 (uturnd, relay on IPv6; XDP and TC on eth0)
+         |
+        rt 2001:db8:10::1 (an XDP_PASS program on its end of srv's veth; forwarding)
+         |  2001:db8:11::1          |  2001:db8:12::1
+        cli 2001:db8:11::2         peer 2001:db8:12::2
+
+    An IPv6 allocation (REQUESTED-ADDRESS-FAMILY), a permission and a channel to the peer; with
+    full checksums from the senders, N ChannelData and N Send / Data indications each way arrive
+    byte for byte from the right source, XDP relays at least 90% (XDP_TX back out of srv's eth0),
+    no redirect fails. Then datagrams with a zero UDP checksum each way: XDP relays none."""
+    t0 = time.monotonic()
+    with Lab() as lab:
+        srv, rt = lab.host("srv", ipv6=True), lab.host("rt", ipv6=True)
+        cli, peer = lab.host("cli", ipv6=True), lab.host("peer", ipv6=True)
+        lab.link(rt, RT_SRV6 + "/64", srv, SRV6 + "/64")
+        lab.link(rt, RT_CLI6 + "/64", cli, CLI6 + "/64")
+        lab.link(rt, RT_PEER6 + "/64", peer, PEER6 + "/64")
+        for host, gw in ((srv, RT_SRV6), (cli, RT_CLI6), (peer, RT_PEER6)):
+            host.route("default", gw)
+        rt.sysctl("net.ipv6.conf.all.forwarding", 1)
+        far_end_xdp_pass(lab, rt, "eth0")
+        # As on a real wire: every datagram carries its full checksum.
+        checksum_offload(cli, "eth0", False)
+        checksum_offload(peer, "eth0", False)
+        try:
+            u = srv.uturnd(["listening-ip = " + SRV6, "listening-port = %d" % PORT,
+                            "relay-ip = " + SRV6, "user = %s:%s" % (USER, PASS),
+                            "realm = uturn.test", "min-port = %d" % scen.MIN_PORT,
+                            "max-port = %d" % scen.MAX_PORT, "relay-threads = 2",
+                            "allowed-peer-ip = " + PEER6, "kernel-offload = on",
+                            "kernel-offload-xdp = on"])
+        except TestFailure as e:
+            # As in the IPv4 test: only the kernel's refusal skips.
+            if "cannot be attached in native mode" not in str(e):
+                raise
+            print("SKIP: the kernel refuses native XDP on a veth: %s" % e, flush=True)
+            return
+        log = u.log()
+        check("XDP program uturn_xdp attached in native mode on eth0 (driver veth)" in log,
+              "no XDP attach line in uturnd's log:\n" + log[-3000:])
+        check(xdp_of(srv, "eth0") is not None, "no XDP program on srv's eth0")
+        got = srv.run(["sysctl", "-n", "net.ipv6.conf.eth0.forwarding"]).stdout.strip()
+        check(got == "0", "srv: net.ipv6.conf.eth0.forwarding is %s, want 0" % got)
+        pid = u.proc.pid
+        with cli.netns():
+            tc = TurnClient(types.SimpleNamespace(host=SRV6, port=PORT), USER, PASS, local=CLI6)
+        with peer.netns():
+            p1 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+            p1.bind((PEER6, 0))
+            p2 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+            p2.bind((PEER6, 0))
+        try:
+            code, _, raw = tc.allocate(extra=attr(A_REQ_FAMILY, bytes([2, 0, 0, 0])),
+                                       raw_response=True)
+            check(code == 0, "IPv6 Allocate: error %s" % code)
+            relayed = relayed_addresses(raw)
+            check(len(relayed) == 1 and relayed[0][0] == SRV6, "relayed addresses %r" % relayed)
+            relayed = relayed[0]
+            a1, a2 = addr(p1.getsockname()), addr(p2.getsockname())
+            check(tc.create_permission(a1, a2)[0] == 0, "CreatePermission for %s, %s" % (a1, a2))
+            check(tc.channel_bind(CHANNEL, *a1)[0] == 0, "ChannelBind %#x" % CHANNEL)
+            before, v0 = kp_global(srv, pid), veth_xdp_stats(srv, "eth0")
+            relay_both_ways(tc, relayed, p1, b"six", (SRV6, PORT))
+            indications_both_ways(tc, relayed, p2, b"six", (SRV6, PORT))
+            d = diff(kp_global(srv, pid), before)
+            tx = veth_xdp_stats(srv, "eth0")["xdp_tx"] - v0["xdp_tx"]
+            print("IPv6: xdp_relayed %d, channeldata in %d out %d, send %d, data %d, XDP_TX %d, "
+                  "xdp_passed_csum %d, redirect_fail %d, pass_route %d"
+                  % (d["xdp_relayed"], d["channeldata_in"], d["channeldata_out"], d["send_in"],
+                     d["data_out"], tx, d["xdp_passed_csum"], d["redirect_fail"],
+                     d["pass_route"]), flush=True)
+            check(d["xdp_relayed"] >= SHARE * 4 * N and d["channeldata_in"] >= SHARE * N and
+                  d["channeldata_out"] >= SHARE * N,
+                  "XDP relayed %d of %d IPv6 datagrams (kp_global growth %s)"
+                  % (d["xdp_relayed"], 4 * N, d))
+            check(d["send_in"] >= SHARE * N and d["data_out"] >= SHARE * N,
+                  "the kernel relayed %d Send and %d Data indications of %d each: %s"
+                  % (d["send_in"], d["data_out"], N, d))
+            check(tx >= SHARE * 4 * N, "srv eth0 sent %d frames by XDP_TX, want %d" % (tx, 4 * N))
+            check(d["redirect_fail"] == 0, "redirect failures: %s" % d)
+            zero_checksums(tc, p1, relayed, srv, pid)
+        finally:
+            for s in (tc, p1, p2):
+                s.close()
+        u.stop_clean()
+        check(not xdp_anywhere(srv), "XDP programs on srv after uturnd stopped: %s"
+              % xdp_anywhere(srv))
+    print("XDP over IPv6: %.1fs" % (time.monotonic() - t0), flush=True)
 
 
 if __name__ == "__main__":
