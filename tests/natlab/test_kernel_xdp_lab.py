@@ -118,6 +118,23 @@ def start_uturnd(srv, xdp, extra=()):
                              "admin-token = " + TOKEN] + list(extra))
 
 
+def xdp_uturnd_or_skip(start):
+    """start() starts a uturnd with kernel-offload-xdp = on in srv. Returns it once its log says
+    uturn_xdp is attached on eth0 in native mode; None, with the SKIP line, only when the kernel
+    refuses native XDP on a veth (any other failure to start is a failure)."""
+    try:
+        u = start()
+    except TestFailure as e:
+        if "cannot be attached in native mode" not in str(e):
+            raise
+        print("SKIP: the kernel refuses native XDP on a veth: %s" % e, flush=True)
+        return None
+    log = u.log()
+    check("XDP program uturn_xdp attached in native mode on eth0 (driver veth)" in log,
+          "no XDP attach line in uturnd's log:\n" + log[-3000:])
+    return u
+
+
 def metric(srv, line_start):
     """The value of the /metrics sample that starts with line_start (uturnd's admin in srv)."""
     with srv.netns():
@@ -251,17 +268,9 @@ def test_xdp_relays_channeldata_through_nat():
         # of srv's eth0 (XDP_TX) is delivered only when that end runs an XDP program: an XDP_PASS
         # one (docs/KERNEL.md).
         far_end_xdp_pass(lab, inet, "eth0")
-        try:
-            u = start_uturnd(srv, "on")
-        except TestFailure as e:
-            # Only the kernel's refusal skips; any other failure to start is a failure.
-            if "cannot be attached in native mode" not in str(e):
-                raise
-            print("SKIP: the kernel refuses native XDP on a veth: %s" % e, flush=True)
+        u = xdp_uturnd_or_skip(lambda: start_uturnd(srv, "on"))
+        if u is None:
             return
-        log = u.log()
-        check("XDP program uturn_xdp attached in native mode on eth0 (driver veth)" in log,
-              "no XDP attach line in uturnd's log:\n" + log[-3000:])
         prog = xdp_of(srv, "eth0")
         check(prog is not None, "no XDP program on srv's eth0:\n%s"
               % srv.ip(["-d", "link", "show", "dev", "eth0"]).stdout)
@@ -512,22 +521,14 @@ def test_xdp_relays_ipv6():
         # As on a real wire: every datagram carries its full checksum.
         checksum_offload(cli, "eth0", False)
         checksum_offload(peer, "eth0", False)
-        try:
-            u = srv.uturnd(["listening-ip = " + SRV6, "listening-port = %d" % PORT,
-                            "relay-ip = " + SRV6, "user = %s:%s" % (USER, PASS),
-                            "realm = uturn.test", "min-port = %d" % scen.MIN_PORT,
-                            "max-port = %d" % scen.MAX_PORT, "relay-threads = 2",
-                            "allowed-peer-ip = " + PEER6, "kernel-offload = on",
-                            "kernel-offload-xdp = on"])
-        except TestFailure as e:
-            # As in the IPv4 test: only the kernel's refusal skips.
-            if "cannot be attached in native mode" not in str(e):
-                raise
-            print("SKIP: the kernel refuses native XDP on a veth: %s" % e, flush=True)
+        conf = ["listening-ip = " + SRV6, "listening-port = %d" % PORT, "relay-ip = " + SRV6,
+                "user = %s:%s" % (USER, PASS), "realm = uturn.test",
+                "min-port = %d" % scen.MIN_PORT, "max-port = %d" % scen.MAX_PORT,
+                "relay-threads = 2", "allowed-peer-ip = " + PEER6, "kernel-offload = on",
+                "kernel-offload-xdp = on"]
+        u = xdp_uturnd_or_skip(lambda: srv.uturnd(conf))
+        if u is None:
             return
-        log = u.log()
-        check("XDP program uturn_xdp attached in native mode on eth0 (driver veth)" in log,
-              "no XDP attach line in uturnd's log:\n" + log[-3000:])
         check(xdp_of(srv, "eth0") is not None, "no XDP program on srv's eth0")
         got = srv.run(["sysctl", "-n", "net.ipv6.conf.eth0.forwarding"]).stdout.strip()
         check(got == "0", "srv: net.ipv6.conf.eth0.forwarding is %s, want 0" % got)
