@@ -35,59 +35,11 @@ volatile const __u32 kpath_owner_pid = 0;
 
 static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
 {
-    void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
-    struct ethhdr *eth = data;
-    if ((void *)(eth + 1) > end)
+    if (parse_frame((void *)(long)skb->data, (void *)(long)skb->data_end, skb->len, p) != 0)
         return -1;
-    struct udphdr *uh;
-    __u32 ulen;
-    if (eth->h_proto == bpf_htons(ETH_P_IP)) {
-        struct iphdr *ip = (void *)(eth + 1);
-        if ((void *)(ip + 1) > end)
-            return -1;
-        /* IP options, fragments (MF or an offset): user space, where the stack reassembles. */
-        if (ip->version != 4 || ip->ihl != 5 || ip->protocol != IPPROTO_UDP ||
-            (ip->frag_off & bpf_htons(0x3fff)))
-            return -1;
-        uh = (void *)(ip + 1);
-        if ((void *)(uh + 1) > end)
-            return -1;
-        __u32 tot = bpf_ntohs(ip->tot_len);
-        ulen = bpf_ntohs(uh->len);
-        if (ulen < 8 || tot != ulen + 20 || ETH_HLEN + tot > skb->len)
-            return -1;
-        p->family = 4;
-        p->src[0] = ip->saddr;
-        p->dst[0] = ip->daddr;
-        p->src[1] = p->src[2] = p->src[3] = 0;
-        p->dst[1] = p->dst[2] = p->dst[3] = 0;
-        p->l4 = ETH_HLEN + 20;
-    } else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
-        struct ipv6hdr *ip6 = (void *)(eth + 1);
-        if ((void *)(ip6 + 1) > end)
-            return -1;
-        /* Extension headers: user space. */
-        if (ip6->version != 6 || ip6->nexthdr != IPPROTO_UDP)
-            return -1;
-        uh = (void *)(ip6 + 1);
-        if ((void *)(uh + 1) > end)
-            return -1;
-        ulen = bpf_ntohs(uh->len);
-        if (ulen < 8 || ulen != bpf_ntohs(ip6->payload_len) || ETH_HLEN + 40 + ulen > skb->len)
-            return -1;
-        /* A zero UDP checksum is invalid over IPv6: the stack drops it, as it would unchanged. */
-        if (uh->check == 0)
-            return -1;
-        p->family = 6;
-        __builtin_memcpy(p->src, &ip6->saddr, 16);
-        __builtin_memcpy(p->dst, &ip6->daddr, 16);
-        p->l4 = ETH_HLEN + 40;
-    } else {
+    /* A zero UDP checksum is invalid over IPv6: the stack drops it, as it would unchanged. */
+    if (p->family == 6 && p->ucheck == 0)
         return -1;
-    }
-    p->sport = uh->source;
-    p->dport = uh->dest;
-    p->plen = ulen - 8;
     return 0;
 }
 
@@ -161,14 +113,10 @@ static __always_inline int route(struct __sk_buff *skb, struct kp_scratch *s, co
  * CHECKSUM_PARTIAL datagram does (udp4_hwcsum: the folded sum of addresses, protocol and length)?
  * A full checksum equals it only if the rest sums to zero (1 in 65535 datagrams; those lose a
  * checksum that says nothing the seed did not). */
-static __always_inline int seed_only(struct __sk_buff *skb, const struct pkt *p)
+static __always_inline int seed_only(const struct pkt *p)
 {
-    void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
-    struct udphdr *uh = data + (p->l4 & 0x7f);
-    if ((void *)(uh + 1) > end)
-        return 0;
     __u64 s = (__u64)p->src[0] + p->dst[0] + bpf_htons(IPPROTO_UDP) + bpf_htons(p->plen + 8);
-    return uh->check == fold(s);
+    return p->ucheck == fold(s);
 }
 
 /* IPv4 ChannelData from a local client to a local destination (a peer, or a media server, on
@@ -214,7 +162,7 @@ static __always_inline int local_ok(struct __sk_buff *skb, const struct pkt *p,
                                     const struct kpath_c2p_val *v, __u32 tail)
 {
     return p->family == 4 && tail == 0 && skb->ifindex == KP_LOOPBACK_IFINDEX &&
-           *(const __u32 *)v->relay_ip != 0 && seed_only(skb, p);
+           *(const __u32 *)v->relay_ip != 0 && seed_only(p);
 }
 
 /* Rewrite the datagram as `o` says and send it on. The caller filled s->old + 8 (framing that

@@ -7,8 +7,11 @@
 #define UTURN_KPATH_COMMON_BPF_H
 
 #include <linux/bpf.h>
+#include <linux/if_ether.h>
 #include <linux/in.h>
 #include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/udp.h>
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
@@ -143,6 +146,72 @@ static __always_inline __u16 fold(__u64 s)
     s = (s & 0xffff) + (s >> 16);
     s = (s & 0xffff) + (s >> 16);
     return (__u16)s;
+}
+
+/* The eth/IP/UDP headers of a packet of `len` bytes whose first bytes are at data..end (the TC
+ * program's skb may hold more than its linear part; XDP's frame is all there), for both programs:
+ * 0 with p filled, or -1 for anything left to the stack unchanged: not IP/UDP, IP options or
+ * fragments (the stack reassembles), IPv6 extension headers, lengths that do not add up, and an
+ * IPv4 header whose checksum is wrong (the stack would drop it; the rewrite writes a fresh
+ * checksum, which would hide the damage). */
+static __always_inline int parse_frame(void *data, void *end, __u32 len, struct pkt *p)
+{
+    struct ethhdr *eth = data;
+    if ((void *)(eth + 1) > end)
+        return -1;
+    struct udphdr *uh;
+    __u32 ulen;
+    if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+        struct iphdr *ip = (void *)(eth + 1);
+        if ((void *)(ip + 1) > end)
+            return -1;
+        if (ip->version != 4 || ip->ihl != 5 || ip->protocol != IPPROTO_UDP ||
+            (ip->frag_off & bpf_htons(0x3fff)))
+            return -1;
+        __u16 *w = (__u16 *)ip;
+        __u64 is = 0;
+#pragma unroll
+        for (int i = 0; i < 10; i++)
+            is += w[i];
+        if (fold(is) != 0xffff)
+            return -1;
+        uh = (void *)(ip + 1);
+        if ((void *)(uh + 1) > end)
+            return -1;
+        __u32 tot = bpf_ntohs(ip->tot_len);
+        ulen = bpf_ntohs(uh->len);
+        if (ulen < 8 || tot != ulen + 20 || ETH_HLEN + tot > len)
+            return -1;
+        p->family = 4;
+        p->src[0] = ip->saddr;
+        p->dst[0] = ip->daddr;
+        p->src[1] = p->src[2] = p->src[3] = 0;
+        p->dst[1] = p->dst[2] = p->dst[3] = 0;
+        p->l4 = ETH_HLEN + 20;
+    } else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+        struct ipv6hdr *ip6 = (void *)(eth + 1);
+        if ((void *)(ip6 + 1) > end)
+            return -1;
+        if (ip6->version != 6 || ip6->nexthdr != IPPROTO_UDP)
+            return -1;
+        uh = (void *)(ip6 + 1);
+        if ((void *)(uh + 1) > end)
+            return -1;
+        ulen = bpf_ntohs(uh->len);
+        if (ulen < 8 || ulen != bpf_ntohs(ip6->payload_len) || ETH_HLEN + 40 + ulen > len)
+            return -1;
+        p->family = 6;
+        __builtin_memcpy(p->src, &ip6->saddr, 16);
+        __builtin_memcpy(p->dst, &ip6->daddr, 16);
+        p->l4 = ETH_HLEN + 40;
+    } else {
+        return -1;
+    }
+    p->sport = uh->source;
+    p->dport = uh->dest;
+    p->ucheck = uh->check;
+    p->plen = ulen - 8;
+    return 0;
 }
 
 /* Does a peer -> client entry claim a datagram from `peer` to `relay` (a live channel or allocation

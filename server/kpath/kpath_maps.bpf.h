@@ -90,6 +90,7 @@ struct pkt {
     __u32 src[4];
     __u32 dst[4];
     __u16 sport, dport; /* network order */
+    __u16 ucheck;       /* the UDP checksum field as received */
     __u8 family;        /* 4 or 6 */
 };
 

@@ -329,68 +329,11 @@ fail:
     return XDP_DROP;
 }
 
-/* eth/IP/UDP of a frame, as kpath.bpf.c parse() for an skb: 0, or -1 for anything it does not
- * take (not IP/UDP, a VLAN tag, IP options, fragments, extension headers, a bad IPv4 header
- * checksum, lengths that do not add up). */
+/* eth/IP/UDP of a frame (parse_frame(); a VLAN tag is not IP). */
 static __always_inline int kpx_parse(struct xdp_md *ctx, struct pkt *p)
 {
     void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
-    struct ethhdr *eth = data;
-    if ((void *)(eth + 1) > end)
-        return -1;
-    struct udphdr *uh;
-    __u32 ulen, len = (__u32)(end - data);
-    if (eth->h_proto == bpf_htons(ETH_P_IP)) {
-        struct iphdr *ip = (void *)(eth + 1);
-        if ((void *)(ip + 1) > end)
-            return -1;
-        if (ip->version != 4 || ip->ihl != 5 || ip->protocol != IPPROTO_UDP ||
-            (ip->frag_off & bpf_htons(0x3fff)))
-            return -1;
-        /* The stack drops a bad header checksum; we rewrite the header, so check it first. */
-        __u16 *w = (__u16 *)ip;
-        __u64 is = 0;
-#pragma unroll
-        for (int i = 0; i < 10; i++)
-            is += w[i];
-        if (fold(is) != 0xffff)
-            return -1;
-        uh = (void *)(ip + 1);
-        if ((void *)(uh + 1) > end)
-            return -1;
-        __u32 tot = bpf_ntohs(ip->tot_len);
-        ulen = bpf_ntohs(uh->len);
-        if (ulen < 8 || tot != ulen + 20 || ETH_HLEN + tot > len)
-            return -1;
-        p->family = 4;
-        p->src[0] = ip->saddr;
-        p->dst[0] = ip->daddr;
-        p->src[1] = p->src[2] = p->src[3] = 0;
-        p->dst[1] = p->dst[2] = p->dst[3] = 0;
-        p->l4 = ETH_HLEN + 20;
-    } else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
-        struct ipv6hdr *ip6 = (void *)(eth + 1);
-        if ((void *)(ip6 + 1) > end)
-            return -1;
-        if (ip6->version != 6 || ip6->nexthdr != IPPROTO_UDP)
-            return -1;
-        uh = (void *)(ip6 + 1);
-        if ((void *)(uh + 1) > end)
-            return -1;
-        ulen = bpf_ntohs(uh->len);
-        if (ulen < 8 || ulen != bpf_ntohs(ip6->payload_len) || ETH_HLEN + 40 + ulen > len)
-            return -1;
-        p->family = 6;
-        __builtin_memcpy(p->src, &ip6->saddr, 16);
-        __builtin_memcpy(p->dst, &ip6->daddr, 16);
-        p->l4 = ETH_HLEN + 40;
-    } else {
-        return -1;
-    }
-    p->sport = uh->source;
-    p->dport = uh->dest;
-    p->plen = ulen - 8;
-    return 0;
+    return parse_frame(data, end, (__u32)(end - data), p);
 }
 
 /* RFC 8656 §11.4 and §12.6, as the TC program's p2c(): a peer's datagram to a relayed address,

@@ -189,6 +189,15 @@ UNIT_TEST(send_to_peer_v4) { send_to_peer(4); }
 UNIT_TEST(send_to_peer_v6) { send_to_peer(6); }
 
 /* What the program must leave to user space, unchanged. */
+/* Write the IPv4 header checksum of frame x (a header of hl bytes) afresh. */
+static void ip4_fix(uint8_t *x, size_t hl)
+{
+    x[KPT_ETH + 10] = x[KPT_ETH + 11] = 0;
+    uint16_t c = kpt_fin16(kpt_sum16(x + KPT_ETH, hl, 0));
+    x[KPT_ETH + 10] = (uint8_t)(c >> 8);
+    x[KPT_ETH + 11] = (uint8_t)c;
+}
+
 static void passes(int family)
 {
     kpt_world_t w = kpt_world(family);
@@ -285,11 +294,14 @@ static void passes(int family)
     inn = kpt_build(in, &w.client, &w.server, pl, pn, 0);
     uint8_t x[KPT_MAXPKT];
     if (family == 4) {
+        /* Each shape with a good header checksum, so that the shape is what is refused. */
         memcpy(x, in, inn);
         x[KPT_ETH + 6] = 0x20; /* MF: a first fragment */
+        ip4_fix(x, 20);
         kpt_check_passed("fragment", x, inn);
         memcpy(x, in, inn);
         x[KPT_ETH + 7] = 0x10; /* offset */
+        ip4_fix(x, 20);
         kpt_check_passed("later fragment", x, inn);
         /* IP options: ihl 6 with a NOP word. */
         memcpy(x, in, KPT_ETH + 20);
@@ -297,7 +309,12 @@ static void passes(int family)
         memset(x + KPT_ETH + 20, 1, 4);
         memcpy(x + KPT_ETH + 24, in + KPT_ETH + 20, inn - KPT_ETH - 20);
         x[KPT_ETH + 3] += 4;
+        ip4_fix(x, 24);
         kpt_check_passed("IP options", x, inn + 4);
+        /* A damaged IPv4 header: the stack drops it; a rewrite's fresh checksum would hide it. */
+        memcpy(x, in, inn);
+        x[KPT_ETH + 11] ^= 1;
+        kpt_check_passed("bad IP header checksum", x, inn);
     } else {
         /* A hop-by-hop extension header in front of UDP. */
         memcpy(x, in, KPT_ETH + 40);
