@@ -10,8 +10,6 @@
 
 #include <hiredis/hiredis.h>
 
-/* A loopback TCP port nobody holds right now, or -1. */
-int redis_server_free_port(void);
 /* Start redis-server on 127.0.0.1:`port` (with `--requirepass pass` unless pass is NULL) and wait
  * up to 10 s until it answers PING. Returns its pid, or -1 with the reason on stderr. */
 pid_t redis_server_start(int port, const char *pass);

@@ -21,6 +21,7 @@
 #include <microhttpd.h>
 
 #include "admin_int.h"
+#include "free_port.h"
 #include "log.h"
 #include "redis_server.h"
 #include "server.h"
@@ -104,22 +105,6 @@ int64_t admin_env_now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* A loopback port nobody holds right now. */
-static int free_port(int type)
-{
-    struct sockaddr_in sin;
-    socklen_t len = sizeof(sin);
-    int fd = socket(AF_INET, type | SOCK_CLOEXEC, 0);
-    memset(&sin, 0, sizeof(sin));
-    sin.sin_family = AF_INET;
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&sin, sizeof(sin)) != 0 ||
-        getsockname(fd, (struct sockaddr *)&sin, &len) != 0)
-        abort();
-    close(fd);
-    return ntohs(sin.sin_port);
 }
 
 /* ---- TURN clients of our own (RFC 8656 §7-§12, long-term credentials RFC 8489 §9.2) ---- */
@@ -405,9 +390,9 @@ static void start(void)
 {
     char err[512];
     cfg_cli_t cli;
-    snprintf(port_arg, sizeof(port_arg), "--listening-port=%d", free_port(SOCK_DGRAM));
-    snprintf(admin_arg, sizeof(admin_arg), "--admin-listen=127.0.0.1:%d", free_port(SOCK_STREAM));
-    int redis_port = redis_server_free_port();
+    snprintf(port_arg, sizeof(port_arg), "--listening-port=%d", test_free_port());
+    snprintf(admin_arg, sizeof(admin_arg), "--admin-listen=127.0.0.1:%d", test_free_port());
+    int redis_port = test_free_port();
     redis_start(redis_port);
     /* With a user, a password and a database, so AUTH and SELECT run too. */
     snprintf(redis_arg, sizeof(redis_arg), "--redis-userdb=redis://fuzz:fuzzpass@127.0.0.1:%d/2",

@@ -15,8 +15,8 @@ import struct
 import subprocess
 import time
 
-from uturn import (UTURND, TestFailure, Uturnd, attr, check, fingerprint_ok, get_attr, message,
-                   parse, run, tid, udp_transact_from, xor_address)
+from uturn import (UTURND, TestFailure, Uturnd, attr, check, fingerprint_ok, free_ports, get_attr,
+                   message, parse, run, tid, udp_transact_from, xor_address)
 
 A1, A2 = "127.0.0.1", "127.0.0.2"
 A_MAPPED, A_CHANGE, A_ERROR, A_UNKNOWN, A_XOR_MAPPED = 0x0001, 0x0003, 0x0009, 0x000A, 0x0020
@@ -24,32 +24,8 @@ A_PADDING, A_RESPONSE_PORT, A_ORIGIN, A_OTHER = 0x0026, 0x0027, 0x802B, 0x802C
 CHANGE_IP, CHANGE_PORT = 0x4, 0x2
 
 
-def _free(ip, port):
-    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-        s = socket.socket(socket.AF_INET, kind)
-        try:
-            s.bind((ip, port))
-        except OSError:
-            return False
-        finally:
-            s.close()
-    return True
-
-
-def free_port_pair():
-    """P such that P and P+1 are free for UDP and TCP on both A1 and A2."""
-    for _ in range(200):
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.bind((A1, 0))
-        p = s.getsockname()[1]
-        s.close()
-        if p < 65535 and all(_free(ip, q) for ip in (A1, A2) for q in (p, p + 1)):
-            return p
-    raise TestFailure("no free port pair")
-
-
 def server(conf=(), threads=2):
-    p = free_port_pair()
+    p = free_ports((A1, A2), 2)  # the port and the alternate port (port + 1)
     return Uturnd(conf=["listening-ip = %s" % A2, "rfc5780"] + list(conf), port=p, threads=threads)
 
 
@@ -307,7 +283,7 @@ def test_startup_checks():
     rc, out = run_check(["--listening-ip", A1, "--listening-ip", A2, "--rfc5780"])
     check(rc == 0, "valid rfc5780 config refused: %s" % out)
     # alt-listening-port set: the server listens there on both addresses.
-    p = free_port_pair()
+    p = free_ports((A1, A2), 2)  # the port and the alternate port (port + 1)
     alt = p + 1
     with Uturnd(conf=["listening-ip = %s" % A2, "rfc5780", "alt-listening-port = %d" % alt],
                 port=p) as u:

@@ -6,6 +6,7 @@ here are a small client of our own (RFC 8489 encoding with zlib's CRC-32), used 
 third-party clients (turnutils_*), never instead of them.
 """
 import os
+import random
 import re
 import signal
 import socket
@@ -50,24 +51,64 @@ def make_cert(path_prefix, cn):
     return cert, key
 
 
+_given_ports = set()
+_port_rng = random.SystemRandom()  # not the tests' seeded random: parallel runs must differ
+
+
+def _control_port_span():
+    """Where tests take the ports of their own listeners: from 20000 to just below the kernel's
+    ephemeral range (net.ipv4.ip_local_port_range, 32768 by default), where no connect() and no
+    bind to port 0 lands, and below every relay range the tests configure (40000 and up). An
+    ephemeral port found by binding port 0 and closing can be taken by any connection (the
+    daemon's own Redis connections, a client) before the daemon binds it."""
+    high = 32767
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            high = min(high, int(f.read().split()[0]) - 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 20000, high
+
+
+def free_ports(hosts=("127.0.0.1",), count=1):
+    """P such that P .. P+count-1 are free for both UDP and TCP on every host (the daemon binds
+    both), and not handed out before by this process."""
+    low, high = _control_port_span()
+    for _ in range(2000):
+        if high - count + 1 - low >= 100:
+            port = _port_rng.randint(low, high - count + 1)
+        else:  # no room below the ephemeral range: take one the kernel picks
+            s = socket.socket(socket.AF_INET6 if ":" in hosts[0] else socket.AF_INET,
+                              socket.SOCK_DGRAM)
+            s.bind((hosts[0], 0))
+            port = s.getsockname()[1]
+            s.close()
+            if port + count - 1 > 65535:
+                continue
+        span = range(port, port + count)
+        if any(p in _given_ports for p in span):
+            continue
+        if all(_bindable(h, p, kind) for h in hosts for p in span
+               for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM)):
+            _given_ports.update(span)
+            return port
+    raise TestFailure("no free port")
+
+
+def _bindable(host, port, kind):
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, kind)
+    try:
+        s.bind((host, port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
 def free_port(host="127.0.0.1"):
     """A port free for both UDP and TCP on host (the daemon binds both)."""
-    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
-    for _ in range(200):
-        t = socket.socket(fam, socket.SOCK_STREAM)
-        t.bind((host, 0))
-        port = t.getsockname()[1]
-        u = socket.socket(fam, socket.SOCK_DGRAM)
-        try:
-            u.bind((host, port))
-        except OSError:
-            t.close()
-            u.close()
-            continue
-        t.close()
-        u.close()
-        return port
-    raise TestFailure("no free port")
+    return free_ports((host,), 1)
 
 
 def wait_for(cond, timeout, what, interval=0.02):

@@ -25,6 +25,7 @@
 
 #include "creds_fixture.h"
 #include "creds_redis.h"
+#include "free_port.h"
 #include "redis_server.h"
 #include "util.h"
 
@@ -91,7 +92,7 @@ static int redis_up(void)
 {
     if (!redis_tried) {
         redis_tried = 1;
-        redis_port = redis_server_free_port();
+        redis_port = test_free_port();
         redis_pid = redis_server_start(redis_port, NULL);
         CHECK(redis_pid > 0);
         prov = redis_pid > 0 ? redis_server_connect(redis_port) : NULL;
@@ -593,7 +594,7 @@ UNIT_TEST_TIMEOUT(timeout, 120)
 /* AUTH (password, and an ACL user limited to what we use) and SELECT, on a second server. */
 UNIT_TEST(auth_db)
 {
-    int port = redis_server_free_port();
+    int port = test_free_port();
     char url[128], kname[128];
     uint8_t key[16];
     char hex[33];
@@ -682,7 +683,7 @@ UNIT_TEST_TIMEOUT(kill_restart, 120)
 UNIT_TEST(down_at_start)
 {
     char db[64];
-    snprintf(db, sizeof(db), "ip=127.0.0.1 port=%d", redis_server_free_port());
+    snprintf(db, sizeof(db), "ip=127.0.0.1 port=%d", test_free_port());
     const char *kv[] = {"realm",
                         REALM,
                         "user",
