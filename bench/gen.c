@@ -34,21 +34,12 @@ int main(int argc, char **argv)
         m_send = strcmp(mode, "send") == 0;
     if (!m_raw && !m_chan && !m_send)
         bench_die("unknown --mode %s", mode);
-    struct sockaddr_in to, peer;
-    bench_addr(bench_opt(argc, argv, "--to", "127.0.0.1:3478"), &to);
-    bench_addr(bench_opt(argc, argv, "--peer", "127.0.0.1:9"), &peer);
-    size_t size = (size_t)bench_optf(argc, argv, "--size", 100);
-    double rate = bench_optf(argc, argv, "--rate", 0);
-    double seconds = bench_optf(argc, argv, "--seconds", 3);
-    int batch = (int)bench_optf(argc, argv, "--batch", 32);
-    if (size < 1 || size > 1400 || batch < 1 || batch > MAXBATCH)
-        bench_die("bad --size or --batch");
-    uint64_t *cnt = bench_counters(bench_opt(argc, argv, "--stats", NULL));
-    bench_deadline(seconds + 15);
+    turnc_gen_opts_t g;
+    turnc_gen_opts(argc, argv, 32, MAXBATCH, &g);
 
     turnc_pool_t *p;
-    int fd = turnc_bench_client(argc, argv, &to, &peer, m_raw, m_chan, &p);
-    if (connect(fd, (struct sockaddr *)&to, sizeof(to)) != 0)
+    int fd = turnc_bench_client(argc, argv, &g.to, &g.peer, m_raw, m_chan, &p);
+    if (connect(fd, (struct sockaddr *)&g.to, sizeof(g.to)) != 0)
         bench_die("connect: %s", strerror(errno));
     printf("ready relayed=%s\n", p ? bench_addr_str(&p->s[0].relayed) : "-");
     fflush(stdout);
@@ -58,15 +49,10 @@ int main(int argc, char **argv)
     size_t len;
     if (m_send) {
         size_t h = turnc_send_ind_hdrlen();
-        memset(pkt + h, 0xab, size);
-        len = turnc_send_ind(pkt, &peer, size);
+        memset(pkt + h, 0xab, g.size);
+        len = turnc_send_ind(pkt, &g.peer, g.size);
     } else {
-        pkt[0] = 0x40; /* channel 0x4000; in raw mode just the same bytes */
-        pkt[1] = 0x00;
-        pkt[2] = (uint8_t)(size >> 8);
-        pkt[3] = (uint8_t)size;
-        memset(pkt + 4, 0xab, size);
-        len = size + 4;
+        len = turnc_chan_data(pkt, g.size);
     }
     /* --gso K: one sendmmsg slot carries K datagrams that the kernel cuts (UDP_SEGMENT), so the
      * generator spends less of the shared core on system calls. */
@@ -82,17 +68,17 @@ int main(int argc, char **argv)
     }
     static struct iovec iov[MAXBATCH];
     static struct mmsghdr mm[MAXBATCH];
-    for (int i = 0; i < batch; i++) {
+    for (int i = 0; i < g.batch; i++) {
         iov[i] = (struct iovec){pkt, len * (size_t)gso};
         mm[i].msg_hdr = (struct msghdr){.msg_iov = &iov[i], .msg_iovlen = 1};
     }
 
-    uint64_t t0 = bench_now_ns(), end = t0 + (uint64_t)(seconds * 1e9);
+    uint64_t t0 = bench_now_ns(), end = t0 + (uint64_t)(g.seconds * 1e9);
     uint64_t sent = 0, errors = 0, now = t0;
     while ((now = bench_now_ns()) < end) {
-        int want = batch;
-        if (rate > 0) {
-            double due = (rate * (double)(now - t0) / 1e9 - (double)sent) / gso;
+        int want = g.batch;
+        if (g.rate > 0) {
+            double due = (g.rate * (double)(now - t0) / 1e9 - (double)sent) / gso;
             if (due < 1) {
                 bench_sleep_ns(20000);
                 continue;
@@ -109,9 +95,9 @@ int main(int argc, char **argv)
             continue;
         }
         sent += (uint64_t)s * (uint64_t)gso;
-        bench_cset(cnt, BENCH_C_PACKETS, sent);
-        bench_cset(cnt, BENCH_C_BYTES, sent * len);
-        bench_cset(cnt, BENCH_C_STAMP_NS, now);
+        bench_cset(g.cnt, BENCH_C_PACKETS, sent);
+        bench_cset(g.cnt, BENCH_C_BYTES, sent * len);
+        bench_cset(g.cnt, BENCH_C_STAMP_NS, now);
     }
     double el = (double)(now - t0) / 1e9;
     printf("done sent=%llu seconds=%.3f pps=%.0f wire_bytes=%zu send_errors=%llu\n",

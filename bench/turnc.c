@@ -104,6 +104,30 @@ static void mb_integrity(mb_t *m, const uint8_t key[16])
 
 size_t turnc_send_ind_hdrlen(void) { return 20 + 12 + 4; }
 
+size_t turnc_chan_data(uint8_t *out, size_t size)
+{
+    out[0] = 0x40;
+    out[1] = 0x00;
+    out[2] = (uint8_t)(size >> 8);
+    out[3] = (uint8_t)size;
+    memset(out + 4, 0xab, size);
+    return size + 4;
+}
+
+void turnc_gen_opts(int argc, char **argv, int def_batch, int max_batch, turnc_gen_opts_t *o)
+{
+    bench_addr(bench_opt(argc, argv, "--to", "127.0.0.1:3478"), &o->to);
+    bench_addr(bench_opt(argc, argv, "--peer", "127.0.0.1:9"), &o->peer);
+    o->size = (size_t)bench_optf(argc, argv, "--size", 100);
+    o->rate = bench_optf(argc, argv, "--rate", 0);
+    o->seconds = bench_optf(argc, argv, "--seconds", 3);
+    o->batch = (int)bench_optf(argc, argv, "--batch", def_batch);
+    if (o->size < 1 || o->size > 1400 || o->batch < 1 || o->batch > max_batch)
+        bench_die("bad --size or --batch");
+    o->cnt = bench_counters(bench_opt(argc, argv, "--stats", NULL));
+    bench_deadline(o->seconds + 15);
+}
+
 size_t turnc_send_ind(uint8_t *out, const struct sockaddr_in *peer, size_t len)
 {
     static uint32_t seq;

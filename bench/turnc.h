@@ -116,6 +116,18 @@ int turnc_poll(turnc_pool_t *p, uint64_t timeout_ns);
 /* Run until no operation is in flight or the deadline passes; returns 0 when all finished. */
 int turnc_run(turnc_pool_t *p, uint64_t deadline_ns);
 
+/* The options gen and xgen share: --to (default 127.0.0.1:3478), --peer (127.0.0.1:9), --size
+ * (1..1400, default 100), --rate (0: as fast as it goes), --seconds (3), --batch (1..max_batch,
+ * default def_batch) and --stats; then the tool's deadline is armed. Dies on a bad value. */
+typedef struct {
+    struct sockaddr_in to, peer;
+    size_t size;
+    double rate, seconds;
+    int batch;
+    uint64_t *cnt;
+} turnc_gen_opts_t;
+void turnc_gen_opts(int argc, char **argv, int def_batch, int max_batch, turnc_gen_opts_t *o);
+
 /* The one-client setup of gen and xgen: raw (1): a UDP socket on 127.0.0.1, port 40000-48999, *p
  * NULL; else one session to `server` (--user/--pass from argv) with a permission for `peer` and,
  * with want_chan, channel 0x4000, ready within 5 s or the tool dies. Returns the socket. */
@@ -129,5 +141,8 @@ void turnc_bench_client_end(turnc_pool_t *p, int fd);
  * out + hdrlen; returns the message length. `hdrlen` is written by turnc_send_ind_hdrlen(). */
 size_t turnc_send_ind_hdrlen(void);
 size_t turnc_send_ind(uint8_t *out, const struct sockaddr_in *peer, size_t len);
+/* ChannelData on channel 0x4000 with `size` bytes of 0xab (raw mode sends the same bytes straight
+ * to the sink); returns its length, size + 4. */
+size_t turnc_chan_data(uint8_t *out, size_t size);
 
 #endif

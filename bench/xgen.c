@@ -137,18 +137,11 @@ int main(int argc, char **argv)
     int m_raw = strcmp(mode, "raw") == 0, m_chan = strcmp(mode, "chan") == 0;
     if (!m_raw && !m_chan)
         bench_die("unknown --mode %s (raw or chan)", mode);
-    struct sockaddr_in to, peer;
-    bench_addr(bench_opt(argc, argv, "--to", "127.0.0.1:3478"), &to);
-    bench_addr(bench_opt(argc, argv, "--peer", "127.0.0.1:9"), &peer);
-    size_t size = (size_t)bench_optf(argc, argv, "--size", 100);
-    double rate = bench_optf(argc, argv, "--rate", 0);
-    double seconds = bench_optf(argc, argv, "--seconds", 3);
-    int batch = (int)bench_optf(argc, argv, "--batch", 256);
+    turnc_gen_opts_t g;
+    turnc_gen_opts(argc, argv, 256, 65536, &g);
     int kbatch = (int)bench_optf(argc, argv, "--kbatch", 64);
-    if (size < 1 || size > 1400 || batch < 1 || batch > 65536 || kbatch < 1 || kbatch > 256)
-        bench_die("bad --size, --batch or --kbatch");
-    uint64_t *cnt = bench_counters(bench_opt(argc, argv, "--stats", NULL));
-    bench_deadline(seconds + 15);
+    if (kbatch < 1 || kbatch > 256)
+        bench_die("bad --kbatch");
     int ifindex = (int)if_nametoindex("lo");
     if (!ifindex)
         bench_die("no lo in this network namespace");
@@ -171,7 +164,7 @@ int main(int argc, char **argv)
     }
 
     turnc_pool_t *p;
-    int fd = turnc_bench_client(argc, argv, &to, &peer, m_raw, 1, &p);
+    int fd = turnc_bench_client(argc, argv, &g.to, &g.peer, m_raw, 1, &p);
     /* The frames come from our socket's address: it stays open (and bound) while we inject. */
     struct sockaddr_in me;
     socklen_t mlen = sizeof(me);
@@ -179,13 +172,8 @@ int main(int argc, char **argv)
         bench_die("getsockname: %s", strerror(errno));
 
     static uint8_t pay[1500], frame[2048];
-    pay[0] = 0x40; /* channel 0x4000; in raw mode just the same bytes */
-    pay[1] = 0x00;
-    pay[2] = (uint8_t)(size >> 8);
-    pay[3] = (uint8_t)size;
-    memset(pay + 4, 0xab, size);
-    size_t len = size + 4;
-    size_t flen = build_frame(frame, &me, &to, pay, len);
+    size_t len = turnc_chan_data(pay, g.size);
+    size_t flen = build_frame(frame, &me, &g.to, pay, len);
 
     /* With a ctx, the kernel takes the frame's length from data_end. */
     struct xdp_md md = {.data_end = (__u32)flen, .ingress_ifindex = (__u32)ifindex};
@@ -200,7 +188,7 @@ int main(int argc, char **argv)
            bench_addr_str(&me), flen);
     fflush(stdout);
 
-    uint64_t t0 = bench_now_ns(), end = t0 + (uint64_t)(seconds * 1e9);
+    uint64_t t0 = bench_now_ns(), end = t0 + (uint64_t)(g.seconds * 1e9);
     uint64_t sent = 1, errors = 0, calls = 0, now = t0;
     double c0 = cpu_s();
     /* Paced: one call per `chunk` frames (what --rate brings in --chunk-us, at least 1, at most
@@ -209,17 +197,17 @@ int main(int argc, char **argv)
      * calls of a few frames would cost the core more than the frames. A NIC hands on its frames
      * in bursts too (a NAPI poll takes up to 64). */
     double chunk_us = bench_optf(argc, argv, "--chunk-us", 1000);
-    double chunk = rate > 0 ? rate * chunk_us / 1e6 : batch;
+    double chunk = g.rate > 0 ? g.rate * chunk_us / 1e6 : g.batch;
     if (chunk < 1)
         chunk = 1;
-    if (chunk > batch)
-        chunk = batch;
+    if (chunk > g.batch)
+        chunk = g.batch;
     while ((now = bench_now_ns()) < end) {
-        int want = batch;
-        if (rate > 0) {
-            double due = rate * (double)(now - t0) / 1e9 - (double)sent;
+        int want = g.batch;
+        if (g.rate > 0) {
+            double due = g.rate * (double)(now - t0) / 1e9 - (double)sent;
             if (due < chunk) {
-                bench_sleep_ns((uint64_t)((chunk - due) / rate * 1e9));
+                bench_sleep_ns((uint64_t)((chunk - due) / g.rate * 1e9));
                 continue;
             }
             if (due < want)
@@ -234,9 +222,9 @@ int main(int argc, char **argv)
             continue;
         }
         sent += (uint64_t)want;
-        bench_cset(cnt, BENCH_C_PACKETS, sent);
-        bench_cset(cnt, BENCH_C_BYTES, sent * len);
-        bench_cset(cnt, BENCH_C_STAMP_NS, now);
+        bench_cset(g.cnt, BENCH_C_PACKETS, sent);
+        bench_cset(g.cnt, BENCH_C_BYTES, sent * len);
+        bench_cset(g.cnt, BENCH_C_STAMP_NS, now);
     }
     double el = (double)(now - t0) / 1e9, cpu = cpu_s() - c0;
     printf("done sent=%llu seconds=%.3f pps=%.0f wire_bytes=%zu send_errors=%llu calls=%llu "
