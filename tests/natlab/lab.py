@@ -29,6 +29,7 @@ import ipaddress
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -259,6 +260,18 @@ class Host:
                 _setns(own)
         finally:
             os.close(own)
+
+
+    def udp_socket(self, ip, port=0):
+        """A UDP socket bound to ip:port (0: any) in this host's namespace, where it stays."""
+        with self.netns():
+            s = socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                s.bind((ip, port))
+            except OSError:
+                s.close()
+                raise
+        return s
 
 
 class Lab:

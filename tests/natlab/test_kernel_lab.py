@@ -203,11 +203,7 @@ def _turn_client(srv, cli, lan, peer, kernel):
     host."""
     with cli.netns():
         tc = TurnClient(types.SimpleNamespace(host=SRV, port=PORT), USER, PASS, local=lan)
-    with peer.netns():
-        p1 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        p1.bind((PEER, 0))
-        p2 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        p2.bind((PEER, 0))
+    p1, p2 = peer.udp_socket(PEER), peer.udp_socket(PEER)
     try:
         code, _, raw = tc.allocate(raw_response=True)
         check(code == 0, "Allocate from clia: error %s" % code)

@@ -242,9 +242,7 @@ def session(cli, lan, peer, peer_ip):
     peer: (client, relayed address, peer socket)."""
     with cli.netns():
         tc = TurnClient(types.SimpleNamespace(host=SRV, port=PORT), USER, PASS, local=lan)
-    with peer.netns():
-        p1 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        p1.bind((peer_ip, 0))
+    p1 = peer.udp_socket(peer_ip)
     code, _, raw = tc.allocate(raw_response=True)
     check(code == 0, "Allocate from %s: error %s" % (cli.name, code))
     relayed = relayed_addresses(raw)
@@ -276,9 +274,7 @@ def test_xdp_relays_channeldata_through_nat():
               % srv.ip(["-d", "link", "show", "dev", "eth0"]).stdout)
         pid = u.proc.pid
         tc, relayed, p1 = session(cli, lan, peer, PEER)
-        with peer.netns():
-            p2 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            p2.bind((PEER, 0))
+        p2 = peer.udp_socket(PEER)
         try:
             check(tc.create_permission(p2.getsockname())[0] == 0, "CreatePermission for p2")
             # 1. Full checksums from the senders (as from a real wire): XDP relays, back out of
@@ -535,11 +531,7 @@ def test_xdp_relays_ipv6():
         pid = u.proc.pid
         with cli.netns():
             tc = TurnClient(types.SimpleNamespace(host=SRV6, port=PORT), USER, PASS, local=CLI6)
-        with peer.netns():
-            p1 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-            p1.bind((PEER6, 0))
-            p2 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-            p2.bind((PEER6, 0))
+        p1, p2 = peer.udp_socket(PEER6), peer.udp_socket(PEER6)
         try:
             code, _, raw = tc.allocate(extra=attr(A_REQ_FAMILY, bytes([2, 0, 0, 0])),
                                        raw_response=True)

@@ -29,7 +29,6 @@ ways for 2 s uses the _stream one, and either kind must be forgotten after TIMEO
 Needs root and the conntrack tool (scripts/deps.sh test); fails (never skips) without them.
 """
 import os
-import socket
 import sys
 import time
 from types import SimpleNamespace
@@ -177,9 +176,7 @@ def test_udp_timeout_idle_client_loses_path_keepalive_keeps_it():
         srv, nat, hosts, u = build(lab)
         clients, peer = [], None
         try:
-            with srv.netns():
-                peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                peer.bind((PEER, PEER_PORT))
+            peer = srv.udp_socket(PEER, PEER_PORT)
             for host, lan in hosts:
                 c = Client(host, lan)
                 clients.append(c)
